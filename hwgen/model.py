@@ -1,0 +1,107 @@
+"""``hwgen.load(path) -> Model``: an imported, streamlined model and its golden execution."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnx
+
+from . import golden
+from .frontend.importer import import_model
+from .frontend.read import read_model
+from .ir import Graph, Node
+from .ir.graph import is_int
+from .passes import streamline
+
+HOST_OPS = ("Quantize", "Dequantize")
+
+
+@dataclass(frozen=True)
+class Layer:
+    """One row of the layer table (``hwgen check``)."""
+
+    name: str
+    op: str                         # IR op
+    source_ops: tuple[str, ...]     # ONNX ops it implements
+    input_shape: tuple[int, ...]
+    output_shape: tuple[int, ...]
+    input_type: str
+    output_type: str
+    acc_bits: int | None            # accumulator width (bits) of MatMul/Conv/SumPool/AddScaled outputs
+    macs: int                       # multiply-accumulates per sample
+    runs_on: str                    # "host" or "hardware"
+
+    def as_dict(self) -> dict:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in self.__dict__.items()}
+
+
+class Model:
+    """A quantized model imported into hwgen's integer IR.
+
+    ``imported`` is the graph as imported (requantizers as float32 chains); ``graph`` the streamlined integer
+    graph (thresholds) that hardware implements. Both give bit-identical results.
+    """
+
+    def __init__(self, onnx_model: onnx.ModelProto, path: Path | None = None):
+        self.path = path
+        self.onnx_model = onnx_model
+        self.imported: Graph = import_model(onnx_model)
+        self.graph: Graph = streamline(self.imported)
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return self.graph.tensors[self.graph.inputs[0]].shape
+
+    @property
+    def output_shape(self) -> tuple[int, ...]:
+        return self.graph.tensors[self.graph.outputs[0]].shape
+
+    def run(self, x: np.ndarray) -> np.ndarray:
+        """Float32 outputs for a batch ``x`` of shape (N, *input_shape[1:]); shape (N, *output_shape[1:])."""
+        return golden.run(self.graph, x)[self.graph.outputs[0]]
+
+    def run_codes(self, x: np.ndarray) -> np.ndarray:
+        """Integer codes (int64) of the last hardware layer: what the output dequantizer reads."""
+        env = golden.run(self.graph, x, keep=True)
+        return env[self.graph.producer(self.graph.outputs[0]).inputs[0]]
+
+    def codes(self, x: np.ndarray, graph: Graph | None = None) -> dict[str, np.ndarray]:
+        """Integer codes of every quantized activation, keyed by the ONNX tensor that holds them."""
+        graph = graph or self.graph
+        env = golden.run(graph, x, keep=True)
+        return {t.source: env[name] for name, t in graph.tensors.items()
+                if t.source is not None and is_int(t.dtype)}
+
+    @property
+    def layers(self) -> list[Layer]:
+        graph = self.graph
+        rows = []
+        for node in graph.nodes:
+            tin = graph.tensors[node.inputs[0]]
+            tout = graph.tensors[node.outputs[0]]
+            acc_bits = tout.dtype.bits if node.op in ("MatMul", "Conv", "SumPool", "AddScaled") else None
+            rows.append(Layer(node.name, node.op, node.source_ops, tin.shape, tout.shape, str(tin.dtype),
+                              str(tout.dtype), acc_bits, _macs(node, tout.shape),
+                              "host" if node.op in HOST_OPS else "hardware"))
+        return rows
+
+    def check(self) -> dict:
+        """Support report: every op is supported (or loading would have failed) and the layer table."""
+        return {"supported": True, "issues": [], "layers": [layer.as_dict() for layer in self.layers]}
+
+
+def _macs(node: Node, out_shape: tuple[int, ...]) -> int:
+    if node.op == "MatMul":
+        weight = node.attrs["weight"]
+        return int(np.prod(out_shape[1:-1], dtype=np.int64)) * weight.size
+    if node.op == "Conv":
+        weight = node.attrs["weight"]
+        return int(np.prod(out_shape[2:])) * weight.size
+    return 0
+
+
+def load(path: str | Path) -> Model:
+    """Read, validate, import and streamline an ONNX model; raises :class:`hwgen.HwgenError` on bad input."""
+    path = Path(path)
+    return Model(read_model(path), path)

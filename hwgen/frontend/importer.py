@@ -208,11 +208,13 @@ class Importer:
         shape = input_shape(inp)
         self.tensors[inp.name] = Tensor(inp.name, shape, FLOAT32, source=inp.name)
         self.values[inp.name] = FloatIn(inp.name, shape)
-        self._precheck(graph)
+        reported = self._precheck(graph)
         order = topological_order(graph)
         assert order is not None  # read.validate refused cycles
         for index in order:
             node = graph.node[index]
+            if index in reported:
+                continue
             self._node = node
             ins = [self.values[n] if n else None for n in node.input]
             if any(isinstance(v, Poison) for v in ins):
@@ -231,13 +233,16 @@ class Importer:
         return Graph(inputs=(inp.name,), outputs=tuple(outputs), nodes=tuple(self.nodes), tensors=self.tensors,
                      name=graph.name or "model")
 
-    def _precheck(self, graph: onnx.GraphProto) -> None:
-        """Unknown op types are reported even when an earlier problem poisons their inputs."""
+    def _precheck(self, graph: onnx.GraphProto) -> set[int]:
+        """Report unknown op types even where an earlier problem poisons their inputs; their indices."""
+        reported = set()
         for index, node in enumerate(graph.node):
             if node.op_type not in HANDLERS and node.op_type not in FOLDABLE:
                 self.issues.append(NodeIssue(node.name or f"#{index}", node.op_type, "op type is not supported",
                                              f"supported: {', '.join(sorted(HANDLERS))}"))
                 self.values.update({o: POISON for o in node.output})
+                reported.add(index)
+        return reported
 
     # -------------------------------------------------------------------------------------------- emission
     @property

@@ -74,9 +74,6 @@ def check_tensor_data(tensor: TensorProto, where: str) -> None:
     if any(d < 0 for d in tensor.dims):
         raise HwgenError(f"{where}: negative dimension in shape {tuple(tensor.dims)}")
     declared = int(np.prod([int(d) for d in tensor.dims], dtype=object)) if tensor.dims else 1
-    if declared > MAX_ELEMENTS:
-        raise HwgenError(f"{where}: declared shape {tuple(tensor.dims)} has {declared} elements, beyond hwgen's "
-                         f"limit of {MAX_ELEMENTS}")
     if tensor.data_location == TensorProto.EXTERNAL:
         raise HwgenError(f"{where}: stored in an external data file; save the model with its weights inside")
     if tensor.HasField("raw_data"):
@@ -92,6 +89,9 @@ def check_tensor_data(tensor: TensorProto, where: str) -> None:
     if held != declared:
         raise HwgenError(f"{where}: declared shape {tuple(tensor.dims)} ({declared} elements) but it holds "
                          f"{held} elements of data")
+    if declared > MAX_ELEMENTS:
+        raise HwgenError(f"{where}: declared shape {tuple(tensor.dims)} has {declared} elements, beyond hwgen's "
+                         f"limit of {MAX_ELEMENTS}")
 
 
 def _check_connectivity(graph: onnx.GraphProto) -> None:

@@ -1,0 +1,204 @@
+"""The ``hwgen`` command line (Typer). Every command is a thin layer over the Python API.
+
+Bad input exits with status 2 and a short message naming the problem and the place; ``--debug`` shows the
+traceback. Output files are written atomically (temporary file, then rename): nothing half-written on failure.
+"""
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator, Optional
+
+import numpy as np
+import typer
+from rich import box
+from rich.console import Console
+from rich.table import Table
+
+from . import __version__
+from .errors import HwgenError, UnsupportedModelError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="hwgen: quantized neural networks (ONNX) to bit-exact hardware.")
+console = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 120)
+STATE = {"debug": False}
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"hwgen {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_options(debug: bool = typer.Option(False, "--debug", help="Show Python tracebacks on errors."),
+                 version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                              help="Print the version and exit.")) -> None:
+    STATE["debug"] = debug
+
+
+def fail(message: str) -> None:
+    """Print an error (no wrapping, at most three lines) and exit 2."""
+    lines = message.strip().splitlines() or ["error"]
+    typer.echo("error: " + "\n".join(lines[:3]), err=True)
+    raise typer.Exit(2)
+
+
+@contextmanager
+def user_errors() -> Iterator[None]:
+    try:
+        yield
+    except HwgenError as exc:
+        if STATE["debug"]:
+            raise
+        fail(str(exc))
+
+
+@contextmanager
+def atomic_path(path: Path) -> Iterator[Path]:
+    """A temporary path beside ``path`` that replaces it only if the block succeeds."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix or ".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def load_array(path: Path, what: str) -> np.ndarray:
+    """A .npy file, refused with a clear message if missing or not an array."""
+    if not path.is_file():
+        raise HwgenError(f"{what} {path}: no such file")
+    try:
+        return np.load(path, allow_pickle=False)
+    except Exception as exc:
+        raise HwgenError(f"{what} {path}: not a .npy array ({str(exc).splitlines()[0][:120]})") from exc
+
+
+def save_array(path: Path, array: np.ndarray) -> None:
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as handle:
+            np.save(handle, array)
+
+
+def _short(name: str, width: int = 32) -> str:
+    """Long exporter names: keep the head (module path) and the tail (op), elide the middle."""
+    if len(name) <= width:
+        return name
+    head = (width - 1) * 2 // 3
+    return name[:head] + "…" + name[-(width - 1 - head):]
+
+
+def _shape(shape: tuple[int, ...]) -> str:
+    return "×".join(str(d) for d in shape[1:]) or "scalar"
+
+
+@app.command()
+def check(model: Path = typer.Argument(..., help="Quantized ONNX model (QONNX, QCDQ or onnxruntime QDQ).")) -> None:
+    """Import MODEL and print its layer table; exit 2 listing every unsupported node."""
+    from .model import load
+
+    try:
+        loaded = load(model)
+    except UnsupportedModelError as exc:
+        if STATE["debug"]:
+            raise
+        table = Table(title=f"{model}: {len(exc.issues)} unsupported node(s)")
+        for column in ("node", "op", "why", "hint"):
+            table.add_column(column)
+        for issue in exc.issues:
+            table.add_row(issue.node, issue.op_type, issue.why, issue.hint)
+        Console(stderr=True, soft_wrap=True).print(table)
+        raise typer.Exit(2)
+    except HwgenError as exc:
+        if STATE["debug"]:
+            raise
+        fail(str(exc))
+        return
+    table = Table(title=f"{model.name}: {len(loaded.layers)} layers, all supported", box=box.SIMPLE_HEAD,
+                  pad_edge=False)
+    for column in ("layer", "op", "shape", "types", "acc", "MACs", "on"):
+        table.add_column(column, no_wrap=True, overflow="ellipsis")
+    for layer in loaded.layers:
+        table.add_row(_short(layer.name), layer.op,
+                      f"{_shape(layer.input_shape)}→{_shape(layer.output_shape)}",
+                      f"{layer.input_type}→{layer.output_type}", "" if layer.acc_bits is None else str(layer.acc_bits),
+                      str(layer.macs) if layer.macs else "", "host" if layer.runs_on == "host" else "hw")
+    console.print(table)
+
+
+@app.command()
+def golden(model: Path = typer.Argument(..., help="Quantized ONNX model."),
+           inputs: Path = typer.Option(..., "--inputs", help="N samples stacked on the batch axis (.npy)."),
+           output: Path = typer.Option(..., "--output", help="Where to write the outputs (.npy)."),
+           int_output: bool = typer.Option(False, "--int-output",
+                                           help="Write the last layer's integer codes instead of floats."),
+           labels: Optional[Path] = typer.Option(None, "--labels",
+                                                 help="Class labels (.npy): also print top-1 accuracy.")) -> None:
+    """Run the golden model on INPUTS and write OUTPUT ((N, *output_shape[1:]) float32)."""
+    from .model import load
+
+    with user_errors():
+        loaded = load(model)
+        x = load_array(inputs, "inputs")
+        y = load_array(labels, "labels") if labels is not None else None
+        if y is not None and y.shape != (x.shape[0],):
+            raise HwgenError(f"labels {labels}: shape {y.shape}, expected ({x.shape[0]},) to match the inputs")
+        floats = loaded.run(x)
+        result = loaded.run_codes(x) if int_output else floats
+        save_array(output, result)
+    console.print(f"wrote {output} {tuple(result.shape)} {result.dtype}")
+    if y is not None:
+        accuracy = float(np.mean(floats.reshape(len(x), -1).argmax(-1) == y))
+        console.print(f"golden top-1 accuracy: {100 * accuracy:.2f}% on {len(x)} samples")
+
+
+@app.command()
+def quantize(model: Path = typer.Argument(..., help="Float ONNX model."),
+             calib: Path = typer.Option(..., "--calib", help="Calibration inputs (.npy, N samples)."),
+             output: Path = typer.Option(..., "-o", "--output", help="Quantized QDQ ONNX model to write."),
+             labels: Optional[Path] = typer.Option(None, "--labels", help="Labels (.npy) for --eval inputs."),
+             eval_inputs: Optional[Path] = typer.Option(None, "--eval", help="Evaluation inputs (.npy)."),
+             bits: int = typer.Option(8, "--bits", help="Weight and activation bits (2..8).")) -> None:
+    """Post-training quantization: symmetric per-channel weights, per-tensor activations from calibration."""
+    import onnx
+
+    from .frontend.read import read_model
+    from .quantize import quantize_model
+
+    with user_errors():
+        if (labels is None) != (eval_inputs is None):
+            raise HwgenError("--labels and --eval go together")
+        float_model = read_model(model)
+        x = load_array(calib, "calibration inputs")
+        try:
+            qmodel, report = quantize_model(float_model, x, weight_bits=bits, act_bits=bits)
+        except ValueError as exc:
+            raise HwgenError(str(exc)) from exc
+        with atomic_path(output) as tmp:
+            onnx.save(qmodel, tmp)
+        console.print(f"wrote {output}: {len(report.layers)} quantized tensors")
+        if labels is not None and eval_inputs is not None:
+            from .model import load
+            from .quantize import float_outputs
+
+            ex, ey = load_array(eval_inputs, "evaluation inputs"), load_array(labels, "labels")
+            float_acc = float(np.mean(float_outputs(float_model, ex).argmax(-1) == ey))
+            quant_acc = float(np.mean(load(output).run(ex).argmax(-1) == ey))
+            console.print(f"accuracy: float {100 * float_acc:.2f}%  int{bits} {100 * quant_acc:.2f}%  "
+                          f"drop {100 * (float_acc - quant_acc):.2f} points")
+
+
+def main() -> None:
+    """Console-script entry point."""
+    try:
+        app()
+    except KeyboardInterrupt:
+        typer.echo("interrupted", err=True)
+        sys.exit(130)

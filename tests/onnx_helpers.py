@@ -1,0 +1,43 @@
+"""Small QONNX graphs written with onnx.helper, for error-path and pass tests."""
+from __future__ import annotations
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+QONNX = "qonnx.custom_op.general"
+
+
+def const(name: str, value) -> onnx.TensorProto:
+    return numpy_helper.from_array(np.asarray(value, dtype=np.float32), name)
+
+
+def quant(name: str, x: str, out: str, scale: str, zp: str, bits: str, signed: int = 1, narrow: int = 0):
+    return helper.make_node("Quant", [x, scale, zp, bits], [out], name=name, domain=QONNX, signed=signed,
+                            narrow=narrow, rounding_mode="ROUND")
+
+
+def mlp(k: int = 8, n: int = 4, *, act_scale: float = 0.05, act_bits: float = 8, weight_bits: float = 4,
+        extra_nodes: list | None = None, output: str = "y", seed: int = 0, input_dims=None) -> onnx.ModelProto:
+    """x → Quant → Gemm(quantized W, bias) → Relu → Quant(4 bit, unsigned) → y."""
+    rng = np.random.default_rng(seed)
+    inits = [const("s_in", act_scale), const("zp", 0.0), const("b_in", act_bits), const("w", rng.normal(size=(n, k))),
+             const("s_w", 0.1), const("b_w", weight_bits), const("bias", rng.normal(size=n)),
+             const("s_out", 0.1), const("b_out", 4.0)]
+    nodes = [quant("quant_in", "x", "xq", "s_in", "zp", "b_in"),
+             quant("quant_w", "w", "wq", "s_w", "zp", "b_w", narrow=1),
+             helper.make_node("Gemm", ["xq", "wq", "bias"], ["acc"], name="fc", transB=1),
+             helper.make_node("Relu", ["acc"], ["r"], name="relu"),
+             quant("quant_out", "r", "y", "s_out", "zp", "b_out", signed=0)] + (extra_nodes or [])
+    dims = input_dims if input_dims is not None else [1, k]
+    graph = helper.make_graph(nodes, "mlp", [helper.make_tensor_value_info("x", TensorProto.FLOAT, dims)],
+                              [helper.make_tensor_value_info(output, TensorProto.FLOAT, [1, n])], inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid(QONNX, 1)])
+
+
+def set_init(model: onnx.ModelProto, name: str, value) -> onnx.ModelProto:
+    for i, init in enumerate(model.graph.initializer):
+        if init.name == name:
+            model.graph.initializer[i].CopyFrom(const(name, value))
+            return model
+    raise KeyError(name)

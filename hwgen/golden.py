@@ -51,7 +51,7 @@ def _axis(node: Node) -> int | None:
 
 @executes("Quantize")
 def _quantize(node: Node, ins: list[np.ndarray]) -> np.ndarray:
-    value = ins[0]
+    value = ins[0].reshape((ins[0].shape[0],) + tuple(node.attrs["shape"][1:]))
     for op in node.attrs["pre"]:
         value = op.apply(value, None)
     return node.attrs["quantizer"].quantize(value, _axis(node))

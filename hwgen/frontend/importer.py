@@ -273,7 +273,8 @@ class Importer:
             raise Unsupported("per-channel quantizer on a tensor without a channel axis")
         source = names[-1]
         if isinstance(src, FloatIn):
-            out, bounds = self.emit("Quantize", [src.tensor], {"pre": src.ops, "quantizer": q, "axis": value_axis},
+            out, bounds = self.emit("Quantize", [src.tensor], {"pre": src.ops, "quantizer": q, "axis": value_axis,
+                                                                "shape": src.shape},
                                     src.shape, value_axis, [], "q", source, q.dtype)
         else:
             if src.chain.channels > 1 and src.axis != value_axis:
@@ -400,11 +401,7 @@ def _quant_target(imp: Importer, x: Value, q: Quantizer, axis: int | None, names
 
 
 def _ndim(x: Value) -> int:
-    if isinstance(x, (Const,)):
-        return np.asarray(x.value).ndim
-    if isinstance(x, QConst):
-        return x.codes.ndim
-    return len(x.shape)
+    return len(_shape_of(x))
 
 
 @handles("Quant", "IntQuant")
@@ -829,6 +826,22 @@ def _global_avgpool(imp: Importer, node, ins, attrs) -> list[Value]:
     return [_sum_pool(imp, x, (x.shape[2], x.shape[3]), (1, 1), (0, 0, 0, 0), False, True)]
 
 
+@handles("ReduceMean")
+def _reduce_mean(imp: Importer, node, ins, attrs) -> list[Value]:
+    x = imp.codes_of(ins[0], "ReduceMean input")
+    axes = attrs.get("axes")
+    if axes is None and len(ins) > 1 and ins[1] is not None:
+        axes = [int(a) for a in np.asarray(_const(ins[1], "ReduceMean axes")).reshape(-1)]
+    rank = len(x.shape)
+    if rank != 4 or axes is None or sorted(a % rank for a in axes) != [2, 3]:
+        raise Unsupported(f"ReduceMean over axes {axes} of a rank-{rank} tensor; only the spatial mean (axes 2, 3 "
+                          "of NCHW, a global average pool) is supported")
+    pooled = _sum_pool(imp, x, (x.shape[2], x.shape[3]), (1, 1), (0, 0, 0, 0), False, True)
+    if attrs.get("keepdims", 1):
+        return [pooled]
+    return [_reshape_value(imp, pooled, pooled.shape[:2], "ReduceMean")]
+
+
 @handles("GlobalMaxPool")
 def _global_maxpool(imp: Importer, node, ins, attrs) -> list[Value]:
     x = ins[0]
@@ -850,11 +863,13 @@ def _reshape_value(imp: Importer, x: Value, new_shape: tuple[int, ...], op: str)
                        zero_point=zp.reshape(view) if axis is not None else zp)
     if isinstance(x, Codes):
         x = imp.quantize(x.source, x.quantizer, x.axis, x.names)
-    if not isinstance(x, IntVal):
+    if not isinstance(x, (IntVal, FloatIn)):
         raise Unsupported(f"{op} of a tensor that is not quantized", "reshape after the input quantizer")
     if new_shape[0] != x.shape[0] or math.prod(new_shape) != math.prod(x.shape):
         raise Unsupported(f"{op} {x.shape} → {new_shape} mixes the batch axis into the data",
                           "keep the batch axis first")
+    if isinstance(x, FloatIn):         # host side: the input quantizer reshapes its input
+        return replace(x, shape=new_shape)
     if new_shape == x.shape:
         return x
     axis = _axis_after_reshape(x.shape, new_shape, x.axis) if x.chain.channels > 1 else \
@@ -884,6 +899,8 @@ def _target_shape(shape: tuple[int, ...], spec: np.ndarray, allowzero: bool) -> 
 
 
 def _shape_of(x: Value) -> tuple[int, ...]:
+    if isinstance(x, Const):
+        return np.asarray(x.value).shape
     if isinstance(x, QConst):
         return x.codes.shape
     if isinstance(x, Codes):

@@ -12,18 +12,13 @@ from modelzoo import NAMES, build
 from reference import code_ranges, run_reference
 
 
-@pytest.fixture(scope="session")
-def zoo_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("modelzoo")
-
-
 def test_names_are_unique() -> None:
     assert len(set(NAMES)) == len(NAMES) >= 14
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_model_builds_and_runs(name: str, zoo_cache: Path) -> None:
-    zoo = build(name, zoo_cache)
+def test_model_builds_and_runs(name: str, zoo_dir: Path) -> None:
+    zoo = build(name, zoo_dir)
     assert zoo.name == name and zoo.path.is_file()
     assert zoo.inputs.dtype == np.float32 and 16 <= len(zoo.inputs) <= 64
     n = len(zoo.inputs)
@@ -43,7 +38,8 @@ def test_model_builds_and_runs(name: str, zoo_cache: Path) -> None:
         assert len(np.unique(codes)) > 1, tensor
 
 
-def test_build_reuses_cache(zoo_cache: Path) -> None:
+def test_build_reuses_cache(tmp_path: Path) -> None:
+    zoo_cache = tmp_path
     first = build(NAMES[0], zoo_cache)
     mtime = first.path.stat().st_mtime_ns
     again = build(NAMES[0], zoo_cache)

@@ -138,6 +138,6 @@ def test_multithreshold_matches_requant_in_graph(bits: int) -> None:
     model = set_init(mlp(), "b_out", float(bits))
     loaded = hwgen.Model(model)
     assert [n.op for n in loaded.graph.nodes] == ["Quantize", "MatMul", "MultiThreshold", "Dequantize"]
-    assert loaded.graph.nodes[2].attrs["thresholds"].shape == (1, 2 ** bits - 1)
+    assert loaded.graph.nodes[2].attrs["thresholds"].shape == (4, 2 ** bits - 1)   # per-channel bias
     x = (np.random.default_rng(bits).normal(size=(256, 8)) * 4).astype(F32)
     np.testing.assert_array_equal(loaded.codes(x, loaded.imported)["y"], loaded.codes(x)["y"])

@@ -1,0 +1,329 @@
+"""IR → systolic program, memory images and exact cycle model.
+
+The streamlined IR of a model is a chain ``Quantize → (MatMul → MultiThreshold?)+ → Dequantize``: the host
+quantizes inputs, the array runs every GEMM with its requantization, and the host dequantizes what the last layer
+leaves (accumulators, or codes if it ends in a threshold). Weights, thresholds and the program are data loaded
+at run time, so one generated array runs any model whose weights fit its scratchpads.
+
+Memory layout (``R`` rows, ``C`` columns):
+
+- activations: bank ``m % R``, word ``base + (m // R) · words + k // C``, lane ``k % C``; layers alternate
+  between two regions (ping-pong);
+- weights: bank ``n % C``, word ``w_base + (n // C) · kp + k``; ``K`` padded to ``kp`` (multiple of ``C``) with 0;
+- thresholds: lane ``n % C``, slot ``slot_base + n // C``, heap order over the search stages (see requant.py);
+- outputs (accumulators of a last layer without threshold): bank ``m % R``, word ``(m // R) · words + n // C``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from math import ceil
+
+import numpy as np
+
+from ...errors import HwgenError
+from ...ir import BipolarType, Graph, Node
+from ...passes.analysis import value_bounds
+from .config import SystolicConfig
+from .controller import INSTRUCTION, INSTRUCTION_CHUNKS
+from .top import ACTIVATIONS, OUTPUTS, PROGRAM, THRESHOLDS, WEIGHTS
+
+HOST_OPS = ("Quantize", "Dequantize")
+
+
+@dataclass(frozen=True)
+class GemmLayer:
+    """One layer as the array runs it: ``(x - zx) @ weight`` then thresholds (or passthrough)."""
+
+    name: str                            # the IR MatMul node's name
+    weight: np.ndarray                   # (K, N) int64
+    zx: int
+    thresholds: np.ndarray | None        # (N or 1, L) ascending, descending channels already negated
+    negate: np.ndarray | None            # (N or 1,) bool
+    base: int
+    step: int
+    acc_range: tuple[int, int]
+    in_bits: int                         # signed bits the input codes need
+    out_bits: int                        # signed bits the output codes need (accumulator if passthrough)
+    requant: str | None                  # the IR MultiThreshold node's name, if any
+
+    @property
+    def k(self) -> int:
+        return self.weight.shape[0]
+
+    @property
+    def n(self) -> int:
+        return self.weight.shape[1]
+
+    @property
+    def search_bits(self) -> int:
+        return 0 if self.thresholds is None else max(1, int(self.thresholds.shape[1]).bit_length())
+
+
+def _signed_bits(lo: int, hi: int) -> int:
+    """Bits of a two's-complement value holding every integer in [lo, hi]."""
+    return max((-min(lo, 0) - 1).bit_length(), max(hi, 0).bit_length()) + 1
+
+
+def gemm_layers(graph: Graph) -> list[GemmLayer]:
+    """The chain of GEMM layers of ``graph``; refuses (naming the node) anything the array does not run yet."""
+    bounds = value_bounds(graph)
+    nodes = [n for n in graph.nodes if n.op not in HOST_OPS]
+    quantize = [n for n in graph.nodes if n.op == "Quantize"]
+    if len(graph.outputs) != 1:
+        raise HwgenError(f"the systolic array runs single-output models; this one has {len(graph.outputs)}")
+    layers: list[GemmLayer] = []
+    index = 0
+    while index < len(nodes):
+        node = nodes[index]
+        if node.op != "MatMul":
+            raise HwgenError(f"node '{node.name}' ({node.op}): the systolic array runs MatMul layers with "
+                             "threshold requantization; this op is not supported on it yet")
+        src = graph.tensors[node.inputs[0]]
+        if len(src.shape) != 2:
+            raise HwgenError(f"node '{node.name}' (MatMul): input shape {src.shape}; the systolic array takes 2-D "
+                             "(batch, features) inputs")
+        in_lo, in_hi = int(np.min(bounds[node.inputs[0]][0])), int(np.max(bounds[node.inputs[0]][1]))
+        acc_lo, acc_hi = int(np.min(bounds[node.outputs[0]][0])), int(np.max(bounds[node.outputs[0]][1]))
+        requant: Node | None = None
+        if index + 1 < len(nodes) and nodes[index + 1].op == "MultiThreshold" \
+                and nodes[index + 1].inputs[0] == node.outputs[0]:
+            requant = nodes[index + 1]
+            index += 1
+        elif index + 1 < len(nodes):
+            nxt = nodes[index + 1]
+            raise HwgenError(f"node '{nxt.name}' ({nxt.op}): the systolic array needs a threshold requantizer "
+                             "between MatMul layers")
+        index += 1
+        thresholds = negate = None
+        base, step = 0, 1
+        if requant is not None:
+            t = requant.attrs["thresholds"].astype(np.int64)
+            negate = requant.attrs["descending"].astype(bool)
+            thresholds = np.where(negate[:, None], -t[:, ::-1], t)
+            base, step = int(requant.attrs["base"]), int(requant.attrs["step"])
+            dtype = requant.attrs["quantizer"].dtype
+            out_bits = _signed_bits(dtype.min, dtype.max) if not isinstance(dtype, BipolarType) else 2
+        else:
+            out_bits = _signed_bits(acc_lo, acc_hi)
+        layers.append(GemmLayer(node.name, node.attrs["weight"].astype(np.int64), int(node.attrs["x_zero_point"]),
+                                thresholds, negate, base, step, (acc_lo, acc_hi), _signed_bits(in_lo, in_hi),
+                                out_bits, requant.name if requant else None))
+    if not layers or not quantize:
+        raise HwgenError("the model has no GEMM layer to run on the systolic array")
+    for prev, nxt in zip(layers, layers[1:]):
+        if prev.requant is None:
+            raise HwgenError(f"node '{prev.name}' (MatMul): only the last layer may skip requantization")
+        if prev.n != nxt.k:
+            raise HwgenError(f"node '{nxt.name}' (MatMul): takes {nxt.k} features but the layer before gives "
+                             f"{prev.n}")
+    return layers
+
+
+def default_config(layers: list[GemmLayer], rows: int = 8, cols: int = 8, dataflow: str = "os",
+                   batch: int = 64, **overrides) -> SystolicConfig:
+    """The smallest configuration that runs ``layers`` on ``batch`` samples per run; ``overrides`` win."""
+    kp = [ceil(layer.k / cols) * cols for layer in layers]
+    words = max(max(k // cols for k in kp), max(ceil(layer.n / cols) for layer in layers))
+    m_tiles = ceil(batch / rows)
+    stored = [layer.in_bits for layer in layers] + [layer.out_bits for layer in layers if layer.requant]
+    a_bits = max(stored) - 1
+    w_bits = max(_signed_bits(int(layer.weight.min()), int(layer.weight.max())) for layer in layers)
+    search = max([layer.search_bits for layer in layers] + [1])
+    last = layers[-1]
+    cfg = SystolicConfig(
+        rows=rows, cols=cols, dataflow=dataflow, a_bits=max(1, a_bits), w_bits=w_bits, k_max=max(kp),
+        out_bits=search, act_depth=2 * m_tiles * words,
+        weight_depth=sum(ceil(layer.n / cols) * k for layer, k in zip(layers, kp)),
+        slot_depth=max(1, sum(ceil(layer.n / cols) for layer in layers if layer.thresholds is not None)),
+        out_depth=m_tiles * ceil(last.n / cols) if last.requant is None else 1,
+        prog_depth=len(layers))
+    return replace(cfg, **overrides) if overrides else cfg
+
+
+@dataclass(frozen=True)
+class Program:
+    """A compiled model for one configuration: memory images, instructions and where results land."""
+
+    cfg: SystolicConfig
+    layers: tuple[GemmLayer, ...]
+    weights: list[tuple[int, int, int, int, int]]          # load rows: (target, bank, addr, lane, value)
+    thresholds: list[tuple[int, int, int, int, int]]
+    batch: int                                             # samples per run (capacity)
+    buffers: tuple[int, int]                               # activation region bases (ping, pong)
+
+    def kp(self, layer: GemmLayer) -> int:
+        return ceil(layer.k / self.cfg.cols) * self.cfg.cols
+
+    def instructions(self, samples: int) -> list[dict]:
+        """The program for a run of ``samples`` (≤ batch) samples."""
+        cfg = self.cfg
+        m_tiles = ceil(samples / cfg.rows)
+        result, slot_base, w_base = [], 0, 0
+        for index, layer in enumerate(self.layers):
+            kp = self.kp(layer)
+            n_tiles = ceil(layer.n / cfg.cols)
+            last = index == len(self.layers) - 1
+            passthrough = layer.thresholds is None
+            result.append({
+                "m_tiles": m_tiles, "n_tiles": n_tiles, "kp": kp, "period": self.period(kp),
+                "in_base": self.buffers[index % 2], "kp_words": kp // cfg.cols,
+                "out_base": 0 if passthrough else self.buffers[(index + 1) % 2],
+                "out_words": n_tiles, "w_base": w_base, "slot_base": slot_base, "zx": layer.zx,
+                "base": layer.base, "step": layer.step, "passthrough": int(passthrough), "last_layer": int(last)})
+            w_base += n_tiles * kp
+            slot_base += 0 if passthrough else n_tiles
+        return result
+
+    def period(self, kp: int) -> int:
+        """Cycles between tile starts: the feed's kp reads, or the drain of the tile before (see controller)."""
+        return max(kp, 2 * self.cfg.rows + self.cfg.cols - 1)
+
+    def predict_cycles(self, samples: int) -> int:
+        """Exact start → done cycles of one run of ``samples`` samples (equals the RTL's cycle counter)."""
+        cfg = self.cfg
+        fixed = 2 * cfg.rows + cfg.cols + cfg.search_stages + 2
+        total = 0
+        for instr in self.instructions(samples):
+            tiles = instr["m_tiles"] * instr["n_tiles"]
+            total += (tiles - 1) * instr["period"] + instr["kp"] + fixed
+        return total
+
+    def program_rows(self, samples: int) -> list[tuple[int, int, int, int, int]]:
+        rows = []
+        for address, instr in enumerate(self.instructions(samples)):
+            word = pack_instruction(instr)
+            for chunk in range(INSTRUCTION_CHUNKS):
+                rows.append((PROGRAM, 0, address, chunk, (word >> (32 * chunk)) & 0xFFFFFFFF))
+        return rows
+
+    def input_rows(self, codes: np.ndarray) -> list[tuple[int, int, int, int, int]]:
+        """Load rows placing input codes (samples × K) in the first activation region."""
+        cfg = self.cfg
+        first = self.layers[0]
+        words = self.kp(first) // cfg.cols
+        m, k = np.meshgrid(np.arange(codes.shape[0]), np.arange(codes.shape[1]), indexing="ij")
+        banks, addrs, lanes = m % cfg.rows, self.buffers[0] + (m // cfg.rows) * words + k // cfg.cols, k % cfg.cols
+        return list(zip([ACTIVATIONS] * codes.size, banks.ravel().tolist(), addrs.ravel().tolist(),
+                        lanes.ravel().tolist(), codes.astype(np.int64).ravel().tolist()))
+
+    def output_reads(self, samples: int) -> list[tuple[int, int, int, int]]:
+        """Read requests for the last layer's results, row-major over (sample, channel)."""
+        cfg = self.cfg
+        last = self.layers[-1]
+        n_words = ceil(last.n / cfg.cols)
+        passthrough = last.thresholds is None
+        base = 0 if passthrough else self.buffers[len(self.layers) % 2]
+        m, n = np.meshgrid(np.arange(samples), np.arange(last.n), indexing="ij")
+        target = OUTPUTS if passthrough else ACTIVATIONS
+        return list(zip([target] * m.size, (m % cfg.rows).ravel().tolist(),
+                        (base + (m // cfg.rows) * n_words + n // cfg.cols).ravel().tolist(),
+                        (n % cfg.cols).ravel().tolist()))
+
+
+def run_layers(layers: list[GemmLayer] | tuple[GemmLayer, ...], codes: np.ndarray) -> np.ndarray:
+    """What the array computes, in numpy: the reference for the hardware's own tests."""
+    from ...golden import multithreshold
+
+    x = codes.astype(np.int64)
+    for layer in layers:
+        acc = (x - layer.zx) @ layer.weight
+        if layer.thresholds is None:
+            return acc
+        signed = np.where(np.broadcast_to(layer.negate, (layer.n,)), -acc, acc)
+        x = multithreshold(signed, layer.thresholds, np.zeros(layer.thresholds.shape[0], bool), layer.base,
+                           layer.step, 1 if layer.thresholds.shape[0] > 1 else None)
+    return x
+
+
+def pack_instruction(fields: dict) -> int:
+    """An instruction as the integer the program memory holds (StructLayout order, first field at bit 0)."""
+    word = 0
+    for name, field in INSTRUCTION:
+        width = field.shape.width
+        value = int(fields[name])
+        if field.shape.signed:
+            if not -(1 << (width - 1)) <= value < (1 << (width - 1)):
+                raise HwgenError(f"instruction field {name}={value} does not fit {width} signed bits")
+        elif not 0 <= value < (1 << width):
+            raise HwgenError(f"instruction field {name}={value} does not fit {width} bits")
+        word |= (value & ((1 << width) - 1)) << field.offset
+    return word
+
+
+def compile_layers(layers: list[GemmLayer], cfg: SystolicConfig) -> Program:
+    """Memory images for ``layers`` on ``cfg``; refuses models that do not fit, naming what and by how much."""
+    cols, rows = cfg.cols, cfg.rows
+    kp = [ceil(layer.k / cols) * cols for layer in layers]
+    if max(kp) > cfg.k_max:
+        raise HwgenError(f"layer K of {max(kp)} exceeds the array's k_max={cfg.k_max}")
+    need_weights = sum(ceil(layer.n / cols) * k for layer, k in zip(layers, kp))
+    if need_weights > cfg.weight_depth:
+        raise HwgenError(f"weights need {need_weights} words per bank, the configuration has "
+                         f"weight_depth={cfg.weight_depth}")
+    slots = sum(ceil(layer.n / cols) for layer in layers if layer.thresholds is not None)
+    if slots > cfg.slot_depth:
+        raise HwgenError(f"thresholds need {slots} slots per lane, the configuration has slot_depth={cfg.slot_depth}")
+    if len(layers) > cfg.prog_depth:
+        raise HwgenError(f"{len(layers)} layers exceed prog_depth={cfg.prog_depth}")
+    for layer in layers:
+        if layer.in_bits > cfg.store_bits:
+            raise HwgenError(f"node '{layer.name}': input codes need {layer.in_bits} bits, the array stores "
+                             f"{cfg.store_bits} (a_bits={cfg.a_bits})")
+        w_need = _signed_bits(int(layer.weight.min()), int(layer.weight.max()))
+        if w_need > cfg.w_bits:
+            raise HwgenError(f"node '{layer.name}': weights need {w_need} bits, the array has w_bits={cfg.w_bits}")
+        if layer.search_bits > cfg.search_stages:
+            raise HwgenError(f"node '{layer.requant}': {layer.search_bits}-bit requantizer, the array's lanes "
+                             f"search {cfg.search_stages} bits (out_bits)")
+        if _signed_bits(*layer.acc_range) > cfg.acc_bits:
+            raise HwgenError(f"node '{layer.name}': accumulator needs {_signed_bits(*layer.acc_range)} bits, the "
+                             f"array has {cfg.acc_bits}")
+
+    weights: list[tuple[int, int, int, int, int]] = []
+    w_base = 0
+    for layer, k_pad in zip(layers, kp):
+        n_tiles = ceil(layer.n / cols)
+        padded = np.zeros((k_pad, n_tiles * cols), np.int64)
+        padded[:layer.k, :layer.n] = layer.weight
+        for t in range(n_tiles):
+            for j in range(cols):
+                column = padded[:, t * cols + j]
+                for k in np.nonzero(column)[0].tolist():
+                    weights.append((WEIGHTS, j, w_base + t * k_pad + k, 0, int(column[k])))
+        w_base += n_tiles * k_pad
+
+    thresholds: list[tuple[int, int, int, int, int]] = []
+    stages = cfg.search_stages
+    tbits = cfg.threshold_bits
+    infinity = (1 << (tbits - 1)) - 1
+    slot_base = 0
+    for layer in layers:
+        if layer.thresholds is None:
+            continue
+        n_tiles = ceil(layer.n / cols)
+        table = np.broadcast_to(layer.thresholds, (layer.n, layer.thresholds.shape[1]))
+        negate = np.broadcast_to(layer.negate, (layer.n,))
+        full = np.full((layer.n, (1 << stages) - 1), infinity, np.int64)
+        full[:, :table.shape[1]] = np.clip(table, -infinity, infinity)
+        for n in range(layer.n):
+            lane, slot = n % cols, slot_base + n // cols
+            for b in range(stages):
+                for prefix in range(1 << b):
+                    index = (prefix << (stages - b)) | (1 << (stages - b - 1))
+                    value = int(full[n, index - 1]) & ((1 << tbits) - 1)
+                    if b == 0 and negate[n]:
+                        value |= 1 << tbits
+                    thresholds.append((THRESHOLDS, lane, (slot << b) | prefix, b, value))
+        slot_base += n_tiles
+
+    words = max(max(k // cols for k in kp), max(ceil(layer.n / cols) for layer in layers))
+    batch = rows * (cfg.act_depth // 2 // words)
+    if batch < 1:
+        raise HwgenError(f"act_depth={cfg.act_depth} cannot hold two regions of {words} words (one sample group)")
+    last = layers[-1]
+    if last.thresholds is None:
+        batch = min(batch, rows * (cfg.out_depth // ceil(last.n / cols)))
+        if batch < 1:
+            raise HwgenError(f"out_depth={cfg.out_depth} cannot hold one sample group of {ceil(last.n / cols)} words")
+    region = cfg.act_depth // 2
+    return Program(cfg, tuple(layers), weights, thresholds, batch, (0, region))

@@ -1,0 +1,100 @@
+"""Configuration of the systolic-array generator: one frozen dataclass, derived widths as properties."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from math import ceil, log2
+
+DATAFLOWS = ("os", "ws")
+
+
+def _bits_for(count: int) -> int:
+    """Address bits for ``count`` entries (at least 1)."""
+    return max(1, (count - 1).bit_length())
+
+
+@dataclass(frozen=True)
+class SystolicConfig:
+    """An R×C systolic array with its scratchpads.
+
+    ``a_bits``/``w_bits`` are the widest activation code and weight (both stored signed, so an unsigned 8-bit code
+    needs ``a_bits=8`` and is held in ``a_bits + 1`` bits); ``k_max`` the longest dot product; ``out_bits`` the
+    widest requantized output (thresholds are searched in ``out_bits`` pipeline stages). Depths are in words per
+    bank. Everything derived (operand and accumulator widths, address widths) is a property.
+    """
+
+    rows: int = 8
+    cols: int = 8
+    dataflow: str = "os"
+    a_bits: int = 8
+    w_bits: int = 8
+    k_max: int = 1024
+    out_bits: int = 8
+    act_depth: int = 1024           # words (cols codes each) per activation bank (one bank per array row)
+    weight_depth: int = 4096        # weights per weight bank (one bank per array column)
+    slot_depth: int = 64            # threshold slots (one per output channel group) per requant lane
+    out_depth: int = 256            # words (cols accumulators each) per output bank
+    prog_depth: int = 16            # program instructions (one per layer)
+    broken_pe: tuple[int, int] | None = None   # test hook: this PE's multiplier returns a*w + 1
+
+    def __post_init__(self) -> None:
+        _check_range("rows", self.rows, 1, 64)
+        _check_range("cols", self.cols, 1, 64)
+        if self.dataflow not in DATAFLOWS:
+            raise ValueError(f"dataflow must be one of {', '.join(DATAFLOWS)}, got {self.dataflow!r}")
+        _check_range("a_bits", self.a_bits, 1, 16)
+        _check_range("w_bits", self.w_bits, 1, 16)
+        _check_range("k_max", self.k_max, 1, 1 << 16)
+        _check_range("out_bits", self.out_bits, 1, 10)
+        _check_range("act_depth", self.act_depth, 1, 1 << 16)
+        _check_range("weight_depth", self.weight_depth, 1, 1 << 16)
+        _check_range("slot_depth", self.slot_depth, 1, 1 << 10)
+        _check_range("out_depth", self.out_depth, 1, 1 << 16)
+        _check_range("prog_depth", self.prog_depth, 1, 256)
+        if self.acc_bits > 30:
+            raise ValueError(f"accumulator width {self.acc_bits} bits (a_bits={self.a_bits}, w_bits={self.w_bits}, "
+                             f"k_max={self.k_max}) exceeds 30; reduce a bit width or k_max")
+        if self.broken_pe is not None and not (0 <= self.broken_pe[0] < self.rows and
+                                               0 <= self.broken_pe[1] < self.cols):
+            raise ValueError(f"broken_pe {self.broken_pe} is outside the {self.rows}×{self.cols} array")
+
+    @property
+    def store_bits(self) -> int:
+        """Bits of one stored activation code (signed storage of signed or unsigned codes)."""
+        return self.a_bits + 1
+
+    @property
+    def operand_bits(self) -> int:
+        """Bits of ``code - zero_point`` entering the array (signed)."""
+        return self.a_bits + 2
+
+    @property
+    def acc_bits(self) -> int:
+        """Accumulator width: the worst-case |sum of k_max products| cannot overflow it."""
+        product = self.operand_bits + self.w_bits - 1          # |a*w| < 2^(product)
+        return product + max(0, ceil(log2(self.k_max))) + 1
+
+    @property
+    def threshold_bits(self) -> int:
+        """Thresholds compare against the possibly negated accumulator, and +inf pads unused entries."""
+        return self.acc_bits + 1
+
+    @property
+    def search_stages(self) -> int:
+        return self.out_bits
+
+    @property
+    def act_addr_bits(self) -> int:
+        return _bits_for(self.act_depth)
+
+    @property
+    def weight_addr_bits(self) -> int:
+        return _bits_for(self.weight_depth)
+
+    @property
+    def out_addr_bits(self) -> int:
+        return _bits_for(self.out_depth)
+
+
+def _check_range(field: str, value: int, lo: int, hi: int) -> None:
+    if not isinstance(value, int) or not lo <= value <= hi:
+        raise ValueError(f"{field} must be an integer in {lo}..{hi}, got {value!r}")

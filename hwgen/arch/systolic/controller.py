@@ -1,0 +1,158 @@
+"""Controller: runs a program of GEMM layers on the output-stationary array.
+
+Each instruction describes one layer ``C[M×N] = (A - zx)[M×K] · W[K×N]`` tiled into ``m_tiles × n_tiles`` tiles of
+``rows × cols`` outputs; ``K`` is padded to ``kp`` (a multiple of ``cols``; padded weights are zero).
+
+Two engines run concurrently:
+
+- **feed** issues, for every tile, ``kp`` reads (one ``k`` per cycle) of the activation banks (row ``i`` ← sample
+  ``m_tile·R + i``) and weight banks (column ``j`` ← channel ``n_tile·C + j``), and starts a new tile every
+  ``period`` cycles. The compiler sets ``period = max(kp, 2R + C - 1)``: a tile's first capture then comes after the
+  previous tile has drained, so consecutive tiles overlap (tile t+1 streams in while tile t finishes in the array
+  and drains through the requant lanes).
+- **drain** starts on the cycle the array reports the tile captured, shifts the shadow registers down for ``R``
+  cycles, feeding one row per cycle to the ``C`` requant lanes with the row's write address.
+
+A layer ends when its last row leaves the lanes (``layer_done``); the next instruction is then fetched. Cycles
+of one run (start → done), exactly (``compile.Program.predict_cycles``)::
+
+    Σ_layers [ 2 (fetch, latch) + (T - 1)·period + kp (last tile's reads) + R + C (through the array)
+               + R - 1 (drain) + B + 1 (lanes) ] − 1 + 1 (done)
+    = Σ_layers [ (T - 1)·period + kp + 2R + C + B + 2 ]
+
+with ``T = m_tiles · n_tiles`` and ``B`` the lanes' search stages.
+"""
+from __future__ import annotations
+
+from amaranth import Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, wiring
+from amaranth.lib.wiring import In, Out
+
+from .config import SystolicConfig
+
+INSTRUCTION = data.StructLayout({
+    "m_tiles": unsigned(16), "n_tiles": unsigned(16), "kp": unsigned(16), "period": unsigned(16),
+    "in_base": unsigned(16), "kp_words": unsigned(16), "out_base": unsigned(16), "out_words": unsigned(16),
+    "w_base": unsigned(16), "slot_base": unsigned(10),
+    "zx": signed(18), "base": signed(18), "step": unsigned(2), "passthrough": unsigned(1),
+    "last_layer": unsigned(1),
+})
+INSTRUCTION_CHUNKS = -(-INSTRUCTION.size // 32)     # 32-bit words the host writes per instruction
+
+
+def meta_layout(cfg: SystolicConfig) -> data.StructLayout:
+    """What travels with each drained row through the requant lanes."""
+    return data.StructLayout({"row": unsigned(max(1, (cfg.rows - 1).bit_length())), "addr": unsigned(16),
+                              "layer_last": unsigned(1)})
+
+
+class Controller(wiring.Component):
+    def __init__(self, cfg: SystolicConfig):
+        self.cfg = cfg
+        slot_bits = max(1, (cfg.slot_depth - 1).bit_length())
+        super().__init__({
+            "start": In(1), "busy": Out(1), "done": Out(1), "cycles": Out(32),
+            "prog_addr": Out(range(cfg.prog_depth)), "prog_data": In(INSTRUCTION), "instr": Out(INSTRUCTION),
+            "act_addr": Out(unsigned(16)), "weight_addr": Out(unsigned(16)),
+            "feed_valid": Out(1), "feed_last": Out(1), "feed_lane": Out(range(cfg.cols)),
+            "captured": In(1), "shift": Out(1),
+            "lane_valid": Out(1), "lane_slot": Out(unsigned(slot_bits)), "lane_meta": Out(meta_layout(cfg)),
+            "layer_done": In(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg = self.cfg
+        instr = self.instr
+        layer = Signal(range(cfg.prog_depth))
+        m.d.comb += self.prog_addr.eq(layer)
+
+        # ---- feed engine state
+        k = Signal(16)
+        k_lane = Signal(range(cfg.cols))
+        k_word = Signal(16)
+        count = Signal(16)
+        m_tile = Signal(16)
+        n_tile = Signal(16)
+        row_base = Signal(16)           # in_base + m_tile * kp_words
+        w_tile_base = Signal(16)        # w_base + n_tile * kp
+
+        # ---- drain engine state
+        draining = Signal()
+        r = Signal(range(cfg.rows))
+        d_m = Signal(16)
+        d_n = Signal(16)
+        d_row_base = Signal(16)         # out_base + d_m * out_words
+
+        with m.If(self.busy):
+            m.d.sync += self.cycles.eq(self.cycles + 1)
+
+        with m.FSM():
+            with m.State("IDLE"):
+                with m.If(self.start):
+                    m.d.sync += [layer.eq(0), self.busy.eq(1), self.done.eq(0), self.cycles.eq(0)]
+                    m.next = "FETCH"
+            with m.State("FETCH"):
+                m.next = "LATCH"
+            with m.State("LATCH"):
+                m.d.sync += [instr.eq(self.prog_data), k.eq(0), k_lane.eq(0), k_word.eq(0), count.eq(0),
+                             m_tile.eq(0), n_tile.eq(0), row_base.eq(self.prog_data.in_base),
+                             w_tile_base.eq(self.prog_data.w_base), d_m.eq(0), d_n.eq(0),
+                             d_row_base.eq(self.prog_data.out_base)]
+                m.next = "FEED"
+            with m.State("FEED"):
+                issuing = k < instr.kp
+                m.d.comb += [self.feed_valid.eq(issuing), self.feed_last.eq(k == instr.kp - 1),
+                             self.feed_lane.eq(k_lane), self.act_addr.eq(row_base + k_word),
+                             self.weight_addr.eq(w_tile_base + k)]
+                with m.If(issuing):
+                    m.d.sync += k.eq(k + 1)
+                    with m.If(k_lane == cfg.cols - 1):
+                        m.d.sync += [k_lane.eq(0), k_word.eq(k_word + 1)]
+                    with m.Else():
+                        m.d.sync += k_lane.eq(k_lane + 1)
+                with m.If(count == instr.period - 1):
+                    m.d.sync += [count.eq(0), k.eq(0), k_lane.eq(0), k_word.eq(0)]
+                    with m.If(n_tile == instr.n_tiles - 1):
+                        m.d.sync += [n_tile.eq(0), w_tile_base.eq(instr.w_base)]
+                        with m.If(m_tile == instr.m_tiles - 1):
+                            m.next = "WAIT"
+                        with m.Else():
+                            m.d.sync += [m_tile.eq(m_tile + 1), row_base.eq(row_base + instr.kp_words)]
+                    with m.Else():
+                        m.d.sync += [n_tile.eq(n_tile + 1), w_tile_base.eq(w_tile_base + instr.kp)]
+                with m.Else():
+                    m.d.sync += count.eq(count + 1)
+            with m.State("WAIT"):
+                with m.If(self.layer_done):
+                    with m.If(instr.last_layer):
+                        m.d.sync += [self.busy.eq(0), self.done.eq(1)]
+                        m.next = "IDLE"
+                    with m.Else():
+                        m.d.sync += layer.eq(layer + 1)
+                        m.next = "FETCH"
+
+        # ---- drain engine: R cycles per captured tile, rows bottom-first
+        active = self.captured | draining
+        r_now = Signal(range(cfg.rows))
+        m.d.comb += r_now.eq(Mux(self.captured, 0, r))
+        last_row = active & (r_now == cfg.rows - 1)
+        if cfg.rows > 1:
+            with m.If(self.captured):
+                m.d.sync += [draining.eq(1), r.eq(1)]
+            with m.Elif(draining):
+                m.d.sync += r.eq(r + 1)
+                with m.If(r == cfg.rows - 1):
+                    m.d.sync += [draining.eq(0), r.eq(0)]
+        last_tile = (d_n == instr.n_tiles - 1) & (d_m == instr.m_tiles - 1)
+        with m.If(last_row):
+            with m.If(d_n == instr.n_tiles - 1):
+                m.d.sync += [d_n.eq(0), d_m.eq(d_m + 1), d_row_base.eq(d_row_base + instr.out_words)]
+            with m.Else():
+                m.d.sync += d_n.eq(d_n + 1)
+        m.d.comb += [self.shift.eq(active), self.lane_valid.eq(active),
+                     self.lane_slot.eq(instr.slot_base + d_n),
+                     self.lane_meta.row.eq(cfg.rows - 1 - r_now),
+                     self.lane_meta.addr.eq(d_row_base + d_n),
+                     self.lane_meta.layer_last.eq(last_row & last_tile)]
+        return m

@@ -1,0 +1,53 @@
+"""Output-stationary processing element.
+
+::
+
+              w_in (signed w_bits)
+                 │
+    a_in ──▶ ┌───┴────┐ ──▶ a_out      (a, valid, last registered: 1 cycle per PE)
+    valid    │ acc += │     valid_out
+    last     │  a * w │     last_out
+             └───┬────┘
+                 ▼ w_out               (registered)
+    shadow_in ─▶ shadow ─▶ shadow_out  (column drain chain, shifts when `shift`)
+
+On a cycle with ``valid``: ``acc += a * w``; if ``last`` is also high the finished sum ``acc + a * w`` goes to
+``shadow`` and ``acc`` restarts at 0, so the next tile can stream in behind it without a gap. While ``shift`` is
+high ``shadow`` takes ``shadow_in`` (the PE above): R shifts drain a column bottom-first. The controller never
+captures and shifts in the same cycle (see controller.py for the schedule that guarantees it).
+"""
+from __future__ import annotations
+
+from amaranth import Module, Mux, Signal, signed
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+from .config import SystolicConfig
+
+
+class OutputStationaryPE(wiring.Component):
+    def __init__(self, cfg: SystolicConfig, broken: bool = False):
+        self.cfg = cfg
+        self.broken = broken
+        acc = signed(cfg.acc_bits)
+        super().__init__({
+            "a_in": In(signed(cfg.operand_bits)), "valid": In(1), "last": In(1), "w_in": In(signed(cfg.w_bits)),
+            "a_out": Out(signed(cfg.operand_bits)), "valid_out": Out(1), "last_out": Out(1),
+            "w_out": Out(signed(cfg.w_bits)),
+            "shift": In(1), "shadow_in": In(acc), "shadow_out": Out(acc),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        accumulator = Signal(self.shadow_out.shape())
+        product = self.a_in * self.w_in + (1 if self.broken else 0)
+        total = accumulator + product
+        m.d.sync += [self.a_out.eq(self.a_in), self.valid_out.eq(self.valid), self.last_out.eq(self.last & self.valid),
+                     self.w_out.eq(self.w_in)]
+        with m.If(self.valid):
+            m.d.sync += accumulator.eq(Mux(self.last, 0, total))
+            with m.If(self.last):
+                m.d.sync += self.shadow_out.eq(total)
+        with m.If(self.shift):
+            m.d.sync += self.shadow_out.eq(self.shadow_in)
+        return m

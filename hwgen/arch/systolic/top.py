@@ -1,0 +1,153 @@
+"""Top level of the systolic accelerator: scratchpads, array, requant lanes, controller, host protocol.
+
+::
+
+            load ──▶ ┌──────────────┐  program memory ─▶ Controller ─┬─ feed addresses ─┐
+                     │ host protocol│  act banks [R] (C codes/word) ──┼──(lane, − zx)──▶ │ R×C array │
+            read ──▶ │  (idle only) │  weight banks [C] ──────────────┴────────────────▶ │  (OS PEs) │
+           rdata ◀── └──────────────┘  out banks [R] (C accs/word)                       └─────┬─────┘
+     start/busy/done/cycles                    ▲                                              │ drain[C]
+                                               └── writer ◀── requant lanes [C] ◀──────────────┘
+
+Host protocol (shared by every hwgen design, see ``hwgen.verilator``): ``load`` writes one element
+``(target, bank, addr, lane, data)``; ``read`` requests one element, answered in order on ``rdata``; both only
+while idle (``load.ready``/``read.ready`` are low while busy). ``start`` runs the loaded program; ``cycles`` holds
+the start → done cycle count. Targets: :data:`PROGRAM` (lane = 32-bit chunk of an instruction),
+:data:`ACTIVATIONS` (bank = array row, lane = code within the word), :data:`WEIGHTS` (bank = array column),
+:data:`THRESHOLDS` (bank = lane/column, lane = search stage; stage 0 words carry the negate flag above the
+threshold), :data:`OUTPUTS` (read only; bank = array row, lane = accumulator within the word).
+"""
+from __future__ import annotations
+
+from amaranth import Module, Mux, Signal, unsigned
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from .array import OutputStationaryArray
+from .config import SystolicConfig
+from .controller import INSTRUCTION, INSTRUCTION_CHUNKS, Controller, meta_layout
+from .requant import RequantLane
+
+PROGRAM, ACTIVATIONS, WEIGHTS, THRESHOLDS, OUTPUTS = 0, 1, 2, 3, 4
+LOAD = data.StructLayout({"target": 3, "bank": 6, "addr": 16, "lane": 6, "data": 32})
+READ = data.StructLayout({"target": 3, "bank": 6, "addr": 16, "lane": 6})
+
+
+class SystolicTop(wiring.Component):
+    def __init__(self, cfg: SystolicConfig):
+        if cfg.dataflow != "os":
+            raise ValueError("this generator builds the output-stationary (os) dataflow; ws is not available yet")
+        self.cfg = cfg
+        super().__init__({
+            "load": In(stream.Signature(LOAD)), "read": In(stream.Signature(READ)),
+            "rdata": Out(stream.Signature(32)),
+            "start": In(1), "busy": Out(1), "done": Out(1), "cycles": Out(32),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg = self.cfg
+        rows, cols = cfg.rows, cfg.cols
+        m.submodules.controller = ctrl = Controller(cfg)
+        m.submodules.array = array = OutputStationaryArray(cfg)
+        meta = meta_layout(cfg)
+        lanes = [RequantLane(cfg, meta.size) for _ in range(cols)]
+        for j, lane in enumerate(lanes):
+            m.submodules[f"lane_{j}"] = lane
+        m.d.comb += [ctrl.start.eq(self.start), self.busy.eq(ctrl.busy), self.done.eq(ctrl.done),
+                     self.cycles.eq(ctrl.cycles)]
+        idle = ~ctrl.busy
+        load = self.load.payload
+        loading = self.load.valid & self.load.ready
+        m.d.comb += self.load.ready.eq(idle)
+
+        # ---- program memory
+        m.submodules.program = program = Memory(shape=unsigned(32 * INSTRUCTION_CHUNKS), depth=cfg.prog_depth,
+                                                init=[])
+        prog_rd = program.read_port()
+        prog_wr = program.write_port(granularity=32)
+        m.d.comb += [prog_rd.addr.eq(ctrl.prog_addr), ctrl.prog_data.eq(prog_rd.data[:INSTRUCTION.size]),
+                     prog_wr.addr.eq(load.addr), prog_wr.data.eq(load.data.replicate(INSTRUCTION_CHUNKS)),
+                     prog_wr.en.eq(Mux(loading & (load.target == PROGRAM), 1 << load.lane, 0))]
+
+        # ---- read requests (idle only): one outstanding, answered one cycle later
+        pending = Signal()
+        req = Signal(READ)
+        m.d.comb += self.read.ready.eq(idle & ~pending & ~self.rdata.valid)
+        accepting = self.read.valid & self.read.ready
+        with m.If(accepting):
+            m.d.sync += [pending.eq(1), req.eq(self.read.payload)]
+        with m.If(self.rdata.valid & self.rdata.ready):
+            m.d.sync += self.rdata.valid.eq(0)
+
+        # ---- weight banks (one per column)
+        word_of = lambda width, count: data.ArrayLayout(unsigned(width), count)  # noqa: E731
+        feed_valid = Signal()
+        feed_last = Signal()
+        feed_lane = Signal.like(ctrl.feed_lane)
+        m.d.sync += [feed_valid.eq(ctrl.feed_valid), feed_last.eq(ctrl.feed_last), feed_lane.eq(ctrl.feed_lane)]
+        for j in range(cols):
+            mem = Memory(shape=unsigned(cfg.w_bits), depth=cfg.weight_depth, init=[])
+            m.submodules[f"weights_{j}"] = mem
+            rd, wr = mem.read_port(), mem.write_port()
+            m.d.comb += [rd.addr.eq(ctrl.weight_addr), array.w[j].eq(rd.data.as_signed()),
+                         wr.addr.eq(load.addr), wr.data.eq(load.data),
+                         wr.en.eq(loading & (load.target == WEIGHTS) & (load.bank == j))]
+
+        # ---- requant lanes, fed by the array's drain
+        instr = ctrl.instr
+        for j, lane in enumerate(lanes):
+            m.d.comb += [lane.valid.eq(ctrl.lane_valid), lane.acc.eq(array.drain[j]), lane.slot.eq(ctrl.lane_slot),
+                         lane.meta.eq(ctrl.lane_meta), lane.base.eq(instr.base), lane.step.eq(instr.step),
+                         lane.passthrough.eq(instr.passthrough),
+                         lane.wr_en.eq(loading & (load.target == THRESHOLDS) & (load.bank == j)),
+                         lane.wr_stage.eq(load.lane), lane.wr_addr.eq(load.addr), lane.wr_data.eq(load.data)]
+        m.d.comb += [array.shift.eq(ctrl.shift), ctrl.captured.eq(array.captured)]
+        out_meta = data.View(meta, lanes[0].out_meta)
+        writing = lanes[0].out_valid
+        m.d.comb += ctrl.layer_done.eq(writing & out_meta.layer_last)
+
+        # ---- activation banks (one per row) and output banks
+        act_word = word_of(cfg.store_bits, cols)
+        out_word = word_of(cfg.acc_bits, cols)
+        act_read = []
+        out_read = []
+        for i in range(rows):
+            act = Memory(shape=unsigned(act_word.size), depth=cfg.act_depth, init=[])
+            out = Memory(shape=unsigned(out_word.size), depth=cfg.out_depth, init=[])
+            m.submodules[f"activations_{i}"] = act
+            m.submodules[f"outputs_{i}"] = out
+            a_rd, a_wr = act.read_port(), act.write_port(granularity=cfg.store_bits)
+            o_rd, o_wr = out.read_port(), out.write_port()
+            here = writing & (out_meta.row == i)
+            host_write = loading & (load.target == ACTIVATIONS) & (load.bank == i)
+            m.d.comb += [
+                a_rd.addr.eq(Mux(ctrl.busy, ctrl.act_addr, self.read.payload.addr)),
+                a_wr.addr.eq(Mux(ctrl.busy, out_meta.addr, load.addr)),
+                a_wr.en.eq(Mux(ctrl.busy, Mux(here & ~instr.passthrough, (1 << cols) - 1, 0),
+                               Mux(host_write, 1 << load.lane, 0))),
+                o_rd.addr.eq(self.read.payload.addr),
+                o_wr.addr.eq(out_meta.addr), o_wr.en.eq(here & instr.passthrough),
+            ]
+            a_data = data.View(act_word, a_wr.data)
+            o_data = data.View(out_word, o_wr.data)
+            for j, lane in enumerate(lanes):
+                m.d.comb += [a_data[j].eq(Mux(ctrl.busy, lane.out_value, load.data)),
+                             o_data[j].eq(lane.out_value)]
+            code = data.View(act_word, a_rd.data)[feed_lane].as_signed()
+            m.d.comb += array.a[i].eq(code - instr.zx)
+            act_read.append(data.View(act_word, a_rd.data))
+            out_read.append(data.View(out_word, o_rd.data))
+        m.d.comb += [array.valid.eq(feed_valid), array.last.eq(feed_last & feed_valid)]
+
+        # ---- read answers
+        with m.If(pending):
+            m.d.sync += [pending.eq(0), self.rdata.valid.eq(1)]
+            for i in range(rows):
+                with m.If(req.bank == i):
+                    with m.If(req.target == OUTPUTS):
+                        m.d.sync += self.rdata.payload.eq(out_read[i][req.lane].as_signed())
+                    with m.Else():
+                        m.d.sync += self.rdata.payload.eq(act_read[i][req.lane].as_signed())
+        return m

@@ -195,6 +195,64 @@ def quantize(model: Path = typer.Argument(..., help="Float ONNX model."),
                           f"drop {100 * (float_acc - quant_acc):.2f} points")
 
 
+@app.command("compile")
+def compile_command(model: Path = typer.Argument(..., help="Quantized ONNX model."),
+                    output: Path = typer.Option(..., "-o", "--output", help="Folder to write the design into."),
+                    arch: str = typer.Option("systolic", "--arch", help="Architecture: systolic."),
+                    rows: int = typer.Option(8, "--rows", help="Array rows (1..64)."),
+                    cols: int = typer.Option(8, "--cols", help="Array columns (1..64)."),
+                    dataflow: str = typer.Option("os", "--dataflow", help="os (output-stationary) or ws."),
+                    batch: int = typer.Option(64, "--batch", help="Samples per run the activation scratchpad holds."),
+                    ) -> None:
+    """Generate Verilog, manifest.json, memory images and report.md for MODEL into OUTPUT/."""
+    import time
+
+    from .design import compile as compile_design
+
+    with user_errors():
+        start = time.perf_counter()
+        design = compile_design(model, arch, rows=rows, cols=cols, dataflow=dataflow, batch=batch)
+        design.write(output)
+        seconds = time.perf_counter() - start
+    cfg = design.config
+    console.print(f"wrote {output}/ ({cfg.rows}×{cfg.cols} {cfg.dataflow} array, {len(design.layers)} layers, "
+                  f"{design.program.batch} samples/run, {design.program.predict_cycles(design.program.batch)} "
+                  f"cycles/run) in {seconds:.1f} s")
+
+
+@app.command()
+def simulate(design_dir: Path = typer.Argument(..., help="Folder written by `hwgen compile`."),
+             inputs: Path = typer.Option(..., "--inputs", help="N samples stacked on the batch axis (.npy)."),
+             output: Path = typer.Option(..., "--output", help="Where to write the outputs (.npy)."),
+             wave: Optional[Path] = typer.Option(None, "--wave", help="Write an FST waveform of the first run."),
+             ) -> None:
+    """Run the design in Verilator, write OUTPUT like `hwgen golden`, and DESIGN_DIR/sim_report.json."""
+    import json
+
+    from .design import open_design
+
+    with user_errors():
+        design = open_design(design_dir)
+        x = load_array(inputs, "inputs")
+        from .verilator import SimulationError, VerilatorError
+
+        try:
+            result = design.simulate(x, wave=wave)
+        except (SimulationError, VerilatorError) as exc:
+            raise HwgenError(str(exc)) from exc
+        save_array(output, result.outputs)
+        with atomic_path(design_dir / "sim_report.json") as tmp:
+            tmp.write_text(json.dumps(result.report, indent=2, sort_keys=True) + "\n")
+    report = result.report
+    speed = report["sim_cycles_per_second"]
+    console.print(f"wrote {output} {tuple(result.outputs.shape)}; {report['samples']} samples, {report['cycles']} "
+                  f"cycles (predicted {report['predicted_cycles']}), "
+                  f"{'bit-exact' if report['bit_exact'] else str(report['mismatches']) + ' MISMATCHES'}, "
+                  f"{report['sim_seconds']:.2f} s" + (f" ({speed / 1e6:.2f} M cycles/s)" if speed else ""))
+    if not report["bit_exact"]:
+        raise typer.Exit(1)
+
+
 def main() -> None:
     """Console-script entry point."""
     try:

@@ -34,16 +34,20 @@ LOAD = data.StructLayout({"target": 3, "bank": 6, "addr": 16, "lane": 6, "data":
 READ = data.StructLayout({"target": 3, "bank": 6, "addr": 16, "lane": 6})
 
 
+def host_signature() -> wiring.Signature:
+    """The ports every hwgen top exposes to its host (see ``hwgen.verilator`` for the simulator side)."""
+    return wiring.Signature({
+        "load": In(stream.Signature(LOAD)), "read": In(stream.Signature(READ)), "rdata": Out(stream.Signature(32)),
+        "start": In(1), "busy": Out(1), "done": Out(1), "cycles": Out(32),
+    })
+
+
 class SystolicTop(wiring.Component):
     def __init__(self, cfg: SystolicConfig):
         if cfg.dataflow != "os":
             raise ValueError("this generator builds the output-stationary (os) dataflow; ws is not available yet")
         self.cfg = cfg
-        super().__init__({
-            "load": In(stream.Signature(LOAD)), "read": In(stream.Signature(READ)),
-            "rdata": Out(stream.Signature(32)),
-            "start": In(1), "busy": Out(1), "done": Out(1), "cycles": Out(32),
-        })
+        super().__init__(host_signature())
 
     def elaborate(self, platform):
         m = Module()

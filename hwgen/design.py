@@ -1,0 +1,287 @@
+"""``hwgen.compile(model) -> Design``: a generated accelerator, its program and images, simulation and outputs.
+
+A :class:`Design` is what every architecture produces: the Amaranth top component with its configuration, the
+program and memory images for one model, and the analytic cycle model. ``write`` emits ``top.v``,
+``manifest.json``, the memory images and ``report.md``; ``simulate`` runs the Verilog in Verilator and checks the
+result bit for bit against the golden model on every call.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+
+from . import __version__, golden
+from .arch.systolic.compile import Program, compile_layers, default_config, gemm_layers
+from .arch.systolic.config import SystolicConfig
+from .arch.systolic.controller import INSTRUCTION
+from .arch.systolic.top import (ACTIVATIONS, LOAD, OUTPUTS, PROGRAM, READ, THRESHOLDS, WEIGHTS, SystolicTop,
+                                host_signature)
+from .errors import HwgenError
+from .model import Model, load
+
+SCHEMA_VERSION = 1
+TOP_NAME = "hwgen_systolic"
+ARCHS = ("systolic",)
+UNITS = {"Quantize": "host: input quantizer", "Dequantize": "host: output dequantizer", "MatMul": "systolic array",
+         "MultiThreshold": "requant lanes"}
+
+
+@dataclass(frozen=True)
+class SimResult:
+    """Outputs of a simulation (float32, as ``hwgen golden`` writes them) and its report."""
+
+    outputs: np.ndarray
+    codes: np.ndarray
+    report: dict = field(repr=False)
+
+
+class Design:
+    """A compiled model on one hardware configuration."""
+
+    def __init__(self, model: Model, config: SystolicConfig):
+        self.model = model
+        self.config = config
+        self.layers = gemm_layers(model.graph)
+        self.program: Program = compile_layers(self.layers, config)
+
+    # ------------------------------------------------------------------------------------------------ hardware
+    @cached_property
+    def verilog(self) -> str:
+        """The design's Verilog (``amaranth.back.verilog``), memories empty: contents are loaded at run time."""
+        from amaranth.back import verilog
+
+        return verilog.convert(SystolicTop(self.config), name=TOP_NAME, emit_src=False)
+
+    @property
+    def verilog_sha256(self) -> str:
+        return hashlib.sha256(self.verilog.encode()).hexdigest()
+
+    def predicted_cycles(self, samples: int) -> int:
+        """Exact cycles (start → done, all runs) to process ``samples`` samples."""
+        return sum(self.program.predict_cycles(n) for n in self._chunks(samples))
+
+    def _chunks(self, samples: int) -> list[int]:
+        batch = self.program.batch
+        return [min(batch, samples - start) for start in range(0, samples, batch)]
+
+    # ------------------------------------------------------------------------------------------------ simulation
+    def simulate(self, x: np.ndarray, *, wave: Path | None = None, max_cycles: int | None = None) -> SimResult:
+        """Run ``x`` (N, *input_shape[1:]) through the Verilated design; outputs, codes and the report."""
+        from . import verilator
+
+        x = np.asarray(x, np.float32)
+        env = golden.run(self.model.graph, x, keep=True)
+        graph = self.model.graph
+        codes_in = env[graph.nodes[0].outputs[0]]
+        expected = env[graph.producer(graph.outputs[0]).inputs[0]]
+        codes_in = codes_in.reshape(len(x), -1)
+        start = time.perf_counter()
+        trace = None if wave is None else "fst" if Path(wave).suffix == ".fst" else "vcd"
+        binary = verilator.build(self.verilog, TOP_NAME, trace=trace)
+        build_seconds = time.perf_counter() - start
+        got, cycles, sim_cycles, seconds = [], 0, 0, 0.0
+        with tempfile.TemporaryDirectory(prefix="hwgen-sim-") as tmp:
+            static = Path(tmp) / "static.load"
+            _write_rows(static, self.program.weights + self.program.thresholds)
+            offset = 0
+            for part, n in enumerate(self._chunks(len(x))):
+                rows = self.program.program_rows(n) + self.program.input_rows(codes_in[offset:offset + n])
+                dynamic = Path(tmp) / f"run{part}.load"
+                _write_rows(dynamic, rows)
+                limit = max_cycles or 4 * self.program.predict_cycles(n) + 1000
+                result = verilator.run(binary, [static, dynamic], self.program.output_reads(n), max_cycles=limit,
+                                       wave=wave if part == 0 else None)
+                got.append(result.values.view(np.int32).astype(np.int64).reshape(n, -1))
+                cycles += result.cycles
+                sim_cycles += result.sim_cycles
+                seconds += result.seconds
+                offset += n
+        codes = np.concatenate(got).reshape(expected.shape)
+        dequant = graph.producer(graph.outputs[0])
+        outputs = dequant.attrs["chain"].evaluate(codes, dequant.attrs["axis"])
+        mismatches = int(np.sum(codes != expected))
+        report = {
+            "schema_version": SCHEMA_VERSION, "hwgen_version": __version__, "samples": int(len(x)),
+            "runs": len(self._chunks(len(x))), "cycles": int(cycles),
+            "predicted_cycles": self.predicted_cycles(len(x)), "bit_exact": mismatches == 0,
+            "mismatches": mismatches, "sim_seconds": round(seconds, 6), "build_seconds": round(build_seconds, 6),
+            "sim_cycles": int(sim_cycles),
+            "sim_cycles_per_second": round(sim_cycles / seconds, 1) if seconds > 0 else None,
+            "verilator_version": verilator.version(), "verilog_sha256": self.verilog_sha256,
+        }
+        return SimResult(outputs.astype(np.float32), codes, report)
+
+    # ------------------------------------------------------------------------------------------------ outputs
+    def manifest(self) -> dict:
+        """Everything a user or tool needs to drive the design (JSON-ready, deterministic)."""
+        cfg = self.config
+        graph = self.model.graph
+        instructions = self.program.instructions(self.program.batch)
+        layer_rows = []
+        for layer, instr in zip(self.layers, instructions):
+            layer_rows.append({
+                "matmul": layer.name, "requant": layer.requant, "k": layer.k, "n": layer.n,
+                "input_zero_point": layer.zx, "accumulator_range": list(layer.acc_range),
+                "input_bits": layer.in_bits, "output_bits": layer.out_bits,
+                "output": "accumulator" if layer.thresholds is None else "codes",
+                "thresholds_per_channel": 0 if layer.thresholds is None else int(layer.thresholds.shape[1]),
+                "tiles": instr["m_tiles"] * instr["n_tiles"], "period_cycles": instr["period"]})
+        return {
+            "schema_version": SCHEMA_VERSION,
+            "hwgen_version": __version__,
+            "model": {"file": self.model.path.name if self.model.path else None, "sha256": self._model_sha256()},
+            "arch": "systolic",
+            "top": TOP_NAME,
+            "config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(cfg).items()},
+            "derived": {"acc_bits": cfg.acc_bits, "store_bits": cfg.store_bits, "operand_bits": cfg.operand_bits,
+                        "threshold_bits": cfg.threshold_bits, "search_stages": cfg.search_stages,
+                        "batch_per_run": self.program.batch},
+            "ports": _ports(),
+            "host_protocol": {
+                "load": _layout_fields(LOAD), "read": _layout_fields(READ), "rdata_bits": 32,
+                "targets": {"program": PROGRAM, "activations": ACTIVATIONS, "weights": WEIGHTS,
+                            "thresholds": THRESHOLDS, "outputs": OUTPUTS},
+                "instruction": _layout_fields(INSTRUCTION)},
+            "memories": {
+                "program": {"banks": 1, "depth": cfg.prog_depth, "word_bits": 32 * -(-INSTRUCTION.size // 32)},
+                "activations": {"banks": cfg.rows, "depth": cfg.act_depth, "word_bits": cfg.cols * cfg.store_bits,
+                                "regions": list(self.program.buffers)},
+                "weights": {"banks": cfg.cols, "depth": cfg.weight_depth, "word_bits": cfg.w_bits},
+                "thresholds": {"banks": cfg.cols, "stages": cfg.search_stages, "slots": cfg.slot_depth,
+                               "word_bits": cfg.threshold_bits, "stage0_negate_bit": cfg.threshold_bits},
+                "outputs": {"banks": cfg.rows, "depth": cfg.out_depth, "word_bits": cfg.cols * cfg.acc_bits}},
+            "datatypes": {name: str(t.dtype) for name, t in sorted(graph.tensors.items())},
+            "units": [{"node": n.name, "op": n.op, "onnx_ops": list(n.source_ops), "unit": UNITS[n.op]}
+                      for n in graph.nodes],
+            "layers": layer_rows,
+            "program": instructions,
+            "cycle_model": {
+                "formula": "sum over layers of (tiles - 1) * period + kp + 2*rows + cols + search_stages + 2; "
+                           "period = max(kp, 2*rows + cols - 1)",
+                "batch_per_run": self.program.batch,
+                "cycles_per_full_run": self.program.predict_cycles(self.program.batch)},
+            "files": {"verilog": "top.v", "weights": "weights.load", "thresholds": "thresholds.load",
+                      "model": "model.onnx", "report": "report.md"},
+            "verilog_sha256": self.verilog_sha256,
+        }
+
+    def _model_sha256(self) -> str:
+        from onnx import ModelProto
+
+        proto: ModelProto = self.model.onnx_model
+        return hashlib.sha256(proto.SerializeToString(deterministic=True)).hexdigest()
+
+    def report_markdown(self) -> str:
+        cfg = self.config
+        manifest = self.manifest()
+        lines = [f"# {manifest['model']['file'] or 'model'} on a {cfg.rows}×{cfg.cols} systolic array ({cfg.dataflow})",
+                 "", f"hwgen {__version__}; Verilog sha256 `{self.verilog_sha256[:16]}…`", "",
+                 "| layer | K | N | output | tiles | period (cycles) |", "|---|---|---|---|---|---|"]
+        for row in manifest["layers"]:
+            lines.append(f"| {row['matmul']} | {row['k']} | {row['n']} | {row['output']} | {row['tiles']} | "
+                         f"{row['period_cycles']} |")
+        lines += ["", f"- accumulator: {cfg.acc_bits} bits; activations stored in {cfg.store_bits} bits",
+                  f"- samples per run: {self.program.batch}; cycles per full run: "
+                  f"{self.program.predict_cycles(self.program.batch)} (exact, analytic)",
+                  f"- scratchpads: activations {cfg.rows}×{cfg.act_depth} words, weights {cfg.cols}×"
+                  f"{cfg.weight_depth}, thresholds {cfg.cols} lanes × {cfg.slot_depth} slots × "
+                  f"{cfg.search_stages} stages, outputs {cfg.rows}×{cfg.out_depth}", ""]
+        return "\n".join(lines)
+
+    def write(self, out_dir: str | Path) -> Path:
+        """Write the design into ``out_dir`` (created; files replaced atomically as a whole)."""
+        out_dir = Path(out_dir)
+        out_dir.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+        try:
+            (staging / "top.v").write_text(self.verilog)
+            (staging / "manifest.json").write_text(json.dumps(self.manifest(), indent=2, sort_keys=True) + "\n")
+            _write_rows(staging / "weights.load", self.program.weights)
+            _write_rows(staging / "thresholds.load", self.program.thresholds)
+            (staging / "model.onnx").write_bytes(self.model.onnx_model.SerializeToString(deterministic=True))
+            (staging / "report.md").write_text(self.report_markdown())
+            if out_dir.exists():
+                for item in staging.iterdir():
+                    os.replace(item, out_dir / item.name)
+                shutil.rmtree(staging)
+            else:
+                os.replace(staging, out_dir)
+        finally:
+            if staging.exists():
+                shutil.rmtree(staging)
+        return out_dir
+
+
+def compile(model: Model | str | Path, arch: str = "systolic", *, rows: int = 8, cols: int = 8,
+            dataflow: str = "os", batch: int = 64, **overrides) -> Design:
+    """Generate a design for ``model`` (a path or a loaded :class:`~hwgen.Model`)."""
+    if arch not in ARCHS:
+        raise HwgenError(f"unknown architecture {arch!r}; available: {', '.join(ARCHS)}")
+    loaded = model if isinstance(model, Model) else load(model)
+    layers = gemm_layers(loaded.graph)
+    try:
+        config = default_config(layers, rows=rows, cols=cols, dataflow=dataflow, batch=batch, **overrides)
+    except (TypeError, ValueError) as exc:
+        raise HwgenError(f"invalid configuration: {exc}") from exc
+    if config.dataflow != "os":
+        raise HwgenError("dataflow 'ws' is not available yet; use --dataflow os")
+    return Design(loaded, config)
+
+
+def open_design(out_dir: str | Path) -> Design:
+    """The design written by ``Design.write`` into ``out_dir`` (checked against its manifest)."""
+    out_dir = Path(out_dir)
+    manifest_path = out_dir / "manifest.json"
+    if not manifest_path.is_file():
+        raise HwgenError(f"{out_dir}: no manifest.json; is this a folder written by `hwgen compile`?")
+    try:
+        manifest = json.loads(manifest_path.read_text())
+    except json.JSONDecodeError as exc:
+        raise HwgenError(f"{manifest_path}: not valid JSON ({exc.msg} at line {exc.lineno})") from exc
+    if manifest.get("schema_version") != SCHEMA_VERSION:
+        raise HwgenError(f"{manifest_path}: schema_version {manifest.get('schema_version')}, this hwgen reads "
+                         f"{SCHEMA_VERSION}")
+    config = dict(manifest["config"])
+    if config.get("broken_pe") is not None:
+        config["broken_pe"] = tuple(config["broken_pe"])
+    model = load(out_dir / manifest["files"]["model"])
+    design = Design(model, SystolicConfig(**config))
+    if design.verilog_sha256 != manifest["verilog_sha256"]:
+        raise HwgenError(f"{out_dir}: top.v no longer matches the manifest (regenerate with `hwgen compile`)")
+    return design
+
+
+def _write_rows(path: Path, rows) -> None:
+    path.write_text("".join(f"{t} {b} {a} {lane} {v}\n" for t, b, a, lane, v in rows))
+
+
+def _layout_fields(layout) -> list[dict]:
+    from amaranth import Shape
+
+    return [{"name": name, "offset": f.offset, "bits": Shape.cast(f.shape).width,
+             "signed": Shape.cast(f.shape).signed} for name, f in layout]
+
+
+def _ports() -> list[dict]:
+    """Top-level ports as they appear in the Verilog (Amaranth joins signature paths with ``__``)."""
+    from amaranth import Shape
+    from amaranth.lib.wiring import Flow
+
+    signature = host_signature()
+    ports = [{"name": "clk", "dir": "in", "bits": 1}, {"name": "rst", "dir": "in", "bits": 1}]
+    for path, member, _ in signature.flatten(signature.create()):
+        ports.append({"name": "__".join(str(p) for p in path), "dir": "in" if member.flow == Flow.In else "out",
+                      "bits": Shape.cast(member.shape).width})
+    return ports
+
+
+__all__ = ["Design", "SimResult", "compile", "open_design"]

@@ -224,7 +224,10 @@ def compile_command(model: Path = typer.Argument(..., help="Quantized ONNX model
 def simulate(design_dir: Path = typer.Argument(..., help="Folder written by `hwgen compile`."),
              inputs: Path = typer.Option(..., "--inputs", help="N samples stacked on the batch axis (.npy)."),
              output: Path = typer.Option(..., "--output", help="Where to write the outputs (.npy)."),
-             wave: Optional[Path] = typer.Option(None, "--wave", help="Write an FST waveform of the first run."),
+             wave: Optional[Path] = typer.Option(None, "--wave",
+                                                 help="Waveform of the first run (.fst, or .vcd)."),
+             labels: Optional[Path] = typer.Option(None, "--labels",
+                                                   help="Class labels (.npy): also print top-1 accuracy."),
              ) -> None:
     """Run the design in Verilator, write OUTPUT like `hwgen golden`, and DESIGN_DIR/sim_report.json."""
     import json
@@ -234,6 +237,9 @@ def simulate(design_dir: Path = typer.Argument(..., help="Folder written by `hwg
     with user_errors():
         design = open_design(design_dir)
         x = load_array(inputs, "inputs")
+        y = load_array(labels, "labels") if labels is not None else None
+        if y is not None and y.shape != (x.shape[0],):
+            raise HwgenError(f"labels {labels}: shape {y.shape}, expected ({x.shape[0]},) to match the inputs")
         from .verilator import SimulationError, VerilatorError
 
         try:
@@ -249,6 +255,9 @@ def simulate(design_dir: Path = typer.Argument(..., help="Folder written by `hwg
                   f"cycles (predicted {report['predicted_cycles']}), "
                   f"{'bit-exact' if report['bit_exact'] else str(report['mismatches']) + ' MISMATCHES'}, "
                   f"{report['sim_seconds']:.2f} s" + (f" ({speed / 1e6:.2f} M cycles/s)" if speed else ""))
+    if y is not None:
+        accuracy = float(np.mean(result.outputs.reshape(len(x), -1).argmax(-1) == y))
+        console.print(f"RTL top-1 accuracy: {100 * accuracy:.2f}% on {len(x)} samples")
     if not report["bit_exact"]:
         raise typer.Exit(1)
 

@@ -10,11 +10,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field
-from functools import cached_property
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -47,19 +48,18 @@ class SimResult:
 class Design:
     """A compiled model on one hardware configuration."""
 
-    def __init__(self, model: Model, config: SystolicConfig):
+    def __init__(self, model: Model, config: SystolicConfig, images: tuple[Path, ...] = ()):
         self.model = model
         self.config = config
         self.layers = gemm_layers(model.graph)
         self.program: Program = compile_layers(self.layers, config)
+        self.images = images        # memory-image files to load instead of the compiled ones (a written design)
 
     # ------------------------------------------------------------------------------------------------ hardware
-    @cached_property
+    @property
     def verilog(self) -> str:
-        """The design's Verilog (``amaranth.back.verilog``), memories empty: contents are loaded at run time."""
-        from amaranth.back import verilog
-
-        return verilog.convert(SystolicTop(self.config), name=TOP_NAME, emit_src=False)
+        """The design's Verilog, memories empty: their contents are loaded at run time."""
+        return render_verilog(self.config)
 
     @property
     def verilog_sha256(self) -> str:
@@ -81,7 +81,7 @@ class Design:
         x = np.asarray(x, np.float32)
         env = golden.run(self.model.graph, x, keep=True)
         graph = self.model.graph
-        codes_in = env[graph.nodes[0].outputs[0]]
+        codes_in = env[next(n for n in graph.nodes if n.op == "Quantize").outputs[0]]
         expected = env[graph.producer(graph.outputs[0]).inputs[0]]
         codes_in = codes_in.reshape(len(x), -1)
         start = time.perf_counter()
@@ -90,15 +90,18 @@ class Design:
         build_seconds = time.perf_counter() - start
         got, cycles, sim_cycles, seconds = [], 0, 0, 0.0
         with tempfile.TemporaryDirectory(prefix="hwgen-sim-") as tmp:
-            static = Path(tmp) / "static.load"
-            _write_rows(static, self.program.weights + self.program.thresholds)
+            static = [Path(tmp) / "static.load"]
+            if self.images:
+                static = list(self.images)
+            else:
+                _write_rows(static[0], self.program.weights + self.program.thresholds)
             offset = 0
             for part, n in enumerate(self._chunks(len(x))):
                 rows = self.program.program_rows(n) + self.program.input_rows(codes_in[offset:offset + n])
                 dynamic = Path(tmp) / f"run{part}.load"
                 _write_rows(dynamic, rows)
                 limit = max_cycles or 4 * self.program.predict_cycles(n) + 1000
-                result = verilator.run(binary, [static, dynamic], self.program.output_reads(n), max_cycles=limit,
+                result = verilator.run(binary, [*static, dynamic], self.program.output_reads(n), max_cycles=limit,
                                        wave=wave if part == 0 else None)
                 got.append(result.values.view(np.int32).astype(np.int64).reshape(n, -1))
                 cycles += result.cycles
@@ -221,6 +224,22 @@ class Design:
         return out_dir
 
 
+_ZERO_INIT = re.compile(r"\n  initial begin\n(?:    [\w$\\.]+\[\d+\] = \d+'h0+;\n)+  end(?=\n)")
+
+
+@lru_cache(maxsize=8)
+def render_verilog(config: SystolicConfig) -> str:
+    """Verilog of one hardware configuration (``amaranth.back.verilog``); the same for every model it runs.
+
+    Every memory is written (program, weights, thresholds, inputs) before it is read, so its contents at power-up
+    do not matter: the all-zero ``initial`` blocks Amaranth writes for each word are dropped. That keeps the file
+    a fraction of the size and lets synthesis treat the scratchpads as plain RAM.
+    """
+    from amaranth.back import verilog
+
+    return _ZERO_INIT.sub("", verilog.convert(SystolicTop(config), name=TOP_NAME, emit_src=False))
+
+
 def compile(model: Model | str | Path, arch: str = "systolic", *, rows: int = 8, cols: int = 8,
             dataflow: str = "os", batch: int = 64, **overrides) -> Design:
     """Generate a design for ``model`` (a path or a loaded :class:`~hwgen.Model`)."""
@@ -254,7 +273,8 @@ def open_design(out_dir: str | Path) -> Design:
     if config.get("broken_pe") is not None:
         config["broken_pe"] = tuple(config["broken_pe"])
     model = load(out_dir / manifest["files"]["model"])
-    design = Design(model, SystolicConfig(**config))
+    files = manifest["files"]
+    design = Design(model, SystolicConfig(**config), (out_dir / files["weights"], out_dir / files["thresholds"]))
     if design.verilog_sha256 != manifest["verilog_sha256"]:
         raise HwgenError(f"{out_dir}: top.v no longer matches the manifest (regenerate with `hwgen compile`)")
     return design

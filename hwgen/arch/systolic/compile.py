@@ -133,10 +133,10 @@ def default_config(layers: list[GemmLayer], rows: int = 8, cols: int = 8, datafl
     cfg = SystolicConfig(
         rows=rows, cols=cols, dataflow=dataflow, a_bits=max(1, a_bits), w_bits=w_bits, k_max=max(kp),
         out_bits=search, act_depth=2 * m_tiles * words,
-        weight_depth=sum(ceil(layer.n / cols) * k for layer, k in zip(layers, kp)),
-        slot_depth=max(1, sum(ceil(layer.n / cols) for layer in layers if layer.thresholds is not None)),
-        out_depth=m_tiles * ceil(last.n / cols) if last.requant is None else 1,
-        prog_depth=len(layers))
+        weight_depth=max(2, sum(ceil(layer.n / cols) * k for layer, k in zip(layers, kp))),
+        slot_depth=max(2, sum(ceil(layer.n / cols) for layer in layers if layer.thresholds is not None)),
+        out_depth=max(2, m_tiles * ceil(last.n / cols) if last.requant is None else 2),
+        prog_depth=max(2, len(layers)))
     return replace(cfg, **overrides) if overrides else cfg
 
 
@@ -285,11 +285,10 @@ def compile_layers(layers: list[GemmLayer], cfg: SystolicConfig) -> Program:
         n_tiles = ceil(layer.n / cols)
         padded = np.zeros((k_pad, n_tiles * cols), np.int64)
         padded[:layer.k, :layer.n] = layer.weight
-        for t in range(n_tiles):
+        for t in range(n_tiles):         # every word, zeros and padding included: memories start undefined
             for j in range(cols):
                 column = padded[:, t * cols + j]
-                for k in np.nonzero(column)[0].tolist():
-                    weights.append((WEIGHTS, j, w_base + t * k_pad + k, 0, int(column[k])))
+                weights.extend((WEIGHTS, j, w_base + t * k_pad + k, 0, int(column[k])) for k in range(k_pad))
         w_base += n_tiles * k_pad
 
     thresholds: list[tuple[int, int, int, int, int]] = []

@@ -7,6 +7,11 @@ from math import ceil, log2
 DATAFLOWS = ("os", "ws")
 
 
+def index_range(count: int) -> range:
+    """A signal range for indices 0..count-1, at least one bit wide (no zero-width wires in the Verilog)."""
+    return range(max(2, count))
+
+
 def _bits_for(count: int) -> int:
     """Address bits for ``count`` entries (at least 1)."""
     return max(1, (count - 1).bit_length())
@@ -45,11 +50,11 @@ class SystolicConfig:
         _check_range("w_bits", self.w_bits, 1, 16)
         _check_range("k_max", self.k_max, 1, 1 << 16)
         _check_range("out_bits", self.out_bits, 1, 10)
-        _check_range("act_depth", self.act_depth, 1, 1 << 16)
-        _check_range("weight_depth", self.weight_depth, 1, 1 << 16)
-        _check_range("slot_depth", self.slot_depth, 1, 1 << 10)
-        _check_range("out_depth", self.out_depth, 1, 1 << 16)
-        _check_range("prog_depth", self.prog_depth, 1, 256)
+        _check_range("act_depth", self.act_depth, 2, 1 << 16)
+        _check_range("weight_depth", self.weight_depth, 2, 1 << 16)
+        _check_range("slot_depth", self.slot_depth, 2, 1 << 10)
+        _check_range("out_depth", self.out_depth, 2, 1 << 16)
+        _check_range("prog_depth", self.prog_depth, 2, 256)
         if self.acc_bits > 30:
             raise ValueError(f"accumulator width {self.acc_bits} bits (a_bits={self.a_bits}, w_bits={self.w_bits}, "
                              f"k_max={self.k_max}) exceeds 30; reduce a bit width or k_max")

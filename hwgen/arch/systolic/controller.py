@@ -28,7 +28,7 @@ from amaranth import Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
-from .config import SystolicConfig
+from .config import SystolicConfig, index_range
 
 INSTRUCTION = data.StructLayout({
     "m_tiles": unsigned(16), "n_tiles": unsigned(16), "kp": unsigned(16), "period": unsigned(16),
@@ -52,9 +52,9 @@ class Controller(wiring.Component):
         slot_bits = max(1, (cfg.slot_depth - 1).bit_length())
         super().__init__({
             "start": In(1), "busy": Out(1), "done": Out(1), "cycles": Out(32),
-            "prog_addr": Out(range(cfg.prog_depth)), "prog_data": In(INSTRUCTION), "instr": Out(INSTRUCTION),
+            "prog_addr": Out(index_range(cfg.prog_depth)), "prog_data": In(INSTRUCTION), "instr": Out(INSTRUCTION),
             "act_addr": Out(unsigned(16)), "weight_addr": Out(unsigned(16)),
-            "feed_valid": Out(1), "feed_last": Out(1), "feed_lane": Out(range(cfg.cols)),
+            "feed_valid": Out(1), "feed_last": Out(1), "feed_lane": Out(index_range(cfg.cols)),
             "captured": In(1), "shift": Out(1),
             "lane_valid": Out(1), "lane_slot": Out(unsigned(slot_bits)), "lane_meta": Out(meta_layout(cfg)),
             "layer_done": In(1),
@@ -64,12 +64,12 @@ class Controller(wiring.Component):
         m = Module()
         cfg = self.cfg
         instr = self.instr
-        layer = Signal(range(cfg.prog_depth))
+        layer = Signal(index_range(cfg.prog_depth))
         m.d.comb += self.prog_addr.eq(layer)
 
         # ---- feed engine state
         k = Signal(16)
-        k_lane = Signal(range(cfg.cols))
+        k_lane = Signal(index_range(cfg.cols))
         k_word = Signal(16)
         count = Signal(16)
         m_tile = Signal(16)
@@ -79,7 +79,7 @@ class Controller(wiring.Component):
 
         # ---- drain engine state
         draining = Signal()
-        r = Signal(range(cfg.rows))
+        r = Signal(index_range(cfg.rows))
         d_m = Signal(16)
         d_n = Signal(16)
         d_row_base = Signal(16)         # out_base + d_m * out_words
@@ -134,7 +134,7 @@ class Controller(wiring.Component):
 
         # ---- drain engine: R cycles per captured tile, rows bottom-first
         active = self.captured | draining
-        r_now = Signal(range(cfg.rows))
+        r_now = Signal(index_range(cfg.rows))
         m.d.comb += r_now.eq(Mux(self.captured, 0, r))
         last_row = active & (r_now == cfg.rows - 1)
         if cfg.rows > 1:

@@ -24,7 +24,7 @@ from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from .config import SystolicConfig
+from .config import SystolicConfig, index_range
 
 
 class RequantLane(wiring.Component):
@@ -39,7 +39,7 @@ class RequantLane(wiring.Component):
             "base": In(signed(cfg.store_bits + 1)), "step": In(unsigned(2)), "passthrough": In(1),
             "out_valid": Out(1), "out_value": Out(signed(cfg.acc_bits)), "out_meta": Out(unsigned(meta_bits)),
             # host writes: stage memory `stage` (stage 0 also holds the negate flag in bit threshold_bits)
-            "wr_en": In(1), "wr_stage": In(range(max(1, cfg.search_stages))), "wr_addr": In(unsigned(16)),
+            "wr_en": In(1), "wr_stage": In(index_range(cfg.search_stages)), "wr_addr": In(unsigned(16)),
             "wr_data": In(unsigned(cfg.threshold_bits + 1)),
         })
 

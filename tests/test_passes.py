@@ -141,3 +141,17 @@ def test_multithreshold_matches_requant_in_graph(bits: int) -> None:
     assert loaded.graph.nodes[2].attrs["thresholds"].shape == (4, 2 ** bits - 1)   # per-channel bias
     x = (np.random.default_rng(bits).normal(size=(256, 8)) * 4).astype(F32)
     np.testing.assert_array_equal(loaded.codes(x, loaded.imported)["y"], loaded.codes(x)["y"])
+
+
+def test_permutations_fold_into_matmul_weights(zoo_dir) -> None:
+    """mlp_ops transposes and reshapes its (4, 16) input before the first MatMul: the pass folds that order into
+    the weight rows, leaving one flatten; results are unchanged (bit for bit)."""
+    from modelzoo import build
+
+    zoo = build("mlp_ops_qonnx", zoo_dir)
+    model = hwgen.load(zoo.path)
+    assert "Transpose" in [n.op for n in model.imported.nodes]
+    assert [n.op for n in model.graph.nodes] == ["Quantize", "Reshape", "MatMul", "MultiThreshold", "MatMul",
+                                                 "MultiThreshold", "MatMul", "Dequantize"]
+    out = model.graph.outputs[0]
+    np.testing.assert_array_equal(golden.run(model.imported, zoo.inputs)[out], model.run(zoo.inputs))

@@ -29,7 +29,8 @@ from test_systolic_sim import random_layers
 SHARED = dict(rows=4, cols=3, batch=16, a_bits=8, w_bits=8, k_max=786, out_bits=8, act_depth=2 * 4 * 262,
               weight_depth=24000, slot_depth=128, out_depth=64, prog_depth=8)
 ZOO_MLPS = ["mlp_w4a4_qonnx", "mlp_w4a4_dynamo_qcdq", "mlp_w8a8_int32bias_perchannel_qonnx",
-            "mlp_w8a8_int32bias_perchannel_qcdq", "mlp_qdq_u8_pertensor", "mlp_qdq_s8_perchannel",
+            "mlp_w8a8_int32bias_perchannel_qcdq", "mlp_ops_qonnx", "mlp_ops_dynamo_qcdq", "mlp_qdq_u8_pertensor",
+            "mlp_qdq_s8_perchannel",
             "tfc_1w1a_qonnx", "tfc_2w2a_qonnx", "tfc_2w2a_qcdq"]
 
 

@@ -3,10 +3,10 @@ from __future__ import annotations
 
 from ..errors import HwgenError
 from ..ir import Graph
-from .shapes import CollapseShapeOps
+from .shapes import AbsorbPermutationIntoMatMul, CollapseShapeOps
 from .thresholds import AbsorbIntoThresholds
 
-DEFAULT_PASSES = (CollapseShapeOps(), AbsorbIntoThresholds())
+DEFAULT_PASSES = (CollapseShapeOps(), AbsorbPermutationIntoMatMul(), AbsorbIntoThresholds())
 MAX_ITERATIONS = 100
 
 
@@ -22,4 +22,4 @@ def streamline(graph: Graph, passes=DEFAULT_PASSES) -> Graph:
     raise HwgenError(f"streamlining did not converge in {MAX_ITERATIONS} iterations")
 
 
-__all__ = ["AbsorbIntoThresholds", "CollapseShapeOps", "DEFAULT_PASSES", "streamline"]
+__all__ = ["AbsorbIntoThresholds", "AbsorbPermutationIntoMatMul", "CollapseShapeOps", "DEFAULT_PASSES", "streamline"]

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import numpy as np
+
 from ..ir import Graph, Node
 
 
@@ -39,3 +41,53 @@ class CollapseShapeOps:
         nodes = [replace(n, inputs=tuple(src if i == dst else i for i in n.inputs)) for n in graph.nodes
                  if n is not node]
         return graph.with_nodes(nodes)
+
+
+class AbsorbPermutationIntoMatMul:
+    """Transpose/Reshape chains feeding a 2-D MatMul only reorder features: fold the order into the weights.
+
+    ``MatMul(shape_ops(S))`` with ``S`` of shape ``(1, *dims)`` becomes ``MatMul(Reshape(S → (1, K)))`` with the
+    weight rows permuted, so the data path keeps every tensor in its natural row-major order (what both hardware
+    architectures store) and the reordering costs nothing at run time.
+    """
+
+    def apply(self, graph: Graph) -> tuple[Graph, bool]:
+        for node in graph.nodes:
+            if node.op != "MatMul" or len(graph.tensors[node.inputs[0]].shape) != 2:
+                continue
+            chain = self._chain(graph, node.inputs[0])
+            if not chain or (len(chain) == 1 and chain[0].op == "Reshape"):
+                continue                       # nothing to absorb (a lone flatten is already in order)
+            source = graph.tensors[chain[0].inputs[0]]
+            order = np.arange(int(np.prod(source.shape))).reshape(source.shape)
+            for op in chain:
+                order = order.reshape(op.attrs["shape"]) if op.op == "Reshape" else order.transpose(op.attrs["perm"])
+            order = order.reshape(-1)
+            weight = np.empty_like(node.attrs["weight"])
+            weight[order] = node.attrs["weight"]
+            flat = graph.tensors[node.inputs[0]].shape
+            flatten = Node("Reshape", chain[-1].name, (source.name,), chain[-1].outputs, {"shape": flat},
+                           tuple(s for op in chain for s in op.source_ops))
+            matmul = node.with_attrs(weight=weight)
+            dropped = {id(op) for op in chain}
+            nodes = []
+            for n in graph.nodes:
+                if n is chain[-1]:
+                    nodes.append(flatten)
+                elif n is node:
+                    nodes.append(matmul)
+                elif id(n) not in dropped:
+                    nodes.append(n)
+            return graph.with_nodes(nodes), True
+        return graph, False
+
+    @staticmethod
+    def _chain(graph: Graph, tensor: str) -> list[Node]:
+        """The Reshape/Transpose nodes (each used once) between a non-shape producer and ``tensor``, in order."""
+        chain: list[Node] = []
+        producer = graph.producer(tensor)
+        while producer is not None and producer.op in ("Reshape", "Transpose") \
+                and len(graph.consumers(producer.outputs[0])) == 1 and producer.outputs[0] not in graph.outputs:
+            chain.insert(0, producer)
+            producer = graph.producer(producer.inputs[0])
+        return chain

@@ -64,10 +64,24 @@ def _signed_bits(lo: int, hi: int) -> int:
     return max((-min(lo, 0) - 1).bit_length(), max(hi, 0).bit_length()) + 1
 
 
+def _is_flatten(graph: Graph, node: Node) -> bool:
+    return node.op == "Reshape" and len(node.attrs["shape"]) == 2
+
+
+def _source(graph: Graph, tensor: str) -> str:
+    """The tensor a chain of flattens starts from."""
+    producer = graph.producer(tensor)
+    while producer is not None and _is_flatten(graph, producer):
+        tensor = producer.inputs[0]
+        producer = graph.producer(tensor)
+    return tensor
+
+
 def gemm_layers(graph: Graph) -> list[GemmLayer]:
     """The chain of GEMM layers of ``graph``; refuses (naming the node) anything the array does not run yet."""
     bounds = value_bounds(graph)
-    nodes = [n for n in graph.nodes if n.op not in HOST_OPS]
+    # a flatten of a (1, *dims) tensor to (1, K) keeps the row-major feature order the scratchpads use
+    nodes = [n for n in graph.nodes if n.op not in HOST_OPS and not _is_flatten(graph, n)]
     quantize = [n for n in graph.nodes if n.op == "Quantize"]
     if len(graph.outputs) != 1:
         raise HwgenError(f"the systolic array runs single-output models; this one has {len(graph.outputs)}")
@@ -86,7 +100,7 @@ def gemm_layers(graph: Graph) -> list[GemmLayer]:
         acc_lo, acc_hi = int(np.min(bounds[node.outputs[0]][0])), int(np.max(bounds[node.outputs[0]][1]))
         requant: Node | None = None
         if index + 1 < len(nodes) and nodes[index + 1].op == "MultiThreshold" \
-                and nodes[index + 1].inputs[0] == node.outputs[0]:
+                and _source(graph, nodes[index + 1].inputs[0]) == node.outputs[0]:
             requant = nodes[index + 1]
             index += 1
         elif index + 1 < len(nodes):

@@ -203,6 +203,8 @@ def compile_command(model: Path = typer.Argument(..., help="Quantized ONNX model
                     cols: int = typer.Option(8, "--cols", help="Array columns (1..64)."),
                     dataflow: str = typer.Option("os", "--dataflow", help="os (output-stationary) or ws."),
                     batch: int = typer.Option(64, "--batch", help="Samples per run the activation scratchpad holds."),
+                    rom: bool = typer.Option(False, "--rom", help="Also write top_rom.v with weights, thresholds and "
+                                                                 "program in the memories' initial contents."),
                     ) -> None:
     """Generate Verilog, manifest.json, memory images and report.md for MODEL into OUTPUT/."""
     import time
@@ -212,7 +214,7 @@ def compile_command(model: Path = typer.Argument(..., help="Quantized ONNX model
     with user_errors():
         start = time.perf_counter()
         design = compile_design(model, arch, rows=rows, cols=cols, dataflow=dataflow, batch=batch)
-        design.write(output)
+        design.write(output, rom=rom)
         seconds = time.perf_counter() - start
     cfg = design.config
     console.print(f"wrote {output}/ ({cfg.rows}×{cfg.cols} {cfg.dataflow} array, {len(design.layers)} layers, "

@@ -61,6 +61,14 @@ class Design:
         """The design's Verilog, memories empty: their contents are loaded at run time."""
         return render_verilog(self.config)
 
+    def verilog_rom(self) -> str:
+        """The same design with program (for a full batch), weights and thresholds as memory initial contents,
+        for ROM-style synthesis: at run time only inputs are loaded. Its ``start`` runs ``program.batch`` samples."""
+        from amaranth.back import verilog
+
+        top = SystolicTop(self.config, self.program.memory_init(self.program.batch))
+        return verilog.convert(top, name=TOP_NAME, emit_src=False)
+
     @property
     def verilog_sha256(self) -> str:
         return hashlib.sha256(self.verilog.encode()).hexdigest()
@@ -200,8 +208,9 @@ class Design:
                   f"{cfg.search_stages} stages, outputs {cfg.rows}×{cfg.out_depth}", ""]
         return "\n".join(lines)
 
-    def write(self, out_dir: str | Path) -> Path:
-        """Write the design into ``out_dir`` (created; files replaced atomically as a whole)."""
+    def write(self, out_dir: str | Path, rom: bool = False) -> Path:
+        """Write the design into ``out_dir`` (created; files replaced atomically as a whole); with ``rom`` also
+        ``top_rom.v`` (weights, thresholds and program in the memories' initial contents)."""
         out_dir = Path(out_dir)
         out_dir.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
@@ -212,6 +221,8 @@ class Design:
             _write_rows(staging / "thresholds.load", self.program.thresholds)
             (staging / "model.onnx").write_bytes(self.model.onnx_model.SerializeToString(deterministic=True))
             (staging / "report.md").write_text(self.report_markdown())
+            if rom:
+                (staging / "top_rom.v").write_text(self.verilog_rom())
             if out_dir.exists():
                 for item in staging.iterdir():
                     os.replace(item, out_dir / item.name)

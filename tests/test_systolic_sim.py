@@ -87,3 +87,18 @@ def test_broken_pe_is_detected() -> None:
     cfg = default_config(layers, rows=2, cols=2, batch=3, broken_pe=(1, 1))
     with pytest.raises(AssertionError):
         check(layers, cfg, codes)
+
+
+def test_rom_style_design_needs_only_inputs() -> None:
+    """With program, weights and thresholds as initial memory contents, loading just the inputs gives the same
+    results and cycles as the run-time-loaded design."""
+    rng = np.random.default_rng(9)
+    layers = random_layers(rng, [7, 5, 4], 5, 4, [3, 3], True)
+    cfg = default_config(layers, rows=2, cols=3, batch=4)
+    program = compile_layers(layers, cfg)
+    codes = rng.integers(0, 32, size=(program.batch, 7))
+    top = SystolicTop(cfg, program.memory_init(program.batch))
+    cycles, values = simulate_run(top, program.input_rows(codes), program.output_reads(program.batch))
+    expected = run_layers(layers, codes)
+    np.testing.assert_array_equal(values.reshape(expected.shape), expected)
+    assert cycles == program.predict_cycles(program.batch)

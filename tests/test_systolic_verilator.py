@@ -94,10 +94,12 @@ def test_broken_pe_is_caught(example_dir: Path, tmp_path: Path) -> None:
 
 def test_compile_is_deterministic(example_dir: Path, tmp_path: Path) -> None:
     for name in ("a", "b"):
-        result = cli("compile", example_dir / "digits_mlp.onnx", "--rows", 4, "--cols", 3, "-o", tmp_path / name)
+        result = cli("compile", example_dir / "digits_mlp.onnx", "--rows", 4, "--cols", 3, "--rom", "-o",
+                     tmp_path / name)
         assert result.returncode == 0, result.stderr
     files = sorted(p.name for p in (tmp_path / "a").iterdir())
-    assert files == ["manifest.json", "model.onnx", "report.md", "thresholds.load", "top.v", "weights.load"]
+    assert files == ["manifest.json", "model.onnx", "report.md", "thresholds.load", "top.v", "top_rom.v",
+                     "weights.load"]
     for name in files:
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
 
@@ -158,9 +160,11 @@ def test_random_chains_in_verilator(seed: int, depth: int, data) -> None:
 
 
 def test_lint_and_yosys_clean(example_dir: Path) -> None:
-    verilog = hwgen.compile(example_dir / "digits_mlp.onnx", **SHARED).verilog
-    assert verilator.lint_problems(verilog, TOP_NAME) == []
-    assert verilator.yosys_check(verilog, TOP_NAME) == []
+    design = hwgen.compile(example_dir / "digits_mlp.onnx", **SHARED)
+    assert verilator.lint_problems(design.verilog, TOP_NAME) == []
+    assert verilator.yosys_check(design.verilog, TOP_NAME) == []
+    rom = hwgen.compile(example_dir / "digits_mlp.onnx", rows=2, cols=2).verilog_rom()
+    assert verilator.lint_problems(rom, TOP_NAME) == []
 
 
 def test_hostile_names_do_not_reach_the_verilog(tmp_path: Path) -> None:

@@ -210,6 +210,20 @@ class Program:
                 rows.append((PROGRAM, 0, address, chunk, (word >> (32 * chunk)) & 0xFFFFFFFF))
         return rows
 
+    def memory_init(self, samples: int) -> dict:
+        """Initial contents of program (for ``samples`` per run), weight and threshold memories (ROM-style)."""
+        cfg = self.cfg
+        weights = [[0] * cfg.weight_depth for _ in range(cfg.cols)]
+        for _, bank, addr, _, value in self.weights:
+            weights[bank][addr] = value & ((1 << cfg.w_bits) - 1)
+        thresholds = [[[0] * (cfg.slot_depth << b) for b in range(cfg.search_stages)] for _ in range(cfg.cols)]
+        for _, lane, addr, stage, value in self.thresholds:
+            thresholds[lane][stage][addr] = value
+        program = [0] * cfg.prog_depth
+        for _, _, addr, chunk, value in self.program_rows(samples):
+            program[addr] |= value << (32 * chunk)
+        return {"program": program, "weights": weights, "thresholds": thresholds}
+
     def input_rows(self, codes: np.ndarray) -> list[tuple[int, int, int, int, int]]:
         """Load rows placing input codes (samples × K) in the first activation region."""
         cfg = self.cfg

@@ -28,9 +28,10 @@ from .config import SystolicConfig, index_range
 
 
 class RequantLane(wiring.Component):
-    def __init__(self, cfg: SystolicConfig, meta_bits: int):
+    def __init__(self, cfg: SystolicConfig, meta_bits: int, init: list[list[int]] | None = None):
         self.cfg = cfg
         self.meta_bits = meta_bits
+        self.init = init            # per search stage: initial memory words (ROM-style designs)
         slot_bits = max(1, (cfg.slot_depth - 1).bit_length())
         self.slot_bits = slot_bits
         super().__init__({
@@ -60,7 +61,8 @@ class RequantLane(wiring.Component):
         for b in range(stages):
             width = 1 << b
             depth = cfg.slot_depth * width
-            mem = Memory(shape=unsigned(tbits + (1 if b == 0 else 0)), depth=depth, init=[])
+            mem = Memory(shape=unsigned(tbits + (1 if b == 0 else 0)), depth=depth,
+                         init=self.init[b] if self.init else [])
             m.submodules[f"stage{b}_mem"] = mem
             rd = mem.read_port()
             wr = mem.write_port()

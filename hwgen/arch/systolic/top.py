@@ -43,10 +43,14 @@ def host_signature() -> wiring.Signature:
 
 
 class SystolicTop(wiring.Component):
-    def __init__(self, cfg: SystolicConfig):
+    """The accelerator; ``init`` (from ``compile.Program.memory_init``) pre-loads program, weights and thresholds
+    into the memories' initial contents for ROM-style synthesis, so only inputs need loading at run time."""
+
+    def __init__(self, cfg: SystolicConfig, init: dict | None = None):
         if cfg.dataflow != "os":
             raise ValueError("this generator builds the output-stationary (os) dataflow; ws is not available yet")
         self.cfg = cfg
+        self.init = init
         super().__init__(host_signature())
 
     def elaborate(self, platform):
@@ -56,7 +60,8 @@ class SystolicTop(wiring.Component):
         m.submodules.controller = ctrl = Controller(cfg)
         m.submodules.array = array = OutputStationaryArray(cfg)
         meta = meta_layout(cfg)
-        lanes = [RequantLane(cfg, meta.size) for _ in range(cols)]
+        init = self.init or {}
+        lanes = [RequantLane(cfg, meta.size, init["thresholds"][j] if init else None) for j in range(cols)]
         for j, lane in enumerate(lanes):
             m.submodules[f"lane_{j}"] = lane
         m.d.comb += [ctrl.start.eq(self.start), self.busy.eq(ctrl.busy), self.done.eq(ctrl.done),
@@ -68,7 +73,7 @@ class SystolicTop(wiring.Component):
 
         # ---- program memory
         m.submodules.program = program = Memory(shape=unsigned(32 * INSTRUCTION_CHUNKS), depth=cfg.prog_depth,
-                                                init=[])
+                                                init=init.get("program", []))
         prog_rd = program.read_port()
         prog_wr = program.write_port(granularity=32)
         m.d.comb += [prog_rd.addr.eq(ctrl.prog_addr), ctrl.prog_data.eq(prog_rd.data[:INSTRUCTION.size]),
@@ -92,7 +97,7 @@ class SystolicTop(wiring.Component):
         feed_lane = Signal.like(ctrl.feed_lane)
         m.d.sync += [feed_valid.eq(ctrl.feed_valid), feed_last.eq(ctrl.feed_last), feed_lane.eq(ctrl.feed_lane)]
         for j in range(cols):
-            mem = Memory(shape=unsigned(cfg.w_bits), depth=cfg.weight_depth, init=[])
+            mem = Memory(shape=unsigned(cfg.w_bits), depth=cfg.weight_depth, init=init["weights"][j] if init else [])
             m.submodules[f"weights_{j}"] = mem
             rd, wr = mem.read_port(), mem.write_port()
             m.d.comb += [rd.addr.eq(ctrl.weight_addr), array.w[j].eq(rd.data.as_signed()),

@@ -182,3 +182,17 @@ def test_hostile_names_do_not_reach_the_verilog(tmp_path: Path) -> None:
     assert [u["node"] for u in manifest["units"]][:3] == [names[0], names[2], names[4]]
     x = np.random.default_rng(0).normal(size=(5, 8)).astype(np.float32)
     assert designs[1].simulate(x).report["bit_exact"]
+
+
+def test_compile_and_simulate_refuse_bad_input(zoo_dir: Path, example_dir: Path, tmp_path: Path) -> None:
+    cnn = build("cnn_w4a4_qonnx", zoo_dir)
+    result = cli("compile", cnn.path, "-o", tmp_path / "cnn")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.startswith("error: node '/conv1/Conv' (Conv): the systolic array runs MatMul layers")
+    assert not (tmp_path / "cnn").exists()
+    result = cli("compile", example_dir / "digits_mlp.onnx", "--rows", 65, "-o", tmp_path / "big")
+    assert result.returncode == 2
+    assert result.stderr.strip() == "error: invalid configuration: rows must be an integer in 1..64, got 65"
+    result = cli("simulate", tmp_path, "--inputs", example_dir / "test_x.npy", "--output", tmp_path / "y.npy")
+    assert result.returncode == 2
+    assert result.stderr.strip() == f"error: {tmp_path}: no manifest.json; is this a folder written by `hwgen compile`?"

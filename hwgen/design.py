@@ -32,6 +32,11 @@ from .model import Model, load
 SCHEMA_VERSION = 1
 TOP_NAME = "hwgen_systolic"
 ARCHS = ("systolic",)
+CYCLE_FORMULAS = {
+    "os": "sum over layers of (tiles - 1) * period + kp + 2*rows + cols + search_stages + 2, "
+          "period = max(kp, 2*rows + cols - 1), tiles = m_tiles * n_tiles",
+    "ws": "sum over layers of n_tiles * k_tiles * (2*rows + cols + samples + 2) + search_stages + 3",
+}
 UNITS = {"Quantize": "host: input quantizer", "Dequantize": "host: output dequantizer", "MatMul": "systolic array",
          "MultiThreshold": "requant lanes"}
 
@@ -176,8 +181,7 @@ class Design:
             "layers": layer_rows,
             "program": instructions,
             "cycle_model": {
-                "formula": "sum over layers of (tiles - 1) * period + kp + 2*rows + cols + search_stages + 2; "
-                           "period = max(kp, 2*rows + cols - 1)",
+                "formula": CYCLE_FORMULAS[cfg.dataflow],
                 "batch_per_run": self.program.batch,
                 "cycles_per_full_run": self.program.predict_cycles(self.program.batch)},
             "files": {"verilog": "top.v", "weights": "weights.load", "thresholds": "thresholds.load",
@@ -262,8 +266,6 @@ def compile(model: Model | str | Path, arch: str = "systolic", *, rows: int = 8,
         config = default_config(layers, rows=rows, cols=cols, dataflow=dataflow, batch=batch, **overrides)
     except (TypeError, ValueError) as exc:
         raise HwgenError(f"invalid configuration: {exc}") from exc
-    if config.dataflow != "os":
-        raise HwgenError("dataflow 'ws' is not available yet; use --dataflow os")
     return Design(loaded, config)
 
 

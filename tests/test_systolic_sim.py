@@ -52,20 +52,21 @@ def check(layers: list[GemmLayer], cfg: SystolicConfig, codes: np.ndarray) -> No
 
 
 @given(rows=st.integers(1, 4), cols=st.integers(1, 4), depth=st.integers(1, 3), seed=st.integers(0, 2**32 - 1),
-       data=st.data())
-def test_random_chains_bit_exact_with_exact_cycles(rows, cols, depth, seed, data) -> None:
+       dataflow=st.sampled_from(["os", "ws"]), data=st.data())
+def test_random_chains_bit_exact_with_exact_cycles(rows, cols, depth, seed, dataflow, data) -> None:
     rng = np.random.default_rng(seed)
     dims = [data.draw(st.integers(1, 11)) for _ in range(depth + 1)]
     out_bits = [data.draw(st.integers(1, 4)) for _ in range(depth)]
     in_bits = data.draw(st.integers(1, 6))
     layers = random_layers(rng, dims, in_bits, data.draw(st.integers(2, 6)), out_bits, data.draw(st.booleans()))
     samples = data.draw(st.integers(1, 3 * rows + 1))
-    cfg = default_config(layers, rows=rows, cols=cols, batch=samples)
+    cfg = default_config(layers, rows=rows, cols=cols, dataflow=dataflow, batch=samples)
     check(layers, cfg, rng.integers(0, 1 << in_bits, size=(samples, dims[0])))
 
 
+@pytest.mark.parametrize("dataflow", ["os", "ws"])
 @pytest.mark.parametrize("rows, cols", [(1, 5), (5, 1), (3, 2)])
-def test_worst_case_extremes(rows: int, cols: int) -> None:
+def test_worst_case_extremes(rows: int, cols: int, dataflow: str) -> None:
     """All inputs and weights at their extreme codes, the largest K the configuration allows."""
     k_max, in_bits, w_bits = 30, 8, 8          # 30: a multiple of every column count used
     weight = np.full((k_max, 4), -(1 << (w_bits - 1)))
@@ -73,28 +74,30 @@ def test_worst_case_extremes(rows: int, cols: int) -> None:
     bound = k_max * (1 << (w_bits - 1)) * ((1 << in_bits) + 2)
     layer = GemmLayer("big", weight, 0, None, None, 0, 1, (-bound, bound), in_bits + 1,
                       (2 * bound).bit_length() + 1, None)
-    cfg = default_config([layer], rows=rows, cols=cols, batch=4, k_max=k_max)
+    cfg = default_config([layer], rows=rows, cols=cols, dataflow=dataflow, batch=4, k_max=k_max)
     codes = np.array([[(1 << in_bits) - 1] * k_max, [0] * k_max, [(1 << in_bits) - 1, 0] * (k_max // 2),
                       [1] * k_max])
     check([layer], cfg, codes)
 
 
-def test_broken_pe_is_detected() -> None:
+@pytest.mark.parametrize("dataflow", ["os", "ws"])
+def test_broken_pe_is_detected(dataflow: str) -> None:
     """A deliberately broken multiplier (test hook) makes the outputs differ: the check bites."""
     rng = np.random.default_rng(5)
     layers = random_layers(rng, [6, 4], 4, 4, [4], False)
     codes = rng.integers(0, 16, size=(3, 6))
-    cfg = default_config(layers, rows=2, cols=2, batch=3, broken_pe=(1, 1))
+    cfg = default_config(layers, rows=2, cols=2, dataflow=dataflow, batch=3, broken_pe=(1, 1))
     with pytest.raises(AssertionError):
         check(layers, cfg, codes)
 
 
-def test_rom_style_design_needs_only_inputs() -> None:
+@pytest.mark.parametrize("dataflow", ["os", "ws"])
+def test_rom_style_design_needs_only_inputs(dataflow: str) -> None:
     """With program, weights and thresholds as initial memory contents, loading just the inputs gives the same
     results and cycles as the run-time-loaded design."""
     rng = np.random.default_rng(9)
     layers = random_layers(rng, [7, 5, 4], 5, 4, [3, 3], True)
-    cfg = default_config(layers, rows=2, cols=3, batch=4)
+    cfg = default_config(layers, rows=2, cols=3, dataflow=dataflow, batch=4)
     program = compile_layers(layers, cfg)
     codes = rng.integers(0, 32, size=(program.batch, 7))
     top = SystolicTop(cfg, program.memory_init(program.batch))

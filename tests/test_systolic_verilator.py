@@ -67,6 +67,17 @@ def test_example_bit_exact_with_exact_cycles(digits_design: Path, example_dir: P
     assert f"RTL top-1 accuracy: {100 * accuracy:.2f}%" in result.stdout
 
 
+def test_weight_stationary_cli(example_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "ws"
+    result = cli("compile", example_dir / "digits_mlp.onnx", "--rows", 4, "--cols", 4, "--dataflow", "ws", "-o", out)
+    assert result.returncode == 0, result.stderr
+    result = cli("simulate", out, "--inputs", example_dir / "test_x.npy", "--output", tmp_path / "y.npy")
+    assert result.returncode == 0, result.stderr
+    report = json.loads((out / "sim_report.json").read_text())
+    assert report["bit_exact"] and report["cycles"] == report["predicted_cycles"]
+    assert json.loads((out / "manifest.json").read_text())["config"]["dataflow"] == "ws"
+
+
 def test_corrupted_weight_image_is_caught(digits_design: Path, example_dir: Path, tmp_path: Path) -> None:
     mutant = tmp_path / "mutant"
     subprocess.run(["cp", "-r", str(digits_design), str(mutant)], check=True)
@@ -118,11 +129,12 @@ def test_manifest_maps_every_op_to_a_unit(example_dir: Path) -> None:
     assert manifest["cycle_model"]["cycles_per_full_run"] == design.predicted_cycles(design.program.batch)
 
 
+@pytest.mark.parametrize("dataflow", ["os", "ws"])
 @pytest.mark.parametrize("name", ZOO_MLPS)
-def test_zoo_mlps_share_one_build(name: str, zoo_dir: Path) -> None:
+def test_zoo_mlps_share_one_build(name: str, dataflow: str, zoo_dir: Path) -> None:
     zoo = build(name, zoo_dir)
-    design = hwgen.compile(zoo.path, **SHARED)
-    shared = hwgen.compile(build(ZOO_MLPS[0], zoo_dir).path, **SHARED)
+    design = hwgen.compile(zoo.path, dataflow=dataflow, **SHARED)
+    shared = hwgen.compile(build(ZOO_MLPS[0], zoo_dir).path, dataflow=dataflow, **SHARED)
     assert design.verilog_sha256 == shared.verilog_sha256
     result = design.simulate(zoo.inputs)
     assert result.report["bit_exact"], result.report
@@ -130,9 +142,10 @@ def test_zoo_mlps_share_one_build(name: str, zoo_dir: Path) -> None:
     np.testing.assert_array_equal(result.outputs, design.model.run(zoo.inputs))
 
 
+@pytest.mark.parametrize("dataflow", ["os", "ws"])
 @pytest.mark.parametrize("rows, cols", [(1, 4), (4, 1)])
-def test_degenerate_array_shapes(rows: int, cols: int, example_dir: Path) -> None:
-    design = hwgen.compile(example_dir / "digits_mlp.onnx", rows=rows, cols=cols, batch=8)
+def test_degenerate_array_shapes(rows: int, cols: int, dataflow: str, example_dir: Path) -> None:
+    design = hwgen.compile(example_dir / "digits_mlp.onnx", rows=rows, cols=cols, dataflow=dataflow, batch=8)
     x = np.load(example_dir / "test_x.npy")[:20]
     result = design.simulate(x)
     assert result.report["bit_exact"] and result.report["runs"] == 3
@@ -140,14 +153,15 @@ def test_degenerate_array_shapes(rows: int, cols: int, example_dir: Path) -> Non
 
 
 @settings(deadline=None)
-@given(seed=st.integers(0, 2**32 - 1), depth=st.integers(1, 3), data=st.data())
-def test_random_chains_in_verilator(seed: int, depth: int, data) -> None:
+@given(seed=st.integers(0, 2**32 - 1), depth=st.integers(1, 3), dataflow=st.sampled_from(["os", "ws"]),
+       data=st.data())
+def test_random_chains_in_verilator(seed: int, depth: int, dataflow: str, data) -> None:
     """Random GEMM chains on the shared build: bit-exact and cycles == prediction (one build, many programs)."""
     rng = np.random.default_rng(seed)
     dims = [data.draw(st.integers(1, 40)) for _ in range(depth + 1)]
     out_bits = [data.draw(st.integers(1, 8)) for _ in range(depth)]
     layers = random_layers(rng, dims, 8, 8, out_bits, data.draw(st.booleans()))
-    cfg = default_config(layers, **SHARED)
+    cfg = default_config(layers, dataflow=dataflow, **SHARED)
     program = compile_layers(layers, cfg)
     samples = data.draw(st.integers(1, SHARED["batch"]))
     codes = rng.integers(0, 256, size=(samples, dims[0]))

@@ -19,7 +19,7 @@ from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from .config import SystolicConfig
-from .pe import OutputStationaryPE
+from .pe import OutputStationaryPE, WeightStationaryPE
 
 
 class OutputStationaryArray(wiring.Component):
@@ -73,4 +73,52 @@ class OutputStationaryArray(wiring.Component):
                     m.d.comb += pes[i][j].shadow_in.eq(pes[i - 1][j].shadow_out)
             m.d.comb += self.drain[j].eq(pes[cfg.rows - 1][j].shadow_out)
         m.d.comb += self.captured.eq(pes[cfg.rows - 1][cfg.cols - 1].last_out)
+        return m
+
+
+class WeightStationaryArray(wiring.Component):
+    """R×C weight-stationary PE grid with output deskew.
+
+    ::
+
+        a[i] ──▶ PE(i,0) ──▶ PE(i,1) ──▶ …       row i carries feature k0 + i; the caller presents sample m to row i
+                   │ psum      │                 at cycle m + i (the skew is done by addressing the banks)
+                   ▼           ▼
+                 PE(R-1,0)   PE(R-1,1) …
+                   ▼ [C-1 regs] ▼ [C-2 regs] …   deskew: every column's sum for sample m leaves at m + R + C - 1
+                 out[0]      out[1]   …
+
+    Weights enter at the top of each column through ``w_top`` and shift down while ``shift`` is high (R shifts
+    place row i's weight in row i); ``commit`` makes the shifted weights active in every PE at once.
+    """
+
+    def __init__(self, cfg: SystolicConfig):
+        self.cfg = cfg
+        super().__init__({
+            "a": In(data.ArrayLayout(signed(cfg.operand_bits), cfg.rows)),
+            "w_top": In(data.ArrayLayout(signed(cfg.w_bits), cfg.cols)),
+            "shift": In(1), "commit": In(1),
+            "out": Out(data.ArrayLayout(signed(cfg.acc_bits), cfg.cols)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg = self.cfg
+        pes = [[WeightStationaryPE(cfg, broken=cfg.broken_pe == (i, j)) for j in range(cfg.cols)]
+               for i in range(cfg.rows)]
+        for i in range(cfg.rows):
+            for j in range(cfg.cols):
+                pe = pes[i][j]
+                m.submodules[f"pe_{i}_{j}"] = pe
+                m.d.comb += [pe.shift.eq(self.shift), pe.commit.eq(self.commit),
+                             pe.a_in.eq(self.a[i] if j == 0 else pes[i][j - 1].a_out),
+                             pe.psum_in.eq(0 if i == 0 else pes[i - 1][j].psum_out),
+                             pe.w_chain_in.eq(self.w_top[j] if i == 0 else pes[i - 1][j].w_chain_out)]
+        for j in range(cfg.cols):
+            value = pes[cfg.rows - 1][j].psum_out
+            for stage in range(cfg.cols - 1 - j):
+                delayed = Signal.like(value, name=f"deskew_{j}_{stage}")
+                m.d.sync += delayed.eq(value)
+                value = delayed
+            m.d.comb += self.out[j].eq(value)
         return m

@@ -133,11 +133,17 @@ def gemm_layers(graph: Graph) -> list[GemmLayer]:
     return layers
 
 
+def weight_rows(k: int, rows: int, cols: int, dataflow: str) -> int:
+    """K padded for the weight banks: to the column count (OS reads C features a word) or the row count (WS)."""
+    step = cols if dataflow == "os" else rows
+    return ceil(k / step) * step
+
+
 def default_config(layers: list[GemmLayer], rows: int = 8, cols: int = 8, dataflow: str = "os",
                    batch: int = 64, **overrides) -> SystolicConfig:
     """The smallest configuration that runs ``layers`` on ``batch`` samples per run; ``overrides`` win."""
-    kp = [ceil(layer.k / cols) * cols for layer in layers]
-    words = max(max(k // cols for k in kp), max(ceil(layer.n / cols) for layer in layers))
+    kp = [weight_rows(layer.k, rows, cols, dataflow) for layer in layers]
+    words = max(max(ceil(layer.k / cols) for layer in layers), max(ceil(layer.n / cols) for layer in layers))
     m_tiles = ceil(batch / rows)
     stored = [layer.in_bits for layer in layers] + [layer.out_bits for layer in layers if layer.requant]
     a_bits = max(stored) - 1
@@ -150,7 +156,7 @@ def default_config(layers: list[GemmLayer], rows: int = 8, cols: int = 8, datafl
         weight_depth=max(2, sum(ceil(layer.n / cols) * k for layer, k in zip(layers, kp))),
         slot_depth=max(2, sum(ceil(layer.n / cols) for layer in layers if layer.thresholds is not None)),
         out_depth=max(2, m_tiles * ceil(last.n / cols) if last.requant is None else 2),
-        prog_depth=max(2, len(layers)))
+        prog_depth=max(2, len(layers)), acc_depth=max(2, m_tiles * rows))
     return replace(cfg, **overrides) if overrides else cfg
 
 
@@ -166,7 +172,13 @@ class Program:
     buffers: tuple[int, int]                               # activation region bases (ping, pong)
 
     def kp(self, layer: GemmLayer) -> int:
-        return ceil(layer.k / self.cfg.cols) * self.cfg.cols
+        """Weight rows per output-channel tile (K padded)."""
+        cfg = self.cfg
+        return weight_rows(layer.k, cfg.rows, cfg.cols, cfg.dataflow)
+
+    def act_words(self, layer: GemmLayer) -> int:
+        """Activation words (C codes each) per sample of a layer's input."""
+        return ceil(layer.k / self.cfg.cols)
 
     def instructions(self, samples: int) -> list[dict]:
         """The program for a run of ``samples`` (≤ batch) samples."""
@@ -178,9 +190,12 @@ class Program:
             n_tiles = ceil(layer.n / cfg.cols)
             last = index == len(self.layers) - 1
             passthrough = layer.thresholds is None
+            ws = cfg.dataflow == "ws"
             result.append({
-                "m_tiles": m_tiles, "n_tiles": n_tiles, "kp": kp, "period": self.period(kp),
-                "in_base": self.buffers[index % 2], "kp_words": kp // cfg.cols,
+                "m_tiles": m_tiles, "n_tiles": n_tiles, "kp": kp,
+                "period": samples + cfg.rows + cfg.cols if ws else self.period(kp),
+                "samples": samples, "k_tiles": kp // cfg.rows if ws else 1,
+                "in_base": self.buffers[index % 2], "kp_words": self.act_words(layer),
                 "out_base": 0 if passthrough else self.buffers[(index + 1) % 2],
                 "out_words": n_tiles, "w_base": w_base, "slot_base": slot_base, "zx": layer.zx,
                 "base": layer.base, "step": layer.step, "passthrough": int(passthrough), "last_layer": int(last)})
@@ -193,13 +208,18 @@ class Program:
         return max(kp, 2 * self.cfg.rows + self.cfg.cols - 1)
 
     def predict_cycles(self, samples: int) -> int:
-        """Exact start → done cycles of one run of ``samples`` samples (equals the RTL's cycle counter)."""
+        """Exact start → done cycles of one run of ``samples`` samples (equals the RTL's cycle counter); the
+        derivations are in controller.py (os) and ws_controller.py (ws)."""
         cfg = self.cfg
-        fixed = 2 * cfg.rows + cfg.cols + cfg.search_stages + 2
         total = 0
         for instr in self.instructions(samples):
-            tiles = instr["m_tiles"] * instr["n_tiles"]
-            total += (tiles - 1) * instr["period"] + instr["kp"] + fixed
+            if cfg.dataflow == "ws":
+                fold = 2 * cfg.rows + cfg.cols + samples + 2
+                total += instr["n_tiles"] * instr["k_tiles"] * fold + cfg.search_stages + 3
+            else:
+                tiles = instr["m_tiles"] * instr["n_tiles"]
+                total += (tiles - 1) * instr["period"] + instr["kp"] + 2 * cfg.rows + cfg.cols + \
+                    cfg.search_stages + 2
         return total
 
     def program_rows(self, samples: int) -> list[tuple[int, int, int, int, int]]:
@@ -227,8 +247,7 @@ class Program:
     def input_rows(self, codes: np.ndarray) -> list[tuple[int, int, int, int, int]]:
         """Load rows placing input codes (samples × K) in the first activation region."""
         cfg = self.cfg
-        first = self.layers[0]
-        words = self.kp(first) // cfg.cols
+        words = self.act_words(self.layers[0])
         m, k = np.meshgrid(np.arange(codes.shape[0]), np.arange(codes.shape[1]), indexing="ij")
         banks, addrs, lanes = m % cfg.rows, self.buffers[0] + (m // cfg.rows) * words + k // cfg.cols, k % cfg.cols
         return list(zip([ACTIVATIONS] * codes.size, banks.ravel().tolist(), addrs.ravel().tolist(),
@@ -281,7 +300,7 @@ def pack_instruction(fields: dict) -> int:
 def compile_layers(layers: list[GemmLayer], cfg: SystolicConfig) -> Program:
     """Memory images for ``layers`` on ``cfg``; refuses models that do not fit, naming what and by how much."""
     cols, rows = cfg.cols, cfg.rows
-    kp = [ceil(layer.k / cols) * cols for layer in layers]
+    kp = [weight_rows(layer.k, rows, cols, cfg.dataflow) for layer in layers]
     if max(kp) > cfg.k_max:
         raise HwgenError(f"layer K of {max(kp)} exceeds the array's k_max={cfg.k_max}")
     need_weights = sum(ceil(layer.n / cols) * k for layer, k in zip(layers, kp))
@@ -343,8 +362,10 @@ def compile_layers(layers: list[GemmLayer], cfg: SystolicConfig) -> Program:
                     thresholds.append((THRESHOLDS, lane, (slot << b) | prefix, b, value))
         slot_base += n_tiles
 
-    words = max(max(k // cols for k in kp), max(ceil(layer.n / cols) for layer in layers))
+    words = max(max(ceil(layer.k / cols) for layer in layers), max(ceil(layer.n / cols) for layer in layers))
     batch = rows * (cfg.act_depth // 2 // words)
+    if cfg.dataflow == "ws":
+        batch = min(batch, cfg.acc_depth)
     if batch < 1:
         raise HwgenError(f"act_depth={cfg.act_depth} cannot hold two regions of {words} words (one sample group)")
     last = layers[-1]

@@ -39,6 +39,7 @@ class SystolicConfig:
     slot_depth: int = 64            # threshold slots (one per output channel group) per requant lane
     out_depth: int = 256            # words (cols accumulators each) per output bank
     prog_depth: int = 16            # program instructions (one per layer)
+    acc_depth: int = 64             # ws: partial sums per column kept between K tiles (samples per run)
     broken_pe: tuple[int, int] | None = None   # test hook: this PE's multiplier returns a*w + 1
 
     def __post_init__(self) -> None:
@@ -55,6 +56,7 @@ class SystolicConfig:
         _check_range("slot_depth", self.slot_depth, 2, 1 << 10)
         _check_range("out_depth", self.out_depth, 2, 1 << 16)
         _check_range("prog_depth", self.prog_depth, 2, 256)
+        _check_range("acc_depth", self.acc_depth, 2, 1 << 16)
         if self.acc_bits > 30:
             raise ValueError(f"accumulator width {self.acc_bits} bits (a_bits={self.a_bits}, w_bits={self.w_bits}, "
                              f"k_max={self.k_max}) exceeds 30; reduce a bit width or k_max")

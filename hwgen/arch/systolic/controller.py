@@ -32,6 +32,7 @@ from .config import SystolicConfig, index_range
 
 INSTRUCTION = data.StructLayout({
     "m_tiles": unsigned(16), "n_tiles": unsigned(16), "kp": unsigned(16), "period": unsigned(16),
+    "samples": unsigned(16), "k_tiles": unsigned(16),
     "in_base": unsigned(16), "kp_words": unsigned(16), "out_base": unsigned(16), "out_words": unsigned(16),
     "w_base": unsigned(16), "slot_base": unsigned(10),
     "zx": signed(18), "base": signed(18), "step": unsigned(2), "passthrough": unsigned(1),

@@ -51,3 +51,41 @@ class OutputStationaryPE(wiring.Component):
         with m.If(self.shift):
             m.d.sync += self.shadow_out.eq(self.shadow_in)
         return m
+
+
+class WeightStationaryPE(wiring.Component):
+    """Weight-stationary processing element.
+
+    ::
+
+                  psum_in, w_chain_in
+                      │
+        a_in ──▶ ┌────┴─────────────┐ ──▶ a_out                (registered: 1 cycle per PE)
+                 │ psum += a · w    │
+                 │ w: active weight │     shift:  w_chain ← w_chain_in (preload the next tile's weight)
+                 └────┬─────────────┘     commit: w ← w_chain
+                      ▼ psum_out, w_chain_out (registered)
+
+    ``psum_out = psum_in + a_in · w`` one cycle later; operands outside the tile arrive as 0.
+    """
+
+    def __init__(self, cfg: SystolicConfig, broken: bool = False):
+        self.cfg = cfg
+        self.broken = broken
+        super().__init__({
+            "a_in": In(signed(cfg.operand_bits)), "a_out": Out(signed(cfg.operand_bits)),
+            "psum_in": In(signed(cfg.acc_bits)), "psum_out": Out(signed(cfg.acc_bits)),
+            "shift": In(1), "commit": In(1),
+            "w_chain_in": In(signed(cfg.w_bits)), "w_chain_out": Out(signed(cfg.w_bits)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        weight = Signal(signed(self.cfg.w_bits))
+        product = self.a_in * weight + (1 if self.broken else 0)
+        m.d.sync += [self.a_out.eq(self.a_in), self.psum_out.eq(self.psum_in + product)]
+        with m.If(self.shift):
+            m.d.sync += self.w_chain_out.eq(self.w_chain_in)
+        with m.If(self.commit):
+            m.d.sync += weight.eq(self.w_chain_out)
+        return m

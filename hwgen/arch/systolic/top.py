@@ -19,15 +19,16 @@ threshold), :data:`OUTPUTS` (read only; bank = array row, lane = accumulator wit
 """
 from __future__ import annotations
 
-from amaranth import Module, Mux, Signal, unsigned
+from amaranth import Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from .array import OutputStationaryArray
+from .array import OutputStationaryArray, WeightStationaryArray
 from .config import SystolicConfig, index_range
 from .controller import INSTRUCTION, INSTRUCTION_CHUNKS, Controller, meta_layout
 from .requant import RequantLane
+from .ws_controller import WeightStationaryController
 
 PROGRAM, ACTIVATIONS, WEIGHTS, THRESHOLDS, OUTPUTS = 0, 1, 2, 3, 4
 LOAD = data.StructLayout({"target": 3, "bank": 6, "addr": 16, "lane": 6, "data": 32})
@@ -47,8 +48,6 @@ class SystolicTop(wiring.Component):
     into the memories' initial contents for ROM-style synthesis, so only inputs need loading at run time."""
 
     def __init__(self, cfg: SystolicConfig, init: dict | None = None):
-        if cfg.dataflow != "os":
-            raise ValueError("this generator builds the output-stationary (os) dataflow; ws is not available yet")
         self.cfg = cfg
         self.init = init
         super().__init__(host_signature())
@@ -57,8 +56,9 @@ class SystolicTop(wiring.Component):
         m = Module()
         cfg = self.cfg
         rows, cols = cfg.rows, cfg.cols
-        m.submodules.controller = ctrl = Controller(cfg)
-        m.submodules.array = array = OutputStationaryArray(cfg)
+        ws = cfg.dataflow == "ws"
+        m.submodules.controller = ctrl = WeightStationaryController(cfg) if ws else Controller(cfg)
+        m.submodules.array = array = WeightStationaryArray(cfg) if ws else OutputStationaryArray(cfg)
         meta = meta_layout(cfg)
         init = self.init or {}
         lanes = [RequantLane(cfg, meta.size, init["thresholds"][j] if init else None) for j in range(cols)]
@@ -92,27 +92,32 @@ class SystolicTop(wiring.Component):
 
         # ---- weight banks (one per column)
         word_of = lambda width, count: data.ArrayLayout(unsigned(width), count)  # noqa: E731
-        feed_valid = Signal()
-        feed_last = Signal()
-        feed_lane = Signal.like(ctrl.feed_lane)
-        m.d.sync += [feed_valid.eq(ctrl.feed_valid), feed_last.eq(ctrl.feed_last), feed_lane.eq(ctrl.feed_lane)]
+        if ws:
+            shift = Signal()
+            m.d.sync += shift.eq(ctrl.weight_shift)
+            m.d.comb += [array.shift.eq(shift), array.commit.eq(ctrl.commit)]
+        else:
+            feed_valid = Signal()
+            feed_last = Signal()
+            feed_lane = Signal.like(ctrl.feed_lane)
+            m.d.sync += [feed_valid.eq(ctrl.feed_valid), feed_last.eq(ctrl.feed_last), feed_lane.eq(ctrl.feed_lane)]
         for j in range(cols):
             mem = Memory(shape=unsigned(cfg.w_bits), depth=cfg.weight_depth, init=init["weights"][j] if init else [])
             m.submodules[f"weights_{j}"] = mem
             rd, wr = mem.read_port(), mem.write_port()
-            m.d.comb += [rd.addr.eq(ctrl.weight_addr), array.w[j].eq(rd.data.as_signed()),
+            m.d.comb += [rd.addr.eq(ctrl.weight_addr), (array.w_top if ws else array.w)[j].eq(rd.data.as_signed()),
                          wr.addr.eq(load.addr), wr.data.eq(load.data),
                          wr.en.eq(loading & (load.target == WEIGHTS) & (load.bank == j))]
 
         # ---- requant lanes, fed by the array's drain
         instr = ctrl.instr
+        lane_valid, lane_acc = self._lane_inputs(m, ctrl, array)
         for j, lane in enumerate(lanes):
-            m.d.comb += [lane.valid.eq(ctrl.lane_valid), lane.acc.eq(array.drain[j]), lane.slot.eq(ctrl.lane_slot),
+            m.d.comb += [lane.valid.eq(lane_valid), lane.acc.eq(lane_acc[j]), lane.slot.eq(ctrl.lane_slot),
                          lane.meta.eq(ctrl.lane_meta), lane.base.eq(instr.base), lane.step.eq(instr.step),
                          lane.passthrough.eq(instr.passthrough),
                          lane.wr_en.eq(loading & (load.target == THRESHOLDS) & (load.bank == j)),
                          lane.wr_stage.eq(load.lane), lane.wr_addr.eq(load.addr), lane.wr_data.eq(load.data)]
-        m.d.comb += [array.shift.eq(ctrl.shift), ctrl.captured.eq(array.captured)]
         out_meta = data.View(meta, lanes[0].out_meta)
         writing = lanes[0].out_valid
         m.d.comb += ctrl.layer_done.eq(writing & out_meta.layer_last)
@@ -132,7 +137,7 @@ class SystolicTop(wiring.Component):
             here = writing & (out_meta.row == i)
             host_write = loading & (load.target == ACTIVATIONS) & (load.bank == i)
             m.d.comb += [
-                a_rd.addr.eq(Mux(ctrl.busy, ctrl.act_addr, self.read.payload.addr)),
+                a_rd.addr.eq(Mux(ctrl.busy, ctrl.bank_addr[i] if ws else ctrl.act_addr, self.read.payload.addr)),
                 a_wr.addr.eq(Mux(ctrl.busy, out_meta.addr, load.addr)),
                 a_wr.en.eq(Mux(ctrl.busy, Mux(here & ~instr.passthrough, (1 << cols) - 1, 0),
                                Mux(host_write, 1 << load.lane, 0))),
@@ -144,13 +149,17 @@ class SystolicTop(wiring.Component):
             for j, lane in enumerate(lanes):
                 m.d.comb += [a_data[j].eq(Mux(ctrl.busy, lane.out_value, load.data)),
                              o_data[j].eq(lane.out_value)]
-            code = data.View(act_word, a_rd.data)[feed_lane].as_signed()
-            m.d.comb += array.a[i].eq(code - instr.zx)
+            if not ws:
+                code = data.View(act_word, a_rd.data)[feed_lane].as_signed()
+                m.d.comb += array.a[i].eq(code - instr.zx)
             act_read.append(data.View(act_word, a_rd.data))
             out_read.append(data.View(out_word, o_rd.data))
-        m.d.comb += [array.valid.eq(feed_valid), array.last.eq(feed_last & feed_valid)]
+        if ws:
+            self._ws_operands(m, ctrl, array, act_read)
+        else:
+            m.d.comb += [array.valid.eq(feed_valid), array.last.eq(feed_last & feed_valid)]
 
-        # ---- read answers
+        # ---- read answers (host)
         with m.If(pending):
             m.d.sync += [pending.eq(0), self.rdata.valid.eq(1)]
             for i in range(rows):
@@ -160,3 +169,37 @@ class SystolicTop(wiring.Component):
                     with m.Else():
                         m.d.sync += self.rdata.payload.eq(act_read[i][req.lane].as_signed())
         return m
+
+    def _lane_inputs(self, m: Module, ctrl, array):
+        """What enters the requant lanes: the OS drain, or the WS column sums plus the partial sums kept in the
+        per-column accumulator SRAM (written by the first K tile, added to by the next, released by the last)."""
+        cfg = self.cfg
+        if cfg.dataflow == "os":
+            m.d.comb += [array.shift.eq(ctrl.shift), ctrl.captured.eq(array.captured)]
+            return ctrl.lane_valid, [array.drain[j] for j in range(cfg.cols)]
+        totals = []
+        for j in range(cfg.cols):
+            mem = Memory(shape=unsigned(cfg.acc_bits), depth=cfg.acc_depth, init=[])
+            m.submodules[f"accumulators_{j}"] = mem
+            rd, wr = mem.read_port(), mem.write_port()
+            total = Signal(signed(cfg.acc_bits), name=f"column_sum_{j}")
+            m.d.comb += [total.eq(array.out[j] + Mux(ctrl.acc_first, 0, rd.data.as_signed())),
+                         rd.addr.eq(ctrl.acc_rd_addr), wr.addr.eq(ctrl.acc_wr_addr), wr.data.eq(total),
+                         wr.en.eq(ctrl.acc_valid & ~ctrl.acc_final)]
+            totals.append(total)
+        return ctrl.acc_valid & ctrl.acc_final, totals
+
+    def _ws_operands(self, m: Module, ctrl, array, act_read) -> None:
+        """Row i takes lane row_lane[i] of bank row_bank[i] (as the controller addressed them one cycle earlier)."""
+        cfg = self.cfg
+        row_bank = Signal.like(ctrl.row_bank)
+        row_lane = Signal.like(ctrl.row_lane)
+        row_valid = Signal.like(ctrl.row_valid)
+        m.d.sync += [row_bank.eq(ctrl.row_bank), row_lane.eq(ctrl.row_lane), row_valid.eq(ctrl.row_valid)]
+        for i in range(cfg.rows):
+            code = Signal(signed(cfg.store_bits), name=f"row{i}_code")
+            with m.Switch(row_bank[i]):
+                for b in range(cfg.rows):
+                    with m.Case(b):
+                        m.d.comb += code.eq(act_read[b][row_lane[i]].as_signed())
+            m.d.comb += array.a[i].eq(Mux(row_valid[i], code - ctrl.instr.zx, 0))

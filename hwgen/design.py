@@ -38,6 +38,7 @@ CYCLE_FORMULAS = {
     "ws": "sum over layers of n_tiles * k_tiles * (2*rows + cols + samples + 2) + search_stages + 3",
 }
 UNITS = {"Quantize": "host: input quantizer", "Dequantize": "host: output dequantizer", "MatMul": "systolic array",
+         "AddScaled": "systolic array", "Reshape": "address generation (layout only)",
          "MultiThreshold": "requant lanes"}
 
 
@@ -170,7 +171,8 @@ class Design:
             "memories": {
                 "program": {"banks": 1, "depth": cfg.prog_depth, "word_bits": 32 * -(-INSTRUCTION.size // 32)},
                 "activations": {"banks": cfg.rows, "depth": cfg.act_depth, "word_bits": cfg.cols * cfg.store_bits,
-                                "regions": list(self.program.buffers)},
+                                "region_words": self.program.region_words, "stride": self.program.stride,
+                                "regions": dict(sorted(self.program.placement.items()))},
                 "weights": {"banks": cfg.cols, "depth": cfg.weight_depth, "word_bits": cfg.w_bits},
                 "thresholds": {"banks": cfg.cols, "stages": cfg.search_stages, "slots": cfg.slot_depth,
                                "word_bits": cfg.threshold_bits, "stage0_negate_bit": cfg.threshold_bits},

@@ -25,7 +25,8 @@ def random_layers(rng: np.random.Generator, dims: list[int], in_bits: int, w_bit
         last = index == len(dims) - 2
         if last and not thresholded_last:
             layers.append(GemmLayer(f"fc{index}", weight, zx, None, None, 0, 1, (-bound, bound),
-                                    a_hi.bit_length() + 1, (2 * bound).bit_length() + 1, None))
+                                    a_hi.bit_length() + 1, (2 * bound).bit_length() + 1, None, (f"t{index}",), (k,),
+                                    f"t{index + 1}"))
             continue
         bits = out_bits[index]
         bipolar = bits == 1 and bool(rng.integers(0, 2))
@@ -36,7 +37,8 @@ def random_layers(rng: np.random.Generator, dims: list[int], in_bits: int, w_bit
         negate = rng.random(rows) < 0.3
         base, step = (-1, 2) if bipolar else (0, 1)
         layers.append(GemmLayer(f"fc{index}", weight, zx, thresholds, negate, base, step, (-bound, bound),
-                                a_hi.bit_length() + 1, bits + 1 if not bipolar else 2, f"rq{index}"))
+                                a_hi.bit_length() + 1, bits + 1 if not bipolar else 2, f"rq{index}", (f"t{index}",),
+                                (k,), f"t{index + 1}"))
         out_bits[index] = bits if not bipolar else 1
     return layers
 
@@ -73,7 +75,7 @@ def test_worst_case_extremes(rows: int, cols: int, dataflow: str) -> None:
     weight[:, 1] = (1 << (w_bits - 1)) - 1
     bound = k_max * (1 << (w_bits - 1)) * ((1 << in_bits) + 2)
     layer = GemmLayer("big", weight, 0, None, None, 0, 1, (-bound, bound), in_bits + 1,
-                      (2 * bound).bit_length() + 1, None)
+                      (2 * bound).bit_length() + 1, None, ("x",), (k_max,), "y")
     cfg = default_config([layer], rows=rows, cols=cols, dataflow=dataflow, batch=4, k_max=k_max)
     codes = np.array([[(1 << in_bits) - 1] * k_max, [0] * k_max, [(1 << in_bits) - 1, 0] * (k_max // 2),
                       [1] * k_max])
@@ -105,3 +107,24 @@ def test_rom_style_design_needs_only_inputs(dataflow: str) -> None:
     expected = run_layers(layers, codes)
     np.testing.assert_array_equal(values.reshape(expected.shape), expected)
     assert cycles == program.predict_cycles(program.batch)
+
+
+@pytest.mark.parametrize("dataflow", ["os", "ws"])
+@pytest.mark.parametrize("rows, cols", [(2, 3), (3, 2)])
+def test_dense_residual_add(rows: int, cols: int, dataflow: str) -> None:
+    """A residual block (skip branch rescaled ×2 by the Add) runs as a GEMM over both inputs; the skip tensor keeps
+    its own scratchpad region while the branch is computed."""
+    import hwgen
+    from hwgen.arch.systolic.compile import gemm_layers, regions
+    from onnx_helpers import residual_mlp
+
+    model = hwgen.Model(residual_mlp(skip_scale_ratio=2.0))
+    layers = gemm_layers(model.graph)
+    assert [len(layer.inputs) for layer in layers] == [1, 1, 2, 1]
+    placement = regions(layers)
+    assert placement[layers[0].output] != placement[layers[1].output]      # h survives until the Add
+    x = np.random.default_rng(3).normal(size=(7, 8)).astype(np.float32)
+    env = hwgen.golden.run(model.graph, x, keep=True)
+    codes = env[model.graph.nodes[0].outputs[0]]
+    np.testing.assert_array_equal(run_layers(layers, codes), model.run_codes(x))
+    check(layers, default_config(layers, rows=rows, cols=cols, dataflow=dataflow, batch=7), codes)

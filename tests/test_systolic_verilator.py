@@ -202,7 +202,8 @@ def test_compile_and_simulate_refuse_bad_input(zoo_dir: Path, example_dir: Path,
     cnn = build("cnn_w4a4_qonnx", zoo_dir)
     result = cli("compile", cnn.path, "-o", tmp_path / "cnn")
     assert result.returncode == 2 and "Traceback" not in result.stderr
-    assert result.stderr.startswith("error: node '/conv1/Conv' (Conv): the systolic array runs MatMul layers")
+    assert result.stderr.startswith("error: node '/conv1/Conv' (Conv): the systolic array runs MatMul and residual "
+                                    "Add layers")
     assert not (tmp_path / "cnn").exists()
     result = cli("compile", example_dir / "digits_mlp.onnx", "--rows", 65, "-o", tmp_path / "big")
     assert result.returncode == 2
@@ -210,3 +211,19 @@ def test_compile_and_simulate_refuse_bad_input(zoo_dir: Path, example_dir: Path,
     result = cli("simulate", tmp_path, "--inputs", example_dir / "test_x.npy", "--output", tmp_path / "y.npy")
     assert result.returncode == 2
     assert result.stderr.strip() == f"error: {tmp_path}: no manifest.json; is this a folder written by `hwgen compile`?"
+
+
+@pytest.mark.parametrize("dataflow", ["os", "ws"])
+def test_dense_residual_in_verilator(dataflow: str) -> None:
+    from onnx_helpers import residual_mlp
+
+    design = hwgen.compile(hwgen.Model(residual_mlp(skip_scale_ratio=2.0)), dataflow=dataflow, **SHARED)
+    x = np.random.default_rng(6).normal(size=(21, 8)).astype(np.float32)
+    result = design.simulate(x)
+    assert result.report["bit_exact"] and result.report["runs"] == -(-21 // design.program.batch)
+    assert result.report["cycles"] == result.report["predicted_cycles"]
+    manifest = design.manifest()
+    assert ("AddScaled", "systolic array") in [(u["op"], u["unit"]) for u in manifest["units"]]
+    with pytest.raises(hwgen.HwgenError, match=r"node 'residual' \(Add\): its inputs' scales need integer factors "
+                                               r"13421773 and 10066330"):
+        hwgen.compile(hwgen.Model(residual_mlp(skip_scale_ratio=0.75)))

@@ -32,10 +32,14 @@ HOST_OPS = ("Quantize", "Dequantize")
 
 @dataclass(frozen=True)
 class GemmLayer:
-    """One layer as the array runs it: ``(x - zx) @ weight`` then thresholds (or passthrough)."""
+    """One layer as the array runs it: ``(x - zx) @ weight`` then thresholds (or passthrough).
 
-    name: str                            # the IR MatMul node's name
-    weight: np.ndarray                   # (K, N) int64
+    ``x`` is the concatenation of the ``inputs`` (IR code tensors, ``splits`` features each): a residual Add of two
+    code tensors is a GEMM over both with weight ``[[ka·I], [kb·I]]`` (zero points folded into the thresholds).
+    """
+
+    name: str                            # the IR node's name (MatMul or AddScaled)
+    weight: np.ndarray                   # (K, N) int64, K = sum(splits)
     zx: int
     thresholds: np.ndarray | None        # (N or 1, L) ascending, descending channels already negated
     negate: np.ndarray | None            # (N or 1,) bool
@@ -45,6 +49,9 @@ class GemmLayer:
     in_bits: int                         # signed bits the input codes need
     out_bits: int                        # signed bits the output codes need (accumulator if passthrough)
     requant: str | None                  # the IR MultiThreshold node's name, if any
+    inputs: tuple[str, ...]              # IR tensors holding the input codes
+    splits: tuple[int, ...]              # features of each input
+    output: str                          # IR tensor this layer's results stand for
 
     @property
     def k(self) -> int:
@@ -57,6 +64,16 @@ class GemmLayer:
     @property
     def search_bits(self) -> int:
         return 0 if self.thresholds is None else max(1, int(self.thresholds.shape[1]).bit_length())
+
+    def padded_weight(self, cols: int) -> np.ndarray:
+        """The weight with the first input's features padded to whole words of ``cols`` codes (zero rows)."""
+        if len(self.splits) == 1:
+            return self.weight
+        first = ceil(self.splits[0] / cols) * cols
+        padded = np.zeros((first + self.splits[1], self.n), np.int64)
+        padded[:self.splits[0]] = self.weight[:self.splits[0]]
+        padded[first:] = self.weight[self.splits[0]:]
+        return padded
 
 
 def _signed_bits(lo: int, hi: int) -> int:
@@ -77,41 +94,67 @@ def _source(graph: Graph, tensor: str) -> str:
     return tensor
 
 
+def _span(bounds, tensor: str) -> tuple[int, int]:
+    return int(np.min(bounds[tensor][0])), int(np.max(bounds[tensor][1]))
+
+
 def gemm_layers(graph: Graph) -> list[GemmLayer]:
-    """The chain of GEMM layers of ``graph``; refuses (naming the node) anything the array does not run yet."""
+    """The GEMM layers of ``graph`` in order; refuses (naming the node) anything the array does not run yet."""
     bounds = value_bounds(graph)
     # a flatten of a (1, *dims) tensor to (1, K) keeps the row-major feature order the scratchpads use
     nodes = [n for n in graph.nodes if n.op not in HOST_OPS and not _is_flatten(graph, n)]
     quantize = [n for n in graph.nodes if n.op == "Quantize"]
     if len(graph.outputs) != 1:
         raise HwgenError(f"the systolic array runs single-output models; this one has {len(graph.outputs)}")
+    if not quantize:
+        raise HwgenError("the model has no input quantizer")
+    available = {quantize[0].outputs[0]}          # code tensors held in the activation scratchpad
     layers: list[GemmLayer] = []
     index = 0
     while index < len(nodes):
         node = nodes[index]
-        if node.op != "MatMul":
-            raise HwgenError(f"node '{node.name}' ({node.op}): the systolic array runs MatMul layers with "
-                             "threshold requantization; this op is not supported on it yet")
-        src = graph.tensors[node.inputs[0]]
-        if len(src.shape) != 2:
-            raise HwgenError(f"node '{node.name}' (MatMul): input shape {src.shape}; the systolic array takes 2-D "
-                             "(batch, features) inputs")
-        in_lo, in_hi = int(np.min(bounds[node.inputs[0]][0])), int(np.max(bounds[node.inputs[0]][1]))
-        acc_lo, acc_hi = int(np.min(bounds[node.outputs[0]][0])), int(np.max(bounds[node.outputs[0]][1]))
+        if node.op not in ("MatMul", "AddScaled"):
+            raise HwgenError(f"node '{node.name}' ({node.op}): the systolic array runs MatMul and residual Add "
+                             "layers with threshold requantization; this op is not supported on it yet")
+        inputs = tuple(_source(graph, t) for t in node.inputs)
+        for direct, tensor in zip(node.inputs, inputs):
+            if tensor not in available:
+                raise HwgenError(f"node '{node.name}' ({node.op}): its input is not a requantized activation")
+            if len(graph.tensors[direct].shape) != 2:
+                raise HwgenError(f"node '{node.name}' ({node.op}): input shape {graph.tensors[direct].shape}; the "
+                                 "systolic array takes 2-D (batch, features) inputs")
         requant: Node | None = None
         if index + 1 < len(nodes) and nodes[index + 1].op == "MultiThreshold" \
                 and _source(graph, nodes[index + 1].inputs[0]) == node.outputs[0]:
             requant = nodes[index + 1]
             index += 1
-        elif index + 1 < len(nodes):
-            nxt = nodes[index + 1]
-            raise HwgenError(f"node '{nxt.name}' ({nxt.op}): the systolic array needs a threshold requantizer "
-                             "between MatMul layers")
+        elif index + 1 < len(nodes) or node.op == "AddScaled":
+            culprit = nodes[index + 1] if index + 1 < len(nodes) else node
+            raise HwgenError(f"node '{culprit.name}' ({culprit.op}): the systolic array needs a threshold "
+                             "requantizer after every layer but the last MatMul")
         index += 1
+        acc_lo, acc_hi = _span(bounds, node.outputs[0])
+        offset = 0
+        if node.op == "MatMul":
+            weight, zx = node.attrs["weight"].astype(np.int64), int(node.attrs["x_zero_point"])
+            in_lo, in_hi = _span(bounds, inputs[0])
+        else:
+            a = node.attrs
+            if _signed_bits(-max(a["ka"], a["kb"]), max(a["ka"], a["kb"])) > 16:
+                raise HwgenError(f"node '{node.name}' (Add): its inputs' scales need integer factors {a['ka']} and "
+                                 f"{a['kb']} to be added exactly; give both branches the same (or power-of-two "
+                                 "related) scale")
+            width = graph.tensors[inputs[0]].shape[1]
+            eye = np.eye(width, dtype=np.int64)
+            weight, zx = np.vstack([a["ka"] * eye, a["kb"] * eye]), 0
+            offset = a["ka"] * a["za"] + a["kb"] * a["zb"]            # acc computed without zero points
+            acc_lo, acc_hi = acc_lo + offset, acc_hi + offset
+            in_lo = min(_span(bounds, t)[0] for t in inputs)
+            in_hi = max(_span(bounds, t)[1] for t in inputs)
         thresholds = negate = None
         base, step = 0, 1
         if requant is not None:
-            t = requant.attrs["thresholds"].astype(np.int64)
+            t = requant.attrs["thresholds"].astype(np.int64) + offset
             negate = requant.attrs["descending"].astype(bool)
             thresholds = np.where(negate[:, None], -t[:, ::-1], t)
             base, step = int(requant.attrs["base"]), int(requant.attrs["step"])
@@ -119,18 +162,40 @@ def gemm_layers(graph: Graph) -> list[GemmLayer]:
             out_bits = _signed_bits(dtype.min, dtype.max) if not isinstance(dtype, BipolarType) else 2
         else:
             out_bits = _signed_bits(acc_lo, acc_hi)
-        layers.append(GemmLayer(node.name, node.attrs["weight"].astype(np.int64), int(node.attrs["x_zero_point"]),
-                                thresholds, negate, base, step, (acc_lo, acc_hi), _signed_bits(in_lo, in_hi),
-                                out_bits, requant.name if requant else None))
-    if not layers or not quantize:
+        output = requant.outputs[0] if requant is not None else node.outputs[0]
+        available.add(output)
+        layers.append(GemmLayer(node.name, weight, zx, thresholds, negate, base, step, (acc_lo, acc_hi),
+                                _signed_bits(in_lo, in_hi), out_bits, requant.name if requant else None, inputs,
+                                tuple(graph.tensors[t].shape[1] for t in node.inputs), output))
+    if not layers:
         raise HwgenError("the model has no GEMM layer to run on the systolic array")
-    for prev, nxt in zip(layers, layers[1:]):
-        if prev.requant is None:
-            raise HwgenError(f"node '{prev.name}' (MatMul): only the last layer may skip requantization")
-        if prev.n != nxt.k:
-            raise HwgenError(f"node '{nxt.name}' (MatMul): takes {nxt.k} features but the layer before gives "
-                             f"{prev.n}")
+    dequantized = _source(graph, graph.producer(graph.outputs[0]).inputs[0])
+    if dequantized != layers[-1].output:
+        raise HwgenError("the model's output is not the last layer's result")
+    if layers[-1].requant is None and len(layers[-1].inputs) > 1:
+        raise HwgenError(f"node '{layers[-1].name}': a residual Add needs a requantizer")
+    for layer in layers[:-1]:
+        if layer.requant is None:
+            raise HwgenError(f"node '{layer.name}' (MatMul): only the last layer may skip requantization")
     return layers
+
+
+def regions(layers: list[GemmLayer] | tuple[GemmLayer, ...]) -> dict[str, int]:
+    """Activation-scratchpad region of every code tensor: the lowest region free of every tensor still needed."""
+    placed = {layers[0].inputs[0]: 0}
+    for index, layer in enumerate(layers):
+        if layer.thresholds is None:
+            continue                                              # passthrough results go to the output banks
+        later = {t for other in layers[index + 1:] for t in other.inputs}
+        busy = {placed[t] for t in set(layer.inputs) | later if t in placed}
+        placed[layer.output] = next(r for r in range(len(placed) + 1) if r not in busy)
+    return placed
+
+
+def region_stride(layers, cols: int) -> int:
+    """Words per group of samples in every activation region: the widest tensor's words per sample."""
+    widths = [split for layer in layers for split in layer.splits] + [layer.n for layer in layers]
+    return max(ceil(width / cols) for width in widths)
 
 
 def weight_rows(k: int, rows: int, cols: int, dataflow: str) -> int:
@@ -142,8 +207,8 @@ def weight_rows(k: int, rows: int, cols: int, dataflow: str) -> int:
 def default_config(layers: list[GemmLayer], rows: int = 8, cols: int = 8, dataflow: str = "os",
                    batch: int = 64, **overrides) -> SystolicConfig:
     """The smallest configuration that runs ``layers`` on ``batch`` samples per run; ``overrides`` win."""
-    kp = [weight_rows(layer.k, rows, cols, dataflow) for layer in layers]
-    words = max(max(ceil(layer.k / cols) for layer in layers), max(ceil(layer.n / cols) for layer in layers))
+    kp = [weight_rows(layer.padded_weight(cols).shape[0], rows, cols, dataflow) for layer in layers]
+    words = region_stride(layers, cols)
     m_tiles = ceil(batch / rows)
     stored = [layer.in_bits for layer in layers] + [layer.out_bits for layer in layers if layer.requant]
     a_bits = max(stored) - 1
@@ -152,7 +217,7 @@ def default_config(layers: list[GemmLayer], rows: int = 8, cols: int = 8, datafl
     last = layers[-1]
     cfg = SystolicConfig(
         rows=rows, cols=cols, dataflow=dataflow, a_bits=max(1, a_bits), w_bits=w_bits, k_max=max(kp),
-        out_bits=search, act_depth=2 * m_tiles * words,
+        out_bits=search, act_depth=max(2, (max(regions(layers).values()) + 1) * m_tiles * words),
         weight_depth=max(2, sum(ceil(layer.n / cols) * k for layer, k in zip(layers, kp))),
         slot_depth=max(2, sum(ceil(layer.n / cols) for layer in layers if layer.thresholds is not None)),
         out_depth=max(2, m_tiles * ceil(last.n / cols) if last.requant is None else 2),
@@ -169,16 +234,18 @@ class Program:
     weights: list[tuple[int, int, int, int, int]]          # load rows: (target, bank, addr, lane, value)
     thresholds: list[tuple[int, int, int, int, int]]
     batch: int                                             # samples per run (capacity)
-    buffers: tuple[int, int]                               # activation region bases (ping, pong)
+    region_words: int                                      # words per activation region
+    stride: int                                            # words per group of R samples within a region
+    placement: dict[str, int]                              # code tensor → activation region
 
     def kp(self, layer: GemmLayer) -> int:
         """Weight rows per output-channel tile (K padded)."""
         cfg = self.cfg
-        return weight_rows(layer.k, cfg.rows, cfg.cols, cfg.dataflow)
+        return weight_rows(layer.padded_weight(cfg.cols).shape[0], cfg.rows, cfg.cols, cfg.dataflow)
 
-    def act_words(self, layer: GemmLayer) -> int:
-        """Activation words (C codes each) per sample of a layer's input."""
-        return ceil(layer.k / self.cfg.cols)
+    def base(self, tensor: str) -> int:
+        """First word of a code tensor's activation region."""
+        return self.placement[tensor] * self.region_words
 
     def instructions(self, samples: int) -> list[dict]:
         """The program for a run of ``samples`` (≤ batch) samples."""
@@ -191,13 +258,17 @@ class Program:
             last = index == len(self.layers) - 1
             passthrough = layer.thresholds is None
             ws = cfg.dataflow == "ws"
+            second = layer.inputs[-1]
             result.append({
                 "m_tiles": m_tiles, "n_tiles": n_tiles, "kp": kp,
                 "period": samples + cfg.rows + cfg.cols if ws else self.period(kp),
                 "samples": samples, "k_tiles": kp // cfg.rows if ws else 1,
-                "in_base": self.buffers[index % 2], "kp_words": self.act_words(layer),
-                "out_base": 0 if passthrough else self.buffers[(index + 1) % 2],
-                "out_words": n_tiles, "w_base": w_base, "slot_base": slot_base, "zx": layer.zx,
+                "in_base": self.base(layer.inputs[0]), "in_base2": self.base(second),
+                "split_words": ceil(layer.splits[0] / cfg.cols) if len(layer.inputs) > 1 else 0xFFFF,
+                "kp_words": self.stride,
+                "out_base": 0 if passthrough else self.base(layer.output),
+                "out_words": n_tiles if passthrough else self.stride, "w_base": w_base, "slot_base": slot_base,
+                "zx": layer.zx,
                 "base": layer.base, "step": layer.step, "passthrough": int(passthrough), "last_layer": int(last)})
             w_base += n_tiles * kp
             slot_base += 0 if passthrough else n_tiles
@@ -247,9 +318,9 @@ class Program:
     def input_rows(self, codes: np.ndarray) -> list[tuple[int, int, int, int, int]]:
         """Load rows placing input codes (samples × K) in the first activation region."""
         cfg = self.cfg
-        words = self.act_words(self.layers[0])
+        base = self.base(self.layers[0].inputs[0])
         m, k = np.meshgrid(np.arange(codes.shape[0]), np.arange(codes.shape[1]), indexing="ij")
-        banks, addrs, lanes = m % cfg.rows, self.buffers[0] + (m // cfg.rows) * words + k // cfg.cols, k % cfg.cols
+        banks, addrs, lanes = m % cfg.rows, base + (m // cfg.rows) * self.stride + k // cfg.cols, k % cfg.cols
         return list(zip([ACTIVATIONS] * codes.size, banks.ravel().tolist(), addrs.ravel().tolist(),
                         lanes.ravel().tolist(), codes.astype(np.int64).ravel().tolist()))
 
@@ -257,9 +328,9 @@ class Program:
         """Read requests for the last layer's results, row-major over (sample, channel)."""
         cfg = self.cfg
         last = self.layers[-1]
-        n_words = ceil(last.n / cfg.cols)
         passthrough = last.thresholds is None
-        base = 0 if passthrough else self.buffers[len(self.layers) % 2]
+        n_words = ceil(last.n / cfg.cols) if passthrough else self.stride
+        base = 0 if passthrough else self.base(last.output)
         m, n = np.meshgrid(np.arange(samples), np.arange(last.n), indexing="ij")
         target = OUTPUTS if passthrough else ACTIVATIONS
         return list(zip([target] * m.size, (m % cfg.rows).ravel().tolist(),
@@ -271,15 +342,15 @@ def run_layers(layers: list[GemmLayer] | tuple[GemmLayer, ...], codes: np.ndarra
     """What the array computes, in numpy: the reference for the hardware's own tests."""
     from ...golden import multithreshold
 
-    x = codes.astype(np.int64)
+    env = {layers[0].inputs[0]: codes.astype(np.int64)}
     for layer in layers:
-        acc = (x - layer.zx) @ layer.weight
+        acc = (np.concatenate([env[t] for t in layer.inputs], axis=1) - layer.zx) @ layer.weight
         if layer.thresholds is None:
             return acc
         signed = np.where(np.broadcast_to(layer.negate, (layer.n,)), -acc, acc)
-        x = multithreshold(signed, layer.thresholds, np.zeros(layer.thresholds.shape[0], bool), layer.base,
-                           layer.step, 1 if layer.thresholds.shape[0] > 1 else None)
-    return x
+        env[layer.output] = multithreshold(signed, layer.thresholds, np.zeros(layer.thresholds.shape[0], bool),
+                                           layer.base, layer.step, 1 if layer.thresholds.shape[0] > 1 else None)
+    return env[layers[-1].output]
 
 
 def pack_instruction(fields: dict) -> int:
@@ -300,7 +371,7 @@ def pack_instruction(fields: dict) -> int:
 def compile_layers(layers: list[GemmLayer], cfg: SystolicConfig) -> Program:
     """Memory images for ``layers`` on ``cfg``; refuses models that do not fit, naming what and by how much."""
     cols, rows = cfg.cols, cfg.rows
-    kp = [weight_rows(layer.k, rows, cols, cfg.dataflow) for layer in layers]
+    kp = [weight_rows(layer.padded_weight(cols).shape[0], rows, cols, cfg.dataflow) for layer in layers]
     if max(kp) > cfg.k_max:
         raise HwgenError(f"layer K of {max(kp)} exceeds the array's k_max={cfg.k_max}")
     need_weights = sum(ceil(layer.n / cols) * k for layer, k in zip(layers, kp))
@@ -330,8 +401,9 @@ def compile_layers(layers: list[GemmLayer], cfg: SystolicConfig) -> Program:
     w_base = 0
     for layer, k_pad in zip(layers, kp):
         n_tiles = ceil(layer.n / cols)
+        weight = layer.padded_weight(cols)
         padded = np.zeros((k_pad, n_tiles * cols), np.int64)
-        padded[:layer.k, :layer.n] = layer.weight
+        padded[:weight.shape[0], :layer.n] = weight
         for t in range(n_tiles):         # every word, zeros and padding included: memories start undefined
             for j in range(cols):
                 column = padded[:, t * cols + j]
@@ -362,16 +434,18 @@ def compile_layers(layers: list[GemmLayer], cfg: SystolicConfig) -> Program:
                     thresholds.append((THRESHOLDS, lane, (slot << b) | prefix, b, value))
         slot_base += n_tiles
 
-    words = max(max(ceil(layer.k / cols) for layer in layers), max(ceil(layer.n / cols) for layer in layers))
-    batch = rows * (cfg.act_depth // 2 // words)
+    stride = region_stride(layers, cols)
+    placement = regions(layers)
+    count = max(placement.values()) + 1
+    batch = rows * (cfg.act_depth // count // stride)
     if cfg.dataflow == "ws":
         batch = min(batch, cfg.acc_depth)
     if batch < 1:
-        raise HwgenError(f"act_depth={cfg.act_depth} cannot hold two regions of {words} words (one sample group)")
+        raise HwgenError(f"act_depth={cfg.act_depth} cannot hold {count} regions of {stride} words (one sample "
+                         "group each)")
     last = layers[-1]
     if last.thresholds is None:
         batch = min(batch, rows * (cfg.out_depth // ceil(last.n / cols)))
         if batch < 1:
             raise HwgenError(f"out_depth={cfg.out_depth} cannot hold one sample group of {ceil(last.n / cols)} words")
-    region = cfg.act_depth // 2
-    return Program(cfg, tuple(layers), weights, thresholds, batch, (0, region))
+    return Program(cfg, tuple(layers), weights, thresholds, batch, cfg.act_depth // count, stride, placement)

@@ -33,7 +33,8 @@ from .config import SystolicConfig, index_range
 INSTRUCTION = data.StructLayout({
     "m_tiles": unsigned(16), "n_tiles": unsigned(16), "kp": unsigned(16), "period": unsigned(16),
     "samples": unsigned(16), "k_tiles": unsigned(16),
-    "in_base": unsigned(16), "kp_words": unsigned(16), "out_base": unsigned(16), "out_words": unsigned(16),
+    "in_base": unsigned(16), "in_base2": unsigned(16), "split_words": unsigned(16),
+    "kp_words": unsigned(16), "out_base": unsigned(16), "out_words": unsigned(16),
     "w_base": unsigned(16), "slot_base": unsigned(10),
     "zx": signed(18), "base": signed(18), "step": unsigned(2), "passthrough": unsigned(1),
     "last_layer": unsigned(1),
@@ -76,6 +77,7 @@ class Controller(wiring.Component):
         m_tile = Signal(16)
         n_tile = Signal(16)
         row_base = Signal(16)           # in_base + m_tile * kp_words
+        row_base2 = Signal(16)          # in_base2 + m_tile * kp_words (second input of a residual Add)
         w_tile_base = Signal(16)        # w_base + n_tile * kp
 
         # ---- drain engine state
@@ -98,13 +100,16 @@ class Controller(wiring.Component):
             with m.State("LATCH"):
                 m.d.sync += [instr.eq(self.prog_data), k.eq(0), k_lane.eq(0), k_word.eq(0), count.eq(0),
                              m_tile.eq(0), n_tile.eq(0), row_base.eq(self.prog_data.in_base),
+                             row_base2.eq(self.prog_data.in_base2),
                              w_tile_base.eq(self.prog_data.w_base), d_m.eq(0), d_n.eq(0),
                              d_row_base.eq(self.prog_data.out_base)]
                 m.next = "FEED"
             with m.State("FEED"):
                 issuing = k < instr.kp
                 m.d.comb += [self.feed_valid.eq(issuing), self.feed_last.eq(k == instr.kp - 1),
-                             self.feed_lane.eq(k_lane), self.act_addr.eq(row_base + k_word),
+                             self.feed_lane.eq(k_lane),
+                             self.act_addr.eq(Mux(k_word < instr.split_words, row_base + k_word,
+                                                  row_base2 + k_word - instr.split_words)),
                              self.weight_addr.eq(w_tile_base + k)]
                 with m.If(issuing):
                     m.d.sync += k.eq(k + 1)
@@ -119,7 +124,8 @@ class Controller(wiring.Component):
                         with m.If(m_tile == instr.m_tiles - 1):
                             m.next = "WAIT"
                         with m.Else():
-                            m.d.sync += [m_tile.eq(m_tile + 1), row_base.eq(row_base + instr.kp_words)]
+                            m.d.sync += [m_tile.eq(m_tile + 1), row_base.eq(row_base + instr.kp_words),
+                                         row_base2.eq(row_base2 + instr.kp_words)]
                     with m.Else():
                         m.d.sync += [n_tile.eq(n_tile + 1), w_tile_base.eq(w_tile_base + instr.kp)]
                 with m.Else():

@@ -59,6 +59,7 @@ class WeightStationaryController(wiring.Component):
         t = Signal(16)                                 # stream cycle
         t_q, t_r = Signal(16), Signal(index_range(rows))          # t // R, t % R
         row_base = Signal(16)                          # in_base + (t // R) * kp_words
+        row_base2 = Signal(16)                         # the same for the second input of a residual Add
         n_tile, k_tile = Signal(16), Signal(16)
         w_fold = Signal(16)                            # w_base + n_tile * kp + k_tile * R
         k0_word, k0_lane = Signal(16), Signal(index_range(cols))  # (k_tile * R) // C, % C
@@ -90,14 +91,16 @@ class WeightStationaryController(wiring.Component):
                 m.next = "COMMIT"
             with m.State("COMMIT"):
                 m.d.comb += self.commit.eq(1)
-                m.d.sync += [t.eq(0), t_q.eq(0), t_r.eq(0), row_base.eq(instr.in_base), out_q.eq(0), out_r.eq(0),
+                m.d.sync += [t.eq(0), t_q.eq(0), t_r.eq(0), row_base.eq(instr.in_base), row_base2.eq(instr.in_base2),
+                             out_q.eq(0), out_r.eq(0),
                              out_base_row.eq(instr.out_base)]
                 m.next = "STREAM"
             with m.State("STREAM"):
-                self._stream(m, t, t_q, t_r, row_base, k0_word, k0_lane)
+                self._stream(m, t, t_r, row_base, row_base2, k0_word, k0_lane)
                 m.d.sync += t.eq(t + 1)
                 with m.If(t_r == rows - 1):
-                    m.d.sync += [t_r.eq(0), t_q.eq(t_q + 1), row_base.eq(row_base + instr.kp_words)]
+                    m.d.sync += [t_r.eq(0), t_q.eq(t_q + 1), row_base.eq(row_base + instr.kp_words),
+                                 row_base2.eq(row_base2 + instr.kp_words)]
                 with m.Else():
                     m.d.sync += t_r.eq(t_r + 1)
                 # aligned column sums of sample t - lag
@@ -137,7 +140,7 @@ class WeightStationaryController(wiring.Component):
                         m.next = "FETCH"
         return m
 
-    def _stream(self, m: Module, t, t_q, t_r, row_base, k0_word, k0_lane) -> None:
+    def _stream(self, m: Module, t, t_r, row_base, row_base2, k0_word, k0_lane) -> None:
         """Row i reads sample t - i, feature k0 + i; bank (t - i) mod R serves it."""
         cfg = self.cfg
         rows, cols = cfg.rows, cfg.cols
@@ -146,9 +149,12 @@ class WeightStationaryController(wiring.Component):
         for i in range(rows):
             wraps = t_r < i                                    # sample t - i is in the previous group of R
             base = Mux(wraps, row_base - instr.kp_words, row_base)
+            base2 = Mux(wraps, row_base2 - instr.kp_words, row_base2)
             feature = k0_lane + i
+            word = Signal(16, name=f"row{i}_word")
             addr = Signal(16, name=f"row{i}_addr")
-            m.d.comb += [addr.eq(base + k0_word + feature // cols),
+            m.d.comb += [word.eq(k0_word + feature // cols),
+                         addr.eq(Mux(word < instr.split_words, base + word, base2 + word - instr.split_words)),
                          self.row_lane[i].eq(feature % cols),
                          self.row_bank[i].eq(Mux(wraps, t_r + rows - i, t_r - i)),
                          self.row_valid[i].eq((t >= i) & (t - i < instr.samples))]

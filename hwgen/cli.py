@@ -81,6 +81,21 @@ def load_array(path: Path, what: str) -> np.ndarray:
         raise HwgenError(f"{what} {path}: not a .npy array ({str(exc).splitlines()[0][:120]})") from exc
 
 
+def load_labels(path: Optional[Path], x: np.ndarray) -> Optional[np.ndarray]:
+    """Class labels matching the N samples of ``x``, or None without ``--labels``."""
+    if path is None:
+        return None
+    labels = load_array(path, "labels")
+    if labels.shape != (x.shape[0],):
+        raise HwgenError(f"labels {path}: shape {labels.shape}, expected ({x.shape[0]},) to match the inputs")
+    return labels
+
+
+def print_accuracy(outputs: np.ndarray, labels: np.ndarray, what: str) -> None:
+    accuracy = float(np.mean(outputs.reshape(len(labels), -1).argmax(-1) == labels))
+    console.print(f"{what} top-1 accuracy: {100 * accuracy:.2f}% on {len(labels)} samples")
+
+
 def save_array(path: Path, array: np.ndarray) -> None:
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as handle:
@@ -147,16 +162,13 @@ def golden(model: Path = typer.Argument(..., help="Quantized ONNX model."),
     with user_errors():
         loaded = load(model)
         x = load_array(inputs, "inputs")
-        y = load_array(labels, "labels") if labels is not None else None
-        if y is not None and y.shape != (x.shape[0],):
-            raise HwgenError(f"labels {labels}: shape {y.shape}, expected ({x.shape[0]},) to match the inputs")
+        y = load_labels(labels, x)
         floats = loaded.run(x)
         result = loaded.run_codes(x) if int_output else floats
         save_array(output, result)
     console.print(f"wrote {output} {tuple(result.shape)} {result.dtype}")
     if y is not None:
-        accuracy = float(np.mean(floats.reshape(len(x), -1).argmax(-1) == y))
-        console.print(f"golden top-1 accuracy: {100 * accuracy:.2f}% on {len(x)} samples")
+        print_accuracy(floats, y, "golden")
 
 
 @app.command()
@@ -239,9 +251,7 @@ def simulate(design_dir: Path = typer.Argument(..., help="Folder written by `hwg
     with user_errors():
         design = open_design(design_dir)
         x = load_array(inputs, "inputs")
-        y = load_array(labels, "labels") if labels is not None else None
-        if y is not None and y.shape != (x.shape[0],):
-            raise HwgenError(f"labels {labels}: shape {y.shape}, expected ({x.shape[0]},) to match the inputs")
+        y = load_labels(labels, x)
         from .verilator import SimulationError, VerilatorError
 
         try:
@@ -258,8 +268,7 @@ def simulate(design_dir: Path = typer.Argument(..., help="Folder written by `hwg
                   f"{'bit-exact' if report['bit_exact'] else str(report['mismatches']) + ' MISMATCHES'}, "
                   f"{report['sim_seconds']:.2f} s" + (f" ({speed / 1e6:.2f} M cycles/s)" if speed else ""))
     if y is not None:
-        accuracy = float(np.mean(result.outputs.reshape(len(x), -1).argmax(-1) == y))
-        console.print(f"RTL top-1 accuracy: {100 * accuracy:.2f}% on {len(x)} samples")
+        print_accuracy(result.outputs, y, "RTL")
     if not report["bit_exact"]:
         raise typer.Exit(1)
 

@@ -48,6 +48,33 @@ def meta_layout(cfg: SystolicConfig) -> data.StructLayout:
                               "layer_last": unsigned(1)})
 
 
+def sequence_program(m: Module, ctrl: wiring.Component, layer: Signal, latch: list, first_state: str) -> None:
+    """The states both controllers share; call inside ``with m.FSM():``.
+
+    IDLE waits for ``start``; FETCH presents instruction ``layer`` to the program memory; LATCH copies it into
+    ``ctrl.instr`` (plus the caller's ``latch`` assignments) and enters ``first_state``; WAIT holds until the
+    layer's last result leaves the lanes, then fetches the next instruction or finishes the run. (Each controller
+    also counts ``cycles`` while ``busy``, outside its FSM.)
+    """
+    with m.State("IDLE"):
+        with m.If(ctrl.start):
+            m.d.sync += [layer.eq(0), ctrl.busy.eq(1), ctrl.done.eq(0), ctrl.cycles.eq(0)]
+            m.next = "FETCH"
+    with m.State("FETCH"):
+        m.next = "LATCH"
+    with m.State("LATCH"):
+        m.d.sync += [ctrl.instr.eq(ctrl.prog_data), *latch]
+        m.next = first_state
+    with m.State("WAIT"):
+        with m.If(ctrl.layer_done):
+            with m.If(ctrl.instr.last_layer):
+                m.d.sync += [ctrl.busy.eq(0), ctrl.done.eq(1)]
+                m.next = "IDLE"
+            with m.Else():
+                m.d.sync += layer.eq(layer + 1)
+                m.next = "FETCH"
+
+
 class Controller(wiring.Component):
     def __init__(self, cfg: SystolicConfig):
         self.cfg = cfg
@@ -89,21 +116,12 @@ class Controller(wiring.Component):
 
         with m.If(self.busy):
             m.d.sync += self.cycles.eq(self.cycles + 1)
-
         with m.FSM():
-            with m.State("IDLE"):
-                with m.If(self.start):
-                    m.d.sync += [layer.eq(0), self.busy.eq(1), self.done.eq(0), self.cycles.eq(0)]
-                    m.next = "FETCH"
-            with m.State("FETCH"):
-                m.next = "LATCH"
-            with m.State("LATCH"):
-                m.d.sync += [instr.eq(self.prog_data), k.eq(0), k_lane.eq(0), k_word.eq(0), count.eq(0),
-                             m_tile.eq(0), n_tile.eq(0), row_base.eq(self.prog_data.in_base),
-                             row_base2.eq(self.prog_data.in_base2),
-                             w_tile_base.eq(self.prog_data.w_base), d_m.eq(0), d_n.eq(0),
-                             d_row_base.eq(self.prog_data.out_base)]
-                m.next = "FEED"
+            sequence_program(m, self, layer, [
+                k.eq(0), k_lane.eq(0), k_word.eq(0), count.eq(0), m_tile.eq(0), n_tile.eq(0),
+                row_base.eq(self.prog_data.in_base), row_base2.eq(self.prog_data.in_base2),
+                w_tile_base.eq(self.prog_data.w_base), d_m.eq(0), d_n.eq(0), d_row_base.eq(self.prog_data.out_base)],
+                "FEED")
             with m.State("FEED"):
                 issuing = k < instr.kp
                 m.d.comb += [self.feed_valid.eq(issuing), self.feed_last.eq(k == instr.kp - 1),
@@ -130,14 +148,6 @@ class Controller(wiring.Component):
                         m.d.sync += [n_tile.eq(n_tile + 1), w_tile_base.eq(w_tile_base + instr.kp)]
                 with m.Else():
                     m.d.sync += count.eq(count + 1)
-            with m.State("WAIT"):
-                with m.If(self.layer_done):
-                    with m.If(instr.last_layer):
-                        m.d.sync += [self.busy.eq(0), self.done.eq(1)]
-                        m.next = "IDLE"
-                    with m.Else():
-                        m.d.sync += layer.eq(layer + 1)
-                        m.next = "FETCH"
 
         # ---- drain engine: R cycles per captured tile, rows bottom-first
         active = self.captured | draining

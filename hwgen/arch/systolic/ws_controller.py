@@ -24,7 +24,7 @@ from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from .config import SystolicConfig, index_range
-from .controller import INSTRUCTION, meta_layout
+from .controller import INSTRUCTION, meta_layout, sequence_program
 
 
 class WeightStationaryController(wiring.Component):
@@ -66,21 +66,12 @@ class WeightStationaryController(wiring.Component):
         out_q, out_r = Signal(16), Signal(index_range(rows))      # (t - lag) // R, % R
         out_base_row = Signal(16)                      # out_base + out_q * out_words
 
+        last_k = k_tile == instr.k_tiles - 1
         with m.If(self.busy):
             m.d.sync += self.cycles.eq(self.cycles + 1)
-
-        last_k = k_tile == instr.k_tiles - 1
         with m.FSM():
-            with m.State("IDLE"):
-                with m.If(self.start):
-                    m.d.sync += [layer.eq(0), self.busy.eq(1), self.done.eq(0), self.cycles.eq(0)]
-                    m.next = "FETCH"
-            with m.State("FETCH"):
-                m.next = "LATCH"
-            with m.State("LATCH"):
-                m.d.sync += [instr.eq(self.prog_data), n_tile.eq(0), k_tile.eq(0), w_fold.eq(self.prog_data.w_base),
-                             k0_word.eq(0), k0_lane.eq(0), r.eq(0)]
-                m.next = "PRELOAD"
+            sequence_program(m, self, layer, [n_tile.eq(0), k_tile.eq(0), w_fold.eq(self.prog_data.w_base),
+                                              k0_word.eq(0), k0_lane.eq(0), r.eq(0)], "PRELOAD")
             with m.State("PRELOAD"):
                 m.d.comb += [self.weight_addr.eq(w_fold + (rows - 1) - r), self.weight_shift.eq(1)]
                 m.d.sync += r.eq(r + 1)
@@ -130,14 +121,6 @@ class WeightStationaryController(wiring.Component):
                         m.d.sync += [k_tile.eq(k_tile + 1), k0_word.eq(k0_word + lane_sum // cols),
                                      k0_lane.eq(lane_sum % cols)]
                         m.next = "PRELOAD"
-            with m.State("WAIT"):
-                with m.If(self.layer_done):
-                    with m.If(instr.last_layer):
-                        m.d.sync += [self.busy.eq(0), self.done.eq(1)]
-                        m.next = "IDLE"
-                    with m.Else():
-                        m.d.sync += layer.eq(layer + 1)
-                        m.next = "FETCH"
         return m
 
     def _stream(self, m: Module, t, t_r, row_base, row_base2, k0_word, k0_lane) -> None:

@@ -11,7 +11,7 @@ import pytest
 from onnx import TensorProto, helper
 
 from hwgen import HwgenError, UnsupportedModelError, load
-from onnx_helpers import QONNX, const, mlp, set_init
+from onnx_helpers import mlp, set_init
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:

@@ -30,7 +30,7 @@ from ..errors import HwgenError, NodeIssue, UnsupportedModelError
 from ..ir import FLOAT32, BipolarType, Chain, FloatOp, Graph, IntType, Node, Quantizer, Tensor, quant_type
 from ..ir.numerics import F32
 from ..passes.analysis import Bounds, dtype_of, node_bounds
-from .read import QONNX_DOMAINS, data_inputs, input_shape, topological_order
+from .read import data_inputs, input_shape, topological_order
 
 log = logging.getLogger(__name__)
 
@@ -976,4 +976,4 @@ def import_model(model: onnx.ModelProto) -> Graph:
     return Importer(model).run()
 
 
-__all__ = ["QONNX_DOMAINS", "import_model", "Importer"]
+__all__ = ["Importer", "import_model"]

@@ -25,7 +25,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from .array import OutputStationaryArray, WeightStationaryArray
-from .config import SystolicConfig, index_range
+from .config import SystolicConfig
 from .controller import INSTRUCTION, INSTRUCTION_CHUNKS, Controller, meta_layout
 from .requant import RequantLane
 from .ws_controller import WeightStationaryController

@@ -1,0 +1,1 @@
+"""The systolic-array generator: config, PE grid, requant lanes, controllers, top, compiler."""

@@ -81,6 +81,25 @@ def load_array(path: Path, what: str) -> np.ndarray:
         raise HwgenError(f"{what} {path}: not a .npy array ({str(exc).splitlines()[0][:120]})") from exc
 
 
+def parse_overrides(items: list[str]) -> dict[str, int]:
+    """``--set KEY=VALUE`` pairs for integer configuration fields."""
+    from dataclasses import fields
+
+    from .arch.systolic.config import SystolicConfig
+
+    names = {f.name for f in fields(SystolicConfig)} - {"rows", "cols", "dataflow", "broken_pe"}
+    result = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or key not in names:
+            raise HwgenError(f"--set {item}: expected KEY=VALUE with KEY one of {', '.join(sorted(names))}")
+        try:
+            result[key] = int(value)
+        except ValueError:
+            raise HwgenError(f"--set {item}: {value!r} is not an integer") from None
+    return result
+
+
 def load_labels(path: Optional[Path], x: np.ndarray) -> Optional[np.ndarray]:
     """Class labels matching the N samples of ``x``, or None without ``--labels``."""
     if path is None:
@@ -217,6 +236,8 @@ def compile_command(model: Path = typer.Argument(..., help="Quantized ONNX model
                     batch: int = typer.Option(64, "--batch", help="Samples per run the activation scratchpad holds."),
                     rom: bool = typer.Option(False, "--rom", help="Also write top_rom.v with weights, thresholds and "
                                                                  "program in the memories' initial contents."),
+                    option: list[str] = typer.Option([], "--set", help="Override a configuration field, e.g. "
+                                                     "--set act_depth=4096 --set w_bits=8 (repeatable)."),
                     ) -> None:
     """Generate Verilog, manifest.json, memory images and report.md for MODEL into OUTPUT/."""
     import time
@@ -225,7 +246,8 @@ def compile_command(model: Path = typer.Argument(..., help="Quantized ONNX model
 
     with user_errors():
         start = time.perf_counter()
-        design = compile_design(model, arch, rows=rows, cols=cols, dataflow=dataflow, batch=batch)
+        design = compile_design(model, arch, rows=rows, cols=cols, dataflow=dataflow, batch=batch,
+                                **parse_overrides(option))
         design.write(output, rom=rom)
         seconds = time.perf_counter() - start
     cfg = design.config

@@ -93,6 +93,8 @@ class Design:
         from . import verilator
 
         x = np.asarray(x, np.float32)
+        if x.ndim == 0 or len(x) == 0:
+            raise HwgenError("simulate needs at least one sample (inputs of shape (N, ...) with N ≥ 1)")
         env = golden.run(self.model.graph, x, keep=True)
         graph = self.model.graph
         codes_in = env[next(n for n in graph.nodes if n.op == "Quantize").outputs[0]]

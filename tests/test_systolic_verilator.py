@@ -227,3 +227,28 @@ def test_dense_residual_in_verilator(dataflow: str) -> None:
     with pytest.raises(hwgen.HwgenError, match=r"node 'residual' \(Add\): its inputs' scales need integer factors "
                                                r"13421773 and 10066330"):
         hwgen.compile(hwgen.Model(residual_mlp(skip_scale_ratio=0.75)))
+
+
+def test_simulate_refuses_empty_and_misshapen_inputs(digits_design: Path, tmp_path: Path) -> None:
+    np.save(tmp_path / "empty.npy", np.zeros((0, 64), np.float32))
+    np.save(tmp_path / "wrong.npy", np.zeros((3, 63), np.float32))
+    result = cli("simulate", digits_design, "--inputs", tmp_path / "empty.npy", "--output", tmp_path / "y.npy")
+    assert result.returncode == 2
+    assert result.stderr.strip() == "error: simulate needs at least one sample (inputs of shape (N, ...) with N ≥ 1)"
+    result = cli("simulate", digits_design, "--inputs", tmp_path / "wrong.npy", "--output", tmp_path / "y.npy")
+    assert result.returncode == 2
+    assert result.stderr.strip().endswith("must have shape (N, 64), got (3, 63)")
+    assert not (tmp_path / "y.npy").exists()
+
+
+def test_compile_set_overrides_scratchpads(example_dir: Path, tmp_path: Path) -> None:
+    result = cli("compile", example_dir / "digits_mlp.onnx", "--rows", 2, "--cols", 2, "-o", tmp_path / "d",
+                 "--set", "act_depth=4096", "--set", "out_depth=512")
+    assert result.returncode == 0, result.stderr
+    manifest = json.loads((tmp_path / "d" / "manifest.json").read_text())
+    assert manifest["config"]["act_depth"] == 4096 and manifest["config"]["out_depth"] == 512
+    # activations: 4096 words = 2 regions × 64 groups of 2 samples × 32 words (64 features / 2 columns) → 128
+    # samples; outputs: 512 words / 5 words per group (10 channels / 2 columns) would allow 204
+    assert manifest["derived"]["batch_per_run"] == 128
+    result = cli("compile", example_dir / "digits_mlp.onnx", "-o", tmp_path / "e", "--set", "depth=3")
+    assert result.returncode == 2 and result.stderr.startswith("error: --set depth=3: expected KEY=VALUE with KEY")

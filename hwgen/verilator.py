@@ -95,12 +95,14 @@ class RunResult:
     ``sim_cycles``: every clock cycle simulated (reset, loads, run and reads).
     ``values``: one uint32 answer per read request, in request order.
     ``seconds``: wall-clock time of the harness process (s), file parsing included.
+    ``run_seconds``: wall-clock time of the simulation from ``start`` to ``done`` alone (s).
     """
 
     cycles: int
     sim_cycles: int
     values: np.ndarray
     seconds: float
+    run_seconds: float
 
 
 def environment() -> dict[str, str]:
@@ -278,12 +280,13 @@ def run(binary: Path, loads: Sequence[Path] | Rows, reads: Rows, *, max_cycles: 
             message = result.stderr.strip() or f"harness exited with status {result.returncode}"
             error = CycleLimitError if result.returncode == EXIT_CYCLE_LIMIT else SimulationError
             raise error(message, result.returncode)
-        lines = out_file.read_text().split("\n", 2)
+        lines = out_file.read_text().split("\n", 3)
     cycles = int(lines[0].removeprefix("cycles "))
     sim_cycles = int(lines[1].removeprefix("sim_cycles "))
-    values = np.array(lines[2].split(), dtype=np.int64).astype(np.uint32)
+    run_seconds = float(lines[2].removeprefix("run_seconds "))
+    values = np.array(lines[3].split(), dtype=np.int64).astype(np.uint32)
     log.debug("verilator: %s ran %d clock cycles in %.3f s", binary, sim_cycles, seconds)
-    return RunResult(cycles=cycles, sim_cycles=sim_cycles, values=values, seconds=seconds)
+    return RunResult(cycles=cycles, sim_cycles=sim_cycles, values=values, seconds=seconds, run_seconds=run_seconds)
 
 
 LINT_WAIVERS = {

@@ -9,7 +9,8 @@
 // 3. A one-cycle `start` pulse, then clocks until `done` (at most --max-cycles clocks after the pulse).
 // 4. Every request of the reads file through `read`, answers collected from `rdata` (ready held high).
 //    Reads file: one request per line, `target bank addr lane`.
-// 5. Out file: `cycles <cycles port>`, `sim_cycles <clocks simulated>`, then one answer per line as an
+// 5. Out file: `cycles <cycles port>`, `sim_cycles <clocks simulated>`, `run_seconds <wall time of start → done>`,
+//    then one answer per line as an
 //    unsigned decimal.
 //
 // Exit status: 0 success; 2 bad command line or input file; 3 --max-cycles exceeded before `done`;
@@ -22,6 +23,7 @@
 // clk and rst.
 
 #include <cerrno>
+#include <chrono>
 #include <cinttypes>
 #include <cstdarg>
 #include <cstdint>
@@ -326,11 +328,14 @@ int main(int argc, char** argv) try {
     std::vector<uint32_t> answers;
     uint64_t cycles;
     uint64_t clocks;
+    double run_seconds;
     {
         Simulation sim(options.wave);
         reset(sim);
         load(sim, writes);
+        const auto started = std::chrono::steady_clock::now();
         run(sim, options.max_cycles);
+        run_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
         cycles = sim.top().cycles;
         read(sim, requests, answers);
         clocks = sim.clocks();
@@ -338,7 +343,7 @@ int main(int argc, char** argv) try {
 
     FILE* out = std::fopen(options.out, "w");
     if (!out) fail(2, "cannot write %s: %s", options.out, std::strerror(errno));
-    std::fprintf(out, "cycles %" PRIu64 "\nsim_cycles %" PRIu64 "\n", cycles, clocks);
+    std::fprintf(out, "cycles %" PRIu64 "\nsim_cycles %" PRIu64 "\nrun_seconds %.9f\n", cycles, clocks, run_seconds);
     for (const uint32_t answer : answers) std::fprintf(out, "%" PRIu32 "\n", answer);
     if (std::fclose(out)) fail(2, "cannot write %s: %s", options.out, std::strerror(errno));
     return 0;

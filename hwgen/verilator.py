@@ -157,7 +157,8 @@ def _build_flags(top: str, trace: str | None, defines: dict[str, int] | None) ->
     # precompiled headers; OPT_FAST defaults to -Os, which is slower than -O2 here.
     flags = ["--cc", "--exe", "--build", "-O3", "--no-timing", "-Wno-fatal", "--top-module", top,
              "--prefix", prefix, "-o", "harness", "-CFLAGS", "-O2", "-CFLAGS", f"-DTOP_CLASS={prefix}",
-             "-MAKEFLAGS", "CFG_CXXFLAGS_PCH_I=-include", "-MAKEFLAGS", "OPT_FAST=-O2"]
+             "-MAKEFLAGS", "CFG_CXXFLAGS_PCH_I=-include", "-MAKEFLAGS", "OPT_FAST=-O2",
+             "--output-split", "4000", "--output-split-cfuncs", "4000"]  # parallel C++ compile of big arrays
     for name, value in widths.items():
         flags += ["-CFLAGS", f"-D{name}={value}"]
     if trace is not None:

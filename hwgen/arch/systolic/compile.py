@@ -1,15 +1,17 @@
 """IR → systolic program, memory images and exact cycle model.
 
-The streamlined IR of a model is a chain ``Quantize → (MatMul → MultiThreshold?)+ → Dequantize``: the host
-quantizes inputs, the array runs every GEMM with its requantization, and the host dequantizes what the last layer
-leaves (accumulators, or codes if it ends in a threshold). Weights, thresholds and the program are data loaded
-at run time, so one generated array runs any model whose weights fit its scratchpads.
+The streamlined IR the array runs is ``Quantize → layers → Dequantize`` where every layer is a MatMul or a
+residual Add (``AddScaled``) followed by its MultiThreshold (the last MatMul may leave raw accumulators): the
+host quantizes inputs, the array runs every layer with its requantization, and the host dequantizes what the
+last layer leaves. Weights, thresholds and the program are data loaded at run time, so one generated array runs
+any model whose weights fit its scratchpads.
 
 Memory layout (``R`` rows, ``C`` columns):
 
-- activations: bank ``m % R``, word ``base + (m // R) · words + k // C``, lane ``k % C``; layers alternate
-  between two regions (ping-pong);
-- weights: bank ``n % C``, word ``w_base + (n // C) · kp + k``; ``K`` padded to ``kp`` (multiple of ``C``) with 0;
+- activations: bank ``m % R``, word ``base + (m // R) · stride + k // C``, lane ``k % C``; every code tensor gets a
+  region (``regions``: the lowest one free of every tensor still needed, so a residual's skip input survives);
+- weights: bank ``n % C``, word ``w_base + (n // C) · kp + k``; ``K`` padded to ``kp`` (a multiple of ``C`` for
+  OS, of ``R`` for WS) with zero rows;
 - thresholds: lane ``n % C``, slot ``slot_base + n // C``, heap order over the search stages (see requant.py);
 - outputs (accumulators of a last layer without threshold): bank ``m % R``, word ``(m // R) · words + n // C``.
 """

@@ -24,12 +24,12 @@ import numpy as np
 
 from ...errors import HwgenError
 from ...ir import BipolarType, Graph, Node
+from ...model import HOST_OPS
 from ...passes.analysis import value_bounds
 from .config import SystolicConfig
 from .controller import INSTRUCTION, INSTRUCTION_CHUNKS
 from .top import ACTIVATIONS, OUTPUTS, PROGRAM, THRESHOLDS, WEIGHTS
 
-HOST_OPS = ("Quantize", "Dequantize")
 
 
 @dataclass(frozen=True)

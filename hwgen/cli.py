@@ -16,10 +16,12 @@ import numpy as np
 import typer
 from rich import box
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from . import __version__
 from .errors import HwgenError, UnsupportedModelError
+from .names import display
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="hwgen: quantized neural networks (ONNX) to bit-exact hardware.")
@@ -122,11 +124,8 @@ def save_array(path: Path, array: np.ndarray) -> None:
 
 
 def _short(name: str, width: int = 32) -> str:
-    """Long exporter names: keep the head (module path) and the tail (op), elide the middle."""
-    if len(name) <= width:
-        return name
-    head = (width - 1) * 2 // 3
-    return name[:head] + "…" + name[-(width - 1 - head):]
+    """A node name for a Rich table: one line, Rich markup escaped, long exporter names elided in the middle."""
+    return escape(display(name, width))
 
 
 def _shape(shape: tuple[int, ...]) -> str:
@@ -147,7 +146,7 @@ def check(model: Path = typer.Argument(..., help="Quantized ONNX model (QONNX, Q
         for column in ("node", "op", "why", "hint"):
             table.add_column(column)
         for issue in exc.issues:
-            table.add_row(issue.node, issue.op_type, issue.why, issue.hint)
+            table.add_row(*(escape(display(text, 200)) for text in (issue.node, issue.op_type, issue.why, issue.hint)))
         Console(stderr=True, soft_wrap=True).print(table)
         raise typer.Exit(2)
     except HwgenError as exc:

@@ -28,6 +28,7 @@ from .arch.systolic.top import (ACTIVATIONS, LOAD, OUTPUTS, PROGRAM, READ, THRES
                                 host_signature)
 from .errors import HwgenError
 from .model import Model, load
+from .names import display
 
 SCHEMA_VERSION = 1
 TOP_NAME = "hwgen_systolic"
@@ -204,11 +205,12 @@ class Design:
     def report_markdown(self) -> str:
         cfg = self.config
         manifest = self.manifest()
-        lines = [f"# {manifest['model']['file'] or 'model'} on a {cfg.rows}×{cfg.cols} systolic array ({cfg.dataflow})",
+        lines = [f"# {display(manifest['model']['file'] or 'model')} on a {cfg.rows}×{cfg.cols} systolic array ({cfg.dataflow})",
                  "", f"hwgen {__version__}; Verilog sha256 `{self.verilog_sha256[:16]}…`", "",
                  "| layer | K | N | output | tiles | period (cycles) |", "|---|---|---|---|---|---|"]
         for row in manifest["layers"]:
-            lines.append(f"| {row['matmul']} | {row['k']} | {row['n']} | {row['output']} | {row['tiles']} | "
+            name = display(row["matmul"]).replace("|", "\\|")
+            lines.append(f"| {name} | {row['k']} | {row['n']} | {row['output']} | {row['tiles']} | "
                          f"{row['period_cycles']} |")
         lines += ["", f"- accumulator: {cfg.acc_bits} bits; activations stored in {cfg.store_bits} bits",
                   f"- samples per run: {self.program.batch}; cycles per full run: "

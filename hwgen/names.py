@@ -76,3 +76,13 @@ class Namer:
         self._used.add(ident)
         self._given[name] = ident
         return ident
+
+
+def display(name: str, width: int = 80) -> str:
+    """A name fit to show in a table: one line of at most ``width`` characters (long names keep head and tail).
+    Markup is the caller's to escape (``rich.markup.escape``, ``|`` in Markdown)."""
+    text = " ".join(name.split())
+    if len(text) > width:
+        head = (width - 1) * 2 // 3
+        text = text[:head] + "…" + text[-(width - 1 - head):]
+    return text

@@ -185,7 +185,7 @@ def test_hostile_names_do_not_reach_the_verilog(tmp_path: Path) -> None:
     plain = mlp(k=8, n=4)
     hostile = mlp(k=8, n=4)
     # quant_in, quant_w, fc, relu, quant_out: Verilog syntax, keywords, non-ASCII, 5,000 characters, duplicates
-    names = ["名前", "x" * 5000, "endmodule; initial $finish;", "module", "module"]
+    names = ["名前", "x" * 5000, "[bold]endmodule; | initial $finish;[/bold]\n# heading", "module", "module"]
     for node, name in zip(hostile.graph.node, names):
         node.name = name
     designs = [hwgen.compile(hwgen.Model(m), rows=2, cols=2) for m in (plain, hostile)]
@@ -194,6 +194,13 @@ def test_hostile_names_do_not_reach_the_verilog(tmp_path: Path) -> None:
     out = designs[1].write(tmp_path / "hostile")
     manifest = json.loads((out / "manifest.json").read_text())
     assert [u["node"] for u in manifest["units"]][:3] == [names[0], names[2], names[4]]
+    table = [line for line in (out / "report.md").read_text().splitlines() if line.startswith("| ")]
+    assert all(line.replace("\\|", "").count("|") == 7 for line in table)      # names cannot break the table
+    assert "# heading" not in [line.strip() for line in (out / "report.md").read_text().splitlines()]
+    onnx_path = tmp_path / "hostile.onnx"
+    onnx_path.write_bytes(hostile.SerializeToString())
+    check = cli("check", onnx_path)
+    assert check.returncode == 0 and "[bold]endmodule;" in check.stdout        # shown literally, not as markup
     x = np.random.default_rng(0).normal(size=(5, 8)).astype(np.float32)
     assert designs[1].simulate(x).report["bit_exact"]
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -73,7 +74,7 @@ class Model:
         return {t.source: env[name] for name, t in graph.tensors.items()
                 if t.source is not None and is_int(t.dtype)}
 
-    @property
+    @cached_property
     def layers(self) -> list[Layer]:
         graph = self.graph
         rows = []

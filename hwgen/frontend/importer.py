@@ -872,19 +872,14 @@ def _reshape_value(imp: Importer, x: Value, new_shape: tuple[int, ...], op: str)
         return replace(x, shape=new_shape)
     if new_shape == x.shape:
         return x
-    axis = _axis_after_reshape(x.shape, new_shape, x.axis) if x.chain.channels > 1 else \
-        _axis_after_reshape(x.shape, new_shape, x.axis) if x.axis is not None and \
-        _reshape_keeps(x.shape, new_shape, x.axis) else None
+    try:
+        axis = _axis_after_reshape(x.shape, new_shape, x.axis)
+    except Unsupported:
+        if x.chain.channels > 1:        # per-channel parameters need their axis; per-tensor ones do not
+            raise
+        axis = None
     out, bounds = imp.emit("Reshape", [x.tensor], {"shape": new_shape}, new_shape, axis, [x.bounds], "reshape")
     return replace(x, tensor=out, shape=new_shape, axis=axis, bounds=bounds)
-
-
-def _reshape_keeps(old, new, axis) -> bool:
-    try:
-        _axis_after_reshape(old, new, axis)
-        return True
-    except Unsupported:
-        return False
 
 
 def _target_shape(shape: tuple[int, ...], spec: np.ndarray, allowzero: bool) -> tuple[int, ...]:

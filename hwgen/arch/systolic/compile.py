@@ -200,28 +200,42 @@ def region_stride(layers, cols: int) -> int:
     return max(ceil(width / cols) for width in widths)
 
 
-def weight_rows(k: int, rows: int, cols: int, dataflow: str) -> int:
-    """K padded for the weight banks: to the column count (OS reads C features a word) or the row count (WS)."""
+def padded_k(layer: GemmLayer, rows: int, cols: int, dataflow: str) -> int:
+    """Weight rows per output-channel tile: K (first input padded to whole words) padded to the column count (OS
+    reads C features a word) or the row count (WS)."""
     step = cols if dataflow == "os" else rows
-    return ceil(k / step) * step
+    return ceil(layer.padded_weight(cols).shape[0] / step) * step
+
+
+def weight_words(layers, kp: list[int], cols: int) -> int:
+    """Words each weight bank needs for ``layers`` (``kp``: their padded K)."""
+    return sum(ceil(layer.n / cols) * k for layer, k in zip(layers, kp))
+
+
+def threshold_slots(layers, cols: int) -> int:
+    """Slots each requant lane needs: one per group of C output channels of every thresholded layer."""
+    return sum(ceil(layer.n / cols) for layer in layers if layer.thresholds is not None)
+
+
+def weight_bits(layer: GemmLayer) -> int:
+    return _signed_bits(int(layer.weight.min()), int(layer.weight.max()))
 
 
 def default_config(layers: list[GemmLayer], rows: int = 8, cols: int = 8, dataflow: str = "os",
                    batch: int = 64, **overrides) -> SystolicConfig:
     """The smallest configuration that runs ``layers`` on ``batch`` samples per run; ``overrides`` win."""
-    kp = [weight_rows(layer.padded_weight(cols).shape[0], rows, cols, dataflow) for layer in layers]
+    kp = [padded_k(layer, rows, cols, dataflow) for layer in layers]
     words = region_stride(layers, cols)
     m_tiles = ceil(batch / rows)
     stored = [layer.in_bits for layer in layers] + [layer.out_bits for layer in layers if layer.requant]
     a_bits = max(stored) - 1
-    w_bits = max(_signed_bits(int(layer.weight.min()), int(layer.weight.max())) for layer in layers)
+    w_bits = max(weight_bits(layer) for layer in layers)
     search = max([layer.search_bits for layer in layers] + [1])
     last = layers[-1]
     cfg = SystolicConfig(
         rows=rows, cols=cols, dataflow=dataflow, a_bits=max(1, a_bits), w_bits=w_bits, k_max=max(kp),
         out_bits=search, act_depth=max(2, (max(regions(layers).values()) + 1) * m_tiles * words),
-        weight_depth=max(2, sum(ceil(layer.n / cols) * k for layer, k in zip(layers, kp))),
-        slot_depth=max(2, sum(ceil(layer.n / cols) for layer in layers if layer.thresholds is not None)),
+        weight_depth=max(2, weight_words(layers, kp, cols)), slot_depth=max(2, threshold_slots(layers, cols)),
         out_depth=max(2, m_tiles * ceil(last.n / cols) if last.requant is None else 2),
         prog_depth=max(2, len(layers)), acc_depth=max(2, m_tiles * rows))
     return replace(cfg, **overrides) if overrides else cfg
@@ -243,7 +257,7 @@ class Program:
     def kp(self, layer: GemmLayer) -> int:
         """Weight rows per output-channel tile (K padded)."""
         cfg = self.cfg
-        return weight_rows(layer.padded_weight(cfg.cols).shape[0], cfg.rows, cfg.cols, cfg.dataflow)
+        return padded_k(layer, cfg.rows, cfg.cols, cfg.dataflow)
 
     def base(self, tensor: str) -> int:
         """First word of a code tensor's activation region."""
@@ -373,14 +387,14 @@ def pack_instruction(fields: dict) -> int:
 def compile_layers(layers: list[GemmLayer], cfg: SystolicConfig) -> Program:
     """Memory images for ``layers`` on ``cfg``; refuses models that do not fit, naming what and by how much."""
     cols, rows = cfg.cols, cfg.rows
-    kp = [weight_rows(layer.padded_weight(cols).shape[0], rows, cols, cfg.dataflow) for layer in layers]
+    kp = [padded_k(layer, rows, cols, cfg.dataflow) for layer in layers]
     if max(kp) > cfg.k_max:
         raise HwgenError(f"layer K of {max(kp)} exceeds the array's k_max={cfg.k_max}")
-    need_weights = sum(ceil(layer.n / cols) * k for layer, k in zip(layers, kp))
+    need_weights = weight_words(layers, kp, cols)
     if need_weights > cfg.weight_depth:
         raise HwgenError(f"weights need {need_weights} words per bank, the configuration has "
                          f"weight_depth={cfg.weight_depth}")
-    slots = sum(ceil(layer.n / cols) for layer in layers if layer.thresholds is not None)
+    slots = threshold_slots(layers, cols)
     if slots > cfg.slot_depth:
         raise HwgenError(f"thresholds need {slots} slots per lane, the configuration has slot_depth={cfg.slot_depth}")
     if len(layers) > cfg.prog_depth:
@@ -389,7 +403,7 @@ def compile_layers(layers: list[GemmLayer], cfg: SystolicConfig) -> Program:
         if layer.in_bits > cfg.store_bits:
             raise HwgenError(f"node '{layer.name}': input codes need {layer.in_bits} bits, the array stores "
                              f"{cfg.store_bits} (a_bits={cfg.a_bits})")
-        w_need = _signed_bits(int(layer.weight.min()), int(layer.weight.max()))
+        w_need = weight_bits(layer)
         if w_need > cfg.w_bits:
             raise HwgenError(f"node '{layer.name}': weights need {w_need} bits, the array has w_bits={cfg.w_bits}")
         if layer.search_bits > cfg.search_stages:

@@ -260,9 +260,13 @@ def simulate(design_dir: Path = typer.Argument(..., help="Folder written by `hwg
              inputs: Path = typer.Option(..., "--inputs", help="N samples stacked on the batch axis (.npy)."),
              output: Path = typer.Option(..., "--output", help="Where to write the outputs (.npy)."),
              wave: Optional[Path] = typer.Option(None, "--wave",
-                                                 help="Waveform of the first run (.fst, or .vcd)."),
+                                                 help="Waveform of the run (.fst, or .vcd)."),
              labels: Optional[Path] = typer.Option(None, "--labels",
                                                    help="Class labels (.npy): also print top-1 accuracy."),
+             stream: Optional[bool] = typer.Option(
+                 None, "--stream/--preload",
+                 help="Stream samples through the AXI-Stream ports (default when they exceed one batch), or "
+                      "preload them into the scratchpad so cycles count compute alone."),
              ) -> None:
     """Run the design in Verilator, write OUTPUT like `hwgen golden`, and DESIGN_DIR/sim_report.json."""
     import json
@@ -276,7 +280,7 @@ def simulate(design_dir: Path = typer.Argument(..., help="Folder written by `hwg
         from .verilator import SimulationError, VerilatorError
 
         try:
-            result = design.simulate(x, wave=wave)
+            result = design.simulate(x, wave=wave, stream=stream)
         except (SimulationError, VerilatorError) as exc:
             raise HwgenError(str(exc)) from exc
         save_array(output, result.outputs)
@@ -284,8 +288,8 @@ def simulate(design_dir: Path = typer.Argument(..., help="Folder written by `hwg
             tmp.write_text(json.dumps(result.report, indent=2, sort_keys=True) + "\n")
     report = result.report
     speed = report["sim_cycles_per_second"]
-    console.print(f"wrote {output} {tuple(result.outputs.shape)}; {report['samples']} samples, {report['cycles']} "
-                  f"cycles (predicted {report['predicted_cycles']}), "
+    console.print(f"wrote {output} {tuple(result.outputs.shape)}; {report['samples']} samples {report['io']}, "
+                  f"{report['cycles']} cycles (predicted {report['predicted_cycles']}), "
                   f"{'bit-exact' if report['bit_exact'] else str(report['mismatches']) + ' MISMATCHES'}, "
                   f"{report['sim_seconds']:.2f} s" + (f" ({speed / 1e6:.2f} M cycles/s)" if speed else ""))
     if y is not None:

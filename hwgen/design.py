@@ -37,6 +37,7 @@ CYCLE_FORMULAS = {
     "os": "sum over layers of (tiles - 1) * period + kp + 2*rows + cols + search_stages + 2, "
           "period = max(kp, 2*rows + cols - 1), tiles = m_tiles * n_tiles",
     "ws": "sum over layers of n_tiles * k_tiles * (2*rows + cols + samples + 2) + search_stages + 3",
+    "stream": "per chunk: samples * (x_words + y_words) + 1 more (every beat valid/ready at once)",
 }
 UNITS = {"Quantize": "host: input quantizer", "Dequantize": "host: output dequantizer", "MatMul": "systolic array",
          "AddScaled": "systolic array", "Reshape": "address generation (layout only)",
@@ -80,64 +81,72 @@ class Design:
     def verilog_sha256(self) -> str:
         return hashlib.sha256(self.verilog.encode()).hexdigest()
 
-    def predicted_cycles(self, samples: int) -> int:
-        """Exact cycles (start → done, all runs) to process ``samples`` samples."""
-        return sum(self.program.predict_cycles(n) for n in self._chunks(samples))
+    def predicted_cycles(self, samples: int, stream: bool | None = None) -> int:
+        """Exact start → done cycles to process ``samples`` samples (``stream``: see :meth:`simulate`)."""
+        return self.program.predict_cycles(samples, self._streams(samples, stream))
 
-    def _chunks(self, samples: int) -> list[int]:
-        batch = self.program.batch
-        return [min(batch, samples - start) for start in range(0, samples, batch)]
+    def _streams(self, samples: int, stream: bool | None) -> bool:
+        return samples > self.program.batch if stream is None else stream
 
     # ------------------------------------------------------------------------------------------------ simulation
-    def simulate(self, x: np.ndarray, *, wave: Path | None = None, max_cycles: int | None = None) -> SimResult:
-        """Run ``x`` (N, *input_shape[1:]) through the Verilated design; outputs, codes and the report."""
+    def simulate(self, x: np.ndarray, *, wave: Path | None = None, max_cycles: int | None = None,
+                 stream: bool | None = None) -> SimResult:
+        """Run ``x`` (N, *input_shape[1:]) through the Verilated design in one start → done; outputs, codes and
+        the report.
+
+        Up to ``program.batch`` samples are preloaded into the scratchpad and results read back afterwards, so
+        ``cycles`` is compute alone (what SCALE-Sim reports); more samples, or ``stream=True``, stream through
+        ``s_axis``/``m_axis`` a chunk of at most ``batch`` samples at a time, and ``cycles`` includes that I/O.
+        """
         from . import verilator
 
         x = np.asarray(x, np.float32)
         if x.ndim == 0 or len(x) == 0:
             raise HwgenError("simulate needs at least one sample (inputs of shape (N, ...) with N ≥ 1)")
+        samples = len(x)
+        stream = self._streams(samples, stream)
+        program = self.program
         env = golden.run(self.model.graph, x, keep=True)
         graph = self.model.graph
-        codes_in = env[next(n for n in graph.nodes if n.op == "Quantize").outputs[0]]
+        codes_in = env[next(n for n in graph.nodes if n.op == "Quantize").outputs[0]].reshape(samples, -1)
         expected = env[graph.producer(graph.outputs[0]).inputs[0]]
-        codes_in = codes_in.reshape(len(x), -1)
         start = time.perf_counter()
         trace = None if wave is None else "fst" if Path(wave).suffix == ".fst" else "vcd"
         binary = verilator.build(self.verilog, TOP_NAME, trace=trace)
         build_seconds = time.perf_counter() - start
-        got, cycles, sim_cycles, seconds, run_seconds = [], 0, 0, 0.0, 0.0
+        predicted = program.predict_cycles(samples, stream)
         with tempfile.TemporaryDirectory(prefix="hwgen-sim-") as tmp:
             static = [Path(tmp) / "static.load"]
             if self.images:
                 static = list(self.images)
             else:
-                _write_rows(static[0], self.program.weights + self.program.thresholds)
-            offset = 0
-            for part, n in enumerate(self._chunks(len(x))):
-                rows = self.program.program_rows(n) + self.program.input_rows(codes_in[offset:offset + n])
-                dynamic = Path(tmp) / f"run{part}.load"
-                _write_rows(dynamic, rows)
-                limit = max_cycles or 4 * self.program.predict_cycles(n) + 1000
-                result = verilator.run(binary, [*static, dynamic], self.program.output_reads(n), max_cycles=limit,
-                                       wave=wave if part == 0 else None)
-                got.append(result.values.view(np.int32).astype(np.int64).reshape(n, -1))
-                cycles += result.cycles
-                sim_cycles += result.sim_cycles
-                seconds += result.seconds
-                run_seconds += result.run_seconds
-                offset += n
-        codes = np.concatenate(got).reshape(expected.shape)
+                _write_rows(static[0], program.weights + program.thresholds)
+            dynamic = Path(tmp) / "run.load"
+            limit = max_cycles or 4 * predicted + 1000
+            if stream:
+                _write_rows(dynamic, program.program_rows(samples, stream=True))
+                last = ([0] * (program.x_words - 1) + [1]) * samples
+                result = verilator.run(binary, [*static, dynamic], [], max_cycles=limit, wave=wave,
+                                       x=program.input_beats(codes_in), x_last=last,
+                                       y_beats=samples * program.y_words)
+                codes = program.output_codes(result.y, samples)
+            else:
+                _write_rows(dynamic, program.program_rows(samples) + program.input_rows(codes_in))
+                result = verilator.run(binary, [*static, dynamic], program.output_reads(samples), max_cycles=limit,
+                                       wave=wave)
+                codes = result.values.view(np.int32).astype(np.int64)
+        codes = codes.reshape(expected.shape)
         dequant = graph.producer(graph.outputs[0])
         outputs = dequant.attrs["chain"].evaluate(codes, dequant.attrs["axis"])
         mismatches = int(np.sum(codes != expected))
         report = {
-            "schema_version": SCHEMA_VERSION, "hwgen_version": __version__, "samples": int(len(x)),
-            "runs": len(self._chunks(len(x))), "cycles": int(cycles),
-            "predicted_cycles": self.predicted_cycles(len(x)), "bit_exact": mismatches == 0,
-            "mismatches": mismatches, "sim_seconds": round(seconds, 6), "build_seconds": round(build_seconds, 6),
-            "run_seconds": round(run_seconds, 6), "sim_cycles": int(sim_cycles),
+            "schema_version": SCHEMA_VERSION, "hwgen_version": __version__, "samples": samples,
+            "io": "streamed" if stream else "preloaded", "cycles": result.cycles, "predicted_cycles": predicted,
+            "bit_exact": mismatches == 0, "mismatches": mismatches, "sim_seconds": round(result.seconds, 6),
+            "build_seconds": round(build_seconds, 6), "run_seconds": round(result.run_seconds, 6),
+            "sim_cycles": result.sim_cycles,
             # native simulation speed: start → done cycles over their wall time (loading and parsing excluded)
-            "sim_cycles_per_second": round(cycles / run_seconds, 1) if run_seconds > 0 else None,
+            "sim_cycles_per_second": round(result.cycles / result.run_seconds, 1) if result.run_seconds > 0 else None,
             "verilator_version": verilator.version(), "verilog_sha256": self.verilog_sha256,
         }
         return SimResult(outputs.astype(np.float32), codes, report)
@@ -167,7 +176,7 @@ class Design:
             "derived": {"acc_bits": cfg.acc_bits, "store_bits": cfg.store_bits, "operand_bits": cfg.operand_bits,
                         "threshold_bits": cfg.threshold_bits, "search_stages": cfg.search_stages,
                         "batch_per_run": self.program.batch},
-            "ports": _ports(),
+            "ports": _ports(cfg),
             "host_protocol": {
                 "load": _layout_fields(LOAD), "read": _layout_fields(READ), "rdata_bits": 32,
                 "targets": {"program": PROGRAM, "activations": ACTIVATIONS, "weights": WEIGHTS,
@@ -179,6 +188,9 @@ class Design:
                                 "region_words": self.program.region_words, "stride": self.program.stride,
                                 "regions": dict(sorted(self.program.placement.items()))},
                 "weights": {"banks": cfg.cols, "depth": cfg.weight_depth, "word_bits": cfg.w_bits},
+                "streams": {"x_words_per_sample": self.program.x_words, "x_lane_bits": cfg.store_bits,
+                            "y_words_per_sample": self.program.y_words, "y_lane_bits": cfg.acc_bits,
+                            "lanes": cfg.cols},
                 "thresholds": {"banks": cfg.cols, "stages": cfg.search_stages, "slots": cfg.slot_depth,
                                "word_bits": cfg.threshold_bits, "stage0_negate_bit": cfg.threshold_bits},
                 "outputs": {"banks": cfg.rows, "depth": cfg.out_depth, "word_bits": cfg.cols * cfg.acc_bits}},
@@ -188,7 +200,7 @@ class Design:
             "layers": layer_rows,
             "program": instructions,
             "cycle_model": {
-                "formula": CYCLE_FORMULAS[cfg.dataflow],
+                "formula": CYCLE_FORMULAS[cfg.dataflow], "streamed_chunk_extra": CYCLE_FORMULAS["stream"],
                 "batch_per_run": self.program.batch,
                 "cycles_per_full_run": self.program.predict_cycles(self.program.batch)},
             "files": {"verilog": "top.v", "weights": "weights.load", "thresholds": "thresholds.load",
@@ -312,12 +324,12 @@ def _layout_fields(layout) -> list[dict]:
              "signed": Shape.cast(f.shape).signed} for name, f in layout]
 
 
-def _ports() -> list[dict]:
+def _ports(cfg: SystolicConfig) -> list[dict]:
     """Top-level ports as they appear in the Verilog (Amaranth joins signature paths with ``__``)."""
     from amaranth import Shape
     from amaranth.lib.wiring import Flow
 
-    signature = host_signature()
+    signature = host_signature(cfg)
     ports = [{"name": "clk", "dir": "in", "bits": 1}, {"name": "rst", "dir": "in", "bits": 1}]
     for path, member, _ in signature.flatten(signature.create()):
         ports.append({"name": "__".join(str(p) for p in path), "dir": "in" if member.flow == Flow.In else "out",

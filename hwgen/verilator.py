@@ -6,11 +6,14 @@ Every hwgen hardware top implements one host protocol (ports as Amaranth flatten
  load__valid/ready/payload ──▶ ┌────────┐ ──▶ rdata__valid/payload     load payload (63 bits, field 0 at bit 0):
  read__valid/ready/payload ──▶ │  top   │ ◀── rdata__ready               target 3 | bank 6 | addr 16 | lane 6 | data 32
  start                     ──▶ │        │ ──▶ busy, done, cycles[32]   read payload (31 bits): the first four fields
+ s_axis_tdata/tvalid/tlast ──▶ │        │ ──▶ s_axis_tready            AXI-Stream data in and out, any width
+ m_axis_tready             ──▶ │        │ ──▶ m_axis_tdata/tvalid/tlast
  clk, rst (sync, high)     ──▶ └────────┘
 ```
 
 ``sim/native/harness.cpp`` drives it with no Python per cycle: reset, every load (honouring ``load__ready``),
-a one-cycle ``start``, clocks until ``done``, then every read (``rdata__ready`` held high). :func:`build`
+a one-cycle ``start``, clocks until ``done`` while feeding ``s_axis`` and collecting ``m_axis`` (stamping each
+transfer with its cycle), then every read (``rdata__ready`` held high). :func:`build`
 compiles it with one design into a cached executable; :func:`run` writes the text files it reads and parses its
 answer. One build serves every run of the same hardware, because memory contents arrive at run time.
 
@@ -37,7 +40,7 @@ import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
@@ -96,6 +99,8 @@ class RunResult:
     ``values``: one uint32 answer per read request, in request order.
     ``seconds``: wall-clock time of the harness process (s), file parsing included.
     ``run_seconds``: wall-clock time of the simulation from ``start`` to ``done`` alone (s).
+    ``y``: the ``m_axis`` beats (tdata as integers), ``y_last`` their tlast, ``y_cycles`` the cycle of each
+    transfer and ``x_starts`` the cycle of each input sample's first ``s_axis`` transfer (cycles from ``start``).
     """
 
     cycles: int
@@ -103,6 +108,10 @@ class RunResult:
     values: np.ndarray
     seconds: float
     run_seconds: float
+    y: list[int] = field(default_factory=list)
+    y_last: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    y_cycles: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    x_starts: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
 
 
 def environment() -> dict[str, str]:
@@ -250,8 +259,13 @@ def _write_rows(path: Path, rows: Rows, columns: int, what: str) -> None:
 
 
 def run(binary: Path, loads: Sequence[Path] | Rows, reads: Rows, *, max_cycles: int,
-        wave: Path | None = None) -> RunResult:
-    """Run a harness from :func:`build`: load, start, wait for ``done``, read.
+        wave: Path | None = None, x: Sequence[int] = (), x_last: Sequence[int] | None = None, y_beats: int = 0,
+        stop_after_y: bool = False) -> RunResult:
+    """Run a harness from :func:`build`: load, start, stream, wait for ``done``, read.
+
+    ``x`` are ``s_axis`` beats (tdata integers; ``x_last`` their tlast, default none set), fed from the start
+    pulse on while every ``m_axis`` beat is collected; ``y_beats`` is how many must come out (checked), and with
+    ``stop_after_y`` the run ends with the last of them instead of at ``done``.
 
     ``loads`` is either load files (one ``target bank addr lane value`` per line) or rows of those five
     integers (a value may be negative: its low data bits are written). ``reads`` are rows of
@@ -269,6 +283,12 @@ def run(binary: Path, loads: Sequence[Path] | Rows, reads: Rows, *, max_cycles: 
         _write_rows(reads_file, reads, READ_COLUMNS, "reads")
         out_file = scratch / "out.txt"
         command = [str(binary)]
+        if len(x):
+            lasts = [0] * len(x) if x_last is None else list(x_last)
+            (scratch / "x.txt").write_text("".join(f"{beat:x} {last}\n" for beat, last in zip(x, lasts)))
+            command += ["--x", str(scratch / "x.txt")]
+        if y_beats:
+            command += ["--y-beats", str(y_beats)] + (["--stop-after-y"] if stop_after_y else [])
         for load_file in load_files:
             command += ["--load", str(load_file)]
         command += ["--reads", str(reads_file), "--out", str(out_file), "--max-cycles", str(max_cycles)]
@@ -281,13 +301,29 @@ def run(binary: Path, loads: Sequence[Path] | Rows, reads: Rows, *, max_cycles: 
             message = result.stderr.strip() or f"harness exited with status {result.returncode}"
             error = CycleLimitError if result.returncode == EXIT_CYCLE_LIMIT else SimulationError
             raise error(message, result.returncode)
-        lines = out_file.read_text().split("\n", 3)
-    cycles = int(lines[0].removeprefix("cycles "))
-    sim_cycles = int(lines[1].removeprefix("sim_cycles "))
-    run_seconds = float(lines[2].removeprefix("run_seconds "))
-    values = np.array(lines[3].split(), dtype=np.int64).astype(np.uint32)
-    log.debug("verilator: %s ran %d clock cycles in %.3f s", binary, sim_cycles, seconds)
-    return RunResult(cycles=cycles, sim_cycles=sim_cycles, values=values, seconds=seconds, run_seconds=run_seconds)
+        text = out_file.read_text()
+    header, rest = text.split("answers ", 1)
+    fields = dict(line.split(" ", 1) for line in header.splitlines())
+    answers, rest = _section(rest)
+    rest = rest.removeprefix("x_starts ")
+    x_starts, rest = _section(rest)
+    rest = rest.removeprefix("y_beats ")
+    beats, _ = _section(rest)
+    y_fields = [line.split() for line in beats]
+    log.debug("verilator: %s ran %s clock cycles in %.3f s", binary, fields["sim_cycles"], seconds)
+    return RunResult(cycles=int(fields["cycles"]), sim_cycles=int(fields["sim_cycles"]),
+                     values=np.array(answers, dtype=np.int64).astype(np.uint32), seconds=seconds,
+                     run_seconds=float(fields["run_seconds"]), y=[int(f[0], 16) for f in y_fields],
+                     y_last=np.array([int(f[1]) for f in y_fields], np.int64),
+                     y_cycles=np.array([int(f[2]) for f in y_fields], np.int64),
+                     x_starts=np.array(x_starts, np.int64))
+
+
+def _section(text: str) -> tuple[list[str], str]:
+    """``<n>\n`` followed by n lines: the lines and what follows them."""
+    count, _, rest = text.partition("\n")
+    lines = rest.split("\n", int(count))
+    return lines[:int(count)], lines[int(count)] if len(lines) > int(count) else ""
 
 
 LINT_WAIVERS = {

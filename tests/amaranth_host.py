@@ -1,13 +1,28 @@
-"""The host protocol (load / start / read) driven from Amaranth's simulator, shared by the hardware unit tests."""
+"""The host protocol (load / start / stream / read) driven from Amaranth's simulator, shared by the hardware unit
+tests."""
 from __future__ import annotations
+
+from dataclasses import dataclass, field
 
 import numpy as np
 from amaranth.sim import Simulator
 
 
-def simulate_run(top, loads, reads, max_cycles: int = 200_000) -> tuple[int, np.ndarray]:
-    """Load ``loads`` rows, start, wait for done, read ``reads``; returns (cycles port, int32 values)."""
+@dataclass
+class Run:
+    """What a run gave: the ``cycles`` port, one int32 per read, and the ``m_axis`` beats (data, last)."""
+
+    cycles: int
+    values: np.ndarray
+    beats: list[int] = field(default_factory=list)
+    lasts: list[int] = field(default_factory=list)
+
+
+def simulate_run(top, loads, reads, x_beats=(), *, stall_seed: int | None = None, max_cycles: int = 200_000) -> Run:
+    """Load ``loads`` rows, start, stream ``x_beats`` into ``s_axis`` while collecting ``m_axis`` until done, then
+    read ``reads``. With ``stall_seed``, ``s_axis_tvalid`` and ``m_axis_tready`` drop at random (backpressure)."""
     result: dict = {}
+    rng = np.random.default_rng(stall_seed)
 
     async def host(ctx):
         for target, bank, addr, lane, value in loads:
@@ -19,13 +34,26 @@ def simulate_run(top, loads, reads, max_cycles: int = 200_000) -> tuple[int, np.
         ctx.set(top.start, 1)
         await ctx.tick()
         ctx.set(top.start, 0)
+        pending, beats, lasts = list(x_beats), [], []
         for _ in range(max_cycles):
+            offer = bool(pending) and (stall_seed is None or rng.random() < 0.7)
+            ctx.set(top.s_axis_tvalid, offer)
+            if offer:
+                ctx.set(top.s_axis_tdata, pending[0])
+            ctx.set(top.m_axis_tready, stall_seed is None or rng.random() < 0.7)
+            taken = offer and ctx.get(top.s_axis_tready)
+            if ctx.get(top.m_axis_tvalid) and ctx.get(top.m_axis_tready):
+                beats.append(ctx.get(top.m_axis_tdata))
+                lasts.append(ctx.get(top.m_axis_tlast))
             await ctx.tick()
+            if taken:
+                pending.pop(0)
             if ctx.get(top.done):
                 break
         else:
             raise AssertionError(f"no done within {max_cycles} cycles")
-        result["cycles"] = ctx.get(top.cycles)
+        ctx.set(top.s_axis_tvalid, 0)
+        result["run"] = Run(ctx.get(top.cycles), np.zeros(0, np.int32), beats, lasts)
         values = []
         ctx.set(top.rdata.ready, 1)
         for target, bank, addr, lane in reads:
@@ -35,10 +63,10 @@ def simulate_run(top, loads, reads, max_cycles: int = 200_000) -> tuple[int, np.
             ctx.set(top.read.valid, 0)
             value, = await ctx.tick().sample(top.rdata.payload).until(top.rdata.valid)
             values.append(value)
-        result["values"] = np.array(values, np.uint32).view(np.int32)
+        result["run"].values = np.array(values, np.uint32).view(np.int32)
 
     sim = Simulator(top)
     sim.add_clock(1e-8)
     sim.add_testbench(host)
     sim.run()
-    return result["cycles"], result["values"]
+    return result["run"]

@@ -23,6 +23,9 @@ sets ``result[i] = (result[i] if p else 0) + sum(operand[bank i % 4][word i])`` 
 2 cycles per word (read, then write), so a run is busy for exactly ``32 * P`` cycles; ``done`` rises on the
 edge after the last busy cycle and ``cycles`` holds ``32 * P``. After a run, ``result[i] = P * sum(...)``.
 
+Streams: every ``s_axis`` beat (72 bits, wider than a machine word on purpose) comes back on ``m_axis`` one cycle
+later plus one (mod 2**72), tlast kept; ``s_axis`` is ready whenever the output register is free or leaving.
+
 Backpressure: ``load`` and ``read`` are not ready while busy, nor on every third cycle (a free-running counter),
 so a host must honour ready. ``read`` is answered on ``rdata`` one cycle after its transfer, in order, and holds
 its answer while ``rdata`` is not ready.
@@ -39,6 +42,7 @@ WORDS = 16
 LANES = 4
 LANE_BITS = 8
 
+STREAM_BITS = 72
 LOAD_LAYOUT = data.StructLayout({"target": 3, "bank": 6, "addr": 16, "lane": 6, "data": 32})
 READ_LAYOUT = data.StructLayout({"target": 3, "bank": 6, "addr": 16, "lane": 6})
 
@@ -55,6 +59,9 @@ class ProtocolDut(wiring.Component):
             "busy":   Out(1),
             "done":   Out(1),
             "cycles": Out(32),
+            "s_axis_tdata": In(STREAM_BITS), "s_axis_tvalid": In(1), "s_axis_tready": Out(1), "s_axis_tlast": In(1),
+            "m_axis_tdata": Out(STREAM_BITS), "m_axis_tvalid": Out(1), "m_axis_tready": In(1),
+            "m_axis_tlast": Out(1),
         })
 
     def elaborate(self, platform) -> Module:
@@ -77,6 +84,14 @@ class ProtocolDut(wiring.Component):
         stall_count = Signal(range(3))
         m.d.sync += stall_count.eq(Mux(stall_count == 2, 0, stall_count + 1))
         host_ready = ~self.busy & (stall_count != 2)
+
+        # Stream echo: a one-beat register.
+        m.d.comb += self.s_axis_tready.eq(~self.m_axis_tvalid | self.m_axis_tready)
+        with m.If(self.s_axis_tvalid & self.s_axis_tready):
+            m.d.sync += [self.m_axis_tvalid.eq(1), self.m_axis_tdata.eq(self.s_axis_tdata + 1),
+                         self.m_axis_tlast.eq(self.s_axis_tlast)]
+        with m.Elif(self.m_axis_tready):
+            m.d.sync += self.m_axis_tvalid.eq(0)
 
         # Host writes.
         load = self.load.payload

@@ -43,14 +43,23 @@ def random_layers(rng: np.random.Generator, dims: list[int], in_bits: int, w_bit
     return layers
 
 
-def check(layers: list[GemmLayer], cfg: SystolicConfig, codes: np.ndarray) -> None:
+def check(layers: list[GemmLayer], cfg: SystolicConfig, codes: np.ndarray, stream: bool = False,
+          stall_seed: int | None = None) -> None:
+    """Bit-exact and (without stalls) exactly the predicted cycles; ``stream`` sends the samples through the
+    AXI streams in chunks of the program's batch instead of preloading them."""
     program = compile_layers(layers, cfg)
     samples = len(codes)
-    loads = program.weights + program.thresholds + program.program_rows(samples) + program.input_rows(codes)
-    cycles, values = simulate_run(SystolicTop(cfg), loads, program.output_reads(samples))
+    loads = program.weights + program.thresholds + program.program_rows(samples, stream)
     expected = run_layers(layers, codes)
-    np.testing.assert_array_equal(values.reshape(expected.shape), expected)
-    assert cycles == program.predict_cycles(samples)
+    if stream:
+        run = simulate_run(SystolicTop(cfg), loads, [], program.input_beats(codes), stall_seed=stall_seed)
+        np.testing.assert_array_equal(program.output_codes(run.beats, samples), expected)
+        assert run.lasts == ([0] * (program.y_words - 1) + [1]) * samples
+    else:
+        run = simulate_run(SystolicTop(cfg), loads + program.input_rows(codes), program.output_reads(samples))
+        np.testing.assert_array_equal(run.values.reshape(expected.shape), expected)
+    if stall_seed is None:
+        assert run.cycles == program.predict_cycles(samples, stream)
 
 
 @given(rows=st.integers(1, 4), cols=st.integers(1, 4), depth=st.integers(1, 3), seed=st.integers(0, 2**32 - 1),
@@ -62,8 +71,19 @@ def test_random_chains_bit_exact_with_exact_cycles(rows, cols, depth, seed, data
     in_bits = data.draw(st.integers(1, 6))
     layers = random_layers(rng, dims, in_bits, data.draw(st.integers(2, 6)), out_bits, data.draw(st.booleans()))
     samples = data.draw(st.integers(1, 3 * rows + 1))
-    cfg = default_config(layers, rows=rows, cols=cols, dataflow=dataflow, batch=samples)
-    check(layers, cfg, rng.integers(0, 1 << in_bits, size=(samples, dims[0])))
+    stream = data.draw(st.booleans())
+    batch = data.draw(st.integers(1, samples)) if stream else samples      # streamed: chunks of `batch` samples
+    cfg = default_config(layers, rows=rows, cols=cols, dataflow=dataflow, batch=batch)
+    check(layers, cfg, rng.integers(0, 1 << in_bits, size=(samples, dims[0])), stream)
+
+
+@pytest.mark.parametrize("dataflow", ["os", "ws"])
+def test_streams_under_random_backpressure(dataflow: str) -> None:
+    """Samples streamed in chunks with s_axis_tvalid and m_axis_tready dropping at random: still bit-exact."""
+    rng = np.random.default_rng(11)
+    layers = random_layers(rng, [9, 5, 6], 4, 4, [3, 4], True)
+    cfg = default_config(layers, rows=2, cols=3, dataflow=dataflow, batch=3)
+    check(layers, cfg, rng.integers(0, 16, size=(8, 9)), stream=True, stall_seed=4)
 
 
 @pytest.mark.parametrize("dataflow", ["os", "ws"])
@@ -103,10 +123,10 @@ def test_rom_style_design_needs_only_inputs(dataflow: str) -> None:
     program = compile_layers(layers, cfg)
     codes = rng.integers(0, 32, size=(program.batch, 7))
     top = SystolicTop(cfg, program.memory_init(program.batch))
-    cycles, values = simulate_run(top, program.input_rows(codes), program.output_reads(program.batch))
+    run = simulate_run(top, program.input_rows(codes), program.output_reads(program.batch))
     expected = run_layers(layers, codes)
-    np.testing.assert_array_equal(values.reshape(expected.shape), expected)
-    assert cycles == program.predict_cycles(program.batch)
+    np.testing.assert_array_equal(run.values.reshape(expected.shape), expected)
+    assert run.cycles == program.predict_cycles(program.batch)
 
 
 @pytest.mark.parametrize("dataflow", ["os", "ws"])

@@ -18,6 +18,9 @@ def run(dut, testbench) -> None:
     sim.run()
 
 
+# instruction fields of a program that runs its one layer once, inputs preloaded
+ONE_SEGMENT = {"stream_in": 0, "stream_out": 0, "x_words": 1, "y_words": 1, "repeat": 1, "loop_to": 0, "end": 1}
+
 def test_pe_accumulates_captures_and_shifts() -> None:
     cfg = SystolicConfig(rows=1, cols=1, a_bits=4, w_bits=4, k_max=16)
     pe = OutputStationaryPE(cfg)
@@ -143,7 +146,7 @@ def test_controller_feed_addresses_period_and_drain() -> None:
     ctrl = Controller(cfg)
     instr = {"m_tiles": 2, "n_tiles": 2, "kp": 6, "period": 8, "samples": 4, "k_tiles": 1, "in_base": 10,
              "in_base2": 10, "split_words": 0xFFFF, "kp_words": 2, "out_base": 40, "out_words": 3, "w_base": 5,
-             "slot_base": 1, "zx": 0, "base": 0, "step": 1, "passthrough": 0, "last_layer": 1}
+             "slot_base": 1, "zx": 0, "base": 0, "step": 1, "passthrough": 0, "last_layer": 1, **ONE_SEGMENT}
     word = pack_instruction(instr)
     reads, drains = [], []
 
@@ -185,9 +188,9 @@ def test_scratchpads_round_trip_through_the_host_protocol() -> None:
     # an empty program (one layer, passthrough, one tile) so that `start` completes
     instr = {"m_tiles": 1, "n_tiles": 1, "kp": 3, "period": 7, "samples": 1, "k_tiles": 1, "in_base": 0,
              "in_base2": 0, "split_words": 0xFFFF, "kp_words": 1, "out_base": 0, "out_words": 1, "w_base": 0,
-             "slot_base": 0, "zx": 0, "base": 0, "step": 1, "passthrough": 1, "last_layer": 1}
+             "slot_base": 0, "zx": 0, "base": 0, "step": 1, "passthrough": 1, "last_layer": 1, **ONE_SEGMENT}
     word = pack_instruction(instr)
     loads += [(PROGRAM, 0, 0, c, (word >> (32 * c)) & 0xFFFFFFFF) for c in range(INSTRUCTION_CHUNKS)]
     reads = [(ACTIVATIONS, b, a, lane) for b in range(2) for a in range(4) for lane in range(3)]
-    _, got = simulate_run(SystolicTop(cfg), loads, reads)
+    got = simulate_run(SystolicTop(cfg), loads, reads).values
     np.testing.assert_array_equal(got.reshape(values.shape), values)

@@ -148,8 +148,11 @@ def test_degenerate_array_shapes(rows: int, cols: int, dataflow: str, example_di
     design = hwgen.compile(example_dir / "digits_mlp.onnx", rows=rows, cols=cols, dataflow=dataflow, batch=8)
     x = np.load(example_dir / "test_x.npy")[:20]
     result = design.simulate(x)
-    assert result.report["bit_exact"] and result.report["runs"] == 3
+    assert result.report["bit_exact"] and result.report["io"] == "streamed"       # 20 samples: chunks 8, 8, 4
     assert result.report["cycles"] == result.report["predicted_cycles"]
+    preloaded = design.simulate(x[:8])
+    assert preloaded.report["io"] == "preloaded" and preloaded.report["cycles"] == preloaded.report["predicted_cycles"]
+    np.testing.assert_array_equal(preloaded.codes, result.codes[:8])
 
 
 @settings(deadline=None)
@@ -163,14 +166,21 @@ def test_random_chains_in_verilator(seed: int, depth: int, dataflow: str, data) 
     layers = random_layers(rng, dims, 8, 8, out_bits, data.draw(st.booleans()))
     cfg = default_config(layers, dataflow=dataflow, **SHARED)
     program = compile_layers(layers, cfg)
-    samples = data.draw(st.integers(1, SHARED["batch"]))
+    stream = data.draw(st.booleans())
+    samples = data.draw(st.integers(1, 3 * SHARED["batch"] if stream else SHARED["batch"]))
     codes = rng.integers(0, 256, size=(samples, dims[0]))
     binary = verilator.build(render_verilog(cfg), TOP_NAME)
-    loads = program.weights + program.thresholds + program.program_rows(samples) + program.input_rows(codes)
-    result = verilator.run(binary, loads, program.output_reads(samples), max_cycles=10 ** 7)
+    loads = program.weights + program.thresholds + program.program_rows(samples, stream)
     expected = run_layers(layers, codes)
-    np.testing.assert_array_equal(result.values.view(np.int32).reshape(expected.shape), expected)
-    assert result.cycles == program.predict_cycles(samples)
+    if stream:
+        result = verilator.run(binary, loads, [], max_cycles=10 ** 7, x=program.input_beats(codes),
+                               y_beats=samples * program.y_words)
+        np.testing.assert_array_equal(program.output_codes(result.y, samples), expected)
+    else:
+        result = verilator.run(binary, loads + program.input_rows(codes), program.output_reads(samples),
+                               max_cycles=10 ** 7)
+        np.testing.assert_array_equal(result.values.view(np.int32).reshape(expected.shape), expected)
+    assert result.cycles == program.predict_cycles(samples, stream)
 
 
 def test_lint_and_yosys_clean(example_dir: Path) -> None:
@@ -225,9 +235,9 @@ def test_dense_residual_in_verilator(dataflow: str) -> None:
     from onnx_helpers import residual_mlp
 
     design = hwgen.compile(hwgen.Model(residual_mlp(skip_scale_ratio=2.0)), dataflow=dataflow, **SHARED)
-    x = np.random.default_rng(6).normal(size=(21, 8)).astype(np.float32)
-    result = design.simulate(x)
-    assert result.report["bit_exact"] and result.report["runs"] == -(-21 // design.program.batch)
+    x = np.random.default_rng(6).normal(size=(2 * design.program.batch + 3, 8)).astype(np.float32)
+    result = design.simulate(x)                             # two full chunks and a partial one, streamed
+    assert result.report["bit_exact"] and result.report["io"] == "streamed"
     assert result.report["cycles"] == result.report["predicted_cycles"]
     manifest = design.manifest()
     assert ("AddScaled", "systolic array") in [(u["op"], u["unit"]) for u in manifest["units"]]

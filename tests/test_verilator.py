@@ -122,6 +122,19 @@ def test_run_results_and_exact_cycles(harness: Path, passes: int):
     assert result.seconds > 0
 
 
+def test_streams_wider_than_a_word_with_cycle_stamps(harness: Path):
+    """s_axis beats of 72 bits come back on m_axis (+1) one cycle later; the harness stamps every transfer."""
+    beats = [0, (1 << 72) - 1, 0x123456789ABCDEF0123, 5]
+    lasts = [0, 1, 0, 1]
+    result = verilator.run(harness, [], [], max_cycles=10_000, x=beats, x_last=lasts, y_beats=4, stop_after_y=True)
+    assert result.y == [(b + 1) % (1 << 72) for b in beats]
+    np.testing.assert_array_equal(result.y_last, lasts)
+    np.testing.assert_array_equal(result.x_starts, [1, 3])             # samples start at beats 0 and 2
+    np.testing.assert_array_equal(result.y_cycles, [2, 3, 4, 5])
+    with pytest.raises(verilator.SimulationError, match=r"m_axis gave 4 beats, expected 5"):
+        verilator.run(harness, [], [], max_cycles=10_000, x=beats, y_beats=5)
+
+
 def test_load_files_in_order(harness: Path, tmp_path: Path):
     operands = np.full((OPERAND_BANKS, WORDS, LANES), 5)
     first, second = tmp_path / "operands.txt", tmp_path / "passes.txt"

@@ -26,6 +26,7 @@ from ...errors import HwgenError
 from ...ir import BipolarType, Graph, Node
 from ...model import HOST_OPS
 from ...passes.analysis import value_bounds
+from ..lanes import pack_lanes, unpack_lanes
 from .config import SystolicConfig
 from .controller import INSTRUCTION, INSTRUCTION_CHUNKS
 from .top import ACTIVATIONS, OUTPUTS, PROGRAM, THRESHOLDS, WEIGHTS
@@ -237,7 +238,7 @@ def default_config(layers: list[GemmLayer], rows: int = 8, cols: int = 8, datafl
         out_bits=search, act_depth=max(2, (max(regions(layers).values()) + 1) * m_tiles * words),
         weight_depth=max(2, weight_words(layers, kp, cols)), slot_depth=max(2, threshold_slots(layers, cols)),
         out_depth=max(2, m_tiles * ceil(last.n / cols) if last.requant is None else 2),
-        prog_depth=max(2, len(layers)), acc_depth=max(2, m_tiles * rows))
+        prog_depth=max(2, 2 * len(layers)), acc_depth=max(2, m_tiles * rows))
     return replace(cfg, **overrides) if overrides else cfg
 
 
@@ -263,15 +264,36 @@ class Program:
         """First word of a code tensor's activation region."""
         return self.placement[tensor] * self.region_words
 
-    def instructions(self, samples: int) -> list[dict]:
-        """The program for a run of ``samples`` (≤ batch) samples."""
+    def segments(self, samples: int, stream: bool) -> list[tuple[int, int]]:
+        """``(samples per chunk, chunks)`` of a run: one chunk of inputs preloaded by the host, or (``stream``)
+        chunks of ``batch`` samples and a last partial one, streamed through ``s_axis``/``m_axis``."""
+        if samples < 1 or (not stream and samples > self.batch):
+            raise HwgenError(f"a run preloads 1 to {self.batch} samples (batch); got {samples} (stream them instead)")
+        if not stream:
+            return [(samples, 1)]
+        full, tail = divmod(samples, self.batch)
+        return [(self.batch, full)] * (full > 0) + [(tail, 1)] * (tail > 0)
+
+    def instructions(self, samples: int, stream: bool = False) -> list[dict]:
+        """The program for a run of ``samples`` samples (see :meth:`segments`): every segment is the layers'
+        instructions for its chunk size, its last layer looping back ``chunks`` times."""
+        program: list[dict] = []
+        parts = self.segments(samples, stream)
+        for index, (chunk, repeat) in enumerate(parts):
+            body = self._layer_instructions(chunk)
+            body[0]["stream_in"] = int(stream)
+            body[-1].update(stream_out=int(stream), last_layer=1, repeat=repeat, loop_to=len(program),
+                            end=int(index == len(parts) - 1))
+            program += body
+        return program
+
+    def _layer_instructions(self, samples: int) -> list[dict]:
         cfg = self.cfg
         m_tiles = ceil(samples / cfg.rows)
         result, slot_base, w_base = [], 0, 0
-        for index, layer in enumerate(self.layers):
+        for layer in self.layers:
             kp = self.kp(layer)
             n_tiles = ceil(layer.n / cfg.cols)
-            last = index == len(self.layers) - 1
             passthrough = layer.thresholds is None
             ws = cfg.dataflow == "ws"
             second = layer.inputs[-1]
@@ -285,33 +307,54 @@ class Program:
                 "out_base": 0 if passthrough else self.base(layer.output),
                 "out_words": n_tiles if passthrough else self.stride, "w_base": w_base, "slot_base": slot_base,
                 "zx": layer.zx,
-                "base": layer.base, "step": layer.step, "passthrough": int(passthrough), "last_layer": int(last)})
+                "base": layer.base, "step": layer.step, "passthrough": int(passthrough), "last_layer": 0,
+                "stream_in": 0, "stream_out": 0, "x_words": self.x_words, "y_words": self.y_words,
+                "repeat": 1, "loop_to": 0, "end": 0})
             w_base += n_tiles * kp
             slot_base += 0 if passthrough else n_tiles
         return result
+
+    @property
+    def x_words(self) -> int:
+        """Scratchpad words (input beats) per sample."""
+        return ceil(self.layers[0].splits[0] / self.cfg.cols)
+
+    @property
+    def y_words(self) -> int:
+        """Scratchpad words (output beats) per sample."""
+        return ceil(self.layers[-1].n / self.cfg.cols)
 
     def period(self, kp: int) -> int:
         """Cycles between tile starts: the feed's kp reads, or the drain of the tile before (see controller)."""
         return max(kp, 2 * self.cfg.rows + self.cfg.cols - 1)
 
-    def predict_cycles(self, samples: int) -> int:
-        """Exact start → done cycles of one run of ``samples`` samples (equals the RTL's cycle counter); the
-        derivations are in controller.py (os) and ws_controller.py (ws)."""
+    def predict_cycles(self, samples: int, stream: bool = False) -> int:
+        """Exact start → done cycles of a run of ``samples`` samples (equals the RTL's cycle counter); the
+        derivations are in controller.py (os), ws_controller.py (ws) and io.py (streams, every input always
+        valid and the output always ready)."""
         cfg = self.cfg
         total = 0
-        for instr in self.instructions(samples):
-            if cfg.dataflow == "ws":
-                fold = 2 * cfg.rows + cfg.cols + samples + 2
-                total += instr["n_tiles"] * instr["k_tiles"] * fold + cfg.search_stages + 3
-            else:
-                tiles = instr["m_tiles"] * instr["n_tiles"]
-                total += (tiles - 1) * instr["period"] + instr["kp"] + 2 * cfg.rows + cfg.cols + \
-                    cfg.search_stages + 2
+        for chunk, repeat in self.segments(samples, stream):
+            cycles = chunk * (self.x_words + self.y_words) + 1 if stream else 0
+            for instr in self._layer_instructions(chunk):
+                if cfg.dataflow == "ws":
+                    fold = 2 * cfg.rows + cfg.cols + chunk + 2
+                    cycles += instr["n_tiles"] * instr["k_tiles"] * fold + cfg.search_stages + 3
+                else:
+                    tiles = instr["m_tiles"] * instr["n_tiles"]
+                    cycles += (tiles - 1) * instr["period"] + instr["kp"] + 2 * cfg.rows + cfg.cols + \
+                        cfg.search_stages + 2
+            total += repeat * cycles
         return total
 
-    def program_rows(self, samples: int) -> list[tuple[int, int, int, int, int]]:
+    def program_rows(self, samples: int, stream: bool = False) -> list[tuple[int, int, int, int, int]]:
+        """Load rows writing the program of :meth:`instructions`."""
+        program = self.instructions(samples, stream)
+        if len(program) > self.cfg.prog_depth:
+            raise HwgenError(f"the program has {len(program)} instructions, the configuration has "
+                             f"prog_depth={self.cfg.prog_depth}")
         rows = []
-        for address, instr in enumerate(self.instructions(samples)):
+        for address, instr in enumerate(program):
             word = pack_instruction(instr)
             for chunk in range(INSTRUCTION_CHUNKS):
                 rows.append((PROGRAM, 0, address, chunk, (word >> (32 * chunk)) & 0xFFFFFFFF))
@@ -352,6 +395,20 @@ class Program:
         return list(zip([target] * m.size, (m % cfg.rows).ravel().tolist(),
                         (base + (m // cfg.rows) * n_words + n // cfg.cols).ravel().tolist(),
                         (n % cfg.cols).ravel().tolist()))
+
+
+    def input_beats(self, codes: np.ndarray) -> list[int]:
+        """``s_axis`` beats of a streamed run: per sample, its ``x_words`` words of ``C`` codes (zero-padded)."""
+        cfg = self.cfg
+        padded = np.zeros((len(codes), self.x_words * cfg.cols), np.int64)
+        padded[:, :codes.shape[1]] = codes
+        return pack_lanes(padded.reshape(-1, cfg.cols), cfg.store_bits)
+
+    def output_codes(self, beats: list[int], samples: int) -> np.ndarray:
+        """The last layer's results (samples × N) from the ``m_axis`` beats of a streamed run."""
+        cfg = self.cfg
+        values = unpack_lanes(beats, cfg.cols, cfg.acc_bits, signed=True)
+        return values.reshape(samples, self.y_words * cfg.cols)[:, :self.layers[-1].n]
 
 
 def run_layers(layers: list[GemmLayer] | tuple[GemmLayer, ...], codes: np.ndarray) -> np.ndarray:

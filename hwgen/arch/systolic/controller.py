@@ -38,6 +38,10 @@ INSTRUCTION = data.StructLayout({
     "w_base": unsigned(16), "slot_base": unsigned(10),
     "zx": signed(18), "base": signed(18), "step": unsigned(2), "passthrough": unsigned(1),
     "last_layer": unsigned(1),
+    # streaming through s_axis/m_axis (io.py): samples of x_words words in before the layer, of y_words words out
+    # after it; a segment's last layer repeats the segment ``repeat`` times from ``loop_to``; ``end``: the last one
+    "stream_in": unsigned(1), "stream_out": unsigned(1), "x_words": unsigned(16), "y_words": unsigned(16),
+    "repeat": unsigned(16), "loop_to": unsigned(8), "end": unsigned(1),
 })
 INSTRUCTION_CHUNKS = -(-INSTRUCTION.size // 32)     # 32-bit words the host writes per instruction
 
@@ -48,31 +52,73 @@ def meta_layout(cfg: SystolicConfig) -> data.StructLayout:
                               "layer_last": unsigned(1)})
 
 
+def controller_members(cfg: SystolicConfig) -> dict:
+    """Ports both controllers share: run control, program fetch, the lanes' layer end and the stream engines."""
+    return {
+        "start": In(1), "busy": Out(1), "done": Out(1), "cycles": Out(32),
+        "prog_addr": Out(index_range(cfg.prog_depth)), "prog_data": In(INSTRUCTION), "instr": Out(INSTRUCTION),
+        "layer_done": In(1), "stream_in": Out(1), "stream_in_done": In(1), "stream_out": Out(1),
+        "stream_out_done": In(1),
+    }
+
+
 def sequence_program(m: Module, ctrl: wiring.Component, layer: Signal, latch: list, first_state: str) -> None:
     """The states both controllers share; call inside ``with m.FSM():``.
 
     IDLE waits for ``start``; FETCH presents instruction ``layer`` to the program memory; LATCH copies it into
-    ``ctrl.instr`` (plus the caller's ``latch`` assignments) and enters ``first_state``; WAIT holds until the
-    layer's last result leaves the lanes, then fetches the next instruction or finishes the run. (Each controller
-    also counts ``cycles`` while ``busy``, outside its FSM.)
+    ``ctrl.instr`` (plus the caller's ``latch`` assignments) and enters ``first_state``, through INPUT when the
+    instruction streams its samples in; WAIT holds until the layer's last result leaves the lanes, then fetches
+    the next instruction, or (a segment's last layer) goes through OUTPUT when it streams results out and then
+    repeats the segment, goes on to the next one or finishes the run. (Each controller also counts ``cycles``
+    while ``busy``, outside its FSM.)
+
+    Cycles each chunk adds when streaming: ``x_beats`` (INPUT: one beat per cycle, the state ends with the last
+    transfer) + ``y_beats + 1`` (OUTPUT: one cycle of read latency, then one beat per cycle).
     """
+    chunk = Signal(16)
+    instr = ctrl.instr
+    m.d.comb += [ctrl.stream_in.eq(0), ctrl.stream_out.eq(0)]
+
+    def end_of_segment():
+        with m.If(chunk + 1 < instr.repeat):
+            m.d.sync += [chunk.eq(chunk + 1), layer.eq(instr.loop_to)]
+            m.next = "FETCH"
+        with m.Elif(instr.end):
+            m.d.sync += [ctrl.busy.eq(0), ctrl.done.eq(1)]
+            m.next = "IDLE"
+        with m.Else():
+            m.d.sync += [chunk.eq(0), layer.eq(layer + 1)]
+            m.next = "FETCH"
+
     with m.State("IDLE"):
         with m.If(ctrl.start):
-            m.d.sync += [layer.eq(0), ctrl.busy.eq(1), ctrl.done.eq(0), ctrl.cycles.eq(0)]
+            m.d.sync += [layer.eq(0), chunk.eq(0), ctrl.busy.eq(1), ctrl.done.eq(0), ctrl.cycles.eq(0)]
             m.next = "FETCH"
     with m.State("FETCH"):
         m.next = "LATCH"
     with m.State("LATCH"):
         m.d.sync += [ctrl.instr.eq(ctrl.prog_data), *latch]
-        m.next = first_state
+        with m.If(ctrl.prog_data.stream_in):
+            m.next = "INPUT"
+        with m.Else():
+            m.next = first_state
+    with m.State("INPUT"):
+        m.d.comb += ctrl.stream_in.eq(1)
+        with m.If(ctrl.stream_in_done):
+            m.next = first_state
     with m.State("WAIT"):
         with m.If(ctrl.layer_done):
-            with m.If(ctrl.instr.last_layer):
-                m.d.sync += [ctrl.busy.eq(0), ctrl.done.eq(1)]
-                m.next = "IDLE"
-            with m.Else():
+            with m.If(~instr.last_layer):
                 m.d.sync += layer.eq(layer + 1)
                 m.next = "FETCH"
+            with m.Elif(instr.stream_out):
+                m.next = "OUTPUT"
+            with m.Else():
+                end_of_segment()
+    with m.State("OUTPUT"):
+        m.d.comb += ctrl.stream_out.eq(1)
+        with m.If(ctrl.stream_out_done):
+            end_of_segment()
 
 
 class Controller(wiring.Component):
@@ -80,13 +126,11 @@ class Controller(wiring.Component):
         self.cfg = cfg
         slot_bits = max(1, (cfg.slot_depth - 1).bit_length())
         super().__init__({
-            "start": In(1), "busy": Out(1), "done": Out(1), "cycles": Out(32),
-            "prog_addr": Out(index_range(cfg.prog_depth)), "prog_data": In(INSTRUCTION), "instr": Out(INSTRUCTION),
+            **controller_members(cfg),
             "act_addr": Out(unsigned(16)), "weight_addr": Out(unsigned(16)),
             "feed_valid": Out(1), "feed_last": Out(1), "feed_lane": Out(index_range(cfg.cols)),
             "captured": In(1), "shift": Out(1),
             "lane_valid": Out(1), "lane_slot": Out(unsigned(slot_bits)), "lane_meta": Out(meta_layout(cfg)),
-            "layer_done": In(1),
         })
 
     def elaborate(self, platform):

@@ -2,12 +2,16 @@
 
 ::
 
+   s_axis ─▶ StreamIn ─▶ act banks;  out/act banks ─▶ StreamOut ─▶ m_axis            (streamed programs)
             load ──▶ ┌──────────────┐  program memory ─▶ Controller ─┬─ feed addresses ─┐
                      │ host protocol│  act banks [R] (C codes/word) ──┼──(lane, − zx)──▶ │ R×C array │
             read ──▶ │  (idle only) │  weight banks [C] ──────────────┴────────────────▶ │  (OS PEs) │
            rdata ◀── └──────────────┘  out banks [R] (C accs/word)                       └─────┬─────┘
      start/busy/done/cycles                    ▲                                              │ drain[C]
                                                └── writer ◀── requant lanes [C] ◀──────────────┘
+
+Samples can also stream in and results out through ``s_axis``/``m_axis`` (one scratchpad word per beat, see
+io.py) when the program says so: any number of samples then runs in one start → done, a chunk at a time.
 
 Host protocol (shared by every hwgen design, see ``hwgen.verilator``): ``load`` writes one element
 ``(target, bank, addr, lane, data)``; ``read`` requests one element, answered in order on ``rdata``; both only
@@ -27,6 +31,7 @@ from amaranth.lib.wiring import In, Out
 from .array import OutputStationaryArray, WeightStationaryArray
 from .config import SystolicConfig
 from .controller import INSTRUCTION, INSTRUCTION_CHUNKS, Controller, meta_layout
+from .io import StreamIn, StreamOut, beat_layouts
 from .requant import RequantLane
 from .ws_controller import WeightStationaryController
 
@@ -35,12 +40,20 @@ LOAD = data.StructLayout({"target": 3, "bank": 6, "addr": 16, "lane": 6, "data":
 READ = data.StructLayout({"target": 3, "bank": 6, "addr": 16, "lane": 6})
 
 
-def host_signature() -> wiring.Signature:
-    """The ports every hwgen top exposes to its host (see ``hwgen.verilator`` for the simulator side)."""
-    return wiring.Signature({
+def host_members(x_bits: int, y_bits: int) -> dict:
+    """The ports every hwgen top exposes to its host (see ``hwgen.verilator`` for the simulator side): the control
+    streams, and AXI-Stream data in (``s_axis_*``, ``x_bits`` wide) and out (``m_axis_*``, ``y_bits``)."""
+    return {
         "load": In(stream.Signature(LOAD)), "read": In(stream.Signature(READ)), "rdata": Out(stream.Signature(32)),
         "start": In(1), "busy": Out(1), "done": Out(1), "cycles": Out(32),
-    })
+        "s_axis_tdata": In(x_bits), "s_axis_tvalid": In(1), "s_axis_tready": Out(1), "s_axis_tlast": In(1),
+        "m_axis_tdata": Out(y_bits), "m_axis_tvalid": Out(1), "m_axis_tready": In(1), "m_axis_tlast": Out(1),
+    }
+
+
+def host_signature(cfg: SystolicConfig) -> wiring.Signature:
+    x_beat, y_beat = beat_layouts(cfg)
+    return wiring.Signature(host_members(x_beat.size, y_beat.size))
 
 
 class SystolicTop(wiring.Component):
@@ -50,7 +63,7 @@ class SystolicTop(wiring.Component):
     def __init__(self, cfg: SystolicConfig, init: dict | None = None):
         self.cfg = cfg
         self.init = init
-        super().__init__(host_signature())
+        super().__init__(host_signature(cfg))
 
     def elaborate(self, platform):
         m = Module()
@@ -70,6 +83,21 @@ class SystolicTop(wiring.Component):
         load = self.load.payload
         loading = self.load.valid & self.load.ready
         m.d.comb += self.load.ready.eq(idle)
+
+        # ---- stream engines (s_axis → activation banks, banks → m_axis)
+        instr = ctrl.instr
+        m.submodules.stream_in = s_in = StreamIn(cfg)
+        m.submodules.stream_out = s_out = StreamOut(cfg)
+        m.d.comb += [s_in.run.eq(ctrl.stream_in), ctrl.stream_in_done.eq(s_in.done),
+                     s_in.x.valid.eq(self.s_axis_tvalid), self.s_axis_tready.eq(s_in.x.ready),
+                     s_in.x.payload.eq(self.s_axis_tdata), s_in.base.eq(instr.in_base),
+                     s_in.stride.eq(instr.kp_words), s_in.words.eq(instr.x_words), s_in.samples.eq(instr.samples),
+                     s_out.run.eq(ctrl.stream_out), ctrl.stream_out_done.eq(s_out.done),
+                     self.m_axis_tvalid.eq(s_out.y.valid), s_out.y.ready.eq(self.m_axis_tready),
+                     self.m_axis_tdata.eq(s_out.y.payload.data), self.m_axis_tlast.eq(s_out.y.payload.last),
+                     s_out.base.eq(instr.out_base), s_out.stride.eq(instr.out_words), s_out.words.eq(instr.y_words),
+                     s_out.samples.eq(instr.samples)]
+        streaming_in, streaming_out = ctrl.stream_in, ctrl.stream_out
 
         # ---- program memory
         m.submodules.program = program = Memory(shape=unsigned(32 * INSTRUCTION_CHUNKS), depth=cfg.prog_depth,
@@ -110,7 +138,6 @@ class SystolicTop(wiring.Component):
                          wr.en.eq(loading & (load.target == WEIGHTS) & (load.bank == j))]
 
         # ---- requant lanes, fed by the array's drain
-        instr = ctrl.instr
         lane_valid, lane_acc = self._lane_inputs(m, ctrl, array)
         for j, lane in enumerate(lanes):
             m.d.comb += [lane.valid.eq(lane_valid), lane.acc.eq(lane_acc[j]), lane.slot.eq(ctrl.lane_slot),
@@ -136,19 +163,28 @@ class SystolicTop(wiring.Component):
             o_rd, o_wr = out.read_port(), out.write_port()
             here = writing & (out_meta.row == i)
             host_write = loading & (load.target == ACTIVATIONS) & (load.bank == i)
+            stream_write = s_in.write & (s_in.bank == i)
+            compute_addr = ctrl.bank_addr[i] if ws else ctrl.act_addr
             m.d.comb += [
-                a_rd.addr.eq(Mux(ctrl.busy, ctrl.bank_addr[i] if ws else ctrl.act_addr, self.read.payload.addr)),
-                a_wr.addr.eq(Mux(ctrl.busy, out_meta.addr, load.addr)),
-                a_wr.en.eq(Mux(ctrl.busy, Mux(here & ~instr.passthrough, (1 << cols) - 1, 0),
-                               Mux(host_write, 1 << load.lane, 0))),
-                o_rd.addr.eq(self.read.payload.addr),
+                a_rd.addr.eq(Mux(streaming_out, s_out.addr, Mux(ctrl.busy, compute_addr, self.read.payload.addr))),
+                a_rd.en.eq(~streaming_out | s_out.read_en),
+                a_wr.addr.eq(Mux(streaming_in, s_in.addr, Mux(ctrl.busy, out_meta.addr, load.addr))),
+                a_wr.en.eq(Mux(streaming_in, Mux(stream_write, (1 << cols) - 1, 0),
+                               Mux(ctrl.busy, Mux(here & ~instr.passthrough, (1 << cols) - 1, 0),
+                                   Mux(host_write, 1 << load.lane, 0)))),
+                o_rd.addr.eq(Mux(streaming_out, s_out.addr, self.read.payload.addr)),
+                o_rd.en.eq(~streaming_out | s_out.read_en),
                 o_wr.addr.eq(out_meta.addr), o_wr.en.eq(here & instr.passthrough),
             ]
             a_data = data.View(act_word, a_wr.data)
             o_data = data.View(out_word, o_wr.data)
             for j, lane in enumerate(lanes):
-                m.d.comb += [a_data[j].eq(Mux(ctrl.busy, lane.out_value, load.data)),
+                m.d.comb += [a_data[j].eq(Mux(streaming_in, s_in.data[j], Mux(ctrl.busy, lane.out_value, load.data))),
                              o_data[j].eq(lane.out_value)]
+            stored = data.View(act_word, a_rd.data)
+            for j in range(cols):
+                m.d.comb += s_out.words_read[i][j].eq(Mux(instr.passthrough, data.View(out_word, o_rd.data)[j].as_signed(),
+                                                          stored[j].as_signed()))
             if not ws:
                 code = data.View(act_word, a_rd.data)[feed_lane].as_signed()
                 m.d.comb += array.a[i].eq(code - instr.zx)

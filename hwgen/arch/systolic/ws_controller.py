@@ -21,10 +21,10 @@ from __future__ import annotations
 
 from amaranth import Module, Mux, Signal, unsigned
 from amaranth.lib import data, wiring
-from amaranth.lib.wiring import In, Out
+from amaranth.lib.wiring import Out
 
 from .config import SystolicConfig, index_range
-from .controller import INSTRUCTION, meta_layout, sequence_program
+from .controller import controller_members, meta_layout, sequence_program
 
 
 class WeightStationaryController(wiring.Component):
@@ -33,8 +33,7 @@ class WeightStationaryController(wiring.Component):
         slot_bits = max(1, (cfg.slot_depth - 1).bit_length())
         rows = cfg.rows
         super().__init__({
-            "start": In(1), "busy": Out(1), "done": Out(1), "cycles": Out(32),
-            "prog_addr": Out(index_range(cfg.prog_depth)), "prog_data": In(INSTRUCTION), "instr": Out(INSTRUCTION),
+            **controller_members(cfg),
             "weight_addr": Out(unsigned(16)), "weight_shift": Out(1), "commit": Out(1),
             "bank_addr": Out(data.ArrayLayout(unsigned(16), rows)),
             "row_bank": Out(data.ArrayLayout(unsigned(max(1, (rows - 1).bit_length())), rows)),
@@ -43,7 +42,6 @@ class WeightStationaryController(wiring.Component):
             "acc_valid": Out(1), "acc_first": Out(1), "acc_final": Out(1),
             "acc_rd_addr": Out(unsigned(16)), "acc_wr_addr": Out(unsigned(16)),
             "lane_slot": Out(unsigned(slot_bits)), "lane_meta": Out(meta_layout(cfg)),
-            "layer_done": In(1),
         })
 
     def elaborate(self, platform):

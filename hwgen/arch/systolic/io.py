@@ -1,0 +1,106 @@
+"""Stream engines: samples in from ``s_axis`` to the activation banks, results out from the banks to ``m_axis``.
+
+A program that streams (``stream_in`` on a segment's first layer, ``stream_out`` on its last) runs any number of
+samples in one start → done, one chunk of at most ``batch`` samples at a time (compile.py, ``Program.segments``).
+
+::
+
+    s_axis ──▶ StreamIn ──(bank m % R, word base + (m // R)·stride + w)──▶ activation banks
+                                                                           │ (all banks read the same word)
+    m_axis ◀── StreamOut ◀── bank (m % R) of the word read a cycle earlier ◀┘ (or the output banks: passthrough)
+
+One beat is one scratchpad word: ``C`` codes in (lane ``j`` at bits ``[j·s, (j+1)·s)``, ``s = store_bits``), ``C``
+results out (``acc_bits`` each, sign-extended); beats run sample by sample, ``words`` beats per sample, ``last``
+on a sample's final beat. Timing with an always-valid input and an always-ready output: StreamIn takes one beat per
+cycle and raises ``done`` with the last transfer (``x_beats`` cycles); StreamOut reads in the first cycle and
+then transfers one beat per cycle, ``done`` with the last (``y_beats + 1`` cycles). Both honour backpressure
+(valid/ready) and restart from their first beat whenever ``run`` is low.
+"""
+from __future__ import annotations
+
+from amaranth import Module, Signal, signed, unsigned
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from .config import SystolicConfig, index_range
+
+
+def beat_layouts(cfg: SystolicConfig) -> tuple[data.ArrayLayout, data.ArrayLayout]:
+    """Payloads of an input beat (``C`` stored codes) and an output beat (``C`` sign-extended results)."""
+    return data.ArrayLayout(unsigned(cfg.store_bits), cfg.cols), data.ArrayLayout(signed(cfg.acc_bits), cfg.cols)
+
+
+def _walk(m: Module, cfg: SystolicConfig, run, step, base, stride, words):
+    """Counters over (sample, word): reset while ``run`` is low, advanced by ``step``; returns
+    (bank, addr, last word of a sample, sample index)."""
+    w = Signal(16)
+    bank = Signal(index_range(cfg.rows))
+    group = Signal(16)                      # (m // R) * stride
+    sample = Signal(16)
+    last_word = w == words - 1
+    with m.If(~run):
+        m.d.sync += [w.eq(0), bank.eq(0), group.eq(0), sample.eq(0)]
+    with m.Elif(step):
+        m.d.sync += w.eq(w + 1)
+        with m.If(last_word):
+            m.d.sync += [w.eq(0), sample.eq(sample + 1)]
+            with m.If(bank == cfg.rows - 1):
+                m.d.sync += [bank.eq(0), group.eq(group + stride)]
+            with m.Else():
+                m.d.sync += bank.eq(bank + 1)
+    return bank, base + group + w, last_word, sample
+
+
+class StreamIn(wiring.Component):
+    """Writes ``samples × words`` beats from ``x`` into the activation banks while ``run`` is high."""
+
+    def __init__(self, cfg: SystolicConfig):
+        self.cfg = cfg
+        x_beat, _ = beat_layouts(cfg)
+        super().__init__({
+            "run": In(1), "done": Out(1), "x": In(stream.Signature(x_beat)),
+            "base": In(16), "stride": In(16), "words": In(16), "samples": In(16),
+            "write": Out(1), "bank": Out(index_range(cfg.rows)), "addr": Out(16), "data": Out(x_beat),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        transfer = self.x.valid & self.x.ready
+        bank, addr, last_word, sample = _walk(m, self.cfg, self.run, transfer, self.base, self.stride, self.words)
+        m.d.comb += [self.x.ready.eq(self.run), self.write.eq(transfer), self.bank.eq(bank), self.addr.eq(addr),
+                     self.data.eq(self.x.payload),
+                     self.done.eq(transfer & last_word & (sample == self.samples - 1))]
+        return m
+
+
+class StreamOut(wiring.Component):
+    """Reads ``samples × words`` scratchpad words (``addr``, ``read_en``) and sends them on ``y`` while ``run``."""
+
+    def __init__(self, cfg: SystolicConfig):
+        self.cfg = cfg
+        _, y_beat = beat_layouts(cfg)
+        super().__init__({
+            "run": In(1), "done": Out(1),
+            "y": Out(stream.Signature(data.StructLayout({"data": y_beat, "last": 1}))),
+            "base": In(16), "stride": In(16), "words": In(16), "samples": In(16),
+            "addr": Out(16), "read_en": Out(1),
+            "words_read": In(data.ArrayLayout(y_beat, cfg.rows)),   # every bank's word at the last address
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        advance = ~self.y.valid | self.y.ready            # the beat on y (if any) leaves: read the next word
+        issued = Signal()                                 # every beat has been read
+        issue = self.run & ~issued & advance
+        bank, addr, last_word, sample = _walk(m, self.cfg, self.run, issue, self.base, self.stride, self.words)
+        beat_bank = Signal.like(bank)
+        with m.If(~self.run):
+            m.d.sync += [issued.eq(0), self.y.valid.eq(0)]
+        with m.Elif(advance):
+            m.d.sync += [self.y.valid.eq(issue), beat_bank.eq(bank), self.y.payload.last.eq(last_word)]
+            with m.If(issue & last_word & (sample == self.samples - 1)):
+                m.d.sync += issued.eq(1)
+        m.d.comb += [self.addr.eq(addr), self.read_en.eq(advance),
+                     self.y.payload.data.eq(self.words_read[beat_bank]),
+                     self.done.eq(self.run & issued & advance)]
+        return m

@@ -13,6 +13,7 @@ import numpy as np
 from . import kernels
 from .errors import HwgenError
 from .ir import Graph, Node
+from .ir.fixed import apply_steps, product_matmul
 from .ir.numerics import F32
 
 Executor = Callable[[Node, list[np.ndarray]], np.ndarray]
@@ -137,3 +138,23 @@ def _reshape(node: Node, ins: list[np.ndarray]) -> np.ndarray:
 @executes("Transpose")
 def _transpose(node: Node, ins: list[np.ndarray]) -> np.ndarray:
     return ins[0].transpose(node.attrs["perm"])
+
+
+@executes("FixedCast")
+def _fixed_cast(node: Node, ins: list[np.ndarray]) -> np.ndarray:
+    return apply_steps(node.attrs["steps"], ins[0], _axis(node))
+
+
+@executes("FixedMatMul")
+def _fixed_matmul(node: Node, ins: list[np.ndarray]) -> np.ndarray:
+    return product_matmul(ins[0], node.attrs["weight"], node.attrs["product_shift"], node.attrs["rounding"])
+
+
+@executes("FixedConv")
+def _fixed_conv(node: Node, ins: list[np.ndarray]) -> np.ndarray:
+    """Channels-last (N, H, W, C) convolution, weight (KH, KW, C, M), every product rounded as in FixedMatMul."""
+    a = node.attrs
+    kh, kw, c, m = a["weight"].shape
+    win = kernels.windows(ins[0].transpose(0, 3, 1, 2), (kh, kw), a["strides"], a["pads"], (1, 1), False, 0)
+    patches = win.transpose(0, 2, 3, 4, 5, 1).reshape(*win.shape[:1], *win.shape[2:4], kh * kw * c)
+    return product_matmul(patches, a["weight"].reshape(-1, m), a["product_shift"], a["rounding"])

@@ -31,7 +31,8 @@ class Tensor:
 @dataclass(frozen=True)
 class Node:
     op: str                             # Quantize, MatMul, Conv, MaxPool, SumPool, AddScaled, Requant,
-                                        # MultiThreshold, Dequantize, Reshape, Transpose
+                                        # MultiThreshold, Dequantize, Reshape, Transpose; fixed point
+                                        # (ir/fixed.py): FixedCast, FixedMatMul, FixedConv
     name: str                           # the ONNX node it came from (unsanitized; see hwgen.names)
     inputs: tuple[str, ...]
     outputs: tuple[str, ...]

@@ -3,10 +3,12 @@ from __future__ import annotations
 
 from ..errors import HwgenError
 from ..ir import Graph
+from .fixed import FixedCastToThresholds, FuseFixedCasts
 from .shapes import AbsorbPermutationIntoMatMul, CollapseShapeOps
 from .thresholds import AbsorbIntoThresholds
 
-DEFAULT_PASSES = (CollapseShapeOps(), AbsorbPermutationIntoMatMul(), AbsorbIntoThresholds())
+DEFAULT_PASSES = (CollapseShapeOps(), AbsorbPermutationIntoMatMul(), AbsorbIntoThresholds(), FuseFixedCasts(),
+                  FixedCastToThresholds())
 MAX_ITERATIONS = 100
 
 
@@ -22,4 +24,5 @@ def streamline(graph: Graph, passes=DEFAULT_PASSES) -> Graph:
     raise HwgenError(f"streamlining did not converge in {MAX_ITERATIONS} iterations")
 
 
-__all__ = ["AbsorbIntoThresholds", "AbsorbPermutationIntoMatMul", "CollapseShapeOps", "DEFAULT_PASSES", "streamline"]
+__all__ = ["DEFAULT_PASSES", "AbsorbIntoThresholds", "AbsorbPermutationIntoMatMul", "CollapseShapeOps",
+           "FixedCastToThresholds", "FuseFixedCasts", "streamline"]

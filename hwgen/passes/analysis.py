@@ -9,6 +9,7 @@ import numpy as np
 
 from ..errors import HwgenError
 from ..ir import Graph, Node
+from ..ir.fixed import round_shift, steps_bounds
 from ..ir.types import DType, int_range
 
 Bounds = tuple[np.ndarray, np.ndarray]     # (lo, hi): int64 arrays, shape () or (C,) along the tensor's axis
@@ -61,6 +62,15 @@ def node_bounds(node: Node, inputs: list[Bounds], out_dtype: DType | None = None
         return np.array(low), np.array(high)
     if op in ("Reshape", "Transpose"):
         return np.array(lo), np.array(hi)
+    if op == "FixedCast":
+        return steps_bounds(a["steps"], *inputs[0])[:2]
+    if op in ("FixedMatMul", "FixedConv"):         # every product rounded (monotone) before the sum
+        weight = a["weight"].reshape(-1, a["weight"].shape[-1]).astype(np.int64)
+        if op == "FixedConv" and any(a["pads"]):
+            lo, hi = min(lo, 0), max(hi, 0)
+        weighted_bounds(weight, lo, hi, (0,), f"node '{node.name}'")
+        ends = [round_shift(weight * v, a["product_shift"], a["rounding"]) for v in (lo, hi)]
+        return np.minimum(*ends).sum(axis=0), np.maximum(*ends).sum(axis=0)
     raise HwgenError(f"node '{node.name}': no bounds rule for op {op}")
 
 

@@ -8,31 +8,38 @@ bit-exact by construction and refuses (with the node named) a requantizer that i
 """
 from __future__ import annotations
 
+from typing import Callable
+
 import numpy as np
 
 from ..errors import HwgenError
 from ..golden import multithreshold
-from ..ir import BipolarType, Graph, Node
+from ..ir import BipolarType, DType, Graph, Node
 from .analysis import value_bounds
 
 MAX_THRESHOLD_BITS = 10      # wider outputs stay in Requant form (2^bits - 1 thresholds per channel)
 
 
-def thresholds_for(node: Node, lo: np.ndarray, hi: np.ndarray) -> dict:
-    """MultiThreshold attributes equivalent to the Requant ``node`` for inputs in [lo, hi] (per channel)."""
-    chain, q = node.attrs["chain"], node.attrs["quantizer"]
-    channels = max(chain.channels, q.channels)
+def thresholds_for(node: Node, lo: np.ndarray, hi: np.ndarray, code: Callable | None = None, channels: int = 1,
+                   dtype: DType | None = None) -> dict:
+    """MultiThreshold attributes equivalent to the Requant ``node`` for inputs in [lo, hi] (per channel).
+
+    Other monotone requantizers (``FixedCast``) pass their ``code`` function (int64 inputs of shape (channels, k) →
+    output codes), the number of ``channels`` it distinguishes and the output ``dtype``.
+    """
+    if code is None:
+        chain, q = node.attrs["chain"], node.attrs["quantizer"]
+        channels, dtype = max(chain.channels, q.channels), q.dtype
+
+        def code(acc: np.ndarray) -> np.ndarray:      # acc: (channels, k)
+            return q.quantize(chain.evaluate(acc, 0), 0)
     if channels == 1:
         lo, hi = np.array([np.min(lo)]), np.array([np.max(hi)])
     else:
         lo, hi = np.broadcast_to(lo, (channels,)).astype(np.int64), np.broadcast_to(hi, (channels,)).astype(np.int64)
-    bipolar = isinstance(q.dtype, BipolarType)
-    base, step = (-1, 2) if bipolar else (q.dtype.min, 1)
-    levels = np.array([1]) if bipolar else np.arange(q.dtype.min + 1, q.dtype.max + 1)
-
-    def code(acc: np.ndarray) -> np.ndarray:      # acc: (channels, k)
-        return q.quantize(chain.evaluate(acc, 0), 0)
-
+    bipolar = isinstance(dtype, BipolarType)
+    base, step = (-1, 2) if bipolar else (dtype.min, 1)
+    levels = np.array([1]) if bipolar else np.arange(dtype.min + 1, dtype.max + 1)
     descending = code(lo[:, None])[:, 0] > code(hi[:, None])[:, 0]
     sign = np.where(descending, -1, 1)[:, None]
     # search b = sign * acc over [min, max] for the smallest b with code(sign * b) >= level

@@ -1,0 +1,340 @@
+"""hls4ml models → hwgen IR: golden outputs equal hls4ml's C simulation (``predict`` after ``compile``) bit for bit.
+
+Every C-sim build costs seconds, so each model is converted and compiled once per module and checked on thousands of
+inputs. The ap_fixed cast semantics themselves are checked exhaustively against the ap_fixed headers hls4ml ships.
+"""
+from __future__ import annotations
+
+import itertools
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+hls4ml = pytest.importorskip("hls4ml")
+
+from hwgen import HwgenError, UnsupportedModelError, golden
+from hwgen.frontend.hls4ml import fixed_output_type, from_hls4ml, load_hls4ml
+from hwgen.ir import Graph
+from hwgen.ir.fixed import OVERFLOW, ROUNDING, FixedType
+from hwgen.passes import streamline
+
+needs_gxx = pytest.mark.skipif(shutil.which("g++") is None, reason="hls4ml's C simulation needs g++")
+SAMPLES = 4000
+
+
+# ---------------------------------------------------------------------------------------------------- helpers
+def convert(model: torch.nn.Module, n_in: int | tuple[int, ...], out_dir: Path, precisions: dict[str, dict[str, str]],
+            default: str = "ap_fixed<16,6>", layer_config: dict | None = None, **kwargs):
+    """hls4ml ModelGraph of ``model`` (eval mode) with per-layer precisions (granularity='name')."""
+    model.eval()
+    shape = n_in if isinstance(n_in, tuple) else (n_in,)
+    config = hls4ml.utils.config_from_pytorch_model(model, shape, granularity="name", default_precision=default)
+    for layer, precision in precisions.items():
+        config["LayerName"][layer]["Precision"].update(precision)
+    for layer, extra in (layer_config or {}).items():
+        config["LayerName"][layer].update(extra)
+    return hls4ml.converters.convert_from_pytorch_model(model, hls_config=config, output_dir=str(out_dir),
+                                                        backend="Vivado", **kwargs)
+
+
+def output_codes(graph: Graph, x: np.ndarray) -> np.ndarray:
+    """hwgen golden: the integer codes the output dequantizer reads."""
+    env = golden.run(graph, x, keep=True)
+    return env[graph.producer(graph.outputs[0]).inputs[0]].reshape(len(x), -1)
+
+
+def reference_codes(hls_model, graph: Graph, x: np.ndarray) -> np.ndarray:
+    """hls4ml C simulation on the same (float32-exact) inputs, as exact fixed-point codes of the result type."""
+    y = hls_model.predict(np.ascontiguousarray(x.reshape(len(x), -1), np.float64)).reshape(len(x), -1)
+    codes = np.ldexp(y, fixed_output_type(graph).frac)
+    assert np.array_equal(codes, np.round(codes)), "C-sim outputs are not on the result type's grid"
+    return codes.astype(np.int64)
+
+
+def inputs(n_in: int | tuple[int, ...], scale: float, seed: int = 0) -> np.ndarray:
+    """Gaussian inputs plus values on and halfway between fine grid points (rounding ties)."""
+    rng = np.random.default_rng(seed)
+    shape = (SAMPLES, *(n_in if isinstance(n_in, tuple) else (n_in,)))
+    x = rng.normal(size=shape) * scale
+    ties = (SAMPLES // 4, *shape[1:])
+    x[: SAMPLES // 4] = np.round(x[: SAMPLES // 4] * 64) / 64 + rng.choice([0, 1 / 128, -1 / 128], ties)
+    return x.astype(np.float32)
+
+
+def wrapped(graph: Graph, x: np.ndarray) -> int:
+    """How many accumulator or result values of ``x`` wrapped (differ from the exact value they were cast from)."""
+    env = golden.run(graph, x, keep=True)
+    count = 0
+    for node in graph.nodes:
+        if node.op == "FixedCast":
+            (step,) = node.attrs["steps"]
+            exact = step.to.cast(step.affine(env[node.inputs[0]], node.attrs["axis"]), step.frac)
+            lifted = type(step.to)(62, 62 - step.to.frac, True, step.to.rounding, "SAT")     # same rounding, no wrap
+            count += int(np.sum(exact != lifted.cast(step.affine(env[node.inputs[0]], node.attrs["axis"]), step.frac)))
+    return count
+
+
+@pytest.fixture(scope="module")
+def build(tmp_path_factory):
+    """Convert + compile once per model per module: name → (hls_model, imported IR)."""
+    cache: dict[str, tuple] = {}
+
+    def get(name: str):
+        if name not in cache:
+            model, n_in, precisions, extra = MODELS[name]()
+            hls_model = convert(model, n_in, tmp_path_factory.mktemp(name), precisions, **extra)
+            graph = from_hls4ml(hls_model)
+            hls_model.compile()
+            cache[name] = (hls_model, graph, n_in)
+        return cache[name]
+    return get
+
+
+# ---------------------------------------------------------------------------------------------------- models
+def _mlp(*sizes: int, bn_at: tuple[int, ...] = (), seed: int = 0, weight_scale: float = 1.0) -> torch.nn.Sequential:
+    torch.manual_seed(seed)
+    layers: list[torch.nn.Module] = []
+    for i, (a, b) in enumerate(itertools.pairwise(sizes)):
+        layers.append(torch.nn.Linear(a, b))
+        if i + 2 < len(sizes):
+            if i in bn_at:
+                bn = torch.nn.BatchNorm1d(b)
+                with torch.no_grad():
+                    bn.running_mean.uniform_(-1, 1)
+                    bn.running_var.uniform_(0.25, 2)
+                    bn.weight.uniform_(-2, 2)                     # negative gammas: decreasing channels
+                    bn.bias.uniform_(-1, 1)
+                layers.append(bn)
+            layers.append(torch.nn.ReLU())
+    model = torch.nn.Sequential(*layers)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.mul_(weight_scale) if p.ndim == 2 else None
+    return model
+
+
+def default_mlp():
+    """hls4ml's defaults: ap_fixed<16,6> everywhere, 'auto' results; accum_t<16,6> truncates every product."""
+    return _mlp(12, 16, 8, 5, bn_at=(0,), seed=1), 12, {}, {}
+
+
+def narrow_modes():
+    """Precisions narrow enough to wrap (input, accumulators, results) and every quantization/overflow mode."""
+    model = _mlp(10, 12, 8, 6, 4, bn_at=(1,), seed=2, weight_scale=3.0)
+    precisions = {
+        "input_1": {"result": "ap_fixed<8,3,AP_RND_CONV,AP_WRAP>"},
+        "_0": {"weight": "ap_fixed<6,2,AP_RND>", "bias": "ap_fixed<6,2>", "accum": "ap_fixed<10,4>",
+               "result": "ap_fixed<7,3,AP_RND,AP_WRAP>"},
+        "_1": {"result": "ap_ufixed<5,2,AP_RND_ZERO,AP_SAT>"},
+        "_2": {"weight": "ap_int<2>", "bias": "ap_fixed<4,2>", "accum": "ap_fixed<9,4,AP_TRN,AP_WRAP>",
+               "result": "ap_fixed<8,4,AP_RND_INF,AP_SAT_SYM>"},
+        "_3": {"scale": "ap_fixed<8,3,AP_RND>", "bias": "ap_fixed<8,3>",
+               "result": "ap_fixed<9,4,AP_RND_MIN_INF,AP_SAT_ZERO>"},
+        "_4": {"result": "ap_ufixed<6,3,AP_TRN_ZERO,AP_WRAP>"},
+        "_5": {"weight": "ap_fixed<8,2,AP_RND_CONV>", "bias": "ap_fixed<8,2>", "accum": "ap_fixed<12,5,AP_RND,AP_WRAP>",
+               "result": "ap_ufixed<10,4,AP_RND_CONV,AP_WRAP>"},
+        "_6": {"result": "ap_fixed<8,3,AP_TRN_ZERO,AP_SAT_SYM>"},
+        "_7": {"weight": "ap_fixed<7,2>", "bias": "ap_fixed<8,3>", "accum": "ap_fixed<11,4,AP_TRN,AP_WRAP>",
+               "result": "ap_fixed<9,4,AP_RND_ZERO,AP_WRAP>"},
+    }
+    return model, 10, precisions, {}
+
+
+def systolic_mlp():
+    """Exact accumulators (one saturating, but too wide to saturate), 8-bit saturating results: thresholds only."""
+    model = _mlp(16, 24, 12, 6, seed=3, weight_scale=2.0)
+    precisions = {
+        "input_1": {"result": "ap_fixed<8,3,AP_RND,AP_SAT>"},
+        "_0": {"weight": "ap_fixed<8,2,AP_RND>", "bias": "ap_fixed<8,2>", "accum": "ap_fixed<24,12>",
+               "result": "ap_fixed<8,4,AP_RND,AP_SAT>"},
+        "_1": {"result": "ap_ufixed<6,3,AP_RND,AP_SAT>"},
+        "_2": {"weight": "ap_fixed<6,1,AP_RND>", "bias": "ap_fixed<8,2>", "accum": "ap_fixed<20,8,AP_TRN,AP_SAT>",
+               "result": "ap_fixed<8,3,AP_RND_CONV,AP_SAT>"},
+        "_3": {"result": "ap_ufixed<7,3,AP_TRN,AP_SAT>"},
+        "_4": {"weight": "ap_fixed<8,2,AP_RND>", "bias": "ap_fixed<8,2>", "accum": "ap_fixed<24,12>",
+               "result": "ap_fixed<10,5,AP_RND,AP_SAT>"},
+    }
+    return model, 16, precisions, {}
+
+
+def small_cnn():
+    """Conv2D (padded, resource strategy) → ReLU → MaxPool → Conv2D (strided) → Flatten → Dense, wrapping accum."""
+    torch.manual_seed(4)
+    model = torch.nn.Sequential(torch.nn.Conv2d(2, 4, 3, padding=1), torch.nn.ReLU(), torch.nn.MaxPool2d(2),
+                                torch.nn.Conv2d(4, 3, 2, stride=2), torch.nn.Flatten(), torch.nn.Linear(12, 5))
+    precisions = {
+        "input_1": {"result": "ap_fixed<8,3,AP_RND,AP_SAT>"},
+        "_0": {"weight": "ap_fixed<8,2,AP_RND>", "bias": "ap_fixed<8,2>", "accum": "ap_fixed<9,2,AP_TRN,AP_WRAP>",
+               "result": "ap_fixed<10,5,AP_RND_CONV,AP_WRAP>"},
+        "_1": {"result": "ap_ufixed<8,4,AP_RND,AP_SAT>"},
+        "_2": {"result": "ap_ufixed<7,3,AP_TRN,AP_SAT>"},
+        "_3": {"weight": "ap_fixed<8,2,AP_RND>", "bias": "ap_fixed<8,2>", "result": "ap_fixed<12,5,AP_RND,AP_SAT>"},
+        "_5": {"weight": "ap_fixed<8,2>", "bias": "ap_fixed<8,2>", "result": "ap_fixed<16,7,AP_RND_ZERO,AP_WRAP>"},
+    }
+    return model, (2, 8, 8), precisions, {"layer_config": {"_0": {"Strategy": "Resource", "ReuseFactor": 2}}}
+
+
+MODELS = {"default": default_mlp, "narrow": narrow_modes, "systolic": systolic_mlp, "cnn": small_cnn}
+INPUT_SCALE = {"default": 3.0, "narrow": 6.0, "systolic": 2.0, "cnn": 3.0}
+
+
+# ---------------------------------------------------------------------------------------------------- C-sim
+@needs_gxx
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_golden_equals_csim(build, name: str) -> None:
+    hls_model, graph, n_in = build(name)
+    x = inputs(n_in, INPUT_SCALE[name])
+    expected = reference_codes(hls_model, graph, x)
+    for ir in (graph, streamline(graph)):
+        np.testing.assert_array_equal(output_codes(ir, x), expected)
+    if name in ("narrow", "cnn"):
+        assert wrapped(graph, x) > SAMPLES // 10, "the model should overflow and wrap"
+
+
+@needs_gxx
+def test_streamlined_forms(build) -> None:
+    """Exact accumulators with saturating 8-bit results become MatMul → MultiThreshold; wrapping ones stay casts."""
+    _, graph, _ = build("systolic")
+    ops = [n.op for n in streamline(graph).nodes]
+    assert ops == ["Quantize"] + ["MatMul", "MultiThreshold"] * 3 + ["Dequantize"]
+    _, graph, _ = build("default")
+    ops = [n.op for n in streamline(graph).nodes]
+    assert "FixedMatMul" in ops and "MultiThreshold" not in ops      # 16-bit results stay FixedCast
+
+
+@needs_gxx
+def test_systolic_layers(build) -> None:
+    from hwgen.arch.systolic.compile import gemm_layers
+
+    _, graph, _ = build("systolic")
+    layers = gemm_layers(streamline(graph))
+    assert [layer.name for layer in layers] == ["_0", "_2", "_4"]
+    assert all(layer.requant is not None for layer in layers)
+    _, graph, _ = build("default")
+    with pytest.raises(HwgenError, match=r"node '_0' \(FixedMatMul\)"):
+        gemm_layers(streamline(graph))
+
+
+@needs_gxx
+def test_fml_round_trip(build, tmp_path: Path) -> None:
+    from hls4ml.utils.serialization import serialize_model
+
+    hls_model, graph, n_in = build("narrow")
+    path = tmp_path / "narrow.fml"
+    serialize_model(hls_model, str(path))
+    loaded = load_hls4ml(path)
+    x = inputs(n_in, INPUT_SCALE["narrow"], seed=1)
+    np.testing.assert_array_equal(output_codes(loaded, x), output_codes(graph, x))
+    np.testing.assert_array_equal(output_codes(loaded, x), reference_codes(hls_model, graph, x))
+
+
+def test_load_hls4ml_errors(tmp_path: Path) -> None:
+    with pytest.raises(HwgenError, match="does not exist"):
+        load_hls4ml(tmp_path / "missing.fml")
+    (tmp_path / "bad.fml").write_bytes(b"not a tarball")
+    with pytest.raises(HwgenError, match="not a readable hls4ml model"):
+        load_hls4ml(tmp_path / "bad.fml")
+
+
+# ---------------------------------------------------------------------------------------------------- refusals
+def test_unsupported_layers_named(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.LeakyReLU(0.1), torch.nn.Linear(4, 3),
+                                torch.nn.Softmax(dim=-1))
+    with pytest.raises(UnsupportedModelError) as info:
+        from_hls4ml(convert(model, 4, tmp_path, {}))
+    assert {issue.node for issue in info.value.issues} == {"_1", "_3"}
+    assert "'_1' (ParametrizedActivation)" in str(info.value) and "'_3' (Softmax)" in str(info.value)
+    assert "activation 'leakyrelu'" in str(info.value)
+
+
+def test_lut_activation_refused(tmp_path: Path) -> None:
+    model = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.Sigmoid())
+    with pytest.raises(UnsupportedModelError, match=r"node '_1' \(Activation\): activation 'sigmoid'"):
+        from_hls4ml(convert(model, 4, tmp_path, {}))
+
+
+def test_saturating_accumulator_refused(tmp_path: Path) -> None:
+    model = _mlp(8, 4, weight_scale=4.0)
+    precisions = {"_0": {"accum": "ap_fixed<8,3,AP_TRN,AP_SAT>"}}
+    with pytest.raises(UnsupportedModelError, match=r"node '_0' \(Dense\): accumulator .*order of summation"):
+        from_hls4ml(convert(model, 8, tmp_path, precisions))
+
+
+# ---------------------------------------------------------------------------------------------------- ap_fixed casts
+HARNESS = """#include <cmath>
+#include <cstdio>
+#include "ap_fixed.h"
+template <int W, int I, bool S, ap_q_mode Q, ap_o_mode O, int SW, int SI, bool SS>
+void from_fixed(int n, const long long *codes) {
+    for (int i = 0; i < n; i++) {
+        ap_fixed_base<SW, SI, SS> src = std::ldexp((double)codes[i], SI - SW);
+        ap_fixed_base<W, I, S, Q, O> dst = src;
+        std::printf("%.0f\\n", std::ldexp(dst.to_double(), W - I));
+    }
+}
+template <int W, int I, bool S, ap_q_mode Q, ap_o_mode O>
+void from_double(int n, const double *values) {
+    for (int i = 0; i < n; i++) {
+        ap_fixed_base<W, I, S, Q, O> dst = values[i];
+        std::printf("%.0f\\n", std::ldexp(dst.to_double(), W - I));
+    }
+}
+"""
+TARGETS = [(5, 2, signed, q, o) for signed in (True, False) for q in ROUNDING for o in OVERFLOW]
+SOURCES = [(10, 4, True), (10, 5, False)]
+
+
+def _double_probes() -> np.ndarray:
+    rng = np.random.default_rng(0)
+    grid = np.arange(-96, 97) / 16                                        # ties and near-ties of the 1/8 grid
+    return np.concatenate([grid, grid + 2.0 ** -30, grid - 2.0 ** -30, rng.normal(size=200) * 8,
+                           [1e-300, -1e-300, 1e9, -1e9, 2.0 ** 70 + 2.0 ** 20, -(2.0 ** 70)]])
+
+
+@pytest.fixture(scope="module")
+def harness_output(tmp_path_factory) -> list[int]:
+    """Codes the ap_fixed headers shipped with hls4ml produce for every (target, source) case, in order."""
+    if shutil.which("g++") is None:
+        pytest.skip("needs g++")
+    include = Path(hls4ml.__file__).parent / "templates" / "vivado" / "ap_types"
+    doubles = _double_probes()
+    lines = [HARNESS, "int main() {"]
+    for s_w, s_i, s_s in SOURCES:
+        codes = range(-(1 << (s_w - 1)), 1 << (s_w - 1)) if s_s else range(1 << s_w)
+        lines.append(f"  {{ const long long c[] = {{{', '.join(map(str, codes))}}};")
+        for w, i, signed, q, o in TARGETS:
+            lines.append(f"    from_fixed<{w}, {i}, {str(signed).lower()}, AP_{q}, AP_{o}, {s_w}, {s_i}, "
+                         f"{str(s_s).lower()}>({len(codes)}, c);")
+        lines.append("  }")
+    lines.append(f"  {{ const double d[] = {{{', '.join(float(v).hex() for v in doubles)}}};")
+    for w, i, signed, q, o in TARGETS:
+        lines.append(f"    from_double<{w}, {i}, {str(signed).lower()}, AP_{q}, AP_{o}>({len(doubles)}, d);")
+    lines += ["  }", "  return 0;", "}"]
+    workdir = tmp_path_factory.mktemp("apfixed")
+    (workdir / "cast.cpp").write_text("\n".join(lines))
+    subprocess.run(["g++", "-std=c++17", "-O0", f"-I{include}", "cast.cpp", "-o", "cast"], cwd=workdir, check=True)
+    run = subprocess.run([str(workdir / "cast")], capture_output=True, text=True, check=True)
+    return [int(float(v)) for v in run.stdout.split()]
+
+
+def test_fixed_casts_match_ap_fixed(harness_output: list[int]) -> None:
+    """Every quantization × overflow mode × signedness, from every code of two source types and from doubles."""
+    expected = iter(harness_output)
+    compared = 0
+    for (s_w, s_i, s_s), target in itertools.product(SOURCES, TARGETS):
+        codes = np.arange(-(1 << (s_w - 1)), 1 << (s_w - 1)) if s_s else np.arange(1 << s_w)
+        want = np.array([next(expected) for _ in codes])
+        got = FixedType(*target).cast(codes, s_w - s_i)
+        np.testing.assert_array_equal(got, want, err_msg=f"{FixedType(*target)} from ap_fixed<{s_w},{s_i}>")
+        compared += codes.size
+    doubles = _double_probes()
+    for target in TARGETS:
+        want = np.array([next(expected) for _ in doubles])
+        np.testing.assert_array_equal(FixedType(*target).quantize(doubles), want, err_msg=f"{FixedType(*target)}")
+        compared += doubles.size
+    assert next(expected, None) is None and compared > 100_000

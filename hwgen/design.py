@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__, golden
+from .arch.lanes import pack_lanes
 from .arch.systolic.compile import Program, compile_layers, default_config, gemm_layers
 from .arch.systolic.config import SystolicConfig
 from .arch.systolic.controller import INSTRUCTION
@@ -33,10 +34,12 @@ from .names import display
 SCHEMA_VERSION = 1
 TOP_NAME = "hwgen_systolic"
 ARCHS = ("systolic",)
+BACKENDS = ("native", "cocotb")
 CYCLE_FORMULAS = {
     "os": "sum over layers of (tiles - 1) * period + kp + 2*rows + cols + search_stages + 2, "
           "period = max(kp, 2*rows + cols - 1), tiles = m_tiles * n_tiles",
-    "ws": "sum over layers of n_tiles * k_tiles * (2*rows + cols + samples + 2) + search_stages + 3",
+    "ws": "sum over layers of rows + (folds - 1) * period + samples + rows + cols + search_stages + 3, "
+          "folds = n_tiles * k_tiles, period = rows * ceil(max(samples, 2*rows + cols - 1) / rows)",
     "stream": "per chunk: samples * (x_words + y_words) + 1 more (every beat valid/ready at once)",
 }
 UNITS = {"Quantize": "host: input quantizer", "Dequantize": "host: output dequantizer", "MatMul": "systolic array",
@@ -90,26 +93,35 @@ class Design:
 
     # ------------------------------------------------------------------------------------------------ simulation
     def simulate(self, x: np.ndarray, *, wave: Path | None = None, max_cycles: int | None = None,
-                 stream: bool | None = None) -> SimResult:
+                 stream: bool | None = None, backend: str = "native", backpressure: float = 0.25,
+                 seed: int = 0) -> SimResult:
         """Run ``x`` (N, *input_shape[1:]) through the Verilated design in one start → done; outputs, codes and
         the report.
 
         Up to ``program.batch`` samples are preloaded into the scratchpad and results read back afterwards, so
         ``cycles`` is compute alone (what SCALE-Sim reports); more samples, or ``stream=True``, stream through
         ``s_axis``/``m_axis`` a chunk of at most ``batch`` samples at a time, and ``cycles`` includes that I/O.
-        """
-        from . import verilator
 
+        ``backend="cocotb"`` runs the cocotb testbench (``sim/cocotb``, :mod:`hwgen.cocotb_backend`) instead of the
+        native harness: always streamed, with random backpressure on both streams (``backpressure``: probability
+        per cycle and side, 0 for none; ``seed``), a scoreboard checking every output beat, and ``io_cycles`` (first
+        ``s_axis`` → last ``m_axis`` transfer, both included) in the report. Backpressure makes ``cycles`` exceed
+        ``predicted_cycles`` (exact without it); ``bit_exact`` stays the criterion.
+        """
+        if backend not in BACKENDS:
+            raise HwgenError(f"unknown simulation backend {backend!r}; available: {', '.join(BACKENDS)}")
         x = np.asarray(x, np.float32)
         if x.ndim == 0 or len(x) == 0:
             raise HwgenError("simulate needs at least one sample (inputs of shape (N, ...) with N ≥ 1)")
+        if backend == "cocotb":
+            return self._simulate_cocotb(x, wave=wave, max_cycles=max_cycles, stream=stream,
+                                         backpressure=backpressure, seed=seed)
+        from . import verilator
+
         samples = len(x)
         stream = self._streams(samples, stream)
         program = self.program
-        env = golden.run(self.model.graph, x, keep=True)
-        graph = self.model.graph
-        codes_in = env[next(n for n in graph.nodes if n.op == "Quantize").outputs[0]].reshape(samples, -1)
-        expected = env[graph.producer(graph.outputs[0]).inputs[0]]
+        codes_in, expected = self._golden_codes(x)
         start = time.perf_counter()
         trace = None if wave is None else "fst" if Path(wave).suffix == ".fst" else "vcd"
         binary = verilator.build(self.verilog, TOP_NAME, trace=trace)
@@ -125,31 +137,112 @@ class Design:
             limit = max_cycles or 4 * predicted + 1000
             if stream:
                 _write_rows(dynamic, program.program_rows(samples, stream=True))
-                last = ([0] * (program.x_words - 1) + [1]) * samples
+                beats, last = self._input_beats(codes_in)
                 result = verilator.run(binary, [*static, dynamic], [], max_cycles=limit, wave=wave,
-                                       x=program.input_beats(codes_in), x_last=last,
-                                       y_beats=samples * program.y_words)
+                                       x=beats, x_last=last, y_beats=samples * program.y_words)
                 codes = program.output_codes(result.y, samples)
             else:
                 _write_rows(dynamic, program.program_rows(samples) + program.input_rows(codes_in))
                 result = verilator.run(binary, [*static, dynamic], program.output_reads(samples), max_cycles=limit,
                                        wave=wave)
                 codes = result.values.view(np.int32).astype(np.int64)
+        outputs, codes, mismatches = self._check(codes, expected)
+        report = self._report(samples, stream, result.cycles, predicted, mismatches, seconds=result.seconds,
+                              build_seconds=build_seconds, run_seconds=result.run_seconds,
+                              sim_cycles=result.sim_cycles)
+        return SimResult(outputs, codes, report)
+
+    def _golden_codes(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The golden model on ``x``: input codes (samples × K) and the last layer's expected codes."""
+        graph = self.model.graph
+        env = golden.run(graph, x, keep=True)
+        codes_in = env[next(n for n in graph.nodes if n.op == "Quantize").outputs[0]].reshape(len(x), -1)
+        return codes_in, env[graph.producer(graph.outputs[0]).inputs[0]]
+
+    def _input_beats(self, codes_in: np.ndarray) -> tuple[list[int], list[int]]:
+        """``s_axis`` beats of a streamed run and their tlast (each sample's last beat)."""
+        program = self.program
+        return program.input_beats(codes_in), ([0] * (program.x_words - 1) + [1]) * len(codes_in)
+
+    def _expected_beats(self, expected: np.ndarray) -> tuple[list[int], list[int], list[int]]:
+        """The ``m_axis`` beats the golden model predicts, their tlast, and per beat the mask of the tdata bits
+        that carry results (lanes past the last layer's N channels are padding, not compared)."""
+        cfg, program = self.config, self.program
+        samples = len(expected)
+        flat = np.asarray(expected, np.int64).reshape(samples, -1)
+        lanes = program.y_words * cfg.cols
+        padded = np.zeros((samples, lanes), np.int64)
+        padded[:, :flat.shape[1]] = flat
+        mask = np.zeros((samples, lanes), np.int64)
+        mask[:, :flat.shape[1]] = -1
+        beats = pack_lanes(padded.reshape(-1, cfg.cols), cfg.acc_bits)
+        masks = pack_lanes(mask.reshape(-1, cfg.cols), cfg.acc_bits)
+        return beats, ([0] * (program.y_words - 1) + [1]) * samples, masks
+
+    def _static_rows(self) -> list[tuple[int, int, int, int, int]]:
+        """Weight and threshold load rows: the written images of an opened design, else the compiled ones."""
+        if not self.images:
+            return self.program.weights + self.program.thresholds
+        rows = []
+        for image in self.images:
+            rows += [tuple(int(v) for v in line.split()) for line in Path(image).read_text().splitlines()
+                     if line.strip()]
+        return rows
+
+    def _check(self, codes: np.ndarray, expected: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
+        """Dequantized outputs (float32), codes shaped like ``expected`` and the number that differ from it."""
+        graph = self.model.graph
         codes = codes.reshape(expected.shape)
         dequant = graph.producer(graph.outputs[0])
         outputs = dequant.attrs["chain"].evaluate(codes, dequant.attrs["axis"])
-        mismatches = int(np.sum(codes != expected))
-        report = {
+        return outputs.astype(np.float32), codes, int(np.sum(codes != expected))
+
+    def _report(self, samples: int, stream: bool, cycles: int, predicted: int, mismatches: int, *, seconds: float,
+                build_seconds: float, run_seconds: float, sim_cycles: int) -> dict:
+        from . import verilator
+
+        return {
             "schema_version": SCHEMA_VERSION, "hwgen_version": __version__, "samples": samples,
-            "io": "streamed" if stream else "preloaded", "cycles": result.cycles, "predicted_cycles": predicted,
-            "bit_exact": mismatches == 0, "mismatches": mismatches, "sim_seconds": round(result.seconds, 6),
-            "build_seconds": round(build_seconds, 6), "run_seconds": round(result.run_seconds, 6),
-            "sim_cycles": result.sim_cycles,
-            # native simulation speed: start → done cycles over their wall time (loading and parsing excluded)
-            "sim_cycles_per_second": round(result.cycles / result.run_seconds, 1) if result.run_seconds > 0 else None,
+            "io": "streamed" if stream else "preloaded", "cycles": cycles, "predicted_cycles": predicted,
+            "bit_exact": mismatches == 0, "mismatches": mismatches, "sim_seconds": round(seconds, 6),
+            "build_seconds": round(build_seconds, 6), "run_seconds": round(run_seconds, 6),
+            "sim_cycles": sim_cycles,
+            # simulation speed: start → done cycles over their wall time (loading and parsing excluded)
+            "sim_cycles_per_second": round(cycles / run_seconds, 1) if run_seconds > 0 else None,
             "verilator_version": verilator.version(), "verilog_sha256": self.verilog_sha256,
         }
-        return SimResult(outputs.astype(np.float32), codes, report)
+
+    def _simulate_cocotb(self, x: np.ndarray, *, wave: Path | None, max_cycles: int | None, stream: bool | None,
+                         backpressure: float, seed: int) -> SimResult:
+        """:meth:`simulate` with ``backend="cocotb"``."""
+        from . import cocotb_backend
+
+        if stream is False:
+            raise HwgenError("the cocotb backend always streams through s_axis/m_axis (drop --preload)")
+        if wave is not None:
+            raise HwgenError("waveforms come from the native backend (--backend native)")
+        if not 0 <= backpressure < 1:
+            raise HwgenError(f"backpressure must be a probability in [0, 1), got {backpressure}")
+        samples = len(x)
+        program = self.program
+        codes_in, expected = self._golden_codes(x)
+        started = time.perf_counter()
+        build_dir = cocotb_backend.build(self.verilog, TOP_NAME)
+        build_seconds = time.perf_counter() - started
+        predicted = program.predict_cycles(samples, True)
+        beats, last = self._input_beats(codes_in)
+        y_beats, y_last, y_mask = self._expected_beats(expected)
+        # backpressure p stretches the streamed part by up to 1 / (1 - p) per side
+        limit = max_cycles or int(4 * predicted / (1 - backpressure) ** 2) + 1000
+        result = cocotb_backend.run(build_dir, TOP_NAME, self._static_rows() + program.program_rows(samples, True),
+                                    x=beats, x_last=last, expected=y_beats, expected_last=y_last,
+                                    expected_mask=y_mask, max_cycles=limit, backpressure=backpressure, seed=seed)
+        outputs, codes, mismatches = self._check(program.output_codes(result.y, samples), expected)
+        report = self._report(samples, True, result.cycles, predicted, mismatches + result.tlast_errors,
+                              seconds=result.seconds, build_seconds=build_seconds, run_seconds=result.run_seconds,
+                              sim_cycles=result.sim_cycles)
+        report.update(backend="cocotb", io_cycles=result.io_cycles, backpressure=backpressure, seed=seed)
+        return SimResult(outputs, codes, report)
 
     # ------------------------------------------------------------------------------------------------ outputs
     def manifest(self) -> dict:

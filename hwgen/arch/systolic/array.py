@@ -14,7 +14,7 @@ Latency: the operand pair presented at cycle c reaches PE(i, j) at cycle c + i +
 """
 from __future__ import annotations
 
-from amaranth import Module, Signal, signed
+from amaranth import Module, Signal, signed, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -89,7 +89,8 @@ class WeightStationaryArray(wiring.Component):
                  out[0]      out[1]   …
 
     Weights enter at the top of each column through ``w_top`` and shift down while ``shift`` is high (R shifts
-    place row i's weight in row i); ``commit`` makes the shifted weights active in every PE at once.
+    place row i's weight in row i); ``commit[i]``, presented with row i's first operand of a fold, makes the
+    shifted weight active in each PE of row i as that operand reaches it.
     """
 
     def __init__(self, cfg: SystolicConfig):
@@ -97,7 +98,7 @@ class WeightStationaryArray(wiring.Component):
         super().__init__({
             "a": In(data.ArrayLayout(signed(cfg.operand_bits), cfg.rows)),
             "w_top": In(data.ArrayLayout(signed(cfg.w_bits), cfg.cols)),
-            "shift": In(1), "commit": In(1),
+            "commit": In(data.ArrayLayout(unsigned(1), cfg.rows)), "shift": In(1),
             "out": Out(data.ArrayLayout(signed(cfg.acc_bits), cfg.cols)),
         })
 
@@ -110,8 +111,9 @@ class WeightStationaryArray(wiring.Component):
             for j in range(cfg.cols):
                 pe = pes[i][j]
                 m.submodules[f"pe_{i}_{j}"] = pe
-                m.d.comb += [pe.shift.eq(self.shift), pe.commit.eq(self.commit),
+                m.d.comb += [pe.shift.eq(self.shift),
                              pe.a_in.eq(self.a[i] if j == 0 else pes[i][j - 1].a_out),
+                             pe.commit_in.eq(self.commit[i] if j == 0 else pes[i][j - 1].commit_out),
                              pe.psum_in.eq(0 if i == 0 else pes[i - 1][j].psum_out),
                              pe.w_chain_in.eq(self.w_top[j] if i == 0 else pes[i - 1][j].w_chain_out)]
         for j in range(cfg.cols):

@@ -299,7 +299,7 @@ class Program:
             second = layer.inputs[-1]
             result.append({
                 "m_tiles": m_tiles, "n_tiles": n_tiles, "kp": kp,
-                "period": samples + cfg.rows + cfg.cols if ws else self.period(kp),
+                "period": self.ws_period(samples) if ws else self.period(kp),
                 "samples": samples, "k_tiles": kp // cfg.rows if ws else 1,
                 "in_base": self.base(layer.inputs[0]), "in_base2": self.base(second),
                 "split_words": ceil(layer.splits[0] / cfg.cols) if len(layer.inputs) > 1 else 0xFFFF,
@@ -324,6 +324,12 @@ class Program:
         """Scratchpad words (output beats) per sample."""
         return ceil(self.layers[-1].n / self.cfg.cols)
 
+    def ws_period(self, samples: int) -> int:
+        """WS cycles between fold starts: the samples, or the next fold's weight preload behind this fold's
+        commits, rounded up to a multiple of R so rows in consecutive folds never share a bank (ws_controller)."""
+        rows = self.cfg.rows
+        return ceil(max(samples, 2 * rows + self.cfg.cols - 1) / rows) * rows
+
     def period(self, kp: int) -> int:
         """Cycles between tile starts: the feed's kp reads, or the drain of the tile before (see controller)."""
         return max(kp, 2 * self.cfg.rows + self.cfg.cols - 1)
@@ -338,8 +344,9 @@ class Program:
             cycles = chunk * (self.x_words + self.y_words) + 1 if stream else 0
             for instr in self._layer_instructions(chunk):
                 if cfg.dataflow == "ws":
-                    fold = 2 * cfg.rows + cfg.cols + chunk + 2
-                    cycles += instr["n_tiles"] * instr["k_tiles"] * fold + cfg.search_stages + 3
+                    folds = instr["n_tiles"] * instr["k_tiles"]
+                    cycles += cfg.rows + (folds - 1) * instr["period"] + chunk + cfg.rows + cfg.cols + \
+                        cfg.search_stages + 3
                 else:
                     tiles = instr["m_tiles"] * instr["n_tiles"]
                     cycles += (tiles - 1) * instr["period"] + instr["kp"] + 2 * cfg.rows + cfg.cols + \

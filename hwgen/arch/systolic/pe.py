@@ -60,13 +60,15 @@ class WeightStationaryPE(wiring.Component):
 
                   psum_in, w_chain_in
                       │
-        a_in ──▶ ┌────┴─────────────┐ ──▶ a_out                (registered: 1 cycle per PE)
-                 │ psum += a · w    │
-                 │ w: active weight │     shift:  w_chain ← w_chain_in (preload the next tile's weight)
-                 └────┬─────────────┘     commit: w ← w_chain
+        a_in ──▶ ┌────┴─────────────┐ ──▶ a_out                (a, commit registered: 1 cycle per PE)
+      commit_in  │ psum += a · w    │     commit_out
+                 │ w: active weight │     shift:  w_chain ← w_chain_in (preload the next fold's weight)
+                 └────┬─────────────┘     commit_in: w ← w_chain, already used by this cycle's product
                       ▼ psum_out, w_chain_out (registered)
 
-    ``psum_out = psum_in + a_in · w`` one cycle later; operands outside the tile arrive as 0.
+    ``psum_out = psum_in + a_in · w`` one cycle later; operands outside the fold arrive as 0. ``commit`` travels
+    with the first operand of a fold, so the array switches weights along the same wavefront as the data and the
+    next fold's operands follow the last ones of the previous fold with no gap.
     """
 
     def __init__(self, cfg: SystolicConfig, broken: bool = False):
@@ -74,18 +76,21 @@ class WeightStationaryPE(wiring.Component):
         self.broken = broken
         super().__init__({
             "a_in": In(signed(cfg.operand_bits)), "a_out": Out(signed(cfg.operand_bits)),
+            "commit_in": In(1), "commit_out": Out(1),
             "psum_in": In(signed(cfg.acc_bits)), "psum_out": Out(signed(cfg.acc_bits)),
-            "shift": In(1), "commit": In(1),
+            "shift": In(1),
             "w_chain_in": In(signed(cfg.w_bits)), "w_chain_out": Out(signed(cfg.w_bits)),
         })
 
     def elaborate(self, platform):
         m = Module()
         weight = Signal(signed(self.cfg.w_bits))
-        product = self.a_in * weight + (1 if self.broken else 0)
-        m.d.sync += [self.a_out.eq(self.a_in), self.psum_out.eq(self.psum_in + product)]
+        active = Mux(self.commit_in, self.w_chain_out, weight)
+        product = self.a_in * active + (1 if self.broken else 0)
+        m.d.sync += [self.a_out.eq(self.a_in), self.commit_out.eq(self.commit_in),
+                     self.psum_out.eq(self.psum_in + product)]
         with m.If(self.shift):
             m.d.sync += self.w_chain_out.eq(self.w_chain_in)
-        with m.If(self.commit):
+        with m.If(self.commit_in):
             m.d.sync += weight.eq(self.w_chain_out)
         return m

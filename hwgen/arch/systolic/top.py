@@ -123,7 +123,7 @@ class SystolicTop(wiring.Component):
         if ws:
             shift = Signal()
             m.d.sync += shift.eq(ctrl.weight_shift)
-            m.d.comb += [array.shift.eq(shift), array.commit.eq(ctrl.commit)]
+            m.d.comb += array.shift.eq(shift)
         else:
             feed_valid = Signal()
             feed_last = Signal()
@@ -231,7 +231,10 @@ class SystolicTop(wiring.Component):
         row_bank = Signal.like(ctrl.row_bank)
         row_lane = Signal.like(ctrl.row_lane)
         row_valid = Signal.like(ctrl.row_valid)
-        m.d.sync += [row_bank.eq(ctrl.row_bank), row_lane.eq(ctrl.row_lane), row_valid.eq(ctrl.row_valid)]
+        row_commit = Signal.like(ctrl.row_commit)
+        m.d.sync += [row_bank.eq(ctrl.row_bank), row_lane.eq(ctrl.row_lane), row_valid.eq(ctrl.row_valid),
+                     row_commit.eq(ctrl.row_commit)]
+        m.d.comb += array.commit.eq(row_commit)
         for i in range(cfg.rows):
             code = Signal(signed(cfg.store_bits), name=f"row{i}_code")
             with m.Switch(row_bank[i]):

@@ -47,9 +47,9 @@ class OutputStationaryArray(wiring.Component):
         for i in range(cfg.rows):
             a, valid, last = self.a[i], self.valid, self.last
             for stage in range(i):
-                a_r = Signal.like(a, name=f"a_skew_{i}_{stage}")
+                a_r = Signal.like(a, name=f"a_skew_{i}_{stage}", reset_less=True)
                 v_r = Signal(name=f"valid_skew_{i}_{stage}")
-                l_r = Signal(name=f"last_skew_{i}_{stage}")
+                l_r = Signal(name=f"last_skew_{i}_{stage}", reset_less=True)     # only read with valid
                 m.d.sync += [a_r.eq(a), v_r.eq(valid), l_r.eq(last)]
                 a, valid, last = a_r, v_r, l_r
             m.d.comb += [pes[i][0].a_in.eq(a), pes[i][0].valid.eq(valid), pes[i][0].last.eq(last)]
@@ -61,7 +61,7 @@ class OutputStationaryArray(wiring.Component):
         for j in range(cfg.cols):
             w = self.w[j]
             for stage in range(j):
-                w_r = Signal.like(w, name=f"w_skew_{j}_{stage}")
+                w_r = Signal.like(w, name=f"w_skew_{j}_{stage}", reset_less=True)
                 m.d.sync += w_r.eq(w)
                 w = w_r
             m.d.comb += pes[0][j].w_in.eq(w)
@@ -119,7 +119,7 @@ class WeightStationaryArray(wiring.Component):
         for j in range(cfg.cols):
             value = pes[cfg.rows - 1][j].psum_out
             for stage in range(cfg.cols - 1 - j):
-                delayed = Signal.like(value, name=f"deskew_{j}_{stage}")
+                delayed = Signal.like(value, name=f"deskew_{j}_{stage}", reset_less=True)
                 m.d.sync += delayed.eq(value)
                 value = delayed
             m.d.comb += self.out[j].eq(value)

@@ -18,10 +18,11 @@ then transfers one beat per cycle, ``done`` with the last (``y_beats + 1`` cycle
 """
 from __future__ import annotations
 
-from amaranth import Module, Signal, signed, unsigned
+from amaranth import Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from ..hdl import select
 from .config import SystolicConfig, index_range
 
 
@@ -83,8 +84,10 @@ class StreamOut(wiring.Component):
             "run": In(1), "done": Out(1),
             "y": Out(stream.Signature(data.StructLayout({"data": y_beat, "last": 1}))),
             "base": In(16), "stride": In(16), "words": In(16), "samples": In(16),
-            "addr": Out(16), "read_en": Out(1),
-            "words_read": In(data.ArrayLayout(y_beat, cfg.rows)),   # every bank's word at the last address
+            "addr": Out(16), "read_en": Out(1), "passthrough": In(1),
+            # every bank's word at the last address: activation banks (codes) and output banks (accumulators)
+            "act_words": In(data.ArrayLayout(unsigned(cfg.cols * cfg.store_bits), cfg.rows)),
+            "out_words": In(data.ArrayLayout(unsigned(cfg.cols * cfg.acc_bits), cfg.rows)),
         })
 
     def elaborate(self, platform):
@@ -100,7 +103,12 @@ class StreamOut(wiring.Component):
             m.d.sync += [self.y.valid.eq(issue), beat_bank.eq(bank), self.y.payload.last.eq(last_word)]
             with m.If(issue & last_word & (sample == self.samples - 1)):
                 m.d.sync += issued.eq(1)
-        m.d.comb += [self.addr.eq(addr), self.read_en.eq(advance),
-                     self.y.payload.data.eq(self.words_read[beat_bank]),
-                     self.done.eq(self.run & issued & advance)]
+        cfg = self.cfg
+        codes = data.View(beat_layouts(cfg)[0], select(m, beat_bank, list(self.act_words), unsigned(
+            cfg.cols * cfg.store_bits), "codes_word"))
+        accs = data.View(self.y.payload.data.shape(), select(m, beat_bank, list(self.out_words), unsigned(
+            cfg.cols * cfg.acc_bits), "accs_word"))
+        for j in range(cfg.cols):
+            m.d.comb += self.y.payload.data[j].eq(Mux(self.passthrough, accs[j], codes[j].as_signed()))
+        m.d.comb += [self.addr.eq(addr), self.read_en.eq(advance), self.done.eq(self.run & issued & advance)]
         return m

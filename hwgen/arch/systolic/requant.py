@@ -72,11 +72,11 @@ class RequantLane(wiring.Component):
 
             # registers holding this stage's operands while its threshold is read
             v_r = Signal(name=f"s{b}_valid")
-            p_r = Signal(unsigned(max(1, b)), name=f"s{b}_prefix")
-            s_r = Signal.like(self.slot, name=f"s{b}_slot")
-            mt_r = Signal.like(self.meta, name=f"s{b}_meta")
-            a_r = Signal.like(self.acc, name=f"s{b}_acc")
-            x_r = Signal(x_shape, name=f"s{b}_x")
+            p_r = Signal(unsigned(max(1, b)), name=f"s{b}_prefix", reset_less=True)    # data: read with valid
+            s_r = Signal.like(self.slot, name=f"s{b}_slot", reset_less=True)
+            mt_r = Signal.like(self.meta, name=f"s{b}_meta", reset_less=True)
+            a_r = Signal.like(self.acc, name=f"s{b}_acc", reset_less=True)
+            x_r = Signal(x_shape, name=f"s{b}_x", reset_less=True)
             m.d.sync += [v_r.eq(valid[b]), s_r.eq(slot[b]), mt_r.eq(meta[b]), a_r.eq(acc[b])]
             if b:
                 m.d.sync += [p_r.eq(prefix[b]), x_r.eq(x[b])]
@@ -102,7 +102,10 @@ class RequantLane(wiring.Component):
         count = prefix[stages] if stages else Const(0, 1)
         code = Signal(signed(cfg.acc_bits))
         m.d.comb += code.eq(self.base + Mux(self.step == 2, count << 1, count))
-        m.d.sync += [self.out_valid.eq(valid[stages]), self.out_meta.eq(meta[stages]),
-                     self.out_value.eq(Mux(self.passthrough, acc[stages], code))]
+        out_meta = Signal.like(self.out_meta, reset_less=True)
+        out_value = Signal.like(self.out_value, reset_less=True)
+        m.d.sync += [self.out_valid.eq(valid[stages]), out_meta.eq(meta[stages]),
+                     out_value.eq(Mux(self.passthrough, acc[stages], code))]
+        m.d.comb += [self.out_meta.eq(out_meta), self.out_value.eq(out_value)]
         return m
 

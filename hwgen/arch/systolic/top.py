@@ -23,7 +23,7 @@ threshold), :data:`OUTPUTS` (read only; bank = array row, lane = accumulator wit
 """
 from __future__ import annotations
 
-from amaranth import Module, Mux, Signal, signed, unsigned
+from amaranth import ClockDomain, ClockSignal, DomainRenamer, Module, Mux, ResetSignal, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -31,6 +31,7 @@ from amaranth.lib.wiring import In, Out
 from .array import OutputStationaryArray, WeightStationaryArray
 from .config import SystolicConfig
 from .controller import INSTRUCTION, INSTRUCTION_CHUNKS, Controller, meta_layout
+from ..hdl import select
 from .io import StreamIn, StreamOut, beat_layouts
 from .requant import RequantLane
 from .ws_controller import WeightStationaryController
@@ -66,6 +67,18 @@ class SystolicTop(wiring.Component):
         super().__init__(host_signature(cfg))
 
     def elaborate(self, platform):
+        """The design runs in a ``core`` domain whose reset is ``rst`` registered once: a synchronised reset
+        release, and no combinational path from the ``rst`` port into the registers (Verilator would otherwise
+        re-evaluate every register's next state whenever it evaluates the inputs)."""
+        outer = Module()
+        outer.domains.core = ClockDomain("core", local=True)
+        rst_q = Signal(init=1, reset_less=True)
+        outer.d.sync += rst_q.eq(ResetSignal("sync"))
+        outer.d.comb += [ClockSignal("core").eq(ClockSignal("sync")), ResetSignal("core").eq(rst_q)]
+        outer.submodules.core = DomainRenamer("core")(self._core())
+        return outer
+
+    def _core(self) -> Module:
         m = Module()
         cfg = self.cfg
         rows, cols = cfg.rows, cfg.cols
@@ -96,7 +109,7 @@ class SystolicTop(wiring.Component):
                      self.m_axis_tvalid.eq(s_out.y.valid), s_out.y.ready.eq(self.m_axis_tready),
                      self.m_axis_tdata.eq(s_out.y.payload.data), self.m_axis_tlast.eq(s_out.y.payload.last),
                      s_out.base.eq(instr.out_base), s_out.stride.eq(instr.out_words), s_out.words.eq(instr.y_words),
-                     s_out.samples.eq(instr.samples)]
+                     s_out.samples.eq(instr.samples), s_out.passthrough.eq(instr.passthrough)]
         streaming_in, streaming_out = ctrl.stream_in, ctrl.stream_out
 
         # ---- program memory
@@ -181,12 +194,10 @@ class SystolicTop(wiring.Component):
             for j, lane in enumerate(lanes):
                 m.d.comb += [a_data[j].eq(Mux(streaming_in, s_in.data[j], Mux(ctrl.busy, lane.out_value, load.data))),
                              o_data[j].eq(lane.out_value)]
-            stored = data.View(act_word, a_rd.data)
-            for j in range(cols):
-                m.d.comb += s_out.words_read[i][j].eq(Mux(instr.passthrough, data.View(out_word, o_rd.data)[j].as_signed(),
-                                                          stored[j].as_signed()))
+            m.d.comb += [s_out.act_words[i].eq(a_rd.data), s_out.out_words[i].eq(o_rd.data)]
             if not ws:
-                code = data.View(act_word, a_rd.data)[feed_lane].as_signed()
+                code = select(m, feed_lane, [lane.as_signed() for lane in data.View(act_word, a_rd.data)],
+                              signed(cfg.store_bits), f"row{i}_code")
                 m.d.comb += array.a[i].eq(code - instr.zx)
             act_read.append(data.View(act_word, a_rd.data))
             out_read.append(data.View(out_word, o_rd.data))
@@ -198,12 +209,16 @@ class SystolicTop(wiring.Component):
         # ---- read answers (host)
         with m.If(pending):
             m.d.sync += [pending.eq(0), self.rdata.valid.eq(1)]
-            for i in range(rows):
-                with m.If(req.bank == i):
-                    with m.If(req.target == OUTPUTS):
-                        m.d.sync += self.rdata.payload.eq(out_read[i][req.lane].as_signed())
-                    with m.Else():
-                        m.d.sync += self.rdata.payload.eq(act_read[i][req.lane].as_signed())
+            with m.Switch(req.bank):
+                for i in range(rows):
+                    with m.Case(i):
+                        with m.Switch(req.lane):
+                            for j in range(cols):
+                                with m.Case(j):
+                                    with m.If(req.target == OUTPUTS):
+                                        m.d.sync += self.rdata.payload.eq(out_read[i][j].as_signed())
+                                    with m.Else():
+                                        m.d.sync += self.rdata.payload.eq(act_read[i][j].as_signed())
         return m
 
     def _lane_inputs(self, m: Module, ctrl, array):
@@ -240,5 +255,8 @@ class SystolicTop(wiring.Component):
             with m.Switch(row_bank[i]):
                 for b in range(cfg.rows):
                     with m.Case(b):
-                        m.d.comb += code.eq(act_read[b][row_lane[i]].as_signed())
+                        with m.Switch(row_lane[i]):
+                            for j in range(cfg.cols):
+                                with m.Case(j):
+                                    m.d.comb += code.eq(act_read[b][j].as_signed())
             m.d.comb += array.a[i].eq(Mux(row_valid[i], code - ctrl.instr.zx, 0))

@@ -1,0 +1,206 @@
+"""IR → dataflow configuration, memory images, and the host's stream packing.
+
+``compile_dataflow(model_or_layers, fold=…, target_cycles=…)`` takes the GEMM layers the systolic compiler finds
+(``gemm_layers``: every MatMul with its MultiThreshold, the last one possibly passing its accumulator through) and
+returns a :class:`DataflowProgram`: the structural :class:`DataflowConfig` (build it with
+``DataflowTop(program.config)``), the load rows writing weights, thresholds and zero points (mapping in loader.py),
+the chosen folding, the exact cycle model, and the packing of input codes into ``s_axis`` beats and of ``m_axis``
+beats back into output codes.
+
+Types: the first layer's input type is the model's quantized input type (or, for bare layers, signed
+``in_bits``); every later layer's is the previous layer's output type ``base + step · [0, L]``. A layer is bipolar
+(XNOR-popcount) when its inputs are bipolar, its weights all ±1 and its zero point 0.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from ...errors import HwgenError
+from ...ir import BipolarType
+from ..systolic.compile import GemmLayer, gemm_layers, weight_bits
+from .config import CodeType, DataflowConfig, LayerConfig, LayerFold
+from .folding import auto_fold, parse_fold
+from .loader import PARAMETERS, THRESHOLDS, WEIGHTS, element_row
+
+LoadRow = tuple[int, int, int, int, int]
+
+
+@dataclass(frozen=True)
+class DataflowProgram:
+    """A compiled model for one dataflow configuration."""
+
+    config: DataflowConfig
+    layers: tuple[GemmLayer, ...]
+    weights: list[LoadRow]            # (WEIGHTS, layer, addr, lane, value)
+    thresholds: list[LoadRow]         # (THRESHOLDS, layer, addr, lane, value)
+    parameters: list[LoadRow]         # (PARAMETERS, layer, 0, 0, zero point)
+
+    @property
+    def load_rows(self) -> list[LoadRow]:
+        """Every row the host writes before ``start``."""
+        return self.weights + self.thresholds + self.parameters
+
+    @property
+    def folds(self) -> tuple[LayerFold, ...]:
+        return tuple(layer.fold for layer in self.config.layers)
+
+    @property
+    def predicted_ii_cycles(self) -> int:
+        """Steady-state cycles between consecutive samples' last outputs (cycles.py)."""
+        return self.config.predicted_ii_cycles
+
+    @property
+    def predicted_latency_cycles(self) -> int:
+        """Cycles from a sample's first input transfer to its last output transfer, pipeline idle (cycles.py)."""
+        return self.config.predicted_latency_cycles
+
+    def fold_report(self) -> list[dict]:
+        """Per layer: node name, shape, folding, cycles per inference and the folding cost (bits)."""
+        return [{"name": gemm.name, "mw": layer.mw, "mh": layer.mh, "pe": layer.pe, "simd": layer.simd,
+                 "cycles": layer.cycles, "cost_bits": layer.cost}
+                for gemm, layer in zip(self.layers, self.config.layers)]
+
+    def pack_inputs(self, codes: np.ndarray) -> tuple[list[int], list[bool]]:
+        """Input codes (samples × MW₀) → ``s_axis`` beats (``tdata`` as ints) and their ``tlast`` flags."""
+        cfg = self.config
+        codes = np.asarray(codes)
+        if codes.ndim != 2 or codes.shape[1] != cfg.layers[0].mw:
+            raise HwgenError(f"inputs must be (samples, {cfg.layers[0].mw}) codes, got shape {codes.shape}")
+        raw = cfg.in_type.encode(codes).reshape(-1, cfg.in_lanes)
+        beats = _pack(raw, cfg.in_type.bits)
+        last = [(index % cfg.in_beats) == cfg.in_beats - 1 for index in range(len(beats))]
+        return beats, last
+
+    def unpack_outputs(self, beats: Sequence[int]) -> np.ndarray:
+        """``m_axis`` beats (``tdata`` as ints, whole samples) → output codes (samples × MH_last), int64."""
+        cfg = self.config
+        if len(beats) % cfg.out_beats:
+            raise HwgenError(f"{len(beats)} output beats are not whole samples of {cfg.out_beats} beats")
+        bits = cfg.out_type.bits
+        raw = np.array([[(int(beat) >> (lane * bits)) & ((1 << bits) - 1) for lane in range(cfg.out_lanes)]
+                        for beat in beats], np.int64)
+        return cfg.out_type.decode(raw).reshape(-1, cfg.layers[-1].mh)
+
+    def memory_init(self) -> list[dict]:
+        """Initial memory contents per layer (ROM-style designs): ``weights``/``thresholds`` per PE as lists of
+        words, and the ``zero_point``; pass to ``DataflowTop(config, init=...)``."""
+        result = []
+        for layer, gemm in zip(self.config.layers, self.layers):
+            init = {"weights": weight_image(layer, gemm).tolist(), "zero_point": gemm.zx}
+            if layer.thresholds:
+                init["thresholds"] = threshold_image(layer, gemm).tolist()
+            result.append(init)
+        return result
+
+
+def _pack(raw: np.ndarray, bits: int) -> list[int]:
+    """Rows of raw lane values → one int per row, lane j at bits [j·bits, (j+1)·bits)."""
+    return [sum(int(value) << (lane * bits) for lane, value in enumerate(row)) for row in raw]
+
+
+def weight_image(layer: LayerConfig, gemm: GemmLayer) -> np.ndarray:
+    """Stored weights, (PE, SF·NF words, SIMD): word ``nf·SF + sf`` lane ``s`` of PE ``p`` is W[sf·SIMD + s,
+    nf·PE + p] (bipolar: 1 ↔ +1)."""
+    w = gemm.weight.reshape(layer.sf, layer.simd, layer.nf, layer.pe).transpose(3, 2, 0, 1)
+    w = w.reshape(layer.pe, layer.cycles, layer.simd)
+    return (w > 0).astype(np.int64) if layer.bipolar else w
+
+
+def threshold_image(layer: LayerConfig, gemm: GemmLayer) -> np.ndarray:
+    """Stored threshold words, (PE, words, L + 1): word ``nf`` of PE ``p`` holds channel ``nf·PE + p``'s
+    thresholds (clipped to the comparable range) then its negate flag; per-tensor thresholds are one word."""
+    bound = layer.acc_bound
+    table = np.clip(gemm.thresholds, -bound, bound + 1)
+    words = np.concatenate([table, gemm.negate.astype(np.int64).reshape(-1, 1)], axis=1)
+    if not layer.per_channel:
+        return np.broadcast_to(words, (layer.pe, 1, layer.thresholds + 1)).copy()
+    return words.reshape(layer.nf, layer.pe, -1).transpose(1, 0, 2)
+
+
+def _rows(target: int, bank: int, memory: tuple[int, int, int], image: np.ndarray) -> list[LoadRow]:
+    return [element_row(target, bank, memory, p, word, lane, int(image[p, word, lane]))
+            for p, word, lane in np.ndindex(*image.shape)]
+
+
+def code_type(dtype) -> CodeType:
+    """The stream code type of an IR integer type."""
+    if isinstance(dtype, BipolarType):
+        return CodeType(1, bipolar=True)
+    return CodeType.of_range(dtype.min, dtype.max)
+
+
+def layer_configs(layers: Sequence[GemmLayer], in_type: CodeType) -> list[LayerConfig]:
+    """Each layer's structure, fully folded (PE = SIMD = 1); refuses what the dataflow does not run, by node."""
+    configs = []
+    for index, gemm in enumerate(layers):
+        if len(gemm.inputs) > 1:
+            raise HwgenError(f"node '{gemm.name}' (Add): the dataflow architecture does not run residual Add layers "
+                             "yet; use --arch systolic")
+        bipolar = in_type.bipolar and gemm.zx == 0 and bool(np.all(np.abs(gemm.weight) == 1))
+        lo, hi = (-1, 1) if in_type.bipolar else (in_type.lo, in_type.hi)
+        if not bipolar and not lo <= gemm.zx <= hi:
+            raise HwgenError(f"node '{gemm.name}': input zero point {gemm.zx} is not a code of its {in_type} inputs")
+        levels = 0 if gemm.thresholds is None else gemm.thresholds.shape[1]
+        try:
+            layer = LayerConfig(mw=gemm.k, mh=gemm.n, pe=1, simd=1, in_type=in_type,
+                                weight_bits=1 if bipolar else weight_bits(gemm), bipolar=bipolar, thresholds=levels,
+                                per_channel=levels > 0 and gemm.thresholds.shape[0] > 1, base=gemm.base,
+                                step=gemm.step)
+        except ValueError as error:
+            raise HwgenError(f"node '{gemm.name}': {error}") from None
+        if not -layer.acc_bound <= gemm.acc_range[0] <= gemm.acc_range[1] <= layer.acc_bound:
+            raise HwgenError(f"node '{gemm.name}': accumulator range {gemm.acc_range} exceeds the worst case "
+                             f"±{layer.acc_bound} of its types")
+        if index + 1 < len(layers) and layer.thresholds == 0:
+            raise HwgenError(f"node '{gemm.name}': only the last layer may skip requantization")
+        configs.append(layer)
+        in_type = layer.out_type
+    return configs
+
+
+def compile_dataflow(model_or_layers, fold=None, target_cycles: int | None = None, max_lanes: int | None = None,
+                     input_type: CodeType | None = None) -> DataflowProgram:
+    """Compile a ``hwgen.Model`` (or its ``gemm_layers``) for the dataflow architecture.
+
+    ``fold``: explicit folding (see ``folding.parse_fold``); ``target_cycles``: pick the cheapest folding meeting
+    that many cycles per inference with at most ``max_lanes`` MAC lanes per layer (``folding.auto_fold``);
+    neither: fully folded (PE = SIMD = 1).
+    ``input_type``: the first layer's input code type (default: the model's, or signed ``in_bits`` for layers).
+    """
+    if fold is not None and target_cycles is not None:
+        raise HwgenError("give either a fold or a target cycle count, not both")
+    if hasattr(model_or_layers, "graph"):
+        graph = model_or_layers.graph
+        layers = gemm_layers(graph)
+        in_type = input_type or code_type(graph.tensors[layers[0].inputs[0]].dtype)
+    else:
+        layers = list(model_or_layers)
+        if not layers:
+            raise HwgenError("no layers to compile")
+        in_type = input_type or CodeType(layers[0].in_bits, True)
+    configs = layer_configs(layers, in_type)
+    names = [layer.name for layer in layers]
+    if target_cycles is not None:
+        folds = auto_fold(configs, target_cycles, names, max_lanes)
+    elif fold is not None:
+        folds = parse_fold(fold, names)
+    else:
+        folds = tuple(LayerFold() for _ in layers)
+    folded = []
+    for name, layer, choice in zip(names, configs, folds):
+        try:
+            folded.append(replace(layer, pe=choice.pe, simd=choice.simd))
+        except ValueError as error:
+            raise HwgenError(f"fold of '{name}' ({layer.mw}×{layer.mh}): {error}") from None
+    config = DataflowConfig(tuple(folded))
+    weights, thresholds, parameters = [], [], []
+    for index, (layer, gemm) in enumerate(zip(folded, layers)):
+        weights += _rows(WEIGHTS, index, layer.weight_memory, weight_image(layer, gemm))
+        if layer.thresholds:
+            thresholds += _rows(THRESHOLDS, index, layer.threshold_memory, threshold_image(layer, gemm))
+        if not layer.bipolar:
+            parameters.append((PARAMETERS, index, 0, 0, gemm.zx & 0xFFFFFFFF))
+    return DataflowProgram(config, tuple(layers), weights, thresholds, parameters)

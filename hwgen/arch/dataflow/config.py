@@ -1,0 +1,302 @@
+"""Configuration of the dataflow generator: the hardware STRUCTURE only (frozen, hashable, keys the build cache).
+
+A :class:`DataflowConfig` is a chain of :class:`LayerConfig` (one MVAU, optionally followed by a threshold unit,
+per layer). Weights, thresholds and zero points are data written through the ``load`` port at run time, so they
+are not part of the configuration: one Verilator build serves every weight set of the same structure.
+
+Shapes follow FINN: a layer multiplies an ``MW``-long input vector by an ``MW × MH`` matrix; ``SIMD`` input lanes
+and ``PE`` output channels are computed per cycle, so one vector takes ``SF · NF`` cycles with ``SF = MW / SIMD``
+(synapse fold) and ``NF = MH / PE`` (neuron fold).
+
+Widths come from worst-case bounds of the data types (never from the weights at hand):
+``|code − zero point| ≤ hi − lo`` of the input type (the zero point is a code of that type), ``|w| ≤ 2^(wbits−1)``,
+so ``|acc| ≤ MW · (hi − lo) · 2^(wbits−1)`` (``MW`` for bipolar XNOR layers) and the accumulator cannot overflow.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from math import lcm
+
+import numpy as np
+from amaranth import Shape, signed, unsigned
+
+from ...ir.types import int_range
+
+INDEX_BITS = 22          # load rows address memory elements by Cat(lane[6], addr[16])
+MAX_LAYERS = 64          # load rows name the layer in the 6-bit bank field
+
+
+def bits_for(count: int) -> int:
+    """Index bits for ``count`` entries (at least 1: no zero-width wires)."""
+    return max(1, (count - 1).bit_length())
+
+
+def _check_range(field: str, value: int, lo: int, hi: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+        raise ValueError(f"{field} must be an integer in {lo}..{hi}, got {value!r}")
+
+
+@dataclass(frozen=True)
+class CodeType:
+    """The integer type of the codes on a stream: ``bits`` wide, two's complement if ``signed``; ``bipolar`` codes
+    are -1/+1 held in one bit (1 ↔ +1), as in FINN's BIPOLAR."""
+
+    bits: int
+    signed: bool = False
+    bipolar: bool = False
+
+    def __post_init__(self) -> None:
+        _check_range("bits", self.bits, 1, 48)
+        if self.bipolar and (self.bits != 1 or self.signed):
+            raise ValueError(f"a bipolar code type has bits=1 and signed=False, got bits={self.bits}, "
+                             f"signed={self.signed}")
+
+    @classmethod
+    def of_range(cls, lo: int, hi: int) -> CodeType:
+        """The narrowest type holding every integer in ``[lo, hi]``."""
+        dtype = int_range(int(lo), int(hi))
+        return cls(dtype.bits, dtype.signed)
+
+    @property
+    def lo(self) -> int:
+        return -1 if self.bipolar else -(1 << (self.bits - 1)) if self.signed else 0
+
+    @property
+    def hi(self) -> int:
+        return 1 if self.bipolar else (1 << (self.bits - 1)) - 1 if self.signed else (1 << self.bits) - 1
+
+    @property
+    def shape(self) -> Shape:
+        """How a code is stored on streams and in memories."""
+        return signed(self.bits) if self.signed else unsigned(self.bits)
+
+    @property
+    def value_shape(self) -> Shape:
+        """The shape of the value a code stands for (bipolar codes decode to signed(2))."""
+        return signed(2) if self.bipolar else self.shape
+
+    def encode(self, values: np.ndarray) -> np.ndarray:
+        """Codes → raw ``bits``-wide field values (int64, non-negative)."""
+        values = np.asarray(values, np.int64)
+        if values.size and (values.min() < self.lo or values.max() > self.hi or
+                            (self.bipolar and np.any(values == 0))):
+            raise ValueError(f"values outside the {self} range [{self.lo}, {self.hi}]")
+        raw = (values > 0) if self.bipolar else values
+        return raw.astype(np.int64) & ((1 << self.bits) - 1)
+
+    def decode(self, raw: np.ndarray) -> np.ndarray:
+        """Raw field values → codes."""
+        raw = np.asarray(raw, np.int64) & ((1 << self.bits) - 1)
+        if self.bipolar:
+            return 2 * raw - 1
+        if self.signed:
+            return np.where(raw >> (self.bits - 1) != 0, raw - (1 << self.bits), raw)
+        return raw
+
+    def __str__(self) -> str:
+        return "BIPOLAR" if self.bipolar else f"{'INT' if self.signed else 'UINT'}{self.bits}"
+
+
+@dataclass(frozen=True)
+class LayerFold:
+    """Folding of one layer: ``pe`` output channels × ``simd`` input lanes per cycle."""
+
+    pe: int = 1
+    simd: int = 1
+
+    def __post_init__(self) -> None:
+        _check_range("pe", self.pe, 1, 1 << 16)
+        _check_range("simd", self.simd, 1, 1 << 16)
+
+
+@dataclass(frozen=True)
+class LayerConfig:
+    """One layer's hardware: an MVAU (``mw`` × ``mh``, folded by ``pe``/``simd``) and, if ``thresholds > 0``, a
+    multi-threshold unit emitting ``base + step · #{j : ±acc ≥ T[c, j]}`` (``per_channel`` threshold rows or one
+    shared row). ``thresholds == 0`` passes the accumulator through (a last layer dequantized on the host).
+    ``bipolar`` layers have ±1 weights and ±1 inputs with zero point 0 and use XNOR-popcount."""
+
+    mw: int
+    mh: int
+    pe: int
+    simd: int
+    in_type: CodeType
+    weight_bits: int = 2                 # signed weight width (ignored by bipolar layers: 1 bit, 1 ↔ +1)
+    bipolar: bool = False
+    thresholds: int = 0                  # L thresholds per channel (0: passthrough)
+    per_channel: bool = True
+    base: int = 0
+    step: int = 1
+
+    def __post_init__(self) -> None:
+        _check_range("mw", self.mw, 1, 1 << 16)
+        _check_range("mh", self.mh, 1, 1 << 16)
+        _check_range("pe", self.pe, 1, self.mh)
+        _check_range("simd", self.simd, 1, self.mw)
+        if self.mh % self.pe:
+            raise ValueError(f"pe must divide mh={self.mh}, got pe={self.pe}")
+        if self.mw % self.simd:
+            raise ValueError(f"simd must divide mw={self.mw}, got simd={self.simd}")
+        if not isinstance(self.in_type, CodeType):
+            raise TypeError(f"in_type must be a CodeType, got {self.in_type!r}")
+        _check_range("weight_bits", self.weight_bits, 1, 16)
+        if self.bipolar and not self.in_type.bipolar:
+            raise ValueError(f"a bipolar (XNOR) layer needs bipolar inputs, got in_type={self.in_type}")
+        _check_range("thresholds", self.thresholds, 0, 1023)
+        _check_range("base", self.base, -(1 << 20), 1 << 20)
+        _check_range("step", self.step, 1, 1 << 10)
+        if self.acc_bits > 48:
+            raise ValueError(f"accumulator width {self.acc_bits} bits (mw={self.mw}, in_type={self.in_type}, "
+                             f"weight_bits={self.weight_bits}) exceeds 48")
+        if self.thresholds and self.threshold_bits > 32:
+            raise ValueError(f"thresholds need {self.threshold_bits} bits (accumulator {self.acc_bits} bits); the "
+                             "load port writes at most 32")
+        for memory, (rows, depth, lanes) in (("weight", self.weight_memory), ("threshold", self.threshold_memory)):
+            if bits_for(rows) + bits_for(depth) + bits_for(lanes) > INDEX_BITS:
+                raise ValueError(f"the {memory} memories ({rows} × {depth} words × {lanes} lanes) need more than "
+                                 f"{INDEX_BITS} index bits of the load port; fold the layer differently")
+
+    @property
+    def fold(self) -> LayerFold:
+        return LayerFold(self.pe, self.simd)
+
+    @property
+    def sf(self) -> int:
+        """Synapse fold: input beats (``simd`` codes each) per vector."""
+        return self.mw // self.simd
+
+    @property
+    def nf(self) -> int:
+        """Neuron fold: output beats (``pe`` results each) per vector."""
+        return self.mh // self.pe
+
+    @property
+    def cycles(self) -> int:
+        """Cycles the MVAU needs per input vector (its initiation interval)."""
+        return self.sf * self.nf
+
+    @property
+    def operand_bound(self) -> int:
+        """Largest ``|code − zero point|`` (the zero point is itself a code of the input type)."""
+        return 1 if self.bipolar else self.in_type.hi - self.in_type.lo
+
+    @property
+    def operand_shape(self) -> Shape:
+        return signed(int_range(-self.operand_bound, self.operand_bound).bits)
+
+    @property
+    def weight_shape(self) -> Shape:
+        return unsigned(1) if self.bipolar else signed(self.weight_bits)
+
+    @property
+    def acc_bound(self) -> int:
+        """Largest ``|accumulator|`` any input vector and weight set of these types can produce."""
+        return self.mw * self.operand_bound * (1 if self.bipolar else 1 << (self.weight_bits - 1))
+
+    @property
+    def acc_bits(self) -> int:
+        return int_range(-self.acc_bound, self.acc_bound).bits
+
+    @property
+    def threshold_bits(self) -> int:
+        """Thresholds are clipped to ``[−acc_bound, acc_bound + 1]`` (comparisons against ±acc unchanged)."""
+        return int_range(-self.acc_bound, self.acc_bound + 1).bits
+
+    @property
+    def out_type(self) -> CodeType:
+        """Type of the codes this layer emits: thresholded codes, or the accumulator when passing through."""
+        if not self.thresholds:
+            return CodeType(self.acc_bits, True)
+        if (self.base, self.step, self.thresholds) == (-1, 2, 1):
+            return CodeType(1, bipolar=True)
+        return CodeType.of_range(self.base, self.base + self.step * self.thresholds)
+
+    @property
+    def weight_memory(self) -> tuple[int, int, int]:
+        """(memories = PE, words each, weights per word = SIMD)."""
+        return self.pe, self.cycles, self.simd
+
+    @property
+    def threshold_memory(self) -> tuple[int, int, int]:
+        """(memories = PE, words each = channel groups, entries per word = L thresholds + the negate flag)."""
+        return self.pe, self.nf if self.per_channel else 1, self.thresholds + 1
+
+    @property
+    def cost(self) -> int:
+        """Folding cost (bits): MAC lanes × operand bits plus weight-memory bits (memories hold ≥ 2 words)."""
+        operand_bits = self.operand_shape.width + self.weight_shape.width
+        return self.pe * self.simd * operand_bits + \
+            self.pe * max(2, self.cycles) * self.simd * self.weight_shape.width
+
+
+@dataclass(frozen=True)
+class DataflowConfig:
+    """A chain of layers streaming into each other: layer ``i``'s ``mh`` codes are layer ``i+1``'s ``mw``."""
+
+    layers: tuple[LayerConfig, ...]
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.layers, tuple) or not self.layers:
+            raise ValueError(f"layers must be a non-empty tuple of LayerConfig, got {self.layers!r}")
+        _check_range("number of layers", len(self.layers), 1, MAX_LAYERS)
+        for index, (a, b) in enumerate(zip(self.layers, self.layers[1:])):
+            if not a.thresholds:
+                raise ValueError(f"layers[{index}] passes its accumulator through; only the last layer may")
+            if a.mh != b.mw:
+                raise ValueError(f"layers[{index + 1}].mw must equal layers[{index}].mh={a.mh}, got {b.mw}")
+            if a.out_type != b.in_type:
+                raise ValueError(f"layers[{index + 1}].in_type must be layers[{index}]'s output type "
+                                 f"{a.out_type}, got {b.in_type}")
+
+    @property
+    def in_type(self) -> CodeType:
+        return self.layers[0].in_type
+
+    @property
+    def out_type(self) -> CodeType:
+        return self.layers[-1].out_type
+
+    @property
+    def in_lanes(self) -> int:
+        """Codes per input beat (SIMD of the first layer)."""
+        return self.layers[0].simd
+
+    @property
+    def out_lanes(self) -> int:
+        """Codes per output beat (PE of the last layer)."""
+        return self.layers[-1].pe
+
+    @property
+    def in_beats(self) -> int:
+        """Input beats per sample."""
+        return self.layers[0].sf
+
+    @property
+    def out_beats(self) -> int:
+        """Output beats per sample."""
+        return self.layers[-1].nf
+
+    def boundary(self, index: int) -> tuple[int, int]:
+        """(upsize ratio, downsize ratio) of the width converter between layer ``index`` and ``index + 1``:
+        ``PE`` codes → ``lcm(PE, SIMD)`` codes → ``SIMD`` codes; a ratio of 1 means that stage is absent."""
+        pe, simd = self.layers[index].pe, self.layers[index + 1].simd
+        wide = lcm(pe, simd)
+        return wide // pe, wide // simd
+
+    @property
+    def fifo_depths(self) -> tuple[int, ...]:
+        """Depth (beats) of the FIFO in front of each layer after the first (see cycles.py)."""
+        from .cycles import fifo_depths
+        return fifo_depths(self)
+
+    @property
+    def predicted_ii_cycles(self) -> int:
+        """Steady-state cycles between consecutive samples' last outputs (see cycles.py)."""
+        from .cycles import ii_cycles
+        return ii_cycles(self)
+
+    @property
+    def predicted_latency_cycles(self) -> int:
+        """Cycles from a sample's first input transfer to its last output transfer, pipeline idle (cycles.py)."""
+        from .cycles import latency_cycles
+        return latency_cycles(self)

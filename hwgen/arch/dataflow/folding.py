@@ -1,0 +1,92 @@
+"""Per-layer folding (PE, SIMD): explicit (a fold spec / JSON file) or automatic for a target cycles per inference.
+
+Legal foldings are FINN's: ``PE`` divides ``MH`` and ``SIMD`` divides ``MW``; a layer then needs
+``SF · NF = (MW / SIMD) · (MH / PE)`` cycles per vector, and the pipeline's initiation interval is the largest of
+these (cycles.py). :func:`auto_fold` picks, independently for every layer, the legal folding meeting the target at
+the least :attr:`LayerConfig.cost <hwgen.arch.dataflow.config.LayerConfig.cost>`:
+
+    cost = PE · SIMD · (operand bits + weight bits)  +  PE · max(2, SF · NF) · SIMD · weight bits
+
+i.e. MAC lanes × operand bits plus weight-memory bits (until the estimate package's LUT model replaces it); ties go
+to fewer cycles, then fewer PEs.
+"""
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+from pathlib import Path
+
+from ...errors import HwgenError
+from .config import LayerConfig, LayerFold
+
+
+def divisors(n: int) -> list[int]:
+    return [d for d in range(1, n + 1) if n % d == 0]
+
+
+def legal_folds(layer: LayerConfig) -> list[LayerConfig]:
+    """Every legal folding of ``layer`` (as configurations; those the load port cannot address are left out)."""
+    result = []
+    for pe in divisors(layer.mh):
+        for simd in divisors(layer.mw):
+            try:
+                result.append(replace(layer, pe=pe, simd=simd))
+            except ValueError:
+                continue
+    return result
+
+
+def auto_fold(layers: Sequence[LayerConfig], target_cycles: int, names: Sequence[str] | None = None,
+              max_lanes: int | None = None) -> tuple[LayerFold, ...]:
+    """The cheapest legal folding of every layer with ``SF · NF ≤ target_cycles`` (cycles per inference) and at
+    most ``max_lanes`` MAC lanes (``PE · SIMD``, a multiplier budget per layer; default unlimited); raises
+    :class:`HwgenError` giving the best achievable cycles when a layer cannot meet the target."""
+    if isinstance(target_cycles, bool) or not isinstance(target_cycles, int) or target_cycles < 1:
+        raise HwgenError(f"target cycles must be a positive integer, got {target_cycles!r}")
+    folds = []
+    for index, layer in enumerate(layers):
+        candidates = [c for c in legal_folds(layer) if max_lanes is None or c.pe * c.simd <= max_lanes]
+        meeting = [c for c in candidates if c.cycles <= target_cycles]
+        if not meeting:
+            name = names[index] if names else f"layer {index}"
+            best = min(c.cycles for c in candidates)
+            budget = "" if max_lanes is None else f" with at most {max_lanes} MAC lanes"
+            raise HwgenError(f"'{name}' ({layer.mw}×{layer.mh}) cannot run in {target_cycles} cycles per inference"
+                             f"{budget}; the best achievable is {best} cycles")
+        choice = min(meeting, key=lambda c: (c.cost, c.cycles, c.pe))
+        folds.append(choice.fold)
+    return tuple(folds)
+
+
+def parse_fold(spec, names: Sequence[str]) -> tuple[LayerFold, ...]:
+    """An explicit folding: a JSON file path, a list with one ``{"pe", "simd"}`` (or :class:`LayerFold`) per
+    layer, or a mapping layer name → ``{"pe", "simd"}`` naming every layer."""
+    if isinstance(spec, (str, Path)):
+        path = Path(spec)
+        try:
+            spec = json.loads(path.read_text())
+        except (OSError, ValueError) as error:
+            raise HwgenError(f"{path}: cannot read the fold file ({error})") from None
+    if isinstance(spec, Mapping):
+        unknown = sorted(set(spec) - set(names))
+        missing = [name for name in names if name not in spec]
+        if unknown or missing:
+            raise HwgenError(f"fold: {'unknown layers ' + ', '.join(map(repr, unknown)) if unknown else ''}"
+                             f"{'; ' if unknown and missing else ''}"
+                             f"{'no entry for ' + ', '.join(map(repr, missing)) if missing else ''}")
+        spec = [spec[name] for name in names]
+    if not isinstance(spec, Sequence) or len(spec) != len(names):
+        raise HwgenError(f"fold: expected {len(names)} entries (one per layer), got {spec!r:.80}")
+    folds = []
+    for name, entry in zip(names, spec):
+        if isinstance(entry, LayerFold):
+            folds.append(entry)
+            continue
+        if not isinstance(entry, Mapping) or set(entry) - {"pe", "simd"}:
+            raise HwgenError(f"fold entry for '{name}': expected {{\"pe\": int, \"simd\": int}}, got {entry!r:.80}")
+        try:
+            folds.append(LayerFold(entry.get("pe", 1), entry.get("simd", 1)))
+        except ValueError as error:
+            raise HwgenError(f"fold entry for '{name}': {error}") from None
+    return tuple(folds)

@@ -1,0 +1,106 @@
+"""Top level of the dataflow accelerator: one MVAU per layer, width converters and FIFOs, AXI-Stream in and out.
+
+::
+
+    s_axis ─▶ MVAU 0 ─▶ DWC ─▶ FIFO ─▶ MVAU 1 ─▶ DWC ─▶ FIFO ─▶ … ─▶ MVAU L−1 ─▶ m_axis
+               ▲ weights, thresholds, zero point (load port, before start)
+
+Ports: the host protocol every hwgen top shares (``load``, ``read``, ``rdata``, ``start``, ``busy``, ``done``,
+``cycles``; see ``hwgen.arch.systolic.top``) plus flat AXI-Stream members ``s_axis_t{data,valid,ready,last}``
+(input) and ``m_axis_t{data,valid,ready,last}`` (output), so the Verilog ports carry exactly those names.
+
+- ``load`` writes weights, thresholds and zero points (mapping in loader.py); ``load.ready`` is high until start.
+- ``start`` (a pulse) enables the pipeline: ``busy`` goes high and stays high, ``cycles`` counts clocks while busy,
+  ``done`` stays low. The hardware does not know how many samples come: the host stops after collecting the
+  outputs it expects.
+- ``read`` is never ready and ``rdata`` never valid (nothing to read back; the ports keep the harness common).
+- One ``s_axis`` beat is the first layer's ``SIMD`` input codes, lane ``j`` at bits ``[j·w, (j+1)·w)``; one
+  ``m_axis`` beat is the last layer's ``PE`` results (codes, or ``acc_bits`` accumulators if it passes through).
+  ``m_axis_tlast`` marks the last beat of each sample; ``s_axis_tlast`` is accepted but not needed (the units
+  count beats).
+
+Backpressure anywhere stalls the units behind it; the FIFO depths (cycles.py) let the pipeline reach its
+initiation interval when ``m_axis`` is always ready. No deadlock is possible: the chain has no forks.
+"""
+from __future__ import annotations
+
+from amaranth import Module, Mux, Signal
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from ..systolic.config import index_range
+from ..systolic.top import LOAD, READ
+from .config import DataflowConfig
+from .dwc import WidthConverter
+from .fifo import StreamFIFO
+from .loader import PARAMETERS, THRESHOLDS, WEIGHTS, decode_index
+from .mvau import MVAU
+
+
+class DataflowTop(wiring.Component):
+    """The accelerator for ``cfg``; ``init`` (``DataflowProgram.memory_init()``) pre-loads weights, thresholds and
+    zero points as initial memory contents for ROM-style synthesis (loading them at run time still works)."""
+
+    def __init__(self, cfg: DataflowConfig, init: list[dict] | None = None):
+        self.cfg = cfg
+        self.init = init
+        in_bits = cfg.in_lanes * cfg.in_type.bits
+        out_bits = cfg.out_lanes * cfg.out_type.bits
+        super().__init__({
+            "load": In(stream.Signature(LOAD)), "read": In(stream.Signature(READ)), "rdata": Out(stream.Signature(32)),
+            "start": In(1), "busy": Out(1), "done": Out(1), "cycles": Out(32),
+            "s_axis_tdata": In(in_bits), "s_axis_tvalid": In(1), "s_axis_tready": Out(1), "s_axis_tlast": In(1),
+            "m_axis_tdata": Out(out_bits), "m_axis_tvalid": Out(1), "m_axis_tready": In(1), "m_axis_tlast": Out(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg = self.cfg
+        running = Signal()
+        with m.If(self.start):
+            m.d.sync += running.eq(1)
+        with m.If(running):
+            m.d.sync += self.cycles.eq(self.cycles + 1)
+        m.d.comb += [self.busy.eq(running), self.load.ready.eq(~running),
+                     self.read.ready.eq(0), self.rdata.valid.eq(0)]
+        load = self.load.payload
+        loading = self.load.valid & self.load.ready
+
+        units = []
+        for index, layer in enumerate(cfg.layers):
+            init = self.init[index] if self.init else None
+            unit = MVAU(layer, init)
+            m.submodules[f"layer{index}"] = unit
+            units.append(unit)
+            here = loading & (load.bank == index)
+            ports = [(unit.weights, WEIGHTS, layer.weight_memory)]
+            if layer.thresholds:
+                ports.append((unit.thresholds, THRESHOLDS, layer.threshold_memory))
+            for port, target, memory in ports:
+                row, word, lane = decode_index(load.addr, load.lane, memory)
+                m.d.comb += [port.en.eq(here & (load.target == target)), port.row.eq(row), port.word.eq(word),
+                             port.lane.eq(lane), port.data.eq(load.data)]
+            if not layer.bipolar:
+                zero_point = Signal(layer.in_type.value_shape, name=f"layer{index}_zero_point",
+                                    init=init["zero_point"] if init else 0)
+                with m.If(here & (load.target == PARAMETERS) & (load.addr == 0)):
+                    m.d.sync += zero_point.eq(load.data)
+                m.d.comb += unit.zero_point.eq(zero_point)
+
+        # ---- streams: s_axis → layer 0 → (DWC → FIFO → layer) … → m_axis
+        first, last = units[0], units[-1]
+        m.d.comb += [first.i.payload.eq(self.s_axis_tdata), first.i.valid.eq(self.s_axis_tvalid & running),
+                     self.s_axis_tready.eq(first.i.ready & running)]
+        for index, (producer, consumer, depth) in enumerate(zip(units, units[1:], cfg.fifo_depths)):
+            shape = cfg.layers[index].out_type.shape
+            m.submodules[f"dwc{index}"] = dwc = WidthConverter(shape, producer.layer.pe, consumer.layer.simd)
+            m.submodules[f"fifo{index + 1}"] = fifo = StreamFIFO(data.ArrayLayout(shape, consumer.layer.simd), depth)
+            wiring.connect(m, producer.o, dwc.i)
+            wiring.connect(m, dwc.o, fifo.i)
+            wiring.connect(m, fifo.o, consumer.i)
+        beat = Signal(index_range(cfg.out_beats))           # output beat within the sample
+        m.d.comb += [self.m_axis_tdata.eq(last.o.payload), self.m_axis_tvalid.eq(last.o.valid),
+                     last.o.ready.eq(self.m_axis_tready), self.m_axis_tlast.eq(beat == cfg.out_beats - 1)]
+        with m.If(self.m_axis_tvalid & self.m_axis_tready):
+            m.d.sync += beat.eq(Mux(beat == cfg.out_beats - 1, 0, beat + 1))
+        return m

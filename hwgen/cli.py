@@ -267,6 +267,14 @@ def simulate(design_dir: Path = typer.Argument(..., help="Folder written by `hwg
                  None, "--stream/--preload",
                  help="Stream samples through the AXI-Stream ports (default when they exceed one batch), or "
                       "preload them into the scratchpad so cycles count compute alone."),
+             backend: str = typer.Option(
+                 "native", "--backend",
+                 help="native: the C++ harness (fast); cocotb: the cocotb AXI-Stream testbench (always streams, "
+                      "random backpressure, scoreboard, io_cycles in the report)."),
+             backpressure: float = typer.Option(
+                 0.25, "--backpressure", help="cocotb backend: probability per cycle that the s_axis source "
+                                              "withholds tvalid and the m_axis sink tready (0: none)."),
+             seed: int = typer.Option(0, "--seed", help="cocotb backend: seed of the random backpressure."),
              ) -> None:
     """Run the design in Verilator, write OUTPUT like `hwgen golden`, and DESIGN_DIR/sim_report.json."""
     import json
@@ -280,7 +288,8 @@ def simulate(design_dir: Path = typer.Argument(..., help="Folder written by `hwg
         from .verilator import SimulationError, VerilatorError
 
         try:
-            result = design.simulate(x, wave=wave, stream=stream)
+            result = design.simulate(x, wave=wave, stream=stream, backend=backend, backpressure=backpressure,
+                                     seed=seed)
         except (SimulationError, VerilatorError) as exc:
             raise HwgenError(str(exc)) from exc
         save_array(output, result.outputs)
@@ -291,12 +300,38 @@ def simulate(design_dir: Path = typer.Argument(..., help="Folder written by `hwg
     console.print(f"wrote {output} {tuple(result.outputs.shape)}; {report['samples']} samples {report['io']}, "
                   f"{report['cycles']} cycles (predicted {report['predicted_cycles']}), "
                   f"{'bit-exact' if report['bit_exact'] else str(report['mismatches']) + ' MISMATCHES'}, "
-                  f"{report['sim_seconds']:.2f} s" + (f" ({speed / 1e6:.2f} M cycles/s)" if speed else ""))
+                  f"{report['sim_seconds']:.2f} s" + (f" ({speed / 1e6:.2f} M cycles/s)" if speed else "")
+                  + (f"; cocotb, io_cycles {report['io_cycles']}" if report.get("backend") == "cocotb" else ""))
     if y is not None:
         print_accuracy(result.outputs, y, "RTL")
     if not report["bit_exact"]:
         raise typer.Exit(1)
 
+
+@app.command()
+def estimate(design_dir: Path = typer.Argument(..., help="Folder written by `hwgen compile`."),
+             target: str = typer.Option(..., "--target", help="ice40-up5k, ice40-hx8k, ecp5-25k, ecp5-85k, xc7 or xcup."),
+             synth: bool = typer.Option(False, "--synth", help="Synthesize (Yosys) and place (nextpnr) for the "
+                                                               "figures; logs in DESIGN_DIR/synth/."),
+             as_json: bool = typer.Option(False, "--json", help="Print the JSON report (and nothing else).")) -> None:
+    """FPGA resources, fmax, latency and throughput; writes DESIGN_DIR/estimate_<TARGET>.json."""
+    from .design import open_design
+    from .estimate import TARGETS
+
+    with user_errors():
+        if target not in TARGETS:
+            raise HwgenError(f"--target {target}: unknown; known targets: {', '.join(TARGETS)}")
+        report = open_design(design_dir).estimate(target, synth=synth, out_dir=design_dir)
+        text = report.to_json()
+        with atomic_path(design_dir / f"estimate_{target}.json") as tmp:
+            tmp.write_text(text)
+    if as_json:
+        sys.stdout.write(text)
+        return
+    console.print(report.table())
+    for note in report.notes:
+        console.print(f"note: {escape(note)}")
+    console.print(f"wrote {design_dir / f'estimate_{target}.json'}")
 
 def main() -> None:
     """Console-script entry point."""

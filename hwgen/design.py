@@ -244,6 +244,19 @@ class Design:
         report.update(backend="cocotb", io_cycles=result.io_cycles, backpressure=backpressure, seed=seed)
         return SimResult(outputs, codes, report)
 
+    # ------------------------------------------------------------------------------------------------ estimates
+    def estimate(self, target: str, synth: bool = False, out_dir: Path | None = None):
+        """FPGA resources, fmax, latency (µs) and throughput (inferences/s) on ``target`` (:mod:`hwgen.estimate`);
+        latency is one preloaded sample, throughput ``program.batch`` preloaded samples, both from
+        :meth:`predicted_cycles`. ``synth``: Yosys / nextpnr figures, their logs under ``out_dir/synth/``."""
+        from .estimate import Cycles, estimate
+
+        batch = self.program.batch
+        cycles = Cycles(self.predicted_cycles(1, stream=False), batch, self.predicted_cycles(batch, stream=False),
+                        f"Design.predicted_cycles: latency = 1 sample, throughput = {batch} samples, preloaded")
+        return estimate(self.config, target, synth=synth, cycles=cycles, verilog=self.verilog if synth else None,
+                        top=TOP_NAME, out_dir=out_dir, design={"top": TOP_NAME, "model_sha256": self._model_sha256()})
+
     # ------------------------------------------------------------------------------------------------ outputs
     def manifest(self) -> dict:
         """Everything a user or tool needs to drive the design (JSON-ready, deterministic)."""

@@ -1,0 +1,73 @@
+"""Hardware quality: hwgen's int8 PE against hand-written Verilog, and the fmax of an 8×8 int8 array on ECP5.
+
+::
+
+    python benchmarks/hardware_quality.py [--out OUT]
+
+1. LUTs of hwgen's output-stationary int8 PE (``arch/systolic/pe.py``: operand = code − zero point, 10 bits;
+   int8 weight; 28-bit accumulator for k_max = 1024; shadow register and drain chain) against two hand-written
+   Verilog modules synthesized the same way (``benchmarks/hand_mac.v``): ``hand_pe_os`` does the PE's whole job,
+   ``hand_mac_minimal`` only ``acc += a·w`` on int8. Yosys ``synth_ecp5`` (multiplier in a MULT18X18D) and
+   ``synth_ice40`` (multiplier in LUTs). Goal: hwgen / hand ≤ 1.1.
+2. fmax of the 8×8 int8 systolic array (``SystolicConfig(rows=8, cols=8)``, default depths) on ECP5-85 (speed 6)
+   after nextpnr (out of context). Goal ≥ 150 MHz; the critical path is printed from nextpnr's report.
+
+All runs go through ``hwgen.estimate.synth`` (cached by design hash; logs under OUT/synth/).
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from amaranth.back import verilog as amaranth_verilog
+
+from hwgen.arch.systolic.config import SystolicConfig
+from hwgen.arch.systolic.pe import OutputStationaryPE
+from hwgen.design import TOP_NAME, render_verilog
+from hwgen.estimate import TARGETS
+from hwgen.estimate.synth import synthesize
+
+HAND = Path(__file__).with_name("hand_mac.v")
+
+
+def pe_luts(out: Path) -> list[tuple]:
+    cfg = SystolicConfig(a_bits=8, w_bits=8, k_max=1024)
+    hwgen_pe = amaranth_verilog.convert(OutputStationaryPE(cfg), name="hwgen_pe", emit_src=False)
+    hand = HAND.read_text()
+    rows = []
+    for target in ("ecp5-85k", "ice40-hx8k"):
+        results = {}
+        for name, text, top in (("hwgen PE", hwgen_pe, "hwgen_pe"), ("hand PE", hand, "hand_pe_os"),
+                                ("hand MAC", hand, "hand_mac_minimal")):
+            results[name] = synthesize(text, top, TARGETS[target], pnr=False, out_dir=out / top).resources
+        rows.append((target, results))
+    return rows
+
+
+def array_fmax(out: Path):
+    cfg = SystolicConfig(rows=8, cols=8, a_bits=8, w_bits=8)
+    return synthesize(render_verilog(cfg), TOP_NAME, TARGETS["ecp5-85k"], out_dir=out / "array8x8")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--out", type=Path, default=Path("out/hardware_quality"))
+    args = parser.parse_args()
+    print("## int8 PE: LUTs (FF) after Yosys\n")
+    print("| target | hwgen PE | hand PE (same job) | hand MAC (minimal) | hwgen / hand PE | hwgen / hand MAC | goal |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | --- |")
+    for target, r in pe_luts(args.out):
+        h, p, m = r["hwgen PE"], r["hand PE"], r["hand MAC"]
+        print(f"| {target} | {h['lut']:.0f} ({h['ff']:.0f} FF, {h['dsp']:.0f} DSP) | {p['lut']:.0f} ({p['ff']:.0f} FF) "
+              f"| {m['lut']:.0f} ({m['ff']:.0f} FF) | {h['lut'] / p['lut']:.2f}× | {h['lut'] / m['lut']:.2f}× | ≤ 1.1× |")
+    result = array_fmax(args.out)
+    print(f"\n## 8×8 int8 systolic array on ECP5-85 (speed 6), nextpnr out of context\n")
+    print(f"fmax {result.fmax_mhz:.1f} MHz (goal ≥ 150 MHz); LUT {result.resources['lut']:.0f}, FF "
+          f"{result.resources['ff']:.0f}, DSP {result.resources['dsp']:.0f}, BRAM {result.resources['bram']:.0f}")
+    print("\ncritical path (nextpnr):")
+    for line in result.critical_path:
+        print("   " + line)
+
+
+if __name__ == "__main__":
+    main()

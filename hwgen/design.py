@@ -33,7 +33,7 @@ from .names import display
 
 SCHEMA_VERSION = 1
 TOP_NAME = "hwgen_systolic"
-ARCHS = ("systolic",)
+ARCHS = ("systolic", "dataflow")
 BACKENDS = ("native", "cocotb")
 CYCLE_FORMULAS = {
     "os": "sum over layers of (tiles - 1) * period + kp + 2*rows + cols + search_stages + 2, "
@@ -43,6 +43,7 @@ CYCLE_FORMULAS = {
     "stream": "per chunk: samples * (x_words + y_words) + 1 more (every beat valid/ready at once)",
 }
 UNITS = {"Quantize": "host: input quantizer", "Dequantize": "host: output dequantizer", "MatMul": "systolic array",
+         "Conv": "systolic array (implicit im2col address generation)",
          "AddScaled": "systolic array", "Reshape": "address generation (layout only)",
          "MultiThreshold": "requant lanes"}
 
@@ -153,11 +154,7 @@ class Design:
         return SimResult(outputs, codes, report)
 
     def _golden_codes(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """The golden model on ``x``: input codes (samples × K) and the last layer's expected codes."""
-        graph = self.model.graph
-        env = golden.run(graph, x, keep=True)
-        codes_in = env[next(n for n in graph.nodes if n.op == "Quantize").outputs[0]].reshape(len(x), -1)
-        return codes_in, env[graph.producer(graph.outputs[0]).inputs[0]]
+        return golden_codes(self.model, x)
 
     def _input_beats(self, codes_in: np.ndarray) -> tuple[list[int], list[int]]:
         """``s_axis`` beats of a streamed run and their tlast (each sample's last beat)."""
@@ -181,21 +178,10 @@ class Design:
 
     def _static_rows(self) -> list[tuple[int, int, int, int, int]]:
         """Weight and threshold load rows: the written images of an opened design, else the compiled ones."""
-        if not self.images:
-            return self.program.weights + self.program.thresholds
-        rows = []
-        for image in self.images:
-            rows += [tuple(int(v) for v in line.split()) for line in Path(image).read_text().splitlines()
-                     if line.strip()]
-        return rows
+        return read_rows(self.images) if self.images else self.program.weights + self.program.thresholds
 
     def _check(self, codes: np.ndarray, expected: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
-        """Dequantized outputs (float32), codes shaped like ``expected`` and the number that differ from it."""
-        graph = self.model.graph
-        codes = codes.reshape(expected.shape)
-        dequant = graph.producer(graph.outputs[0])
-        outputs = dequant.attrs["chain"].evaluate(codes, dequant.attrs["axis"])
-        return outputs.astype(np.float32), codes, int(np.sum(codes != expected))
+        return check_codes(self.model, codes, expected)
 
     def _report(self, samples: int, stream: bool, cycles: int, predicted: int, mismatches: int, *, seconds: float,
                 build_seconds: float, run_seconds: float, sim_cycles: int) -> dict:
@@ -315,10 +301,7 @@ class Design:
         }
 
     def _model_sha256(self) -> str:
-        from onnx import ModelProto
-
-        proto: ModelProto = self.model.onnx_model
-        return hashlib.sha256(proto.SerializeToString(deterministic=True)).hexdigest()
+        return model_sha256(self.model)
 
     def report_markdown(self) -> str:
         cfg = self.config
@@ -341,28 +324,70 @@ class Design:
     def write(self, out_dir: str | Path, rom: bool = False) -> Path:
         """Write the design into ``out_dir`` (created; files replaced atomically as a whole); with ``rom`` also
         ``top_rom.v`` (weights, thresholds and program in the memories' initial contents)."""
-        out_dir = Path(out_dir)
-        out_dir.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
-        try:
-            (staging / "top.v").write_text(self.verilog)
-            (staging / "manifest.json").write_text(json.dumps(self.manifest(), indent=2, sort_keys=True) + "\n")
-            _write_rows(staging / "weights.load", self.program.weights)
-            _write_rows(staging / "thresholds.load", self.program.thresholds)
-            (staging / "model.onnx").write_bytes(self.model.onnx_model.SerializeToString(deterministic=True))
-            (staging / "report.md").write_text(self.report_markdown())
-            if rom:
-                (staging / "top_rom.v").write_text(self.verilog_rom())
-            if out_dir.exists():
-                for item in staging.iterdir():
-                    os.replace(item, out_dir / item.name)
-                shutil.rmtree(staging)
-            else:
-                os.replace(staging, out_dir)
-        finally:
-            if staging.exists():
-                shutil.rmtree(staging)
-        return out_dir
+        files = {"top.v": self.verilog, "manifest.json": json.dumps(self.manifest(), indent=2, sort_keys=True) + "\n",
+                 "weights.load": format_rows(self.program.weights),
+                 "thresholds.load": format_rows(self.program.thresholds),
+                 "model.onnx": self.model.onnx_model.SerializeToString(deterministic=True),
+                 "report.md": self.report_markdown()}
+        if rom:
+            files["top_rom.v"] = self.verilog_rom()
+        return write_files(out_dir, files)
+
+
+def golden_codes(model: Model, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The golden model on ``x``: input codes (samples × K) and the last hardware layer's expected codes."""
+    graph = model.graph
+    env = golden.run(graph, x, keep=True)
+    codes_in = env[next(n for n in graph.nodes if n.op == "Quantize").outputs[0]].reshape(len(x), -1)
+    return codes_in, env[graph.producer(graph.outputs[0]).inputs[0]]
+
+
+def check_codes(model: Model, codes: np.ndarray, expected: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
+    """Dequantized outputs (float32), ``codes`` shaped like ``expected`` and the number that differ from it."""
+    graph = model.graph
+    codes = codes.reshape(expected.shape)
+    dequant = graph.producer(graph.outputs[0])
+    outputs = dequant.attrs["chain"].evaluate(codes, dequant.attrs["axis"])
+    return outputs.astype(np.float32), codes, int(np.sum(codes != expected))
+
+
+def model_sha256(model: Model) -> str:
+    return hashlib.sha256(model.onnx_model.SerializeToString(deterministic=True)).hexdigest()
+
+
+def write_files(out_dir: str | Path, files: dict[str, str | bytes]) -> Path:
+    """Write ``files`` (name → contents) into ``out_dir``, created if needed, replaced as a whole: the files are
+    staged beside it first, so a failure leaves nothing half-written."""
+    out_dir = Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    try:
+        for name, contents in files.items():
+            path = staging / name
+            path.write_bytes(contents) if isinstance(contents, bytes) else path.write_text(contents)
+        if out_dir.exists():
+            for item in staging.iterdir():
+                os.replace(item, out_dir / item.name)
+            shutil.rmtree(staging)
+        else:
+            os.replace(staging, out_dir)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging)
+    return out_dir
+
+
+def format_rows(rows) -> str:
+    """Load rows as the harness reads them: ``target bank addr lane value`` per line."""
+    return "".join(f"{t} {b} {a} {lane} {v}\n" for t, b, a, lane, v in rows)
+
+
+def read_rows(paths) -> list[tuple[int, ...]]:
+    """The load rows of image files written by :func:`format_rows`, in order."""
+    rows = []
+    for path in paths:
+        rows += [tuple(int(v) for v in line.split()) for line in Path(path).read_text().splitlines() if line.strip()]
+    return rows
 
 
 _ZERO_INIT = re.compile(r"\n  initial begin\n(?:    [\w$\\.]+\[\d+\] = \d+'h0+;\n)+  end(?=\n)")
@@ -382,11 +407,29 @@ def render_verilog(config: SystolicConfig) -> str:
 
 
 def compile(model: Model | str | Path, arch: str = "systolic", *, rows: int = 8, cols: int = 8,
-            dataflow: str = "os", batch: int = 64, **overrides) -> Design:
-    """Generate a design for ``model`` (a path or a loaded :class:`~hwgen.Model`)."""
+            dataflow: str = "os", batch: int = 64, fold=None, target_cycles: int | None = None,
+            max_lanes: int | None = None, **overrides):
+    """Generate a design for ``model`` (a path or a loaded :class:`~hwgen.Model`).
+
+    ``arch="systolic"``: an R×C array (``rows``, ``cols``, ``dataflow``, ``batch`` and configuration
+    ``overrides``). ``arch="dataflow"``: one MVAU per layer, folded by ``fold`` (list or name → ``{"pe", "simd"}``
+    or a JSON file), or for ``target_cycles`` per sample at least cost (``max_lanes`` MACs per layer at most), or
+    fully folded.
+    """
     if arch not in ARCHS:
         raise HwgenError(f"unknown architecture {arch!r}; available: {', '.join(ARCHS)}")
     loaded = model if isinstance(model, Model) else load(model)
+    if arch == "dataflow":
+        from .arch.dataflow import compile_dataflow
+        from .arch.dataflow.design import DataflowDesign
+
+        if overrides:
+            raise HwgenError(f"--set {', '.join(overrides)}: the dataflow architecture has no such configuration "
+                             "fields (use --fold or --target-cycles)")
+        return DataflowDesign(loaded, compile_dataflow(loaded, fold=fold, target_cycles=target_cycles,
+                                                       max_lanes=max_lanes))
+    if fold is not None or target_cycles is not None:
+        raise HwgenError("--fold and --target-cycles apply to --arch dataflow")
     layers = gemm_layers(loaded.graph)
     try:
         config = default_config(layers, rows=rows, cols=cols, dataflow=dataflow, batch=batch, **overrides)
@@ -408,10 +451,17 @@ def open_design(out_dir: str | Path) -> Design:
     if manifest.get("schema_version") != SCHEMA_VERSION:
         raise HwgenError(f"{manifest_path}: schema_version {manifest.get('schema_version')}, this hwgen reads "
                          f"{SCHEMA_VERSION}")
+    model = load(out_dir / manifest["files"]["model"])
+    if manifest.get("arch") == "dataflow":
+        from .arch.dataflow.design import open_dataflow
+
+        design = open_dataflow(out_dir, manifest, model)
+        if design.verilog_sha256 != manifest["verilog_sha256"]:
+            raise HwgenError(f"{out_dir}: top.v no longer matches the manifest (regenerate with `hwgen compile`)")
+        return design
     config = dict(manifest["config"])
     if config.get("broken_pe") is not None:
         config["broken_pe"] = tuple(config["broken_pe"])
-    model = load(out_dir / manifest["files"]["model"])
     files = manifest["files"]
     design = Design(model, SystolicConfig(**config), (out_dir / files["weights"], out_dir / files["thresholds"]))
     if design.verilog_sha256 != manifest["verilog_sha256"]:
@@ -420,7 +470,7 @@ def open_design(out_dir: str | Path) -> Design:
 
 
 def _write_rows(path: Path, rows) -> None:
-    path.write_text("".join(f"{t} {b} {a} {lane} {v}\n" for t, b, a, lane, v in rows))
+    path.write_text(format_rows(rows))
 
 
 def _layout_fields(layout) -> list[dict]:
@@ -431,11 +481,14 @@ def _layout_fields(layout) -> list[dict]:
 
 
 def _ports(cfg: SystolicConfig) -> list[dict]:
+    return _signature_ports(host_signature(cfg))
+
+
+def _signature_ports(signature) -> list[dict]:
     """Top-level ports as they appear in the Verilog (Amaranth joins signature paths with ``__``)."""
     from amaranth import Shape
     from amaranth.lib.wiring import Flow
 
-    signature = host_signature(cfg)
     ports = [{"name": "clk", "dir": "in", "bits": 1}, {"name": "rst", "dir": "in", "bits": 1}]
     for path, member, _ in signature.flatten(signature.create()):
         ports.append({"name": "__".join(str(p) for p in path), "dir": "in" if member.flow == Flow.In else "out",

@@ -25,16 +25,20 @@ initiation interval when ``m_axis`` is always ready. No deadlock is possible: th
 from __future__ import annotations
 
 from amaranth import Module, Mux, Signal
-from amaranth.lib import data, stream, wiring
-from amaranth.lib.wiring import In, Out
+from amaranth.lib import data, wiring
 
 from ..systolic.config import index_range
-from ..systolic.top import LOAD, READ
+from ..systolic.top import host_members
 from .config import DataflowConfig
 from .dwc import WidthConverter
 from .fifo import StreamFIFO
 from .loader import PARAMETERS, THRESHOLDS, WEIGHTS, decode_index
 from .mvau import MVAU
+
+
+def dataflow_signature(cfg: DataflowConfig) -> wiring.Signature:
+    """The host ports every hwgen top shares, with AXI-Stream widths for ``cfg``."""
+    return wiring.Signature(host_members(cfg.in_lanes * cfg.in_type.bits, cfg.out_lanes * cfg.out_type.bits))
 
 
 class DataflowTop(wiring.Component):
@@ -44,14 +48,7 @@ class DataflowTop(wiring.Component):
     def __init__(self, cfg: DataflowConfig, init: list[dict] | None = None):
         self.cfg = cfg
         self.init = init
-        in_bits = cfg.in_lanes * cfg.in_type.bits
-        out_bits = cfg.out_lanes * cfg.out_type.bits
-        super().__init__({
-            "load": In(stream.Signature(LOAD)), "read": In(stream.Signature(READ)), "rdata": Out(stream.Signature(32)),
-            "start": In(1), "busy": Out(1), "done": Out(1), "cycles": Out(32),
-            "s_axis_tdata": In(in_bits), "s_axis_tvalid": In(1), "s_axis_tready": Out(1), "s_axis_tlast": In(1),
-            "m_axis_tdata": Out(out_bits), "m_axis_tvalid": Out(1), "m_axis_tready": In(1), "m_axis_tlast": Out(1),
-        })
+        super().__init__(dataflow_signature(cfg))
 
     def elaborate(self, platform):
         m = Module()

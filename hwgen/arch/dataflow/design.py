@@ -1,0 +1,218 @@
+"""A model compiled to the dataflow architecture: Verilog, manifest, images, Verilator simulation, II and latency.
+
+The same interface as the systolic :class:`hwgen.design.Design` (``verilog``, ``simulate``, ``manifest``,
+``write``), for a pipeline that never stops: the harness loads weights, thresholds and zero points, pulses
+``start``, streams every sample in back to back and stops once every output beat is out. From the transfer
+cycles it measures
+
+- ``latency_cycles``: the first sample's first input transfer → its last output transfer;
+- ``ii_cycles``: (t_last − t_first) / (N − 1) over the samples' last-output transfers;
+- ``cycles``: the first input transfer → the last output transfer, all samples,
+
+and checks each against the analytic model (cycles.py): ``cycles = latency + (N − 1) · II``.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import tempfile
+import time
+from dataclasses import asdict
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+from ... import __version__
+from ...design import (SCHEMA_VERSION, SimResult, check_codes, format_rows, golden_codes, model_sha256, read_rows,
+                       write_files)
+from ...errors import HwgenError
+from ...model import Model
+from ...names import display
+from .compile import DataflowProgram
+from .config import DataflowConfig
+from .loader import PARAMETERS, THRESHOLDS, WEIGHTS
+from .top import DataflowTop, dataflow_signature
+
+TOP_NAME = "hwgen_dataflow"
+UNITS = {"Quantize": "host: input quantizer", "Dequantize": "host: output dequantizer", "MatMul": "MVAU",
+         "MultiThreshold": "MVAU thresholds (fused)", "Reshape": "stream order (layout only)"}
+
+
+@lru_cache(maxsize=8)
+def render_verilog(config: DataflowConfig) -> str:
+    """Verilog of one dataflow structure; weights and thresholds are loaded at run time."""
+    from amaranth.back import verilog
+
+    from ...design import _ZERO_INIT
+
+    return _ZERO_INIT.sub("", verilog.convert(DataflowTop(config), name=TOP_NAME, emit_src=False))
+
+
+class DataflowDesign:
+    """A model on one dataflow configuration (one MVAU per layer, PE/SIMD folding)."""
+
+    arch = "dataflow"
+
+    def __init__(self, model: Model, program: DataflowProgram, images: tuple[Path, ...] = ()):
+        self.model = model
+        self.program = program
+        self.config = program.config
+        self.layers = program.layers
+        self.images = images        # image files to load instead of the compiled rows (a written design)
+
+    @property
+    def verilog(self) -> str:
+        return render_verilog(self.config)
+
+    def verilog_rom(self) -> str:
+        """The design with weights, thresholds and zero points as memory initial contents (ROM-style synthesis)."""
+        from amaranth.back import verilog
+
+        return verilog.convert(DataflowTop(self.config, self.program.memory_init()), name=TOP_NAME, emit_src=False)
+
+    @property
+    def verilog_sha256(self) -> str:
+        return hashlib.sha256(self.verilog.encode()).hexdigest()
+
+    def predicted_cycles(self, samples: int, stream: bool | None = None) -> int:
+        """Cycles from the first input transfer to the last output transfer of ``samples`` samples streamed back
+        to back (exact): ``latency + (samples − 1) · II``."""
+        return self.program.predicted_latency_cycles + (samples - 1) * self.program.predicted_ii_cycles
+
+    def simulate(self, x: np.ndarray, *, wave: Path | None = None, max_cycles: int | None = None,
+                 stream: bool | None = None, backend: str = "native", **_) -> SimResult:
+        """Stream ``x`` (N, *input_shape[1:]) through the Verilated pipeline; outputs, codes and the report (with
+        measured and predicted ``ii_cycles`` and ``latency_cycles``)."""
+        from ... import verilator
+
+        if backend != "native":
+            raise HwgenError(f"the dataflow architecture simulates with the native backend only, not {backend!r}")
+        if stream is False:
+            raise HwgenError("the dataflow architecture always streams (drop --preload)")
+        x = np.asarray(x, np.float32)
+        if x.ndim == 0 or len(x) == 0:
+            raise HwgenError("simulate needs at least one sample (inputs of shape (N, ...) with N ≥ 1)")
+        samples = len(x)
+        program = self.program
+        codes_in, expected = golden_codes(self.model, x)
+        started = time.perf_counter()
+        trace = None if wave is None else "fst" if Path(wave).suffix == ".fst" else "vcd"
+        binary = verilator.build(self.verilog, TOP_NAME, trace=trace)
+        build_seconds = time.perf_counter() - started
+        predicted = self.predicted_cycles(samples)
+        beats, last = program.pack_inputs(codes_in)
+        with tempfile.TemporaryDirectory(prefix="hwgen-sim-") as tmp:
+            loads = list(self.images)
+            if not loads:
+                loads = [Path(tmp) / "static.load"]
+                loads[0].write_text(format_rows(program.load_rows))
+            result = verilator.run(binary, loads, [], max_cycles=max_cycles or 4 * predicted + 1000 + 4 * len(beats),
+                                   wave=wave, x=beats, x_last=[int(b) for b in last],
+                                   y_beats=samples * self.config.out_beats, stop_after_y=True)
+        outputs, codes, mismatches = check_codes(self.model, program.unpack_outputs(result.y), expected)
+        finished = result.y_cycles[result.y_last == 1]          # each sample's last-output transfer
+        first = int(result.x_starts[0])
+        cycles = int(finished[-1]) - first
+        report = {
+            "schema_version": SCHEMA_VERSION, "hwgen_version": __version__, "arch": self.arch, "samples": samples,
+            "io": "streamed", "cycles": cycles, "predicted_cycles": predicted,
+            "latency_cycles": int(finished[0]) - first,
+            "predicted_latency_cycles": program.predicted_latency_cycles,
+            "ii_cycles": (int(finished[-1]) - int(finished[0])) / (samples - 1) if samples > 1 else None,
+            "predicted_ii_cycles": program.predicted_ii_cycles,
+            "bit_exact": mismatches == 0, "mismatches": mismatches, "sim_seconds": round(result.seconds, 6),
+            "build_seconds": round(build_seconds, 6), "run_seconds": round(result.run_seconds, 6),
+            "sim_cycles": result.sim_cycles,
+            "sim_cycles_per_second": round(result.sim_cycles / result.run_seconds, 1) if result.run_seconds > 0
+            else None,
+            "verilator_version": verilator.version(), "verilog_sha256": self.verilog_sha256,
+        }
+        return SimResult(outputs, codes, report)
+
+    def estimate(self, target: str, synth: bool = False, out_dir: Path | None = None):
+        """FPGA resources, fmax, latency and throughput on ``target`` (see :mod:`hwgen.estimate`)."""
+        from ...estimate import Cycles, estimate
+
+        cycles = Cycles(self.program.predicted_latency_cycles, 1, self.program.predicted_ii_cycles,
+                        "dataflow cycle model: latency = one sample, throughput = one sample per II")
+        return estimate(self.config, target, synth=synth, cycles=cycles, verilog=self.verilog if synth else None,
+                        top=TOP_NAME, out_dir=out_dir, design={"top": TOP_NAME, "model_sha256": model_sha256(self.model)})
+
+    # ------------------------------------------------------------------------------------------------ outputs
+    def manifest(self) -> dict:
+        cfg = self.config
+        graph = self.model.graph
+        from ...design import _layout_fields, _signature_ports
+        from ..systolic.top import LOAD, READ
+
+        return {
+            "schema_version": SCHEMA_VERSION, "hwgen_version": __version__,
+            "model": {"file": self.model.path.name if self.model.path else None, "sha256": model_sha256(self.model)},
+            "arch": self.arch, "top": TOP_NAME,
+            "config": {"layers": [_plain(asdict(layer)) for layer in cfg.layers]},
+            "fold": [{"name": row["name"], "pe": row["pe"], "simd": row["simd"]} for row in self.program.fold_report()],
+            "layers": self.program.fold_report(),
+            "ports": _signature_ports(dataflow_signature(cfg)),
+            "host_protocol": {"load": _layout_fields(LOAD), "read": _layout_fields(READ), "rdata_bits": 32,
+                              "targets": {"weights": WEIGHTS, "thresholds": THRESHOLDS, "parameters": PARAMETERS}},
+            "streams": {"in_lanes": cfg.in_lanes, "in_lane_bits": cfg.in_type.bits, "in_beats_per_sample": cfg.in_beats,
+                        "out_lanes": cfg.out_lanes, "out_lane_bits": cfg.out_type.bits,
+                        "out_beats_per_sample": cfg.out_beats},
+            "fifo_depths": list(cfg.fifo_depths),
+            "datatypes": {name: str(t.dtype) for name, t in sorted(graph.tensors.items())},
+            "units": [{"node": n.name, "op": n.op, "onnx_ops": list(n.source_ops), "unit": UNITS[n.op]}
+                      for n in graph.nodes],
+            "cycle_model": {"ii_cycles": self.program.predicted_ii_cycles,
+                            "latency_cycles": self.program.predicted_latency_cycles,
+                            "formula": "II = max over layers of (MW/SIMD)·(MH/PE); N samples take latency + "
+                                       "(N − 1)·II cycles from first input to last output"},
+            "files": {"verilog": "top.v", "weights": "weights.load", "thresholds": "thresholds.load",
+                      "parameters": "parameters.load", "model": "model.onnx", "report": "report.md"},
+            "verilog_sha256": self.verilog_sha256,
+        }
+
+    def report_markdown(self) -> str:
+        manifest = self.manifest()
+        lines = [f"# {display(manifest['model']['file'] or 'model')} on the dataflow architecture", "",
+                 f"hwgen {__version__}; Verilog sha256 `{self.verilog_sha256[:16]}…`", "",
+                 "| layer | MW | MH | SIMD | PE | cycles/sample |", "|---|---|---|---|---|---|"]
+        for row in manifest["layers"]:
+            lines.append(f"| {display(row['name']).replace('|', chr(92) + '|')} | {row['mw']} | {row['mh']} | "
+                         f"{row['simd']} | {row['pe']} | {row['cycles']} |")
+        lines += ["", f"- initiation interval: {self.program.predicted_ii_cycles} cycles; latency: "
+                      f"{self.program.predicted_latency_cycles} cycles (exact, analytic)",
+                  f"- FIFO depths: {', '.join(map(str, self.config.fifo_depths))}", ""]
+        return "\n".join(lines)
+
+    def write(self, out_dir: str | Path, rom: bool = False) -> Path:
+        """Write ``top.v``, ``manifest.json``, the images, ``model.onnx`` and ``report.md`` into ``out_dir``."""
+        program = self.program
+        files = {"top.v": self.verilog, "manifest.json": json.dumps(self.manifest(), indent=2, sort_keys=True) + "\n",
+                 "weights.load": format_rows(program.weights), "thresholds.load": format_rows(program.thresholds),
+                 "parameters.load": format_rows(program.parameters),
+                 "model.onnx": self.model.onnx_model.SerializeToString(deterministic=True),
+                 "report.md": self.report_markdown()}
+        if rom:
+            files["top_rom.v"] = self.verilog_rom()
+        return write_files(out_dir, files)
+
+
+def open_dataflow(out_dir: Path, manifest: dict, model: Model) -> DataflowDesign:
+    """The dataflow design written into ``out_dir`` (recompiled with the manifest's folding)."""
+    from .compile import compile_dataflow
+
+    files = manifest["files"]
+    program = compile_dataflow(model, fold=[{"pe": f["pe"], "simd": f["simd"]} for f in manifest["fold"]])
+    design = DataflowDesign(model, program, tuple(out_dir / files[k] for k in ("weights", "thresholds", "parameters")))
+    read_rows(design.images)          # readable now rather than in the middle of a simulation
+    return design
+
+
+def _plain(value):
+    """``asdict`` output with tuples as lists (JSON-ready)."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value

@@ -26,6 +26,12 @@ array the same way: OS puts M on the rows and N on the columns and streams K (SC
 T = K``; hwgen row i ← sample m_tile·R + i, column j ← output n_tile·C + j); WS holds a K×N weight tile (rows ↔ K,
 columns ↔ N) and streams the M samples (SCALE-Sim ``Sr = K, Sc = N, T = M``).
 
+Convolutions (issue 7, ``--conv``): SCALE-Sim's convolution topology (``Layer name, IFMAP Height, IFMAP Width,
+Filter Height, Filter Width, Channels, Num Filter, Strides,``; no padding) against hwgen's conv layers with implicit
+im2col (``Conv`` geometry on a GemmLayer; the input image preloaded as exactly C·H·W codes). SCALE-Sim's conv
+compute is its GEMM with M = output pixels, K = kh·kw·C, N = filters. hwgen's convolutions run on the
+output-stationary controller; a WS case is reported as not supported.
+
 Targets (issue 5): ours / SCALE-Sim ≤ 1.0 on every case, and ≥ 94% utilization on 256³ 16×16 for both dataflows.
 Usage: ``.venv/bin/python benchmarks/systolic_vs_scalesim.py [--quick] [--rtl]``.
 """
@@ -49,6 +55,7 @@ from rich.table import Table
 
 from hwgen import verilator
 from hwgen.arch.systolic.compile import (
+    Conv,
     GemmLayer,
     compile_layers,
     default_config,
@@ -221,16 +228,118 @@ def run_hwgen(case: Case, rng: np.random.Generator, rtl: bool) -> tuple[int, str
     return cycles, "= predicted" if result.cycles == cycles else f"MISMATCH {result.cycles}"
 
 
+@dataclass(frozen=True)
+class ConvCase:
+    h: int
+    w: int
+    c: int
+    kernel: int
+    filters: int
+    rows: int
+    cols: int
+    dataflow: str
+
+    @property
+    def out(self) -> tuple[int, int]:
+        return self.h - self.kernel + 1, self.w - self.kernel + 1
+
+    @property
+    def name(self) -> str:
+        return f"{self.h}×{self.w}×{self.c} * {self.kernel}×{self.kernel}×{self.filters}"
+
+    @property
+    def macs(self) -> int:
+        oh, ow = self.out
+        return oh * ow * self.kernel ** 2 * self.c * self.filters
+
+    def gemm(self) -> Case:
+        oh, ow = self.out
+        return Case(oh * ow, self.filters, self.kernel ** 2 * self.c, self.rows, self.cols, self.dataflow)
+
+
+# issue 7: two single layers and a VGG-style 32×32 stack (unpadded 3×3 convs, as SCALE-Sim's conv mode has no padding)
+CONV_CASES = [ConvCase(32, 32, 3, 3, 16, 8, 8, "ws"), ConvCase(32, 32, 3, 3, 16, 8, 8, "os"),
+              ConvCase(16, 16, 16, 3, 32, 8, 8, "os"),
+              ConvCase(32, 32, 3, 3, 32, 8, 8, "os"), ConvCase(30, 30, 32, 3, 32, 8, 8, "os"),
+              ConvCase(28, 28, 32, 3, 64, 8, 8, "os"), ConvCase(26, 26, 64, 3, 64, 8, 8, "os")]
+
+
+def run_scalesim_conv(python: Path, case: ConvCase, work: Path) -> ScaleSimResult:
+    name = f"conv_{case.h}x{case.w}x{case.c}_{case.kernel}x{case.filters}_{case.rows}x{case.cols}_{case.dataflow}"
+    folder = work / name
+    folder.mkdir()
+    config, topology, layout = folder / "scale.cfg", folder / "conv.csv", folder / "layout.csv"
+    config.write_text(CONFIG.format(name=name, rows=case.rows, cols=case.cols, sram=SRAM_KB,
+                                    dataflow=case.dataflow))
+    topology.write_text("Layer name, IFMAP Height, IFMAP Width, Filter Height, Filter Width, Channels, Num Filter, "
+                        f"Strides,\n{name}, {case.h}, {case.w}, {case.kernel}, {case.kernel}, {case.c}, "
+                        f"{case.filters}, 1,\n")
+    layout.write_text("Layer,\n")
+    start = time.perf_counter()
+    driver = DRIVER.replace("input_type_gemm=True", "input_type_gemm=False")
+    run = subprocess.run([str(python), "-c", driver, str(config), str(topology), str(layout), str(folder / "out")],
+                         capture_output=True, text=True, check=False)
+    seconds = time.perf_counter() - start
+    report = folder / "out" / name / "COMPUTE_REPORT.csv"
+    if run.returncode or not report.exists():
+        raise RuntimeError(f"SCALE-Sim failed on {case.name}:\n{run.stdout}{run.stderr}")
+    with report.open() as f:
+        row = {key.strip(): value.strip() for key, value in next(csv.DictReader(f)).items() if key}
+    total, stalls = int(row["Total Cycles"]), int(row["Stall Cycles"])
+    return ScaleSimResult(total - stalls, stalls, float(row["Overall Util %"]) / 100, seconds)
+
+
+def run_hwgen_conv(case: ConvCase, rng: np.random.Generator) -> int | None:
+    """Predicted cycles of one conv layer (None: the dataflow does not run convolutions)."""
+    if case.dataflow != "os":
+        return None
+    weight = rng.integers(-8, 8, size=(case.kernel ** 2 * case.c, case.filters))
+    bound = int(np.abs(weight).sum(axis=0).max()) * 255
+    layer = GemmLayer("conv", weight, 0, None, None, 0, 1, (-bound, bound), 9, (2 * bound).bit_length() + 1, None,
+                      ("x",), (case.kernel ** 2 * case.c,), "y", Conv((case.c, case.h, case.w),
+                                                                    (case.kernel, case.kernel)))
+    cfg = default_config([layer], rows=case.rows, cols=case.cols, dataflow=case.dataflow, batch=1)
+    return compile_layers([layer], cfg).predict_cycles(1)
+
+
+def conv_main(console: Console, python: Path, jobs: int) -> None:
+    with tempfile.TemporaryDirectory(prefix="hwgen-scalesim-") as work:
+        with ThreadPoolExecutor(max(1, jobs)) as pool:
+            theirs = list(pool.map(lambda case: run_scalesim_conv(python, case, Path(work)), CONV_CASES))
+    rng = np.random.default_rng(0)
+    table = Table(title="hwgen vs SCALE-Sim v3 (compute cycles, convolution layers, implicit im2col, 1 image)")
+    table.caption = "ratio = hwgen cycles / SCALE-Sim compute cycles; util = MACs / (R·C·cycles)"
+    for header in ("ifmap * filters", "array", "df", "hwgen cycles", "SCALE-Sim cycles", "ratio", "hwgen util",
+                   "SCALE-Sim util", "formula"):
+        table.add_column(header, justify="left" if header in ("ifmap * filters", "array", "df") else "right")
+    for case, their in zip(CONV_CASES, theirs):
+        cycles = run_hwgen_conv(case, rng)
+        formula = scalesim_formula(case.gemm())
+        matches = "yes" if their.compute_cycles == formula and their.stall_cycles == 0 else f"NO ({formula:,})"
+        if cycles is None:
+            table.add_row(case.name, f"{case.rows}×{case.cols}", case.dataflow, "not supported",
+                          f"{their.compute_cycles:,}", "-", "-", f"{their.util:.1%}", matches)
+            continue
+        table.add_row(case.name, f"{case.rows}×{case.cols}", case.dataflow, f"{cycles:,}",
+                      f"{their.compute_cycles:,}", f"{cycles / their.compute_cycles:.3f}",
+                      f"{case.macs / (case.rows * case.cols * cycles):.1%}", f"{their.util:.1%}", matches)
+    console.print(table)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="64³ on 8×8 (os, ws) and 128×256×64 on 16×16 only")
     parser.add_argument("--rtl", action="store_true", help="also run every case in Verilator (measured cycles)")
     parser.add_argument("--jobs", type=int, default=2, help="SCALE-Sim runs in parallel (default 2)")
+    parser.add_argument("--conv", action="store_true", help="the convolution layers of issue 7 instead of GEMMs")
     args = parser.parse_args()
     cases = QUICK if args.quick else CASES
     console = Console(width=None if sys.stdout.isatty() else 150)      # piped: don't wrap the table at 80
 
     python = scalesim_python()
+    if args.conv:
+        conv_main(console, python, args.jobs)
+        return
     with tempfile.TemporaryDirectory(prefix="hwgen-scalesim-") as work:
         start = time.perf_counter()
         with ThreadPoolExecutor(max(1, args.jobs)) as pool:

@@ -157,7 +157,7 @@ def test_controller_feed_addresses_period_and_drain() -> None:
         ctx.set(ctrl.start, 0)
         for cycle in range(40):
             if ctx.get(ctrl.feed_valid):
-                reads.append((cycle, ctx.get(ctrl.act_addr), ctx.get(ctrl.weight_addr), ctx.get(ctrl.feed_lane),
+                reads.append((cycle, ctx.get(ctrl.bank_addr[0]), ctx.get(ctrl.weight_addr), ctx.get(ctrl.feed_lane),
                               ctx.get(ctrl.feed_last)))
             ctx.set(ctrl.captured, cycle == 30)
             if ctx.get(ctrl.lane_valid):

@@ -21,6 +21,20 @@ of one run (start → done), exactly (``compile.Program.predict_cycles``)::
     = Σ_layers [ (T - 1)·period + kp + 2R + C + B + 2 ]
 
 with ``T = m_tiles · n_tiles`` and ``B`` the lanes' search stages.
+
+**Convolutions (implicit im2col, ``conv``).** An image is stored one pixel per *slot* (compile.Layout): pixel
+(y, x) of sample n is slot ``n·S + y·sy·grid_w + x·sx``, bank ``slot % R``, channels along the lanes of
+``words`` consecutive words, so the activation image is exactly C·H·W codes. A conv is the GEMM whose rows are
+the slots of its input's grid (the output stays on that grid, strided outputs spread out by the stride) and whose
+K runs over (ky, kx, c). Row i of tile t computes slot ``v = t·R + i`` and reads, for kernel position (ky, kx),
+slot ``v + δ`` with ``δ = (ky - pt)·sy·grid_w + (kx - pl)·sx`` — the same δ for every row, so the R rows read R
+consecutive slots, i.e. R different banks: bank b serves row ``(b - δ) mod R`` at word ``row_base + ⌊δ/R⌋·words
++ c_word`` (+ ``words`` when ``b < δ mod R``), and row i takes bank ``(i + δ) mod R`` (``feed_rotate``). No bank
+conflicts, no stalls, no copy. δ is kept as (words, slots mod R) and stepped per kx and per ky with constants from
+the instruction; every row keeps its pixel (x, y) on the grid (advanced by R slots per M tile) and is fed 0 —
+the zero point after ``- zx`` — where ``(y + dy, x + dx)`` falls outside the input (padding). The drain and the
+cycle formula are those of a GEMM with ``m_tiles = ⌈rows / R⌉``, rows = ``(N - 1)·S`` + the last sample's slots up
+to its last output pixel.
 """
 from __future__ import annotations
 
@@ -30,6 +44,16 @@ from amaranth.lib.wiring import In, Out
 
 from .config import SystolicConfig, index_range
 
+# implicit im2col (OS, see the module docstring): kernel walk, slot offsets as (words, slots mod R), pixel grid
+CONV_FIELDS = (
+    ("conv", unsigned(1)), ("kh", unsigned(8)), ("kw", unsigned(8)), ("cg", unsigned(16)),
+    ("c0_word", unsigned(16)), ("c0_lane", unsigned(7)),
+    ("d0_words", signed(16)), ("d0_r", unsigned(7)), ("dx_words", signed(16)), ("dx_r", unsigned(7)),
+    ("dy_words", signed(16)), ("dy_r", unsigned(7)),
+    ("x0", signed(16)), ("y0", signed(16)), ("sx", unsigned(8)), ("sy", unsigned(8)),
+    ("lim_x", unsigned(16)), ("lim_y", unsigned(16)), ("grid_w", unsigned(16)), ("grid_h", unsigned(16)),
+    ("tile_x", unsigned(16)), ("tile_y", unsigned(16)),
+)
 INSTRUCTION = data.StructLayout({
     "m_tiles": unsigned(16), "n_tiles": unsigned(16), "kp": unsigned(16), "period": unsigned(16),
     "samples": unsigned(16), "k_tiles": unsigned(16),
@@ -42,6 +66,7 @@ INSTRUCTION = data.StructLayout({
     # after it; a segment's last layer repeats the segment ``repeat`` times from ``loop_to``; ``end``: the last one
     "stream_in": unsigned(1), "stream_out": unsigned(1), "x_words": unsigned(16), "y_words": unsigned(16),
     "repeat": unsigned(16), "loop_to": unsigned(8), "end": unsigned(1),
+    **dict(CONV_FIELDS),
 })
 INSTRUCTION_CHUNKS = -(-INSTRUCTION.size // 32)     # 32-bit words the host writes per instruction
 
@@ -127,8 +152,10 @@ class Controller(wiring.Component):
         slot_bits = max(1, (cfg.slot_depth - 1).bit_length())
         super().__init__({
             **controller_members(cfg),
-            "act_addr": Out(unsigned(16)), "weight_addr": Out(unsigned(16)),
+            "bank_addr": Out(data.ArrayLayout(unsigned(16), cfg.rows)), "weight_addr": Out(unsigned(16)),
             "feed_valid": Out(1), "feed_last": Out(1), "feed_lane": Out(index_range(cfg.cols)),
+            "feed_rotate": Out(index_range(cfg.rows)),                  # row i reads bank (i + rotate) mod R
+            "row_valid": Out(data.ArrayLayout(unsigned(1), cfg.rows)),  # 0: padding, the operand is 0 (x - zx)
             "captured": In(1), "shift": Out(1),
             "lane_valid": Out(1), "lane_slot": Out(unsigned(slot_bits)), "lane_meta": Out(meta_layout(cfg)),
         })
@@ -158,29 +185,96 @@ class Controller(wiring.Component):
         d_n = Signal(16)
         d_row_base = Signal(16)         # out_base + d_m * out_words
 
+        # ---- implicit im2col state: kernel position (ky, kx) and channel c of the feature k being read, the slot
+        # offset of (ky, kx) from a row's own slot as (words, slots mod R), and every row's pixel on the grid
+        rows = cfg.rows
+        c = Signal(16)
+        kx, ky = Signal(8), Signal(8)
+        d_words, d_r = Signal(signed(16)), Signal(index_range(rows))
+        dx, dy = Signal(signed(18)), Signal(signed(18))
+        grid_x = [Signal(16, name=f"row{i}_x") for i in range(rows)]
+        grid_y = [Signal(16, name=f"row{i}_y") for i in range(rows)]
+
+        def kernel_start(source):
+            return [c.eq(0), kx.eq(0), ky.eq(0), k_lane.eq(source.c0_lane), k_word.eq(source.c0_word),
+                    d_words.eq(source.d0_words), d_r.eq(source.d0_r), dx.eq(source.x0), dy.eq(source.y0)]
+
+        def add_offset(words, r):
+            """Slot offset += (words, r): r carries into a word group when it reaches R."""
+            total = d_r + r
+            return [d_r.eq(Mux(total >= rows, total - rows, total)),
+                    d_words.eq(d_words + words + Mux(total >= rows, instr.kp_words, 0))]
+
+        # rows' pixels at the layer's start: slot i is pixel (i // grid_w, i % grid_w) of the grid (mod its height)
+        start_grid = []
+        x_prev = y_prev = None
+        for i in range(rows):
+            if i == 0:
+                x_now, y_now = 0, 0
+            else:
+                wrap = x_prev + 1 >= self.prog_data.grid_w
+                x_now = Mux(wrap, 0, x_prev + 1)
+                y_next = y_prev + wrap
+                y_now = Mux(y_next >= self.prog_data.grid_h, 0, y_next)
+            xs, ys = Signal(16, name=f"row{i}_x_start"), Signal(16, name=f"row{i}_y_start")
+            m.d.comb += [xs.eq(x_now), ys.eq(y_now)]
+            start_grid += [grid_x[i].eq(xs), grid_y[i].eq(ys)]
+            x_prev, y_prev = xs, ys
+
         with m.If(self.busy):
             m.d.sync += self.cycles.eq(self.cycles + 1)
         with m.FSM():
             sequence_program(m, self, layer, [
-                k.eq(0), k_lane.eq(0), k_word.eq(0), count.eq(0), m_tile.eq(0), n_tile.eq(0),
+                k.eq(0), count.eq(0), m_tile.eq(0), n_tile.eq(0),
                 row_base.eq(self.prog_data.in_base), row_base2.eq(self.prog_data.in_base2),
-                w_tile_base.eq(self.prog_data.w_base), d_m.eq(0), d_n.eq(0), d_row_base.eq(self.prog_data.out_base)],
+                w_tile_base.eq(self.prog_data.w_base), d_m.eq(0), d_n.eq(0), d_row_base.eq(self.prog_data.out_base),
+                *kernel_start(self.prog_data), *start_grid],
                 "FEED")
             with m.State("FEED"):
                 issuing = k < instr.kp
                 m.d.comb += [self.feed_valid.eq(issuing), self.feed_last.eq(k == instr.kp - 1),
-                             self.feed_lane.eq(k_lane),
-                             self.act_addr.eq(Mux(k_word < instr.split_words, row_base + k_word,
-                                                  row_base2 + k_word - instr.split_words)),
-                             self.weight_addr.eq(w_tile_base + k)]
-                with m.If(issuing):
-                    m.d.sync += k.eq(k + 1)
-                    with m.If(k_lane == cfg.cols - 1):
-                        m.d.sync += [k_lane.eq(0), k_word.eq(k_word + 1)]
-                    with m.Else():
-                        m.d.sync += k_lane.eq(k_lane + 1)
+                             self.feed_lane.eq(k_lane), self.weight_addr.eq(w_tile_base + k)]
+                with m.If(instr.conv):
+                    # row i reads slot (tile's first) + i + offset: bank (i + d_r) mod R; bank b serves row
+                    # (b - d_r) mod R, one word group further on when b < d_r
+                    word = row_base + d_words + k_word
+                    m.d.comb += self.feed_rotate.eq(d_r)
+                    for b in range(rows):                      # (d_r < R: bank R-1 never wraps)
+                        m.d.comb += self.bank_addr[b].eq(word + Mux(b < d_r, instr.kp_words, 0) if b < rows - 1
+                                                         else word)
+                    for i in range(rows):
+                        y, x = grid_y[i] + dy, grid_x[i] + dx
+                        m.d.comb += self.row_valid[i].eq((y >= 0) & (y <= instr.lim_y) & (x >= 0) &
+                                                         (x <= instr.lim_x))
+                    with m.If(issuing):
+                        m.d.sync += k.eq(k + 1)
+                        with m.If(c == instr.cg - 1):           # next kernel position
+                            m.d.sync += [c.eq(0), k_lane.eq(instr.c0_lane), k_word.eq(instr.c0_word)]
+                            with m.If(kx == instr.kw - 1):
+                                m.d.sync += [kx.eq(0), ky.eq(ky + 1), dx.eq(instr.x0), dy.eq(dy + instr.sy),
+                                             *add_offset(instr.dy_words, instr.dy_r)]
+                            with m.Else():
+                                m.d.sync += [kx.eq(kx + 1), dx.eq(dx + instr.sx),
+                                             *add_offset(instr.dx_words, instr.dx_r)]
+                        with m.Else():
+                            m.d.sync += c.eq(c + 1)
+                            with m.If(k_lane == cfg.cols - 1):
+                                m.d.sync += [k_lane.eq(0), k_word.eq(k_word + 1)]
+                            with m.Else():
+                                m.d.sync += k_lane.eq(k_lane + 1)
+                with m.Else():
+                    address = Mux(k_word < instr.split_words, row_base + k_word, row_base2 + k_word - instr.split_words)
+                    m.d.comb += [self.feed_rotate.eq(0), self.row_valid.eq((1 << rows) - 1)]
+                    for b in range(rows):
+                        m.d.comb += self.bank_addr[b].eq(address)
+                    with m.If(issuing):
+                        m.d.sync += k.eq(k + 1)
+                        with m.If(k_lane == cfg.cols - 1):
+                            m.d.sync += [k_lane.eq(0), k_word.eq(k_word + 1)]
+                        with m.Else():
+                            m.d.sync += k_lane.eq(k_lane + 1)
                 with m.If(count == instr.period - 1):
-                    m.d.sync += [count.eq(0), k.eq(0), k_lane.eq(0), k_word.eq(0)]
+                    m.d.sync += [count.eq(0), k.eq(0), *kernel_start(instr)]
                     with m.If(n_tile == instr.n_tiles - 1):
                         m.d.sync += [n_tile.eq(0), w_tile_base.eq(instr.w_base)]
                         with m.If(m_tile == instr.m_tiles - 1):
@@ -188,6 +282,12 @@ class Controller(wiring.Component):
                         with m.Else():
                             m.d.sync += [m_tile.eq(m_tile + 1), row_base.eq(row_base + instr.kp_words),
                                          row_base2.eq(row_base2 + instr.kp_words)]
+                            for i in range(rows):        # every row moves R slots on along the grid
+                                x_sum = grid_x[i] + instr.tile_x
+                                wrap = x_sum >= instr.grid_w
+                                y_sum = grid_y[i] + instr.tile_y + wrap
+                                m.d.sync += [grid_x[i].eq(Mux(wrap, x_sum - instr.grid_w, x_sum)),
+                                             grid_y[i].eq(Mux(y_sum >= instr.grid_h, y_sum - instr.grid_h, y_sum))]
                     with m.Else():
                         m.d.sync += [n_tile.eq(n_tile + 1), w_tile_base.eq(w_tile_base + instr.kp)]
                 with m.Else():

@@ -141,7 +141,10 @@ class SystolicTop(wiring.Component):
             feed_valid = Signal()
             feed_last = Signal()
             feed_lane = Signal.like(ctrl.feed_lane)
-            m.d.sync += [feed_valid.eq(ctrl.feed_valid), feed_last.eq(ctrl.feed_last), feed_lane.eq(ctrl.feed_lane)]
+            feed_rotate = Signal.like(ctrl.feed_rotate)
+            row_valid = Signal.like(ctrl.row_valid)
+            m.d.sync += [feed_valid.eq(ctrl.feed_valid), feed_last.eq(ctrl.feed_last), feed_lane.eq(ctrl.feed_lane),
+                         feed_rotate.eq(ctrl.feed_rotate), row_valid.eq(ctrl.row_valid)]
         for j in range(cols):
             mem = Memory(shape=unsigned(cfg.w_bits), depth=cfg.weight_depth, init=init["weights"][j] if init else [])
             m.submodules[f"weights_{j}"] = mem
@@ -177,7 +180,7 @@ class SystolicTop(wiring.Component):
             here = writing & (out_meta.row == i)
             host_write = loading & (load.target == ACTIVATIONS) & (load.bank == i)
             stream_write = s_in.write & (s_in.bank == i)
-            compute_addr = ctrl.bank_addr[i] if ws else ctrl.act_addr
+            compute_addr = ctrl.bank_addr[i]
             m.d.comb += [
                 a_rd.addr.eq(Mux(streaming_out, s_out.addr, Mux(ctrl.busy, compute_addr, self.read.payload.addr))),
                 a_rd.en.eq(~streaming_out | s_out.read_en),
@@ -195,15 +198,19 @@ class SystolicTop(wiring.Component):
                 m.d.comb += [a_data[j].eq(Mux(streaming_in, s_in.data[j], Mux(ctrl.busy, lane.out_value, load.data))),
                              o_data[j].eq(lane.out_value)]
             m.d.comb += [s_out.act_words[i].eq(a_rd.data), s_out.out_words[i].eq(o_rd.data)]
-            if not ws:
-                code = select(m, feed_lane, [lane.as_signed() for lane in data.View(act_word, a_rd.data)],
-                              signed(cfg.store_bits), f"row{i}_code")
-                m.d.comb += array.a[i].eq(code - instr.zx)
             act_read.append(data.View(act_word, a_rd.data))
             out_read.append(data.View(out_word, o_rd.data))
         if ws:
             self._ws_operands(m, ctrl, array, act_read)
         else:
+            # implicit im2col: row i takes bank (i + rotate) mod R (its input pixel's slot), or 0 where the kernel
+            # reads padding (the zero point, 0 after - zx)
+            for i in range(rows):
+                word = select(m, feed_rotate, [act_read[(i + r) % rows].as_value() for r in range(rows)],
+                              unsigned(act_word.size), f"row{i}_word")
+                code = select(m, feed_lane, [lane.as_signed() for lane in data.View(act_word, word)],
+                              signed(cfg.store_bits), f"row{i}_code")
+                m.d.comb += array.a[i].eq(Mux(row_valid[i], code - instr.zx, 0))
             m.d.comb += [array.valid.eq(feed_valid), array.last.eq(feed_last & feed_valid)]
 
         # ---- read answers (host)

@@ -352,6 +352,12 @@ def estimate(design_dir: Path = typer.Argument(..., help="Folder written by `hwg
         console.print(f"note: {escape(note)}")
     console.print(f"wrote {design_dir / f'estimate_{target}.json'}")
 
+from .dse import cli as _dse_cli  # noqa: E402  (no heavy imports: Dask, YAML, matplotlib load on use)
+
+app.command("sweep")(_dse_cli.sweep)
+app.command("sweep-report")(_dse_cli.sweep_report)
+
+
 def main() -> None:
     """Console-script entry point."""
     try:

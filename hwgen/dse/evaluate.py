@@ -1,0 +1,197 @@
+"""Evaluators: one design point → its metrics (or the error that stopped it).
+
+- ``analytic`` (default): compile, exact cycle model, analytic estimate on the point's target. No Verilog is
+  rendered. A dataflow point builds only its :class:`~hwgen.arch.dataflow.DataflowConfig` (folding and cycle
+  model) and skips the weight/threshold load images, which nothing here reads and which cost ~5× the rest;
+  ``tests/test_dse.py`` checks that this gives the same metrics as ``hwgen.compile(...).estimate(...)``.
+- ``synth``: the same with ``estimate(synth=True)`` (Yosys, and nextpnr where it exists); tool figures replace
+  the analytic ones.
+- ``sim``: compiles the full design and runs Verilator on the spec's ``inputs`` (its first ``samples``):
+  measured ``cycles``, ``bit_exact``, ``mismatches``, plus the analytic metrics.
+
+Every function here runs inside a worker (a local process or a Dask worker): the imported :class:`~hwgen.Model`
+is cached per (path, sha256) in the worker process (``_model``), so each model is imported once per worker.
+Errors of a point (``HwgenError``, configuration ``ValueError``s, anything else but interrupts) are returned as a
+failed result with the message; they never stop the sweep.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, replace
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+from .. import __version__
+from ..errors import HwgenError
+from .space import Point
+
+EVALUATORS = ("analytic", "synth", "sim")
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """A loaded model and what every point of it shares (computed once per worker)."""
+
+    model: object                 # hwgen.Model
+    macs: int                     # multiply-accumulates per inference
+    gemm_layers: tuple
+    dataflow_layers: tuple | None     # fully folded dataflow layer configurations, or None
+    dataflow_error: str | None        # why the dataflow architecture refuses the model
+
+
+@lru_cache(maxsize=16)
+def _model(path: str, sha256: str) -> ModelEntry:
+    """The model at ``path`` (``sha256`` makes an edited file a new cache entry)."""
+    from .. import load
+    from ..arch.dataflow.compile import code_type, layer_configs
+    from ..arch.systolic.compile import gemm_layers
+
+    model = load(path)
+    layers = tuple(gemm_layers(model.graph))
+    try:
+        configs = tuple(layer_configs(layers, code_type(model.graph.tensors[layers[0].inputs[0]].dtype)))
+        error = None
+    except HwgenError as exc:
+        configs, error = None, str(exc)
+    return ModelEntry(model, sum(layer.macs for layer in model.layers), layers, configs, error)
+
+
+def evaluate_points(points: list[dict], evaluator: str = "analytic", inputs: str | None = None) -> list[dict]:
+    """Evaluate plain-data points (``Point.as_dict()``); one result dict per point, in order (picklable in and
+    out, so local process pools and Dask workers call this directly)."""
+    return [evaluate(Point.from_dict(p), evaluator, inputs) for p in points]
+
+
+def evaluate(point: Point, evaluator: str = "analytic", inputs: str | None = None) -> dict:
+    """One point → ``{"hash", "status": "ok"|"failed", "metrics", "units", "error", "seconds", ...}``."""
+    if evaluator not in EVALUATORS:
+        raise HwgenError(f"unknown evaluator {evaluator!r}; available: {', '.join(EVALUATORS)}")
+    started = time.perf_counter()
+    metrics: dict[str, float | None] = {}
+    units: dict[str, dict] = {}
+    error = None
+    try:
+        entry = _model(point.model, point.model_sha256)
+        if evaluator == "sim":
+            _simulate(entry, point, inputs, metrics, units)
+        else:
+            _analytic(entry, point, evaluator == "synth", metrics, units)
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except Exception as exc:          # a point's failure is data, not the end of the sweep
+        message = str(exc).strip() or type(exc).__name__
+        error = message if isinstance(exc, HwgenError) else f"{type(exc).__name__}: {message}"
+    return {"hash": point.hash, "point": point.as_dict(), "evaluator": evaluator, "hwgen_version": __version__,
+            "status": "failed" if error else "ok", "metrics": metrics if not error else {},
+            "units": units if not error else {}, "error": error,
+            "seconds": round(time.perf_counter() - started, 6)}
+
+
+def _put(metrics: dict, units: dict, name: str, value, unit: str, method: str = "analytic") -> None:
+    metrics[name] = None if value is None else float(value)
+    units[name] = {"unit": unit, "method": method}
+
+
+def _analytic(entry: ModelEntry, point: Point, synth: bool, metrics: dict, units: dict) -> None:
+    if point.arch == "dataflow":
+        design = None
+        config = _dataflow_config(entry, point.params)
+        latency, ii = config.predicted_latency_cycles, config.predicted_ii_cycles
+        cycles = latency + (point.samples - 1) * ii
+        mac_units = sum(layer.pe * layer.simd for layer in config.layers)
+        _put(metrics, units, "ii_cycles", ii, "cycles")
+        steady_cycles, steady_samples = ii, 1
+    else:
+        design = _systolic_design(entry, point.params)
+        config = design.config
+        cycles = design.predicted_cycles(point.samples)
+        batch = design.program.batch
+        steady_samples, steady_cycles = batch, design.predicted_cycles(batch, stream=False)
+        mac_units = config.rows * config.cols
+        _put(metrics, units, "batch", batch, "samples")
+    _put(metrics, units, "cycles", cycles, "cycles")
+    _put(metrics, units, "predicted_cycles", cycles, "cycles")
+    _put(metrics, units, "macs", entry.macs, "MAC")
+    _put(metrics, units, "mac_units", mac_units, "MAC units")
+    _put(metrics, units, "utilization", entry.macs * steady_samples / (mac_units * steady_cycles), "fraction")
+    if point.target is not None:
+        if design is not None:
+            report = design.estimate(point.target, synth=synth)
+        else:
+            report = _dataflow_estimate(entry, config, point.target, synth)
+        for name, m in report.metrics.items():
+            _put(metrics, units, name, m["value"], m["unit"], m["method"])
+
+
+def _systolic_design(entry: ModelEntry, params: dict):
+    from .. import compile as compile_design
+
+    return compile_design(entry.model, "systolic", **params)
+
+
+def _dataflow_config(entry: ModelEntry, params: dict):
+    """The dataflow configuration ``hwgen.compile(arch="dataflow", ...)`` builds, without its load images."""
+    from ..arch.dataflow.config import DataflowConfig, LayerFold
+    from ..arch.dataflow.folding import auto_fold, parse_fold
+
+    if entry.dataflow_layers is None:
+        raise HwgenError(entry.dataflow_error or "the dataflow architecture cannot run this model")
+    configs = entry.dataflow_layers
+    names = [layer.name for layer in entry.gemm_layers]
+    if "fold" in params and "target_cycles" in params:
+        raise HwgenError("give either a fold or a target cycle count, not both")
+    if "target_cycles" in params:
+        folds = auto_fold(configs, params["target_cycles"], names, params.get("max_lanes"))
+    elif "fold" in params:
+        folds = parse_fold(params["fold"], names)
+    else:
+        folds = tuple(LayerFold() for _ in configs)
+    folded = []
+    for name, layer, choice in zip(names, configs, folds):
+        try:
+            folded.append(replace(layer, pe=choice.pe, simd=choice.simd))
+        except ValueError as error:
+            raise HwgenError(f"fold of '{name}' ({layer.mw}×{layer.mh}): {error}") from None
+    return DataflowConfig(tuple(folded))
+
+
+def _dataflow_estimate(entry: ModelEntry, config, target: str, synth: bool):
+    """What ``DataflowDesign.estimate`` returns, from the configuration alone (Verilog only with ``synth``)."""
+    from ..arch.dataflow.design import TOP_NAME, render_verilog
+    from ..design import model_sha256
+    from ..estimate import Cycles, estimate
+
+    cycles = Cycles(config.predicted_latency_cycles, 1, config.predicted_ii_cycles,
+                    "dataflow cycle model: latency = one sample, throughput = one sample per II")
+    return estimate(config, target, synth=synth, cycles=cycles, verilog=render_verilog(config) if synth else None,
+                    top=TOP_NAME, design={"top": TOP_NAME, "model_sha256": model_sha256(entry.model)})
+
+
+def _simulate(entry: ModelEntry, point: Point, inputs: str | None, metrics: dict, units: dict) -> None:
+    from .. import compile as compile_design
+
+    if inputs is None:
+        raise HwgenError("the sim evaluator needs inputs (spec key 'inputs' or --inputs)")
+    x = _inputs(inputs)[:point.samples]
+    if len(x) < point.samples:
+        raise HwgenError(f"inputs {inputs}: {len(x)} samples, the spec asks for samples={point.samples}")
+    design = compile_design(entry.model, point.arch, **point.params)
+    _analytic(entry, point, False, metrics, units)
+    report = design.simulate(x).report
+    _put(metrics, units, "cycles", report["cycles"], "cycles", "simulated")
+    _put(metrics, units, "predicted_cycles", report["predicted_cycles"], "cycles")
+    _put(metrics, units, "bit_exact", 1.0 if report["bit_exact"] else 0.0, "bool", "simulated")
+    _put(metrics, units, "mismatches", report["mismatches"], "codes", "simulated")
+    _put(metrics, units, "sim_seconds", report["sim_seconds"], "s", "simulated")
+    if report.get("ii_cycles") is not None:
+        _put(metrics, units, "ii_cycles", report["ii_cycles"], "cycles", "simulated")
+
+
+@lru_cache(maxsize=4)
+def _inputs(path: str) -> np.ndarray:
+    try:
+        return np.load(Path(path), allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise HwgenError(f"inputs {path}: cannot read a .npy array ({exc})") from None

@@ -190,10 +190,11 @@ def pack_load(rows: Sequence[Sequence[int]]) -> list[int]:
 
 def run(build_dir: Path, top: str, loads: Sequence[Sequence[int]], *, x: Sequence[int], x_last: Sequence[int],
         expected: Sequence[int], expected_last: Sequence[int], expected_mask: Sequence[int], max_cycles: int,
-        backpressure: float = 0.25, seed: int = 0) -> CocotbResult:
+        backpressure: float = 0.25, seed: int = 0, stop_after_y: bool = False) -> CocotbResult:
     """Run the testbench on a :func:`build`: load ``loads`` (rows of ``target bank addr lane value``), start,
     stream the ``s_axis`` beats ``x`` (with tlast ``x_last``) and check every ``m_axis`` beat against
-    ``expected`` (tlast ``expected_last``, compared bits ``expected_mask``) until ``done``.
+    ``expected`` (tlast ``expected_last``, compared bits ``expected_mask``) until ``done`` (or, with
+    ``stop_after_y``, until the last expected beat is out: tops without ``done``).
 
     ``backpressure`` is the probability (0 to 1) that the source withholds tvalid, and separately that the sink
     withholds tready, in any cycle (``seed`` makes it reproducible). ``max_cycles`` bounds start → done
@@ -213,7 +214,8 @@ def run(build_dir: Path, top: str, loads: Sequence[Sequence[int]], *, x: Sequenc
         _write_beats(scratch / "x.txt", x, x_last)
         _write_beats(scratch / "expected.txt", expected, expected_last, expected_mask)
         description = {"load": "load.hex", "x": "x.txt", "expected": "expected.txt", "result": "result.json",
-                       "seed": seed, "backpressure": backpressure, "max_cycles": max_cycles}
+                       "seed": seed, "backpressure": backpressure, "max_cycles": max_cycles,
+                       "stop_after_y": stop_after_y}
         (scratch / "run.json").write_text(json.dumps(description, indent=1))
         sim_log = scratch / "sim.log"
         runner = get_runner("verilator")

@@ -86,13 +86,15 @@ class DataflowDesign:
         measured and predicted ``ii_cycles`` and ``latency_cycles``)."""
         from ... import verilator
 
-        if backend != "native":
-            raise HwgenError(f"the dataflow architecture simulates with the native backend only, not {backend!r}")
+        if backend not in ("native", "cocotb"):
+            raise HwgenError(f"unknown simulation backend {backend!r}; available: native, cocotb")
         if stream is False:
             raise HwgenError("the dataflow architecture always streams (drop --preload)")
         x = np.asarray(x, np.float32)
         if x.ndim == 0 or len(x) == 0:
             raise HwgenError("simulate needs at least one sample (inputs of shape (N, ...) with N ≥ 1)")
+        if backend == "cocotb":
+            return self._simulate_cocotb(x, max_cycles=max_cycles, **_)
         samples = len(x)
         program = self.program
         codes_in, expected = golden_codes(self.model, x)
@@ -127,6 +129,41 @@ class DataflowDesign:
             "sim_cycles_per_second": round(result.sim_cycles / result.run_seconds, 1) if result.run_seconds > 0
             else None,
             "verilator_version": verilator.version(), "verilog_sha256": self.verilog_sha256,
+        }
+        return SimResult(outputs, codes, report)
+
+    def _simulate_cocotb(self, x: np.ndarray, *, max_cycles: int | None, backpressure: float = 0.25,
+                         seed: int = 0) -> SimResult:
+        """The cocotb AXI-Stream testbench with random backpressure; a scoreboard checks every output beat."""
+        from ... import cocotb_backend
+        from .compile import _pack
+
+        if not 0 <= backpressure < 1:
+            raise HwgenError(f"backpressure must be a probability in [0, 1), got {backpressure}")
+        cfg, program = self.config, self.program
+        samples = len(x)
+        codes_in, expected = golden_codes(self.model, x)
+        started = time.perf_counter()
+        build_dir = cocotb_backend.build(self.verilog, TOP_NAME)
+        build_seconds = time.perf_counter() - started
+        beats, last = program.pack_inputs(codes_in)
+        flat = np.asarray(expected, np.int64).reshape(-1, cfg.out_lanes)
+        y_beats = _pack(cfg.out_type.encode(flat), cfg.out_type.bits)
+        y_last = [int((i + 1) % cfg.out_beats == 0) for i in range(len(y_beats))]
+        predicted = self.predicted_cycles(samples)
+        limit = max_cycles or int(4 * (predicted + len(beats)) / (1 - backpressure) ** 2) + 1000
+        loads = read_rows(self.images) if self.images else program.load_rows
+        result = cocotb_backend.run(build_dir, TOP_NAME, loads, x=beats, x_last=[int(b) for b in last],
+                                    expected=y_beats, expected_last=y_last,
+                                    expected_mask=[(1 << (cfg.out_lanes * cfg.out_type.bits)) - 1] * len(y_beats),
+                                    max_cycles=limit, backpressure=backpressure, seed=seed, stop_after_y=True)
+        outputs, codes, mismatches = check_codes(self.model, program.unpack_outputs(result.y), expected)
+        report = {
+            "schema_version": SCHEMA_VERSION, "hwgen_version": __version__, "arch": self.arch, "backend": "cocotb",
+            "samples": samples, "io": "streamed", "io_cycles": result.io_cycles, "predicted_cycles": predicted,
+            "bit_exact": mismatches + result.tlast_errors == 0, "mismatches": mismatches + result.tlast_errors,
+            "backpressure": backpressure, "seed": seed, "sim_seconds": round(result.seconds, 6),
+            "build_seconds": round(build_seconds, 6), "verilog_sha256": self.verilog_sha256,
         }
         return SimResult(outputs, codes, report)
 

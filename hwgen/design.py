@@ -45,7 +45,9 @@ CYCLE_FORMULAS = {
 UNITS = {"Quantize": "host: input quantizer", "Dequantize": "host: output dequantizer", "MatMul": "systolic array",
          "Conv": "systolic array (implicit im2col address generation)",
          "AddScaled": "systolic array", "Reshape": "address generation (layout only)",
-         "MultiThreshold": "requant lanes"}
+         "MultiThreshold": "requant lanes",
+         "MaxPool": "systolic array (PEs in max mode, im2col windows) + identity requant",
+         "SumPool": "systolic array (im2col windows, 0/1 weights)"}
 
 
 @dataclass(frozen=True)

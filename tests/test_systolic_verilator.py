@@ -216,13 +216,13 @@ def test_hostile_names_do_not_reach_the_verilog(tmp_path: Path) -> None:
 
 
 def test_compile_and_simulate_refuse_bad_input(zoo_dir: Path, example_dir: Path, tmp_path: Path) -> None:
-    cnn = build("cnn_w4a4_qonnx", zoo_dir)
-    result = cli("compile", cnn.path, "-o", tmp_path / "cnn")
+    transposed = build("helper_transpose_qonnx", zoo_dir)
+    result = cli("compile", transposed.path, "-o", tmp_path / "transposed")
     assert result.returncode == 2 and "Traceback" not in result.stderr
-    # convolutions run (issue 7); its pooling does not yet, and that is named
-    assert result.stderr.startswith("error: node '/pool/MaxPool' (MaxPool): the systolic array runs Conv, MatMul "
+    # convolutions and pooling run (issue 7); a Transpose does not, and that is named
+    assert result.stderr.startswith("error: node 'x_t' (Transpose): the systolic array runs Conv, MatMul, pooling "
                                     "and residual Add layers")
-    assert not (tmp_path / "cnn").exists()
+    assert not (tmp_path / "transposed").exists()
     result = cli("compile", example_dir / "digits_mlp.onnx", "--rows", 65, "-o", tmp_path / "big")
     assert result.returncode == 2
     assert result.stderr.strip() == "error: invalid configuration: rows must be an integer in 1..64, got 65"

@@ -1,9 +1,19 @@
 """IR → systolic program, memory images and exact cycle model.
 
-The streamlined IR the array runs is ``Quantize → layers → Dequantize`` where every layer is a MatMul or a
-residual Add (``AddScaled``) followed by its MultiThreshold (the last MatMul may leave raw accumulators): the
-host quantizes inputs, the array runs every layer with its requantization, and the host dequantizes what the
-last layer leaves. Weights, thresholds and the program are data loaded at run time, so one generated array runs
+The streamlined IR the array runs is ``Quantize → layers → Dequantize`` where every layer is a MatMul, Conv,
+SumPool or a residual Add (``AddScaled``) followed by its MultiThreshold (the last MatMul may leave raw
+accumulators), or a MaxPool: the host quantizes inputs, the array runs every layer with its requantization, and
+the host dequantizes what the last layer leaves.
+
+Pooling runs on the array itself, as a convolution whose weight is a stack of identity matrices (``W[(ky, kx, c),
+n] = [c = n]``), so the im2col address generation, padding, strided grids, tiling, drain and exact cycle model
+are the conv's: a SumPool (AveragePool / GlobalAveragePool) is that conv with the SumPool's zero point, then its
+MultiThreshold in the requant lanes; a MaxPool runs the PEs in max mode (``acc = max(acc, a·w)``, pe.py) on
+operands ``code - min_code`` (padding enters as 0, the type's minimum, and never wins), then an identity
+requantizer (thresholds 1 … max - min, base = min) writes the codes back. Why not a separate C-lane pooling unit:
+it needs no new datapath, address generator or sequencer state, and it is as fast as such a unit when R ≈ C (R
+pixels per cycle, K = kh·kw·C reads per output-channel tile, against one word of C lanes per cycle); the price is
+a comparator per PE and kh·kw·C·⌈C/cols⌉ weight words (0/1) per pooling layer. Weights, thresholds and the program are data loaded at run time, so one generated array runs
 any model whose weights fit its scratchpads.
 
 Memory layout (``R`` rows, ``C`` columns):
@@ -56,6 +66,7 @@ class GemmLayer:
     splits: tuple[int, ...]              # features of each input
     output: str                          # IR tensor this layer's results stand for
     conv: Conv | None = None             # convolution geometry (rows of ``weight`` in (ky, kx, c) order)
+    pool: str | None = None              # "max" (PEs in max mode) or "sum": a pooling layer (identity weights)
 
     @property
     def k(self) -> int:
@@ -269,6 +280,42 @@ def _identity_layer(graph: Graph, bounds, node: Node) -> GemmLayer:
                      out_bits, node.name, (source,), (channels,), node.outputs[0], conv)
 
 
+def _pool_conv(node: Node, shape: tuple[int, ...]) -> Conv:
+    """The conv geometry of a pooling node over an NCHW input of ``shape``; refuses what the array cannot run."""
+    a = node.attrs
+    if len(shape) != 4:
+        raise HwgenError(f"node '{node.name}' ({node.op}): input shape {shape}; the systolic array pools NCHW images")
+    if node.op == "SumPool" and a["global"]:
+        return Conv(tuple(shape[1:]), tuple(shape[2:]))
+    if tuple(a.get("dilations", (1, 1))) != (1, 1):
+        raise HwgenError(f"node '{node.name}' ({node.op}): dilation {tuple(a['dilations'])}; the systolic array "
+                         "pools with dilation 1")
+    kernel, strides, pads = tuple(a["kernel"]), tuple(a["strides"]), tuple(a["pads"])
+    from ...kernels import pool_geometry
+    for axis in (0, 1):
+        if pool_geometry(shape[2 + axis], kernel[axis], strides[axis], pads[axis], pads[axis + 2], 1,
+                         bool(a["ceil_mode"]))[1]:
+            raise HwgenError(f"node '{node.name}' ({node.op}): ceil_mode adds a partial window at the end; the "
+                             "systolic array pools whole windows (pad the input instead)")
+    return Conv(tuple(shape[1:]), kernel, strides, pads)
+
+
+def pool_weight(conv: Conv) -> np.ndarray:
+    """A pooling layer's weight: row (ky, kx, c) selects channel c, ``(KH·KW·C, C)`` of 0/1."""
+    channels = conv.in_shape[0]
+    return np.tile(np.eye(channels, dtype=np.int64), (conv.kernel[0] * conv.kernel[1], 1))
+
+
+def maxpool_layer(name: str, conv: Conv, lo: int, hi: int, source: str, output: str) -> GemmLayer:
+    """A MaxPool over codes in [lo, hi] as the max-mode conv over ``code - lo`` (every operand ≥ 0, so padding,
+    fed as 0, never wins) with identity weights, then the identity requantizer ``lo + #{i ∈ 1 … hi - lo: acc ≥
+    i}`` that writes the pooled codes back."""
+    bits = _signed_bits(lo, hi)
+    return GemmLayer(name, pool_weight(conv), lo, np.arange(1, hi - lo + 1, dtype=np.int64)[None, :],
+                     np.zeros(1, bool), lo, 1, (0, hi - lo), bits, bits, name, (source,),
+                     (conv.cg * conv.kernel[0] * conv.kernel[1],), output, conv, "max")
+
+
 def gemm_layers(graph: Graph) -> list[GemmLayer]:
     """The GEMM layers of ``graph`` in order (a grouped conv gives one per group); refuses (naming the node)
     anything the array does not run yet."""
@@ -291,11 +338,19 @@ def gemm_layers(graph: Graph) -> list[GemmLayer]:
             layers.append(_identity_layer(graph, bounds, node))
             available.add(node.outputs[0])
             continue
-        if node.op not in ("MatMul", "AddScaled", "Conv"):
-            what = {"MaxPool": "pooling", "SumPool": "pooling", "MultiThreshold": "a requantizer of codes (no "
-                    "GEMM before it)"}.get(node.op, "this op")
-            raise HwgenError(f"node '{node.name}' ({node.op}): the systolic array runs Conv, MatMul and residual Add "
-                             f"layers with threshold requantization; {what} is not supported on it yet")
+        if node.op == "MaxPool":
+            source = _source(graph, node.inputs[0])
+            if source not in available:
+                raise HwgenError(f"node '{node.name}' (MaxPool): its input is not a requantized activation")
+            layers.append(maxpool_layer(node.name, _pool_conv(node, graph.tensors[source].shape),
+                                        *_span(bounds, source), source, node.outputs[0]))
+            available.add(node.outputs[0])
+            continue
+        if node.op not in ("MatMul", "AddScaled", "Conv", "SumPool"):
+            what = {"MultiThreshold": "a requantizer of codes (no GEMM before it)"}.get(node.op, "this op")
+            raise HwgenError(f"node '{node.name}' ({node.op}): the systolic array runs Conv, MatMul, pooling and "
+                             f"residual Add layers with threshold requantization; {what} is not supported on it "
+                             "yet")
         inputs = tuple(_source(graph, t) for t in node.inputs)
         for direct, tensor in zip(node.inputs, inputs):
             if tensor not in available:
@@ -338,6 +393,12 @@ def gemm_layers(graph: Graph) -> list[GemmLayer]:
             in_lo, in_hi = _span(bounds, inputs[0])
             conv = Conv(tuple(shape[1:]), tuple(full.shape[2:]), tuple(a["strides"]), tuple(a["pads"]), groups)
             weight = full.transpose(2, 3, 1, 0).reshape(-1, full.shape[0])     # (KH·KW·C/g, M), (ky, kx, c)
+        elif node.op == "SumPool":
+            shape = graph.tensors[inputs[0]].shape
+            zx = int(node.attrs["x_zero_point"])
+            in_lo, in_hi = _span(bounds, inputs[0])
+            conv = _pool_conv(node, shape)
+            weight = pool_weight(conv)
         else:
             a = node.attrs
             if _signed_bits(-max(a["ka"], a["kb"]), max(a["ka"], a["kb"])) > 16:
@@ -375,7 +436,7 @@ def gemm_layers(graph: Graph) -> list[GemmLayer]:
                 tuple(int(np.prod(graph.tensors[t].shape[1:])) if node.op == "MatMul" else
                       graph.tensors[t].shape[1] for t in node.inputs) if conv is None else
                 (conv.cg * conv.kernel[0] * conv.kernel[1],), output,
-                None if conv is None else replace(conv, group=g)))
+                None if conv is None else replace(conv, group=g), "sum" if node.op == "SumPool" else None))
     if not layers:
         raise HwgenError("the model has no GEMM layer to run on the systolic array")
     dequantized = _source(graph, graph.producer(graph.outputs[0]).inputs[0])
@@ -541,7 +602,7 @@ class Program:
                 "dx_r": dx[1], "dy_words": dy[0], "dy_r": dy[1], "x0": -pl * sx, "y0": -pt * sy, "sx": sx,
                 "sy": sy, "lim_x": (source.w - 1) * sx, "lim_y": (source.h - 1) * sy, "grid_w": source.grid_w,
                 "grid_h": source.grid_h, "tile_x": rows % source.grid_w,
-                "tile_y": (rows // source.grid_w) % source.grid_h}
+                "tile_y": (rows // source.grid_w) % source.grid_h, "pool_max": int(layer.pool == "max")}
 
     def _layer_instructions(self, samples: int) -> list[dict]:
         cfg = self.cfg
@@ -722,7 +783,10 @@ def run_layers(layers: list[GemmLayer] | tuple[GemmLayer, ...], codes: np.ndarra
             x = x[:, conv.group * conv.cg:(conv.group + 1) * conv.cg] - layer.zx
             win = windows(x, conv.kernel, conv.strides, conv.pads, (1, 1), False, 0)     # N C OH OW KH KW
             patches = win.transpose(0, 2, 3, 4, 5, 1).reshape(*win.shape[:1], *win.shape[2:4], -1)
-            acc = (patches @ layer.weight).transpose(0, 3, 1, 2)                      # N, n, OH, OW
+            if layer.pool == "max":                  # the PEs' max mode: max over k of (x - zx)·w, from 0
+                acc = np.max(patches[..., :, None] * layer.weight, axis=-2, initial=0).transpose(0, 3, 1, 2)
+            else:
+                acc = (patches @ layer.weight).transpose(0, 3, 1, 2)                  # N, n, OH, OW
             channels = slice(conv.group * layer.n, (conv.group + 1) * layer.n)
         if layer.thresholds is None:
             result = acc
@@ -766,7 +830,7 @@ def compile_layers(layers: list[GemmLayer], cfg: SystolicConfig) -> Program:
     if cfg.dataflow == "ws":
         for layer, (_, feed) in zip(layers, stored):
             if feed["conv"] is not None:
-                raise HwgenError(f"node '{layer.name}': convolutions run on the output-stationary array "
+                raise HwgenError(f"node '{layer.name}': convolutions and pooling run on the output-stationary array "
                                  "(--dataflow os); the weight-stationary controller does not generate im2col "
                                  "addresses yet")
     if max(kp) > cfg.k_max:

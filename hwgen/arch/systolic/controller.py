@@ -35,6 +35,11 @@ the instruction; every row keeps its pixel (x, y) on the grid (advanced by R slo
 the zero point after ``- zx`` — where ``(y + dy, x + dx)`` falls outside the input (padding). The drain and the
 cycle formula are those of a GEMM with ``m_tiles = ⌈rows / R⌉``, rows = ``(N - 1)·S`` + the last sample's slots up
 to its last output pixel.
+
+**Pooling (``pool_max``).** MaxPool, AveragePool and GlobalAveragePool are conv instructions like any other
+(compile.py: 0/1 weights selecting each window's channel, a global pool is the conv whose kernel is the image):
+the same address generation, padding, drain and cycle formula. ``pool_max`` switches every PE to
+``acc = max(acc, a·w)`` for the layer (pe.py); it changes only between layers, when the array is empty.
 """
 from __future__ import annotations
 
@@ -53,6 +58,7 @@ CONV_FIELDS = (
     ("x0", signed(16)), ("y0", signed(16)), ("sx", unsigned(8)), ("sy", unsigned(8)),
     ("lim_x", unsigned(16)), ("lim_y", unsigned(16)), ("grid_w", unsigned(16)), ("grid_h", unsigned(16)),
     ("tile_x", unsigned(16)), ("tile_y", unsigned(16)),
+    ("pool_max", unsigned(1)),          # the array's PEs take max(acc, a·w) instead of acc + a·w (MaxPool)
 )
 INSTRUCTION = data.StructLayout({
     "m_tiles": unsigned(16), "n_tiles": unsigned(16), "kp": unsigned(16), "period": unsigned(16),

@@ -15,7 +15,7 @@ from hwgen.arch.dataflow import (
     auto_fold,
     parse_fold,
 )
-from hwgen.arch.dataflow.cycles import last_write
+from hwgen.arch.dataflow.cycles import fifo_depths, last_arrival, word_writes
 from hwgen.errors import HwgenError
 
 U4 = CodeType(4)
@@ -84,10 +84,29 @@ def test_cycle_model_closed_forms() -> None:
     assert cfg.predicted_latency_cycles == (2 - 1) + 4 + (3 - 1) * 2
     assert cfg.fifo_depths == ()
     lay = layer(pe=6, simd=1)                              # SF = 8, NF = 1
-    assert last_write(10, lay, 1, 1) == 10                 # no converter: written when valid
+    assert last_arrival(10, lay, 1, 1) == 10 + 2           # no converter: written when valid, FIFO latency 2
     wide = layer(mh=12, pe=4, simd=8)                      # SF = 1, NF = 3
-    assert last_write(10, wide, 1, 4) == 10 + 2 * 4 + 4    # downsizer slower than the producer
-    assert last_write(10, wide, 3, 1) == 10 + 2 * 1 + 1    # upsizer: one cycle after the group's last beat
+    assert word_writes(10, wide, 1) == [10, 11, 12]        # the producer never waits on the downsizer
+    assert last_arrival(10, wide, 1, 4) == 10 + 2 + 3 * 4  # downsizer slower than the producer: 4 cycles a word
+    assert word_writes(10, wide, 3) == [10 + 2 * 1 + 1]    # upsizer: one cycle after the group's last beat
+    assert last_arrival(10, wide, 3, 1) == 10 + 2 * 1 + 1 + 2
+    slow = layer(mh=12, pe=4, simd=2)                      # SF = 4, NF = 3: words 4 cycles apart, downsizer by 2
+    assert last_arrival(10, slow, 1, 2) == 10 + 2 * 4 + 2 + 2
+
+
+def test_fifo_depths_hold_one_vector_plus_the_longest_wait() -> None:
+    """depth = V + max(0, 2 + (V − 1)·|SF·up − down| − II + 1) words, at least 3."""
+    a = layer(mw=8, mh=12, pe=4, simd=8)                   # SF 1, NF 3 → V = 3 words of 4 codes
+    b = layer(mw=12, mh=2, pe=1, simd=4, in_type=a.out_type, thresholds=0)    # SF 3, NF 2: II = 6
+    assert fifo_depths(DataflowConfig((a, b))) == (3,)     # no converter: words wait 2 cycles
+    c = replace(b, mh=4, pe=4, simd=1)                     # downsizer 4 → 1, SF 12, NF 1: II = 12
+    assert fifo_depths(DataflowConfig((a, c))) == (3,)    # waits up to 2 + 2·3 < II
+    d = layer(mw=8, mh=32, pe=4, simd=8)                   # SF 1, NF 8 → V = 8 words, II 8
+    e = layer(mw=32, mh=1, pe=1, simd=4, in_type=d.out_type, thresholds=0)    # SF 8, NF 1, no converter
+    assert fifo_depths(DataflowConfig((d, e))) == (8,)    # a whole vector: written at once, read over II
+    unrolled = layer(mw=8, mh=4, pe=4, simd=8)             # one cycle per vector: one word, written every cycle
+    last = layer(mw=4, mh=2, pe=2, simd=4, in_type=unrolled.out_type, thresholds=0)
+    assert fifo_depths(DataflowConfig((unrolled, last))) == (3,)   # 1 + (2 − 1 + 1)
 
 
 def test_auto_fold_and_parse_fold() -> None:

@@ -285,7 +285,8 @@ class DataflowConfig:
 
     @property
     def fifo_depths(self) -> tuple[int, ...]:
-        """Depth (beats) of the FIFO in front of each layer after the first (see cycles.py)."""
+        """Depth (words of ``lcm(PE, SIMD)`` codes) of the FIFO in front of each layer after the first
+        (see cycles.py)."""
         from .cycles import fifo_depths
         return fifo_depths(self)
 

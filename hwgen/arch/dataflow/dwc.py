@@ -10,7 +10,9 @@ sequence on both sides (``MH`` is a multiple of both widths, hence of their lcm)
            i (r-th beat) ───┴─▶ out reg ─▶ o                 k = 0, 1, …, r−1 (one per o transfer)
 
     WidthConverter(PE → SIMD): Upsizer(lcm/PE) then Downsizer(lcm/SIMD); a ratio of 1 omits that stage, both
-    ratios 1 is a wire. Non-divisible widths go through the lcm width, as FINN's DWCs do.
+    ratios 1 is a wire. Non-divisible widths go through the lcm width, as FINN's DWCs do. The dataflow top uses
+    the two stages separately, with the layer's FIFO between them (top.py: a downsizer takes a word only every r
+    cycles, so it must not hold the producing MVAU).
 
 Timing, with ``o`` always ready:
 

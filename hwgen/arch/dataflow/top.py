@@ -2,8 +2,14 @@
 
 ::
 
-    s_axis ─▶ MVAU 0 ─▶ DWC ─▶ FIFO ─▶ MVAU 1 ─▶ DWC ─▶ FIFO ─▶ … ─▶ MVAU L−1 ─▶ m_axis
+    s_axis ─▶ MVAU 0 ─▶ [upsizer] ─▶ FIFO ─▶ [downsizer] ─▶ MVAU 1 ─▶ … ─▶ MVAU L−1 ─▶ m_axis
                ▲ weights, thresholds, zero point (load port, before start)
+
+Between two layers, ``PE`` codes → ``lcm(PE, SIMD)`` codes (upsizer, dwc.py) → FIFO of ``lcm``-code words →
+``SIMD`` codes (downsizer); a ratio of 1 omits that converter. The FIFO sits between the two converters so that
+nothing a producer writes waits on a downsizer: a downsizer by ``r`` takes a word only every ``r`` cycles, and an
+MVAU stalled on its output freezes its whole pipeline, including the next vector's steps already issued, which
+would delay every vector but the first (the cycle model could then not be exact from the first sample on).
 
 Ports: the host protocol every hwgen top shares (``load``, ``read``, ``rdata``, ``start``, ``busy``, ``done``,
 ``cycles``; see ``hwgen.arch.systolic.top``) plus flat AXI-Stream members ``s_axis_t{data,valid,ready,last}``
@@ -30,7 +36,7 @@ from amaranth.lib import data, wiring
 from ..systolic.config import index_range
 from ..systolic.top import host_members
 from .config import DataflowConfig
-from .dwc import WidthConverter
+from .dwc import Downsizer, Upsizer
 from .fifo import StreamFIFO
 from .loader import PARAMETERS, THRESHOLDS, WEIGHTS, decode_index
 from .mvau import MVAU
@@ -90,11 +96,20 @@ class DataflowTop(wiring.Component):
                      self.s_axis_tready.eq(first.i.ready & running)]
         for index, (producer, consumer, depth) in enumerate(zip(units, units[1:], cfg.fifo_depths)):
             shape = cfg.layers[index].out_type.shape
-            m.submodules[f"dwc{index}"] = dwc = WidthConverter(shape, producer.layer.pe, consumer.layer.simd)
-            m.submodules[f"fifo{index + 1}"] = fifo = StreamFIFO(data.ArrayLayout(shape, consumer.layer.simd), depth)
-            wiring.connect(m, producer.o, dwc.i)
-            wiring.connect(m, dwc.o, fifo.i)
-            wiring.connect(m, fifo.o, consumer.i)
+            up, down = cfg.boundary(index)
+            wide = producer.layer.pe * up                   # lcm(PE, SIMD): the FIFO's word
+            ports = [producer.o]
+            if up > 1:
+                m.submodules[f"upsizer{index}"] = upsizer = Upsizer(shape, producer.layer.pe, up)
+                ports += [upsizer.i, upsizer.o]
+            m.submodules[f"fifo{index + 1}"] = fifo = StreamFIFO(data.ArrayLayout(shape, wide), depth)
+            ports += [fifo.i, fifo.o]
+            if down > 1:
+                m.submodules[f"downsizer{index}"] = downsizer = Downsizer(shape, consumer.layer.simd, down)
+                ports += [downsizer.i, downsizer.o]
+            ports.append(consumer.i)
+            for source, sink in zip(ports[::2], ports[1::2]):
+                wiring.connect(m, source, sink)
         beat = Signal(index_range(cfg.out_beats))           # output beat within the sample
         m.d.comb += [self.m_axis_tdata.eq(last.o.payload), self.m_axis_tvalid.eq(last.o.valid),
                      last.o.ready.eq(self.m_axis_tready), self.m_axis_tlast.eq(beat == cfg.out_beats - 1)]

@@ -211,7 +211,7 @@ def dataflow_components(cfg) -> list[Component]:
                     dwc.add += _bits(down)
                 dwc.paths = [Path_(levels=1 + _mux_levels(down), carry_bits=0, chains=0)]
                 parts.append(dwc)
-            width = nxt.simd * bits
+            width = wide * bits            # the FIFO sits between upsizer and downsizer: lcm-wide words
             depth = depths[index]
             level = _bits(depth + 1)
             parts.append(Component(f"fifo{index + 1}", reg=width + 1 + 3 * level, add=3 * level, cmp=level,

@@ -172,7 +172,9 @@ def plan_layouts(layers, cols: int) -> dict[str, Layout]:
     """Layout of every code tensor: the input image compact (H·W slots per sample), a conv's output on its input's
     grid, grouped outputs padded to whole words per group (when a group's channels are not a multiple of C)."""
     first = layers[0]
-    if first.conv is not None and first.conv.in_shape[1:] != (1, 1):
+    if first.conv is not None:
+        # the whole (C, H, W) input, not ``splits[0]`` (a conv's K = KH·KW·C/groups, one group's im2col row);
+        # a 1×1 image is one slot per sample, the same layout as a dense input of C features
         c, h, w = first.conv.in_shape
         placed = {first.inputs[0]: Layout(c, h, w, h * w, w)}
     else:

@@ -61,7 +61,7 @@ def main() -> None:
         print(f"| {target} | {h['lut']:.0f} ({h['ff']:.0f} FF, {h['dsp']:.0f} DSP) | {p['lut']:.0f} ({p['ff']:.0f} FF) "
               f"| {m['lut']:.0f} ({m['ff']:.0f} FF) | {h['lut'] / p['lut']:.2f}× | {h['lut'] / m['lut']:.2f}× | ≤ 1.1× |")
     result = array_fmax(args.out)
-    print(f"\n## 8×8 int8 systolic array on ECP5-85 (speed 6), nextpnr out of context\n")
+    print("\n## 8×8 int8 systolic array on ECP5-85 (speed 6), nextpnr out of context\n")
     print(f"fmax {result.fmax_mhz:.1f} MHz (goal ≥ 150 MHz); LUT {result.resources['lut']:.0f}, FF "
           f"{result.resources['ff']:.0f}, DSP {result.resources['dsp']:.0f}, BRAM {result.resources['bram']:.0f}")
     print("\ncritical path (nextpnr):")

@@ -132,7 +132,7 @@ def build(verilog: str, top: str) -> Path:
     if (entry / top).is_file():
         return entry
     entry.parent.mkdir(parents=True, exist_ok=True)
-    with verilator._exclusive(entry.with_name(entry.name + ".lock")):
+    with verilator.exclusive_lock(entry.with_name(entry.name + ".lock")):
         if (entry / top).is_file():  # built by another process while this one waited for the lock
             return entry
         with tempfile.TemporaryDirectory(prefix=f".build-{entry.name[:22]}-", dir=entry.parent) as scratch_name:

@@ -185,7 +185,7 @@ def cache_entry(verilog: str, top: str, *, trace: str | None = None, defines: di
 
 
 @contextmanager
-def _exclusive(lock_path: Path) -> Iterator[None]:
+def exclusive_lock(lock_path: Path) -> Iterator[None]:
     """Holds an exclusive ``flock`` on ``lock_path`` (per open file, so threads exclude each other too)."""
     with open(lock_path, "a") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
@@ -211,7 +211,7 @@ def build(verilog: str, top: str, *, trace: str | None = None, defines: dict[str
     if binary.is_file():
         return binary
     entry.parent.mkdir(parents=True, exist_ok=True)
-    with _exclusive(entry.with_name(entry.name + ".lock")):
+    with exclusive_lock(entry.with_name(entry.name + ".lock")):
         if binary.is_file():  # built by another process while this one waited for the lock
             return binary
         with tempfile.TemporaryDirectory(prefix=f".build-{entry.name[:16]}-", dir=entry.parent) as scratch_name:

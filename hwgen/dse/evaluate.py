@@ -17,7 +17,7 @@ failed result with the message; they never stop the sweep.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
@@ -120,7 +120,9 @@ def _analytic(entry: ModelEntry, point: Point, synth: bool, metrics: dict, units
         if design is not None:
             report = design.estimate(point.target, synth=synth)
         else:
-            report = _dataflow_estimate(entry, config, point.target, synth)
+            from ..arch.dataflow.design import estimate_config
+
+            report = estimate_config(config, entry.model, point.target, synth)
         for name, m in report.metrics.items():
             _put(metrics, units, name, m["value"], m["unit"], m["method"])
 
@@ -133,40 +135,12 @@ def _systolic_design(entry: ModelEntry, params: dict):
 
 def _dataflow_config(entry: ModelEntry, params: dict):
     """The dataflow configuration ``hwgen.compile(arch="dataflow", ...)`` builds, without its load images."""
-    from ..arch.dataflow.config import DataflowConfig, LayerFold
-    from ..arch.dataflow.folding import auto_fold, parse_fold
+    from ..arch.dataflow.compile import fold_config
 
     if entry.dataflow_layers is None:
         raise HwgenError(entry.dataflow_error or "the dataflow architecture cannot run this model")
-    configs = entry.dataflow_layers
-    names = [layer.name for layer in entry.gemm_layers]
-    if "fold" in params and "target_cycles" in params:
-        raise HwgenError("give either a fold or a target cycle count, not both")
-    if "target_cycles" in params:
-        folds = auto_fold(configs, params["target_cycles"], names, params.get("max_lanes"))
-    elif "fold" in params:
-        folds = parse_fold(params["fold"], names)
-    else:
-        folds = tuple(LayerFold() for _ in configs)
-    folded = []
-    for name, layer, choice in zip(names, configs, folds):
-        try:
-            folded.append(replace(layer, pe=choice.pe, simd=choice.simd))
-        except ValueError as error:
-            raise HwgenError(f"fold of '{name}' ({layer.mw}×{layer.mh}): {error}") from None
-    return DataflowConfig(tuple(folded))
-
-
-def _dataflow_estimate(entry: ModelEntry, config, target: str, synth: bool):
-    """What ``DataflowDesign.estimate`` returns, from the configuration alone (Verilog only with ``synth``)."""
-    from ..arch.dataflow.design import TOP_NAME, render_verilog
-    from ..design import model_sha256
-    from ..estimate import Cycles, estimate
-
-    cycles = Cycles(config.predicted_latency_cycles, 1, config.predicted_ii_cycles,
-                    "dataflow cycle model: latency = one sample, throughput = one sample per II")
-    return estimate(config, target, synth=synth, cycles=cycles, verilog=render_verilog(config) if synth else None,
-                    top=TOP_NAME, design={"top": TOP_NAME, "model_sha256": model_sha256(entry.model)})
+    return fold_config(entry.dataflow_layers, [layer.name for layer in entry.gemm_layers], params.get("fold"),
+                       params.get("target_cycles"), params.get("max_lanes"))
 
 
 def _simulate(entry: ModelEntry, point: Point, inputs: str | None, metrics: dict, units: dict) -> None:

@@ -17,7 +17,6 @@ caller's ``OUT/synth/<target>/`` so each figure can be traced to the tool output
 """
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import logging
@@ -27,15 +26,14 @@ import shutil
 import subprocess
 import sys
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Iterator
 
 from ..errors import HwgenError
 from ..resources import data_dir
 from ..templates import render
+from ..verilator import exclusive_lock
 from .targets import Target
 
 log = logging.getLogger(__name__)
@@ -181,16 +179,6 @@ def _key(verilog: str, top: str, target: Target, pnr: bool) -> str:
     return digest.hexdigest()
 
 
-@contextmanager
-def _exclusive(lock_path: Path) -> Iterator[None]:
-    with open(lock_path, "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
 def _run(command: list[str], cwd: Path, log_name: str, what: str) -> None:
     with open(cwd / log_name, "w") as log_file:
         result = subprocess.run(command, cwd=cwd, stdout=log_file, stderr=subprocess.STDOUT, text=True)
@@ -227,7 +215,7 @@ def synthesize(verilog: str, top: str, target: Target, *, pnr: bool = True, out_
     run_dir = _cache_root() / key
     run_dir.parent.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    with _exclusive(run_dir.parent / f"{key}.lock"):
+    with exclusive_lock(run_dir.parent / f"{key}.lock"):
         done = run_dir / "result.json"
         cached = done.is_file()
         if not cached:

@@ -21,6 +21,7 @@ import numpy as np
 from ...errors import HwgenError
 from ...ir import BipolarType
 from ..systolic.compile import GemmLayer, gemm_layers, weight_bits
+from ..lanes import pack_lanes, unpack_lanes
 from .config import CodeType, DataflowConfig, LayerConfig, LayerFold
 from .folding import auto_fold, parse_fold
 from .loader import PARAMETERS, THRESHOLDS, WEIGHTS, element_row
@@ -69,8 +70,7 @@ class DataflowProgram:
         codes = np.asarray(codes)
         if codes.ndim != 2 or codes.shape[1] != cfg.layers[0].mw:
             raise HwgenError(f"inputs must be (samples, {cfg.layers[0].mw}) codes, got shape {codes.shape}")
-        raw = cfg.in_type.encode(codes).reshape(-1, cfg.in_lanes)
-        beats = _pack(raw, cfg.in_type.bits)
+        beats = pack_lanes(cfg.in_type.encode(codes).reshape(-1, cfg.in_lanes), cfg.in_type.bits)
         last = [(index % cfg.in_beats) == cfg.in_beats - 1 for index in range(len(beats))]
         return beats, last
 
@@ -79,10 +79,14 @@ class DataflowProgram:
         cfg = self.config
         if len(beats) % cfg.out_beats:
             raise HwgenError(f"{len(beats)} output beats are not whole samples of {cfg.out_beats} beats")
-        bits = cfg.out_type.bits
-        raw = np.array([[(int(beat) >> (lane * bits)) & ((1 << bits) - 1) for lane in range(cfg.out_lanes)]
-                        for beat in beats], np.int64)
+        raw = unpack_lanes(list(beats), cfg.out_lanes, cfg.out_type.bits, signed=False)
         return cfg.out_type.decode(raw).reshape(-1, cfg.layers[-1].mh)
+
+    def pack_outputs(self, codes: np.ndarray) -> list[int]:
+        """Output codes (samples × MH_last) → the ``m_axis`` beats the pipeline sends for them."""
+        cfg = self.config
+        return pack_lanes(cfg.out_type.encode(np.asarray(codes, np.int64)).reshape(-1, cfg.out_lanes),
+                          cfg.out_type.bits)
 
     def memory_init(self) -> list[dict]:
         """Initial memory contents per layer (ROM-style designs): ``weights``/``thresholds`` per PE as lists of
@@ -94,11 +98,6 @@ class DataflowProgram:
                 init["thresholds"] = threshold_image(layer, gemm).tolist()
             result.append(init)
         return result
-
-
-def _pack(raw: np.ndarray, bits: int) -> list[int]:
-    """Rows of raw lane values → one int per row, lane j at bits [j·bits, (j+1)·bits)."""
-    return [sum(int(value) << (lane * bits) for lane, value in enumerate(row)) for row in raw]
 
 
 def weight_image(layer: LayerConfig, gemm: GemmLayer) -> np.ndarray:
@@ -161,6 +160,26 @@ def layer_configs(layers: Sequence[GemmLayer], in_type: CodeType) -> list[LayerC
     return configs
 
 
+def fold_config(configs: Sequence[LayerConfig], names: Sequence[str], fold=None, target_cycles: int | None = None,
+                max_lanes: int | None = None) -> DataflowConfig:
+    """The unfolded layer ``configs`` folded as :func:`compile_dataflow` describes (no memory images)."""
+    if fold is not None and target_cycles is not None:
+        raise HwgenError("give either a fold or a target cycle count, not both")
+    if target_cycles is not None:
+        folds = auto_fold(configs, target_cycles, names, max_lanes)
+    elif fold is not None:
+        folds = parse_fold(fold, names)
+    else:
+        folds = tuple(LayerFold() for _ in configs)
+    folded = []
+    for name, layer, choice in zip(names, configs, folds):
+        try:
+            folded.append(replace(layer, pe=choice.pe, simd=choice.simd))
+        except ValueError as error:
+            raise HwgenError(f"fold of '{name}' ({layer.mw}×{layer.mh}): {error}") from None
+    return DataflowConfig(tuple(folded))
+
+
 def compile_dataflow(model_or_layers, fold=None, target_cycles: int | None = None, max_lanes: int | None = None,
                      input_type: CodeType | None = None) -> DataflowProgram:
     """Compile a ``hwgen.Model`` (or its ``gemm_layers``) for the dataflow architecture.
@@ -181,21 +200,9 @@ def compile_dataflow(model_or_layers, fold=None, target_cycles: int | None = Non
         if not layers:
             raise HwgenError("no layers to compile")
         in_type = input_type or CodeType(layers[0].in_bits, True)
-    configs = layer_configs(layers, in_type)
-    names = [layer.name for layer in layers]
-    if target_cycles is not None:
-        folds = auto_fold(configs, target_cycles, names, max_lanes)
-    elif fold is not None:
-        folds = parse_fold(fold, names)
-    else:
-        folds = tuple(LayerFold() for _ in layers)
-    folded = []
-    for name, layer, choice in zip(names, configs, folds):
-        try:
-            folded.append(replace(layer, pe=choice.pe, simd=choice.simd))
-        except ValueError as error:
-            raise HwgenError(f"fold of '{name}' ({layer.mw}×{layer.mh}): {error}") from None
-    config = DataflowConfig(tuple(folded))
+    config = fold_config(layer_configs(layers, in_type), [layer.name for layer in layers], fold, target_cycles,
+                         max_lanes)
+    folded = config.layers
     weights, thresholds, parameters = [], [], []
     for index, (layer, gemm) in enumerate(zip(folded, layers)):
         weights += _rows(WEIGHTS, index, layer.weight_memory, weight_image(layer, gemm))

@@ -136,7 +136,6 @@ class DataflowDesign:
                          seed: int = 0) -> SimResult:
         """The cocotb AXI-Stream testbench with random backpressure; a scoreboard checks every output beat."""
         from ... import cocotb_backend
-        from .compile import _pack
 
         if not 0 <= backpressure < 1:
             raise HwgenError(f"backpressure must be a probability in [0, 1), got {backpressure}")
@@ -147,8 +146,7 @@ class DataflowDesign:
         build_dir = cocotb_backend.build(self.verilog, TOP_NAME)
         build_seconds = time.perf_counter() - started
         beats, last = program.pack_inputs(codes_in)
-        flat = np.asarray(expected, np.int64).reshape(-1, cfg.out_lanes)
-        y_beats = _pack(cfg.out_type.encode(flat), cfg.out_type.bits)
+        y_beats = program.pack_outputs(expected)
         y_last = [int((i + 1) % cfg.out_beats == 0) for i in range(len(y_beats))]
         predicted = self.predicted_cycles(samples)
         limit = max_cycles or int(4 * (predicted + len(beats)) / (1 - backpressure) ** 2) + 1000
@@ -169,12 +167,7 @@ class DataflowDesign:
 
     def estimate(self, target: str, synth: bool = False, out_dir: Path | None = None):
         """FPGA resources, fmax, latency and throughput on ``target`` (see :mod:`hwgen.estimate`)."""
-        from ...estimate import Cycles, estimate
-
-        cycles = Cycles(self.program.predicted_latency_cycles, 1, self.program.predicted_ii_cycles,
-                        "dataflow cycle model: latency = one sample, throughput = one sample per II")
-        return estimate(self.config, target, synth=synth, cycles=cycles, verilog=self.verilog if synth else None,
-                        top=TOP_NAME, out_dir=out_dir, design={"top": TOP_NAME, "model_sha256": model_sha256(self.model)})
+        return estimate_config(self.config, self.model, target, synth, out_dir)
 
     # ------------------------------------------------------------------------------------------------ outputs
     def manifest(self) -> dict:
@@ -233,6 +226,17 @@ class DataflowDesign:
         if rom:
             files["top_rom.v"] = self.verilog_rom()
         return write_files(out_dir, files)
+
+
+def estimate_config(config: DataflowConfig, model: Model, target: str, synth: bool = False,
+                    out_dir: Path | None = None):
+    """The estimate of ``model`` on ``config``: it needs the structure only (the Verilog only with ``synth``)."""
+    from ...estimate import Cycles, estimate
+
+    cycles = Cycles(config.predicted_latency_cycles, 1, config.predicted_ii_cycles,
+                    "dataflow cycle model: latency = one sample, throughput = one sample per II")
+    return estimate(config, target, synth=synth, cycles=cycles, verilog=render_verilog(config) if synth else None,
+                    top=TOP_NAME, out_dir=out_dir, design={"top": TOP_NAME, "model_sha256": model_sha256(model)})
 
 
 def open_dataflow(out_dir: Path, manifest: dict, model: Model) -> DataflowDesign:

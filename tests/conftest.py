@@ -9,7 +9,8 @@ from hypothesis import HealthCheck, settings
 
 settings.register_profile("ci", max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.register_profile("nightly", max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+PROFILE = os.environ.get("HYPOTHESIS_PROFILE", "ci")
+settings.load_profile(PROFILE)
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "examples" / "digits_mlp"
@@ -24,3 +25,13 @@ def zoo_dir(request: pytest.FixtureRequest) -> Path:
 @pytest.fixture(scope="session")
 def example_dir() -> Path:
     return EXAMPLE
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked ``nightly`` run only with ``HYPOTHESIS_PROFILE=nightly`` (the one switch for the long tier)."""
+    if PROFILE == "nightly":
+        return
+    skip = pytest.mark.skip(reason="nightly tier: run with HYPOTHESIS_PROFILE=nightly")
+    for item in items:
+        if "nightly" in item.keywords:
+            item.add_marker(skip)

@@ -226,8 +226,12 @@ def quantize(model: Path = typer.Argument(..., help="Float ONNX model."),
 
 
 @app.command("compile")
-def compile_command(model: Path = typer.Argument(..., help="Quantized ONNX model."),
+def compile_command(model: Optional[Path] = typer.Argument(None, help="Quantized ONNX model (or an hls4ml .fml)."),
                     output: Path = typer.Option(..., "-o", "--output", help="Folder to write the design into."),
+                    from_hls4ml: Optional[Path] = typer.Option(
+                        None, "--from-hls4ml", help="An hls4ml model saved with hls4ml.utils.serialization."
+                                                    "serialize_model (.fml) instead of MODEL; its ReuseFactors give "
+                                                    "the dataflow folding."),
                     arch: str = typer.Option("systolic", "--arch", help="Architecture: systolic or dataflow."),
                     rows: int = typer.Option(8, "--rows", help="Array rows (1..64)."),
                     cols: int = typer.Option(8, "--cols", help="Array columns (1..64)."),
@@ -248,9 +252,14 @@ def compile_command(model: Path = typer.Argument(..., help="Quantized ONNX model
     import time
 
     from .design import compile as compile_design
+    from .model import load_fml
 
     with user_errors():
+        if (model is None) == (from_hls4ml is None):
+            raise HwgenError("give a MODEL or --from-hls4ml MODEL.fml (exactly one)")
         start = time.perf_counter()
+        if from_hls4ml is not None:
+            model = load_fml(from_hls4ml)
         design = compile_design(model, arch, rows=rows, cols=cols, dataflow=dataflow, batch=batch, fold=fold,
                                 target_cycles=target_cycles, max_lanes=max_lanes, **parse_overrides(option))
         design.write(output, rom=rom)

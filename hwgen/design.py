@@ -28,7 +28,7 @@ from .arch.systolic.controller import INSTRUCTION
 from .arch.systolic.top import (ACTIVATIONS, LOAD, OUTPUTS, PROGRAM, READ, THRESHOLDS, WEIGHTS, SystolicTop,
                                 host_signature)
 from .errors import HwgenError
-from .model import Model, load
+from .model import Model, as_model, load
 from .names import display
 
 SCHEMA_VERSION = 1
@@ -36,9 +36,9 @@ TOP_NAME = "hwgen_systolic"
 ARCHS = ("systolic", "dataflow")
 BACKENDS = ("native", "cocotb")
 CYCLE_FORMULAS = {
-    "os": "sum over layers of (tiles - 1) * period + kp + 2*rows + cols + search_stages + 2, "
+    "os": "sum over layers of (tiles - 1) * period + kp + 2*rows + cols + lane_stages + 2, "
           "period = max(kp, 2*rows + cols - 1), tiles = m_tiles * n_tiles",
-    "ws": "sum over layers of rows + (folds - 1) * period + samples + rows + cols + search_stages + 3, "
+    "ws": "sum over layers of rows + (folds - 1) * period + samples + rows + cols + lane_stages + 3, "
           "folds = n_tiles * k_tiles, period = rows * ceil(max(samples, 2*rows + cols - 1) / rows)",
     "stream": "per chunk: samples * (x_words + y_words) + 1 more (every beat valid/ready at once)",
 }
@@ -47,7 +47,10 @@ UNITS = {"Quantize": "host: input quantizer", "Dequantize": "host: output dequan
          "AddScaled": "systolic array", "Reshape": "address generation (layout only)",
          "MultiThreshold": "requant lanes",
          "MaxPool": "systolic array (PEs in max mode, im2col windows) + identity requant",
-         "SumPool": "systolic array (im2col windows, 0/1 weights)"}
+         "SumPool": "systolic array (im2col windows, 0/1 weights)",
+         "FixedMatMul": "systolic array (rounded products)",
+         "FixedConv": "systolic array (implicit im2col address generation, rounded products)",
+         "FixedCast": "requant lanes (fixed-point stages)"}
 
 
 @dataclass(frozen=True)
@@ -257,8 +260,10 @@ class Design:
                 "matmul": layer.name, "requant": layer.requant, "k": layer.k, "n": layer.n,
                 "input_zero_point": layer.zx, "accumulator_range": list(layer.acc_range),
                 "input_bits": layer.in_bits, "output_bits": layer.out_bits,
-                "output": "accumulator" if layer.thresholds is None else "codes",
+                "output": "accumulator" if layer.passthrough else "codes",
                 "thresholds_per_channel": 0 if layer.thresholds is None else int(layer.thresholds.shape[1]),
+                "fixed_point_stages": [str(step.to) for step in layer.steps],
+                "product_shift": layer.product_shift,
                 "tiles": instr["m_tiles"] * instr["n_tiles"], "period_cycles": instr["period"]})
         return {
             "schema_version": SCHEMA_VERSION,
@@ -269,6 +274,7 @@ class Design:
             "config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(cfg).items()},
             "derived": {"acc_bits": cfg.acc_bits, "store_bits": cfg.store_bits, "operand_bits": cfg.operand_bits,
                         "threshold_bits": cfg.threshold_bits, "search_stages": cfg.search_stages,
+                        "lane_stages": cfg.lane_stages, "fixed_bits": cfg.fixed_bits,
                         "batch_per_run": self.program.batch},
             "ports": _ports(cfg),
             "host_protocol": {
@@ -289,8 +295,7 @@ class Design:
                                "word_bits": cfg.threshold_bits, "stage0_negate_bit": cfg.threshold_bits},
                 "outputs": {"banks": cfg.rows, "depth": cfg.out_depth, "word_bits": cfg.cols * cfg.acc_bits}},
             "datatypes": {name: str(t.dtype) for name, t in sorted(graph.tensors.items())},
-            "units": [{"node": n.name, "op": n.op, "onnx_ops": list(n.source_ops), "unit": UNITS[n.op]}
-                      for n in graph.nodes],
+            "units": unit_rows(graph, UNITS),
             "layers": layer_rows,
             "program": instructions,
             "cycle_model": {
@@ -298,7 +303,7 @@ class Design:
                 "batch_per_run": self.program.batch,
                 "cycles_per_full_run": self.program.predict_cycles(self.program.batch)},
             "files": {"verilog": "top.v", "weights": "weights.load", "thresholds": "thresholds.load",
-                      "model": "model.onnx", "report": "report.md"},
+                      "model": self.model.source_name, "report": "report.md"},
             "verilog_sha256": self.verilog_sha256,
         }
 
@@ -329,11 +334,23 @@ class Design:
         files = {"top.v": self.verilog, "manifest.json": json.dumps(self.manifest(), indent=2, sort_keys=True) + "\n",
                  "weights.load": format_rows(self.program.weights),
                  "thresholds.load": format_rows(self.program.thresholds),
-                 "model.onnx": self.model.onnx_model.SerializeToString(deterministic=True),
+                 self.model.source_name: self.model.source_bytes(),
                  "report.md": self.report_markdown()}
         if rom:
             files["top_rom.v"] = self.verilog_rom()
         return write_files(out_dir, files)
+
+
+def unit_rows(graph, units: dict[str, str]) -> list[dict]:
+    """The manifest's ``units``: which unit runs every node (a MultiThreshold made from fixed-point casts runs as
+    the unit of its FixedCast neighbours when they run together as fixed-point stages)."""
+    from .arch.requant import runs_as_stages
+
+    rows = []
+    for node in graph.nodes:
+        op = "FixedCast" if node.op == "MultiThreshold" and runs_as_stages(graph, node) else node.op
+        rows.append({"node": node.name, "op": node.op, "onnx_ops": list(node.source_ops), "unit": units[op]})
+    return rows
 
 
 def golden_codes(model: Model, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -354,7 +371,7 @@ def check_codes(model: Model, codes: np.ndarray, expected: np.ndarray) -> tuple[
 
 
 def model_sha256(model: Model) -> str:
-    return hashlib.sha256(model.onnx_model.SerializeToString(deterministic=True)).hexdigest()
+    return hashlib.sha256(model.source_bytes()).hexdigest()
 
 
 def write_files(out_dir: str | Path, files: dict[str, str | bytes]) -> Path:
@@ -411,7 +428,8 @@ def render_verilog(config: SystolicConfig) -> str:
 def compile(model: Model | str | Path, arch: str = "systolic", *, rows: int = 8, cols: int = 8,
             dataflow: str = "os", batch: int = 64, fold=None, target_cycles: int | None = None,
             max_lanes: int | None = None, **overrides):
-    """Generate a design for ``model`` (a path or a loaded :class:`~hwgen.Model`).
+    """Generate a design for ``model``: a path (ONNX, or hls4ml ``.fml``), a loaded :class:`~hwgen.Model` or an
+    hls4ml ``ModelGraph``.
 
     ``arch="systolic"``: an R×C array (``rows``, ``cols``, ``dataflow``, ``batch`` and configuration
     ``overrides``). ``arch="dataflow"``: one MVAU per layer, folded by ``fold`` (list or name → ``{"pe", "simd"}``
@@ -420,7 +438,7 @@ def compile(model: Model | str | Path, arch: str = "systolic", *, rows: int = 8,
     """
     if arch not in ARCHS:
         raise HwgenError(f"unknown architecture {arch!r}; available: {', '.join(ARCHS)}")
-    loaded = model if isinstance(model, Model) else load(model)
+    loaded = as_model(model)
     if arch == "dataflow":
         from .arch.dataflow import compile_dataflow
         from .arch.dataflow.design import DataflowDesign

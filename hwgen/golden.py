@@ -152,9 +152,13 @@ def _fixed_matmul(node: Node, ins: list[np.ndarray]) -> np.ndarray:
 
 @executes("FixedConv")
 def _fixed_conv(node: Node, ins: list[np.ndarray]) -> np.ndarray:
-    """Channels-last (N, H, W, C) convolution, weight (KH, KW, C, M), every product rounded as in FixedMatMul."""
+    """Channels-last (N, H, W, C) convolution (``layout`` NCHW: channels-first in and out), weight (KH, KW, C, M),
+    every product rounded as in FixedMatMul."""
     a = node.attrs
     kh, kw, c, m = a["weight"].shape
-    win = kernels.windows(ins[0].transpose(0, 3, 1, 2), (kh, kw), a["strides"], a["pads"], (1, 1), False, 0)
+    nchw = a.get("layout", "NHWC") == "NCHW"
+    win = kernels.windows(ins[0] if nchw else ins[0].transpose(0, 3, 1, 2), (kh, kw), a["strides"], a["pads"],
+                          (1, 1), False, 0)
     patches = win.transpose(0, 2, 3, 4, 5, 1).reshape(*win.shape[:1], *win.shape[2:4], kh * kw * c)
-    return product_matmul(patches, a["weight"].reshape(-1, m), a["product_shift"], a["rounding"])
+    out = product_matmul(patches, a["weight"].reshape(-1, m), a["product_shift"], a["rounding"])
+    return out.transpose(0, 3, 1, 2) if nchw else out

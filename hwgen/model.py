@@ -1,4 +1,10 @@
-"""``hwgen.load(path) -> Model``: an imported, streamlined model and its golden execution."""
+"""``hwgen.load(path) -> Model``: an imported, streamlined model and its golden execution.
+
+A model comes from an ONNX file (``load``), or from hls4ml: a ``.fml`` file written by hls4ml's
+``serialize_model`` (``load`` too) or an in-memory ``ModelGraph`` (:meth:`Model.from_hls4ml`). Either way it keeps
+its source as bytes (``source_name``, :meth:`Model.source_bytes`), which a written design carries so that
+``open_design`` can load it again.
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -9,6 +15,7 @@ import numpy as np
 import onnx
 
 from . import golden
+from .errors import HwgenError
 from .frontend.importer import import_model
 from .frontend.read import read_model
 from .ir import Graph, Node
@@ -44,11 +51,36 @@ class Model:
     graph (thresholds) that hardware implements. Both give bit-identical results.
     """
 
+    source_name = "model.onnx"          # the file name a written design keeps the source under
+
     def __init__(self, onnx_model: onnx.ModelProto, path: Path | None = None):
         self.path = path
         self.onnx_model = onnx_model
         self.imported: Graph = import_model(onnx_model)
         self.graph: Graph = streamline(self.imported)
+        self._source: bytes | None = None
+
+    @classmethod
+    def from_graph(cls, imported: Graph, source_name: str, source: bytes, path: Path | None = None) -> Model:
+        """A model imported by another front end: its IR, and its source file's name and bytes."""
+        model = cls.__new__(cls)
+        model.path, model.onnx_model = path, None
+        model.imported, model.graph = imported, streamline(imported)
+        model.source_name, model._source = source_name, source
+        return model
+
+    @classmethod
+    def from_hls4ml(cls, hls_model, path: Path | None = None) -> Model:
+        """The model of an hls4ml ``ModelGraph`` (its source: the model as hls4ml serializes it, ``model.fml``)."""
+        from .frontend.hls4ml import fml_bytes, from_hls4ml
+
+        return cls.from_graph(from_hls4ml(hls_model), "model.fml", fml_bytes(hls_model), path)
+
+    def source_bytes(self) -> bytes:
+        """The source model's file contents (ONNX: deterministic serialization)."""
+        if self._source is not None:
+            return self._source
+        return self.onnx_model.SerializeToString(deterministic=True)
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -103,6 +135,30 @@ def _macs(node: Node, out_shape: tuple[int, ...]) -> int:
 
 
 def load(path: str | Path) -> Model:
-    """Read, validate, import and streamline an ONNX model; raises :class:`hwgen.HwgenError` on bad input."""
+    """Read, validate, import and streamline an ONNX model (or an hls4ml ``.fml`` model); raises
+    :class:`hwgen.HwgenError` on bad input."""
     path = Path(path)
+    if path.suffix == ".fml":
+        return load_fml(path)
     return Model(read_model(path), path)
+
+
+def load_fml(path: str | Path) -> Model:
+    """An hls4ml model saved with hls4ml's ``serialize_model`` (``.fml``), imported and streamlined."""
+    from .frontend.hls4ml import canonical_fml, read_hls4ml
+    from .frontend.hls4ml import from_hls4ml as import_hls4ml
+
+    path = Path(path)
+    hls_model = read_hls4ml(path)
+    return Model.from_graph(import_hls4ml(hls_model), "model.fml", canonical_fml(path.read_bytes()), path)
+
+
+def as_model(model) -> Model:
+    """A :class:`Model` from a Model, a path (ONNX or ``.fml``) or an hls4ml ``ModelGraph``."""
+    if isinstance(model, Model):
+        return model
+    if isinstance(model, (str, Path)):
+        return load(model)
+    if hasattr(model, "get_layers") and hasattr(model, "config"):
+        return Model.from_hls4ml(model)
+    raise HwgenError(f"expected a model path, a hwgen.Model or an hls4ml ModelGraph, got {type(model).__name__}")

@@ -135,12 +135,12 @@ def _systolic_design(entry: ModelEntry, params: dict):
 
 def _dataflow_config(entry: ModelEntry, params: dict):
     """The dataflow configuration ``hwgen.compile(arch="dataflow", ...)`` builds, without its load images."""
-    from ..arch.dataflow.compile import fold_config
+    from ..arch.dataflow.compile import fold_config, reuse_factors
 
     if entry.dataflow_layers is None:
         raise HwgenError(entry.dataflow_error or "the dataflow architecture cannot run this model")
     return fold_config(entry.dataflow_layers, [layer.name for layer in entry.gemm_layers], params.get("fold"),
-                       params.get("target_cycles"), params.get("max_lanes"))
+                       params.get("target_cycles"), params.get("max_lanes"), reuse_factors(entry.model.graph))
 
 
 def _simulate(entry: ModelEntry, point: Point, inputs: str | None, metrics: dict, units: dict) -> None:

@@ -111,7 +111,16 @@ def systolic_components(cfg) -> list[Component]:
         select_inputs = C
         pe = Component("pe", R * C, reg=ob + wb + 2 + 2 * acc, add=acc, mux=2 * acc, muls=[(ob, wb, 1)])
         skew = Component("skew", reg=(ob + 2) * (R * (R - 1) // 2) + wb * (C * (C - 1) // 2))
-    pe.paths = [Path_(mem=1, levels=_mux_levels(select_inputs) + 1, carry_bits=ob + acc, chains=2, mul=mul)]
+    if cfg.product_rounding:                 # barrel shifter, remainder compare and rounding increment per PE
+        product_bits = ob + wb + 1
+        pe.mux += product_bits * _clog2(product_bits + 2)
+        pe.add += product_bits
+        pe.cmp += 2 * product_bits
+        pe.logic += 8
+    pe.paths = [Path_(mem=1, levels=_mux_levels(select_inputs) + 1 + (_clog2(ob + wb + 3) if cfg.product_rounding
+                                                                      else 0),
+                      carry_bits=ob + acc + (ob + wb if cfg.product_rounding else 0),
+                      chains=2 + (1 if cfg.product_rounding else 0), mul=mul)]
     select = Component("operand_select", R, add=ob, mux=(select_inputs - 1) * sb, reg=(3 if ws else 0) + _bits(R)
                        + _bits(C))
     act = Component("activation_banks", R, mems=[(cfg.act_depth, C * sb, 1)], mux=3 * C * sb + 3 * 16,
@@ -121,12 +130,24 @@ def systolic_components(cfg) -> list[Component]:
     chunks = -(-instr // 32)
     program = Component("program", mems=[(cfg.prog_depth, 32 * chunks, 1)], logic=chunks)
     host = Component("host_read", reg=2 + 3 + 6 + 16 + 6 + 33, mux=(2 * R * C - 1) * 32, logic=16)
-    lane_regs = sum(1 + b + slot_bits + meta_bits + acc + tb for b in range(B)) + 1 + meta_bits + acc
+    S, F = cfg.lane_stages, cfg.fixed_steps
+    lane_regs = sum(1 + slot_bits + meta_bits + acc for _ in range(S)) + sum(b + tb for b in range(B)) + \
+        (S - B) * B + 1 + meta_bits + acc
     lane = Component("requant_lane", C, reg=lane_regs, add=tb + acc + B * 0, cmp=B * tb,
                      mux=acc + B * tb, logic=B * 4,
                      mems=[(cfg.slot_depth << b, tb + (1 if b == 0 else 0), 1) for b in range(B)],
                      paths=[Path_(mem=1, levels=2, carry_bits=2 * tb, chains=2),
                             Path_(mem=1, levels=2, carry_bits=tb + acc, chains=2)])
+    if F:                                    # fixed-point stages (hwgen.arch.fixed): run-time shift, modes, width
+        fb = cfg.fixed_bits
+        shift_levels = _clog2(fb + 3)
+        lane.reg += S * fb
+        lane.add += F * (3 * (fb + 1) + 2 * (fb + 2))          # bias add, rounding increment, remainder, limits
+        lane.cmp += F * (2 * (fb + 1) + 3 * (fb + 2))          # rem vs half, over/under limits
+        lane.mux += F * ((fb + 1) * 2 * shift_levels + 4 * fb) + fb
+        lane.logic += F * 16
+        lane.mems += [(cfg.slot_depth, fb, 1) for _ in range(F)]
+        lane.paths.append(Path_(mem=1, levels=2 * shift_levels + 4, carry_bits=3 * fb, chains=4))
     counters = 16 * 10 + 32 if not ws else 16 * 9 + 32
     ctrl_reg = instr + counters + _bits(cfg.prog_depth) + 8
     ctrl_add = counters + (16 * 2 * R if ws else 0)
@@ -170,9 +191,18 @@ def _layer_components(index: int, layer) -> list[Component]:
     else:
         mvau.add += simd * ob + pe * (simd - 1) * dot_bits
         mvau.muls.append((ob, wbits, pe * simd))
-        path = Path_(mem=1, levels=1, carry_bits=ob + levels * dot_bits, chains=1 + levels, mul=(ob, wbits))
+        rounding = layer.product_shift and layer.product_rounding != "TRN"     # AP_TRN: a bit slice
+        if rounding:                                     # the dropped bits' compare and the increment per lane
+            product_bits = ob + wbits
+            mvau.add += pe * simd * (product_bits - layer.product_shift + 1)
+            mvau.cmp += pe * simd * layer.product_shift
+            mvau.logic += pe * simd * 3
+        path = Path_(mem=1, levels=1 + (2 if rounding else 0), carry_bits=ob + levels * dot_bits
+                     + (ob + wbits if rounding else 0), chains=1 + levels + (1 if rounding else 0), mul=(ob, wbits))
     mvau.paths = [path, Path_(levels=1, carry_bits=accb, chains=1)]
     parts = [mvau]
+    if layer.stages:
+        parts.append(_fixed_component(index, layer))
     if layer.thresholds:
         L = layer.thresholds
         tb = layer.threshold_bits
@@ -185,6 +215,30 @@ def _layer_components(index: int, layer) -> list[Component]:
                                      + out_bits, chains=3 + _clog2(L))])
         parts.append(thr)
     return parts
+
+
+def _fixed_component(index: int, layer) -> Component:
+    """A layer's fixed-point stages (hwgen.arch.fixed), every field constant: per PE and stage a bias adder, a
+    ReLU mux, the rounding increment and compare (none for AP_TRN: a bit slice), the overflow compares and clamp
+    mux (none for AP_WRAP: a bit slice); the bias memory per PE."""
+    pe = layer.pe
+    add = cmp = mux = carry = 0
+    bits = layer.acc_bits
+    for stage in layer.stages:
+        pre = stage.pre_bits(bits)
+        rounding = stage.shift > 0 and stage.rounding != "TRN"
+        add += (pre if stage.bias_bits else 0) + (pre - stage.shift if rounding else 0)
+        cmp += (stage.shift if rounding else 0) + (2 * pre if stage.overflow != "WRAP" else 0)
+        mux += (pre if stage.relu else 0) + (stage.width if stage.overflow != "WRAP" else 0)
+        carry += pre * ((1 if stage.bias_bits else 0) + (1 if rounding else 0) + (1 if stage.overflow != "WRAP"
+                                                                                  else 0))
+        bits = stage.width + (0 if stage.signed else 1)
+    out_bits = layer.out_type.bits
+    biased = len(layer.biased_stages)
+    return Component(f"fixed{index}", reg=pe * out_bits + 1, add=pe * add, cmp=pe * cmp, mux=pe * mux, logic=4,
+                     mems=[(max(2, layer.nf), biased * layer.bias_bits, pe)] if biased else [],
+                     paths=[Path_(mem=1 if biased else 0, levels=2 * len(layer.stages), carry_bits=carry,
+                                  chains=max(1, 2 * len(layer.stages)))])
 
 
 def dataflow_components(cfg) -> list[Component]:

@@ -22,6 +22,9 @@ holds the integer codes. The layers import as hls4ml's Vivado/Vitis ``nnet_utils
 - ``Pooling2D`` max: ``MaxPool`` (between transposes to NCHW), then the casts to accum_t and result_t;
 - ``Reshape`` (Flatten) and ``Transpose``: data movement (plus a cast where hls4ml's result type differs).
 
+An ``io_parallel`` Dense layer's ``ReuseFactor`` is kept on its MatMul node (``reuse_factor``): the dataflow
+architecture folds the layer to that initiation interval (hwgen.arch.dataflow.folding.reuse_fold).
+
 Weights, biases and BatchNorm parameters are taken as hls4ml writes them for its C simulation: the decimal text of
 each value (``WeightVariable`` formatting), read back as a double and converted to the weight's type.
 ``streamline`` then fuses consecutive monotone casts and turns those with at most 10-bit results into
@@ -29,7 +32,12 @@ each value (``WeightVariable`` formatting), read back as a double and converted 
 """
 from __future__ import annotations
 
+import copy
+import gzip
+import io
 import math
+import tarfile
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -102,6 +110,7 @@ class _Builder:
     tensors: dict[str, Tensor] = field(default_factory=dict)
     values: dict[str, _Value] = field(default_factory=dict)
     layer: Any = None
+    io_type: str = "io_parallel"
 
     @property
     def where(self) -> str:
@@ -219,11 +228,13 @@ def _dense(b: _Builder, layer: Any) -> None:
     weight = _weights(layer, (1, 0))                      # (n_in, n_out); resource stores (n_out, n_in)
     shape = x.shape[:-1] + (weight.shape[1],)
 
+    reuse = {"reuse_factor": int(layer.get_attr("reuse_factor", 1))} if b.io_type == "io_parallel" else {}
+
     def emit(w: np.ndarray, shift: int, rounding: str):
         if shift:
-            return (*b.emit("FixedMatMul", x, {"weight": w, "product_shift": shift, "rounding": rounding}, shape,
-                            "acc"), shape)
-        return (*b.emit("MatMul", x, {"weight": w, "x_zero_point": 0}, shape, "acc"), shape)
+            return (*b.emit("FixedMatMul", x, {"weight": w, "product_shift": shift, "rounding": rounding, **reuse},
+                            shape, "acc"), shape)
+        return (*b.emit("MatMul", x, {"weight": w, "x_zero_point": 0, **reuse}, shape, "acc"), shape)
     _accumulate(b, layer, x, weight, emit)
 
 
@@ -356,7 +367,7 @@ def from_hls4ml(hls_model: Any) -> Graph:
     layers = list(hls_model.get_layers())
     issues = [NodeIssue(layer.name, layer.class_name, _unsupported_why(layer), f"supported: {', '.join(sorted(HANDLERS))}")
               for layer in layers if _class_of(layer) is None]
-    builder = _Builder()
+    builder = _Builder(io_type=str(config.get_config_value("IOType", "io_parallel")))
     poisoned: set[str] = set()          # outputs of layers that could not be imported; their users are skipped
     for layer in layers:
         builder.layer = layer
@@ -396,6 +407,33 @@ def read_hls4ml(path: str | Path) -> Any:
                          f"{str(exc).splitlines()[0][:160] if str(exc) else 'no detail'})") from exc
 
 
+def canonical_fml(data: bytes) -> bytes:
+    """The ``.fml`` archive ``data`` re-packed deterministically (members sorted by name; times, owners and the
+    gzip header's time zeroed): the same model gives the same bytes, so designs that keep it are reproducible."""
+    raw = io.BytesIO()
+    try:
+        with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as source, \
+                gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as packed, \
+                tarfile.open(fileobj=packed, mode="w", format=tarfile.USTAR_FORMAT) as archive:
+            for member in sorted(source.getmembers(), key=lambda member: member.name):
+                info = copy.copy(member)
+                info.mtime, info.uid, info.gid, info.uname, info.gname = 0, 0, 0, "", ""
+                archive.addfile(info, source.extractfile(member) if member.isfile() else None)
+    except (tarfile.TarError, OSError, EOFError) as exc:
+        raise HwgenError(f"not a readable hls4ml model archive ({exc})") from exc
+    return raw.getvalue()
+
+
+def fml_bytes(hls_model: Any) -> bytes:
+    """An in-memory ``ModelGraph`` as hls4ml's ``serialize_model`` writes it (``.fml``), re-packed canonically."""
+    from hls4ml.utils.serialization import serialize_model
+
+    with tempfile.TemporaryDirectory(prefix="hwgen-fml-") as tmp:
+        path = Path(tmp) / "model.fml"
+        serialize_model(hls_model, str(path))
+        return canonical_fml(path.read_bytes())
+
+
 def load_hls4ml(path: str | Path) -> Graph:
     """The integer IR of an hls4ml model saved with ``serialize_model`` (``.fml``)."""
     return from_hls4ml(read_hls4ml(path))
@@ -412,4 +450,5 @@ def fixed_output_type(graph: Graph) -> FixedType:
     return node.attrs["quantizer"]
 
 
-__all__ = ["fixed_output_type", "fixed_type", "from_hls4ml", "load_hls4ml", "read_hls4ml"]
+__all__ = ["canonical_fml", "fixed_output_type", "fixed_type", "fml_bytes", "from_hls4ml", "load_hls4ml",
+           "read_hls4ml"]

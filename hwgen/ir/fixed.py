@@ -191,3 +191,40 @@ def product_matmul(x: np.ndarray, weight: np.ndarray, shift: int, rounding: str,
         block = flat[start:start + rows]
         out[start:start + rows] = round_shift(block[:, :, None] * weight[None], shift, rounding).sum(axis=1)
     return out.reshape(*lead, weight.shape[1])
+
+
+def _exact(step: FixedStep, lo: np.ndarray, hi: np.ndarray) -> bool:
+    """Whether ``step`` only shifts left on [lo, hi]: no multiply, no rounding, no overflow, no effective ReLU."""
+    if step.frac > step.to.frac or np.any(np.asarray(step.mult) != 1):
+        return False
+    if step.relu and np.any(np.asarray(lo, np.int64) + step.bias < 0):
+        return False
+    shift = step.to.frac - step.frac
+    v_lo = (np.asarray(lo, np.int64) + step.bias) << shift
+    v_hi = (np.asarray(hi, np.int64) + step.bias) << shift
+    return bool(np.all(v_lo >= step.to.dtype.min) and np.all(v_hi <= step.to.dtype.max))
+
+
+def simplify_steps(steps: tuple[FixedStep, ...], lo: np.ndarray, hi: np.ndarray) -> tuple[FixedStep, ...]:
+    """Steps computing the same codes as ``steps`` for inputs in [lo, hi], with every step that only shifts left
+    (exact: no rounding, overflow or ReLU) merged into the step after it, and a last such step without a shift
+    dropped. ``A`` = ``(x + a) << k`` followed by ``B`` = ``cast(y · m + b)`` is ``cast(x · m + a·m + b / 2^k)`` at
+    A's input frac, when ``2^k`` divides ``b``: the same exact value reaches B's rounding and overflow."""
+    steps = list(steps)
+    index, lo, hi = 0, np.asarray(lo, np.int64), np.asarray(hi, np.int64)
+    while index < len(steps):
+        step = steps[index]
+        shift = step.to.frac - step.frac
+        if _exact(step, lo, hi):
+            if index + 1 < len(steps) and not np.any(np.asarray(steps[index + 1].bias) % (1 << shift)):
+                after = steps[index + 1]
+                steps[index:index + 2] = [FixedStep(step.frac, after.to, after.mult,
+                                                    np.asarray(step.bias * after.mult + (after.bias >> shift),
+                                                               np.int64), after.relu)]
+                continue
+            if index + 1 == len(steps) and index > 0 and shift == 0 and not np.any(step.bias):
+                del steps[index]
+                continue
+        lo, hi, _ = step.bounds(lo, hi)
+        index += 1
+    return tuple(steps)

@@ -4,11 +4,11 @@ from __future__ import annotations
 from ..errors import HwgenError
 from ..ir import Graph
 from .fixed import FixedCastToThresholds, FuseFixedCasts
-from .shapes import AbsorbPermutationIntoMatMul, CollapseShapeOps
+from .shapes import AbsorbPermutationIntoMatMul, CollapseShapeOps, SinkTransposes
 from .thresholds import AbsorbIntoThresholds
 
-DEFAULT_PASSES = (CollapseShapeOps(), AbsorbPermutationIntoMatMul(), AbsorbIntoThresholds(), FuseFixedCasts(),
-                  FixedCastToThresholds())
+DEFAULT_PASSES = (SinkTransposes(), CollapseShapeOps(), AbsorbPermutationIntoMatMul(), AbsorbIntoThresholds(),
+                  FuseFixedCasts(), FixedCastToThresholds())
 MAX_ITERATIONS = 100
 
 
@@ -25,4 +25,4 @@ def streamline(graph: Graph, passes=DEFAULT_PASSES) -> Graph:
 
 
 __all__ = ["DEFAULT_PASSES", "AbsorbIntoThresholds", "AbsorbPermutationIntoMatMul", "CollapseShapeOps",
-           "FixedCastToThresholds", "FuseFixedCasts", "streamline"]
+           "FixedCastToThresholds", "FuseFixedCasts", "SinkTransposes", "streamline"]

@@ -5,7 +5,9 @@ always are; WRAP and SAT_ZERO only where nothing overflows, see :meth:`hwgen.ir.
 Consecutive monotone casts compose into one monotone cast, and a monotone cast with a result of at most
 ``MAX_THRESHOLD_BITS`` bits is a ``MultiThreshold`` (found by the same bisection and verification as float
 requantizers). A cast that can wrap stays a ``FixedCast``: it is not monotone, so no threshold form exists, and it
-is cheap in hardware as it is (add a rounding increment, drop the low bits, keep the low W bits).
+is cheap in hardware as it is (add a rounding increment, drop the low bits, keep the low W bits). A
+``MultiThreshold`` made from casts keeps them (``steps``), so a lowering may run the casts instead of the
+thresholds (hwgen.arch.fixed: a few adders and bit slices against 2^bits - 1 comparisons).
 """
 from __future__ import annotations
 
@@ -74,6 +76,7 @@ class FixedCastToThresholds:
 
                 attrs = thresholds_for(node, lo, hi, code, channels, steps[-1].to.dtype)
                 attrs["quantizer"] = steps[-1].to
+                attrs["steps"] = steps          # the casts it stands for: hardware may run them instead
                 node = Node("MultiThreshold", node.name, node.inputs, node.outputs, attrs, node.source_ops)
                 changed = True
             nodes.append(node)

@@ -44,7 +44,8 @@ class CollapseShapeOps:
 
 
 class AbsorbPermutationIntoMatMul:
-    """Transpose/Reshape chains feeding a 2-D MatMul only reorder features: fold the order into the weights.
+    """Transpose/Reshape chains feeding a 2-D MatMul (or FixedMatMul, whose rounded products are summed in any
+    order) only reorder features: fold the order into the weights.
 
     ``MatMul(shape_ops(S))`` with ``S`` of shape ``(1, *dims)`` becomes ``MatMul(Reshape(S → (1, K)))`` with the
     weight rows permuted, so the data path keeps every tensor in its natural row-major order (what both hardware
@@ -53,7 +54,7 @@ class AbsorbPermutationIntoMatMul:
 
     def apply(self, graph: Graph) -> tuple[Graph, bool]:
         for node in graph.nodes:
-            if node.op != "MatMul" or len(graph.tensors[node.inputs[0]].shape) != 2:
+            if node.op not in ("MatMul", "FixedMatMul") or len(graph.tensors[node.inputs[0]].shape) != 2:
                 continue
             chain = self._chain(graph, node.inputs[0])
             if not chain or (len(chain) == 1 and chain[0].op == "Reshape"):
@@ -91,3 +92,51 @@ class AbsorbPermutationIntoMatMul:
             chain.insert(0, producer)
             producer = graph.producer(producer.inputs[0])
         return chain
+
+
+NHWC = (0, 2, 3, 1)                      # NCHW → NHWC
+ELEMENTWISE = ("FixedCast", "MultiThreshold")
+
+
+class SinkTransposes:
+    """Channels-last transposes move toward the output, so channels-last graphs (hls4ml's) compute channels-first.
+
+    A ``Transpose`` NCHW → NHWC used by one per-channel elementwise op (FixedCast, MultiThreshold) moves past it
+    (the op's channel axis follows the permutation); one feeding a channels-last ``FixedConv`` makes it a
+    channels-first one (``layout`` NCHW) followed by the transpose. The transposes then meet their inverses
+    (around a MaxPool, :class:`CollapseShapeOps` removes them) or a flatten into a MatMul
+    (:class:`AbsorbPermutationIntoMatMul`), and every image stays NCHW as in ONNX models: what the systolic
+    array's convolutions read.
+    """
+
+    def apply(self, graph: Graph) -> tuple[Graph, bool]:
+        for node in graph.nodes:
+            if node.op != "Transpose" or tuple(node.attrs["perm"]) != NHWC or node.outputs[0] in graph.outputs:
+                continue
+            users = graph.consumers(node.outputs[0])
+            if len(users) != 1:
+                continue
+            user = users[0]
+            if user.op in ELEMENTWISE:
+                axis = user.attrs.get("axis")
+                moved = user.with_attrs(axis=None if axis is None else NHWC[axis])
+                return self._swap(graph, node, moved, graph.tensors[node.inputs[0]].shape, moved.attrs["axis"]), True
+            if user.op == "FixedConv" and user.attrs.get("layout", "NHWC") == "NHWC":
+                out = graph.tensors[user.outputs[0]].shape
+                return self._swap(graph, node, user.with_attrs(layout="NCHW"), (out[0], out[3], out[1], out[2]), 1), True
+        return graph, False
+
+    @staticmethod
+    def _swap(graph: Graph, transpose: Node, op: Node, shape: tuple[int, ...], axis: int | None) -> Graph:
+        """``op`` reads the transpose's input into a new tensor of ``shape``; the transpose makes ``op``'s output."""
+        out = graph.tensors[op.outputs[0]]
+        inner = f"{out.name}:nchw"
+        tensors = {**graph.tensors, inner: replace(out, name=inner, shape=shape, axis=axis, source=None)}
+        first = replace(op, inputs=(transpose.inputs[0],), outputs=(inner,))
+        second = replace(transpose, inputs=(inner,), outputs=op.outputs)
+        nodes = []
+        for n in graph.nodes:
+            if n is transpose:
+                continue
+            nodes += [first, second] if n.outputs == op.outputs else [n]
+        return graph.with_nodes(nodes, tensors)

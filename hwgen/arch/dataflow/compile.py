@@ -14,7 +14,7 @@ Types: the first layer's input type is the model's quantized input type (or, for
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -23,8 +23,8 @@ from ...ir import BipolarType
 from ..systolic.compile import GemmLayer, gemm_layers, weight_bits
 from ..lanes import pack_lanes, unpack_lanes
 from .config import CodeType, DataflowConfig, LayerConfig, LayerFold
-from .folding import auto_fold, parse_fold
-from .loader import PARAMETERS, THRESHOLDS, WEIGHTS, element_row
+from .folding import auto_fold, parse_fold, reuse_fold
+from .loader import BIASES, PARAMETERS, THRESHOLDS, WEIGHTS, element_row
 
 LoadRow = tuple[int, int, int, int, int]
 
@@ -38,11 +38,12 @@ class DataflowProgram:
     weights: list[LoadRow]            # (WEIGHTS, layer, addr, lane, value)
     thresholds: list[LoadRow]         # (THRESHOLDS, layer, addr, lane, value)
     parameters: list[LoadRow]         # (PARAMETERS, layer, 0, 0, zero point)
+    biases: list[LoadRow] = field(default_factory=list)      # (BIASES, layer, addr, lane, value): fixed stages
 
     @property
     def load_rows(self) -> list[LoadRow]:
         """Every row the host writes before ``start``."""
-        return self.weights + self.thresholds + self.parameters
+        return self.weights + self.thresholds + self.parameters + self.biases
 
     @property
     def folds(self) -> tuple[LayerFold, ...]:
@@ -96,6 +97,8 @@ class DataflowProgram:
             init = {"weights": weight_image(layer, gemm).tolist(), "zero_point": gemm.zx}
             if layer.thresholds:
                 init["thresholds"] = threshold_image(layer, gemm).tolist()
+            if layer.biased_stages:
+                init["biases"] = bias_image(layer, gemm).tolist()
             result.append(init)
         return result
 
@@ -119,6 +122,14 @@ def threshold_image(layer: LayerConfig, gemm: GemmLayer) -> np.ndarray:
     return words.reshape(layer.nf, layer.pe, -1).transpose(1, 0, 2)
 
 
+def bias_image(layer: LayerConfig, gemm: GemmLayer) -> np.ndarray:
+    """Stored bias words, (PE, NF words, biased stages): word ``nf`` of PE ``p`` holds channel ``nf·PE + p``'s
+    bias of every stage that has one."""
+    table = np.stack([np.broadcast_to(np.asarray(gemm.steps[k].bias, np.int64), (gemm.n,))
+                      for k in layer.biased_stages], axis=1)
+    return table.reshape(layer.nf, layer.pe, -1).transpose(1, 0, 2)
+
+
 def _rows(target: int, bank: int, memory: tuple[int, int, int], image: np.ndarray) -> list[LoadRow]:
     return [element_row(target, bank, memory, p, word, lane, int(image[p, word, lane]))
             for p, word, lane in np.ndindex(*image.shape)]
@@ -138,6 +149,10 @@ def layer_configs(layers: Sequence[GemmLayer], in_type: CodeType) -> list[LayerC
         if len(gemm.inputs) > 1:
             raise HwgenError(f"node '{gemm.name}' (Add): the dataflow architecture does not run residual Add layers "
                              "yet; use --arch systolic")
+        if gemm.conv is not None or gemm.pool is not None:
+            what = "pooling" if gemm.pool else "convolution"
+            raise HwgenError(f"node '{gemm.name}': the dataflow architecture does not run {what} layers yet (its "
+                             "sliding-window units are not built); use --arch systolic")
         bipolar = in_type.bipolar and gemm.zx == 0 and bool(np.all(np.abs(gemm.weight) == 1))
         lo, hi = (-1, 1) if in_type.bipolar else (in_type.lo, in_type.hi)
         if not bipolar and not lo <= gemm.zx <= hi:
@@ -147,13 +162,14 @@ def layer_configs(layers: Sequence[GemmLayer], in_type: CodeType) -> list[LayerC
             layer = LayerConfig(mw=gemm.k, mh=gemm.n, pe=1, simd=1, in_type=in_type,
                                 weight_bits=1 if bipolar else weight_bits(gemm), bipolar=bipolar, thresholds=levels,
                                 per_channel=levels > 0 and gemm.thresholds.shape[0] > 1, base=gemm.base,
-                                step=gemm.step)
+                                step=gemm.step, stages=gemm.stages, product_shift=gemm.product_shift,
+                                product_rounding=gemm.product_rounding)
         except ValueError as error:
             raise HwgenError(f"node '{gemm.name}': {error}") from None
         if not -layer.acc_bound <= gemm.acc_range[0] <= gemm.acc_range[1] <= layer.acc_bound:
             raise HwgenError(f"node '{gemm.name}': accumulator range {gemm.acc_range} exceeds the worst case "
                              f"±{layer.acc_bound} of its types")
-        if index + 1 < len(layers) and layer.thresholds == 0:
+        if index + 1 < len(layers) and not layer.requantized:
             raise HwgenError(f"node '{gemm.name}': only the last layer may skip requantization")
         configs.append(layer)
         in_type = layer.out_type
@@ -161,7 +177,7 @@ def layer_configs(layers: Sequence[GemmLayer], in_type: CodeType) -> list[LayerC
 
 
 def fold_config(configs: Sequence[LayerConfig], names: Sequence[str], fold=None, target_cycles: int | None = None,
-                max_lanes: int | None = None) -> DataflowConfig:
+                max_lanes: int | None = None, reuse: dict[str, int] | None = None) -> DataflowConfig:
     """The unfolded layer ``configs`` folded as :func:`compile_dataflow` describes (no memory images)."""
     if fold is not None and target_cycles is not None:
         raise HwgenError("give either a fold or a target cycle count, not both")
@@ -169,6 +185,8 @@ def fold_config(configs: Sequence[LayerConfig], names: Sequence[str], fold=None,
         folds = auto_fold(configs, target_cycles, names, max_lanes)
     elif fold is not None:
         folds = parse_fold(fold, names)
+    elif reuse:
+        folds = reuse_fold(configs, names, reuse)
     else:
         folds = tuple(LayerFold() for _ in configs)
     folded = []
@@ -180,34 +198,45 @@ def fold_config(configs: Sequence[LayerConfig], names: Sequence[str], fold=None,
     return DataflowConfig(tuple(folded))
 
 
+def reuse_factors(graph) -> dict[str, int]:
+    """hls4ml ReuseFactors of the graph's GEMM nodes, by node name (empty for other models)."""
+    return {node.name: int(node.attrs["reuse_factor"]) for node in graph.nodes
+            if node.op in ("MatMul", "FixedMatMul") and "reuse_factor" in node.attrs}
+
+
 def compile_dataflow(model_or_layers, fold=None, target_cycles: int | None = None, max_lanes: int | None = None,
                      input_type: CodeType | None = None) -> DataflowProgram:
     """Compile a ``hwgen.Model`` (or its ``gemm_layers``) for the dataflow architecture.
 
     ``fold``: explicit folding (see ``folding.parse_fold``); ``target_cycles``: pick the cheapest folding meeting
     that many cycles per inference with at most ``max_lanes`` MAC lanes per layer (``folding.auto_fold``);
-    neither: fully folded (PE = SIMD = 1).
+    neither: an hls4ml model's ReuseFactors (``folding.reuse_fold``: II = the largest reuse factor), else fully
+    folded (PE = SIMD = 1).
     ``input_type``: the first layer's input code type (default: the model's, or signed ``in_bits`` for layers).
     """
     if fold is not None and target_cycles is not None:
         raise HwgenError("give either a fold or a target cycle count, not both")
+    reuse = None
     if hasattr(model_or_layers, "graph"):
         graph = model_or_layers.graph
         layers = gemm_layers(graph)
         in_type = input_type or code_type(graph.tensors[layers[0].inputs[0]].dtype)
+        reuse = reuse_factors(graph)
     else:
         layers = list(model_or_layers)
         if not layers:
             raise HwgenError("no layers to compile")
         in_type = input_type or CodeType(layers[0].in_bits, True)
     config = fold_config(layer_configs(layers, in_type), [layer.name for layer in layers], fold, target_cycles,
-                         max_lanes)
+                         max_lanes, reuse)
     folded = config.layers
-    weights, thresholds, parameters = [], [], []
+    weights, thresholds, parameters, biases = [], [], [], []
     for index, (layer, gemm) in enumerate(zip(folded, layers)):
         weights += _rows(WEIGHTS, index, layer.weight_memory, weight_image(layer, gemm))
         if layer.thresholds:
             thresholds += _rows(THRESHOLDS, index, layer.threshold_memory, threshold_image(layer, gemm))
+        if layer.biased_stages:
+            biases += _rows(BIASES, index, layer.bias_memory, bias_image(layer, gemm))
         if not layer.bipolar:
             parameters.append((PARAMETERS, index, 0, 0, gemm.zx & 0xFFFFFFFF))
-    return DataflowProgram(config, tuple(layers), weights, thresholds, parameters)
+    return DataflowProgram(config, tuple(layers), weights, thresholds, parameters, biases)

@@ -20,7 +20,9 @@ from math import lcm
 import numpy as np
 from amaranth import Shape, signed, unsigned
 
+from ...ir.fixed import ROUNDING
 from ...ir.types import int_range
+from ..fixed import FixedStage
 
 INDEX_BITS = 22          # load rows address memory elements by Cat(lane[6], addr[16])
 MAX_LAYERS = 64          # load rows name the layer in the 6-bit bank field
@@ -113,8 +115,11 @@ class LayerFold:
 class LayerConfig:
     """One layer's hardware: an MVAU (``mw`` × ``mh``, folded by ``pe``/``simd``) and, if ``thresholds > 0``, a
     multi-threshold unit emitting ``base + step · #{j : ±acc ≥ T[c, j]}`` (``per_channel`` threshold rows or one
-    shared row). ``thresholds == 0`` passes the accumulator through (a last layer dequantized on the host).
-    ``bipolar`` layers have ±1 weights and ±1 inputs with zero point 0 and use XNOR-popcount."""
+    shared row), or if ``stages``, fixed-point stages (hwgen.arch.fixed: bias per channel, shift, rounding,
+    overflow; an hls4ml layer's casts). Neither passes the accumulator through (a last layer dequantized on the
+    host). ``bipolar`` layers have ±1 weights and ±1 inputs with zero point 0 and use XNOR-popcount.
+    ``product_shift > 0`` rounds every product by ``2^product_shift`` (``product_rounding``) before the sum
+    (hls4ml's products assigned to a coarser accumulator type)."""
 
     mw: int
     mh: int
@@ -127,6 +132,9 @@ class LayerConfig:
     per_channel: bool = True
     base: int = 0
     step: int = 1
+    stages: tuple[FixedStage, ...] = ()
+    product_shift: int = 0
+    product_rounding: str = "TRN"
 
     def __post_init__(self) -> None:
         _check_range("mw", self.mw, 1, 1 << 16)
@@ -145,13 +153,23 @@ class LayerConfig:
         _check_range("thresholds", self.thresholds, 0, 1023)
         _check_range("base", self.base, -(1 << 20), 1 << 20)
         _check_range("step", self.step, 1, 1 << 10)
+        if self.stages and self.thresholds:
+            raise ValueError("a layer has thresholds or fixed-point stages, not both")
+        if not isinstance(self.stages, tuple) or not all(isinstance(s, FixedStage) for s in self.stages):
+            raise TypeError(f"stages must be a tuple of FixedStage, got {self.stages!r}")
+        _check_range("product_shift", self.product_shift, 0, 62)
+        if self.product_rounding not in ROUNDING:
+            raise ValueError(f"product_rounding must be one of {', '.join(ROUNDING)}, got {self.product_rounding!r}")
+        if self.product_shift and self.bipolar:
+            raise ValueError("a bipolar (XNOR) layer has no products to round")
         if self.acc_bits > 48:
             raise ValueError(f"accumulator width {self.acc_bits} bits (mw={self.mw}, in_type={self.in_type}, "
                              f"weight_bits={self.weight_bits}) exceeds 48")
         if self.thresholds and self.threshold_bits > 32:
             raise ValueError(f"thresholds need {self.threshold_bits} bits (accumulator {self.acc_bits} bits); the "
                              "load port writes at most 32")
-        for memory, (rows, depth, lanes) in (("weight", self.weight_memory), ("threshold", self.threshold_memory)):
+        for memory, (rows, depth, lanes) in (("weight", self.weight_memory), ("threshold", self.threshold_memory),
+                                             ("bias", self.bias_memory)):
             if bits_for(rows) + bits_for(depth) + bits_for(lanes) > INDEX_BITS:
                 raise ValueError(f"the {memory} memories ({rows} × {depth} words × {lanes} lanes) need more than "
                                  f"{INDEX_BITS} index bits of the load port; fold the layer differently")
@@ -189,9 +207,35 @@ class LayerConfig:
         return unsigned(1) if self.bipolar else signed(self.weight_bits)
 
     @property
+    def product_bound(self) -> int:
+        """Largest ``|product|`` entering the sum: ``|x · w|``, divided by ``2^product_shift`` (rounded up: no
+        quantization mode rounds past it) when products are rounded."""
+        product = self.operand_bound * (1 if self.bipolar else 1 << (self.weight_bits - 1))
+        return -(-product >> self.product_shift)
+
+    @property
     def acc_bound(self) -> int:
         """Largest ``|accumulator|`` any input vector and weight set of these types can produce."""
-        return self.mw * self.operand_bound * (1 if self.bipolar else 1 << (self.weight_bits - 1))
+        return self.mw * self.product_bound
+
+    @property
+    def requantized(self) -> bool:
+        """Whether the layer emits codes (thresholds or fixed-point stages), not its accumulators."""
+        return bool(self.thresholds or self.stages)
+
+    @property
+    def biased_stages(self) -> tuple[int, ...]:
+        """Indices of the fixed-point stages with a per-channel bias (one bias memory entry each)."""
+        return tuple(k for k, stage in enumerate(self.stages) if stage.bias_bits)
+
+    @property
+    def bias_bits(self) -> int:
+        return max([self.stages[k].bias_bits for k in self.biased_stages] + [1])
+
+    @property
+    def bias_memory(self) -> tuple[int, int, int]:
+        """(memories = PE, words each = channel groups, entries per word = biased stages)."""
+        return self.pe, self.nf, max(1, len(self.biased_stages))
 
     @property
     def acc_bits(self) -> int:
@@ -205,6 +249,9 @@ class LayerConfig:
     @property
     def out_type(self) -> CodeType:
         """Type of the codes this layer emits: thresholded codes, or the accumulator when passing through."""
+        if self.stages:
+            last = self.stages[-1]
+            return CodeType(last.width, last.signed)
         if not self.thresholds:
             return CodeType(self.acc_bits, True)
         if (self.base, self.step, self.thresholds) == (-1, 2, 1):
@@ -240,7 +287,7 @@ class DataflowConfig:
             raise ValueError(f"layers must be a non-empty tuple of LayerConfig, got {self.layers!r}")
         _check_range("number of layers", len(self.layers), 1, MAX_LAYERS)
         for index, (a, b) in enumerate(zip(self.layers, self.layers[1:])):
-            if not a.thresholds:
+            if not a.requantized:
                 raise ValueError(f"layers[{index}] passes its accumulator through; only the last layer may")
             if a.mh != b.mw:
                 raise ValueError(f"layers[{index + 1}].mw must equal layers[{index}].mh={a.mh}, got {b.mw}")

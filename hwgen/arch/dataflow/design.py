@@ -25,18 +25,19 @@ import numpy as np
 
 from ... import __version__
 from ...design import (SCHEMA_VERSION, SimResult, check_codes, format_rows, golden_codes, model_sha256, read_rows,
-                       write_files)
+                       unit_rows, write_files)
 from ...errors import HwgenError
 from ...model import Model
 from ...names import display
 from .compile import DataflowProgram
 from .config import DataflowConfig
-from .loader import PARAMETERS, THRESHOLDS, WEIGHTS
+from .loader import BIASES, PARAMETERS, THRESHOLDS, WEIGHTS
 from .top import DataflowTop, dataflow_signature
 
 TOP_NAME = "hwgen_dataflow"
 UNITS = {"Quantize": "host: input quantizer", "Dequantize": "host: output dequantizer", "MatMul": "MVAU",
-         "MultiThreshold": "MVAU thresholds (fused)", "Reshape": "stream order (layout only)"}
+         "FixedMatMul": "MVAU (rounded products)", "MultiThreshold": "MVAU thresholds (fused)",
+         "FixedCast": "MVAU fixed-point stages (fused)", "Reshape": "stream order (layout only)"}
 
 
 @lru_cache(maxsize=8)
@@ -185,20 +186,21 @@ class DataflowDesign:
             "layers": self.program.fold_report(),
             "ports": _signature_ports(dataflow_signature(cfg)),
             "host_protocol": {"load": _layout_fields(LOAD), "read": _layout_fields(READ), "rdata_bits": 32,
-                              "targets": {"weights": WEIGHTS, "thresholds": THRESHOLDS, "parameters": PARAMETERS}},
+                              "targets": {"weights": WEIGHTS, "thresholds": THRESHOLDS, "parameters": PARAMETERS,
+                                          "biases": BIASES}},
             "streams": {"in_lanes": cfg.in_lanes, "in_lane_bits": cfg.in_type.bits, "in_beats_per_sample": cfg.in_beats,
                         "out_lanes": cfg.out_lanes, "out_lane_bits": cfg.out_type.bits,
                         "out_beats_per_sample": cfg.out_beats},
             "fifo_depths": list(cfg.fifo_depths),
             "datatypes": {name: str(t.dtype) for name, t in sorted(graph.tensors.items())},
-            "units": [{"node": n.name, "op": n.op, "onnx_ops": list(n.source_ops), "unit": UNITS[n.op]}
-                      for n in graph.nodes],
+            "units": unit_rows(graph, UNITS),
             "cycle_model": {"ii_cycles": self.program.predicted_ii_cycles,
                             "latency_cycles": self.program.predicted_latency_cycles,
                             "formula": "II = max over layers of (MW/SIMD)·(MH/PE); N samples take latency + "
                                        "(N − 1)·II cycles from first input to last output"},
             "files": {"verilog": "top.v", "weights": "weights.load", "thresholds": "thresholds.load",
-                      "parameters": "parameters.load", "model": "model.onnx", "report": "report.md"},
+                      "parameters": "parameters.load", "biases": "biases.load", "model": self.model.source_name,
+                      "report": "report.md"},
             "verilog_sha256": self.verilog_sha256,
         }
 
@@ -220,8 +222,8 @@ class DataflowDesign:
         program = self.program
         files = {"top.v": self.verilog, "manifest.json": json.dumps(self.manifest(), indent=2, sort_keys=True) + "\n",
                  "weights.load": format_rows(program.weights), "thresholds.load": format_rows(program.thresholds),
-                 "parameters.load": format_rows(program.parameters),
-                 "model.onnx": self.model.onnx_model.SerializeToString(deterministic=True),
+                 "parameters.load": format_rows(program.parameters), "biases.load": format_rows(program.biases),
+                 self.model.source_name: self.model.source_bytes(),
                  "report.md": self.report_markdown()}
         if rom:
             files["top_rom.v"] = self.verilog_rom()
@@ -245,7 +247,8 @@ def open_dataflow(out_dir: Path, manifest: dict, model: Model) -> DataflowDesign
 
     files = manifest["files"]
     program = compile_dataflow(model, fold=[{"pe": f["pe"], "simd": f["simd"]} for f in manifest["fold"]])
-    design = DataflowDesign(model, program, tuple(out_dir / files[k] for k in ("weights", "thresholds", "parameters")))
+    design = DataflowDesign(model, program, tuple(out_dir / files[k] for k in ("weights", "thresholds", "parameters",
+                                                                               "biases") if k in files))
     read_rows(design.images)          # readable now rather than in the middle of a simulation
     return design
 

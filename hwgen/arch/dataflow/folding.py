@@ -59,6 +59,29 @@ def auto_fold(layers: Sequence[LayerConfig], target_cycles: int, names: Sequence
     return tuple(folds)
 
 
+def reuse_fold(layers: Sequence[LayerConfig], names: Sequence[str], reuse: Mapping[str, int]) -> tuple[LayerFold, ...]:
+    """hls4ml's ``ReuseFactor`` as folding. An ``io_parallel`` Dense layer with reuse factor ``R`` has
+    ``MW·MH / R`` multipliers, each used ``R`` times per input: its II is ``R`` cycles, so it gets the cheapest
+    legal folding with ``SF · NF = R`` exactly (``PE·SIMD = MW·MH / R`` MAC lanes). Layers without a reuse factor
+    (a BatchNorm's diagonal layer) get the cheapest folding meeting the largest ``R``, so the pipeline's II is the
+    largest reuse factor, as in hls4ml."""
+    target = max((reuse[name] for name in names if name in reuse), default=None)
+    folds = []
+    for name, layer in zip(names, layers):
+        candidates = legal_folds(layer)
+        if name in reuse:
+            exact = [c for c in candidates if c.cycles == reuse[name]]
+            if not exact:
+                raise HwgenError(f"'{name}' ({layer.mw}×{layer.mh}): ReuseFactor {reuse[name]} is not "
+                                 "(MW/SIMD)·(MH/PE) "
+                                 "for any folding with SIMD dividing MW and PE dividing MH")
+            folds.append(min(exact, key=lambda c: (c.cost, c.pe)).fold)
+        else:
+            meeting = [c for c in candidates if c.cycles <= target] or [min(candidates, key=lambda c: c.cycles)]
+            folds.append(min(meeting, key=lambda c: (c.cost, c.cycles, c.pe)).fold)
+    return tuple(folds)
+
+
 def parse_fold(spec, names: Sequence[str]) -> tuple[LayerFold, ...]:
     """An explicit folding: a JSON file path, a list with one ``{"pe", "simd"}`` (or :class:`LayerFold`) per
     layer, or a mapping layer name → ``{"pe", "simd"}`` naming every layer."""

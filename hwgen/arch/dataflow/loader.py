@@ -10,6 +10,8 @@ target                    bank    element
 :data:`THRESHOLDS` (3)    layer   threshold ``T[n, j]``: row ``p``, word ``nf`` (0 if per-tensor), lane ``j``;
                                   lane ``L`` holds the channel's negate flag (0/1)
 :data:`PARAMETERS` (5)    layer   ``addr`` 0: the layer's input zero point (two's complement)
+:data:`BIASES` (6)        layer   bias of fixed-point stage ``biased_stages[j]`` for channel ``n``: row ``p``,
+                                  word ``nf``, lane ``j`` (layers with fixed-point stages)
 ========================  ======  =====================================================================
 
 with ``n = nf · PE + p`` and ``k = sf · SIMD + s``. A memory element (row, word, lane) is numbered
@@ -23,7 +25,7 @@ from amaranth import Cat, Value, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.wiring import Out
 
-from ..systolic.top import THRESHOLDS, WEIGHTS
+from ..systolic.top import BIASES, THRESHOLDS, WEIGHTS
 from .config import INDEX_BITS, bits_for
 
 PARAMETERS = 5
@@ -59,4 +61,4 @@ def decode_index(addr: Value, lane: Value, memory: tuple[int, int, int]) -> tupl
             index[:lane_bits])
 
 
-__all__ = ["PARAMETERS", "THRESHOLDS", "WEIGHTS", "decode_index", "element_row", "write_signature"]
+__all__ = ["BIASES", "PARAMETERS", "THRESHOLDS", "WEIGHTS", "decode_index", "element_row", "write_signature"]

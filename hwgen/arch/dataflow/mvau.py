@@ -24,6 +24,12 @@ an output beat taken at cycle a is followed by the next one of the vector at a +
 
 The accumulator is ``acc_bits`` wide from the types' worst-case bound (config.py); the zero point is subtracted
 from each code before the multiply (bipolar layers have none).
+
+Fixed-point layers (hls4ml models, hwgen.arch.fixed): with ``product_shift`` every lane's product is rounded
+before the sum (a bit slice for AP_TRN, plus an increment otherwise), and ``stages`` replace the thresholds in the
+``o`` stage: per PE, the accumulator goes through each stage's bias add, ReLU, rounding shift and overflow fit,
+the biases read from a memory per PE (word ``nf``: the channel's bias of every biased stage) exactly as the
+thresholds are. The latency and the stall rule are those of a thresholded layer.
 """
 from __future__ import annotations
 
@@ -33,15 +39,16 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from ...ir.types import int_range
+from ..fixed import round_shift_const, stage_const
 from ..systolic.config import index_range
 from .config import LayerConfig
 from .loader import write_signature
-from .thresholds import activate, threshold_memories, tree_sum
+from .thresholds import activate, parameter_memories, threshold_memories, tree_sum
 
 
 def latency(layer: LayerConfig) -> int:
     """Cycles from the issue of a pass's last step to its output beat being valid."""
-    return 4 if layer.thresholds else 3
+    return 4 if layer.requantized else 3
 
 
 def decode(code, code_type):
@@ -51,7 +58,8 @@ def decode(code, code_type):
 
 class MVAU(wiring.Component):
     """One layer. ``init`` (ROM-style designs): ``{"weights": per PE a list of words (lists of SIMD raw
-    weights), "thresholds": per PE a list of words (L raw thresholds, then the negate flag)}``."""
+    weights), "thresholds": per PE a list of words (L raw thresholds, then the negate flag), "biases": per PE a
+    list of words (the biased stages' biases)}``."""
 
     def __init__(self, layer: LayerConfig, init: dict | None = None):
         self.layer = layer
@@ -63,6 +71,8 @@ class MVAU(wiring.Component):
         }
         if layer.thresholds:
             members["thresholds"] = In(write_signature(layer.threshold_memory, layer.threshold_bits))
+        if layer.biased_stages:
+            members["biases"] = In(write_signature(layer.bias_memory, layer.bias_bits))
         if not layer.bipolar:
             members["zero_point"] = In(layer.in_type.value_shape)
         super().__init__(members)
@@ -126,13 +136,13 @@ class MVAU(wiring.Component):
                 operand = Signal(layer.operand_shape, name=f"operand_{s}")
                 m.d.comb += operand.eq(decode(x[s], layer.in_type) - self.zero_point)
                 operands.append(operand)
-            dots = [tree_sum(operand * w[s] for s, operand in enumerate(operands)) for w in weights]
+            dots = [tree_sum(self._product(operand, w[s]) for s, operand in enumerate(operands)) for w in weights]
         with m.If(advance):
             m.d.sync += [s2_valid.eq(s1_valid), s2_first.eq(s1_first), s2_last.eq(s1_last), s2_group.eq(s1_group)]
             m.d.sync += [reg.eq(dot) for reg, dot in zip(s2_dot, dots)]
 
         # ---- acc: accumulate (a passthrough layer's accumulators are its output)
-        if layer.thresholds:
+        if layer.requantized:
             acc = Signal(data.ArrayLayout(signed(layer.acc_bits), layer.pe))
             acc_valid = Signal()
         else:
@@ -141,7 +151,10 @@ class MVAU(wiring.Component):
             m.d.sync += acc_valid.eq(s2_valid & s2_last)
             with m.If(s2_valid):
                 m.d.sync += [acc[p].eq(Mux(s2_first, 0, acc[p]) + s2_dot[p]) for p in range(layer.pe)]
-        if not layer.thresholds:
+        if not layer.requantized:
+            return m
+        if layer.stages:
+            self._fixed_activation(m, acc, acc_valid, s2_group, advance)
             return m
 
         # ---- o: activation (threshold words read at the channel group leaving s2)
@@ -151,3 +164,27 @@ class MVAU(wiring.Component):
             m.d.sync += [self.o.payload[p].eq(activate(m, layer, acc[p], row, f"pe{p}"))
                          for p, row in enumerate(rows)]
         return m
+
+    def _product(self, operand, weight):
+        """One lane's product, rounded when the layer rounds products."""
+        layer = self.layer
+        product = operand * weight
+        return round_shift_const(product, layer.product_shift, layer.product_rounding) if layer.product_shift \
+            else product
+
+    def _fixed_activation(self, m: Module, acc, acc_valid, group, advance) -> None:
+        """o: every PE's accumulator through the fixed-point stages (biases read at the channel group leaving
+        s2, like thresholds)."""
+        layer = self.layer
+        biased = layer.biased_stages
+        rows = parameter_memories(m, layer, self.biases, group, advance, layer.bias_memory, layer.bias_bits,
+                                  "biases", self.init.get("biases")) if biased else [None] * layer.pe
+        with m.If(advance):
+            m.d.sync += self.o.valid.eq(acc_valid)
+        for p, row in enumerate(rows):
+            value = acc[p]
+            for k, stage in enumerate(layer.stages):
+                bias = row[biased.index(k)] if k in biased else None
+                value = stage_const(m, value, stage, bias, f"pe{p}_stage{k}")
+            with m.If(advance):
+                m.d.sync += self.o.payload[p].eq(value)

@@ -39,20 +39,29 @@ def tree_sum(values):
     return values[0]
 
 
-def threshold_memories(m: Module, layer: LayerConfig, write, group, enable, init=None) -> list:
-    """One threshold memory per PE, written element-wise through ``write`` (a ``write_signature`` interface) and
-    read at word ``group`` (0 if per tensor) while ``enable``; returns each memory's read data (next cycle)."""
-    row = data.ArrayLayout(signed(layer.threshold_bits), layer.thresholds + 1)
+def parameter_memories(m: Module, layer: LayerConfig, write, group, enable, memory: tuple[int, int, int],
+                       bits: int, name: str, init=None, per_channel: bool = True) -> list:
+    """One memory per PE of ``memory = (PE, words, entries)`` words of ``entries`` signed ``bits``-bit values,
+    written element-wise through ``write`` (a ``write_signature`` interface) and read at word ``group`` (0 if not
+    ``per_channel``) while ``enable``; returns each memory's read data (next cycle)."""
+    _, words, entries = memory
+    row = data.ArrayLayout(signed(bits), entries)
     rows = []
     for p in range(layer.pe):
-        memory = Memory(shape=row, depth=max(2, layer.threshold_memory[1]), init=init[p] if init else [])
-        m.submodules[f"thresholds_{p}"] = memory
-        wr, rd = memory.write_port(granularity=1), memory.read_port()
-        m.d.comb += [wr.addr.eq(write.word), wr.data.eq(write.data.replicate(layer.thresholds + 1)),
+        mem = Memory(shape=row, depth=max(2, words), init=init[p] if init else [])
+        m.submodules[f"{name}_{p}"] = mem
+        wr, rd = mem.write_port(granularity=1), mem.read_port()
+        m.d.comb += [wr.addr.eq(write.word), wr.data.eq(write.data.replicate(entries)),
                      wr.en.eq(Mux(write.en & (write.row == p), 1 << write.lane, 0)),
-                     rd.addr.eq(group if layer.per_channel else 0), rd.en.eq(enable)]
+                     rd.addr.eq(group if per_channel else 0), rd.en.eq(enable)]
         rows.append(rd.data)
     return rows
+
+
+def threshold_memories(m: Module, layer: LayerConfig, write, group, enable, init=None) -> list:
+    """One threshold memory per PE (word: the L thresholds then the negate flag), see :func:`parameter_memories`."""
+    return parameter_memories(m, layer, write, group, enable, layer.threshold_memory, layer.threshold_bits,
+                              "thresholds", init, layer.per_channel)
 
 
 def activate(m: Module, layer: LayerConfig, acc, row, name: str):

@@ -38,7 +38,7 @@ from ..systolic.top import host_members
 from .config import DataflowConfig
 from .dwc import Downsizer, Upsizer
 from .fifo import StreamFIFO
-from .loader import PARAMETERS, THRESHOLDS, WEIGHTS, decode_index
+from .loader import BIASES, PARAMETERS, THRESHOLDS, WEIGHTS, decode_index
 from .mvau import MVAU
 
 
@@ -79,6 +79,8 @@ class DataflowTop(wiring.Component):
             ports = [(unit.weights, WEIGHTS, layer.weight_memory)]
             if layer.thresholds:
                 ports.append((unit.thresholds, THRESHOLDS, layer.threshold_memory))
+            if layer.biased_stages:
+                ports.append((unit.biases, BIASES, layer.bias_memory))
             for port, target, memory in ports:
                 row, word, lane = decode_index(load.addr, load.lane, memory)
                 m.d.comb += [port.en.eq(here & (load.target == target)), port.row.eq(row), port.word.eq(word),

@@ -19,7 +19,7 @@ from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from .config import SystolicConfig
-from .pe import OutputStationaryPE, WeightStationaryPE
+from .pe import OutputStationaryPE, WeightStationaryPE, rounding_members
 
 
 class OutputStationaryArray(wiring.Component):
@@ -34,6 +34,7 @@ class OutputStationaryArray(wiring.Component):
             "max_mode": In(1),       # every PE takes max(acc, a·w) instead of acc + a·w (pooling; per layer)
             "drain": Out(data.ArrayLayout(signed(cfg.acc_bits), cfg.cols)),
             "captured": Out(1),      # PE(R-1, C-1) captured the tile's last product on the previous cycle
+            **rounding_members(cfg),
         })
 
     def elaborate(self, platform):
@@ -70,6 +71,9 @@ class OutputStationaryArray(wiring.Component):
                 m.d.comb += pes[i][j].w_in.eq(pes[i - 1][j].w_out)
             for i in range(cfg.rows):
                 m.d.comb += [pes[i][j].shift.eq(self.shift), pes[i][j].max_mode.eq(self.max_mode)]
+                if cfg.product_rounding:
+                    m.d.comb += [pes[i][j].product_shift.eq(self.product_shift),
+                                 pes[i][j].product_rounding.eq(self.product_rounding)]
                 if i:
                     m.d.comb += pes[i][j].shadow_in.eq(pes[i - 1][j].shadow_out)
             m.d.comb += self.drain[j].eq(pes[cfg.rows - 1][j].shadow_out)
@@ -101,6 +105,7 @@ class WeightStationaryArray(wiring.Component):
             "w_top": In(data.ArrayLayout(signed(cfg.w_bits), cfg.cols)),
             "commit": In(data.ArrayLayout(unsigned(1), cfg.rows)), "shift": In(1),
             "out": Out(data.ArrayLayout(signed(cfg.acc_bits), cfg.cols)),
+            **rounding_members(cfg),
         })
 
     def elaborate(self, platform):
@@ -117,6 +122,9 @@ class WeightStationaryArray(wiring.Component):
                              pe.commit_in.eq(self.commit[i] if j == 0 else pes[i][j - 1].commit_out),
                              pe.psum_in.eq(0 if i == 0 else pes[i - 1][j].psum_out),
                              pe.w_chain_in.eq(self.w_top[j] if i == 0 else pes[i - 1][j].w_chain_out)]
+                if cfg.product_rounding:
+                    m.d.comb += [pe.product_shift.eq(self.product_shift),
+                                 pe.product_rounding.eq(self.product_rounding)]
         for j in range(cfg.cols):
             value = pes[cfg.rows - 1][j].psum_out
             for stage in range(cfg.cols - 1 - j):

@@ -34,21 +34,27 @@ import numpy as np
 
 from ...errors import HwgenError
 from ...ir import BipolarType, Graph, Node
+from ...ir.fixed import ROUNDING, FixedStep, apply_steps, product_matmul, round_shift
 from ...model import HOST_OPS
 from ...passes.analysis import value_bounds
+from ..fixed import FixedStage, encode_stage, identity_fields
 from ..lanes import pack_lanes, unpack_lanes
-from .config import SystolicConfig
-from .controller import CONV_FIELDS, INSTRUCTION, INSTRUCTION_CHUNKS
-from .top import ACTIVATIONS, OUTPUTS, PROGRAM, THRESHOLDS, WEIGHTS
+from ..requant import REQUANT_OPS, Segment, chain_after, fixed_segments, is_flatten, is_thresholds, requant_chain
+from .config import MAX_FIXED_STEPS, SystolicConfig
+from .controller import CONV_FIELDS, FIXED_FIELDS, INSTRUCTION, INSTRUCTION_CHUNKS
+from .top import ACTIVATIONS, BIASES, OUTPUTS, PROGRAM, THRESHOLDS, WEIGHTS
 
 
 
 @dataclass(frozen=True)
 class GemmLayer:
-    """One layer as the array runs it: ``(x - zx) @ weight`` then thresholds (or passthrough).
+    """One layer as the array runs it: ``(x - zx) @ weight`` then thresholds, fixed-point stages (``steps``) or
+    neither (passthrough: the last layer's accumulators).
 
     ``x`` is the concatenation of the ``inputs`` (IR code tensors, ``splits`` features each): a residual Add of two
     code tensors is a GEMM over both with weight ``[[ka·I], [kb·I]]`` (zero points folded into the thresholds).
+    ``product_shift > 0`` rounds every product ``(x - zx)·w`` by ``2^product_shift`` with ``product_rounding``
+    before it is summed (hls4ml's products assigned to a coarser accumulator type, ``FixedMatMul``).
     """
 
     name: str                            # the IR node's name (MatMul or AddScaled)
@@ -67,6 +73,18 @@ class GemmLayer:
     output: str                          # IR tensor this layer's results stand for
     conv: Conv | None = None             # convolution geometry (rows of ``weight`` in (ky, kx, c) order)
     pool: str | None = None              # "max" (PEs in max mode) or "sum": a pooling layer (identity weights)
+    steps: tuple[FixedStep, ...] = ()    # fixed-point stages (multiply-free casts, hwgen.arch.fixed), if any
+    product_shift: int = 0
+    product_rounding: str = "TRN"
+
+    @property
+    def passthrough(self) -> bool:
+        """Whether the accumulators themselves are the results (no thresholds, no stages)."""
+        return self.thresholds is None and not self.steps
+
+    @property
+    def stages(self) -> tuple[FixedStage, ...]:
+        return tuple(FixedStage.of(step) for step in self.steps)
 
     @property
     def k(self) -> int:
@@ -244,7 +262,7 @@ def _signed_bits(lo: int, hi: int) -> int:
 
 
 def _is_flatten(graph: Graph, node: Node) -> bool:
-    return node.op == "Reshape" and len(node.attrs["shape"]) == 2
+    return is_flatten(node)
 
 
 def _source(graph: Graph, tensor: str) -> str:
@@ -260,10 +278,38 @@ def _span(bounds, tensor: str) -> tuple[int, int]:
     return int(np.min(bounds[tensor][0])), int(np.max(bounds[tensor][1]))
 
 
-def _requantizer(graph: Graph, nodes: list[Node], node: Node) -> Node | None:
-    """The MultiThreshold reading ``node``'s accumulators (through flattens), if any."""
-    found = [n for n in nodes if n.op == "MultiThreshold" and _source(graph, n.inputs[0]) == node.outputs[0]]
-    return found[0] if len(found) == 1 else None
+def _threshold_fields(node: Node, offset: int = 0) -> dict:
+    """GemmLayer fields of a MultiThreshold ``node`` (``offset`` added to the accumulator it compares)."""
+    t = node.attrs["thresholds"].astype(np.int64) + offset
+    negate = node.attrs["descending"].astype(bool)
+    dtype = node.attrs["quantizer"].dtype
+    return {"thresholds": np.where(negate[:, None], -t[:, ::-1], t), "negate": negate,
+            "base": int(node.attrs["base"]), "step": int(node.attrs["step"]), "requant": node.name,
+            "out_bits": _signed_bits(dtype.min, dtype.max) if not isinstance(dtype, BipolarType) else 2}
+
+
+def _segment_fields(segment: Segment, offset: int = 0) -> dict:
+    """GemmLayer fields of a segment of fixed-point stages (``offset``: as in :func:`_threshold_fields`)."""
+    steps = segment.steps
+    if offset:
+        steps = (replace(steps[0], bias=np.asarray(steps[0].bias, np.int64) - offset),) + steps[1:]
+    lo, hi = segment.out_range
+    return {"thresholds": None, "negate": None, "base": 0, "step": 1, "requant": segment.requant, "steps": steps,
+            "out_bits": _signed_bits(int(np.min(lo)), int(np.max(hi)))}
+
+
+def _diagonal_layer(segment: Segment, shape: tuple[int, ...]) -> GemmLayer:
+    """A segment reading stored codes: the GEMM ``x @ diag(mult)`` (the identity without a multiply), then its
+    stages; ``shape`` is the (N, C[, H, W]) shape of the codes."""
+    channels = shape[1]
+    mult = np.ones(channels, np.int64) if segment.mult is None else np.broadcast_to(segment.mult, (channels,))
+    in_lo, in_hi = int(np.min(segment.in_range[0])), int(np.max(segment.in_range[1]))
+    acc = (int(np.min(segment.acc_range[0])), int(np.max(segment.acc_range[1])))
+    conv = Conv(tuple(shape[1:]), (1, 1)) if len(shape) == 4 else None
+    fields = _segment_fields(segment)
+    return GemmLayer(segment.name, np.diag(mult).astype(np.int64), 0, fields.pop("thresholds"), fields.pop("negate"),
+                     fields.pop("base"), fields.pop("step"), acc, _signed_bits(in_lo, in_hi), fields.pop("out_bits"),
+                     fields.pop("requant"), (segment.input,), (channels,), segment.output, conv, **fields)
 
 
 def _identity_layer(graph: Graph, bounds, node: Node) -> GemmLayer:
@@ -272,14 +318,11 @@ def _identity_layer(graph: Graph, bounds, node: Node) -> GemmLayer:
     shape = graph.tensors[source].shape
     channels = shape[1]
     lo, hi = _span(bounds, source)
-    t = node.attrs["thresholds"].astype(np.int64)
-    negate = node.attrs["descending"].astype(bool)
-    dtype = node.attrs["quantizer"].dtype
-    out_bits = _signed_bits(dtype.min, dtype.max) if not isinstance(dtype, BipolarType) else 2
     conv = Conv(tuple(shape[1:]), (1, 1)) if len(shape) == 4 else None
-    return GemmLayer(node.name, np.eye(channels, dtype=np.int64), 0, np.where(negate[:, None], -t[:, ::-1], t),
-                     negate, int(node.attrs["base"]), int(node.attrs["step"]), (lo, hi), _signed_bits(lo, hi),
-                     out_bits, node.name, (source,), (channels,), node.outputs[0], conv)
+    fields = _threshold_fields(node)
+    return GemmLayer(node.name, np.eye(channels, dtype=np.int64), 0, fields["thresholds"], fields["negate"],
+                     fields["base"], fields["step"], (lo, hi), _signed_bits(lo, hi), fields["out_bits"], node.name,
+                     (source,), (channels,), node.outputs[0], conv)
 
 
 def _pool_conv(node: Node, shape: tuple[int, ...]) -> Conv:
@@ -318,9 +361,19 @@ def maxpool_layer(name: str, conv: Conv, lo: int, hi: int, source: str, output: 
                      (conv.cg * conv.kernel[0] * conv.kernel[1],), output, conv, "max")
 
 
+def _slice_steps(steps: tuple[FixedStep, ...], cols: slice) -> tuple[FixedStep, ...]:
+    """One group's steps (per-channel biases sliced)."""
+    return tuple(replace(s, bias=s.bias if np.ndim(s.bias) == 0 else np.asarray(s.bias)[cols]) for s in steps)
+
+
 def gemm_layers(graph: Graph) -> list[GemmLayer]:
     """The GEMM layers of ``graph`` in order (a grouped conv gives one per group); refuses (naming the node)
-    anything the array does not run yet."""
+    anything the array does not run yet.
+
+    Every layer but the last is requantized: by thresholds (one MultiThreshold) or by fixed-point stages (a run
+    of casts, hwgen.arch.requant; a per-channel multiply in the run adds a diagonal layer). A requantizer reading
+    stored codes without a GEMM before it (a residual's skip branch, hls4ml's pooling casts) runs after an
+    identity GEMM."""
     bounds = value_bounds(graph)
     # a flatten of a (1, *dims) tensor to (1, K) is an address reinterpretation (MatMul weights reordered)
     nodes = [n for n in graph.nodes if n.op not in HOST_OPS and not _is_flatten(graph, n)]
@@ -331,14 +384,27 @@ def gemm_layers(graph: Graph) -> list[GemmLayer]:
         raise HwgenError("the model has no input quantizer")
     available = {quantize[0].outputs[0]}          # code tensors held in the activation scratchpad
     layers: list[GemmLayer] = []
-    consumed: set[str] = set()                    # MultiThreshold nodes already part of a layer
+    consumed: set[str] = set()                    # outputs of requantizer nodes already part of a layer
+
+    def add_segments(segments: list[Segment], shape: tuple[int, ...]) -> None:
+        for segment in segments:
+            layers.append(_diagonal_layer(segment, shape))
+        available.add(segments[-1].output)
+
     for position, node in enumerate(nodes):
-        if node.name in consumed:
+        if node.outputs[0] in consumed:
             continue
-        if node.op == "MultiThreshold" and _source(graph, node.inputs[0]) in available:
+        if node.op in REQUANT_OPS and _source(graph, node.inputs[0]) in available:
             # a requantizer of codes (e.g. a residual's skip branch): an identity 1×1 GEMM into the requant lanes
-            layers.append(_identity_layer(graph, bounds, node))
-            available.add(node.outputs[0])
+            chain = requant_chain(graph, node)
+            consumed.update(n.outputs[0] for n in chain)
+            if is_thresholds(chain):
+                layers.append(_identity_layer(graph, bounds, node))
+                available.add(node.outputs[0])
+            else:
+                source = _source(graph, node.inputs[0])
+                add_segments(fixed_segments(chain, bounds[source], source, mult_first=True),
+                             graph.tensors[source].shape)
             continue
         if node.op == "MaxPool":
             source = _source(graph, node.inputs[0])
@@ -348,39 +414,43 @@ def gemm_layers(graph: Graph) -> list[GemmLayer]:
                                         *_span(bounds, source), source, node.outputs[0]))
             available.add(node.outputs[0])
             continue
-        if node.op not in ("MatMul", "AddScaled", "Conv", "SumPool"):
-            what = {"MultiThreshold": "a requantizer of codes (no GEMM before it)"}.get(node.op, "this op")
+        if node.op not in ("MatMul", "AddScaled", "Conv", "SumPool", "FixedMatMul", "FixedConv"):
             raise HwgenError(f"node '{node.name}' ({node.op}): the systolic array runs Conv, MatMul, pooling and "
-                             f"residual Add layers with threshold requantization; {what} is not supported on it "
-                             "yet")
+                             "residual Add layers with threshold or fixed-point requantization; this op is not "
+                             "supported on it yet")
         inputs = tuple(_source(graph, t) for t in node.inputs)
         for direct, tensor in zip(node.inputs, inputs):
             if tensor not in available:
                 raise HwgenError(f"node '{node.name}' ({node.op}): its input is not a requantized activation")
         rest = nodes[position + 1:]
-        requant = _requantizer(graph, rest, node)
-        if requant is None and (rest or node.op == "AddScaled"):
+        chain = chain_after(graph, node.outputs[0])
+        if not chain and (rest or node.op == "AddScaled"):
             culprit = next((n for n in rest if node.outputs[0] in n.inputs), node)
-            raise HwgenError(f"node '{culprit.name}' ({culprit.op}): the systolic array needs a threshold "
-                             "requantizer after every layer but the last MatMul")
-        if requant is not None:
-            consumed.add(requant.name)
+            raise HwgenError(f"node '{culprit.name}' ({culprit.op}): the systolic array needs a threshold or "
+                             "fixed-point requantizer after every layer but the last MatMul")
+        consumed.update(n.outputs[0] for n in chain)
         acc_lo, acc_hi = _span(bounds, node.outputs[0])
         offset = 0
         conv: Conv | None = None
         groups = 1
-        if node.op == "MatMul":
-            weight, zx = node.attrs["weight"].astype(np.int64), int(node.attrs["x_zero_point"])
+        product = {}
+        if node.op in ("FixedMatMul", "FixedConv"):
+            product = {"product_shift": int(node.attrs["product_shift"]), "product_rounding": node.attrs["rounding"]}
+        if node.op in ("MatMul", "FixedMatMul"):
+            weight = node.attrs["weight"].astype(np.int64)
+            zx = int(node.attrs.get("x_zero_point", 0))
             in_lo, in_hi = _span(bounds, inputs[0])
             shape = graph.tensors[inputs[0]].shape
-            images = {layer.output for layer in layers if len(graph.tensors[layer.output].shape) == 4}
+            images = {layer.output for layer in layers if layer.output in graph.tensors
+                      and len(graph.tensors[layer.output].shape) == 4}
             if len(shape) == 4 and inputs[0] in images:   # over a flattened conv output: a whole-image conv
                 c, h, w = shape[1:]
                 weight = weight.reshape(c, h, w, -1).transpose(1, 2, 0, 3).reshape(c * h * w, -1)
                 conv = Conv((c, h, w), (h, w), flat_out=True)
             elif len(graph.tensors[node.inputs[0]].shape) != 2:
-                raise HwgenError(f"node '{node.name}' (MatMul): input shape {graph.tensors[node.inputs[0]].shape}; "
-                                 "the systolic array takes 2-D (batch, features) inputs")
+                raise HwgenError(f"node '{node.name}' ({node.op}): input shape "
+                                 f"{graph.tensors[node.inputs[0]].shape}; the systolic array takes 2-D (batch, "
+                                 "features) inputs")
             else:
                 shape = (0, int(np.prod(shape[1:])))      # a flattened model input: samples of K features
         elif node.op == "Conv":
@@ -395,6 +465,17 @@ def gemm_layers(graph: Graph) -> list[GemmLayer]:
             in_lo, in_hi = _span(bounds, inputs[0])
             conv = Conv(tuple(shape[1:]), tuple(full.shape[2:]), tuple(a["strides"]), tuple(a["pads"]), groups)
             weight = full.transpose(2, 3, 1, 0).reshape(-1, full.shape[0])     # (KH·KW·C/g, M), (ky, kx, c)
+        elif node.op == "FixedConv":
+            a = node.attrs
+            if a.get("layout", "NHWC") != "NCHW":
+                raise HwgenError(f"node '{node.name}' (FixedConv): a channels-last convolution whose input is not "
+                                 "a channels-first image; the systolic array runs NCHW images")
+            full = a["weight"].astype(np.int64)            # (KH, KW, C, M)
+            shape = graph.tensors[inputs[0]].shape
+            zx = 0
+            in_lo, in_hi = _span(bounds, inputs[0])
+            conv = Conv(tuple(shape[1:]), tuple(full.shape[:2]), tuple(a["strides"]), tuple(a["pads"]))
+            weight = full.reshape(-1, full.shape[3])      # (KH·KW·C, M) in (ky, kx, c) order
         elif node.op == "SumPool":
             shape = graph.tensors[inputs[0]].shape
             zx = int(node.attrs["x_zero_point"])
@@ -414,31 +495,39 @@ def gemm_layers(graph: Graph) -> list[GemmLayer]:
             acc_lo, acc_hi = acc_lo + offset, acc_hi + offset
             in_lo = min(_span(bounds, t)[0] for t in inputs)
             in_hi = max(_span(bounds, t)[1] for t in inputs)
-        thresholds = negate = None
-        base, step = 0, 1
-        if requant is not None:
-            t = requant.attrs["thresholds"].astype(np.int64) + offset
-            negate = requant.attrs["descending"].astype(bool)
-            thresholds = np.where(negate[:, None], -t[:, ::-1], t)
-            base, step = int(requant.attrs["base"]), int(requant.attrs["step"])
-            dtype = requant.attrs["quantizer"].dtype
-            out_bits = _signed_bits(dtype.min, dtype.max) if not isinstance(dtype, BipolarType) else 2
+        segments: list[Segment] = []
+        if not chain:
+            fields = {"thresholds": None, "negate": None, "base": 0, "step": 1, "requant": None,
+                      "out_bits": _signed_bits(acc_lo, acc_hi)}
+            output = node.outputs[0]
+        elif is_thresholds(chain):
+            fields = _threshold_fields(chain[0], offset)
+            output = chain[0].outputs[0]
         else:
-            out_bits = _signed_bits(acc_lo, acc_hi)
-        output = requant.outputs[0] if requant is not None else node.outputs[0]
+            first, *segments = fixed_segments(chain, bounds[node.outputs[0]], node.outputs[0])
+            fields = _segment_fields(first, offset)
+            output = first.output
         available.add(output)
         n_group = weight.shape[1] // groups
         for g in range(groups):
             cols_g = slice(g * n_group, (g + 1) * n_group)
-            t_g = thresholds if thresholds is None or thresholds.shape[0] == 1 else thresholds[cols_g]
-            n_g = negate if negate is None or negate.shape[0] == 1 else negate[cols_g]
+            group = dict(fields)
+            for key in ("thresholds", "negate"):
+                value = fields[key]
+                group[key] = value if value is None or value.shape[0] == 1 else value[cols_g]
+            if fields.get("steps") and groups > 1:
+                group["steps"] = _slice_steps(fields["steps"], cols_g)
             layers.append(GemmLayer(
-                node.name if groups == 1 else f"{node.name}#g{g}", weight[:, cols_g], zx, t_g, n_g, base, step,
-                (acc_lo, acc_hi), _signed_bits(in_lo, in_hi), out_bits, requant.name if requant else None, inputs,
-                tuple(int(np.prod(graph.tensors[t].shape[1:])) if node.op == "MatMul" else
+                node.name if groups == 1 else f"{node.name}#g{g}", weight[:, cols_g], zx, group.pop("thresholds"),
+                group.pop("negate"), group.pop("base"), group.pop("step"), (acc_lo, acc_hi),
+                _signed_bits(in_lo, in_hi), group.pop("out_bits"), group.pop("requant"), inputs,
+                tuple(int(np.prod(graph.tensors[t].shape[1:])) if node.op in ("MatMul", "FixedMatMul") else
                       graph.tensors[t].shape[1] for t in node.inputs) if conv is None else
                 (conv.cg * conv.kernel[0] * conv.kernel[1],), output,
-                None if conv is None else replace(conv, group=g), "sum" if node.op == "SumPool" else None))
+                None if conv is None else replace(conv, group=g), "sum" if node.op == "SumPool" else None,
+                **group, **product))
+        if segments:
+            add_segments(segments, graph.tensors[node.outputs[0]].shape)
     if not layers:
         raise HwgenError("the model has no GEMM layer to run on the systolic array")
     dequantized = _source(graph, graph.producer(graph.outputs[0]).inputs[0])
@@ -452,12 +541,18 @@ def gemm_layers(graph: Graph) -> list[GemmLayer]:
     return layers
 
 
+def to_outputs(layer: GemmLayer, layers) -> bool:
+    """Whether ``layer``'s results go to the output banks (``acc_bits`` wide, read back or streamed): the last
+    layer's, unless thresholds requantize them (its accumulators, or the codes of its fixed-point stages)."""
+    return layer.thresholds is None and layer.output == layers[-1].output
+
+
 def regions(layers: list[GemmLayer] | tuple[GemmLayer, ...]) -> dict[str, int]:
     """Activation-scratchpad region of every code tensor: the lowest region free of every tensor still needed."""
     placed = {layers[0].inputs[0]: 0}
     for index, layer in enumerate(layers):
-        if layer.thresholds is None or layer.output in placed:
-            continue                          # passthrough results go to the output banks; groups share a region
+        if to_outputs(layer, layers) or layer.output in placed:
+            continue                          # last results go to the output banks; groups share a region
         later = {t for other in layers[index + 1:] for t in other.inputs}
         busy = {placed[t] for t in set(layer.inputs) | later if t in placed}
         placed[layer.output] = next(r for r in range(len(placed) + 1) if r not in busy)
@@ -493,8 +588,28 @@ def weight_words(layers, kp: list[int], cols: int) -> int:
 
 
 def threshold_slots(layers, cols: int) -> int:
-    """Slots each requant lane needs: one per group of C output channels of every thresholded layer."""
-    return sum(ceil(layer.n / cols) for layer in layers if layer.thresholds is not None)
+    """Slots each requant lane needs: one per group of C output channels of every layer with thresholds or
+    fixed-point stages (their biases)."""
+    return sum(ceil(layer.n / cols) for layer in layers if not layer.passthrough)
+
+
+def stage_value_bits(layer: GemmLayer) -> int:
+    """The lanes' ``fixed_bits`` ``layer``'s fixed-point stages need (biases and stage results in ``fixed_bits``
+    signed bits, sums and shifted values in one more), from its accumulator range; 0 without stages."""
+    lo, hi = np.array(layer.acc_range[0]), np.array(layer.acc_range[1])
+    need = 0
+    for step in layer.steps:
+        bias = np.asarray(step.bias, np.int64)
+        v_lo, v_hi = lo + bias, hi + bias
+        if step.relu:
+            v_lo, v_hi = np.maximum(v_lo, 0), np.maximum(v_hi, 0)
+        shift = step.frac - step.to.frac
+        q_lo, q_hi = round_shift(v_lo, shift, step.to.rounding), round_shift(v_hi, shift, step.to.rounding)
+        values = [int(np.min(a)) for a in (v_lo, q_lo)] + [int(np.max(a)) for a in (v_hi, q_hi)]
+        need = max(need, _signed_bits(min(values), max(values)) - 1, _signed_bits(int(bias.min()), int(bias.max())),
+                   step.to.width + (0 if step.to.signed else 1))
+        lo, hi, _ = step.bounds(lo, hi)
+    return need
 
 
 def weight_bits(layer: GemmLayer) -> int:
@@ -509,7 +624,8 @@ def default_config(layers: list[GemmLayer], rows: int = 8, cols: int = 8, datafl
     words = region_stride(layers, cols)
     slots = slots_per_sample(layers, cols)
     m_tiles = ceil(batch * slots / rows)
-    stored = [layer.in_bits for layer in layers] + [layer.out_bits for layer in layers if layer.requant]
+    stored = [layer.in_bits for layer in layers] + [layer.out_bits for layer in layers
+                                                     if not layer.passthrough and not to_outputs(layer, layers)]
     a_bits = max(stored) - 1
     w_bits = max(weight_bits(layer) for layer in layers)
     search = max([layer.search_bits for layer in layers] + [1])
@@ -519,8 +635,14 @@ def default_config(layers: list[GemmLayer], rows: int = 8, cols: int = 8, datafl
         rows=rows, cols=cols, dataflow=dataflow, a_bits=max(1, a_bits), w_bits=w_bits, k_max=max(kp),
         out_bits=search, act_depth=max(2, (max(regions(layers).values()) + 1) * m_tiles * words),
         weight_depth=max(2, weight_words(layers, kp, cols)), slot_depth=max(2, threshold_slots(layers, cols)),
-        out_depth=max(2, m_tiles * out_words if last.requant is None else 2),
-        prog_depth=max(2, 2 * len(layers)), acc_depth=max(2, m_tiles * rows))
+        out_depth=max(2, m_tiles * out_words if last.thresholds is None else 2),
+        prog_depth=max(2, 2 * len(layers)), acc_depth=max(2, m_tiles * rows),
+        product_rounding=any(layer.product_shift for layer in layers),
+        fixed_steps=max(len(layer.steps) for layer in layers))
+    # the lanes' fixed-point values are acc_bits + 2 wide: a larger k_max widens them where stages need it
+    need = max(stage_value_bits(layer) for layer in layers)
+    while need > cfg.fixed_bits and cfg.k_max < (1 << 16):
+        cfg = replace(cfg, k_max=min(1 << 16, 2 * cfg.k_max))
     return replace(cfg, **overrides) if overrides else cfg
 
 
@@ -617,7 +739,7 @@ class Program:
             m_rows = (samples - 1) * source.slots + int(out.slot(0, out.h - 1, out.w - 1)) + 1
             m_tiles = ceil(m_rows / cfg.rows)
             n_tiles = ceil(layer.n / cfg.cols)
-            passthrough = layer.thresholds is None
+            passthrough = to_outputs(layer, self.layers)          # results to the output banks
             ws = cfg.dataflow == "ws"
             second = layer.inputs[-1]
             _, feed = storage_weight(layer, self.layouts, cfg.cols)
@@ -639,10 +761,22 @@ class Program:
             instr.update({name: 0 for name, _ in CONV_FIELDS})
             if feed["conv"] is not None:
                 instr.update(self._conv_fields(layer, feed))
+            instr.update(self._fixed_fields(layer))
             result.append(instr)
             w_base += n_tiles * kp
-            slot_base += 0 if passthrough else n_tiles
+            slot_base += 0 if layer.passthrough else n_tiles
         return result
+
+    def _fixed_fields(self, layer: GemmLayer) -> dict:
+        """Product rounding, the lanes' mode and every fixed-point stage's fields (unused: the identity)."""
+        cfg = self.cfg
+        fields = {"product_shift": layer.product_shift, "product_rounding": ROUNDING.index(layer.product_rounding),
+                  "fixed": int(bool(layer.steps))}
+        stages = layer.stages
+        for k in range(MAX_FIXED_STEPS):
+            values = encode_stage(stages[k]) if k < len(stages) else identity_fields(cfg.fixed_bits)
+            fields.update({f"s{k}_{name}": value for name, value in values.items()})
+        return fields
 
     @property
     def x_words(self) -> int:
@@ -676,11 +810,11 @@ class Program:
                 if cfg.dataflow == "ws":
                     folds = instr["n_tiles"] * instr["k_tiles"]
                     cycles += cfg.rows + (folds - 1) * instr["period"] + instr["samples"] + cfg.rows + cfg.cols + \
-                        cfg.search_stages + 3
+                        cfg.lane_stages + 3
                 else:
                     tiles = instr["m_tiles"] * instr["n_tiles"]
                     cycles += (tiles - 1) * instr["period"] + instr["kp"] + 2 * cfg.rows + cfg.cols + \
-                        cfg.search_stages + 2
+                        cfg.lane_stages + 2
             total += repeat * cycles
         return total
 
@@ -704,12 +838,18 @@ class Program:
         for _, bank, addr, _, value in self.weights:
             weights[bank][addr] = value & ((1 << cfg.w_bits) - 1)
         thresholds = [[[0] * (cfg.slot_depth << b) for b in range(cfg.search_stages)] for _ in range(cfg.cols)]
-        for _, lane, addr, stage, value in self.thresholds:
-            thresholds[lane][stage][addr] = value
+        biases = [[[0] * cfg.slot_depth for _ in range(cfg.fixed_steps)] for _ in range(cfg.cols)]
+        for target, lane, addr, stage, value in self.thresholds:
+            if target == BIASES:
+                bits = cfg.fixed_bits
+                value &= (1 << bits) - 1
+                biases[lane][stage][addr] = value - (1 << bits) if value >> (bits - 1) else value
+            else:
+                thresholds[lane][stage][addr] = value
         program = [0] * cfg.prog_depth
         for _, _, addr, chunk, value in self.program_rows(samples):
             program[addr] |= value << (32 * chunk)
-        return {"program": program, "weights": weights, "thresholds": thresholds}
+        return {"program": program, "weights": weights, "thresholds": thresholds, "biases": biases}
 
     @staticmethod
     def _logical(layout: Layout, samples: int) -> tuple[np.ndarray, np.ndarray]:
@@ -758,6 +898,13 @@ class Program:
         return values.reshape(samples, self.y_words * cfg.cols)[:, :self.layers[-1].n]
 
 
+def products(x: np.ndarray, layer: GemmLayer) -> np.ndarray:
+    """``x @ layer.weight``, every product rounded first when the layer rounds products."""
+    if layer.product_shift:
+        return product_matmul(x, layer.weight, layer.product_shift, layer.product_rounding)
+    return x @ layer.weight
+
+
 def run_layers(layers: list[GemmLayer] | tuple[GemmLayer, ...], codes: np.ndarray) -> np.ndarray:
     """What the array computes, in numpy: the reference for the hardware's own tests. ``codes``: samples ×
     features ((C, H, W) flattened for an image); returns the last layer's results in the same flattened order."""
@@ -775,10 +922,10 @@ def run_layers(layers: list[GemmLayer] | tuple[GemmLayer, ...], codes: np.ndarra
         if conv is None:
             if env[layer.inputs[0]].ndim == 4:        # a residual Add of images: per pixel, over both inputs' channels
                 x = np.concatenate([np.moveaxis(env[t], 1, -1) for t in layer.inputs], axis=-1)
-                acc = np.moveaxis((x - layer.zx) @ layer.weight, -1, 1)
+                acc = np.moveaxis(products(x - layer.zx, layer), -1, 1)
             else:
                 x = np.concatenate([env[t].reshape(samples, -1) for t in layer.inputs], axis=1)
-                acc = (x - layer.zx) @ layer.weight
+                acc = products(x - layer.zx, layer)
             channels = slice(0, layer.n)
         else:
             x = env[layer.inputs[0]].reshape(samples, *conv.in_shape)
@@ -788,9 +935,11 @@ def run_layers(layers: list[GemmLayer] | tuple[GemmLayer, ...], codes: np.ndarra
             if layer.pool == "max":                  # the PEs' max mode: max over k of (x - zx)·w, from 0
                 acc = np.max(patches[..., :, None] * layer.weight, axis=-2, initial=0).transpose(0, 3, 1, 2)
             else:
-                acc = (patches @ layer.weight).transpose(0, 3, 1, 2)                  # N, n, OH, OW
+                acc = products(patches, layer).transpose(0, 3, 1, 2)                   # N, n, OH, OW
             channels = slice(conv.group * layer.n, (conv.group + 1) * layer.n)
-        if layer.thresholds is None:
+        if layer.steps:
+            result = apply_steps(layer.steps, acc, 1)
+        elif layer.thresholds is None:
             result = acc
         else:
             signed = np.moveaxis(acc, 1, -1)
@@ -810,7 +959,8 @@ def run_layers(layers: list[GemmLayer] | tuple[GemmLayer, ...], codes: np.ndarra
 def pack_instruction(fields: dict) -> int:
     """An instruction as the integer the program memory holds (StructLayout order, first field at bit 0)."""
     word = 0
-    optional = {name for name, _ in CONV_FIELDS}         # a GEMM instruction may leave the im2col fields out (0)
+    # a GEMM instruction may leave the im2col and fixed-point fields out (0)
+    optional = {name for name, _ in CONV_FIELDS} | {name for name, _ in FIXED_FIELDS}
     for name, field in INSTRUCTION:
         width = field.shape.width
         value = int(fields[name] if name in fields or name not in optional else 0)
@@ -821,6 +971,42 @@ def pack_instruction(fields: dict) -> int:
             raise HwgenError(f"instruction field {name}={value} does not fit {width} bits")
         word |= (value & ((1 << width) - 1)) << field.offset
     return word
+
+
+def threshold_rows(layers, cfg: SystolicConfig) -> list[tuple[int, int, int, int, int]]:
+    """Load rows of the requant lanes' memories: every thresholded layer's thresholds (heap order over the
+    search stages, negate flag in stage 0) and every fixed-point layer's biases (one per stage and channel;
+    zero for the identity stages after its own), one slot per group of C channels in layer order."""
+    cols, stages, tbits = cfg.cols, cfg.search_stages, cfg.threshold_bits
+    infinity = (1 << (tbits - 1)) - 1
+    rows: list[tuple[int, int, int, int, int]] = []
+    slot_base = 0
+    for layer in layers:
+        if layer.passthrough:
+            continue
+        n_tiles = ceil(layer.n / cols)
+        if layer.steps:
+            for k in range(cfg.fixed_steps):
+                bias = np.broadcast_to(layer.steps[k].bias if k < len(layer.steps) else 0, (layer.n,))
+                rows += [(BIASES, n % cols, slot_base + n // cols, k, int(bias[n]) & 0xFFFFFFFF)
+                         for n in range(layer.n)]
+            slot_base += n_tiles
+            continue
+        table = np.broadcast_to(layer.thresholds, (layer.n, layer.thresholds.shape[1]))
+        negate = np.broadcast_to(layer.negate, (layer.n,))
+        full = np.full((layer.n, (1 << stages) - 1), infinity, np.int64)
+        full[:, :table.shape[1]] = np.clip(table, -infinity, infinity)
+        for n in range(layer.n):
+            lane, slot = n % cols, slot_base + n // cols
+            for b in range(stages):
+                for prefix in range(1 << b):
+                    index = (prefix << (stages - b)) | (1 << (stages - b - 1))
+                    value = int(full[n, index - 1]) & ((1 << tbits) - 1)
+                    if b == 0 and negate[n]:
+                        value |= 1 << tbits
+                    rows.append((THRESHOLDS, lane, (slot << b) | prefix, b, value))
+        slot_base += n_tiles
+    return rows
 
 
 def compile_layers(layers: list[GemmLayer], cfg: SystolicConfig) -> Program:
@@ -859,6 +1045,18 @@ def compile_layers(layers: list[GemmLayer], cfg: SystolicConfig) -> Program:
         if _signed_bits(*layer.acc_range) > cfg.acc_bits:
             raise HwgenError(f"node '{layer.name}': accumulator needs {_signed_bits(*layer.acc_range)} bits, the "
                              f"array has {cfg.acc_bits}")
+        if layer.product_shift and not cfg.product_rounding:
+            raise HwgenError(f"node '{layer.name}': its products are rounded (hls4ml accumulator type), the array "
+                             "has no product rounding (product_rounding=1)")
+        if len(layer.steps) > cfg.fixed_steps:
+            raise HwgenError(f"node '{layer.requant}': {len(layer.steps)} fixed-point stages, the array's lanes "
+                             f"have fixed_steps={cfg.fixed_steps}")
+        if stage_value_bits(layer) > cfg.fixed_bits:
+            raise HwgenError(f"node '{layer.requant}': fixed-point stage values need {stage_value_bits(layer)} bits, "
+                             f"the lanes hold {cfg.fixed_bits} (acc_bits + 2; raise k_max or a_bits)")
+        if to_outputs(layer, layers) and layer.out_bits > cfg.acc_bits:
+            raise HwgenError(f"node '{layer.requant}': output codes need {layer.out_bits} bits, the output banks "
+                             f"hold {cfg.acc_bits}")
 
     weights: list[tuple[int, int, int, int, int]] = []
     w_base = 0
@@ -872,29 +1070,7 @@ def compile_layers(layers: list[GemmLayer], cfg: SystolicConfig) -> Program:
                 weights.extend((WEIGHTS, j, w_base + t * k_pad + k, 0, int(column[k])) for k in range(k_pad))
         w_base += n_tiles * k_pad
 
-    thresholds: list[tuple[int, int, int, int, int]] = []
-    stages = cfg.search_stages
-    tbits = cfg.threshold_bits
-    infinity = (1 << (tbits - 1)) - 1
-    slot_base = 0
-    for layer in layers:
-        if layer.thresholds is None:
-            continue
-        n_tiles = ceil(layer.n / cols)
-        table = np.broadcast_to(layer.thresholds, (layer.n, layer.thresholds.shape[1]))
-        negate = np.broadcast_to(layer.negate, (layer.n,))
-        full = np.full((layer.n, (1 << stages) - 1), infinity, np.int64)
-        full[:, :table.shape[1]] = np.clip(table, -infinity, infinity)
-        for n in range(layer.n):
-            lane, slot = n % cols, slot_base + n // cols
-            for b in range(stages):
-                for prefix in range(1 << b):
-                    index = (prefix << (stages - b)) | (1 << (stages - b - 1))
-                    value = int(full[n, index - 1]) & ((1 << tbits) - 1)
-                    if b == 0 and negate[n]:
-                        value |= 1 << tbits
-                    thresholds.append((THRESHOLDS, lane, (slot << b) | prefix, b, value))
-        slot_base += n_tiles
+    thresholds = threshold_rows(layers, cfg)
 
     stride = region_stride(layers, cols)
     per_sample = slots_per_sample(layers, cols)

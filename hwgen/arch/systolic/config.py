@@ -5,6 +5,7 @@ from dataclasses import dataclass
 from math import ceil, log2
 
 DATAFLOWS = ("os", "ws")
+MAX_FIXED_STEPS = 4         # fixed-point stage fields per instruction (controller.INSTRUCTION)
 
 
 def index_range(count: int) -> range:
@@ -25,6 +26,10 @@ class SystolicConfig:
     needs ``a_bits=8`` and is held in ``a_bits + 1`` bits); ``k_max`` the longest dot product; ``out_bits`` the
     widest requantized output (thresholds are searched in ``out_bits`` pipeline stages). Depths are in words per
     bank. Everything derived (operand and accumulator widths, address widths) is a property.
+
+    Fixed-point hardware (hls4ml models, hwgen.arch.fixed) is optional: ``product_rounding`` gives every PE a
+    rounding shifter for products (shift and mode per layer, from the instruction), ``fixed_steps`` gives every
+    requant lane that many fixed-point stages (bias per channel slot, shift, modes and width per layer).
     """
 
     rows: int = 8
@@ -40,6 +45,8 @@ class SystolicConfig:
     out_depth: int = 256            # words (cols accumulators each) per output bank
     prog_depth: int = 16            # program instructions (one per layer)
     acc_depth: int = 64             # ws: partial sums per column kept between K tiles (samples per run)
+    product_rounding: bool = False  # PEs round each product (hls4ml's products cast to a coarser accumulator)
+    fixed_steps: int = 0            # fixed-point stages per requant lane (0: thresholds and passthrough only)
     broken_pe: tuple[int, int] | None = None   # test hook: this PE's multiplier returns a*w + 1
 
     def __post_init__(self) -> None:
@@ -57,6 +64,10 @@ class SystolicConfig:
         _check_range("out_depth", self.out_depth, 2, 1 << 16)
         _check_range("prog_depth", self.prog_depth, 2, 256)
         _check_range("acc_depth", self.acc_depth, 2, 1 << 16)
+        if self.product_rounding not in (0, 1):
+            raise ValueError(f"product_rounding must be True or False (1 or 0), got {self.product_rounding!r}")
+        object.__setattr__(self, "product_rounding", bool(self.product_rounding))
+        _check_range("fixed_steps", self.fixed_steps, 0, MAX_FIXED_STEPS)
         if self.acc_bits > 30:
             raise ValueError(f"accumulator width {self.acc_bits} bits (a_bits={self.a_bits}, w_bits={self.w_bits}, "
                              f"k_max={self.k_max}) exceeds 30; reduce a bit width or k_max")
@@ -88,6 +99,18 @@ class SystolicConfig:
     @property
     def search_stages(self) -> int:
         return self.out_bits
+
+    @property
+    def lane_stages(self) -> int:
+        """Pipeline stages of a requant lane: the threshold search or the fixed-point stages, whichever is
+        longer (both paths take the same number of cycles, so the cycle model does not depend on the mode)."""
+        return max(self.search_stages, self.fixed_steps)
+
+    @property
+    def fixed_bits(self) -> int:
+        """Width of the values in the lanes' fixed-point stages (signed): an accumulator plus a bias and a
+        rounding carry. The compiler refuses layers whose stage values do not fit."""
+        return self.acc_bits + 2
 
     @property
     def act_addr_bits(self) -> int:

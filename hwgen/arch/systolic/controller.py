@@ -47,7 +47,8 @@ from amaranth import Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
-from .config import SystolicConfig, index_range
+from ..fixed import stage_fields
+from .config import MAX_FIXED_STEPS, SystolicConfig, index_range
 
 # implicit im2col (OS, see the module docstring): kernel walk, slot offsets as (words, slots mod R), pixel grid
 CONV_FIELDS = (
@@ -59,6 +60,12 @@ CONV_FIELDS = (
     ("lim_x", unsigned(16)), ("lim_y", unsigned(16)), ("grid_w", unsigned(16)), ("grid_h", unsigned(16)),
     ("tile_x", unsigned(16)), ("tile_y", unsigned(16)),
     ("pool_max", unsigned(1)),          # the array's PEs take max(acc, a·w) instead of acc + a·w (MaxPool)
+)
+# fixed-point requantization (hls4ml models, hwgen.arch.fixed): the PEs' product rounding, the lanes' mode and the
+# fields of every lane stage (``s{k}_shift`` … ``s{k}_relu``; unused stages leave values unchanged)
+FIXED_FIELDS = (
+    ("product_shift", unsigned(6)), ("product_rounding", unsigned(3)), ("fixed", unsigned(1)),
+    *((f"s{k}_{name}", shape) for k in range(MAX_FIXED_STEPS) for name, shape in stage_fields().items()),
 )
 INSTRUCTION = data.StructLayout({
     "m_tiles": unsigned(16), "n_tiles": unsigned(16), "kp": unsigned(16), "period": unsigned(16),
@@ -73,6 +80,7 @@ INSTRUCTION = data.StructLayout({
     "stream_in": unsigned(1), "stream_out": unsigned(1), "x_words": unsigned(16), "y_words": unsigned(16),
     "repeat": unsigned(16), "loop_to": unsigned(8), "end": unsigned(1),
     **dict(CONV_FIELDS),
+    **dict(FIXED_FIELDS),
 })
 INSTRUCTION_CHUNKS = -(-INSTRUCTION.size // 32)     # 32-bit words the host writes per instruction
 

@@ -16,6 +16,10 @@ On a cycle with ``valid``: ``acc += a * w``; if ``last`` is also high the finish
 high ``shadow`` takes ``shadow_in`` (the PE above): R shifts drain a column bottom-first. The controller never
 captures and shifts in the same cycle (see controller.py for the schedule that guarantees it).
 
+With ``cfg.product_rounding`` every product is rounded before it is used: ``round_shift(a * w, product_shift,
+product_rounding)`` (hwgen.arch.fixed, both constant over a layer), hls4ml's products assigned to a coarser
+accumulator type; a layer without it sets the shift to 0. Cost: a barrel shifter and a rounding increment per PE.
+
 ``max_mode`` (constant over a layer) makes the PE a max unit: ``acc = max(acc, a * w)``. A MaxPool runs with
 operands ``code - min_code ≥ 0`` (padding fed as 0, the type's minimum, so it never wins) and 0/1 weights that
 select the channel, so ``acc`` restarting at 0 is the identity of the max (compile.py, ``pool``). Cost: one
@@ -23,16 +27,34 @@ select the channel, so ``acc`` restarting at 0 is the identity of the max (compi
 """
 from __future__ import annotations
 
-from amaranth import Module, Mux, Signal, signed
+from amaranth import Module, Mux, Signal, signed, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
+from ..fixed import round_shift_var
 from .config import SystolicConfig
 
 
 def _product(a, w, broken: bool):
     """``a · w``, or ``a · w + 1`` for the test hook that breaks one PE."""
     return a * w + 1 if broken else a * w
+
+
+def rounding_members(cfg: SystolicConfig) -> dict:
+    """The product-rounding inputs of a PE or an array (present with ``cfg.product_rounding``)."""
+    return {"product_shift": In(unsigned(6)), "product_rounding": In(unsigned(3))} if cfg.product_rounding else {}
+
+
+def rounded_product(m: Module, component, a, w, broken: bool):
+    """The PE's product, rounded by the layer's shift and mode when the configuration has product rounding."""
+    cfg = component.cfg
+    product = Signal(signed(cfg.operand_bits + cfg.w_bits + 1), name="product")
+    raw = _product(a, w, broken)
+    if cfg.product_rounding:
+        raw = round_shift_var(m, raw, component.product_shift,
+                              component.product_rounding, cfg.operand_bits + cfg.w_bits + 1, "product_round")
+    m.d.comb += product.eq(raw)
+    return product
 
 
 class OutputStationaryPE(wiring.Component):
@@ -45,6 +67,7 @@ class OutputStationaryPE(wiring.Component):
             "a_out": Out(signed(cfg.operand_bits)), "valid_out": Out(1), "last_out": Out(1),
             "w_out": Out(signed(cfg.w_bits)),
             "shift": In(1), "shadow_in": In(acc), "shadow_out": Out(acc), "max_mode": In(1),
+            **rounding_members(cfg),
         })
 
     def elaborate(self, platform):
@@ -54,10 +77,9 @@ class OutputStationaryPE(wiring.Component):
         # fewer reset nets in hardware, less work per cycle in simulation
         a, w, shadow = (Signal.like(port, reset_less=True) for port in (self.a_out, self.w_out, self.shadow_out))
         total = Signal.like(accumulator)               # one multiply-add (or max), shared by both uses
-        product = Signal(signed(self.cfg.operand_bits + self.cfg.w_bits), name="product")
-        m.d.comb += [product.eq(_product(self.a_in, self.w_in, self.broken)),
-                     total.eq(Mux(self.max_mode, Mux(product > accumulator, product, accumulator),
-                                  accumulator + product))]
+        product = rounded_product(m, self, self.a_in, self.w_in, self.broken)
+        m.d.comb += total.eq(Mux(self.max_mode, Mux(product > accumulator, product, accumulator),
+                                 accumulator + product))
         m.d.sync += [a.eq(self.a_in), self.valid_out.eq(self.valid), self.last_out.eq(self.last & self.valid),
                      w.eq(self.w_in)]
         m.d.comb += [self.a_out.eq(a), self.w_out.eq(w), self.shadow_out.eq(shadow)]
@@ -97,6 +119,7 @@ class WeightStationaryPE(wiring.Component):
             "psum_in": In(signed(cfg.acc_bits)), "psum_out": Out(signed(cfg.acc_bits)),
             "shift": In(1),
             "w_chain_in": In(signed(cfg.w_bits)), "w_chain_out": Out(signed(cfg.w_bits)),
+            **rounding_members(cfg),
         })
 
     def elaborate(self, platform):
@@ -105,7 +128,7 @@ class WeightStationaryPE(wiring.Component):
         a, psum, chain = (Signal.like(port, reset_less=True) for port in (self.a_out, self.psum_out, self.w_chain_out))
         active = Mux(self.commit_in, chain, weight)
         m.d.sync += [a.eq(self.a_in), self.commit_out.eq(self.commit_in),
-                     psum.eq(self.psum_in + _product(self.a_in, active, self.broken))]
+                     psum.eq(self.psum_in + rounded_product(m, self, self.a_in, active, self.broken))]
         m.d.comb += [self.a_out.eq(a), self.psum_out.eq(psum), self.w_chain_out.eq(chain)]
         with m.If(self.shift):
             m.d.sync += chain.eq(self.w_chain_in)

@@ -14,24 +14,42 @@ leaves the lane (the last layer, dequantized on the host).
                          ▲ mem0       ▲ mem1               ▲ mem B-1
 
 Each stage's memory is read synchronously with the address formed combinationally by the stage before, so the
-lane accepts one value per cycle with a fixed latency of ``B + 1`` cycles. ``meta`` (row, write address, flags)
-travels alongside unchanged.
+lane accepts one value per cycle with a fixed latency of ``S + 1`` cycles, ``S = cfg.lane_stages``. ``meta``
+(row, write address, flags) travels alongside unchanged.
+
+**Fixed-point mode** (``cfg.fixed_steps = F > 0``, hwgen.arch.fixed; ``fixed`` set by the instruction): beside the
+search runs a pipeline of ``F`` stages, stage ``k`` reading the bias of the channel slot from its memory (written
+through ``wr_bias``: stage ``k`` at address ``slot``) and applying ``fit(round_shift(relu?(x + bias)))`` with the
+layer's fields ``s{k}_*``; unused stages are the identity. Whichever of the two pipelines is shorter is padded
+with registers up to ``S = max(B, F)``, so the latency does not depend on the mode. ``out_value`` is the last
+stage's value (``cfg.fixed_bits`` wide, sign-extended).
 """
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 from amaranth import Cat, Const, Module, Mux, Signal, signed, unsigned
-from amaranth.lib import wiring
+from amaranth.lib import data, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from .config import SystolicConfig, index_range
+from ..fixed import stage_fields, stage_var
+from .config import MAX_FIXED_STEPS, SystolicConfig, index_range
+
+
+def stage_layout() -> data.StructLayout:
+    """The per-layer fields of every fixed-point stage (``s{k}_*`` of the instruction)."""
+    return data.StructLayout({f"s{k}_{name}": shape for k in range(MAX_FIXED_STEPS)
+                              for name, shape in stage_fields().items()})
 
 
 class RequantLane(wiring.Component):
-    def __init__(self, cfg: SystolicConfig, meta_bits: int, init: list[list[int]] | None = None):
+    def __init__(self, cfg: SystolicConfig, meta_bits: int, init: list[list[int]] | None = None,
+                 bias_init: list[list[int]] | None = None):
         self.cfg = cfg
         self.meta_bits = meta_bits
         self.init = init            # per search stage: initial memory words (ROM-style designs)
+        self.bias_init = bias_init  # per fixed-point stage: initial bias words
         slot_bits = max(1, (cfg.slot_depth - 1).bit_length())
         self.slot_bits = slot_bits
         super().__init__({
@@ -39,15 +57,18 @@ class RequantLane(wiring.Component):
             "meta": In(unsigned(meta_bits)),
             "base": In(signed(cfg.store_bits + 1)), "step": In(unsigned(2)), "passthrough": In(1),
             "out_valid": Out(1), "out_value": Out(signed(cfg.acc_bits)), "out_meta": Out(unsigned(meta_bits)),
-            # host writes: stage memory `stage` (stage 0 also holds the negate flag in bit threshold_bits)
-            "wr_en": In(1), "wr_stage": In(index_range(cfg.search_stages)), "wr_addr": In(unsigned(16)),
+            # host writes: stage memory `stage` (stage 0 also holds the negate flag in bit threshold_bits), or
+            # with wr_bias the bias memory of fixed-point stage `stage`
+            "wr_en": In(1), "wr_stage": In(index_range(cfg.lane_stages)), "wr_addr": In(unsigned(16)),
             "wr_data": In(unsigned(cfg.threshold_bits + 1)),
+            **({"fixed": In(1), "stages": In(stage_layout()), "wr_bias": In(1)} if cfg.fixed_steps else {}),
         })
 
     def elaborate(self, platform):
         m = Module()
         cfg = self.cfg
         stages = cfg.search_stages
+        depth = cfg.lane_stages
         tbits = cfg.threshold_bits
         x_shape = signed(tbits)
 
@@ -58,26 +79,34 @@ class RequantLane(wiring.Component):
         slot = [self.slot]
         meta = [self.meta]
         acc = [self.acc]
-        for b in range(stages):
+        for b in range(depth):
+            v_r = Signal(name=f"s{b}_valid")
+            s_r = Signal.like(self.slot, name=f"s{b}_slot", reset_less=True)
+            mt_r = Signal.like(self.meta, name=f"s{b}_meta", reset_less=True)
+            a_r = Signal.like(self.acc, name=f"s{b}_acc", reset_less=True)
+            m.d.sync += [v_r.eq(valid[b]), s_r.eq(slot[b]), mt_r.eq(meta[b]), a_r.eq(acc[b])]
+            valid.append(v_r)
+            slot.append(s_r)
+            meta.append(mt_r)
+            acc.append(a_r)
+            if b >= stages:                         # the search is done: its count waits for the fixed stages
+                count_r = Signal.like(prefix[b], name=f"s{b}_count", reset_less=True)
+                m.d.sync += count_r.eq(prefix[b])
+                prefix.append(count_r)
+                continue
             width = 1 << b
-            depth = cfg.slot_depth * width
-            mem = Memory(shape=unsigned(tbits + (1 if b == 0 else 0)), depth=depth,
+            mem = Memory(shape=unsigned(tbits + (1 if b == 0 else 0)), depth=cfg.slot_depth * width,
                          init=self.init[b] if self.init else [])
             m.submodules[f"stage{b}_mem"] = mem
             rd = mem.read_port()
             wr = mem.write_port()
-            m.d.comb += [wr.en.eq(self.wr_en & (self.wr_stage == b)), wr.addr.eq(self.wr_addr),
+            m.d.comb += [wr.en.eq(self.wr_en & (self.wr_stage == b) & ~self._bias_write), wr.addr.eq(self.wr_addr),
                          wr.data.eq(self.wr_data)]
             m.d.comb += rd.addr.eq((slot[b] << b) | prefix[b] if b else slot[b])
 
             # registers holding this stage's operands while its threshold is read
-            v_r = Signal(name=f"s{b}_valid")
             p_r = Signal(unsigned(max(1, b)), name=f"s{b}_prefix", reset_less=True)    # data: read with valid
-            s_r = Signal.like(self.slot, name=f"s{b}_slot", reset_less=True)
-            mt_r = Signal.like(self.meta, name=f"s{b}_meta", reset_less=True)
-            a_r = Signal.like(self.acc, name=f"s{b}_acc", reset_less=True)
             x_r = Signal(x_shape, name=f"s{b}_x", reset_less=True)
-            m.d.sync += [v_r.eq(valid[b]), s_r.eq(slot[b]), mt_r.eq(meta[b]), a_r.eq(acc[b])]
             if b:
                 m.d.sync += [p_r.eq(prefix[b]), x_r.eq(x[b])]
             else:
@@ -92,20 +121,42 @@ class RequantLane(wiring.Component):
             bit = x_here >= threshold
             new_prefix = Signal(unsigned(b + 1), name=f"s{b}_next_prefix")
             m.d.comb += new_prefix.eq(Cat(bit, p_r) if b else bit)
-            valid.append(v_r)
             x.append(x_here)
             prefix.append(new_prefix)
-            slot.append(s_r)
-            meta.append(mt_r)
-            acc.append(a_r)
 
-        count = prefix[stages] if stages else Const(0, 1)
+        count = prefix[depth] if stages else Const(0, 1)
         code = Signal(signed(cfg.acc_bits))
         m.d.comb += code.eq(self.base + Mux(self.step == 2, count << 1, count))
+        result = Mux(self.passthrough, acc[depth], code)
+        if cfg.fixed_steps:
+            result = Mux(self.fixed, self._fixed_stages(m, slot), result)
         out_meta = Signal.like(self.out_meta, reset_less=True)
         out_value = Signal.like(self.out_value, reset_less=True)
-        m.d.sync += [self.out_valid.eq(valid[stages]), out_meta.eq(meta[stages]),
-                     out_value.eq(Mux(self.passthrough, acc[stages], code))]
+        m.d.sync += [self.out_valid.eq(valid[depth]), out_meta.eq(meta[depth]), out_value.eq(result)]
         m.d.comb += [self.out_meta.eq(out_meta), self.out_value.eq(out_value)]
         return m
 
+    @property
+    def _bias_write(self):
+        return self.wr_bias if self.cfg.fixed_steps else Const(0, 1)
+
+    def _fixed_stages(self, m: Module, slot: list) -> Signal:
+        """The fixed-point pipeline: stage k reads its bias at ``slot[k]`` and computes from its registered
+        value; the result is padded with registers to the lane's depth."""
+        cfg = self.cfg
+        bits = cfg.fixed_bits
+        value = self.acc
+        for k in range(cfg.lane_stages):
+            x_r = Signal(signed(bits), name=f"f{k}_x", reset_less=True)
+            m.d.sync += x_r.eq(value)
+            if k >= cfg.fixed_steps:
+                value = x_r
+                continue
+            mem = Memory(shape=signed(bits), depth=cfg.slot_depth, init=self.bias_init[k] if self.bias_init else [])
+            m.submodules[f"bias{k}_mem"] = mem
+            rd, wr = mem.read_port(), mem.write_port()
+            m.d.comb += [wr.en.eq(self.wr_en & self.wr_bias & (self.wr_stage == k)), wr.addr.eq(self.wr_addr),
+                         wr.data.eq(self.wr_data[:bits]), rd.addr.eq(slot[k])]
+            fields = SimpleNamespace(**{name: self.stages[f"s{k}_{name}"] for name in stage_fields()})
+            value = stage_var(m, x_r, rd.data, fields, bits, f"f{k}_out")
+        return value

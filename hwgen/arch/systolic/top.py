@@ -19,7 +19,8 @@ while idle (``load.ready``/``read.ready`` are low while busy). ``start`` runs th
 the start → done cycle count. Targets: :data:`PROGRAM` (lane = 32-bit chunk of an instruction),
 :data:`ACTIVATIONS` (bank = array row, lane = code within the word), :data:`WEIGHTS` (bank = array column),
 :data:`THRESHOLDS` (bank = lane/column, lane = search stage; stage 0 words carry the negate flag above the
-threshold), :data:`OUTPUTS` (read only; bank = array row, lane = accumulator within the word).
+threshold), :data:`OUTPUTS` (read only; bank = array row, lane = accumulator within the word), :data:`BIASES`
+(configurations with fixed-point lane stages: bank = lane/column, lane = stage, addr = channel slot).
 """
 from __future__ import annotations
 
@@ -37,6 +38,7 @@ from .requant import RequantLane
 from .ws_controller import WeightStationaryController
 
 PROGRAM, ACTIVATIONS, WEIGHTS, THRESHOLDS, OUTPUTS = 0, 1, 2, 3, 4
+BIASES = 6          # fixed-point stage biases (bank = lane, lane = stage, addr = channel slot)
 LOAD = data.StructLayout({"target": 3, "bank": 6, "addr": 16, "lane": 6, "data": 32})
 READ = data.StructLayout({"target": 3, "bank": 6, "addr": 16, "lane": 6})
 
@@ -50,6 +52,11 @@ def host_members(x_bits: int, y_bits: int) -> dict:
         "s_axis_tdata": In(x_bits), "s_axis_tvalid": In(1), "s_axis_tready": Out(1), "s_axis_tlast": In(1),
         "m_axis_tdata": Out(y_bits), "m_axis_tvalid": Out(1), "m_axis_tready": In(1), "m_axis_tlast": Out(1),
     }
+
+
+def _stage_offset() -> int:
+    """Bit offset of the first fixed-point stage field in an instruction (the ``s{k}_*`` fields are contiguous)."""
+    return INSTRUCTION["s0_shift"].offset
 
 
 def host_signature(cfg: SystolicConfig) -> wiring.Signature:
@@ -87,7 +94,8 @@ class SystolicTop(wiring.Component):
         m.submodules.array = array = WeightStationaryArray(cfg) if ws else OutputStationaryArray(cfg)
         meta = meta_layout(cfg)
         init = self.init or {}
-        lanes = [RequantLane(cfg, meta.size, init["thresholds"][j] if init else None) for j in range(cols)]
+        lanes = [RequantLane(cfg, meta.size, init["thresholds"][j] if init else None,
+                             init["biases"][j] if init and cfg.fixed_steps else None) for j in range(cols)]
         for j, lane in enumerate(lanes):
             m.submodules[f"lane_{j}"] = lane
         m.d.comb += [ctrl.start.eq(self.start), self.busy.eq(ctrl.busy), self.done.eq(ctrl.done),
@@ -159,8 +167,12 @@ class SystolicTop(wiring.Component):
             m.d.comb += [lane.valid.eq(lane_valid), lane.acc.eq(lane_acc[j]), lane.slot.eq(ctrl.lane_slot),
                          lane.meta.eq(ctrl.lane_meta), lane.base.eq(instr.base), lane.step.eq(instr.step),
                          lane.passthrough.eq(instr.passthrough),
-                         lane.wr_en.eq(loading & (load.target == THRESHOLDS) & (load.bank == j)),
+                         lane.wr_en.eq(loading & ((load.target == THRESHOLDS) | (load.target == BIASES)) &
+                                       (load.bank == j)),
                          lane.wr_stage.eq(load.lane), lane.wr_addr.eq(load.addr), lane.wr_data.eq(load.data)]
+            if cfg.fixed_steps:
+                m.d.comb += [lane.fixed.eq(instr.fixed), lane.wr_bias.eq(load.target == BIASES),
+                             lane.stages.eq(instr.as_value()[_stage_offset():_stage_offset() + lane.stages.shape().size])]
         out_meta = data.View(meta, lanes[0].out_meta)
         writing = lanes[0].out_valid
         m.d.comb += ctrl.layer_done.eq(writing & out_meta.layer_last)
@@ -213,6 +225,9 @@ class SystolicTop(wiring.Component):
                 m.d.comb += array.a[i].eq(Mux(row_valid[i], code - instr.zx, 0))
             m.d.comb += [array.valid.eq(feed_valid), array.last.eq(feed_last & feed_valid),
                          array.max_mode.eq(instr.pool_max)]
+        if cfg.product_rounding:
+            m.d.comb += [array.product_shift.eq(instr.product_shift),
+                         array.product_rounding.eq(instr.product_rounding)]
 
         # ---- read answers (host)
         with m.If(pending):

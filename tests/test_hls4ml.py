@@ -1,13 +1,21 @@
-"""hls4ml models → hwgen IR: golden outputs equal hls4ml's C simulation (``predict`` after ``compile``) bit for bit.
+"""hls4ml models → hwgen IR and hardware: golden outputs, and the outputs of both architectures in Verilator, equal
+hls4ml's C simulation (``predict`` after ``compile``) bit for bit.
 
 Every C-sim build costs seconds, so each model is converted and compiled once per module and checked on thousands of
 inputs. The ap_fixed cast semantics themselves are checked exhaustively against the ap_fixed headers hls4ml ships.
+
+Verilator builds in the default tier: one 4×4 systolic array (product rounding, three fixed-point lane stages) runs
+the three models that fit it (MLPs and the CNN), and one dataflow pipeline (the narrow MLP at its ReuseFactor
+folding) serves the Python API, the II test and the CLI. The nightly tier adds the 16-bit default precision and the
+threshold-requantized MLP on the dataflow architecture and a matrix of random precisions on both.
 """
 from __future__ import annotations
 
 import itertools
+import json
 import shutil
 import subprocess
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +24,9 @@ import pytest
 torch = pytest.importorskip("torch")
 hls4ml = pytest.importorskip("hls4ml")
 
+import hwgen
 from hwgen import HwgenError, UnsupportedModelError, golden
+from hwgen.arch.systolic.compile import default_config, gemm_layers
 from hwgen.frontend.hls4ml import fixed_output_type, from_hls4ml, load_hls4ml
 from hwgen.ir import Graph
 from hwgen.ir.fixed import OVERFLOW, ROUNDING, FixedType
@@ -117,9 +127,14 @@ def _mlp(*sizes: int, bn_at: tuple[int, ...] = (), seed: int = 0, weight_scale: 
     return model
 
 
+def reuse(factor: int, *layers: str) -> dict:
+    """Per-layer config giving ``layers`` the ReuseFactor ``factor`` (io_parallel: the dataflow II)."""
+    return {"layer_config": {layer: {"ReuseFactor": factor} for layer in layers}}
+
+
 def default_mlp():
     """hls4ml's defaults: ap_fixed<16,6> everywhere, 'auto' results; accum_t<16,6> truncates every product."""
-    return _mlp(12, 16, 8, 5, bn_at=(0,), seed=1), 12, {}, {}
+    return _mlp(12, 16, 8, 5, bn_at=(0,), seed=1), 12, {}, reuse(4, "_0", "_3", "_5")
 
 
 def narrow_modes():
@@ -141,7 +156,7 @@ def narrow_modes():
         "_7": {"weight": "ap_fixed<7,2>", "bias": "ap_fixed<8,3>", "accum": "ap_fixed<11,4,AP_TRN,AP_WRAP>",
                "result": "ap_fixed<9,4,AP_RND_ZERO,AP_WRAP>"},
     }
-    return model, 10, precisions, {}
+    return model, 10, precisions, reuse(2, "_0", "_2", "_5", "_7")
 
 
 def systolic_mlp():
@@ -207,16 +222,28 @@ def test_streamlined_forms(build) -> None:
 
 
 @needs_gxx
-def test_systolic_layers(build) -> None:
-    from hwgen.arch.systolic.compile import gemm_layers
-
+def test_gemm_layers(build) -> None:
+    """Thresholds where one MultiThreshold requantizes, fixed-point stages for runs of casts, rounded products,
+    a BatchNorm's scale as a diagonal layer, hls4ml's channels-last convolutions as NCHW convolutions."""
     _, graph, _ = build("systolic")
     layers = gemm_layers(streamline(graph))
     assert [layer.name for layer in layers] == ["_0", "_2", "_4"]
-    assert all(layer.requant is not None for layer in layers)
+    assert all(layer.thresholds is not None and not layer.steps for layer in layers)
     _, graph, _ = build("default")
-    with pytest.raises(HwgenError, match=r"node '_0' \(FixedMatMul\)"):
-        gemm_layers(streamline(graph))
+    layers = gemm_layers(streamline(graph))
+    assert [(layer.name, layer.product_shift, len(layer.steps)) for layer in layers] == \
+        [("_0", 10, 2), ("_3", 10, 2), ("_5", 10, 1)]
+    assert [str(step.to) for step in layers[0].steps] == ["ap_fixed<16,6,AP_TRN,AP_WRAP>"] * 2   # wrap, ReLU
+    _, graph, _ = build("narrow")
+    layers = gemm_layers(streamline(graph))
+    assert [layer.name for layer in layers] == ["_0", "_2", "_3", "_5", "_7"]
+    diagonal = layers[2]                                  # BatchNorm '_3': x @ diag(scale), then its casts
+    assert np.array_equal(diagonal.weight, np.diag(np.diag(diagonal.weight))) and diagonal.inputs == (layers[1].output,)
+    _, graph, _ = build("cnn")
+    streamlined = streamline(graph)
+    assert "Transpose" not in [n.op for n in streamlined.nodes]
+    assert [(layer.name, layer.conv is not None, layer.pool) for layer in gemm_layers(streamlined)] == \
+        [("_0", True, None), ("_2", True, "max"), ("_2", True, None), ("_3", True, None), ("_5", True, None)]
 
 
 @needs_gxx
@@ -338,3 +365,195 @@ def test_fixed_casts_match_ap_fixed(harness_output: list[int]) -> None:
         np.testing.assert_array_equal(FixedType(*target).quantize(doubles), want, err_msg=f"{FixedType(*target)}")
         compared += doubles.size
     assert next(expected, None) is None and compared > 100_000
+
+
+# ---------------------------------------------------------------------------------------------------- hardware
+HW_SAMPLES = 256
+SYSTOLIC_MODELS = ("narrow", "systolic", "cnn")        # one shared array: one Verilog, one Verilator build
+
+
+def check_against_csim(result, hls_model, graph: Graph, x: np.ndarray) -> None:
+    """The RTL run was bit-exact with the golden model, and its output codes equal hls4ml's C-sim's."""
+    assert result.report["bit_exact"] and result.report["mismatches"] == 0, result.report
+    np.testing.assert_array_equal(result.codes.reshape(len(x), -1), reference_codes(hls_model, graph, x))
+
+
+@pytest.fixture(scope="module")
+def shared_array(build) -> dict:
+    """The field-wise largest of the models' smallest 4×4 configurations (at 8 samples a run)."""
+    configs = [asdict(default_config(gemm_layers(streamline(build(name)[1])), rows=4, cols=4, batch=8))
+               for name in SYSTOLIC_MODELS]
+    merged = {key: max(c[key] for c in configs) for key in configs[0] if isinstance(configs[0][key], int)}
+    merged.pop("rows"), merged.pop("cols")
+    assert merged["product_rounding"] and merged["fixed_steps"] == 3
+    return merged
+
+
+@needs_gxx
+@pytest.mark.parametrize("name", SYSTOLIC_MODELS)
+def test_systolic_equals_csim(build, shared_array: dict, name: str) -> None:
+    """MLPs with every quantization and overflow mode, wrapping accumulators and results, a BatchNorm, rounded
+    products; a CNN with padded and strided convolutions and max pooling; a threshold-requantized MLP."""
+    hls_model, graph, n_in = build(name)
+    design = hwgen.compile(hls_model, rows=4, cols=4, **shared_array)
+    x = inputs(n_in, INPUT_SCALE[name], seed=2)[:HW_SAMPLES]
+    # the CNN's results stay on its image grid (a flattened conv feeds the Dense): read back, one batch a run
+    streams = design.program.y_layout.slots == 1
+    chunks = [x] if streams else [x[i:i + design.program.batch] for i in range(0, len(x), design.program.batch)]
+    codes = []
+    for chunk in chunks:
+        result = design.simulate(chunk)
+        assert result.report["bit_exact"] and result.report["cycles"] == result.report["predicted_cycles"]
+        codes.append(result.codes.reshape(len(chunk), -1))
+    np.testing.assert_array_equal(np.concatenate(codes), reference_codes(hls_model, graph, x))
+    if name in ("narrow", "cnn"):
+        assert wrapped(graph, x) > 0, "the simulated inputs should overflow and wrap"
+
+
+def check_dataflow(design, hls_model, graph: Graph, x: np.ndarray, ii: int) -> dict:
+    """Simulate; bit-exact with the C-sim, II and latency as the cycle model predicts, II = ``ii``."""
+    result = design.simulate(x)
+    check_against_csim(result, hls_model, graph, x)
+    report = result.report
+    assert report["ii_cycles"] == report["predicted_ii_cycles"] == ii
+    assert report["latency_cycles"] == report["predicted_latency_cycles"]
+    assert report["cycles"] == report["predicted_cycles"]
+    return report
+
+
+@needs_gxx
+def test_dataflow_equals_csim_at_reuse_factor_ii(build) -> None:
+    """ReuseFactor 2 on every Dense layer: each folded to SF·NF = 2 (MW·MH/2 MAC lanes), the BatchNorm's
+    diagonal layer no slower; measured II = 2 cycles, as the folding implies."""
+    hls_model, graph, n_in = build("narrow")
+    design = hwgen.compile(hls_model, arch="dataflow")
+    rows = design.program.fold_report()
+    dense = [row for row in rows if row["name"] != "_3"]
+    assert all(row["cycles"] == 2 and row["pe"] * row["simd"] * 2 == row["mw"] * row["mh"] for row in dense)
+    assert next(row for row in rows if row["name"] == "_3")["cycles"] <= 2
+    x = inputs(n_in, INPUT_SCALE["narrow"], seed=2)[:HW_SAMPLES]
+    check_dataflow(design, hls_model, graph, x, ii=2)
+    assert wrapped(graph, x) > 0
+
+
+@needs_gxx
+def test_refusals(build) -> None:
+    """CNNs on the dataflow architecture (no sliding-window units yet) and 16-bit models on the systolic array
+    (products too wide for its 30-bit accumulators) are refused with one clear message."""
+    hls_model, _, _ = build("cnn")
+    with pytest.raises(HwgenError, match="node '_0': the dataflow architecture does not run convolution layers yet"):
+        hwgen.compile(hls_model, arch="dataflow")
+    hls_model, _, _ = build("default")
+    with pytest.raises(HwgenError, match="invalid configuration: accumulator width .* exceeds 30"):
+        hwgen.compile(hls_model, rows=4, cols=4)
+
+
+def cli(*args) -> subprocess.CompletedProcess:
+    import sys
+    return subprocess.run([sys.executable, "-m", "hwgen", *map(str, args)], capture_output=True, text=True,
+                          timeout=1200, check=False)
+
+
+@needs_gxx
+def test_cli_from_hls4ml(build, tmp_path: Path) -> None:
+    """compile --from-hls4ml MODEL.fml, then simulate and estimate: the same pipeline as the Python API."""
+    from hls4ml.utils.serialization import serialize_model
+
+    hls_model, graph, n_in = build("narrow")
+    fml = tmp_path / "narrow.fml"
+    serialize_model(hls_model, str(fml))
+    out = tmp_path / "design"
+    result = cli("compile", "--from-hls4ml", fml, "--arch", "dataflow", "-o", out)
+    assert result.returncode == 0, result.stderr
+    assert "II 2 cycles" in result.stdout
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["files"]["model"] == "model.fml" and (out / "model.fml").is_file()
+    assert {u["unit"] for u in manifest["units"]} >= {"MVAU (rounded products)", "MVAU fixed-point stages (fused)"}
+    again = tmp_path / "again"
+    assert cli("compile", "--from-hls4ml", fml, "--arch", "dataflow", "-o", again).returncode == 0
+    for name in ("top.v", "manifest.json", "weights.load", "biases.load", "model.fml"):
+        assert (out / name).read_bytes() == (again / name).read_bytes(), name
+    x = inputs(n_in, INPUT_SCALE["narrow"], seed=3)[:64]
+    np.save(tmp_path / "x.npy", x)
+    result = cli("simulate", out, "--inputs", tmp_path / "x.npy", "--output", tmp_path / "y.npy")
+    assert result.returncode == 0, result.stderr
+    assert json.loads((out / "sim_report.json").read_text())["bit_exact"]
+    y = np.load(tmp_path / "y.npy").reshape(len(x), -1)
+    np.testing.assert_array_equal(np.ldexp(y.astype(np.float64), fixed_output_type(graph).frac),
+                                  reference_codes(hls_model, graph, x))
+    result = cli("estimate", out, "--target", "xcup", "--json")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["metrics"]["dsp"]["value"] > 0
+    result = cli("compile", "--from-hls4ml", tmp_path / "missing.fml", "-o", tmp_path / "x")
+    assert result.returncode == 2 and "does not exist" in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "x").exists()
+    result = cli("compile", fml, "--from-hls4ml", fml, "-o", tmp_path / "x")
+    assert result.returncode == 2 and "exactly one" in result.stderr
+
+
+# ---------------------------------------------------------------------------------------------------- nightly
+@needs_gxx
+@pytest.mark.nightly
+@pytest.mark.parametrize("name", ["default", "systolic"])
+def test_dataflow_more_precisions(build, name: str) -> None:
+    """hls4ml's default ap_fixed<16,6> (16×16-bit products truncated to the accumulator, ReuseFactor 4) and an
+    MLP whose casts become thresholds."""
+    hls_model, graph, n_in = build(name)
+    design = hwgen.compile(hls_model, arch="dataflow")
+    x = inputs(n_in, INPUT_SCALE[name], seed=2)[:HW_SAMPLES]
+    check_dataflow(design, hls_model, graph, x, ii=4 if name == "default" else 1)
+
+
+def random_precisions(rng: np.random.Generator, layers: int) -> dict[str, dict[str, str]]:
+    """Narrow ap_fixed types with random quantization and overflow modes for every tensor of an MLP (wrapping
+    accumulators: hwgen refuses saturating ones that can overflow)."""
+    def fixed(lo: int, hi: int, overflow: tuple[str, ...] = ("WRAP",), unsigned: bool = False) -> str:
+        width = int(rng.integers(lo, hi + 1))
+        integer = int(rng.integers(1, width))
+        return (f"ap_{'u' if unsigned else ''}fixed<{width},{integer},AP_{rng.choice(ROUNDING)},"
+                f"AP_{rng.choice(overflow)}>")
+
+    results = ("WRAP", "WRAP", "SAT", "SAT_SYM", "SAT_ZERO")
+    precisions = {"input_1": {"result": fixed(6, 8, results)}}
+    for i in range(layers):
+        precisions[f"_{2 * i}"] = {"weight": fixed(4, 8), "bias": fixed(4, 8), "accum": fixed(8, 12),
+                                   "result": fixed(6, 10, results)}
+        if i + 1 < layers:                                # the ReLU after every Dense but the last
+            precisions[f"_{2 * i + 1}"] = {"result": fixed(5, 8, results, unsigned=bool(rng.random() < 0.5))}
+    return precisions
+
+
+@needs_gxx
+@pytest.mark.nightly
+@pytest.mark.parametrize("seed", range(6))
+def test_random_precisions_both_architectures(seed: int, tmp_path: Path) -> None:
+    """Random narrow precisions (wrapping accumulators, every mode): C-sim = golden = systolic = dataflow."""
+    rng = np.random.default_rng(100 + seed)
+    sizes = [int(v) for v in rng.integers(3, 12, size=4)]
+    model = _mlp(*sizes, seed=seed, weight_scale=float(rng.uniform(1, 4)))
+    hls_model = convert(model, sizes[0], tmp_path / "prj", random_precisions(rng, len(sizes) - 1))
+    graph = from_hls4ml(hls_model)
+    hls_model.compile()
+    x = inputs(sizes[0], 4.0, seed=seed)[:HW_SAMPLES]
+    np.testing.assert_array_equal(output_codes(graph, x), reference_codes(hls_model, graph, x))
+    for arch, options in (("systolic", {"rows": 4, "cols": 4, "batch": 8}), ("dataflow", {})):
+        result = hwgen.compile(hls_model, arch=arch, **options).simulate(x)
+        check_against_csim(result, hls_model, graph, x)
+
+
+@needs_gxx
+@pytest.mark.nightly
+def test_jet_tagger_example(tmp_path: Path) -> None:
+    """examples/hls4ml_jet_tagger/run.py end to end: bit-exact with hls4ml's C-sim, II = the ReuseFactor."""
+    import sys
+
+    script = Path(__file__).resolve().parent.parent / "examples" / "hls4ml_jet_tagger" / "run.py"
+    out = tmp_path / "design"
+    result = subprocess.run([sys.executable, str(script), "--samples", "64", "--out", str(out)], capture_output=True,
+                            text=True, timeout=3600, check=False)
+    assert result.returncode == 0, result.stderr[-2000:]
+    figures = json.loads((out / "results.json").read_text())
+    assert figures["mismatches_vs_hls4ml_csim"] == 0 and figures["outputs_compared"] == 64 * 5
+    assert figures["bit_exact_vs_golden"]
+    assert figures["ii_cycles"] == {"measured": 16, "predicted": 16}
+    assert figures["latency_cycles"]["measured"] == figures["latency_cycles"]["predicted"]

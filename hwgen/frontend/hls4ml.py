@@ -35,6 +35,7 @@ from __future__ import annotations
 import copy
 import gzip
 import io
+import json
 import math
 import tarfile
 import tempfile
@@ -409,7 +410,8 @@ def read_hls4ml(path: str | Path) -> Any:
 
 def canonical_fml(data: bytes) -> bytes:
     """The ``.fml`` archive ``data`` re-packed deterministically (members sorted by name; times, owners and the
-    gzip header's time zeroed): the same model gives the same bytes, so designs that keep it are reproducible."""
+    gzip header's time zeroed; the applied optimizer sets sorted): the same model gives the same bytes, so designs
+    that keep it are reproducible."""
     raw = io.BytesIO()
     try:
         with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as source, \
@@ -418,10 +420,23 @@ def canonical_fml(data: bytes) -> bytes:
             for member in sorted(source.getmembers(), key=lambda member: member.name):
                 info = copy.copy(member)
                 info.mtime, info.uid, info.gid, info.uname, info.gname = 0, 0, 0, "", ""
-                archive.addfile(info, source.extractfile(member) if member.isfile() else None)
+                content = source.extractfile(member).read() if member.isfile() else None
+                if content is not None and Path(member.name).name == "graph_state.json":
+                    content = _sorted_flows(content)
+                    info.size = len(content)
+                archive.addfile(info, None if content is None else io.BytesIO(content))
     except (tarfile.TarError, OSError, EOFError) as exc:
         raise HwgenError(f"not a readable hls4ml model archive ({exc})") from exc
     return raw.getvalue()
+
+
+def _sorted_flows(state: bytes) -> bytes:
+    """``graph_state.json`` with the optimizers of every applied flow sorted: hls4ml keeps them in sets, which
+    it writes in hash order (different in every process)."""
+    data = json.loads(state)
+    data["applied_flows"] = [{flow: sorted(passes) for flow, passes in group.items()}
+                             for group in data.get("applied_flows", [])]
+    return json.dumps(data, indent=4).encode()
 
 
 def fml_bytes(hls_model: Any) -> bytes:

@@ -1048,6 +1048,11 @@ def compile_layers(layers: list[GemmLayer], cfg: SystolicConfig) -> Program:
         if layer.product_shift and not cfg.product_rounding:
             raise HwgenError(f"node '{layer.name}': its products are rounded (hls4ml accumulator type), the array "
                              "has no product rounding (product_rounding=1)")
+        try:
+            for stage in layer.stages:
+                encode_stage(stage)
+        except ValueError as exc:
+            raise HwgenError(f"node '{layer.requant}': a fixed-point stage does not fit the lanes ({exc})") from None
         if len(layer.steps) > cfg.fixed_steps:
             raise HwgenError(f"node '{layer.requant}': {len(layer.steps)} fixed-point stages, the array's lanes "
                              f"have fixed_steps={cfg.fixed_steps}")

@@ -341,14 +341,14 @@ class Design:
         return write_files(out_dir, files)
 
 
-def unit_rows(graph, units: dict[str, str]) -> list[dict]:
+def unit_rows(graph, units: dict[str, str], max_thresholds: int | None = None) -> list[dict]:
     """The manifest's ``units``: which unit runs every node (a MultiThreshold made from fixed-point casts runs as
     the unit of its FixedCast neighbours when they run together as fixed-point stages)."""
     from .arch.requant import runs_as_stages
 
     rows = []
     for node in graph.nodes:
-        op = "FixedCast" if node.op == "MultiThreshold" and runs_as_stages(graph, node) else node.op
+        op = "FixedCast" if node.op == "MultiThreshold" and runs_as_stages(graph, node, max_thresholds) else node.op
         rows.append({"node": node.name, "op": node.op, "onnx_ops": list(node.source_ops), "unit": units[op]})
     return rows
 

@@ -113,7 +113,8 @@ class Model:
         for node in graph.nodes:
             tin = graph.tensors[node.inputs[0]]
             tout = graph.tensors[node.outputs[0]]
-            acc_bits = tout.dtype.bits if node.op in ("MatMul", "Conv", "SumPool", "AddScaled") else None
+            acc_bits = tout.dtype.bits if node.op in ("MatMul", "Conv", "SumPool", "AddScaled", "FixedMatMul",
+                                                      "FixedConv") else None
             rows.append(Layer(node.name, node.op, node.source_ops, tin.shape, tout.shape, str(tin.dtype),
                               str(tout.dtype), acc_bits, _macs(node, tout.shape),
                               "host" if node.op in HOST_OPS else "hardware"))
@@ -125,12 +126,15 @@ class Model:
 
 
 def _macs(node: Node, out_shape: tuple[int, ...]) -> int:
-    if node.op == "MatMul":
+    if node.op in ("MatMul", "FixedMatMul"):
         weight = node.attrs["weight"]
         return int(np.prod(out_shape[1:-1], dtype=np.int64)) * weight.size
     if node.op == "Conv":
         weight = node.attrs["weight"]
         return int(np.prod(out_shape[2:])) * weight.size
+    if node.op == "FixedConv":                     # weight (KH, KW, C, M); output NHWC, or NCHW after streamlining
+        spatial = out_shape[2:] if node.attrs.get("layout", "NHWC") == "NCHW" else out_shape[1:3]
+        return int(np.prod(spatial)) * node.attrs["weight"].size
     return 0
 
 

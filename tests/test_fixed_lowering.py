@@ -83,6 +83,14 @@ def test_segments_compose_to_the_casts(chains, lo: int, hi: int) -> None:
     assert segments[-1].output == nodes[-1].outputs[0]
 
 
+def test_stage_bias_width_is_signed() -> None:
+    """Biases are stored two's complement: non-negative ones need a sign bit too (480 → 10 bits, not 9)."""
+    stage = FixedStage.of(FixedStep(10, FixedType(11, 1), bias=np.array([0, 352, 480])))
+    assert stage.bias_bits == 10
+    assert FixedStage.of(FixedStep(4, FixedType(8, 4), bias=np.array([-256, 3]))).bias_bits == 9
+    assert FixedStage.of(FixedStep(4, FixedType(8, 4))).bias_bits == 0
+
+
 def test_multiply_after_rounded_products_is_refused() -> None:
     bn = FixedStep(4, FixedType(8, 4), np.array([2, 3, -1]))
     with pytest.raises(HwgenError, match="per-channel multiply right after a GEMM"):

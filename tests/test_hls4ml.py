@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 import shutil
 import subprocess
 from dataclasses import asdict
@@ -229,6 +230,9 @@ def test_gemm_layers(build) -> None:
     layers = gemm_layers(streamline(graph))
     assert [layer.name for layer in layers] == ["_0", "_2", "_4"]
     assert all(layer.thresholds is not None and not layer.steps for layer in layers)
+    # the dataflow MVAU compares thresholds in parallel: outputs wider than 4 bits run as the casts instead
+    layers = gemm_layers(streamline(graph), max_thresholds=15)
+    assert all(layer.thresholds is None and layer.steps for layer in layers)
     _, graph, _ = build("default")
     layers = gemm_layers(streamline(graph))
     assert [(layer.name, layer.product_shift, len(layer.steps)) for layer in layers] == \
@@ -523,22 +527,46 @@ def random_precisions(rng: np.random.Generator, layers: int) -> dict[str, dict[s
     return precisions
 
 
+RANDOM_MODELS = 6
+
+
+@pytest.fixture(scope="module")
+def random_models(tmp_path_factory) -> list[tuple]:
+    """MLPs of random sizes with random narrow precisions: (hls_model, graph, inputs), C-sim compiled."""
+    models = []
+    for seed in range(RANDOM_MODELS):
+        rng = np.random.default_rng(100 + seed)
+        sizes = [int(v) for v in rng.integers(3, 12, size=4)]
+        model = _mlp(*sizes, seed=seed, weight_scale=float(rng.uniform(1, 4)))
+        hls_model = convert(model, sizes[0], tmp_path_factory.mktemp(f"random{seed}"),
+                            random_precisions(rng, len(sizes) - 1))
+        graph = from_hls4ml(hls_model)
+        hls_model.compile()
+        models.append((hls_model, graph, inputs(sizes[0], 4.0, seed=seed)[:HW_SAMPLES]))
+    return models
+
+
 @needs_gxx
 @pytest.mark.nightly
-@pytest.mark.parametrize("seed", range(6))
-def test_random_precisions_both_architectures(seed: int, tmp_path: Path) -> None:
-    """Random narrow precisions (wrapping accumulators, every mode): C-sim = golden = systolic = dataflow."""
-    rng = np.random.default_rng(100 + seed)
-    sizes = [int(v) for v in rng.integers(3, 12, size=4)]
-    model = _mlp(*sizes, seed=seed, weight_scale=float(rng.uniform(1, 4)))
-    hls_model = convert(model, sizes[0], tmp_path / "prj", random_precisions(rng, len(sizes) - 1))
-    graph = from_hls4ml(hls_model)
-    hls_model.compile()
-    x = inputs(sizes[0], 4.0, seed=seed)[:HW_SAMPLES]
-    np.testing.assert_array_equal(output_codes(graph, x), reference_codes(hls_model, graph, x))
-    for arch, options in (("systolic", {"rows": 4, "cols": 4, "batch": 8}), ("dataflow", {})):
-        result = hwgen.compile(hls_model, arch=arch, **options).simulate(x)
+def test_random_precisions_systolic(random_models) -> None:
+    """Random narrow precisions (wrapping accumulators, every mode) on one shared 4×4 array: C-sim = golden =
+    RTL for every model."""
+    configs = [asdict(default_config(gemm_layers(streamline(graph)), rows=4, cols=4, batch=8))
+               for _, graph, _ in random_models]
+    shared = {key: max(c[key] for c in configs) for key in configs[0] if isinstance(configs[0][key], int)}
+    shared.pop("rows"), shared.pop("cols")
+    for hls_model, graph, x in random_models:
+        np.testing.assert_array_equal(output_codes(graph, x), reference_codes(hls_model, graph, x))
+        result = hwgen.compile(hls_model, rows=4, cols=4, **shared).simulate(x)
         check_against_csim(result, hls_model, graph, x)
+
+
+@needs_gxx
+@pytest.mark.nightly
+@pytest.mark.parametrize("index", range(RANDOM_MODELS))
+def test_random_precisions_dataflow(random_models, index: int) -> None:
+    hls_model, graph, x = random_models[index]
+    check_against_csim(hwgen.compile(hls_model, arch="dataflow").simulate(x), hls_model, graph, x)
 
 
 @needs_gxx
@@ -549,8 +577,10 @@ def test_jet_tagger_example(tmp_path: Path) -> None:
 
     script = Path(__file__).resolve().parent.parent / "examples" / "hls4ml_jet_tagger" / "run.py"
     out = tmp_path / "design"
+    root = str(script.parent.parent.parent)                 # this checkout's hwgen, also in the script's subprocesses
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
     result = subprocess.run([sys.executable, str(script), "--samples", "64", "--out", str(out)], capture_output=True,
-                            text=True, timeout=3600, check=False)
+                            text=True, timeout=3600, check=False, env=env)
     assert result.returncode == 0, result.stderr[-2000:]
     figures = json.loads((out / "results.json").read_text())
     assert figures["mismatches_vs_hls4ml_csim"] == 0 and figures["outputs_compared"] == 64 * 5

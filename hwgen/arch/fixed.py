@@ -36,8 +36,8 @@ MAX_SHIFT = 63              # |shift| of a stage or a product (run-time fields h
 class FixedStage:
     """The structure of one fixed-point stage: ``fit(round_shift(relu?(x + bias), shift))`` (see the module).
 
-    ``bias_bits`` is the width of the per-channel bias (0: no bias). Every field is structural; the biases are
-    data loaded at run time.
+    ``bias_bits`` is the width of the per-channel bias, two's complement (0: no bias). Every field is structural;
+    the biases are data loaded at run time.
     """
 
     shift: int
@@ -66,7 +66,7 @@ class FixedStage:
         if np.any(np.asarray(step.mult) != 1):
             raise ValueError("a fixed stage has no multiply (run per-channel scales as a GEMM)")
         bias = np.asarray(step.bias, np.int64)
-        bits = int_range(int(bias.min()), int(bias.max())).bits if np.any(bias != 0) else 0
+        bits = int_range(min(int(bias.min()), -1), int(bias.max())).bits if np.any(bias != 0) else 0   # signed
         return cls(step.frac - step.to.frac, step.to.rounding, step.to.width, step.to.signed, step.to.overflow,
                    step.relu, bits)
 

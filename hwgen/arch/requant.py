@@ -55,9 +55,9 @@ def chain_after(graph: Graph, tensor: str) -> list[Node]:
     return requant_chain(graph, users[0]) if len(users) == 1 and users[0].op in REQUANT_OPS else []
 
 
-def runs_as_stages(graph: Graph, node: Node) -> bool:
+def runs_as_stages(graph: Graph, node: Node, max_thresholds: int | None = None) -> bool:
     """Whether requantizer ``node`` runs as fixed-point stages (a FixedCast, or a MultiThreshold made from casts
-    next to another cast) rather than as thresholds."""
+    next to another cast, or with more than ``max_thresholds`` thresholds) rather than as thresholds."""
     if node.op == "FixedCast":
         return True
     if not is_cast_run(node):
@@ -65,12 +65,22 @@ def runs_as_stages(graph: Graph, node: Node) -> bool:
     producer = graph.producer(node.inputs[0])
     while producer is not None and is_flatten(producer):
         producer = graph.producer(producer.inputs[0])
-    return (producer is not None and is_cast_run(producer)) or not is_thresholds(requant_chain(graph, node))
+    return (producer is not None and is_cast_run(producer)) or \
+        not is_thresholds(requant_chain(graph, node), max_thresholds)
 
 
-def is_thresholds(chain: list[Node]) -> bool:
-    """Whether the threshold units run ``chain`` (one MultiThreshold) rather than fixed-point stages."""
-    return len(chain) == 1 and chain[0].op == "MultiThreshold"
+def is_thresholds(chain: list[Node], max_thresholds: int | None = None) -> bool:
+    """Whether the threshold units run ``chain`` (one MultiThreshold) rather than fixed-point stages.
+
+    With ``max_thresholds``, a MultiThreshold made from multiply-free casts with more thresholds than that runs as
+    its casts instead (an architecture comparing every threshold in parallel: ``2^bits - 1`` comparators per
+    channel against an adder, a shifter and a clamp)."""
+    if len(chain) != 1 or chain[0].op != "MultiThreshold":
+        return False
+    node = chain[0]
+    if max_thresholds is None or "steps" not in node.attrs or node.attrs["thresholds"].shape[1] <= max_thresholds:
+        return True
+    return any(np.any(np.asarray(step.mult) != 1) for step in node.attrs["steps"])
 
 
 @dataclass(frozen=True)

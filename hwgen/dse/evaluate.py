@@ -45,13 +45,14 @@ class ModelEntry:
 def _model(path: str, sha256: str) -> ModelEntry:
     """The model at ``path`` (``sha256`` makes an edited file a new cache entry)."""
     from .. import load
-    from ..arch.dataflow.compile import code_type, layer_configs
+    from ..arch.dataflow.compile import MAX_FUSED_THRESHOLDS, code_type, layer_configs
     from ..arch.systolic.compile import gemm_layers
 
     model = load(path)
     layers = tuple(gemm_layers(model.graph))
     try:
-        configs = tuple(layer_configs(layers, code_type(model.graph.tensors[layers[0].inputs[0]].dtype)))
+        dataflow = gemm_layers(model.graph, MAX_FUSED_THRESHOLDS)
+        configs = tuple(layer_configs(dataflow, code_type(model.graph.tensors[dataflow[0].inputs[0]].dtype)))
         error = None
     except HwgenError as exc:
         configs, error = None, str(exc)

@@ -208,8 +208,9 @@ def _exact(step: FixedStep, lo: np.ndarray, hi: np.ndarray) -> bool:
 def simplify_steps(steps: tuple[FixedStep, ...], lo: np.ndarray, hi: np.ndarray) -> tuple[FixedStep, ...]:
     """Steps computing the same codes as ``steps`` for inputs in [lo, hi], with every step that only shifts left
     (exact: no rounding, overflow or ReLU) merged into the step after it, and a last such step without a shift
-    dropped. ``A`` = ``(x + a) << k`` followed by ``B`` = ``cast(y · m + b)`` is ``cast(x · m + a·m + b / 2^k)`` at
-    A's input frac, when ``2^k`` divides ``b``: the same exact value reaches B's rounding and overflow."""
+    dropped. ``A`` = ``(x + a) << k`` followed by ``B`` = ``cast(y · m + b)`` is ``cast(x · m + a·m + b / 2^k)`` read
+    at B's input frac minus ``k`` (A's input frac in a graph), when ``2^k`` divides ``b``: the same exact value
+    reaches B's rounding and overflow."""
     steps = list(steps)
     index, lo, hi = 0, np.asarray(lo, np.int64), np.asarray(hi, np.int64)
     while index < len(steps):
@@ -218,7 +219,7 @@ def simplify_steps(steps: tuple[FixedStep, ...], lo: np.ndarray, hi: np.ndarray)
         if _exact(step, lo, hi):
             if index + 1 < len(steps) and not np.any(np.asarray(steps[index + 1].bias) % (1 << shift)):
                 after = steps[index + 1]
-                steps[index:index + 2] = [FixedStep(step.frac, after.to, after.mult,
+                steps[index:index + 2] = [FixedStep(after.frac - shift, after.to, after.mult,
                                                     np.asarray(step.bias * after.mult + (after.bias >> shift),
                                                                np.int64), after.relu)]
                 continue

@@ -27,6 +27,9 @@ from .folding import auto_fold, parse_fold, reuse_fold
 from .loader import BIASES, PARAMETERS, THRESHOLDS, WEIGHTS, element_row
 
 LoadRow = tuple[int, int, int, int, int]
+# a MultiThreshold made from fixed-point casts with more thresholds than this (outputs wider than 4 bits) runs as
+# its casts: the MVAU compares every threshold in parallel, 2^bits - 1 comparators per PE against a few adders
+MAX_FUSED_THRESHOLDS = 15
 
 
 @dataclass(frozen=True)
@@ -219,7 +222,7 @@ def compile_dataflow(model_or_layers, fold=None, target_cycles: int | None = Non
     reuse = None
     if hasattr(model_or_layers, "graph"):
         graph = model_or_layers.graph
-        layers = gemm_layers(graph)
+        layers = gemm_layers(graph, MAX_FUSED_THRESHOLDS)
         in_type = input_type or code_type(graph.tensors[layers[0].inputs[0]].dtype)
         reuse = reuse_factors(graph)
     else:

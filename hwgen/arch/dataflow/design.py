@@ -29,7 +29,7 @@ from ...design import (SCHEMA_VERSION, SimResult, check_codes, format_rows, gold
 from ...errors import HwgenError
 from ...model import Model
 from ...names import display
-from .compile import DataflowProgram
+from .compile import MAX_FUSED_THRESHOLDS, DataflowProgram
 from .config import DataflowConfig
 from .loader import BIASES, PARAMETERS, THRESHOLDS, WEIGHTS
 from .top import DataflowTop, dataflow_signature
@@ -193,7 +193,7 @@ class DataflowDesign:
                         "out_beats_per_sample": cfg.out_beats},
             "fifo_depths": list(cfg.fifo_depths),
             "datatypes": {name: str(t.dtype) for name, t in sorted(graph.tensors.items())},
-            "units": unit_rows(graph, UNITS),
+            "units": unit_rows(graph, UNITS, MAX_FUSED_THRESHOLDS),
             "cycle_model": {"ii_cycles": self.program.predicted_ii_cycles,
                             "latency_cycles": self.program.predicted_latency_cycles,
                             "formula": "II = max over layers of (MW/SIMD)·(MH/PE); N samples take latency + "

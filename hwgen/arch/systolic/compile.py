@@ -366,9 +366,9 @@ def _slice_steps(steps: tuple[FixedStep, ...], cols: slice) -> tuple[FixedStep, 
     return tuple(replace(s, bias=s.bias if np.ndim(s.bias) == 0 else np.asarray(s.bias)[cols]) for s in steps)
 
 
-def gemm_layers(graph: Graph) -> list[GemmLayer]:
+def gemm_layers(graph: Graph, max_thresholds: int | None = None) -> list[GemmLayer]:
     """The GEMM layers of ``graph`` in order (a grouped conv gives one per group); refuses (naming the node)
-    anything the array does not run yet.
+    anything the array does not run yet. ``max_thresholds``: see :func:`hwgen.arch.requant.is_thresholds`.
 
     Every layer but the last is requantized: by thresholds (one MultiThreshold) or by fixed-point stages (a run
     of casts, hwgen.arch.requant; a per-channel multiply in the run adds a diagonal layer). A requantizer reading
@@ -398,7 +398,7 @@ def gemm_layers(graph: Graph) -> list[GemmLayer]:
             # a requantizer of codes (e.g. a residual's skip branch): an identity 1×1 GEMM into the requant lanes
             chain = requant_chain(graph, node)
             consumed.update(n.outputs[0] for n in chain)
-            if is_thresholds(chain):
+            if is_thresholds(chain, max_thresholds):
                 layers.append(_identity_layer(graph, bounds, node))
                 available.add(node.outputs[0])
             else:
@@ -500,7 +500,7 @@ def gemm_layers(graph: Graph) -> list[GemmLayer]:
             fields = {"thresholds": None, "negate": None, "base": 0, "step": 1, "requant": None,
                       "out_bits": _signed_bits(acc_lo, acc_hi)}
             output = node.outputs[0]
-        elif is_thresholds(chain):
+        elif is_thresholds(chain, max_thresholds):
             fields = _threshold_fields(chain[0], offset)
             output = chain[0].outputs[0]
         else:

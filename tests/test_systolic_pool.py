@@ -110,3 +110,23 @@ def test_unsupported_pools_are_refused_by_name() -> None:
         _pool_conv(Node("MaxPool", "p", ("x",), ("y",), attrs), (1, 3, 5, 5))
     with pytest.raises(HwgenError, match=r"node 'q' \(MaxPool\): dilation \(2, 2\)"):
         _pool_conv(Node("MaxPool", "q", ("x",), ("y",), {**attrs, "dilations": (2, 2)}), (1, 3, 5, 5))
+
+
+def test_max_mode_only_in_designs_that_pool_max() -> None:
+    """The PEs' max mode is hardware only where a layer needs it: default_config turns it on for a MaxPool, the
+    Verilog of a design without one has no comparator path, and a MaxPool on PEs without it is refused by name."""
+    from amaranth.back import verilog
+
+    from hwgen.arch.systolic.pe import OutputStationaryPE
+    from hwgen.errors import HwgenError
+
+    pool = maxpool_layer("maxpool", Conv((2, 4, 4), (2, 2), (2, 2), (0, 0, 0, 0)), 0, 7, "x", "t1")
+    cfg = default_config([pool], rows=2, cols=2, dataflow="os", batch=1)
+    assert cfg.max_pool
+    with pytest.raises(HwgenError, match=r"^node 'maxpool': MaxPool needs PEs with a max mode; the configuration "
+                                         r"has max_pool=False$"):
+        compile_layers([pool], replace(cfg, max_pool=False))
+    for max_pool in (False, True):
+        pe = OutputStationaryPE(replace(cfg, max_pool=max_pool))
+        assert ("max_mode" in pe.signature.members) == max_pool
+        assert (" > " in verilog.convert(pe, name="pe")) == max_pool

@@ -109,7 +109,9 @@ def systolic_components(cfg) -> list[Component]:
         skew = Component("skew", reg=acc * (C * (C - 1) // 2))
     else:
         select_inputs = C
-        pe = Component("pe", R * C, reg=ob + wb + 2 + 2 * acc, add=acc, mux=2 * acc, muls=[(ob, wb, 1)])
+        pool = acc if cfg.max_pool else 0                   # the max mode: a comparator and one more mux level
+        pe = Component("pe", R * C, reg=ob + wb + 2 + 2 * acc, add=acc, cmp=pool, mux=2 * acc + pool,
+                       muls=[(ob, wb, 1)])
         skew = Component("skew", reg=(ob + 2) * (R * (R - 1) // 2) + wb * (C * (C - 1) // 2))
     pe.paths = [Path_(mem=1, levels=_mux_levels(select_inputs) + 1, carry_bits=ob + acc, chains=2, mul=mul)]
     select = Component("operand_select", R, add=ob, mux=(select_inputs - 1) * sb, reg=(3 if ws else 0) + _bits(R)

@@ -31,7 +31,8 @@ class OutputStationaryArray(wiring.Component):
             "last": In(1),
             "w": In(data.ArrayLayout(signed(cfg.w_bits), cfg.cols)),
             "shift": In(1),
-            "max_mode": In(1),       # every PE takes max(acc, a·w) instead of acc + a·w (pooling; per layer)
+            # every PE takes max(acc, a·w) instead of acc + a·w (MaxPool; per layer)
+            **({"max_mode": In(1)} if cfg.max_pool else {}),
             "drain": Out(data.ArrayLayout(signed(cfg.acc_bits), cfg.cols)),
             "captured": Out(1),      # PE(R-1, C-1) captured the tile's last product on the previous cycle
         })
@@ -69,7 +70,9 @@ class OutputStationaryArray(wiring.Component):
             for i in range(1, cfg.rows):
                 m.d.comb += pes[i][j].w_in.eq(pes[i - 1][j].w_out)
             for i in range(cfg.rows):
-                m.d.comb += [pes[i][j].shift.eq(self.shift), pes[i][j].max_mode.eq(self.max_mode)]
+                m.d.comb += pes[i][j].shift.eq(self.shift)
+                if cfg.max_pool:
+                    m.d.comb += pes[i][j].max_mode.eq(self.max_mode)
                 if i:
                     m.d.comb += pes[i][j].shadow_in.eq(pes[i - 1][j].shadow_out)
             m.d.comb += self.drain[j].eq(pes[cfg.rows - 1][j].shadow_out)

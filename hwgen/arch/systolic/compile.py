@@ -520,7 +520,8 @@ def default_config(layers: list[GemmLayer], rows: int = 8, cols: int = 8, datafl
         out_bits=search, act_depth=max(2, (max(regions(layers).values()) + 1) * m_tiles * words),
         weight_depth=max(2, weight_words(layers, kp, cols)), slot_depth=max(2, threshold_slots(layers, cols)),
         out_depth=max(2, m_tiles * out_words if last.requant is None else 2),
-        prog_depth=max(2, 2 * len(layers)), acc_depth=max(2, m_tiles * rows))
+        prog_depth=max(2, 2 * len(layers)), acc_depth=max(2, m_tiles * rows),
+        max_pool=any(layer.pool == "max" for layer in layers))
     return replace(cfg, **overrides) if overrides else cfg
 
 
@@ -847,6 +848,9 @@ def compile_layers(layers: list[GemmLayer], cfg: SystolicConfig) -> Program:
     if len(layers) > cfg.prog_depth:
         raise HwgenError(f"{len(layers)} layers exceed prog_depth={cfg.prog_depth}")
     for layer in layers:
+        if layer.pool == "max" and not cfg.max_pool:
+            raise HwgenError(f"node '{layer.name}': MaxPool needs PEs with a max mode; the configuration has "
+                             "max_pool=False")
         if layer.in_bits > cfg.store_bits:
             raise HwgenError(f"node '{layer.name}': input codes need {layer.in_bits} bits, the array stores "
                              f"{cfg.store_bits} (a_bits={cfg.a_bits})")

@@ -40,6 +40,7 @@ class SystolicConfig:
     out_depth: int = 256            # words (cols accumulators each) per output bank
     prog_depth: int = 16            # program instructions (one per layer)
     acc_depth: int = 64             # ws: partial sums per column kept between K tiles (samples per run)
+    max_pool: bool = False          # os: PEs have a max mode (MaxPool layers); without it they are plain MACs
     broken_pe: tuple[int, int] | None = None   # test hook: this PE's multiplier returns a*w + 1
 
     def __post_init__(self) -> None:
@@ -57,6 +58,8 @@ class SystolicConfig:
         _check_range("out_depth", self.out_depth, 2, 1 << 16)
         _check_range("prog_depth", self.prog_depth, 2, 256)
         _check_range("acc_depth", self.acc_depth, 2, 1 << 16)
+        if not isinstance(self.max_pool, bool):
+            raise ValueError(f"max_pool must be a bool, got {self.max_pool!r}")
         if self.acc_bits > 30:
             raise ValueError(f"accumulator width {self.acc_bits} bits (a_bits={self.a_bits}, w_bits={self.w_bits}, "
                              f"k_max={self.k_max}) exceeds 30; reduce a bit width or k_max")

@@ -16,10 +16,10 @@ On a cycle with ``valid``: ``acc += a * w``; if ``last`` is also high the finish
 high ``shadow`` takes ``shadow_in`` (the PE above): R shifts drain a column bottom-first. The controller never
 captures and shifts in the same cycle (see controller.py for the schedule that guarantees it).
 
-``max_mode`` (constant over a layer) makes the PE a max unit: ``acc = max(acc, a * w)``. A MaxPool runs with
+With ``cfg.max_pool``, a ``max_mode`` input (constant over a layer) makes the PE a max unit: ``acc = max(acc, a * w)``. A MaxPool runs with
 operands ``code - min_code ≥ 0`` (padding fed as 0, the type's minimum, so it never wins) and 0/1 weights that
 select the channel, so ``acc`` restarting at 0 is the identity of the max (compile.py, ``pool``). Cost: one
-``acc_bits`` comparator and a mux per PE, sharing the multiplier.
+``acc_bits`` comparator and a mux per PE, sharing the multiplier; designs without MaxPool leave it out.
 """
 from __future__ import annotations
 
@@ -44,7 +44,8 @@ class OutputStationaryPE(wiring.Component):
             "a_in": In(signed(cfg.operand_bits)), "valid": In(1), "last": In(1), "w_in": In(signed(cfg.w_bits)),
             "a_out": Out(signed(cfg.operand_bits)), "valid_out": Out(1), "last_out": Out(1),
             "w_out": Out(signed(cfg.w_bits)),
-            "shift": In(1), "shadow_in": In(acc), "shadow_out": Out(acc), "max_mode": In(1),
+            "shift": In(1), "shadow_in": In(acc), "shadow_out": Out(acc),
+            **({"max_mode": In(1)} if cfg.max_pool else {}),
         })
 
     def elaborate(self, platform):
@@ -55,9 +56,12 @@ class OutputStationaryPE(wiring.Component):
         a, w, shadow = (Signal.like(port, reset_less=True) for port in (self.a_out, self.w_out, self.shadow_out))
         total = Signal.like(accumulator)               # one multiply-add (or max), shared by both uses
         product = Signal(signed(self.cfg.operand_bits + self.cfg.w_bits), name="product")
-        m.d.comb += [product.eq(_product(self.a_in, self.w_in, self.broken)),
-                     total.eq(Mux(self.max_mode, Mux(product > accumulator, product, accumulator),
-                                  accumulator + product))]
+        m.d.comb += product.eq(_product(self.a_in, self.w_in, self.broken))
+        if self.cfg.max_pool:
+            m.d.comb += total.eq(Mux(self.max_mode, Mux(product > accumulator, product, accumulator),
+                                     accumulator + product))
+        else:
+            m.d.comb += total.eq(accumulator + product)
         m.d.sync += [a.eq(self.a_in), self.valid_out.eq(self.valid), self.last_out.eq(self.last & self.valid),
                      w.eq(self.w_in)]
         m.d.comb += [self.a_out.eq(a), self.w_out.eq(w), self.shadow_out.eq(shadow)]

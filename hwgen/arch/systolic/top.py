@@ -211,8 +211,9 @@ class SystolicTop(wiring.Component):
                 code = select(m, feed_lane, [lane.as_signed() for lane in data.View(act_word, word)],
                               signed(cfg.store_bits), f"row{i}_code")
                 m.d.comb += array.a[i].eq(Mux(row_valid[i], code - instr.zx, 0))
-            m.d.comb += [array.valid.eq(feed_valid), array.last.eq(feed_last & feed_valid),
-                         array.max_mode.eq(instr.pool_max)]
+            m.d.comb += [array.valid.eq(feed_valid), array.last.eq(feed_last & feed_valid)]
+            if cfg.max_pool:
+                m.d.comb += array.max_mode.eq(instr.pool_max)
 
         # ---- read answers (host)
         with m.If(pending):

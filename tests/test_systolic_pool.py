@@ -41,8 +41,9 @@ def sumpool_layer(rng: np.random.Generator, conv: Conv, zx: int, lo: int, hi: in
                      out_bits + 1, "rq_sumpool", (source,), (k,), output, conv, "sum")
 
 
-@given(rows=st.integers(1, 4), cols=st.integers(1, 4), seed=st.integers(0, 2**32 - 1), data=st.data())
-def test_random_pools_bit_exact_with_exact_cycles(rows, cols, seed, data) -> None:
+@given(rows=st.integers(1, 4), cols=st.integers(1, 4), seed=st.integers(0, 2**32 - 1),
+       dataflow=st.sampled_from(["os", "ws"]), data=st.data())
+def test_random_pools_bit_exact_with_exact_cycles(rows, cols, seed, dataflow, data) -> None:
     draw = data.draw
     rng = np.random.default_rng(seed)
     kind = draw(st.sampled_from(["max", "avg", "global"]))
@@ -91,7 +92,7 @@ def test_random_pools_bit_exact_with_exact_cycles(rows, cols, seed, data) -> Non
         flat = weight.reshape(c, oh, ow, n).transpose(1, 2, 0, 3).reshape(-1, n)
         layers.append(GemmLayer("fc", flat, 0, None, None, 0, 1, (-bound, bound), 6, (2 * bound).bit_length() + 1,
                                 None, ("t1",), (c * oh * ow,), "t2", Conv((c, oh, ow), (oh, ow), flat_out=True)))
-    cfg = default_config(layers, rows=rows, cols=cols, dataflow="os", batch=samples)
+    cfg = default_config(layers, rows=rows, cols=cols, dataflow=dataflow, batch=samples)
     program = compile_layers(layers, cfg)
     assert len(program.input_rows(codes.reshape(samples, -1))) == codes.size
     check(layers, cfg, codes.reshape(samples, -1))

@@ -103,13 +103,14 @@ def systolic_components(cfg) -> list[Component]:
     instr = _instruction_bits()
     mul = (ob, wb)
     # operand path into row 0: memory read → lane select → − zx → PE multiply → accumulate
+    pool = acc if cfg.max_pool else 0                       # the max mode: a comparator and one more mux level
     if ws:
         select_inputs = R * C
-        pe = Component("pe", R * C, reg=ob + 1 + acc + 2 * wb, add=acc, mux=2 * wb, muls=[(ob, wb, 1)])
-        skew = Component("skew", reg=acc * (C * (C - 1) // 2))
+        pe = Component("pe", R * C, reg=ob + 1 + acc + 2 * wb, add=acc, mux=2 * wb + pool, cmp=pool,
+                       muls=[(ob, wb, 1)])
+        skew = Component("skew", reg=acc * (C * (C - 1) // 2) + (ob + 1) * (R * (R - 1) // 2))
     else:
         select_inputs = C
-        pool = acc if cfg.max_pool else 0                   # the max mode: a comparator and one more mux level
         pe = Component("pe", R * C, reg=ob + wb + 2 + 2 * acc, add=acc, cmp=pool, mux=2 * acc + pool,
                        muls=[(ob, wb, 1)])
         skew = Component("skew", reg=(ob + 2) * (R * (R - 1) // 2) + wb * (C * (C - 1) // 2))
@@ -130,10 +131,15 @@ def systolic_components(cfg) -> list[Component]:
                      paths=[Path_(mem=1, levels=2, carry_bits=2 * tb, chains=2),
                             Path_(mem=1, levels=2, carry_bits=tb + acc, chains=2)])
     counters = 16 * 10 + 32 if not ws else 16 * 9 + 32
-    ctrl_reg = instr + counters + _bits(cfg.prog_depth) + 8
-    ctrl_add = counters + (16 * 2 * R if ws else 0)
-    controller = Component("controller", reg=ctrl_reg + (R * (16 + _bits(R) + _bits(C) + 2) if ws else 0),
-                           add=ctrl_add, cmp=6 * 16, mux=instr // 2 + (R * 16 if ws else 0), logic=64,
+    # address walkers (walk.py): the kernel walk and two pixel walks (feed, drain), ~10 16-bit registers each
+    walkers = 16 * 30 + (16 * 10 if not ws else 0)
+    # per row: its pixel (OS: address, x, y) or feature (WS: offsets, word, lane, coordinates), double-buffered
+    row_bits = 48 if not ws else 16 * 2 + 2 * _bits(R) + _bits(C) + 36 + 1
+    ctrl_reg = instr + counters + walkers + 2 * R * row_bits + _bits(cfg.prog_depth) + 8
+    ctrl_add = counters + walkers + R * (16 + (36 + 2 * _bits(R) if ws else 32))
+    controller = Component("controller", reg=ctrl_reg, add=ctrl_add, cmp=6 * 16 + R * 4 * 18,
+                           mux=instr // 2 + R * row_bits + ((R - 1) * R * 16 if not ws else 0),
+                           logic=64 + (R * R * 16 if ws else 0),
                            paths=[Path_(levels=2, carry_bits=32, chains=1)])
     accumulators = Component("accumulators", C, mems=[(cfg.acc_depth, acc, 1)], add=acc, mux=acc,
                              paths=[Path_(mem=1, levels=1, carry_bits=acc, chains=1)]) if ws else None

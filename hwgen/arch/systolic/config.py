@@ -40,7 +40,7 @@ class SystolicConfig:
     out_depth: int = 256            # words (cols accumulators each) per output bank
     prog_depth: int = 16            # program instructions (one per layer)
     acc_depth: int = 64             # ws: partial sums per column kept between K tiles (samples per run)
-    max_pool: bool = False          # os: PEs have a max mode (MaxPool layers); without it they are plain MACs
+    max_pool: bool = False          # PEs have a max mode (MaxPool layers); without it they are plain MACs
     broken_pe: tuple[int, int] | None = None   # test hook: this PE's multiplier returns a*w + 1
 
     def __post_init__(self) -> None:

@@ -13,7 +13,7 @@
 
 On a cycle with ``valid``: ``acc += a * w``; if ``last`` is also high the finished sum ``acc + a * w`` goes to
 ``shadow`` and ``acc`` restarts at 0, so the next tile can stream in behind it without a gap. While ``shift`` is
-high ``shadow`` takes ``shadow_in`` (the PE above): R shifts drain a column bottom-first. The controller never
+high ``shadow`` takes ``shadow_in`` (the PE below): R shifts drain a column top-first. The controller never
 captures and shifts in the same cycle (see controller.py for the schedule that guarantees it).
 
 With ``cfg.max_pool``, a ``max_mode`` input (constant over a layer) makes the PE a max unit: ``acc = max(acc, a * w)``. A MaxPool runs with
@@ -87,7 +87,8 @@ class WeightStationaryPE(wiring.Component):
                  └────┬─────────────┘     commit_in: w ← w_chain, already used by this cycle's product
                       ▼ psum_out, w_chain_out (registered)
 
-    ``psum_out = psum_in + a_in · w`` one cycle later; operands outside the fold arrive as 0. ``commit`` travels
+    ``psum_out = psum_in + a_in · w`` one cycle later (with ``cfg.max_pool``, ``max_mode``: ``max(psum_in, a_in · w)``,
+    MaxPool on operands ≥ 0); operands outside the fold arrive as 0. ``commit`` travels
     with the first operand of a fold, so the array switches weights along the same wavefront as the data and the
     next fold's operands follow the last ones of the previous fold with no gap.
     """
@@ -99,7 +100,7 @@ class WeightStationaryPE(wiring.Component):
             "a_in": In(signed(cfg.operand_bits)), "a_out": Out(signed(cfg.operand_bits)),
             "commit_in": In(1), "commit_out": Out(1),
             "psum_in": In(signed(cfg.acc_bits)), "psum_out": Out(signed(cfg.acc_bits)),
-            "shift": In(1),
+            "shift": In(1), **({"max_mode": In(1)} if cfg.max_pool else {}),
             "w_chain_in": In(signed(cfg.w_bits)), "w_chain_out": Out(signed(cfg.w_bits)),
         })
 
@@ -108,8 +109,11 @@ class WeightStationaryPE(wiring.Component):
         weight = Signal(signed(self.cfg.w_bits), reset_less=True)
         a, psum, chain = (Signal.like(port, reset_less=True) for port in (self.a_out, self.psum_out, self.w_chain_out))
         active = Mux(self.commit_in, chain, weight)
+        product = Signal(signed(self.cfg.operand_bits + self.cfg.w_bits), name="product")
+        m.d.comb += product.eq(_product(self.a_in, active, self.broken))
         m.d.sync += [a.eq(self.a_in), self.commit_out.eq(self.commit_in),
-                     psum.eq(self.psum_in + _product(self.a_in, active, self.broken))]
+                     psum.eq(Mux(self.max_mode, Mux(product > self.psum_in, product, self.psum_in),
+                                 self.psum_in + product) if self.cfg.max_pool else self.psum_in + product)]
         m.d.comb += [self.a_out.eq(a), self.psum_out.eq(psum), self.w_chain_out.eq(chain)]
         with m.If(self.shift):
             m.d.sync += chain.eq(self.w_chain_in)

@@ -31,11 +31,12 @@ HERE = Path(__file__).parent
 SET_FILE = HERE / "calibration_set.json"
 DATA_FILE = HERE / "calibration_data.json"
 SYNTH_TARGET = {"ice40": "ice40-hx8k", "ecp5": "ecp5-85k", "xc7": "xc7", "xcup": "xcup"}
-RESOURCE_FEATURES = {
-    "lut": ("add", "cmp", "mux", "logic", "mul_lut", "lutram_bits", "memff_bits", "memories", "reg"),
-    "ff": ("reg", "memff_bits", "one"),
+RESOURCE_FEATURES = {                 # fitted; fpga.EXACT features are added with coefficient 1 on top
+    "lut": ("add", "cmp", "mux", "logic", "mul_lut", "mem_mux", "mem_logic", "memories", "reg"),
+    "ff": ("reg", "one"),
     "carry": ("add", "cmp", "mul_lut"),
 }
+SAME_FABRIC = {"xcup": "xc7"}         # an unmeasured family borrows the resource coefficients of a fitted one
 log = logging.getLogger(__name__)
 
 
@@ -122,14 +123,17 @@ def collect(jobs: int = 2, pnr: bool = True, sets: tuple[str, ...] = ("calibrati
     return data
 
 
-def _nnls_fit(rows: list[tuple[dict, float]], names: tuple[str, ...]) -> dict[str, float]:
+def _nnls_fit(rows: list[tuple[dict, float]], names: tuple[str, ...], exact: str | None = None) -> dict[str, float]:
+    """Non-negative coefficients of ``names`` for ``measured − f[exact]``, minimizing the error relative to the
+    measured figure."""
     import numpy as np
     from scipy.optimize import nnls
 
     a = np.array([[f[k] for k in names] for f, _ in rows], float)
     y = np.array([m for _, m in rows], float)
+    known = np.array([f[exact] if exact else 0.0 for f, _ in rows], float)
     w = 1.0 / np.maximum(y, 1.0)
-    coef, _ = nnls(a * w[:, None], y * w)
+    coef, _ = nnls(a * w[:, None], (y - known) * w)
     return {k: round(float(c), 6) for k, c in zip(names, coef)}
 
 
@@ -164,9 +168,14 @@ def fit() -> dict:
         mine = [r for r in rows if r["family"] == family]
         if len(mine) < 8:
             families[family] = {**previous["families"][family], "status": f"not fitted ({len(mine)} rows measured)"}
+            like = SAME_FABRIC.get(family)
+            if like in families and "status" not in families[like]:
+                families[family].update({metric: families[like][metric] for metric in RESOURCE_FEATURES},
+                                        status=f"not fitted ({len(mine)} rows measured); resource coefficients of "
+                                               f"{like} (same fabric and Yosys flow)")
             continue
         feats = [(fpga.features(build_config(r["config"]), family)[0], r) for r in mine]
-        coeffs = {metric: _nnls_fit([(f, r["resources"][metric]) for f, r in feats], names)
+        coeffs = {metric: _nnls_fit([(f, r["resources"][metric]) for f, r in feats], names, fpga.EXACT.get(metric))
                   for metric, names in RESOURCE_FEATURES.items()}
         timed = [(fpga.path_terms(build_config(r["config"]), family), r["fmax_mhz"]) for r in mine if r["fmax_mhz"]]
         start = previous["families"][family]["delay_ns"]

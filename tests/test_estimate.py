@@ -168,6 +168,19 @@ def test_calibration_never_fits_heldout():
     assert not keys & {json.dumps(e, sort_keys=True) for e in sets["heldout"]}
 
 
+def test_stale_calibration_rows_are_found():
+    """A row measured on other hardware than the configuration builds today (or recording no design) is stale:
+    ``collect --stale`` measures it again."""
+    from hwgen.estimate import calibrate
+    from hwgen.estimate.report import default_verilog
+
+    entry = {"arch": "dataflow", "layers": [[8, 4, 2, 4, 3, False, 3, 3], [4, 2, 1, 2, 2, False, 3, 0]]}
+    fresh = {"config": entry, "design": calibrate.design_hash(default_verilog(calibrate.build_config(entry))[0])}
+    older = {"config": entry, "design": "0" * 16}
+    unknown = {"config": entry}
+    assert calibrate.stale_rows([fresh, older, unknown]) == [older, unknown]
+
+
 # ------------------------------------------------------------------------------------------------ report schema
 def check_schema(doc: dict, target: str) -> None:
     assert doc["schema_version"] == SCHEMA_VERSION

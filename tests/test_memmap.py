@@ -115,7 +115,7 @@ def test_design_block_ram_is_the_sum_of_its_memories():
                          out_depth=64, slot_depth=16)
     for family in ("ecp5", "ice40", "xc7"):
         f, _, bram = fpga.features(cfg, family)
-        mems = [(p.count * m.count, map_memory(family, m.depth, m.width, m.group, m.shape))
+        mems = [(p.count * m.count, map_memory(family, m.depth, m.width, m.group, m.shape, m.used))
                 for p in fpga.components(cfg) for m in p.mems]
         assert bram == sum(k * m.bram for k, m in mems)
         assert f["lut_ram"] == sum(k * m.lut_ram for k, m in mems)
@@ -175,3 +175,23 @@ def test_single_memory_synthesizes_as_modelled(key):
     assert result.resources["bram"] == mapped.bram
     assert result.resources["ff"] == mapped.ff
     assert result.cells.get(mapped.primitive, 0) == mapped.count if mapped.primitive else not mapped.count
+
+
+def test_unread_bits_leave_the_netlist():
+    """Yosys maps the whole program word, then removes what drives nothing. Recorded: ``synth_ecp5`` of calibration
+    designs 0 (2×2 os, act/weight depth 64, slot depth 8, program 4 × 608) and 6 (the same in ws), ``write_json``,
+    program-memory read bits that still drive a cell: 424 (os) and 189 (ws) of 608, in 116 and 53 of its 152
+    ``TRELLIS_DPR16X4`` cells."""
+    from hwgen.arch.systolic.config import SystolicConfig
+
+    for dataflow, bits, cells in (("os", 424, 116), ("ws", 189, 53)):
+        cfg = SystolicConfig(rows=2, cols=2, dataflow=dataflow, a_bits=4, w_bits=4, k_max=64, out_bits=4,
+                             act_depth=64, weight_depth=64, slot_depth=8, out_depth=32, prog_depth=4, acc_depth=16,
+                             max_pool=dataflow == "os")
+        used = fpga.instruction_used(cfg)
+        assert sum(stop - start for start, stop in used) == bits
+        [program] = [m for p in fpga.components(cfg) for m in p.mems if m.used]
+        mapped = map_memory("ecp5", program.depth, program.width, program.group, program.shape, program.used)
+        whole = map_memory("ecp5", program.depth, program.width, program.group, program.shape)
+        assert (whole.count, mapped.count) == (152, cells)
+        assert (mapped.ff, mapped.lut_ram, mapped.cost) == (bits, 4 * cells, whole.cost)   # same choice

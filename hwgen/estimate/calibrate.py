@@ -2,7 +2,8 @@
 
 ::
 
-    python -m hwgen.estimate.calibrate collect [--jobs 2]   # Yosys (all families) + nextpnr (ECP5, iCE40)
+    python -m hwgen.estimate.calibrate collect [--jobs 2] [--families ecp5,xc7] [--stale]
+                                                          # Yosys (all families) + nextpnr (ECP5, iCE40)
     python -m hwgen.estimate.calibrate fit                  # coefficients.json from the calibration rows only
 
 ``calibration_set.json`` lists the configurations: ``calibration`` (fitted) and ``heldout`` (written before any
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import hashlib
 import json
 import logging
 import sys
@@ -61,6 +63,27 @@ def build_config(entry: dict):
     return DataflowConfig(tuple(layers))
 
 
+def design_hash(verilog: str) -> str:
+    """What a row records of the hardware it measured: the first 16 hex digits of the Verilog's SHA-256."""
+    return hashlib.sha256(verilog.encode()).hexdigest()[:16]
+
+
+def stale_rows(rows: list[dict]) -> list[dict]:
+    """The rows whose hardware is not what the current generators build for their configuration (no recorded
+    design hash, or a different one): measurements of an older design, which must not be fitted."""
+    from .report import default_verilog
+
+    current: dict[str, str] = {}
+    out = []
+    for r in rows:
+        key = json.dumps(r["config"], sort_keys=True)
+        if key not in current:
+            current[key] = design_hash(default_verilog(build_config(r["config"]))[0])
+        if r.get("design") != current[key]:
+            out.append(r)
+    return out
+
+
 def entries(which: str) -> list[dict]:
     return json.loads(SET_FILE.read_text())[which]
 
@@ -72,7 +95,7 @@ def _measure(entry: dict, family: str, pnr: bool) -> dict:
     config = build_config(entry)
     verilog, top = default_verilog(config)
     target = TARGETS[SYNTH_TARGET[family]]
-    row = {"family": family, "target": target.name}
+    row = {"family": family, "target": target.name, "design": design_hash(verilog)}
     try:
         result = synthesize(verilog, top, target, pnr=pnr)
     except SynthesisError as exc:
@@ -98,15 +121,20 @@ def _with_pnr(name: str, index: int, family: str) -> bool:
     return index < PNR_COUNT.get(family, {}).get(name, 0)
 
 
-def collect(jobs: int = 2, pnr: bool = True, sets: tuple[str, ...] = ("calibration", "heldout")) -> dict:
-    """Synthesize every configuration of ``sets`` for every family (placing the :data:`PNR_COUNT` first ones),
-    appending each measured row to ``calibration_data.json`` as it completes (rows already there are kept)."""
+def collect(jobs: int = 2, pnr: bool = True, sets: tuple[str, ...] = ("calibration", "heldout"),
+            families: tuple[str, ...] = FAMILY_ORDER, stale: bool = False) -> dict:
+    """Synthesize every configuration of ``sets`` for ``families`` (placing the :data:`PNR_COUNT` first ones),
+    appending each measured row to ``calibration_data.json`` as it completes. Rows already there are kept, except,
+    with ``stale``, those :func:`stale_rows` finds (measured on an older design): they are measured again."""
     data = json.loads(DATA_FILE.read_text()) if DATA_FILE.is_file() else {
         "schema_version": 1, "date": datetime.date.today().isoformat(), "tools": {},
         "note": "measured by `python -m hwgen.estimate.calibrate collect`; see calibration_set.json", "rows": []}
+    if stale:
+        old = {id(r) for r in stale_rows([r for r in data["rows"] if r["family"] in families])}
+        data["rows"] = [r for r in data["rows"] if id(r) not in old]
     have = {(r["set"], r["index"], r["family"]) for r in data["rows"]}
-    work = [(name, i, entry, family) for family in FAMILY_ORDER for name in sets for i, entry in enumerate(entries(name))
-            if (name, i, family) not in have]
+    work = [(name, i, entry, family) for family in FAMILY_ORDER if family in families for name in sets
+            for i, entry in enumerate(entries(name)) if (name, i, family) not in have]
     lock = threading.Lock()
 
     def one(w):
@@ -196,10 +224,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("step", choices=("collect", "fit"))
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--no-pnr", action="store_true")
+    parser.add_argument("--families", default=",".join(FAMILY_ORDER), help="comma-separated (collect only)")
+    parser.add_argument("--stale", action="store_true",
+                        help="collect: measure again the rows whose design changed since they were measured")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     if args.step == "collect":
-        collect(args.jobs, pnr=not args.no_pnr)
+        families = tuple(args.families.split(","))
+        unknown = [f for f in families if f not in FAMILY_ORDER]
+        if unknown:
+            parser.error(f"--families: unknown {', '.join(unknown)}; known: {', '.join(FAMILY_ORDER)}")
+        collect(args.jobs, pnr=not args.no_pnr, families=families, stale=args.stale)
     else:
         doc = fit()
         json.dump(doc["families"], sys.stdout, indent=1)

@@ -54,13 +54,15 @@ class Path_:
 class Mem(NamedTuple):
     """A memory: ``depth`` words of ``width`` bits, ``count`` copies; a write enables ``group``-bit slices
     separately (``write_port(granularity=…)`` or per-element writes; None: the whole word); ``shape``: ``sdp``
-    (separate read and write addresses) or ``sp`` (one address), see :mod:`hwgen.estimate.memmap`."""
+    (separate read and write addresses) or ``sp`` (one address), see :mod:`hwgen.estimate.memmap`; ``used``: the
+    bits of the word anything reads (synthesis removes the others)."""
 
     depth: int
     width: int
     count: int = 1
     group: int | None = None
     shape: str = "sdp"
+    used: tuple[tuple[int, int], ...] | None = None    # bit ranges the hardware reads (None: the whole word)
 
 
 @dataclass
@@ -81,9 +83,42 @@ class Component:
 
 
 @lru_cache(maxsize=1)
-def _instruction_bits() -> int:
+def _instruction_layout() -> tuple[int, tuple[tuple[str, int, int], ...]]:
+    """The systolic instruction's size and its fields as ``(name, offset, width)``."""
     from ..arch.systolic.controller import INSTRUCTION
-    return INSTRUCTION.size
+    return INSTRUCTION.size, tuple((name, f.offset, f.shape.width) for name, f in INSTRUCTION)
+
+
+# Instruction fields (systolic controllers) of which synthesis keeps only the low bits their consumers use: the
+# controllers read whole 16-bit fields, but an address only reaches as far as its memory is deep, so Yosys removes
+# the rest of the field, its latch in ``ctrl.instr`` and the program-memory bits behind it (and RAM cells left
+# holding nothing). Read off the netlists of synth_ecp5 (which bits of the program memory still drive a cell, for
+# calibration designs 0 (os), 6 and 8 (ws)); a field missing here and from ``_UNUSED`` is kept whole.
+def _instruction_field_bits(cfg) -> dict[str, int]:
+    ws = cfg.dataflow == "ws"
+    act = _clog2(cfg.act_depth)
+    bits = {"in_base": act, "in_base2": act, "kp_words": act, "out_base": act, "out_words": act,
+            "w_base": _clog2(cfg.weight_depth) + ws, "slot_base": _clog2(cfg.slot_depth),
+            "zx": cfg.operand_bits, "base": cfg.operand_bits, "loop_to": _clog2(cfg.prog_depth)}
+    if not ws:
+        bits.update(d0_words=act, dx_words=act, dy_words=act, c0_lane=_clog2(cfg.cols), d0_r=_clog2(cfg.rows),
+                    pool_max=int(cfg.max_pool))
+    return bits
+
+
+_UNUSED = {"os": ("k_tiles", "kh"),
+           "ws": ("m_tiles", "kp", "conv", "kh", "kw", "cg", "c0_word", "c0_lane", "d0_words", "d0_r", "dx_words",
+                  "dx_r", "dy_words", "dy_r", "x0", "y0", "sx", "sy", "lim_x", "lim_y", "grid_w", "grid_h", "tile_x",
+                  "tile_y", "pool_max")}
+
+
+def instruction_used(cfg) -> tuple[tuple[int, int], ...]:
+    """The ``(start, stop)`` bit ranges of the instruction word that the hardware of ``cfg`` reads."""
+    _, fields = _instruction_layout()
+    kept = _instruction_field_bits(cfg)
+    unused = _UNUSED[cfg.dataflow]
+    return tuple((offset, offset + min(width, kept.get(name, width))) for name, offset, width in fields
+                 if name not in unused and kept.get(name, width) > 0)
 
 
 def _bits(count: int) -> int:
@@ -109,7 +144,9 @@ def systolic_components(cfg) -> list[Component]:
     B = cfg.search_stages
     slot_bits = _bits(cfg.slot_depth)
     meta_bits = _bits(R) + 16 + 1
-    instr = _instruction_bits()
+    instr, _ = _instruction_layout()
+    used = instruction_used(cfg)
+    latched = sum(stop - start for start, stop in used)     # instruction bits the controller keeps
     mul = (ob, wb)
     # operand path into row 0: memory read → lane select → − zx → PE multiply → accumulate
     if ws:
@@ -130,7 +167,7 @@ def systolic_components(cfg) -> list[Component]:
     out = Component("output_banks", R, mems=[Mem(cfg.out_depth, C * acc)], mux=16, logic=4)
     weights = Component("weight_banks", C, mems=[Mem(cfg.weight_depth, wb)], logic=4)
     chunks = -(-instr // 32)
-    program = Component("program", mems=[Mem(cfg.prog_depth, 32 * chunks, group=32)], logic=chunks)
+    program = Component("program", mems=[Mem(cfg.prog_depth, 32 * chunks, group=32, used=used)], logic=chunks)
     host = Component("host_read", reg=2 + 3 + 6 + 16 + 6 + 33, mux=(2 * R * C - 1) * 32, logic=16)
     lane_regs = sum(1 + b + slot_bits + meta_bits + acc + tb for b in range(B)) + 1 + meta_bits + acc
     lane = Component("requant_lane", C, reg=lane_regs, add=tb + acc + B * 0, cmp=B * tb,
@@ -139,10 +176,10 @@ def systolic_components(cfg) -> list[Component]:
                      paths=[Path_(mem=1, levels=2, carry_bits=2 * tb, chains=2),
                             Path_(mem=1, levels=2, carry_bits=tb + acc, chains=2)])
     counters = 16 * 10 + 32 if not ws else 16 * 9 + 32
-    ctrl_reg = instr + counters + _bits(cfg.prog_depth) + 8
+    ctrl_reg = latched + counters + _bits(cfg.prog_depth) + 8
     ctrl_add = counters + (16 * 2 * R if ws else 0)
     controller = Component("controller", reg=ctrl_reg + (R * (16 + _bits(R) + _bits(C) + 2) if ws else 0),
-                           add=ctrl_add, cmp=6 * 16, mux=instr // 2 + (R * 16 if ws else 0), logic=64,
+                           add=ctrl_add, cmp=6 * 16, mux=latched // 2 + (R * 16 if ws else 0), logic=64,
                            paths=[Path_(levels=2, carry_bits=32, chains=1)])
     accumulators = Component("accumulators", C, mems=[Mem(cfg.acc_depth, acc)], add=acc, mux=acc,
                              paths=[Path_(mem=1, levels=1, carry_bits=acc, chains=1)]) if ws else None
@@ -191,7 +228,8 @@ def _layer_components(index: int, layer) -> list[Component]:
         count_bits = L.bit_length()
         thr = Component(f"thresholds{index}", reg=pe * out_bits + 1, add=pe * (accb + 1 + 2 * L + out_bits),
                         cmp=pe * L * tb, mux=pe * (accb + 1), logic=4,
-                        mems=[Mem(max(2, layer.threshold_memory[1]), (L + 1) * tb, pe, group=tb)],
+                        mems=[Mem(max(2, layer.threshold_memory[1]), (L + 1) * tb, pe, group=tb,
+                                  used=((0, L * tb + 1),))],          # L thresholds, then the negate flag bit
                         paths=[Path_(mem=1, levels=2 + _clog2(L), carry_bits=accb + 1 + tb + count_bits * _clog2(L)
                                      + out_bits, chains=3 + _clog2(L))])
         parts.append(thr)
@@ -273,7 +311,7 @@ def features(config, family: str) -> tuple[dict[str, float], int, float]:
                 f["mul_lut"] += n * k * a * b
         for mem in comp.mems:
             k = n * mem.count
-            mapped = map_memory(family, mem.depth, mem.width, mem.group, mem.shape)
+            mapped = map_memory(family, mem.depth, mem.width, mem.group, mem.shape, mem.used)
             f["memories"] += k
             bram += k * mapped.bram
             f["lut_ram"] += k * mapped.lut_ram

@@ -19,6 +19,10 @@ non-transparent (read-first) read port in the same clock domain:
   memory whenever it writes it, so a shared block-RAM port needs no read-enable emulation (Yosys proves the write
   implies the read); a single-port memory whose reads and writes are independent would cost one more register.
 
+Bits nothing reads (instruction fields a configuration does not use, the high bits of addresses into shallow
+memories, a threshold word's unused flag bits) are mapped with the rest and then removed, with every RAM cell left
+holding none of the used bits: ``map_memory(..., used=…)`` returns what remains.
+
 A write port whose enables split the word into ``groups`` (``write_port(granularity=…)`` or per-element writes)
 pads every group to the RAM's byte width (or to its unit width when it has no byte enables), as Yosys' swizzle does.
 
@@ -212,9 +216,10 @@ def _plans(rams: tuple[RamDef, ...], shape: str) -> tuple:
 _PLANS = {family: {shape: _plans(rams, shape) for shape in ("sdp", "sp")} for family, rams in LIBRARIES.items()}
 
 
-def _geometry(plan, depth: int, width: int, group: int, groups: int) -> tuple[float, int, int] | None:
-    """Yosys' ``handle_geom`` for one write port of ``groups`` enables: ``(cost, mult_a, repl)`` of the cheapest
-    base width (costs compared truncated to integers, as Yosys does), or None when none fits the write port."""
+def _geometry(plan, depth: int, width: int, group: int, groups: int) -> tuple[float, int, int, int, int] | None:
+    """Yosys' ``handle_geom`` for one write port of ``groups`` enables: ``(cost, mult_a, repl, unit width, byte
+    width)`` of the cheapest base width (costs compared truncated to integers, as Yosys does), or None when none
+    fits the write port."""
     _, _, fixed, widthscale, emulation, bases, _, _ = plan
     best = None
     for words, unit_width, byte, capped in bases:
@@ -227,14 +232,28 @@ def _geometry(plan, depth: int, width: int, group: int, groups: int) -> tuple[fl
         if mult_a != 1:
             cost += FACTOR_MUX * (mult_a - 1) * width + FACTOR_DEMUX * mult_a * groups
         if best is None or cost < int(best[0]):
-            best = (cost, mult_a, repl)
+            best = (cost, mult_a, repl, unit_width, byte)
     return best
 
 
+def _used_replicas(width: int, group: int, byte: int, unit: int, mult_a: int, used: frozenset[int]) -> int:
+    """RAM cells that hold at least one ``used`` bit: Yosys lays ``mult_a`` copies of the swizzle (one per address
+    block) end to end and cuts them into ``unit``-bit cells."""
+    padded = -(-group // byte) * byte
+    swizzle = _swizzle_bits(width, group, byte)
+    positions = {(bit // group) * padded + bit % group for bit in used}
+    return len({(block * swizzle + pos) // unit for block in range(mult_a) for pos in positions})
+
+
 @lru_cache(maxsize=8192)
-def map_memory(family: str, depth: int, width: int, group: int | None = None, shape: str = "sdp") -> MemoryMapping:
+def map_memory(family: str, depth: int, width: int, group: int | None = None, shape: str = "sdp",
+               used: tuple[tuple[int, int], ...] | None = None) -> MemoryMapping:
     """How Yosys maps a ``depth × width`` memory with write-enable groups of ``group`` bits (None: one enable for
-    the word) and port ``shape`` (``sdp`` / ``sp``, see the module docstring) on ``family``."""
+    the word) and port ``shape`` (``sdp`` / ``sp``, see the module docstring) on ``family``.
+
+    ``used``: the ``(start, stop)`` bit ranges of the word the hardware reads (None: all). Yosys chooses the
+    mapping for the whole word, then removes what drives nothing: RAM cells none of whose bits are read, and the
+    flip-flops and muxes of unread bits; the figures returned are what remains."""
     group = width if group is None else min(group, width)
     groups = -(-width // group)
     abits = _clog2(depth)
@@ -259,20 +278,26 @@ def map_memory(family: str, depth: int, width: int, group: int | None = None, sh
     for _, ram, geometry in sorted(kept.values(), key=lambda kept_one: kept_one[0]):
         if geometry[0] < int(best_cost):                          # ties go to the earlier choice, logic first
             best_cost, choice = geometry[0], (ram, geometry)
+    bits = frozenset(b for start, stop in used for b in range(start, min(stop, width))) if used else None
+    read = width if bits is None else len(bits)                  # bits the hardware reads
+    if bits is not None:
+        groups = len({b // group for b in bits})                 # write-enable groups left
     if choice is None:
-        return MemoryMapping("ff", "", "", 0, 0.0, 0, depth * width + width, (depth - 1) * width, depth * groups,
+        return MemoryMapping("ff", "", "", 0, 0.0, 0, depth * read + read, (depth - 1) * read, depth * groups,
                              float(depth * width))
-    ram, (cost, mult_a, repl) = choice
+    ram, (cost, mult_a, repl, unit, byte) = choice
+    if bits is not None:
+        repl = _used_replicas(width, group, byte, unit, mult_a, bits)
     cells = repl * ram.per_cell
-    count = mult_a * width if ram.per_bit else cells
-    mux = (mult_a - 1) * width
+    count = mult_a * read if ram.per_bit else cells
+    mux = (mult_a - 1) * read
     logic = mult_a * groups if mult_a > 1 else 0
     ff = 0
     if ram.kind == "distributed":
-        ff = width                                               # the read register, outside the RAM
+        ff = read                                                # the read register, outside the RAM
     elif shape in ram.read_first:
-        ff = 2 * width + abits + 2 * groups
-        mux += width
+        ff = 2 * read + abits + 2 * groups
+        mux += read
         logic += abits + groups
     return MemoryMapping(ram.kind, ram.name, ram.primitive, count, cells * ram.units, count * ram.luts, ff, mux, logic,
                          cost)

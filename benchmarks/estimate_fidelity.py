@@ -81,6 +81,10 @@ def main() -> None:
     args = parser.parse_args()
     doc = fpga.coefficients()
     print(f"coefficients fitted {doc.get('date')} with {doc.get('tools')}; synthesis targets {SYNTH_TARGET}")
+    unhashed = [r for r in json.loads(DATA_FILE.read_text())["rows"] if "design" not in r]
+    if unhashed:
+        print(f"warning: {len(unhashed)} rows record no design hash, so they may measure older hardware; "
+              "`python -m hwgen.estimate.calibrate collect --stale` measures the changed ones again")
     report("heldout", rows("heldout", args.synth))
     report("calibration", rows("calibration", False))
 

@@ -2,7 +2,8 @@
 
 ::
 
-    python -m hwgen.estimate.calibrate collect [--jobs 2]   # Yosys (all families) + nextpnr (ECP5, iCE40)
+    python -m hwgen.estimate.calibrate collect [--jobs 2] [--families ecp5,xc7] [--stale]
+                                                          # Yosys (all families) + nextpnr (ECP5, iCE40)
     python -m hwgen.estimate.calibrate fit                  # coefficients.json from the calibration rows only
 
 ``calibration_set.json`` lists the configurations: ``calibration`` (fitted) and ``heldout`` (written before any
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import hashlib
 import json
 import logging
 import sys
@@ -31,11 +33,12 @@ HERE = Path(__file__).parent
 SET_FILE = HERE / "calibration_set.json"
 DATA_FILE = HERE / "calibration_data.json"
 SYNTH_TARGET = {"ice40": "ice40-hx8k", "ecp5": "ecp5-85k", "xc7": "xc7", "xcup": "xcup"}
-RESOURCE_FEATURES = {
-    "lut": ("add", "cmp", "mux", "logic", "mul_lut", "lutram_bits", "memff_bits", "memories", "reg"),
-    "ff": ("reg", "memff_bits", "one"),
+RESOURCE_FEATURES = {                 # fitted; fpga.EXACT features are added with coefficient 1 on top
+    "lut": ("add", "cmp", "mux", "logic", "mul_lut", "mem_mux", "mem_logic", "memories", "reg"),
+    "ff": ("reg", "one"),
     "carry": ("add", "cmp", "mul_lut"),
 }
+SAME_FABRIC = {"xcup": "xc7"}         # an unmeasured family borrows the resource coefficients of a fitted one
 log = logging.getLogger(__name__)
 
 
@@ -60,6 +63,27 @@ def build_config(entry: dict):
     return DataflowConfig(tuple(layers))
 
 
+def design_hash(verilog: str) -> str:
+    """What a row records of the hardware it measured: the first 16 hex digits of the Verilog's SHA-256."""
+    return hashlib.sha256(verilog.encode()).hexdigest()[:16]
+
+
+def stale_rows(rows: list[dict]) -> list[dict]:
+    """The rows whose hardware is not what the current generators build for their configuration (no recorded
+    design hash, or a different one): measurements of an older design, which must not be fitted."""
+    from .report import default_verilog
+
+    current: dict[str, str] = {}
+    out = []
+    for r in rows:
+        key = json.dumps(r["config"], sort_keys=True)
+        if key not in current:
+            current[key] = design_hash(default_verilog(build_config(r["config"]))[0])
+        if r.get("design") != current[key]:
+            out.append(r)
+    return out
+
+
 def entries(which: str) -> list[dict]:
     return json.loads(SET_FILE.read_text())[which]
 
@@ -71,7 +95,7 @@ def _measure(entry: dict, family: str, pnr: bool) -> dict:
     config = build_config(entry)
     verilog, top = default_verilog(config)
     target = TARGETS[SYNTH_TARGET[family]]
-    row = {"family": family, "target": target.name}
+    row = {"family": family, "target": target.name, "design": design_hash(verilog)}
     try:
         result = synthesize(verilog, top, target, pnr=pnr)
     except SynthesisError as exc:
@@ -97,15 +121,20 @@ def _with_pnr(name: str, index: int, family: str) -> bool:
     return index < PNR_COUNT.get(family, {}).get(name, 0)
 
 
-def collect(jobs: int = 2, pnr: bool = True, sets: tuple[str, ...] = ("calibration", "heldout")) -> dict:
-    """Synthesize every configuration of ``sets`` for every family (placing the :data:`PNR_COUNT` first ones),
-    appending each measured row to ``calibration_data.json`` as it completes (rows already there are kept)."""
+def collect(jobs: int = 2, pnr: bool = True, sets: tuple[str, ...] = ("calibration", "heldout"),
+            families: tuple[str, ...] = FAMILY_ORDER, stale: bool = False) -> dict:
+    """Synthesize every configuration of ``sets`` for ``families`` (placing the :data:`PNR_COUNT` first ones),
+    appending each measured row to ``calibration_data.json`` as it completes. Rows already there are kept, except,
+    with ``stale``, those :func:`stale_rows` finds (measured on an older design): they are measured again."""
     data = json.loads(DATA_FILE.read_text()) if DATA_FILE.is_file() else {
         "schema_version": 1, "date": datetime.date.today().isoformat(), "tools": {},
         "note": "measured by `python -m hwgen.estimate.calibrate collect`; see calibration_set.json", "rows": []}
+    if stale:
+        old = {id(r) for r in stale_rows([r for r in data["rows"] if r["family"] in families])}
+        data["rows"] = [r for r in data["rows"] if id(r) not in old]
     have = {(r["set"], r["index"], r["family"]) for r in data["rows"]}
-    work = [(name, i, entry, family) for family in FAMILY_ORDER for name in sets for i, entry in enumerate(entries(name))
-            if (name, i, family) not in have]
+    work = [(name, i, entry, family) for family in FAMILY_ORDER if family in families for name in sets
+            for i, entry in enumerate(entries(name)) if (name, i, family) not in have]
     lock = threading.Lock()
 
     def one(w):
@@ -122,14 +151,17 @@ def collect(jobs: int = 2, pnr: bool = True, sets: tuple[str, ...] = ("calibrati
     return data
 
 
-def _nnls_fit(rows: list[tuple[dict, float]], names: tuple[str, ...]) -> dict[str, float]:
+def _nnls_fit(rows: list[tuple[dict, float]], names: tuple[str, ...], exact: str | None = None) -> dict[str, float]:
+    """Non-negative coefficients of ``names`` for ``measured − f[exact]``, minimizing the error relative to the
+    measured figure."""
     import numpy as np
     from scipy.optimize import nnls
 
     a = np.array([[f[k] for k in names] for f, _ in rows], float)
     y = np.array([m for _, m in rows], float)
+    known = np.array([f[exact] if exact else 0.0 for f, _ in rows], float)
     w = 1.0 / np.maximum(y, 1.0)
-    coef, _ = nnls(a * w[:, None], y * w)
+    coef, _ = nnls(a * w[:, None], (y - known) * w)
     return {k: round(float(c), 6) for k, c in zip(names, coef)}
 
 
@@ -164,9 +196,14 @@ def fit() -> dict:
         mine = [r for r in rows if r["family"] == family]
         if len(mine) < 8:
             families[family] = {**previous["families"][family], "status": f"not fitted ({len(mine)} rows measured)"}
+            like = SAME_FABRIC.get(family)
+            if like in families and "status" not in families[like]:
+                families[family].update({metric: families[like][metric] for metric in RESOURCE_FEATURES},
+                                        status=f"not fitted ({len(mine)} rows measured); resource coefficients of "
+                                               f"{like} (same fabric and Yosys flow)")
             continue
         feats = [(fpga.features(build_config(r["config"]), family)[0], r) for r in mine]
-        coeffs = {metric: _nnls_fit([(f, r["resources"][metric]) for f, r in feats], names)
+        coeffs = {metric: _nnls_fit([(f, r["resources"][metric]) for f, r in feats], names, fpga.EXACT.get(metric))
                   for metric, names in RESOURCE_FEATURES.items()}
         timed = [(fpga.path_terms(build_config(r["config"]), family), r["fmax_mhz"]) for r in mine if r["fmax_mhz"]]
         start = previous["families"][family]["delay_ns"]
@@ -187,10 +224,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("step", choices=("collect", "fit"))
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--no-pnr", action="store_true")
+    parser.add_argument("--families", default=",".join(FAMILY_ORDER), help="comma-separated (collect only)")
+    parser.add_argument("--stale", action="store_true",
+                        help="collect: measure again the rows whose design changed since they were measured")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     if args.step == "collect":
-        collect(args.jobs, pnr=not args.no_pnr)
+        families = tuple(args.families.split(","))
+        unknown = [f for f in families if f not in FAMILY_ORDER]
+        if unknown:
+            parser.error(f"--families: unknown {', '.join(unknown)}; known: {', '.join(FAMILY_ORDER)}")
+        collect(args.jobs, pnr=not args.no_pnr, families=families, stale=args.stale)
     else:
         doc = fit()
         json.dump(doc["families"], sys.stdout, indent=1)

@@ -329,17 +329,18 @@ def simulate(design_dir: Path = typer.Argument(..., help="Folder written by `hwg
 
 @app.command()
 def estimate(design_dir: Path = typer.Argument(..., help="Folder written by `hwgen compile`."),
-             target: str = typer.Option(..., "--target", help="ice40-up5k, ice40-hx8k, ecp5-25k, ecp5-85k, xc7 or xcup."),
-             synth: bool = typer.Option(False, "--synth", help="Synthesize (Yosys) and place (nextpnr) for the "
-                                                               "figures; logs in DESIGN_DIR/synth/."),
+             target: str = typer.Option(..., "--target", help="FPGA: ice40-up5k, ice40-hx8k, ecp5-25k, ecp5-85k, "
+                                                              "xc7, xcup; ASIC: sky130, osu018."),
+             synth: bool = typer.Option(False, "--synth", help="Synthesize (Yosys) and place (nextpnr) or time "
+                                                               "(OpenSTA) for the figures; logs in DESIGN_DIR/synth/."),
              as_json: bool = typer.Option(False, "--json", help="Print the JSON report (and nothing else).")) -> None:
-    """FPGA resources, fmax, latency and throughput; writes DESIGN_DIR/estimate_<TARGET>.json."""
+    """FPGA resources or ASIC area/power, fmax, latency and throughput; writes DESIGN_DIR/estimate_<TARGET>.json."""
     from .design import open_design
-    from .estimate import TARGETS
+    from .estimate.targets import ALL_TARGETS
 
     with user_errors():
-        if target not in TARGETS:
-            raise HwgenError(f"--target {target}: unknown; known targets: {', '.join(TARGETS)}")
+        if target not in ALL_TARGETS:
+            raise HwgenError(f"--target {target}: unknown; known targets: {', '.join(ALL_TARGETS)}")
         report = open_design(design_dir).estimate(target, synth=synth, out_dir=design_dir)
         text = report.to_json()
         with atomic_path(design_dir / f"estimate_{target}.json") as tmp:

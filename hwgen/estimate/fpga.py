@@ -39,7 +39,7 @@ BRAM_UNIT_BITS = {"ice40": 4096, "ecp5": 16384, "xc7": 32768, "xcup": 32768}
 # memories with fewer bits than this (or shallower than LUT RAM depth) stay out of block RAM (Yosys libmap cost)
 BRAM_MIN_BITS = {"ice40": 2048, "ecp5": 4096, "xc7": 8192, "xcup": 8192}
 HAS_LUTRAM = {"ice40": False, "ecp5": True, "xc7": True, "xcup": True}
-DSP_MAX = {"ice40": None, "ecp5": (18, 18), "xc7": (25, 18), "xcup": (27, 18)}
+DSP_MAX = {"ice40": None, "ecp5": (18, 18), "xc7": (25, 18), "xcup": (27, 18), "asic": None}   # asic: gates
 
 
 @dataclass

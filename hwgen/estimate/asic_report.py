@@ -1,0 +1,85 @@
+"""The :class:`~hwgen.estimate.report.Estimate` of a design on an ASIC target (``hwgen estimate --target sky130``).
+
+Metrics (units fixed): ``area`` µm² (standard cells + SRAM macros), ``cell_area`` µm², ``sram_area`` µm²,
+``cells``, ``critical_path`` ns, ``fmax`` MHz, ``latency_cycles``, ``latency`` µs, ``throughput`` inferences/s,
+``power_leakage`` mW, and from :mod:`hwgen.estimate.power` ``power_dynamic`` mW (running back to back at fmax)
+and ``energy_per_inference`` nJ. With ``synth``: Yosys figures for area and cells, OpenSTA for the critical path
+on timed libraries (OSU 0.18 µm), the analytic ones kept under ``analytic``.
+"""
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+from .. import __version__
+from . import asic
+from .report import Cycles, Estimate, arch_of, config_dict, default_verilog, metric
+from .targets import AsicTarget
+
+
+def _with_analytic(tool: dict, analytic: dict) -> dict:
+    tool["analytic"] = analytic
+    return tool
+
+
+def estimate_asic(config, t: AsicTarget, *, synth: bool, cycles: Cycles, verilog: str | None, top: str | None,
+                  out_dir: Path | None, design: dict | None, activity: dict | None = None) -> Estimate:
+    """Estimate ``config`` on the ASIC target ``t`` (see :func:`hwgen.estimate.report.estimate`)."""
+    figures = asic.analytic(config, t)
+    model = asic.coefficients()
+    tools: dict[str, object] = {"hwgen": __version__,
+                                "model": {"fitted": model.get("date"), "status": model.get("status"),
+                                          "tools": model.get("tools", {}),
+                                          "calibration_configs": len(model.get("configurations", []))}}
+    notes: list[str] = []
+    m: dict[str, dict] = {
+        "area": metric(figures.area, "µm²", "analytic"),
+        "cell_area": metric(figures.cell_area, "µm²", "analytic"),
+        "sram_area": metric(figures.sram_area, "µm²", "analytic"),
+        "cells": metric(figures.cells, "cells", "analytic"),
+        "critical_path": metric(1000.0 / figures.fmax_mhz, "ns", "analytic"),
+        "fmax": metric(figures.fmax_mhz, "MHz", "analytic"),
+        "power_leakage": metric(figures.leakage_mw * 1e3, "µW", "analytic"),
+    }
+    if t.library == "sky130":
+        notes.append("sky130: timing is OSU 0.18 µm's delay model × 130/180 (the sky130 package has no timing "
+                     "data); leakage per cell as OSU's (no sky130 leakage data): stated assumptions")
+    if figures.macros:
+        notes.append(f"{len(figures.macros)} memories costed as SRAM macros (hwgen.estimate.sram: OpenRAM sky130 "
+                     "macro sizes" + (", scaled (180/130)²" if t.library == "osu018" else "") + ")")
+    design = dict(design or {})
+    synth_doc = None
+    if synth:
+        asic.require_tools(t)
+        if verilog is None:
+            verilog, top = default_verilog(config)
+        result = asic.synthesize(verilog, top or "top", t, out_dir=out_dir)
+        tools.update(result.tools)
+        macros = [asic.sram.macro(d, w, t.library, t.voltage) for d, w in result.srams]
+        sram_area = sum(x.area_um2 for x in macros)
+        m["area"] = _with_analytic(metric(result.cell_area + sram_area, "µm²", "synthesized"), m["area"])
+        m["cell_area"] = _with_analytic(metric(result.cell_area, "µm²", "synthesized"), m["cell_area"])
+        m["sram_area"] = _with_analytic(metric(sram_area, "µm²", "synthesized"), m["sram_area"])
+        m["cells"] = _with_analytic(metric(result.cell_count, "cells", "synthesized"), m["cells"])
+        if result.fmax_mhz is not None:
+            m["fmax"] = _with_analytic(metric(result.fmax_mhz, "MHz", "synthesized"), m["fmax"])
+            m["critical_path"] = _with_analytic(metric(1000.0 / result.fmax_mhz, "ns", "synthesized"),
+                                                m["critical_path"])
+        elif not t.timed:
+            notes.append(f"{t.name}: no timing Liberty, so fmax is the analytic model's figure")
+        if result.leakage_mw is not None:
+            leak = result.leakage_mw + sum(x.leakage_mw for x in macros)
+            m["power_leakage"] = _with_analytic(metric(leak * 1e3, "µW", "synthesized"), m["power_leakage"])
+        synth_doc = {"cells": result.cells, "srams": [list(s) for s in result.srams],
+                     "sequential_area": result.sequential_area, "critical_path": list(result.critical_path),
+                     "log_dir": f"synth/{t.name}" if out_dir is not None else None}
+        design["verilog_sha256"] = hashlib.sha256(verilog.encode()).hexdigest()
+    f = m["fmax"]["value"]
+    m["latency_cycles"] = metric(cycles.latency_cycles, "cycles", "analytic")
+    m["latency"] = metric(cycles.latency_cycles / f, "µs", m["fmax"]["method"])
+    m["throughput"] = metric(cycles.batch_samples * f * 1e6 / cycles.batch_cycles, "inferences/s",
+                             m["fmax"]["method"])
+    if cycles.source:
+        notes.append(f"cycles: {cycles.source}")
+    design = {"arch": arch_of(config), "config": config_dict(config), **design}
+    return Estimate(t, design, m, tools, notes, synth_doc)

@@ -276,7 +276,7 @@ def simulate(design_dir: Path = typer.Argument(..., help="Folder written by `hwg
              inputs: Path = typer.Option(..., "--inputs", help="N samples stacked on the batch axis (.npy)."),
              output: Path = typer.Option(..., "--output", help="Where to write the outputs (.npy)."),
              wave: Optional[Path] = typer.Option(None, "--wave",
-                                                 help="Waveform of the run (.fst, or .vcd)."),
+                                                 help="Waveform of the run (.fst, .saif toggle counts, or .vcd)."),
              labels: Optional[Path] = typer.Option(None, "--labels",
                                                    help="Class labels (.npy): also print top-1 accuracy."),
              stream: Optional[bool] = typer.Option(
@@ -291,6 +291,10 @@ def simulate(design_dir: Path = typer.Argument(..., help="Folder written by `hwg
                  0.25, "--backpressure", help="cocotb backend: probability per cycle that the s_axis source "
                                               "withholds tvalid and the m_axis sink tready (0: none)."),
              seed: int = typer.Option(0, "--seed", help="cocotb backend: seed of the random backpressure."),
+             activity: bool = typer.Option(False, "--activity",
+                                           help="Record the run's toggle counts (DESIGN_DIR/activity.saif) and "
+                                                "cycles per inference (DESIGN_DIR/activity.json) for "
+                                                "`hwgen estimate --target sky130|osu018`."),
              ) -> None:
     """Run the design in Verilator, write OUTPUT like `hwgen golden`, and DESIGN_DIR/sim_report.json."""
     import json
@@ -303,11 +307,20 @@ def simulate(design_dir: Path = typer.Argument(..., help="Folder written by `hwg
         y = load_labels(labels, x)
         from .verilator import SimulationError, VerilatorError
 
+        if activity and (wave is not None or backend != "native"):
+            raise HwgenError("--activity records its own trace with the native backend: drop --wave / --backend")
+        if activity:
+            wave = design_dir / "activity.saif"
         try:
             result = design.simulate(x, wave=wave, stream=stream, backend=backend, backpressure=backpressure,
                                      seed=seed)
         except (SimulationError, VerilatorError) as exc:
             raise HwgenError(str(exc)) from exc
+        if activity:
+            from .estimate.power import activity_summary
+
+            with atomic_path(design_dir / "activity.json") as tmp:
+                tmp.write_text(json.dumps(activity_summary(wave, result.report), indent=2, sort_keys=True) + "\n")
         save_array(output, result.outputs)
         with atomic_path(design_dir / "sim_report.json") as tmp:
             tmp.write_text(json.dumps(result.report, indent=2, sort_keys=True) + "\n")

@@ -9,10 +9,12 @@ on timed libraries (OSU 0.18 µm), the analytic ones kept under ``analytic``.
 from __future__ import annotations
 
 import hashlib
+import json
+from dataclasses import replace
 from pathlib import Path
 
 from .. import __version__
-from . import asic
+from . import asic, power
 from .report import Cycles, Estimate, arch_of, config_dict, default_verilog, metric
 from .targets import AsicTarget
 
@@ -22,9 +24,53 @@ def _with_analytic(tool: dict, analytic: dict) -> dict:
     return tool
 
 
+ACTIVITY_FILE = "activity.json"
+
+
+def load_activity(out_dir: Path | None, verilog_sha256: str | None) -> dict | None:
+    """``OUT/activity.json`` written by ``hwgen simulate --activity`` for this design's Verilog, if any."""
+    if out_dir is None or not (Path(out_dir) / ACTIVITY_FILE).is_file():
+        return None
+    doc = json.loads((Path(out_dir) / ACTIVITY_FILE).read_text())
+    if verilog_sha256 is not None and doc.get("verilog_sha256") != verilog_sha256:
+        return None
+    return doc
+
+
+def _energy(config, t: AsicTarget, m: dict, cycles: Cycles, workload, activity: dict | None, notes: list[str]
+            ) -> dict | None:
+    """Add ``energy_per_inference`` and ``power_dynamic`` to ``m``; the energy breakdown (or None)."""
+    per_inference = cycles.batch_cycles / cycles.batch_samples
+    if workload is None and arch_of(config) == "dataflow":
+        workload = power.dataflow_workload(config, per_inference)
+    if workload is None:
+        notes.append("energy needs the program's operation counts: estimate a compiled design (hwgen estimate OUT)")
+        return None
+    method = "analytic"
+    if activity is not None:
+        workload = replace(workload, cycles=activity["cycles_per_inference"],
+                           source=f"simulated: {activity['cycles']} cycles for {activity['samples']} samples "
+                                  f"({activity['io']}); operations: {workload.source}")
+        method = "simulated"
+    parts = power.energy_per_inference(workload, t.library, t.voltage)
+    seconds = workload.cycles / (m["fmax"]["value"] * 1e6)
+    leak_pj = m["power_leakage"]["value"] * 1e-6 * seconds * 1e12
+    m["energy_per_inference"] = metric((parts["total"] + leak_pj) / 1000.0, "nJ", method)
+    m["power_dynamic"] = metric(parts["total"] * 1e-12 / seconds * 1e3, "mW", method)
+    return {"unit": "pJ", "method": method, "dynamic": {k: round(v, 3) for k, v in parts.items()},
+            "leakage": round(leak_pj, 3), "seconds_per_inference": seconds,
+            "workload": {"macs": [list(x) for x in workload.macs], "read_bits": workload.read_bits,
+                         "write_bits": workload.write_bits, "compare_bits": workload.compare_bits,
+                         "flops": workload.flops, "cycles": workload.cycles,
+                         "sram_accesses": [list(x) for x in workload.sram_accesses], "source": workload.source},
+            "energies": {"characterized": power.energies().get("date"), "library": power.energies().get("library"),
+                         "scale": power.SKY130_ENERGY_SCALE if t.library == "sky130" else 1.0}}
+
+
 def estimate_asic(config, t: AsicTarget, *, synth: bool, cycles: Cycles, verilog: str | None, top: str | None,
-                  out_dir: Path | None, design: dict | None, activity: dict | None = None) -> Estimate:
-    """Estimate ``config`` on the ASIC target ``t`` (see :func:`hwgen.estimate.report.estimate`)."""
+                  out_dir: Path | None, design: dict | None, workload=None) -> Estimate:
+    """Estimate ``config`` on the ASIC target ``t`` (see :func:`hwgen.estimate.report.estimate`); energy from
+    ``workload`` (or the dataflow pipeline's own), refined by ``OUT/activity.json`` when simulation recorded one."""
     figures = asic.analytic(config, t)
     model = asic.coefficients()
     tools: dict[str, object] = {"hwgen": __version__,
@@ -79,7 +125,9 @@ def estimate_asic(config, t: AsicTarget, *, synth: bool, cycles: Cycles, verilog
     m["latency"] = metric(cycles.latency_cycles / f, "µs", m["fmax"]["method"])
     m["throughput"] = metric(cycles.batch_samples * f * 1e6 / cycles.batch_cycles, "inferences/s",
                              m["fmax"]["method"])
+    activity = load_activity(out_dir, design.get("verilog_sha256") or design.get("design_verilog_sha256"))
+    energy = _energy(config, t, m, cycles, workload, activity, notes)
     if cycles.source:
         notes.append(f"cycles: {cycles.source}")
     design = {"arch": arch_of(config), "config": config_dict(config), **design}
-    return Estimate(t, design, m, tools, notes, synth_doc)
+    return Estimate(t, design, m, tools, notes, synth_doc, energy)

@@ -69,6 +69,7 @@ class Estimate:
     tools: dict[str, object]
     notes: list[str] = field(default_factory=list)
     synth: dict | None = None
+    energy: dict | None = None        # ASIC: energy per inference by operation and the workload it came from
 
     def value(self, name: str) -> float:
         return self.metrics[name]["value"]
@@ -86,6 +87,8 @@ class Estimate:
                "notes": self.notes}
         if self.synth is not None:
             doc["synth"] = self.synth
+        if self.energy is not None:
+            doc["energy"] = self.energy
         return doc
 
     def to_json(self) -> str:
@@ -156,14 +159,15 @@ def analytic_figures(config, target: Target) -> tuple[dict[str, float], float]:
 
 def estimate(config, target: str | Target, *, synth: bool = False, cycles: Cycles | None = None,
              verilog: str | None = None, top: str | None = None, out_dir: Path | None = None,
-             design: dict | None = None) -> Estimate:
+             design: dict | None = None, workload=None) -> Estimate:
     """Estimate ``config`` (SystolicConfig or DataflowConfig) on ``target`` (an FPGA or, through
     :mod:`hwgen.estimate.asic_report`, an ASIC target).
 
     Resources come from the analytic models (:mod:`hwgen.estimate.fpga`), or with ``synth`` from Yosys (and fmax
     from nextpnr where there is an open place-and-route), the analytic figures kept beside them. ``cycles``:
     the design's cycle model (default: the dataflow pipeline's own). ``out_dir``: where ``synth/<target>/``
-    receives the tool logs and reports.
+    receives the tool logs and reports. ``workload``: an ASIC target's operation counts per inference
+    (:class:`hwgen.estimate.power.Workload`; default: the dataflow pipeline's own).
     """
     t = get_target(target) if isinstance(target, str) else target
     cycles = cycles or default_cycles(config)
@@ -171,7 +175,7 @@ def estimate(config, target: str | Target, *, synth: bool = False, cycles: Cycle
         from .asic_report import estimate_asic
 
         return estimate_asic(config, t, synth=synth, cycles=cycles, verilog=verilog, top=top, out_dir=out_dir,
-                             design=design)
+                             design=design, workload=workload)
     units = UNITS[t.family]
     resources, fmax = analytic_figures(config, t)
     model = fpga.coefficients()

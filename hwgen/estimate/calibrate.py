@@ -211,9 +211,10 @@ def collect_asic(jobs: int = 1, sets: tuple[str, ...] = ("calibration", "heldout
         "note": "measured by `python -m hwgen.estimate.calibrate collect --asic`; see calibration_set.json",
         "rows": []}
     have = {(r["set"], r["index"], r["library"]) for r in data["rows"]}
-    # held-out and calibration designs interleaved (one in four), so a partial run already covers both sets
-    ordered = sorted(((name, i, entry) for name in sets for i, entry in enumerate(entries(name))),
-                     key=lambda w: (w[1] * (4 if w[0] == "heldout" else 1), w[0] != "heldout"))
+    # the ASIC subset of each set; dataflow designs (seconds each) before systolic ones (minutes)
+    subset = json.loads(SET_FILE.read_text())["asic"]
+    ordered = sorted(((name, i, entry) for name in sets for i, entry in enumerate(entries(name)) if i in subset[name]),
+                     key=lambda w: (w[2]["arch"] == "systolic", w[0] != "heldout", w[1]))
     work = [(name, i, entry, lib) for name, i, entry in ordered for lib in ASIC_LIBRARIES
             if (name, i, lib) not in have]
     lock = threading.Lock()
@@ -264,7 +265,8 @@ def fit_asic() -> dict:
     doc = {"schema_version": 1, "date": data["date"], "status": "fitted", "tools": data["tools"],
            "method": "per library: NNLS on relative error (cell area, cells); bounded least squares on path delay "
                      "(OSU 0.18 µm, OpenSTA); leakage = mean Liberty leakage per cell",
-           "configurations": entries("calibration"), "libraries": libraries}
+           "configurations": [entries("calibration")[i] for i in sorted({r["index"] for r in rows})],
+           "libraries": libraries}
     asic.COEFFICIENTS_FILE.write_text(json.dumps(doc, indent=1, sort_keys=True) + "\n")
     asic.coefficients.cache_clear()
     return doc

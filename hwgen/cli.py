@@ -276,7 +276,7 @@ def simulate(design_dir: Path = typer.Argument(..., help="Folder written by `hwg
              inputs: Path = typer.Option(..., "--inputs", help="N samples stacked on the batch axis (.npy)."),
              output: Path = typer.Option(..., "--output", help="Where to write the outputs (.npy)."),
              wave: Optional[Path] = typer.Option(None, "--wave",
-                                                 help="Waveform of the run (.fst, or .vcd)."),
+                                                 help="Waveform of the run (.fst, .saif toggle counts, or .vcd)."),
              labels: Optional[Path] = typer.Option(None, "--labels",
                                                    help="Class labels (.npy): also print top-1 accuracy."),
              stream: Optional[bool] = typer.Option(
@@ -292,6 +292,10 @@ def simulate(design_dir: Path = typer.Argument(..., help="Folder written by `hwg
                  0.25, "--backpressure", help="cocotb/axi backends: probability per cycle that the s_axis source "
                                               "withholds tvalid and the m_axis sink tready (0: none)."),
              seed: int = typer.Option(0, "--seed", help="cocotb/axi backends: seed of the random backpressure."),
+             activity: bool = typer.Option(False, "--activity",
+                                           help="Record the run's toggle counts (DESIGN_DIR/activity.saif) and "
+                                                "cycles per inference (DESIGN_DIR/activity.json) for "
+                                                "`hwgen estimate --target sky130|osu018`."),
              ) -> None:
     """Run the design in Verilator, write OUTPUT like `hwgen golden`, and DESIGN_DIR/sim_report.json."""
     import json
@@ -304,11 +308,20 @@ def simulate(design_dir: Path = typer.Argument(..., help="Folder written by `hwg
         y = load_labels(labels, x)
         from .verilator import SimulationError, VerilatorError
 
+        if activity and (wave is not None or backend != "native"):
+            raise HwgenError("--activity records its own trace with the native backend: drop --wave / --backend")
+        if activity:
+            wave = design_dir / "activity.saif"
         try:
             result = design.simulate(x, wave=wave, stream=stream, backend=backend, backpressure=backpressure,
                                      seed=seed)
         except (SimulationError, VerilatorError) as exc:
             raise HwgenError(str(exc)) from exc
+        if activity:
+            from .estimate.power import activity_summary
+
+            with atomic_path(design_dir / "activity.json") as tmp:
+                tmp.write_text(json.dumps(activity_summary(wave, result.report), indent=2, sort_keys=True) + "\n")
         save_array(output, result.outputs)
         with atomic_path(design_dir / "sim_report.json") as tmp:
             tmp.write_text(json.dumps(result.report, indent=2, sort_keys=True) + "\n")
@@ -330,17 +343,18 @@ def simulate(design_dir: Path = typer.Argument(..., help="Folder written by `hwg
 
 @app.command()
 def estimate(design_dir: Path = typer.Argument(..., help="Folder written by `hwgen compile`."),
-             target: str = typer.Option(..., "--target", help="ice40-up5k, ice40-hx8k, ecp5-25k, ecp5-85k, xc7 or xcup."),
-             synth: bool = typer.Option(False, "--synth", help="Synthesize (Yosys) and place (nextpnr) for the "
-                                                               "figures; logs in DESIGN_DIR/synth/."),
+             target: str = typer.Option(..., "--target", help="FPGA: ice40-up5k, ice40-hx8k, ecp5-25k, ecp5-85k, "
+                                                              "xc7, xcup; ASIC: sky130, osu018."),
+             synth: bool = typer.Option(False, "--synth", help="Synthesize (Yosys) and place (nextpnr) or time "
+                                                               "(OpenSTA) for the figures; logs in DESIGN_DIR/synth/."),
              as_json: bool = typer.Option(False, "--json", help="Print the JSON report (and nothing else).")) -> None:
-    """FPGA resources, fmax, latency and throughput; writes DESIGN_DIR/estimate_<TARGET>.json."""
+    """FPGA resources or ASIC area/power, fmax, latency and throughput; writes DESIGN_DIR/estimate_<TARGET>.json."""
     from .design import open_design
-    from .estimate import TARGETS
+    from .estimate.targets import ALL_TARGETS
 
     with user_errors():
-        if target not in TARGETS:
-            raise HwgenError(f"--target {target}: unknown; known targets: {', '.join(TARGETS)}")
+        if target not in ALL_TARGETS:
+            raise HwgenError(f"--target {target}: unknown; known targets: {', '.join(ALL_TARGETS)}")
         report = open_design(design_dir).estimate(target, synth=synth, out_dir=design_dir)
         text = report.to_json()
         with atomic_path(design_dir / f"estimate_{target}.json") as tmp:

@@ -134,7 +134,7 @@ class Design:
         program = self.program
         codes_in, expected = self._golden_codes(x)
         start = time.perf_counter()
-        trace = None if wave is None else "fst" if Path(wave).suffix == ".fst" else "vcd"
+        trace = verilator.trace_format(wave)
         binary = verilator.build(self.verilog, TOP_NAME, trace=trace)
         build_seconds = time.perf_counter() - start
         predicted = program.predict_cycles(samples, stream)
@@ -242,16 +242,22 @@ class Design:
 
     # ------------------------------------------------------------------------------------------------ estimates
     def estimate(self, target: str, synth: bool = False, out_dir: Path | None = None):
-        """FPGA resources, fmax, latency (µs) and throughput (inferences/s) on ``target`` (:mod:`hwgen.estimate`);
+        """FPGA resources or ASIC area/power, fmax, latency (µs) and throughput (inferences/s) on ``target``
+        (:mod:`hwgen.estimate`; ASIC energy from the program's operation counts or ``out_dir/activity.json``);
         latency is one preloaded sample, throughput ``program.batch`` preloaded samples, both from
         :meth:`predicted_cycles`. ``synth``: Yosys / nextpnr figures, their logs under ``out_dir/synth/``."""
         from .estimate import Cycles, estimate
+        from .estimate.power import systolic_workload
 
         batch = self.program.batch
         cycles = Cycles(self.predicted_cycles(1, stream=False), batch, self.predicted_cycles(batch, stream=False),
                         f"Design.predicted_cycles: latency = 1 sample, throughput = {batch} samples, preloaded")
+        workload = systolic_workload(self.config, self.layers, cycles.batch_cycles / batch)
+        design = {"top": TOP_NAME, "model_sha256": self._model_sha256()}
+        if out_dir is not None and (Path(out_dir) / "activity.json").is_file():
+            design["design_verilog_sha256"] = self.verilog_sha256    # which simulation the activity is of
         return estimate(self.config, target, synth=synth, cycles=cycles, verilog=self.verilog if synth else None,
-                        top=TOP_NAME, out_dir=out_dir, design={"top": TOP_NAME, "model_sha256": self._model_sha256()})
+                        top=TOP_NAME, out_dir=out_dir, workload=workload, design=design)
 
     # ------------------------------------------------------------------------------------------------ outputs
     def manifest(self, rom: bool = False) -> dict:

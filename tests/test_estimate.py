@@ -215,7 +215,7 @@ def test_dataflow_report_uses_its_cycle_model():
 
 
 def test_unknown_target():
-    with pytest.raises(ValueError, match="unknown FPGA target 'ecp6'; known: ice40-up5k"):
+    with pytest.raises(ValueError, match="unknown target 'ecp6'; known: ice40-up5k"):
         estimate(SMALL, "ecp6", cycles=CYCLES)
 
 

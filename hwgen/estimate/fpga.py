@@ -36,7 +36,7 @@ FEATURES = ("reg", "add", "cmp", "mux", "logic", "mul_lut", "lut_ram", "mem_ff",
 EXACT = {"lut": "lut_ram", "ff": "mem_ff"}       # features that count a resource exactly (coefficient 1, not fitted)
 PATH_TERMS = ("one", "mem", "levels", "carry_bits", "chains", "dsp", "mul_lut")
 COEFFICIENTS_FILE = Path(__file__).with_name("coefficients.json")
-DSP_MAX = {"ice40": None, "ecp5": (18, 18), "xc7": (25, 18), "xcup": (27, 18)}
+DSP_MAX = {"ice40": None, "ecp5": (18, 18), "xc7": (25, 18), "xcup": (27, 18), "asic": None}   # asic: gates
 
 
 @dataclass

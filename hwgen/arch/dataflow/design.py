@@ -105,7 +105,7 @@ class DataflowDesign:
         program = self.program
         codes_in, expected = golden_codes(self.model, x)
         started = time.perf_counter()
-        trace = None if wave is None else "fst" if Path(wave).suffix == ".fst" else "vcd"
+        trace = verilator.trace_format(wave)
         binary = verilator.build(self.verilog, TOP_NAME, trace=trace)
         build_seconds = time.perf_counter() - started
         predicted = self.predicted_cycles(samples)
@@ -248,8 +248,12 @@ def estimate_config(config: DataflowConfig, model: Model, target: str, synth: bo
 
     cycles = Cycles(config.predicted_latency_cycles, 1, config.predicted_ii_cycles,
                     "dataflow cycle model: latency = one sample, throughput = one sample per II")
-    return estimate(config, target, synth=synth, cycles=cycles, verilog=render_verilog(config) if synth else None,
-                    top=TOP_NAME, out_dir=out_dir, design={"top": TOP_NAME, "model_sha256": model_sha256(model)})
+    design = {"top": TOP_NAME, "model_sha256": model_sha256(model)}
+    verilog = render_verilog(config) if synth or (out_dir and (Path(out_dir) / "activity.json").is_file()) else None
+    if verilog is not None:
+        design["design_verilog_sha256"] = hashlib.sha256(verilog.encode()).hexdigest()   # which run's activity
+    return estimate(config, target, synth=synth, cycles=cycles, verilog=verilog if synth else None,
+                    top=TOP_NAME, out_dir=out_dir, design=design)
 
 
 def open_dataflow(out_dir: Path, manifest: dict, model: Model) -> DataflowDesign:

@@ -242,7 +242,8 @@ class Controller(wiring.Component):
                 for b in range(rows):
                     base = select(m, features.d_r, [row_regs["cur_addr"][(b - rv) % rows] for rv in range(rows)],
                                   unsigned(16), f"bank{b}_row_addr")
-                    m.d.comb += self.bank_addr[b].eq(base + word + Mux(b < features.d_r, instr.kp_words, 0))
+                    wraps = Mux(b < features.d_r, instr.kp_words, 0) if b < rows - 1 else 0    # (d_r < R)
+                    m.d.comb += self.bank_addr[b].eq(base + word + wraps)
                 for i in range(rows):
                     y, x = row_regs["cur_y"][i] + features.dy, row_regs["cur_x"][i] + features.dx
                     m.d.comb += self.row_valid[i].eq((y >= 0) & (y <= instr.lim_y) & (x >= 0) & (x <= instr.lim_x))

@@ -39,7 +39,7 @@ class SystolicConfig:
     slot_depth: int = 64            # threshold slots (one per output channel group) per requant lane
     out_depth: int = 256            # words (cols accumulators each) per output bank
     prog_depth: int = 16            # program instructions (one per layer)
-    acc_depth: int = 64             # ws: partial sums per column kept between K tiles (samples per run)
+    acc_depth: int = 64             # ws: partial sums per column kept between K tiles (output pixels per run)
     max_pool: bool = False          # PEs have a max mode (MaxPool layers); without it they are plain MACs
     broken_pe: tuple[int, int] | None = None   # test hook: this PE's multiplier returns a*w + 1
 

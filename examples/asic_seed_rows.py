@@ -20,6 +20,7 @@ Needs the ``brevitas`` extra (the models are trained for a few steps on random d
 from __future__ import annotations
 
 import argparse
+import itertools
 import tempfile
 from pathlib import Path
 
@@ -67,7 +68,7 @@ def ids_mlp(path: Path) -> None:
     torch.manual_seed(0)
     widths = (64, 64, 32, 16, 2)
     layers: list[nn.Module] = [qnn.QuantIdentity(bit_width=2, return_quant_tensor=True)]
-    for i, (fan_in, fan_out) in enumerate(zip(widths[:-1], widths[1:])):
+    for i, (fan_in, fan_out) in enumerate(itertools.pairwise(widths)):
         last = i == len(widths) - 2
         layers.append(qnn.QuantLinear(fan_in, fan_out, bias=last, weight_bit_width=2,
                                       return_quant_tensor=not last))

@@ -157,6 +157,23 @@ def _cache_root() -> Path:
     return Path(os.environ.get("HWGEN_CACHE") or Path.home() / ".cache" / "hwgen") / "verilator"
 
 
+CXX_OPTIMIZATION_LEVELS = ("0", "1", "2", "3", "s", "g")
+
+
+def cxx_optimization() -> str:
+    """The C++ optimization level of harness builds: ``$HWGEN_VERILATOR_OPT`` (one of
+    :data:`CXX_OPTIMIZATION_LEVELS`), default ``"2"``.
+
+    ``0`` is for test suites: their simulations are short, and GCC's optimizer is what makes large generated models
+    slow to build — the fused thresholds of an 8-bit dataflow layer (255 comparators in one expression) take
+    65 CPU-s to compile at -O1 and 0.4 s at -O0. The level is part of the build flags, hence of the cache key.
+    Benchmarks leave it unset."""
+    level = os.environ.get("HWGEN_VERILATOR_OPT") or "2"
+    if level not in CXX_OPTIMIZATION_LEVELS:
+        raise ValueError(f"HWGEN_VERILATOR_OPT must be one of {', '.join(CXX_OPTIMIZATION_LEVELS)}, got {level!r}")
+    return level
+
+
 def _build_flags(top: str, trace: str | None, defines: dict[str, int] | None) -> list[str]:
     """Verilator flags that shape the executable (and so its cache key)."""
     if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", top):
@@ -175,9 +192,10 @@ def _build_flags(top: str, trace: str | None, defines: dict[str, int] | None) ->
         raise ValueError(f"trace must be one of {TRACE_FORMATS}, got {trace!r}")
     # The wheel's verilated.mk leaves CFG_CXXFLAGS_PCH_I empty, which breaks designs large enough to use
     # precompiled headers; OPT_FAST defaults to -Os, which is slower than -O2 here.
+    level = cxx_optimization()
     flags = ["--cc", "--exe", "--build", "-O3", "--no-timing", "-Wno-fatal", "--top-module", top,
-             "--prefix", prefix, "-o", "harness", "-CFLAGS", "-O2", "-CFLAGS", f"-DTOP_CLASS={prefix}",
-             "-MAKEFLAGS", "CFG_CXXFLAGS_PCH_I=-include", "-MAKEFLAGS", "OPT_FAST=-O2",
+             "--prefix", prefix, "-o", "harness", "-CFLAGS", f"-O{level}", "-CFLAGS", f"-DTOP_CLASS={prefix}",
+             "-MAKEFLAGS", "CFG_CXXFLAGS_PCH_I=-include", "-MAKEFLAGS", f"OPT_FAST=-O{level}",
              "--output-split", "4000", "--output-split-cfuncs", "4000"]  # parallel C++ compile of big arrays
     for name, value in widths.items():
         flags += ["-CFLAGS", f"-D{name}={value}"]

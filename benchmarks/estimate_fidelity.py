@@ -8,6 +8,10 @@ held-out configurations of ``hwgen/estimate/calibration_set.json`` (listed befor
 
 Goal: LUT / FF / DSP within ±15 %, fmax within ±20 % of nextpnr. Also prints the same errors on the calibration
 set (in-sample) for comparison.
+
+ASIC (sky130, osu018): analytic cell area / cells / fmax vs Yosys + Liberty and OpenSTA on the ASIC subset of the
+held-out list (``asic_calibration_data.json``, ``python -m hwgen.estimate.calibrate collect --asic``). Goal: area
+within ±15 %.
 """
 from __future__ import annotations
 
@@ -75,14 +79,62 @@ def report(which: str, data: list[dict]) -> dict:
     return summary
 
 
+def asic_report(which: str) -> None:
+    from hwgen.estimate import asic
+    from hwgen.estimate.calibrate import ASIC_DATA_FILE, ASIC_LIBRARIES
+
+    if not ASIC_DATA_FILE.is_file():
+        print("\n(no ASIC calibration data: python -m hwgen.estimate.calibrate collect --asic)")
+        return
+    rows = [r for r in json.loads(ASIC_DATA_FILE.read_text())["rows"] if r["set"] == which]
+    print(f"\n## ASIC {which}: analytic vs synthesized (error %, model − measured)\n")
+    print("| library | design | cell area µm² (meas → err) | cells (meas → err) | fmax MHz (OpenSTA → err) |")
+    print("| --- | --- | ---: | ---: | ---: |")
+    summary: dict[tuple[str, str], list[float]] = {}
+    for r in rows:
+        lib = asic.coefficients()["libraries"][r["library"]]
+        features, _ = asic.features(build_config(r["config"]))
+        cells = []
+        for key, measured in (("area", r["cell_area"]), ("cells", r["cells"])):
+            e = error(asic._linear(lib[key], features), measured)
+            summary.setdefault((r["library"], key), []).append(e)
+            cells.append(f"{measured:,.0f} → {e:+.0f}%")
+        if r.get("fmax_mhz"):
+            model = 1000.0 / max(asic.path_delays(build_config(r["config"]), r["library"]))
+            e = error(model, r["fmax_mhz"])
+            summary.setdefault((r["library"], "fmax"), []).append(e)
+            cells.append(f"{r['fmax_mhz']:.0f} → {e:+.0f}%")
+        else:
+            cells.append("—")
+        config = r["config"]
+        name = config["arch"] + (f" {config['rows']}×{config['cols']} {config['dataflow']}"
+                                 if config["arch"] == "systolic" else f" {len(config['layers'])} layers")
+        print(f"| {r['library']} | {name} | " + " | ".join(cells) + " |")
+    print(f"\n### ASIC {which}: mean |error| % (within goal: ±15 % area/cells, ±20 % fmax)\n")
+    print("| library | area | cells | fmax |")
+    print("| --- | ---: | ---: | ---: |")
+    for lib in ASIC_LIBRARIES:
+        out = []
+        for key, goal in (("area", 15), ("cells", 15), ("fmax", 20)):
+            errs = [abs(e) for e in summary.get((lib, key), [])]
+            out.append(f"{sum(errs) / len(errs):.1f} ({sum(e <= goal for e in errs)}/{len(errs)})" if errs else "—")
+        print(f"| {lib} | " + " | ".join(out) + " |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--synth", action="store_true", help="re-measure (cached) instead of reading the data file")
     args = parser.parse_args()
     doc = fpga.coefficients()
     print(f"coefficients fitted {doc.get('date')} with {doc.get('tools')}; synthesis targets {SYNTH_TARGET}")
+    unhashed = [r for r in json.loads(DATA_FILE.read_text())["rows"] if "design" not in r]
+    if unhashed:
+        print(f"warning: {len(unhashed)} rows record no design hash, so they may measure older hardware; "
+              "`python -m hwgen.estimate.calibrate collect --stale` measures the changed ones again")
     report("heldout", rows("heldout", args.synth))
     report("calibration", rows("calibration", False))
+    asic_report("heldout")
+    asic_report("calibration")
 
 
 if __name__ == "__main__":

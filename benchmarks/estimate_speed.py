@@ -1,11 +1,12 @@
-"""Speed of the analytic FPGA estimate (resources + fmax): design points per second on one core.
+"""Speed of the analytic FPGA and ASIC estimates (resources or area + fmax): design points per second on one core.
 
 ::
 
     python benchmarks/estimate_speed.py
 
 Goal: ≥ 10,000 design points/s per core. A design point is one configuration estimated on one family (features,
-mapping, resources and the fmax model), as a design-space sweep evaluates it.
+mapping, resources and the fmax model), as a design-space sweep evaluates it; on an ASIC library (``sky130``,
+``osu018``): area, cells, fmax and leakage (:func:`hwgen.estimate.asic.analytic`).
 """
 from __future__ import annotations
 
@@ -14,7 +15,8 @@ import time
 
 from hwgen.arch.dataflow.config import CodeType, DataflowConfig, LayerConfig
 from hwgen.arch.systolic.config import SystolicConfig
-from hwgen.estimate import fpga
+from hwgen.estimate import asic, fpga
+from hwgen.estimate.targets import ASIC_TARGETS
 
 
 def systolic_space() -> list[SystolicConfig]:
@@ -36,9 +38,13 @@ def rate(configs, family: str) -> float:
     """Points per CPU second (process time: the machine may be shared); fresh configurations, no cache hits."""
     fpga.components.cache_clear()
     start = time.process_time()
-    for config in configs:
-        fpga.estimate_resources(config, family)
-        fpga.estimate_fmax(config, family)
+    if family in ASIC_TARGETS:
+        for config in configs:
+            asic.analytic(config, ASIC_TARGETS[family])
+    else:
+        for config in configs:
+            fpga.estimate_resources(config, family)
+            fpga.estimate_fmax(config, family)
     return len(configs) / (time.process_time() - start)
 
 
@@ -48,7 +54,7 @@ def main() -> None:
     print("| space | points | family | points/s | goal |")
     print("| --- | ---: | --- | ---: | --- |")
     for name, configs in spaces.items():
-        for family in ("ice40", "ecp5", "xc7"):
+        for family in ("ice40", "ecp5", "xc7", "sky130", "osu018"):
             r = rate(configs, family)
             print(f"| {name} | {len(configs)} | {family} | {r:,.0f} | ≥ 10,000 {'✓' if r >= 10000 else '✗'} |")
 

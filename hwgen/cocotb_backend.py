@@ -162,11 +162,45 @@ def build(verilog: str, top: str) -> Path:
     return entry
 
 
-def _write_beats(path: Path, beats: Sequence[int], lasts: Sequence[int], masks: Sequence[int] | None = None) -> None:
+def _beat_lines(beats: Sequence[int], lasts: Sequence[int], masks: Sequence[int] | None = None) -> str:
+    """Beats as the testbenches read them: ``<tdata hex> <tlast> [<mask hex>]`` per line."""
     if masks is None:
-        path.write_text("".join(f"{beat:x} {int(last)}\n" for beat, last in zip(beats, lasts)))
-    else:
-        path.write_text("".join(f"{beat:x} {int(last)} {mask:x}\n" for beat, last, mask in zip(beats, lasts, masks)))
+        return "".join(f"{beat:x} {int(last)}\n" for beat, last in zip(beats, lasts))
+    return "".join(f"{beat:x} {int(last)} {mask:x}\n" for beat, last, mask in zip(beats, lasts, masks))
+
+
+def run_testbench(build_dir: Path, top: str, testbench: str, description: dict, files: dict[str, str],
+                  seed: int = 0) -> tuple[dict, BaseException | None, float, str]:
+    """Run ``sim/cocotb/<testbench>.py`` on a :func:`build` of ``top``: ``files`` (name → text) and the run
+    description (``run.json``, its ``result`` file named ``result.json``) are written into a scratch folder.
+
+    Returns the result JSON, the runner's failure (a failing cocotb test, or None), the wall time (s) and the tail
+    of the simulator log. Raises :class:`hwgen.verilator.SimulationError` when the testbench wrote no result.
+    """
+    from cocotb_tools.runner import get_runner
+
+    with tempfile.TemporaryDirectory(prefix="hwgen-cocotb-") as scratch_name:
+        scratch = Path(scratch_name)
+        shutil.copy(testbench_dir() / f"{testbench}.py", scratch / f"{testbench}.py")
+        for name, text in files.items():
+            (scratch / name).write_text(text)
+        (scratch / "run.json").write_text(json.dumps({**description, "result": "result.json"}, indent=1))
+        sim_log = scratch / "sim.log"
+        runner = get_runner("verilator")
+        started = time.perf_counter()
+        failure = None
+        try:
+            runner.test(test_module=testbench, hdl_toplevel=top, hdl_toplevel_lang="verilog", build_dir=build_dir,
+                        test_dir=scratch, results_xml=str(scratch / "results.xml"), log_file=sim_log, seed=seed,
+                        plusargs=[f"+hwgen_run={scratch / 'run.json'}"])
+        except (RuntimeError, SystemExit) as exc:  # the runner exits under pytest when a cocotb test fails
+            failure = exc
+        seconds = time.perf_counter() - started
+        result_file = scratch / "result.json"
+        if not result_file.is_file():
+            raise verilator.SimulationError(f"the cocotb testbench {testbench} stopped without results ({failure}):"
+                                            f"\n{_tail(sim_log)}", 1)
+        return json.loads(result_file.read_text()), failure, seconds, _tail(sim_log)
 
 
 def pack_load(rows: Sequence[Sequence[int]]) -> list[int]:
@@ -201,47 +235,23 @@ def run(build_dir: Path, top: str, loads: Sequence[Sequence[int]], *, x: Sequenc
     (:class:`hwgen.verilator.CycleLimitError` beyond). Mismatches are reported, not raised; a run that could not
     finish raises :class:`hwgen.verilator.SimulationError` with the tail of the testbench log.
     """
-    from cocotb_tools.runner import get_runner
-
     if importlib.util.find_spec("cocotbext") is None or importlib.util.find_spec("cocotbext.axi") is None:
         raise verilator.SimulationError("the cocotb backend needs cocotbext-axi: pip install 'hwgen[cocotb]'", 2)
     if not 0 <= backpressure < 1:
         raise ValueError(f"backpressure must be a probability in [0, 1), got {backpressure}")
-    with tempfile.TemporaryDirectory(prefix="hwgen-cocotb-") as scratch_name:
-        scratch = Path(scratch_name)
-        shutil.copy(testbench_dir() / f"{TESTBENCH}.py", scratch / f"{TESTBENCH}.py")
-        (scratch / "load.hex").write_text("".join(f"{payload:x}\n" for payload in pack_load(loads)))
-        _write_beats(scratch / "x.txt", x, x_last)
-        _write_beats(scratch / "expected.txt", expected, expected_last, expected_mask)
-        description = {"load": "load.hex", "x": "x.txt", "expected": "expected.txt", "result": "result.json",
-                       "seed": seed, "backpressure": backpressure, "max_cycles": max_cycles,
-                       "stop_after_y": stop_after_y}
-        (scratch / "run.json").write_text(json.dumps(description, indent=1))
-        sim_log = scratch / "sim.log"
-        runner = get_runner("verilator")
-        started = time.perf_counter()
-        failure = None
-        try:
-            runner.test(test_module=TESTBENCH, hdl_toplevel=top, hdl_toplevel_lang="verilog", build_dir=build_dir,
-                        test_dir=scratch, results_xml=str(scratch / "results.xml"), log_file=sim_log, seed=seed,
-                        plusargs=[f"+hwgen_run={scratch / 'run.json'}"])
-        except (RuntimeError, SystemExit) as exc:  # the runner exits under pytest when a cocotb test fails
-            failure = exc
-        seconds = time.perf_counter() - started
-        result_file = scratch / "result.json"
-        if not result_file.is_file():
-            raise verilator.SimulationError(f"the cocotb testbench stopped without results ({failure}):\n"
-                                            f"{_tail(sim_log)}", 1)
-        result = json.loads(result_file.read_text())
-        if result["status"] != "done":
-            raise verilator.CycleLimitError(f"done still low {max_cycles} clock cycles after the start pulse "
-                                            f"(cocotb backend)", verilator.EXIT_CYCLE_LIMIT)
-        if len(result["y"]) != len(expected) or result["s_axis_beats"] != len(x):
-            raise verilator.SimulationError(f"streams incomplete: m_axis gave {len(result['y'])} of {len(expected)} "
-                                            f"beats, s_axis took {result['s_axis_beats']} of {len(x)}:\n"
-                                            f"{_tail(sim_log)}", 4)
-        if failure is not None and not (result["beat_mismatches"] or result["tlast_errors"]):
-            raise verilator.SimulationError(f"the cocotb testbench failed ({failure}):\n{_tail(sim_log)}", 1)
+    files = {"load.hex": "".join(f"{payload:x}\n" for payload in pack_load(loads)), "x.txt": _beat_lines(x, x_last),
+             "expected.txt": _beat_lines(expected, expected_last, expected_mask)}
+    description = {"load": "load.hex", "x": "x.txt", "expected": "expected.txt", "result": "result.json",
+                   "seed": seed, "backpressure": backpressure, "max_cycles": max_cycles, "stop_after_y": stop_after_y}
+    result, failure, seconds, tail = run_testbench(build_dir, top, TESTBENCH, description, files, seed)
+    if result["status"] != "done":
+        raise verilator.CycleLimitError(f"done still low {max_cycles} clock cycles after the start pulse "
+                                        f"(cocotb backend)", verilator.EXIT_CYCLE_LIMIT)
+    if len(result["y"]) != len(expected) or result["s_axis_beats"] != len(x):
+        raise verilator.SimulationError(f"streams incomplete: m_axis gave {len(result['y'])} of {len(expected)} "
+                                        f"beats, s_axis took {result['s_axis_beats']} of {len(x)}:\n{tail}", 4)
+    if failure is not None and not (result["beat_mismatches"] or result["tlast_errors"]):
+        raise verilator.SimulationError(f"the cocotb testbench failed ({failure}):\n{tail}", 1)
     log.debug("cocotb: %s ran %d clock cycles in %.3f s", top, result["sim_cycles"], seconds)
     return CocotbResult(
         cycles=result["cycles"], io_cycles=result["io_cycles"], first_s_axis_cycle=result["first_s_axis_cycle"],

@@ -1,7 +1,7 @@
 """``hwgen.compile(model) -> Design``: a generated accelerator, its program and images, simulation and outputs.
 
 A :class:`Design` is what every architecture produces: the Amaranth top component with its configuration, the
-program and memory images for one model, and the analytic cycle model. ``write`` emits ``top.v``,
+program and memory images for one model, and the analytic cycle model. ``write`` emits the Verilog (``rtl/``),
 ``manifest.json``, the memory images and ``report.md``; ``simulate`` runs the Verilog in Verilator and checks the
 result bit for bit against the golden model on every call.
 """
@@ -34,12 +34,12 @@ from .names import display
 SCHEMA_VERSION = 1
 TOP_NAME = "hwgen_systolic"
 ARCHS = ("systolic", "dataflow")
-BACKENDS = ("native", "cocotb")
+BACKENDS = ("native", "cocotb", "axi")
 CYCLE_FORMULAS = {
-    "os": "sum over layers of (tiles - 1) * period + kp + 2*rows + cols + lane_stages + 2, "
+    "os": "sum over layers of (tiles - 1) * period + kp + 3*rows + cols + lane_stages + 2, "
           "period = max(kp, 2*rows + cols - 1), tiles = m_tiles * n_tiles",
     "ws": "sum over layers of rows + (folds - 1) * period + samples + rows + cols + lane_stages + 3, "
-          "folds = n_tiles * k_tiles, period = rows * ceil(max(samples, 2*rows + cols - 1) / rows)",
+          "folds = n_tiles * k_tiles, period = max(samples, 2*rows + cols - 1)",
     "stream": "per chunk: samples * (x_words + y_words) + 1 more (every beat valid/ready at once)",
 }
 UNITS = {"Quantize": "host: input quantizer", "Dequantize": "host: output dequantizer", "MatMul": "systolic array",
@@ -64,6 +64,8 @@ class SimResult:
 
 class Design:
     """A compiled model on one hardware configuration."""
+
+    arch = "systolic"
 
     def __init__(self, model: Model, config: SystolicConfig, images: tuple[Path, ...] = ()):
         self.model = model
@@ -113,6 +115,9 @@ class Design:
         per cycle and side, 0 for none; ``seed``), a scoreboard checking every output beat, and ``io_cycles`` (first
         ``s_axis`` → last ``m_axis`` transfer, both included) in the report. Backpressure makes ``cycles`` exceed
         ``predicted_cycles`` (exact without it); ``bit_exact`` stays the criterion.
+
+        ``backend="axi"`` runs the same streamed job through the AXI wrapper ``hwgen_systolic_axi`` instead
+        (:mod:`hwgen.axi_sim`): loads over AXI4-Lite, cocotbext-axi streams with the same random backpressure.
         """
         if backend not in BACKENDS:
             raise HwgenError(f"unknown simulation backend {backend!r}; available: {', '.join(BACKENDS)}")
@@ -122,6 +127,9 @@ class Design:
         if backend == "cocotb":
             return self._simulate_cocotb(x, wave=wave, max_cycles=max_cycles, stream=stream,
                                          backpressure=backpressure, seed=seed)
+        if backend == "axi":
+            return _simulate_axi(self, x, wave=wave, stream=stream, max_cycles=max_cycles,
+                                 backpressure=backpressure, seed=seed)
         from . import verilator
 
         samples = len(x)
@@ -129,7 +137,7 @@ class Design:
         program = self.program
         codes_in, expected = self._golden_codes(x)
         start = time.perf_counter()
-        trace = None if wave is None else "fst" if Path(wave).suffix == ".fst" else "vcd"
+        trace = verilator.trace_format(wave)
         binary = verilator.build(self.verilog, TOP_NAME, trace=trace)
         build_seconds = time.perf_counter() - start
         predicted = program.predict_cycles(samples, stream)
@@ -237,20 +245,29 @@ class Design:
 
     # ------------------------------------------------------------------------------------------------ estimates
     def estimate(self, target: str, synth: bool = False, out_dir: Path | None = None):
-        """FPGA resources, fmax, latency (µs) and throughput (inferences/s) on ``target`` (:mod:`hwgen.estimate`);
+        """FPGA resources or ASIC area/power, fmax, latency (µs) and throughput (inferences/s) on ``target``
+        (:mod:`hwgen.estimate`; ASIC energy from the program's operation counts or ``out_dir/activity.json``);
         latency is one preloaded sample, throughput ``program.batch`` preloaded samples, both from
         :meth:`predicted_cycles`. ``synth``: Yosys / nextpnr figures, their logs under ``out_dir/synth/``."""
         from .estimate import Cycles, estimate
+        from .estimate.power import systolic_workload
 
         batch = self.program.batch
         cycles = Cycles(self.predicted_cycles(1, stream=False), batch, self.predicted_cycles(batch, stream=False),
                         f"Design.predicted_cycles: latency = 1 sample, throughput = {batch} samples, preloaded")
+        workload = systolic_workload(self.config, self.layers, cycles.batch_cycles / batch)
+        design = {"top": TOP_NAME, "model_sha256": self._model_sha256()}
+        if out_dir is not None and (Path(out_dir) / "activity.json").is_file():
+            design["design_verilog_sha256"] = self.verilog_sha256    # which simulation the activity is of
         return estimate(self.config, target, synth=synth, cycles=cycles, verilog=self.verilog if synth else None,
-                        top=TOP_NAME, out_dir=out_dir, design={"top": TOP_NAME, "model_sha256": self._model_sha256()})
+                        top=TOP_NAME, out_dir=out_dir, workload=workload, design=design)
 
     # ------------------------------------------------------------------------------------------------ outputs
-    def manifest(self) -> dict:
-        """Everything a user or tool needs to drive the design (JSON-ready, deterministic)."""
+    def manifest(self, rom: bool = False) -> dict:
+        """Everything a user or tool needs to drive the design (JSON-ready, deterministic); ``rom``: the files
+        include the ROM core."""
+        from .integration import axi_manifest, manifest_files
+
         cfg = self.config
         graph = self.model.graph
         instructions = self.program.instructions(self.program.batch)
@@ -302,8 +319,9 @@ class Design:
                 "formula": CYCLE_FORMULAS[cfg.dataflow], "streamed_chunk_extra": CYCLE_FORMULAS["stream"],
                 "batch_per_run": self.program.batch,
                 "cycles_per_full_run": self.program.predict_cycles(self.program.batch)},
-            "files": {"verilog": "top.v", "weights": "weights.load", "thresholds": "thresholds.load",
-                      "model": self.model.source_name, "report": "report.md"},
+            "files": {"weights": "weights.load", "thresholds": "thresholds.load", "program": "program.load",
+                      "model": self.model.source_name, "report": "report.md", **manifest_files(self, rom)},
+            "axi": axi_manifest(self),
             "verilog_sha256": self.verilog_sha256,
         }
 
@@ -329,15 +347,19 @@ class Design:
         return "\n".join(lines)
 
     def write(self, out_dir: str | Path, rom: bool = False) -> Path:
-        """Write the design into ``out_dir`` (created; files replaced atomically as a whole); with ``rom`` also
-        ``top_rom.v`` (weights, thresholds and program in the memories' initial contents)."""
-        files = {"top.v": self.verilog, "manifest.json": json.dumps(self.manifest(), indent=2, sort_keys=True) + "\n",
-                 "weights.load": format_rows(self.program.weights),
-                 "thresholds.load": format_rows(self.program.thresholds),
+        """Write the design into ``out_dir`` (created; files replaced atomically as a whole): the core's Verilog
+        (``rtl/``, one module per file), manifest, images (``program.load``: ``program.batch`` samples streamed per
+        start), model, report and the integration files (:mod:`hwgen.integration`); with ``rom`` also the core
+        ``hwgen_systolic_rom`` (weights, thresholds and program in the memories' initial contents)."""
+        from .integration import integration_files
+
+        program = self.program
+        files = {"manifest.json": json.dumps(self.manifest(rom), indent=2, sort_keys=True) + "\n",
+                 "weights.load": format_rows(program.weights), "thresholds.load": format_rows(program.thresholds),
+                 "program.load": format_rows(program.program_rows(program.batch, stream=True)),
                  self.model.source_name: self.model.source_bytes(),
-                 "report.md": self.report_markdown()}
-        if rom:
-            files["top_rom.v"] = self.verilog_rom()
+                 "report.md": self.report_markdown(),
+                 **integration_files(self, self.verilog_rom() if rom else None)}
         return write_files(out_dir, files)
 
 
@@ -351,6 +373,17 @@ def unit_rows(graph, units: dict[str, str], max_thresholds: int | None = None) -
         op = "FixedCast" if node.op == "MultiThreshold" and runs_as_stages(graph, node, max_thresholds) else node.op
         rows.append({"node": node.name, "op": node.op, "onnx_ops": list(node.source_ops), "unit": units[op]})
     return rows
+
+
+def _simulate_axi(design, x: np.ndarray, *, wave, stream, max_cycles, backpressure: float, seed: int) -> SimResult:
+    """``simulate(backend="axi")`` of either architecture (:mod:`hwgen.axi_sim`)."""
+    from . import axi_sim
+
+    if stream is False:
+        raise HwgenError("the axi backend always streams through s_axis/m_axis (drop --preload)")
+    if wave is not None:
+        raise HwgenError("waveforms come from the native backend (--backend native)")
+    return axi_sim.simulate(design, x, backpressure=backpressure, seed=seed, max_cycles=max_cycles)
 
 
 def golden_codes(model: Model, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -375,18 +408,23 @@ def model_sha256(model: Model) -> str:
 
 
 def write_files(out_dir: str | Path, files: dict[str, str | bytes]) -> Path:
-    """Write ``files`` (name → contents) into ``out_dir``, created if needed, replaced as a whole: the files are
-    staged beside it first, so a failure leaves nothing half-written."""
+    """Write ``files`` (name → contents; a name may lie in a subfolder, ``rtl/top.v``) into ``out_dir``, created if
+    needed, replaced as a whole: the files are staged beside it first, so a failure leaves nothing half-written.
+    A subfolder replaces the folder of the same name whole (no stale files from an earlier design remain in it)."""
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
     try:
         for name, contents in files.items():
             path = staging / name
+            path.parent.mkdir(parents=True, exist_ok=True)
             path.write_bytes(contents) if isinstance(contents, bytes) else path.write_text(contents)
         if out_dir.exists():
             for item in staging.iterdir():
-                os.replace(item, out_dir / item.name)
+                target = out_dir / item.name
+                if item.is_dir() and target.is_dir():
+                    shutil.rmtree(target)
+                os.replace(item, target)
             shutil.rmtree(staging)
         else:
             os.replace(staging, out_dir)
@@ -477,7 +515,7 @@ def open_design(out_dir: str | Path) -> Design:
 
         design = open_dataflow(out_dir, manifest, model)
         if design.verilog_sha256 != manifest["verilog_sha256"]:
-            raise HwgenError(f"{out_dir}: top.v no longer matches the manifest (regenerate with `hwgen compile`)")
+            raise HwgenError(f"{out_dir}: the design no longer matches its manifest's verilog_sha256 (regenerate with `hwgen compile`)")
         return design
     config = dict(manifest["config"])
     if config.get("broken_pe") is not None:
@@ -485,7 +523,7 @@ def open_design(out_dir: str | Path) -> Design:
     files = manifest["files"]
     design = Design(model, SystolicConfig(**config), (out_dir / files["weights"], out_dir / files["thresholds"]))
     if design.verilog_sha256 != manifest["verilog_sha256"]:
-        raise HwgenError(f"{out_dir}: top.v no longer matches the manifest (regenerate with `hwgen compile`)")
+        raise HwgenError(f"{out_dir}: the design no longer matches its manifest's verilog_sha256 (regenerate with `hwgen compile`)")
     return design
 
 

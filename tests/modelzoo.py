@@ -177,7 +177,11 @@ def _brevitas_writer(
 
 @dataclass(frozen=True)
 class _MLPConfig:
-    """A chain of QuantLinear layers with quantized activations in between."""
+    """A chain of QuantLinear layers with quantized activations in between.
+
+    A bit width of 1 (weights or a hidden activation) is binary: brevitas' ``SignedBinary*PerTensorConst``
+    quantizers, exported as ``BipolarQuant`` (±1, as in BinaryConnect and FINN's BNNs).
+    """
 
     in_features: int = 64
     hidden: tuple[int, ...] = (32, 32)
@@ -198,10 +202,25 @@ class _MLPConfig:
     """A BatchNorm1d between each hidden QuantLinear (then bias-free) and its activation."""
 
 
+CANIDS = _MLPConfig(in_features=64, hidden=(64, 32, 32), out_features=5, in_signed=False, weight_bits=(2, 2, 2, 2),
+                    act_bits=(2, 2, 2))
+"""A 2-bit 4-layer MLP of the size used for automotive CAN intrusion detection (the FINN CAN-IDS seed:
+Khandelwal & Shreejith, arXiv:2401.11030 — a 2-bit 4-layer MLP on 4 concatenated CAN messages, classifying benign
+traffic, DoS, fuzzing and spoofing). The paper's layer widths were not available; 64 inputs (4 messages × 16
+features), hidden widths 64, 32, 32 and 5 classes are a plausible size (FINN's cybersecurity MLP is 600-64-64-64-1
+with 2-bit weights), uint8 inputs."""
+
+
 def _mlp(cfg: _MLPConfig) -> Callable[[], torch.nn.Module]:
     def make() -> torch.nn.Module:
         from brevitas import nn as qnn
-        from brevitas.quant import Int8ActPerTensorFloat, Int32Bias, Uint8ActPerTensorFloat
+        from brevitas.quant import (
+            Int8ActPerTensorFloat,
+            Int32Bias,
+            SignedBinaryActPerTensorConst,
+            SignedBinaryWeightPerTensorConst,
+            Uint8ActPerTensorFloat,
+        )
         from torch import nn
 
         layers: list[nn.Module] = [
@@ -221,6 +240,7 @@ def _mlp(cfg: _MLPConfig) -> Callable[[], torch.nn.Module]:
                     bias=last or not cfg.batchnorm,
                     weight_bit_width=cfg.weight_bits[i],
                     weight_narrow_range=cfg.weight_narrow,
+                    **({"weight_quant": SignedBinaryWeightPerTensorConst} if cfg.weight_bits[i] == 1 else {}),
                     weight_scaling_per_output_channel=cfg.per_channel,
                     bias_quant=Int32Bias if cfg.int32_bias else None,
                     return_quant_tensor=not last,
@@ -230,6 +250,9 @@ def _mlp(cfg: _MLPConfig) -> Callable[[], torch.nn.Module]:
                 break
             if cfg.batchnorm:
                 layers.append(nn.BatchNorm1d(fan_out))
+            if cfg.act_bits[i] == 1:
+                layers.append(qnn.QuantIdentity(act_quant=SignedBinaryActPerTensorConst, return_quant_tensor=True))
+                continue
             act = qnn.QuantIdentity if cfg.signed_acts else qnn.QuantReLU
             layers.append(
                 act(bit_width=cfg.act_bits[i], narrow_range=cfg.act_narrow, return_quant_tensor=True)
@@ -659,6 +682,16 @@ def _brevitas_specs() -> dict[str, _Spec]:
     # QCDQ export of a quantized (int32) bias needs dynamo=False.
     mlp_w8a8 = _MLPConfig(weight_bits=(8, 8, 8), act_bits=(8, 8), per_channel=True, int32_bias=True)
     add("mlp_w8a8_int32bias_perchannel", _mlp(mlp_w8a8), ("qonnx", "qcdq"), (64,))
+    add("mlp_w2a2", _mlp(_MLPConfig(in_signed=False, weight_bits=(2, 2, 2), act_bits=(2, 2))), ("qonnx",), (64,),
+        "unit")
+    add("mlp_w6a6", _mlp(_MLPConfig(in_bits=6, weight_bits=(6, 6, 6), act_bits=(6, 6))), ("qonnx",), (64,))
+    # binary weights and activations (BipolarQuant, no QCDQ export); the 8-bit input meets binary weights
+    add("mlp_w1a1", _mlp(_MLPConfig(weight_bits=(1, 1, 1), act_bits=(1, 1))), ("qonnx",), (64,))
+    # small enough that its fully unrolled dataflow pipeline (320 MAC lanes) builds quickly in Verilator
+    tiny = _MLPConfig(in_features=16, hidden=(12, 8), out_features=4, weight_bits=(3, 3, 3), act_bits=(3, 3),
+                      signed_acts=True)
+    add("mlp_tiny_w3a3_signed", _mlp(tiny), ("qonnx",), (16,))
+    add("mlp_canids_w2a2", _mlp(CANIDS), ("qonnx",), (CANIDS.in_features,), "unit")
     # QCDQ export supports at most 8 bits, hence no QCDQ variant with the 16-bit input.
     mlp_bn = _MLPConfig(
         in_bits=16,

@@ -245,9 +245,8 @@ def test_random_backpressure_stays_bit_exact(p_valid: float, p_ready: float) -> 
     np.testing.assert_array_equal(run.outputs, run_layers(layers, codes))
 
 
-def test_bipolar_network() -> None:
-    """A BNN: bipolar input, XNOR-popcount layers with bipolar thresholds, an integer last layer."""
-    rng = np.random.default_rng(2)
+def bnn_program(rng: np.random.Generator, fold: list[LayerFold]) -> DataflowProgram:
+    """A BNN 12-8-6: bipolar input, XNOR-popcount layers with bipolar thresholds, an integer last layer."""
     dims = [12, 8, 6]
     layers = []
     for index, (k, n) in enumerate(pairwise(dims)):
@@ -255,9 +254,14 @@ def test_bipolar_network() -> None:
         thresholds = np.sort(rng.integers(-k, k + 1, size=(n, 1)), axis=1)
         layers.append(GemmLayer(f"bnn{index}", weight, 0, thresholds, rng.random(n) < 0.3, -1, 2, (-k, k), 2, 2,
                                 f"rq{index}", (f"t{index}",), (k,), f"t{index + 1}"))
-    program = compile_dataflow(layers, fold=[LayerFold(2, 4), LayerFold(3, 2)], input_type=CodeType(1, bipolar=True))
+    program = compile_dataflow(layers, fold=fold, input_type=CodeType(1, bipolar=True))
     assert all(layer.bipolar for layer in program.config.layers)
-    check(program, rng.choice([-1, 1], size=(3, 12)))
+    return program
+
+
+def test_bipolar_network() -> None:
+    rng = np.random.default_rng(2)
+    check(bnn_program(rng, [LayerFold(2, 4), LayerFold(3, 2)]), rng.choice([-1, 1], size=(3, 12)))
 
 
 def test_rom_style_design_needs_no_loads() -> None:
@@ -288,13 +292,19 @@ def test_verilog_ports_and_no_zero_width_signals() -> None:
     assert not re.search(r"\[-1:0\]", text)
 
 
-def test_lint_and_yosys_clean() -> None:
-    """A small design with 1-wide layers, both converter kinds and every memory kind: Verilator ``-Wall`` (with the
-    project's documented waivers for Amaranth idioms) and Yosys ``check -assert`` find nothing."""
+@pytest.mark.parametrize("kind", ["integer", "bipolar"])
+def test_lint_and_yosys_clean(kind: str) -> None:
+    """Small designs — 1-wide layers, both converter kinds and every memory kind; XNOR-popcount layers with
+    per-channel bipolar thresholds, fully unrolled and fully folded: Verilator ``-Wall`` (with the project's
+    documented waivers for Amaranth idioms) and Yosys ``check -assert`` find nothing."""
     from hwgen import verilator
 
-    layers = mlp_layers(np.random.default_rng(1), [1, 1, 6, 4], 3, 3, [1, 2, 2], False)
-    program = compile_dataflow(layers, fold=[LayerFold(1, 1), LayerFold(3, 1), LayerFold(2, 3)])
+    rng = np.random.default_rng(1)
+    if kind == "integer":
+        layers = mlp_layers(rng, [1, 1, 6, 4], 3, 3, [1, 2, 2], False)
+        program = compile_dataflow(layers, fold=[LayerFold(1, 1), LayerFold(3, 1), LayerFold(2, 3)])
+    else:
+        program = bnn_program(rng, [LayerFold(8, 12), LayerFold(1, 1)])
     text = verilog.convert(DataflowTop(program.config), name="hwgen_dataflow")
     assert verilator.lint_problems(text, "hwgen_dataflow") == []
     assert verilator.yosys_check(text, "hwgen_dataflow") == []

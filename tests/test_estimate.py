@@ -78,9 +78,9 @@ def test_scratchpad_models():
     [act] = by_name(parts, "activation_banks")
     [weights] = by_name(parts, "weight_banks")
     [out] = by_name(parts, "output_banks")
-    assert (act.count, act.mems) == (4, [(512, 3 * cfg.store_bits, 1)])
-    assert (weights.count, weights.mems) == (3, [(1024, 8, 1)])
-    assert (out.count, out.mems) == (4, [(64, 3 * cfg.acc_bits, 1)])
+    assert (act.count, act.mems) == (4, [fpga.Mem(512, 3 * cfg.store_bits, group=cfg.store_bits)])
+    assert (weights.count, weights.mems) == (3, [fpga.Mem(1024, 8)])
+    assert (out.count, out.mems) == (4, [fpga.Mem(64, 3 * cfg.acc_bits)])
     assert by_name(parts, "program") and by_name(parts, "controller")
     assert by_name(parts, "stream_in") and by_name(parts, "stream_out")
     assert not by_name(parts, "accumulators")
@@ -93,18 +93,8 @@ def test_requant_lane_model():
     cfg = SystolicConfig(rows=2, cols=5, out_bits=3, slot_depth=16)
     [lane] = by_name(fpga.systolic_components(cfg), "requant_lane")
     assert lane.count == 5
-    assert [depth for depth, _, _ in lane.mems] == [16, 32, 64]          # stage b holds slot_depth · 2^b words
+    assert [mem.depth for mem in lane.mems] == [16, 32, 64]              # stage b holds slot_depth · 2^b words
     assert lane.cmp == 3 * cfg.threshold_bits
-
-
-def test_block_ram_geometry():
-    assert fpga.bram_tiles("ecp5", 1024, 18) == 1
-    assert fpga.bram_tiles("ecp5", 1024, 36) == 2
-    assert fpga.bram_tiles("ecp5", 32, 8) == 0                         # LUT RAM
-    assert fpga.bram_tiles("ice40", 256, 16) == 1
-    assert fpga.bram_tiles("ice40", 1024, 16) == 4
-    assert fpga.bram_tiles("xc7", 1024, 36) == 1 / 2                    # one RAMB18
-    assert fpga.bram_tiles("xc7", 512, 72) == 1 / 2 or fpga.bram_tiles("xc7", 512, 72) == 1
 
 
 def test_mvau_threshold_fifo_dwc_models():
@@ -113,12 +103,13 @@ def test_mvau_threshold_fifo_dwc_models():
     [mvau0] = by_name(parts, "mvau0")
     first = cfg.layers[0]
     assert mvau0.muls == [(first.operand_shape.width, 3, first.pe * first.simd)]
-    assert (max(2, first.cycles), first.simd * 3, first.pe) in mvau0.mems
+    assert fpga.Mem(max(2, first.cycles), first.simd * 3, first.pe, group=3) in mvau0.mems
+    assert fpga.Mem(max(2, first.sf), first.simd * 3, shape="sp") in mvau0.mems       # NF > 1: input buffer
     [thr] = by_name(parts, "thresholds0")
     assert thr.cmp == first.pe * first.thresholds * first.threshold_bits
     assert not by_name(parts, "thresholds1")                             # the last layer passes through
     [fifo] = by_name(parts, "fifo1")
-    assert fifo.mems == [(cfg.fifo_depths[0] - 1, cfg.layers[1].simd * first.out_type.bits, 1)]
+    assert fifo.mems == [fpga.Mem(cfg.fifo_depths[0] - 1, cfg.layers[1].simd * first.out_type.bits)]
     assert by_name(parts, "dwc0") == []                                   # PE 2 → SIMD 2: no converter
     wide = DataflowConfig((LayerConfig(mw=8, mh=6, pe=2, simd=4, in_type=CodeType(3), weight_bits=3, thresholds=3),
                            LayerConfig(mw=6, mh=2, pe=1, simd=3, in_type=CodeType(2), weight_bits=3)))
@@ -177,6 +168,19 @@ def test_calibration_never_fits_heldout():
     assert not keys & {json.dumps(e, sort_keys=True) for e in sets["heldout"]}
 
 
+def test_stale_calibration_rows_are_found():
+    """A row measured on other hardware than the configuration builds today (or recording no design) is stale:
+    ``collect --stale`` measures it again."""
+    from hwgen.estimate import calibrate
+    from hwgen.estimate.report import default_verilog
+
+    entry = {"arch": "dataflow", "layers": [[8, 4, 2, 4, 3, False, 3, 3], [4, 2, 1, 2, 2, False, 3, 0]]}
+    fresh = {"config": entry, "design": calibrate.design_hash(default_verilog(calibrate.build_config(entry))[0])}
+    older = {"config": entry, "design": "0" * 16}
+    unknown = {"config": entry}
+    assert calibrate.stale_rows([fresh, older, unknown]) == [older, unknown]
+
+
 # ------------------------------------------------------------------------------------------------ report schema
 def check_schema(doc: dict, target: str) -> None:
     assert doc["schema_version"] == SCHEMA_VERSION
@@ -211,7 +215,7 @@ def test_dataflow_report_uses_its_cycle_model():
 
 
 def test_unknown_target():
-    with pytest.raises(ValueError, match="unknown FPGA target 'ecp6'; known: ice40-up5k"):
+    with pytest.raises(ValueError, match="unknown target 'ecp6'; known: ice40-up5k"):
         estimate(SMALL, "ecp6", cycles=CYCLES)
 
 

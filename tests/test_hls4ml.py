@@ -401,8 +401,8 @@ def test_systolic_equals_csim(build, shared_array: dict, name: str) -> None:
     hls_model, graph, n_in = build(name)
     design = hwgen.compile(hls_model, rows=4, cols=4, **shared_array)
     x = inputs(n_in, INPUT_SCALE[name], seed=2)[:HW_SAMPLES]
-    # the CNN's results stay on its image grid (a flattened conv feeds the Dense): read back, one batch a run
-    streams = design.program.y_layout.slots == 1
+    # the CNN's input image is preloaded and its results read back, one batch a run
+    streams = design.program.x_layout.slots == design.program.y_layout.slots == 1
     chunks = [x] if streams else [x[i:i + design.program.batch] for i in range(0, len(x), design.program.batch)]
     codes = []
     for chunk in chunks:
@@ -475,7 +475,7 @@ def test_cli_from_hls4ml(build, tmp_path: Path) -> None:
     assert {u["unit"] for u in manifest["units"]} >= {"MVAU (rounded products)", "MVAU fixed-point stages (fused)"}
     again = tmp_path / "again"
     assert cli("compile", "--from-hls4ml", fml, "--arch", "dataflow", "-o", again).returncode == 0
-    for name in ("top.v", "manifest.json", "weights.load", "biases.load", "model.fml"):
+    for name in ("rtl/hwgen_dataflow.v", "manifest.json", "weights.load", "biases.load", "model.fml"):
         assert (out / name).read_bytes() == (again / name).read_bytes(), name
     x = inputs(n_in, INPUT_SCALE["narrow"], seed=3)[:64]
     np.save(tmp_path / "x.npy", x)

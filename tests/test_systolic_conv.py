@@ -1,15 +1,24 @@
 """Convolutions on the systolic array with implicit im2col, in Amaranth's simulator: random conv chains (kernel,
-stride, padding, groups, channels) bit-exact with the numpy model of the array's layers and with the golden
-model's conv, the cycle counter equal to the prediction, and the input image written as exactly C·H·W values."""
+stride, padding, groups, channels), on both dataflows, bit-exact with the numpy model of the array's layers and
+with the golden model's conv, the cycle counter equal to the prediction, and the input image written as exactly
+C·H·W values."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from test_systolic_sim import check
 
 from hwgen import kernels
-from hwgen.arch.systolic.compile import Conv, GemmLayer, compile_layers, default_config, run_layers
-from test_systolic_sim import check
+from hwgen.arch.systolic.compile import (
+    Conv,
+    GemmLayer,
+    compile_layers,
+    default_config,
+    run_layers,
+)
+from hwgen.errors import HwgenError
 
 
 def conv_layer(rng: np.random.Generator, name: str, source: str, output: str, in_shape: tuple[int, int, int],
@@ -60,8 +69,9 @@ def pads_for(draw, kernel: int) -> tuple[int, int]:
     return lo, draw(st.integers(0, kernel - 1 - lo))
 
 
-@given(rows=st.integers(1, 4), cols=st.integers(1, 4), seed=st.integers(0, 2**32 - 1), data=st.data())
-def test_random_convs_bit_exact_with_exact_cycles(rows, cols, seed, data) -> None:
+@given(rows=st.integers(1, 4), cols=st.integers(1, 4), seed=st.integers(0, 2**32 - 1),
+       dataflow=st.sampled_from(["os", "ws"]), data=st.data())
+def test_random_convs_bit_exact_with_exact_cycles(rows, cols, seed, dataflow, data) -> None:
     draw = data.draw
     rng = np.random.default_rng(seed)
     groups = draw(st.sampled_from([1, 1, 2, 3]))
@@ -102,7 +112,43 @@ def test_random_convs_bit_exact_with_exact_cycles(rows, cols, seed, data) -> Non
     no_thresholds = [GemmLayer(layer.name, layer.weight, layer.zx, None, None, 0, 1, layer.acc_range, layer.in_bits,
                                64, None, layer.inputs, layer.splits, layer.output, layer.conv) for layer in first]
     np.testing.assert_array_equal(run_layers(no_thresholds, codes), acc.reshape(samples, -1))
-    cfg = default_config(layers, rows=rows, cols=cols, dataflow="os", batch=samples)
+    cfg = default_config(layers, rows=rows, cols=cols, dataflow=dataflow, batch=samples)
     program = compile_layers(layers, cfg)
     assert len(program.input_rows(codes)) == codes.size          # exactly C·H·W values per image, no im2col copy
     check(layers, cfg, codes)
+
+
+def test_ws_fold_reading_two_words_of_a_bank_pads_the_channels() -> None:
+    """On 4×2 a 3×3 conv over 3 channels would read, in one fold, word 1 of kernel position 0 and word 0 of position
+    1 from one bank; the compiler gives each position 4 rows instead (one fold each), still bit-exact."""
+    from hwgen.arch.systolic.compile import plan, ws_conflict
+
+    rng = np.random.default_rng(5)
+    layers = conv_layer(rng, "conv0", "x", "t1", (3, 5, 5), 2, (3, 3), (1, 1), (1, 1, 1, 1), 1, 3, 3, None)
+    planned = plan(layers, 4, 2, "ws")
+    feed, pitch = planned.feeds[0], planned.layouts["x"].pitch
+    assert ws_conflict(feed, pitch, 3, 4, 2) and not ws_conflict(feed, pitch, 4, 4, 2)
+    assert planned.channel_rows == (4,) and planned.kp == (36,)
+    cfg = default_config(layers, rows=4, cols=2, dataflow="ws", batch=2)
+    check(layers, cfg, rng.integers(0, 8, size=(2, 75)))
+
+
+@pytest.mark.parametrize("dataflow", ["os", "ws"])
+def test_only_output_pixels_are_computed(dataflow: str) -> None:
+    """An unpadded 3×3 conv over 10×12 on 4×4: the rows the array computes are exactly the 8×10 output pixels of
+    every sample (the input's pitch and slots are picked for it), and OS kp is K itself (no padding to C)."""
+    rng = np.random.default_rng(2)
+    layers = conv_layer(rng, "conv0", "x", "t1", (3, 10, 12), 4, (3, 3), (1, 1), (0, 0, 0, 0), 1, 3, 3, None)
+    program = compile_layers(layers, default_config(layers, rows=4, cols=4, dataflow=dataflow, batch=3))
+    [instr] = program.instructions(3)
+    assert instr["samples"] == 3 * 8 * 10
+    assert instr["kp"] == (27 if dataflow == "os" else 28)
+
+
+def test_image_inputs_are_not_streamed() -> None:
+    rng = np.random.default_rng(2)
+    layers = conv_layer(rng, "conv0", "x", "t1", (1, 4, 4), 2, (3, 3), (1, 1), (0, 0, 0, 0), 1, 3, 3, None)
+    program = compile_layers(layers, default_config(layers, rows=2, cols=2, batch=2))
+    with pytest.raises(HwgenError, match=r"inputs that are images \(a convolution's input or output\) are "
+                                         r"preloaded and read back, not streamed; run at most 2 samples"):
+        program.instructions(5, stream=True)

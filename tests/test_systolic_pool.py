@@ -41,8 +41,9 @@ def sumpool_layer(rng: np.random.Generator, conv: Conv, zx: int, lo: int, hi: in
                      out_bits + 1, "rq_sumpool", (source,), (k,), output, conv, "sum")
 
 
-@given(rows=st.integers(1, 4), cols=st.integers(1, 4), seed=st.integers(0, 2**32 - 1), data=st.data())
-def test_random_pools_bit_exact_with_exact_cycles(rows, cols, seed, data) -> None:
+@given(rows=st.integers(1, 4), cols=st.integers(1, 4), seed=st.integers(0, 2**32 - 1),
+       dataflow=st.sampled_from(["os", "ws"]), data=st.data())
+def test_random_pools_bit_exact_with_exact_cycles(rows, cols, seed, dataflow, data) -> None:
     draw = data.draw
     rng = np.random.default_rng(seed)
     kind = draw(st.sampled_from(["max", "avg", "global"]))
@@ -91,7 +92,7 @@ def test_random_pools_bit_exact_with_exact_cycles(rows, cols, seed, data) -> Non
         flat = weight.reshape(c, oh, ow, n).transpose(1, 2, 0, 3).reshape(-1, n)
         layers.append(GemmLayer("fc", flat, 0, None, None, 0, 1, (-bound, bound), 6, (2 * bound).bit_length() + 1,
                                 None, ("t1",), (c * oh * ow,), "t2", Conv((c, oh, ow), (oh, ow), flat_out=True)))
-    cfg = default_config(layers, rows=rows, cols=cols, dataflow="os", batch=samples)
+    cfg = default_config(layers, rows=rows, cols=cols, dataflow=dataflow, batch=samples)
     program = compile_layers(layers, cfg)
     assert len(program.input_rows(codes.reshape(samples, -1))) == codes.size
     check(layers, cfg, codes.reshape(samples, -1))
@@ -110,3 +111,23 @@ def test_unsupported_pools_are_refused_by_name() -> None:
         _pool_conv(Node("MaxPool", "p", ("x",), ("y",), attrs), (1, 3, 5, 5))
     with pytest.raises(HwgenError, match=r"node 'q' \(MaxPool\): dilation \(2, 2\)"):
         _pool_conv(Node("MaxPool", "q", ("x",), ("y",), {**attrs, "dilations": (2, 2)}), (1, 3, 5, 5))
+
+
+def test_max_mode_only_in_designs_that_pool_max() -> None:
+    """The PEs' max mode is hardware only where a layer needs it: default_config turns it on for a MaxPool, the
+    Verilog of a design without one has no comparator path, and a MaxPool on PEs without it is refused by name."""
+    from amaranth.back import verilog
+
+    from hwgen.arch.systolic.pe import OutputStationaryPE
+    from hwgen.errors import HwgenError
+
+    pool = maxpool_layer("maxpool", Conv((2, 4, 4), (2, 2), (2, 2), (0, 0, 0, 0)), 0, 7, "x", "t1")
+    cfg = default_config([pool], rows=2, cols=2, dataflow="os", batch=1)
+    assert cfg.max_pool
+    with pytest.raises(HwgenError, match=r"^node 'maxpool': MaxPool needs PEs with a max mode; the configuration "
+                                         r"has max_pool=False$"):
+        compile_layers([pool], replace(cfg, max_pool=False))
+    for max_pool in (False, True):
+        pe = OutputStationaryPE(replace(cfg, max_pool=max_pool))
+        assert ("max_mode" in pe.signature.members) == max_pool
+        assert (" > " in verilog.convert(pe, name="pe")) == max_pool

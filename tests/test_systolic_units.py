@@ -1,6 +1,8 @@
 """Amaranth-simulator unit tests of the systolic blocks: PE, array skew/drain, requant lane, controller timing."""
 from __future__ import annotations
 
+from itertools import pairwise
+
 import numpy as np
 from amaranth.sim import Simulator
 
@@ -48,7 +50,7 @@ def test_pe_accumulates_captures_and_shifts() -> None:
 
 
 def test_array_skew_and_drain_order() -> None:
-    """A 3×2 tile: `captured` rises R + C - 1 cycles after the last operands; the drain gives the bottom row first."""
+    """A 3×2 tile: `captured` rises R + C - 1 cycles after the last operands; the drain gives the top row first."""
     cfg = SystolicConfig(rows=3, cols=2, a_bits=6, w_bits=6, k_max=8)
     array = OutputStationaryArray(cfg)
     rng = np.random.default_rng(1)
@@ -74,7 +76,7 @@ def test_array_skew_and_drain_order() -> None:
         for _ in range(3):
             drained.append([ctx.get(array.drain[j]) for j in range(2)])
             await ctx.tick()
-        assert drained == (a @ w)[::-1].tolist()
+        assert drained == (a @ w).tolist()
 
     run(array, bench)
 
@@ -137,16 +139,25 @@ def test_requant_lane_thresholds_negation_and_passthrough() -> None:
 
 
 def test_controller_feed_addresses_period_and_drain() -> None:
-    """One layer of 2×2 tiles: the feed reads k = 0..kp-1 per tile with the right bank words, starts a tile every
-    `period` cycles, and one `captured` pulse drains R rows bottom-first with their write addresses."""
-    from hwgen.arch.systolic.compile import pack_instruction
+    """One dense layer of 2×2 tiles (4 samples, K = 6, N = 6 on 2×3): R cycles of row set-up, then the feed reads
+    k = 0..kp-1 per tile with the right bank words, starts a tile every `period` cycles, and one `captured` pulse
+    drains R rows top-first with their write banks and addresses."""
+    from hwgen.arch.systolic.compile import (
+        GemmLayer,
+        compile_layers,
+        default_config,
+        pack_instruction,
+    )
     from hwgen.arch.systolic.controller import INSTRUCTION, Controller
 
-    cfg = SystolicConfig(rows=2, cols=3, a_bits=4, w_bits=4, k_max=16)
+    layer = GemmLayer("fc", np.ones((6, 6), np.int64), 0, np.zeros((1, 1), np.int64), np.zeros(1, bool), 0, 1,
+                      (0, 100), 4, 2, "rq", ("x",), (6,), "y")
+    cfg = default_config([layer], rows=2, cols=3, dataflow="os", batch=4)
+    program = compile_layers([layer], cfg)
+    [instr] = program.instructions(4)
+    instr.update(in_base=10, out_base=40, w_base=5, slot_base=1, period=8)
+    assert (instr["kp"], instr["m_tiles"], instr["n_tiles"], program.stride) == (6, 2, 2, 2)
     ctrl = Controller(cfg)
-    instr = {"m_tiles": 2, "n_tiles": 2, "kp": 6, "period": 8, "samples": 4, "k_tiles": 1, "in_base": 10,
-             "in_base2": 10, "split_words": 0xFFFF, "kp_words": 2, "out_base": 40, "out_words": 3, "w_base": 5,
-             "slot_base": 1, "zx": 0, "base": 0, "step": 1, "passthrough": 0, "last_layer": 1, **ONE_SEGMENT}
     word = pack_instruction(instr)
     reads, drains = [], []
 
@@ -155,28 +166,32 @@ def test_controller_feed_addresses_period_and_drain() -> None:
         ctx.set(ctrl.start, 1)
         await ctx.tick()
         ctx.set(ctrl.start, 0)
-        for cycle in range(40):
+        for cycle in range(44):
             if ctx.get(ctrl.feed_valid):
-                reads.append((cycle, ctx.get(ctrl.bank_addr[0]), ctx.get(ctrl.weight_addr), ctx.get(ctrl.feed_lane),
-                              ctx.get(ctrl.feed_last)))
-            ctx.set(ctrl.captured, cycle == 30)
+                reads.append((cycle, ctx.get(ctrl.bank_addr[0]), ctx.get(ctrl.bank_addr[1]),
+                              ctx.get(ctrl.weight_addr), ctx.get(ctrl.feed_lane), ctx.get(ctrl.feed_last)))
+            ctx.set(ctrl.captured, cycle == 34)
             if ctx.get(ctrl.lane_valid):
-                drains.append((ctx.get(ctrl.lane_meta.row), ctx.get(ctrl.lane_meta.addr), ctx.get(ctrl.lane_slot)))
+                drains.append((ctx.get(ctrl.lane_meta.row), ctx.get(ctrl.lane_meta.addr), ctx.get(ctrl.lane_slot),
+                               ctx.get(ctrl.lane_meta.write)))
             await ctx.tick()
 
     run(ctrl, bench)
     starts = [c for c, *_ in reads[::6]]
-    assert [b - a for a, b in zip(starts, starts[1:])] == [8, 8, 8]                 # period
-    tile0 = [(a, w, lane, last) for _, a, w, lane, last in reads[:6]]
-    assert tile0 == [(10, 5, 0, 0), (10, 6, 1, 0), (10, 7, 2, 0), (11, 8, 0, 0), (11, 9, 1, 0), (11, 10, 2, 1)]
-    assert [(a, w) for _, a, w, _, _ in reads[6:12:3]] == [(10, 11), (11, 14)]     # tile (m 0, n 1): next weights
+    assert starts[0] == 2 + 2                                                       # fetch, latch, R rows
+    assert [b - a for a, b in pairwise(starts)] == [8, 8, 8]                        # period
+    tile0 = [(a, b, w, lane, last) for _, a, b, w, lane, last in reads[:6]]
+    assert tile0 == [(10, 10, 5, 0, 0), (10, 10, 6, 1, 0), (10, 10, 7, 2, 0), (11, 11, 8, 0, 0),
+                     (11, 11, 9, 1, 0), (11, 11, 10, 2, 1)]
+    assert [(a, w) for _, a, _, w, _, _ in reads[6:12:3]] == [(10, 11), (11, 14)]  # tile (m 0, n 1): next weights
     assert [a for _, a, *_ in reads[12:24:3]] == [12, 13, 12, 13]                   # m_tile 1: next sample group
-    assert drains == [(1, 40, 1), (0, 40, 1)]                                       # bottom row first, tile (0, 0)
+    assert drains == [(0, 40, 1, 1), (1, 40, 1, 1)]                                 # top row first, tile (0, 0)
 
 
 def test_scratchpads_round_trip_through_the_host_protocol() -> None:
     """Every activation lane of every bank written through `load` reads back through `read`/`rdata`."""
     from amaranth_host import simulate_run
+
     from hwgen.arch.systolic.compile import pack_instruction
     from hwgen.arch.systolic.controller import INSTRUCTION_CHUNKS
     from hwgen.arch.systolic.top import ACTIVATIONS, PROGRAM, SystolicTop
@@ -187,8 +202,9 @@ def test_scratchpads_round_trip_through_the_host_protocol() -> None:
     loads = [(ACTIVATIONS, b, a, lane, int(values[b, a, lane])) for b in range(2) for a in range(4) for lane in range(3)]
     # an empty program (one layer, passthrough, one tile) so that `start` completes
     instr = {"m_tiles": 1, "n_tiles": 1, "kp": 3, "period": 7, "samples": 1, "k_tiles": 1, "in_base": 0,
-             "in_base2": 0, "split_words": 0xFFFF, "kp_words": 1, "out_base": 0, "out_words": 1, "w_base": 0,
-             "slot_base": 0, "zx": 0, "base": 0, "step": 1, "passthrough": 1, "last_layer": 1, **ONE_SEGMENT}
+             "kp_words": 1, "out_base": 0, "out_words": 1, "w_base": 0, "slot_base": 0, "zx": 0, "base": 0,
+             "step": 1, "passthrough": 1, "last_layer": 1, "kh": 1, "kw": 1, "cg": 3, "cgp": 3, "walk_w": 1,
+             "walk_s": 1, "lat_sx": 1, "lat_sy": 1, **ONE_SEGMENT}
     word = pack_instruction(instr)
     loads += [(PROGRAM, 0, 0, c, (word >> (32 * c)) & 0xFFFFFFFF) for c in range(INSTRUCTION_CHUNKS)]
     reads = [(ACTIVATIONS, b, a, lane) for b in range(2) for a in range(4) for lane in range(3)]

@@ -108,9 +108,12 @@ def test_compile_is_deterministic(example_dir: Path, tmp_path: Path) -> None:
         result = cli("compile", example_dir / "digits_mlp.onnx", "--rows", 4, "--cols", 3, "--rom", "-o",
                      tmp_path / name)
         assert result.returncode == 0, result.stderr
-    files = sorted(p.name for p in (tmp_path / "a").iterdir())
-    assert files == ["manifest.json", "model.onnx", "report.md", "thresholds.load", "top.v", "top_rom.v",
-                     "weights.load"]
+    files = sorted(str(p.relative_to(tmp_path / "a")) for p in (tmp_path / "a").rglob("*") if p.is_file())
+    top_level = sorted(p.name for p in (tmp_path / "a").iterdir())
+    assert top_level == ["hwgen_systolic_axi.core", "lint_waivers.vlt", "manifest.json", "model.onnx",
+                         "program.load", "regmap.md", "report.md", "rtl", "thresholds.load", "vivado",
+                         "weights.load"]
+    assert {"rtl/hwgen_systolic.v", "rtl/hwgen_systolic_rom.v", "rtl/hwgen_systolic_axi.v"} <= set(files)
     for name in files:
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
 

@@ -95,6 +95,21 @@ def test_build_is_cached_by_content(harness: Path, dut_verilog: str, traced_harn
     assert len(entries) == 5
 
 
+def test_runtime_objects_are_compiled_once(harness: Path, dut_verilog: str):
+    """Verilator's runtime is compiled by the first build with a set of flags and reused by the next ones, which
+    compile only the design and the harness into the same executable."""
+    variants = [dut_verilog + f"\n// variant {index}\n" for index in range(2)]
+    first = verilator.build(variants[0], TOP)
+    runtime = verilator.runtime_entry(verilator._build_flags(TOP, None, None))
+    assert {path.name for path in runtime.iterdir()} == {"verilated.o", "verilated_threads.o"}
+    second = verilator.build(variants[1], TOP)          # built after the runtime entry existed
+    log = (second.parent / "build.log").read_text()
+    assert "harness.cpp" in log and "verilated.cpp" not in log and "verilated_threads.cpp" not in log
+    for binary in (first, second):
+        result = verilator.run(binary, [], [], max_cycles=100)
+        assert result.cycles == verilator.run(harness, [], [], max_cycles=100).cycles
+
+
 def test_loads_and_reads_round_trip(harness: Path):
     rng = np.random.default_rng(1)
     # Negative values store their low bits: -1 reads back as 255 in an 8-bit lane.

@@ -2,8 +2,11 @@
 
 ::
 
-    python -m hwgen.estimate.calibrate collect [--jobs 2]   # Yosys (all families) + nextpnr (ECP5, iCE40)
+    python -m hwgen.estimate.calibrate collect [--jobs 2] [--families ecp5,xc7] [--stale]
+                                                          # Yosys (all families) + nextpnr (ECP5, iCE40)
     python -m hwgen.estimate.calibrate fit                  # coefficients.json from the calibration rows only
+    python -m hwgen.estimate.calibrate collect --asic       # Yosys + Liberty (sky130, osu018) and OpenSTA (osu018)
+    python -m hwgen.estimate.calibrate fit --asic           # asic_coefficients.json
 
 ``calibration_set.json`` lists the configurations: ``calibration`` (fitted) and ``heldout`` (written before any
 fit, used only by ``benchmarks/estimate_fidelity.py``; :func:`fit` refuses a held-out configuration). ``collect``
@@ -17,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import hashlib
 import json
 import logging
 import sys
@@ -31,11 +35,12 @@ HERE = Path(__file__).parent
 SET_FILE = HERE / "calibration_set.json"
 DATA_FILE = HERE / "calibration_data.json"
 SYNTH_TARGET = {"ice40": "ice40-hx8k", "ecp5": "ecp5-85k", "xc7": "xc7", "xcup": "xcup"}
-RESOURCE_FEATURES = {
-    "lut": ("add", "cmp", "mux", "logic", "mul_lut", "lutram_bits", "memff_bits", "memories", "reg"),
-    "ff": ("reg", "memff_bits", "one"),
+RESOURCE_FEATURES = {                 # fitted; fpga.EXACT features are added with coefficient 1 on top
+    "lut": ("add", "cmp", "mux", "logic", "mul_lut", "mem_mux", "mem_logic", "memories", "reg"),
+    "ff": ("reg", "one"),
     "carry": ("add", "cmp", "mul_lut"),
 }
+SAME_FABRIC = {"xcup": "xc7"}         # an unmeasured family borrows the resource coefficients of a fitted one
 log = logging.getLogger(__name__)
 
 
@@ -60,6 +65,27 @@ def build_config(entry: dict):
     return DataflowConfig(tuple(layers))
 
 
+def design_hash(verilog: str) -> str:
+    """What a row records of the hardware it measured: the first 16 hex digits of the Verilog's SHA-256."""
+    return hashlib.sha256(verilog.encode()).hexdigest()[:16]
+
+
+def stale_rows(rows: list[dict]) -> list[dict]:
+    """The rows whose hardware is not what the current generators build for their configuration (no recorded
+    design hash, or a different one): measurements of an older design, which must not be fitted."""
+    from .report import default_verilog
+
+    current: dict[str, str] = {}
+    out = []
+    for r in rows:
+        key = json.dumps(r["config"], sort_keys=True)
+        if key not in current:
+            current[key] = design_hash(default_verilog(build_config(r["config"]))[0])
+        if r.get("design") != current[key]:
+            out.append(r)
+    return out
+
+
 def entries(which: str) -> list[dict]:
     return json.loads(SET_FILE.read_text())[which]
 
@@ -71,7 +97,7 @@ def _measure(entry: dict, family: str, pnr: bool) -> dict:
     config = build_config(entry)
     verilog, top = default_verilog(config)
     target = TARGETS[SYNTH_TARGET[family]]
-    row = {"family": family, "target": target.name}
+    row = {"family": family, "target": target.name, "design": design_hash(verilog)}
     try:
         result = synthesize(verilog, top, target, pnr=pnr)
     except SynthesisError as exc:
@@ -97,15 +123,20 @@ def _with_pnr(name: str, index: int, family: str) -> bool:
     return index < PNR_COUNT.get(family, {}).get(name, 0)
 
 
-def collect(jobs: int = 2, pnr: bool = True, sets: tuple[str, ...] = ("calibration", "heldout")) -> dict:
-    """Synthesize every configuration of ``sets`` for every family (placing the :data:`PNR_COUNT` first ones),
-    appending each measured row to ``calibration_data.json`` as it completes (rows already there are kept)."""
+def collect(jobs: int = 2, pnr: bool = True, sets: tuple[str, ...] = ("calibration", "heldout"),
+            families: tuple[str, ...] = FAMILY_ORDER, stale: bool = False) -> dict:
+    """Synthesize every configuration of ``sets`` for ``families`` (placing the :data:`PNR_COUNT` first ones),
+    appending each measured row to ``calibration_data.json`` as it completes. Rows already there are kept, except,
+    with ``stale``, those :func:`stale_rows` finds (measured on an older design): they are measured again."""
     data = json.loads(DATA_FILE.read_text()) if DATA_FILE.is_file() else {
         "schema_version": 1, "date": datetime.date.today().isoformat(), "tools": {},
         "note": "measured by `python -m hwgen.estimate.calibrate collect`; see calibration_set.json", "rows": []}
+    if stale:
+        old = {id(r) for r in stale_rows([r for r in data["rows"] if r["family"] in families])}
+        data["rows"] = [r for r in data["rows"] if id(r) not in old]
     have = {(r["set"], r["index"], r["family"]) for r in data["rows"]}
-    work = [(name, i, entry, family) for family in FAMILY_ORDER for name in sets for i, entry in enumerate(entries(name))
-            if (name, i, family) not in have]
+    work = [(name, i, entry, family) for family in FAMILY_ORDER if family in families for name in sets
+            for i, entry in enumerate(entries(name)) if (name, i, family) not in have]
     lock = threading.Lock()
 
     def one(w):
@@ -122,14 +153,17 @@ def collect(jobs: int = 2, pnr: bool = True, sets: tuple[str, ...] = ("calibrati
     return data
 
 
-def _nnls_fit(rows: list[tuple[dict, float]], names: tuple[str, ...]) -> dict[str, float]:
+def _nnls_fit(rows: list[tuple[dict, float]], names: tuple[str, ...], exact: str | None = None) -> dict[str, float]:
+    """Non-negative coefficients of ``names`` for ``measured − f[exact]``, minimizing the error relative to the
+    measured figure."""
     import numpy as np
     from scipy.optimize import nnls
 
     a = np.array([[f[k] for k in names] for f, _ in rows], float)
     y = np.array([m for _, m in rows], float)
+    known = np.array([f[exact] if exact else 0.0 for f, _ in rows], float)
     w = 1.0 / np.maximum(y, 1.0)
-    coef, _ = nnls(a * w[:, None], y * w)
+    coef, _ = nnls(a * w[:, None], (y - known) * w)
     return {k: round(float(c), 6) for k, c in zip(names, coef)}
 
 
@@ -164,9 +198,14 @@ def fit() -> dict:
         mine = [r for r in rows if r["family"] == family]
         if len(mine) < 8:
             families[family] = {**previous["families"][family], "status": f"not fitted ({len(mine)} rows measured)"}
+            like = SAME_FABRIC.get(family)
+            if like in families and "status" not in families[like]:
+                families[family].update({metric: families[like][metric] for metric in RESOURCE_FEATURES},
+                                        status=f"not fitted ({len(mine)} rows measured); resource coefficients of "
+                                               f"{like} (same fabric and Yosys flow)")
             continue
         feats = [(fpga.features(build_config(r["config"]), family)[0], r) for r in mine]
-        coeffs = {metric: _nnls_fit([(f, r["resources"][metric]) for f, r in feats], names)
+        coeffs = {metric: _nnls_fit([(f, r["resources"][metric]) for f, r in feats], names, fpga.EXACT.get(metric))
                   for metric, names in RESOURCE_FEATURES.items()}
         timed = [(fpga.path_terms(build_config(r["config"]), family), r["fmax_mhz"]) for r in mine if r["fmax_mhz"]]
         start = previous["families"][family]["delay_ns"]
@@ -182,15 +221,117 @@ def fit() -> dict:
     return doc
 
 
+# ------------------------------------------------------------------------------------------------ ASIC
+ASIC_DATA_FILE = HERE / "asic_calibration_data.json"
+ASIC_LIBRARIES = ("osu018", "sky130")
+
+
+def _measure_asic(entry: dict, library: str) -> dict:
+    from . import asic
+    from .report import default_verilog
+    from .targets import ASIC_TARGETS
+
+    verilog, top = default_verilog(build_config(entry))
+    result = asic.synthesize(verilog, top, ASIC_TARGETS[library])
+    print(f"  {library:6s} {json.dumps(entry)[:70]:70s} cells {result.cell_count:7d} area {result.cell_area:11.0f} "
+          f"fmax {result.fmax_mhz or 0:6.1f}  {result.seconds:5.1f} s", flush=True)
+    return {"library": library, "cells": result.cell_count, "cell_area": result.cell_area,
+            "srams": [list(x) for x in result.srams], "fmax_mhz": result.fmax_mhz, "leakage_mw": result.leakage_mw,
+            "tools": result.tools, "seconds": round(result.seconds, 1)}
+
+
+def collect_asic(jobs: int = 1, sets: tuple[str, ...] = ("calibration", "heldout")) -> dict:
+    """Synthesize every configuration of ``sets`` onto every ASIC library, appending rows to
+    ``asic_calibration_data.json`` as they complete (rows already there are kept)."""
+    data = json.loads(ASIC_DATA_FILE.read_text()) if ASIC_DATA_FILE.is_file() else {
+        "schema_version": 1, "date": datetime.date.today().isoformat(), "tools": {},
+        "note": "measured by `python -m hwgen.estimate.calibrate collect --asic`; see calibration_set.json",
+        "rows": []}
+    have = {(r["set"], r["index"], r["library"]) for r in data["rows"]}
+    # the ASIC subset of each set; dataflow designs (seconds each) before systolic ones (minutes)
+    subset = json.loads(SET_FILE.read_text())["asic"]
+    ordered = sorted(((name, i, entry) for name in sets for i, entry in enumerate(entries(name)) if i in subset[name]),
+                     key=lambda w: (w[2]["arch"] == "systolic", w[0] != "heldout", w[1]))
+    work = [(name, i, entry, lib) for name, i, entry in ordered for lib in ASIC_LIBRARIES
+            if (name, i, lib) not in have]
+    lock = threading.Lock()
+
+    def one(w):
+        name, i, entry, lib = w
+        row = _measure_asic(entry, lib)
+        with lock:
+            data["tools"].update(row.pop("tools"))
+            data["rows"].append({"set": name, "index": i, "config": entry, **row})
+            data["rows"].sort(key=lambda r: (r["set"], r["index"], r["library"]))
+            ASIC_DATA_FILE.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
+
+    with ThreadPoolExecutor(jobs) as pool:
+        list(pool.map(one, work))
+    return data
+
+
+def _asic_delay_fit(rows: list[tuple[object, float]], start: dict[str, float]) -> dict[str, float]:
+    """Delay model (ns per path term) of the ASIC paths against OpenSTA fmax."""
+    return _delay_fit([(fpga.path_terms(config, "asic"), fmax) for config, fmax in rows], start)
+
+
+def fit_asic() -> dict:
+    """Fit ``asic_coefficients.json`` from the ``calibration`` rows of ``asic_calibration_data.json``."""
+    from . import asic
+
+    data = json.loads(ASIC_DATA_FILE.read_text())
+    heldout = {json.dumps(e, sort_keys=True) for e in entries("heldout")}
+    rows = [r for r in data["rows"] if r["set"] == "calibration"]
+    if any(json.dumps(r["config"], sort_keys=True) in heldout for r in rows):
+        raise ValueError("a held-out configuration is in the calibration rows; it must not be fitted")
+    previous = asic.coefficients()["libraries"]
+    libraries = {}
+    for lib in ASIC_LIBRARIES:
+        mine = [r for r in rows if r["library"] == lib]
+        feats = [(asic.features(build_config(r["config"]))[0], r) for r in mine]
+        coeffs = {"area": _nnls_fit([(f, r["cell_area"]) for f, r in feats], asic.AREA_FEATURES),
+                  "cells": _nnls_fit([(f, r["cells"]) for f, r in feats], asic.AREA_FEATURES)}
+        if lib == "osu018":
+            timed = [(build_config(r["config"]), r["fmax_mhz"]) for r in mine if r["fmax_mhz"]]
+            coeffs["delay_ns"] = _asic_delay_fit(timed, previous[lib]["delay_ns"])
+            leak = [r["leakage_mw"] * 1e6 / r["cells"] for r in mine if r["leakage_mw"] and r["cells"]]
+            coeffs["leakage_nw_per_cell"] = round(sum(leak) / len(leak), 6)
+            coeffs["delay_source"] = f"fitted to OpenSTA on the OSU 0.18 µm netlists ({len(timed)} designs)"
+        coeffs["rows"] = len(mine)
+        libraries[lib] = coeffs
+    doc = {"schema_version": 1, "date": data["date"], "status": "fitted", "tools": data["tools"],
+           "method": "per library: NNLS on relative error (cell area, cells); bounded least squares on path delay "
+                     "(OSU 0.18 µm, OpenSTA); leakage = mean Liberty leakage per cell",
+           "configurations": [entries("calibration")[i] for i in sorted({r["index"] for r in rows})],
+           "libraries": libraries}
+    asic.COEFFICIENTS_FILE.write_text(json.dumps(doc, indent=1, sort_keys=True) + "\n")
+    asic.coefficients.cache_clear()
+    return doc
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m hwgen.estimate.calibrate", description=__doc__.split("\n")[0])
     parser.add_argument("step", choices=("collect", "fit"))
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--no-pnr", action="store_true")
+    parser.add_argument("--families", default=",".join(FAMILY_ORDER), help="comma-separated (collect only)")
+    parser.add_argument("--stale", action="store_true",
+                        help="collect: measure again the rows whose design changed since they were measured")
+    parser.add_argument("--asic", action="store_true", help="the ASIC libraries (sky130, osu018) instead of FPGAs")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
+    if args.asic:
+        if args.step == "collect":
+            collect_asic(args.jobs)
+        else:
+            json.dump(fit_asic()["libraries"], sys.stdout, indent=1)
+        return
     if args.step == "collect":
-        collect(args.jobs, pnr=not args.no_pnr)
+        families = tuple(args.families.split(","))
+        unknown = [f for f in families if f not in FAMILY_ORDER]
+        if unknown:
+            parser.error(f"--families: unknown {', '.join(unknown)}; known: {', '.join(FAMILY_ORDER)}")
+        collect(args.jobs, pnr=not args.no_pnr, families=families, stale=args.stale)
     else:
         doc = fit()
         json.dump(doc["families"], sys.stdout, indent=1)

@@ -9,8 +9,10 @@ Two steps, so that the structural part is exact and only the technology mapping 
    multipliers ``(a_bits, b_bits)`` and memories ``(depth, width)``, plus its critical path (memory read, LUT
    levels, carry chains, multiplier).
 2. **Mapping** (:func:`estimate_resources`, :func:`estimate_fmax`): per family, multipliers go to DSP blocks by
-   Yosys' own rule (``mul2dsp``: both operands ≥ 2 bits; iCE40 flows map them to LUTs) and memories to block RAM,
-   LUT RAM or flip-flops by size; what remains is a linear model in those features whose coefficients
+   Yosys' own rule (``mul2dsp``: both operands ≥ 2 bits; iCE40 flows map them to LUTs) and each memory to block
+   RAM, LUT RAM or flip-flops by Yosys' ``memory_libmap`` cost rule (:mod:`hwgen.estimate.memmap`: which primitive,
+   how many, and the fabric flip-flops and muxes the choice brings). Block RAM, LUT-RAM LUTs and the memories'
+   fabric flip-flops are counted exactly; what remains is a linear model in the features whose coefficients
    (``coefficients.json``) are fitted by :mod:`hwgen.estimate.calibrate` against Yosys/nextpnr runs.
 
 Everything here is plain integer arithmetic on the configuration (no Amaranth elaboration), so one design point
@@ -23,23 +25,18 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from math import ceil, lcm, log2
 from pathlib import Path
+from typing import NamedTuple
 
-FEATURES = ("reg", "add", "cmp", "mux", "logic", "mul_lut", "lutram_bits", "memff_bits", "memories", "one")
+from .memmap import map_memory
+
+# lut_ram (LUT-equivalents of LUT RAM primitives) and mem_ff (flip-flops memories put in fabric) are exact counts;
+# mem_mux / mem_logic are the muxes and gates memory mapping adds (read muxes, write decoders, bypasses)
+FEATURES = ("reg", "add", "cmp", "mux", "logic", "mul_lut", "lut_ram", "mem_ff", "mem_mux", "mem_logic", "memories",
+            "one")
+EXACT = {"lut": "lut_ram", "ff": "mem_ff"}       # features that count a resource exactly (coefficient 1, not fitted)
 PATH_TERMS = ("one", "mem", "levels", "carry_bits", "chains", "dsp", "mul_lut")
 COEFFICIENTS_FILE = Path(__file__).with_name("coefficients.json")
-
-# block RAM geometry per family: (total bits, widths it can be configured to, depth at each width)
-BRAM_SHAPES = {
-    "ice40": ((256, 16), (512, 8), (1024, 4), (2048, 2)),
-    "ecp5": ((512, 36), (1024, 18), (2048, 9), (4096, 4), (8192, 2), (16384, 1)),
-    "xc7": ((512, 72), (1024, 36), (2048, 18), (4096, 9), (8192, 4), (16384, 2), (32768, 1)),
-}
-BRAM_SHAPES["xcup"] = BRAM_SHAPES["xc7"]
-BRAM_UNIT_BITS = {"ice40": 4096, "ecp5": 16384, "xc7": 32768, "xcup": 32768}
-# memories with fewer bits than this (or shallower than LUT RAM depth) stay out of block RAM (Yosys libmap cost)
-BRAM_MIN_BITS = {"ice40": 2048, "ecp5": 4096, "xc7": 8192, "xcup": 8192}
-HAS_LUTRAM = {"ice40": False, "ecp5": True, "xc7": True, "xcup": True}
-DSP_MAX = {"ice40": None, "ecp5": (18, 18), "xc7": (25, 18), "xcup": (27, 18)}
+DSP_MAX = {"ice40": None, "ecp5": (18, 18), "xc7": (25, 18), "xcup": (27, 18), "asic": None}   # asic: gates
 
 
 @dataclass
@@ -52,6 +49,20 @@ class Path_:
     carry_bits: int = 0
     chains: int = 0
     mul: tuple[int, int] | None = None
+
+
+class Mem(NamedTuple):
+    """A memory: ``depth`` words of ``width`` bits, ``count`` copies; a write enables ``group``-bit slices
+    separately (``write_port(granularity=…)`` or per-element writes; None: the whole word); ``shape``: ``sdp``
+    (separate read and write addresses) or ``sp`` (one address), see :mod:`hwgen.estimate.memmap`; ``used``: the
+    bits of the word anything reads (synthesis removes the others)."""
+
+    depth: int
+    width: int
+    count: int = 1
+    group: int | None = None
+    shape: str = "sdp"
+    used: tuple[tuple[int, int], ...] | None = None    # bit ranges the hardware reads (None: the whole word)
 
 
 @dataclass
@@ -67,14 +78,47 @@ class Component:
     mux: int = 0                      # 2:1 mux bit equivalents (an n:1 mux of w bits = (n − 1)·w)
     logic: int = 0                    # other gate bits (XNOR lanes, decoders, popcount inputs, enables)
     muls: list[tuple[int, int, int]] = field(default_factory=list)   # (a_bits, b_bits, how many)
-    mems: list[tuple[int, int, int]] = field(default_factory=list)   # (depth, width, how many)
+    mems: list[Mem] = field(default_factory=list)
     paths: list[Path_] = field(default_factory=list)
 
 
 @lru_cache(maxsize=1)
-def _instruction_bits() -> int:
+def _instruction_layout() -> tuple[int, tuple[tuple[str, int, int], ...]]:
+    """The systolic instruction's size and its fields as ``(name, offset, width)``."""
     from ..arch.systolic.controller import INSTRUCTION
-    return INSTRUCTION.size
+    return INSTRUCTION.size, tuple((name, f.offset, f.shape.width) for name, f in INSTRUCTION)
+
+
+# Instruction fields (systolic controllers) of which synthesis keeps only the low bits their consumers use: the
+# controllers read whole 16-bit fields, but an address only reaches as far as its memory is deep, so Yosys removes
+# the rest of the field, its latch in ``ctrl.instr`` and the program-memory bits behind it (and RAM cells left
+# holding nothing). Read off the netlists of synth_ecp5 (which bits of the program memory still drive a cell, for
+# calibration designs 0 (os), 6 and 8 (ws)); a field missing here and from ``_UNUSED`` is kept whole.
+def _instruction_field_bits(cfg) -> dict[str, int]:
+    ws = cfg.dataflow == "ws"
+    act = _clog2(cfg.act_depth)
+    bits = {"in_base": act, "in_base2": act, "kp_words": act, "out_base": act, "out_words": act,
+            "w_base": _clog2(cfg.weight_depth) + ws, "slot_base": _clog2(cfg.slot_depth),
+            "zx": cfg.operand_bits, "base": cfg.operand_bits, "loop_to": _clog2(cfg.prog_depth)}
+    if not ws:
+        bits.update(d0_words=act, dx_words=act, dy_words=act, c0_lane=_clog2(cfg.cols), d0_r=_clog2(cfg.rows),
+                    pool_max=int(cfg.max_pool))
+    return bits
+
+
+_UNUSED = {"os": ("k_tiles", "kh"),
+           "ws": ("m_tiles", "kp", "conv", "kh", "kw", "cg", "c0_word", "c0_lane", "d0_words", "d0_r", "dx_words",
+                  "dx_r", "dy_words", "dy_r", "x0", "y0", "sx", "sy", "lim_x", "lim_y", "grid_w", "grid_h", "tile_x",
+                  "tile_y", "pool_max")}
+
+
+def instruction_used(cfg) -> tuple[tuple[int, int], ...]:
+    """The ``(start, stop)`` bit ranges of the instruction word that the hardware of ``cfg`` reads."""
+    _, fields = _instruction_layout()
+    kept = _instruction_field_bits(cfg)
+    unused = _UNUSED[cfg.dataflow]
+    return tuple((offset, offset + min(width, kept.get(name, width))) for name, offset, width in fields
+                 if name not in unused and kept.get(name, width) > 0)
 
 
 def _bits(count: int) -> int:
@@ -100,16 +144,21 @@ def systolic_components(cfg) -> list[Component]:
     B = cfg.search_stages
     slot_bits = _bits(cfg.slot_depth)
     meta_bits = _bits(R) + 16 + 1
-    instr = _instruction_bits()
+    instr, _ = _instruction_layout()
+    used = instruction_used(cfg)
+    latched = sum(stop - start for start, stop in used)     # instruction bits the controller keeps
     mul = (ob, wb)
     # operand path into row 0: memory read → lane select → − zx → PE multiply → accumulate
+    pool = acc if cfg.max_pool else 0                       # the max mode: a comparator and one more mux level
     if ws:
         select_inputs = R * C
-        pe = Component("pe", R * C, reg=ob + 1 + acc + 2 * wb, add=acc, mux=2 * wb, muls=[(ob, wb, 1)])
-        skew = Component("skew", reg=acc * (C * (C - 1) // 2))
+        pe = Component("pe", R * C, reg=ob + 1 + acc + 2 * wb, add=acc, mux=2 * wb + pool, cmp=pool,
+                       muls=[(ob, wb, 1)])
+        skew = Component("skew", reg=acc * (C * (C - 1) // 2) + (ob + 1) * (R * (R - 1) // 2))
     else:
         select_inputs = C
-        pe = Component("pe", R * C, reg=ob + wb + 2 + 2 * acc, add=acc, mux=2 * acc, muls=[(ob, wb, 1)])
+        pe = Component("pe", R * C, reg=ob + wb + 2 + 2 * acc, add=acc, cmp=pool, mux=2 * acc + pool,
+                       muls=[(ob, wb, 1)])
         skew = Component("skew", reg=(ob + 2) * (R * (R - 1) // 2) + wb * (C * (C - 1) // 2))
     if cfg.product_rounding:                 # barrel shifter, remainder compare and rounding increment per PE
         product_bits = ob + wb + 1
@@ -123,19 +172,19 @@ def systolic_components(cfg) -> list[Component]:
                       chains=2 + (1 if cfg.product_rounding else 0), mul=mul)]
     select = Component("operand_select", R, add=ob, mux=(select_inputs - 1) * sb, reg=(3 if ws else 0) + _bits(R)
                        + _bits(C))
-    act = Component("activation_banks", R, mems=[(cfg.act_depth, C * sb, 1)], mux=3 * C * sb + 3 * 16,
+    act = Component("activation_banks", R, mems=[Mem(cfg.act_depth, C * sb, group=sb)], mux=3 * C * sb + 3 * 16,
                     logic=C + 4)
-    out = Component("output_banks", R, mems=[(cfg.out_depth, C * acc, 1)], mux=16, logic=4)
-    weights = Component("weight_banks", C, mems=[(cfg.weight_depth, wb, 1)], logic=4)
+    out = Component("output_banks", R, mems=[Mem(cfg.out_depth, C * acc)], mux=16, logic=4)
+    weights = Component("weight_banks", C, mems=[Mem(cfg.weight_depth, wb)], logic=4)
     chunks = -(-instr // 32)
-    program = Component("program", mems=[(cfg.prog_depth, 32 * chunks, 1)], logic=chunks)
+    program = Component("program", mems=[Mem(cfg.prog_depth, 32 * chunks, group=32, used=used)], logic=chunks)
     host = Component("host_read", reg=2 + 3 + 6 + 16 + 6 + 33, mux=(2 * R * C - 1) * 32, logic=16)
     S, F = cfg.lane_stages, cfg.fixed_steps
     lane_regs = sum(1 + slot_bits + meta_bits + acc for _ in range(S)) + sum(b + tb for b in range(B)) + \
         (S - B) * B + 1 + meta_bits + acc
     lane = Component("requant_lane", C, reg=lane_regs, add=tb + acc + B * 0, cmp=B * tb,
                      mux=acc + B * tb, logic=B * 4,
-                     mems=[(cfg.slot_depth << b, tb + (1 if b == 0 else 0), 1) for b in range(B)],
+                     mems=[Mem(cfg.slot_depth << b, tb + (1 if b == 0 else 0)) for b in range(B)],
                      paths=[Path_(mem=1, levels=2, carry_bits=2 * tb, chains=2),
                             Path_(mem=1, levels=2, carry_bits=tb + acc, chains=2)])
     if F:                                    # fixed-point stages (hwgen.arch.fixed): run-time shift, modes, width
@@ -146,15 +195,20 @@ def systolic_components(cfg) -> list[Component]:
         lane.cmp += F * (2 * (fb + 1) + 3 * (fb + 2))          # rem vs half, over/under limits
         lane.mux += F * ((fb + 1) * 2 * shift_levels + 4 * fb) + fb
         lane.logic += F * 16
-        lane.mems += [(cfg.slot_depth, fb, 1) for _ in range(F)]
+        lane.mems += [Mem(cfg.slot_depth, fb) for _ in range(F)]
         lane.paths.append(Path_(mem=1, levels=2 * shift_levels + 4, carry_bits=3 * fb, chains=4))
     counters = 16 * 10 + 32 if not ws else 16 * 9 + 32
-    ctrl_reg = instr + counters + _bits(cfg.prog_depth) + 8
-    ctrl_add = counters + (16 * 2 * R if ws else 0)
-    controller = Component("controller", reg=ctrl_reg + (R * (16 + _bits(R) + _bits(C) + 2) if ws else 0),
-                           add=ctrl_add, cmp=6 * 16, mux=instr // 2 + (R * 16 if ws else 0), logic=64,
+    # address walkers (walk.py): the kernel walk and two pixel walks (feed, drain), ~10 16-bit registers each
+    walkers = 16 * 30 + (16 * 10 if not ws else 0)
+    # per row: its pixel (OS: address, x, y) or feature (WS: offsets, word, lane, coordinates), double-buffered
+    row_bits = 48 if not ws else 16 * 2 + 2 * _bits(R) + _bits(C) + 36 + 1
+    ctrl_reg = latched + counters + walkers + 2 * R * row_bits + _bits(cfg.prog_depth) + 8
+    ctrl_add = counters + walkers + R * (16 + (36 + 2 * _bits(R) if ws else 32))
+    controller = Component("controller", reg=ctrl_reg, add=ctrl_add, cmp=6 * 16 + R * 4 * 18,
+                           mux=latched // 2 + R * row_bits + ((R - 1) * R * 16 if not ws else 0),
+                           logic=64 + (R * R * 16 if ws else 0),
                            paths=[Path_(levels=2, carry_bits=32, chains=1)])
-    accumulators = Component("accumulators", C, mems=[(cfg.acc_depth, acc, 1)], add=acc, mux=acc,
+    accumulators = Component("accumulators", C, mems=[Mem(cfg.acc_depth, acc)], add=acc, mux=acc,
                              paths=[Path_(mem=1, levels=1, carry_bits=acc, chains=1)]) if ws else None
     stream_in = Component("stream_in", reg=4 * 16, add=4 * 16 + 32, cmp=32, logic=8)
     stream_out = Component("stream_out", reg=4 * 16 + 2 + _bits(R) + 1 + C * acc, add=4 * 16 + 32, cmp=32,
@@ -179,9 +233,9 @@ def _layer_components(index: int, layer) -> list[Component]:
     mvau = Component(f"mvau{index}", reg=counters + 4 + nf_bits + simd * in_bits + 3 + nf_bits + pe * dot_bits
                      + pe * accb + 1 + (0 if layer.bipolar else in_bits),
                      add=counters + pe * accb, mux=pe * accb, logic=8)
-    mvau.mems.append((max(2, layer.cycles), simd * wbits, pe))
+    mvau.mems.append(Mem(max(2, layer.cycles), simd * wbits, pe, group=wbits))      # loaded one weight at a time
     if layer.nf > 1:
-        mvau.mems.append((max(2, layer.sf), simd * in_bits, 1))
+        mvau.mems.append(Mem(max(2, layer.sf), simd * in_bits, shape="sp"))            # read where it is written
         mvau.mux += simd * in_bits
     levels = _clog2(simd)
     if layer.bipolar:
@@ -210,7 +264,8 @@ def _layer_components(index: int, layer) -> list[Component]:
         count_bits = L.bit_length()
         thr = Component(f"thresholds{index}", reg=pe * out_bits + 1, add=pe * (accb + 1 + 2 * L + out_bits),
                         cmp=pe * L * tb, mux=pe * (accb + 1), logic=4,
-                        mems=[(max(2, layer.threshold_memory[1]), (L + 1) * tb, pe)],
+                        mems=[Mem(max(2, layer.threshold_memory[1]), (L + 1) * tb, pe, group=tb,
+                                  used=((0, L * tb + 1),))],          # L thresholds, then the negate flag bit
                         paths=[Path_(mem=1, levels=2 + _clog2(L), carry_bits=accb + 1 + tb + count_bits * _clog2(L)
                                      + out_bits, chains=3 + _clog2(L))])
         parts.append(thr)
@@ -236,7 +291,7 @@ def _fixed_component(index: int, layer) -> Component:
     out_bits = layer.out_type.bits
     biased = len(layer.biased_stages)
     return Component(f"fixed{index}", reg=pe * out_bits + 1, add=pe * add, cmp=pe * cmp, mux=pe * mux, logic=4,
-                     mems=[(max(2, layer.nf), biased * layer.bias_bits, pe)] if biased else [],
+                     mems=[Mem(max(2, layer.nf), biased * layer.bias_bits, pe)] if biased else [],
                      paths=[Path_(mem=1 if biased else 0, levels=2 * len(layer.stages), carry_bits=carry,
                                   chains=max(1, 2 * len(layer.stages)))])
 
@@ -269,7 +324,7 @@ def dataflow_components(cfg) -> list[Component]:
             depth = depths[index]
             level = _bits(depth + 1)
             parts.append(Component(f"fifo{index + 1}", reg=width + 1 + 3 * level, add=3 * level, cmp=level,
-                                   logic=6, mems=[(depth - 1, width, 1)],
+                                   logic=6, mems=[Mem(depth - 1, width)],
                                    paths=[Path_(levels=2, carry_bits=level, chains=1)]))
     return parts
 
@@ -296,19 +351,6 @@ def uses_dsp(family: str, a: int, b: int) -> int:
     return ceil(big / limits[0]) * ceil(small / limits[1])
 
 
-def bram_tiles(family: str, depth: int, width: int) -> float:
-    """Block RAM units (see ``targets``) of a ``depth × width`` memory, or 0 if it stays out of block RAM."""
-    if depth * width < BRAM_MIN_BITS[family] or (HAS_LUTRAM[family] and depth <= 64 and width * depth < 16384):
-        return 0
-    best = None
-    for d, w in BRAM_SHAPES[family]:
-        tiles = ceil(depth / d) * ceil(width / w)
-        best = tiles if best is None else min(best, tiles)
-    if family in ("xc7", "xcup"):          # RAMB18 halves: shapes above are per RAMB18 except the 72-wide one
-        return best / 2
-    return best
-
-
 def features(config, family: str) -> tuple[dict[str, float], int, float]:
     """Mapped features of ``config`` on ``family`` (:data:`FEATURES`), DSP blocks and block-RAM units."""
     f = dict.fromkeys(FEATURES, 0.0)
@@ -327,15 +369,15 @@ def features(config, family: str) -> tuple[dict[str, float], int, float]:
                 dsp += n * k * blocks
             else:
                 f["mul_lut"] += n * k * a * b
-        for depth, width, k in comp.mems:
-            tiles = bram_tiles(family, depth, width)
-            f["memories"] += n * k
-            if tiles:
-                bram += n * k * tiles
-            elif HAS_LUTRAM[family]:
-                f["lutram_bits"] += n * k * depth * width
-            else:
-                f["memff_bits"] += n * k * depth * width
+        for mem in comp.mems:
+            k = n * mem.count
+            mapped = map_memory(family, mem.depth, mem.width, mem.group, mem.shape, mem.used)
+            f["memories"] += k
+            bram += k * mapped.bram
+            f["lut_ram"] += k * mapped.lut_ram
+            f["mem_ff"] += k * mapped.ff
+            f["mem_mux"] += k * mapped.mux
+            f["mem_logic"] += k * mapped.logic
     f["one"] = 1.0
     return f, dsp, bram
 
@@ -354,7 +396,8 @@ def estimate_resources(config, family: str, coeffs: dict | None = None) -> dict[
     out = {}
     for metric in ("lut", "ff", "carry"):
         c = coeffs[metric]
-        out[metric] = max(0.0, sum(c.get(k, 0.0) * v for k, v in f.items()))
+        exact = f[EXACT[metric]] if metric in EXACT else 0.0
+        out[metric] = exact + max(0.0, sum(c.get(k, 0.0) * v for k, v in f.items()))
     out["dsp"] = float(dsp)
     out["bram"] = float(bram)
     return out

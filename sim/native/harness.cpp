@@ -22,7 +22,7 @@
 // 4 a stream made no progress for STALL_LIMIT clocks (the design never became ready or never answered).
 //
 // Build-time macros: TOP_CLASS (the Verilated class, default Vtop), TOP_HEADER (its header, default
-// TOP_CLASS.h), the payload field widths below, and VM_TRACE / VM_TRACE_FST (set by `verilator --trace-fst`, or `--trace` for VCD).
+// TOP_CLASS.h), the payload field widths below, and VM_TRACE / VM_TRACE_FST / VM_TRACE_SAIF (set by `verilator --trace-fst` / `--trace-saif`, or `--trace` for VCD).
 // Port names follow Amaranth's flattening of the component signature: load__valid, load__ready,
 // load__payload (the StructLayout packed, first field at bit 0), read__*, rdata__*, start, done, cycles,
 // clk and rst, and the AXI-Stream data ports s_axis_t{data,valid,ready,last} and m_axis_t{...} (any width).
@@ -57,6 +57,9 @@
 #if VM_TRACE_FST
 #include "verilated_fst_c.h"
 typedef VerilatedFstC HwgenTrace;
+#elif VM_TRACE_SAIF
+#include "verilated_saif_c.h"
+typedef VerilatedSaifC HwgenTrace;
 #elif VM_TRACE
 #include "verilated_vcd_c.h"
 typedef VerilatedVcdC HwgenTrace;

@@ -84,11 +84,14 @@ class DataflowDesign:
     def simulate(self, x: np.ndarray, *, wave: Path | None = None, max_cycles: int | None = None,
                  stream: bool | None = None, backend: str = "native", **_) -> SimResult:
         """Stream ``x`` (N, *input_shape[1:]) through the Verilated pipeline; outputs, codes and the report (with
-        measured and predicted ``ii_cycles`` and ``latency_cycles``)."""
+        measured and predicted ``ii_cycles`` and ``latency_cycles``). ``backend``: ``native``, ``cocotb`` (the
+        AXI-Stream testbench) or ``axi`` (the AXI wrapper, :mod:`hwgen.axi_sim`)."""
         from ... import verilator
 
-        if backend not in ("native", "cocotb"):
-            raise HwgenError(f"unknown simulation backend {backend!r}; available: native, cocotb")
+        from ...design import BACKENDS, _simulate_axi
+
+        if backend not in BACKENDS:
+            raise HwgenError(f"unknown simulation backend {backend!r}; available: {', '.join(BACKENDS)}")
         if stream is False:
             raise HwgenError("the dataflow architecture always streams (drop --preload)")
         x = np.asarray(x, np.float32)
@@ -96,11 +99,14 @@ class DataflowDesign:
             raise HwgenError("simulate needs at least one sample (inputs of shape (N, ...) with N ≥ 1)")
         if backend == "cocotb":
             return self._simulate_cocotb(x, max_cycles=max_cycles, **_)
+        if backend == "axi":
+            return _simulate_axi(self, x, wave=wave, stream=stream, max_cycles=max_cycles,
+                                 backpressure=_.get("backpressure", 0.25), seed=_.get("seed", 0))
         samples = len(x)
         program = self.program
         codes_in, expected = golden_codes(self.model, x)
         started = time.perf_counter()
-        trace = None if wave is None else "fst" if Path(wave).suffix == ".fst" else "vcd"
+        trace = verilator.trace_format(wave)
         binary = verilator.build(self.verilog, TOP_NAME, trace=trace)
         build_seconds = time.perf_counter() - started
         predicted = self.predicted_cycles(samples)
@@ -171,7 +177,10 @@ class DataflowDesign:
         return estimate_config(self.config, self.model, target, synth, out_dir)
 
     # ------------------------------------------------------------------------------------------------ outputs
-    def manifest(self) -> dict:
+    def manifest(self, rom: bool = False) -> dict:
+        """Everything a user or tool needs to drive the design; ``rom``: the files include the ROM core."""
+        from ...integration import axi_manifest, manifest_files
+
         cfg = self.config
         graph = self.model.graph
         from ...design import _layout_fields, _signature_ports
@@ -198,9 +207,10 @@ class DataflowDesign:
                             "latency_cycles": self.program.predicted_latency_cycles,
                             "formula": "II = max over layers of (MW/SIMD)·(MH/PE); N samples take latency + "
                                        "(N − 1)·II cycles from first input to last output"},
-            "files": {"verilog": "top.v", "weights": "weights.load", "thresholds": "thresholds.load",
-                      "parameters": "parameters.load", "biases": "biases.load", "model": self.model.source_name,
-                      "report": "report.md"},
+            "files": {"weights": "weights.load", "thresholds": "thresholds.load", "parameters": "parameters.load",
+                      "biases": "biases.load", "model": self.model.source_name, "report": "report.md",
+                      **manifest_files(self, rom)},
+            "axi": axi_manifest(self),
             "verilog_sha256": self.verilog_sha256,
         }
 
@@ -218,15 +228,18 @@ class DataflowDesign:
         return "\n".join(lines)
 
     def write(self, out_dir: str | Path, rom: bool = False) -> Path:
-        """Write ``top.v``, ``manifest.json``, the images, ``model.onnx`` and ``report.md`` into ``out_dir``."""
+        """Write the core's Verilog (``rtl/``, one module per file), ``manifest.json``, the images, ``model.onnx``,
+        ``report.md`` and the integration files (:mod:`hwgen.integration`) into ``out_dir``; ``rom``: also the core
+        ``hwgen_dataflow_rom`` with its memories initialized."""
+        from ...integration import integration_files
+
         program = self.program
-        files = {"top.v": self.verilog, "manifest.json": json.dumps(self.manifest(), indent=2, sort_keys=True) + "\n",
+        files = {"manifest.json": json.dumps(self.manifest(rom), indent=2, sort_keys=True) + "\n",
                  "weights.load": format_rows(program.weights), "thresholds.load": format_rows(program.thresholds),
                  "parameters.load": format_rows(program.parameters), "biases.load": format_rows(program.biases),
                  self.model.source_name: self.model.source_bytes(),
-                 "report.md": self.report_markdown()}
-        if rom:
-            files["top_rom.v"] = self.verilog_rom()
+                 "report.md": self.report_markdown(),
+                 **integration_files(self, self.verilog_rom() if rom else None)}
         return write_files(out_dir, files)
 
 
@@ -237,8 +250,12 @@ def estimate_config(config: DataflowConfig, model: Model, target: str, synth: bo
 
     cycles = Cycles(config.predicted_latency_cycles, 1, config.predicted_ii_cycles,
                     "dataflow cycle model: latency = one sample, throughput = one sample per II")
-    return estimate(config, target, synth=synth, cycles=cycles, verilog=render_verilog(config) if synth else None,
-                    top=TOP_NAME, out_dir=out_dir, design={"top": TOP_NAME, "model_sha256": model_sha256(model)})
+    design = {"top": TOP_NAME, "model_sha256": model_sha256(model)}
+    verilog = render_verilog(config) if synth or (out_dir and (Path(out_dir) / "activity.json").is_file()) else None
+    if verilog is not None:
+        design["design_verilog_sha256"] = hashlib.sha256(verilog.encode()).hexdigest()   # which run's activity
+    return estimate(config, target, synth=synth, cycles=cycles, verilog=verilog if synth else None,
+                    top=TOP_NAME, out_dir=out_dir, design=design)
 
 
 def open_dataflow(out_dir: Path, manifest: dict, model: Model) -> DataflowDesign:

@@ -6,15 +6,15 @@
     a[1] ─[1 reg]─────▶ PE10 ─▶ PE11 ─▶ …                a[i] (with valid/last) enters row i after i registers,
     …                    │        │                       so PE(i, j) sees a[m_i, k] and w[k, n_j] together,
     a[R-1] ─[R-1 regs]─▶ PE…     …                       i + j cycles after they were presented.
-                          ▼ shadow chains ▼
-                     drain[0] … drain[C-1]   (bottom row's shadows; ``shift`` moves every column down by one)
+                     drain[0] … drain[C-1]   (top row's shadows; ``shift`` moves every column up by one,
+                          ▲ shadow chains ▲    so a tile drains top row first)
 
 Latency: the operand pair presented at cycle c reaches PE(i, j) at cycle c + i + j; PE(R-1, C-1)'s ``last_out``
 (the tile's capture is complete everywhere) is high at cycle c_last + R + C - 1.
 """
 from __future__ import annotations
 
-from amaranth import Module, Signal, signed, unsigned
+from amaranth import Module, Signal, signed
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -31,7 +31,8 @@ class OutputStationaryArray(wiring.Component):
             "last": In(1),
             "w": In(data.ArrayLayout(signed(cfg.w_bits), cfg.cols)),
             "shift": In(1),
-            "max_mode": In(1),       # every PE takes max(acc, a·w) instead of acc + a·w (pooling; per layer)
+            # every PE takes max(acc, a·w) instead of acc + a·w (MaxPool; per layer)
+            **({"max_mode": In(1)} if cfg.max_pool else {}),
             "drain": Out(data.ArrayLayout(signed(cfg.acc_bits), cfg.cols)),
             "captured": Out(1),      # PE(R-1, C-1) captured the tile's last product on the previous cycle
             **rounding_members(cfg),
@@ -70,32 +71,34 @@ class OutputStationaryArray(wiring.Component):
             for i in range(1, cfg.rows):
                 m.d.comb += pes[i][j].w_in.eq(pes[i - 1][j].w_out)
             for i in range(cfg.rows):
-                m.d.comb += [pes[i][j].shift.eq(self.shift), pes[i][j].max_mode.eq(self.max_mode)]
+                m.d.comb += pes[i][j].shift.eq(self.shift)
+                if cfg.max_pool:
+                    m.d.comb += pes[i][j].max_mode.eq(self.max_mode)
                 if cfg.product_rounding:
                     m.d.comb += [pes[i][j].product_shift.eq(self.product_shift),
                                  pes[i][j].product_rounding.eq(self.product_rounding)]
-                if i:
-                    m.d.comb += pes[i][j].shadow_in.eq(pes[i - 1][j].shadow_out)
-            m.d.comb += self.drain[j].eq(pes[cfg.rows - 1][j].shadow_out)
+                if i < cfg.rows - 1:
+                    m.d.comb += pes[i][j].shadow_in.eq(pes[i + 1][j].shadow_out)
+            m.d.comb += self.drain[j].eq(pes[0][j].shadow_out)
         m.d.comb += self.captured.eq(pes[cfg.rows - 1][cfg.cols - 1].last_out)
         return m
 
 
 class WeightStationaryArray(wiring.Component):
-    """R×C weight-stationary PE grid with output deskew.
+    """R×C weight-stationary PE grid with input skew and output deskew.
 
     ::
 
-        a[i] ──▶ PE(i,0) ──▶ PE(i,1) ──▶ …       row i carries feature k0 + i; the caller presents sample m to row i
-                   │ psum      │                 at cycle m + i (the skew is done by addressing the banks)
-                   ▼           ▼
-                 PE(R-1,0)   PE(R-1,1) …
-                   ▼ [C-1 regs] ▼ [C-2 regs] …   deskew: every column's sum for sample m leaves at m + R + C - 1
-                 out[0]      out[1]   …
+        a[i] ─[i regs]─▶ PE(i,0) ──▶ PE(i,1) ──▶ …   row i carries feature k0 + i; the caller presents sample m to
+        commit ─[i regs]─┘ │ psum     │              every row at once, row i sees it i cycles later
+                           ▼          ▼
+                         PE(R-1,0)  PE(R-1,1) …
+                           ▼ [C-1 regs] ▼ [C-2 regs] …   deskew: every column's sum for sample m presented at
+                         out[0]      out[1]   …          cycle c leaves at c + R + C - 1
 
     Weights enter at the top of each column through ``w_top`` and shift down while ``shift`` is high (R shifts
-    place row i's weight in row i); ``commit[i]``, presented with row i's first operand of a fold, makes the
-    shifted weight active in each PE of row i as that operand reaches it.
+    place row i's weight in row i); ``commit``, presented with a fold's first sample, makes the shifted weight
+    active in each PE as that sample reaches it. ``max_mode``: every PE passes ``max(psum, a·w)`` (pooling).
     """
 
     def __init__(self, cfg: SystolicConfig):
@@ -103,7 +106,7 @@ class WeightStationaryArray(wiring.Component):
         super().__init__({
             "a": In(data.ArrayLayout(signed(cfg.operand_bits), cfg.rows)),
             "w_top": In(data.ArrayLayout(signed(cfg.w_bits), cfg.cols)),
-            "commit": In(data.ArrayLayout(unsigned(1), cfg.rows)), "shift": In(1),
+            "commit": In(1), "shift": In(1), **({"max_mode": In(1)} if cfg.max_pool else {}),
             "out": Out(data.ArrayLayout(signed(cfg.acc_bits), cfg.cols)),
             **rounding_members(cfg),
         })
@@ -114,12 +117,20 @@ class WeightStationaryArray(wiring.Component):
         pes = [[WeightStationaryPE(cfg, broken=cfg.broken_pe == (i, j)) for j in range(cfg.cols)]
                for i in range(cfg.rows)]
         for i in range(cfg.rows):
+            a, commit = self.a[i], self.commit
+            for stage in range(i):
+                a_r = Signal.like(a, name=f"a_skew_{i}_{stage}", reset_less=True)
+                c_r = Signal(name=f"commit_skew_{i}_{stage}")
+                m.d.sync += [a_r.eq(a), c_r.eq(commit)]
+                a, commit = a_r, c_r
             for j in range(cfg.cols):
                 pe = pes[i][j]
                 m.submodules[f"pe_{i}_{j}"] = pe
+                if cfg.max_pool:
+                    m.d.comb += pe.max_mode.eq(self.max_mode)
                 m.d.comb += [pe.shift.eq(self.shift),
-                             pe.a_in.eq(self.a[i] if j == 0 else pes[i][j - 1].a_out),
-                             pe.commit_in.eq(self.commit[i] if j == 0 else pes[i][j - 1].commit_out),
+                             pe.a_in.eq(a if j == 0 else pes[i][j - 1].a_out),
+                             pe.commit_in.eq(commit if j == 0 else pes[i][j - 1].commit_out),
                              pe.psum_in.eq(0 if i == 0 else pes[i - 1][j].psum_out),
                              pe.w_chain_in.eq(self.w_top[j] if i == 0 else pes[i - 1][j].w_chain_out)]
                 if cfg.product_rounding:

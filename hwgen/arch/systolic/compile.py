@@ -7,23 +7,28 @@ the host dequantizes what the last layer leaves.
 
 Pooling runs on the array itself, as a convolution whose weight is a stack of identity matrices (``W[(ky, kx, c),
 n] = [c = n]``), so the im2col address generation, padding, strided grids, tiling, drain and exact cycle model
-are the conv's: a SumPool (AveragePool / GlobalAveragePool) is that conv with the SumPool's zero point, then its
+are the conv's, on both dataflows: a SumPool (AveragePool / GlobalAveragePool) is that conv with the SumPool's zero point, then its
 MultiThreshold in the requant lanes; a MaxPool runs the PEs in max mode (``acc = max(acc, a·w)``, pe.py) on
 operands ``code - min_code`` (padding enters as 0, the type's minimum, and never wins), then an identity
 requantizer (thresholds 1 … max - min, base = min) writes the codes back. Why not a separate C-lane pooling unit:
 it needs no new datapath, address generator or sequencer state, and it is as fast as such a unit when R ≈ C (R
 pixels per cycle, K = kh·kw·C reads per output-channel tile, against one word of C lanes per cycle); the price is
-a comparator per PE and kh·kw·C·⌈C/cols⌉ weight words (0/1) per pooling layer. Weights, thresholds and the program are data loaded at run time, so one generated array runs
-any model whose weights fit its scratchpads.
+a comparator per PE and kh·kw·C·⌈C/cols⌉ weight words (0/1) per pooling layer. Weights, thresholds and the
+program are data loaded at run time, so one generated array runs any model whose weights fit its scratchpads.
 
 Memory layout (``R`` rows, ``C`` columns):
 
-- activations: bank ``m % R``, word ``base + (m // R) · stride + k // C``, lane ``k % C``; every code tensor gets a
-  region (``regions``: the lowest one free of every tensor still needed, so a residual's skip input survives);
-- weights: bank ``n % C``, word ``w_base + (n // C) · kp + k``; ``K`` padded to ``kp`` (a multiple of ``C`` for
-  OS, of ``R`` for WS) with zero rows;
+- activations: every code tensor is an image of slots (``Layout``: pixel (y, x) of sample n at slot ``n·slots +
+  y·pitch + x``; a 2-D tensor is one slot per sample), its channel at storage position ``p`` in word ``base +
+  (slot // R) · stride + p // C``, lane ``p % C``, of bank ``slot % R`` (OS) or ``(slot + p // C) % R`` (WS);
+  every code tensor gets a region (``regions``: the lowest one free of every tensor still needed, so a residual's
+  skip input survives), pitch and slots are picked per tensor for its readers (``plan_layouts``);
+- weights: bank ``n % C``, word ``w_base + (n // C) · kp + k`` with k over the layer's features in the order the
+  controller reads them (``feed_weight``: kernel position, then ``cgp`` channel positions); ``kp`` = the features
+  (OS) or the features padded to whole folds of R (WS), zero rows for padding;
 - thresholds: lane ``n % C``, slot ``slot_base + n // C``, heap order over the search stages (see requant.py);
-- outputs (accumulators of a last layer without threshold): bank ``m % R``, word ``(m // R) · words + n // C``.
+- outputs (accumulators of a last layer without threshold): the activations' layout with ``⌈channels / C⌉`` words
+  per slot and base 0.
 """
 from __future__ import annotations
 
@@ -98,16 +103,6 @@ class GemmLayer:
     def search_bits(self) -> int:
         return 0 if self.thresholds is None else max(1, int(self.thresholds.shape[1]).bit_length())
 
-    def padded_weight(self, cols: int) -> np.ndarray:
-        """The weight with the first input's features padded to whole words of ``cols`` codes (zero rows)."""
-        if len(self.splits) == 1:
-            return self.weight
-        first = ceil(self.splits[0] / cols) * cols
-        padded = np.zeros((first + self.splits[1], self.n), np.int64)
-        padded[:self.splits[0]] = self.weight[:self.splits[0]]
-        padded[first:] = self.weight[self.splits[0]:]
-        return padded
-
 
 @dataclass(frozen=True)
 class Conv:
@@ -139,23 +134,20 @@ class Conv:
 class Layout:
     """Where a code tensor's values sit in its activation region.
 
-    Values live in *slots* (one per pixel, or per sample of a 2-D tensor); slot ``s`` is bank ``s % R``, words
-    ``base + (s // R) · stride + p // C`` (lane ``p % C``) for the channel stored at position ``p``. Pixel (y, x) of
-    sample n is slot ``n · slots + y · sy · grid_w + x · sx``: images sit on a grid of ``grid_h × grid_w`` slots,
-    possibly spread out (``sy``, ``sx`` > 1: the output of a strided conv keeps its input's grid)."""
+    Values live in *slots* (one per pixel, or per sample of a 2-D tensor): pixel (y, x) of sample n is slot
+    ``n · slots + y · pitch + x``; the channel stored at position ``p`` is in word ``base + (slot // R) · stride +
+    p // C`` (lane ``p % C``) of bank ``slot % R`` (output-stationary) or ``(slot + p // C) % R`` (weight-stationary:
+    a pixel's words rotate across the banks, so the rows of a fold read a pixel's words in parallel). ``pitch ≥ w``
+    and ``slots ≥ (h - 1)·pitch + w`` are picked per tensor (``plan_layouts``) so that its readers walk it without
+    bank conflicts and with as few pixels that are not outputs as possible; the slots in between hold nothing (the
+    image written is exactly C·H·W codes)."""
 
     channels: int
     h: int = 1
     w: int = 1
+    pitch: int = 1                       # slots per image row
     slots: int = 1                       # slots per sample
-    grid_w: int = 1
-    sy: int = 1
-    sx: int = 1
     positions: tuple[int, ...] | None = None   # storage position of each channel (None: channel c at c)
-
-    @property
-    def grid_h(self) -> int:
-        return self.slots // self.grid_w
 
     @property
     def stored(self) -> int:
@@ -166,61 +158,108 @@ class Layout:
         return channel if self.positions is None else np.asarray(self.positions)[channel]
 
     def slot(self, n, y, x):
-        return n * self.slots + y * self.sy * self.grid_w + x * self.sx
+        return n * self.slots + y * self.pitch + x
+
+
+@dataclass(frozen=True)
+class Feed:
+    """How a layer reads its input: for each output pixel, ``kernel`` positions × ``cg`` channel positions (from
+    storage position ``c_lo``) of the input pixels the kernel covers. A dense layer is the 1×1 kernel over one
+    pixel per sample; a residual Add (``add``) the 1×2 kernel whose second position is the same pixel of the second
+    input (whose region the controller reaches as that position's slot offset)."""
+
+    kernel: tuple[int, int]
+    pads: tuple[int, int, int, int] = (0, 0, 0, 0)     # top, left, bottom, right
+    strides: tuple[int, int] = (1, 1)
+    c_lo: int = 0
+    cg: int = 1
+    out_hw: tuple[int, int] = (1, 1)
+    add: bool = False
 
     @property
-    def grid(self) -> tuple:
-        return (self.h, self.w, self.slots, self.grid_w, self.sy, self.sx)
+    def taps(self) -> int:
+        return self.kernel[0] * self.kernel[1]
+
+    @property
+    def lattice(self) -> tuple[int, int]:
+        """(lat_h, lat_w): the last output pixel's position on the input's stride-1 output grid."""
+        return (self.out_hw[0] - 1) * self.strides[0], (self.out_hw[1] - 1) * self.strides[1]
+
+    def deltas(self, pitch: int, rows: int) -> np.ndarray:
+        """Slot offset of every kernel position from the pixel's own slot (the Add's second input: a region away,
+        shown as a large multiple of R, a bank offset of 0 that no other offset equals)."""
+        if self.add:
+            return np.array([0, rows << 32], np.int64)
+        ky, kx = np.divmod(np.arange(self.taps), self.kernel[1])
+        return (ky - self.pads[0]) * pitch + (kx - self.pads[1])
 
 
-def effective_conv(layer: GemmLayer, source: Layout) -> Conv | None:
-    """The conv geometry the array runs ``layer`` with on an input laid out as ``source``; None for a plain GEMM
-    over samples (one slot per sample)."""
-    if layer.conv is None:
-        if source.slots == 1 or len(layer.inputs) > 1:
-            return None
-        return Conv((layer.k, 1, 1), (1, 1), flat_out=True)
-    c = layer.conv
-    if source.slots == 1 and c.kernel == (1, 1) and c.groups == 1 and c.in_shape[1:] == (1, 1):
-        return None
-    return c
+def feed_of(layer: GemmLayer, shapes: dict[str, Layout]) -> Feed:
+    """``layer``'s feed over its input(s) of the given shapes."""
+    source = shapes[layer.inputs[0]]
+    if len(layer.inputs) > 1:
+        other = shapes[layer.inputs[1]]
+        return Feed((1, 2), cg=max(source.stored, other.stored), out_hw=(source.h, source.w), add=True)
+    conv = layer.conv
+    if conv is None:
+        if source.h * source.w != 1:
+            raise HwgenError(f"node '{layer.name}': a dense layer over a {source.h}×{source.w} image")
+        return Feed((1, 1), cg=source.stored)
+    stored = source.position(conv.group * conv.cg + np.arange(conv.cg))
+    c_lo = int(np.min(stored))
+    return Feed(conv.kernel, conv.pads, conv.strides, c_lo, int(np.max(stored)) - c_lo + 1, conv.out_hw)
 
 
-def plan_layouts(layers, cols: int) -> dict[str, Layout]:
-    """Layout of every code tensor: the input image compact (H·W slots per sample), a conv's output on its input's
-    grid, grouped outputs padded to whole words per group (when a group's channels are not a multiple of C)."""
+def feed_weight(layer: GemmLayer, feed: Feed, shapes: dict[str, Layout], cgp: int) -> np.ndarray:
+    """``layer``'s weight with rows in the order the feed reads them: (kernel position, channel position) with
+    ``cgp ≥ cg`` rows per kernel position, zero rows for positions that hold no channel of the layer."""
+    weight = np.zeros((feed.taps, cgp, layer.n), np.int64)
+    source = shapes[layer.inputs[0]]
+    if feed.add:
+        other = shapes[layer.inputs[1]]
+        weight[0, source.position(np.arange(source.channels))] = layer.weight[:source.channels]
+        weight[1, other.position(np.arange(other.channels))] = layer.weight[source.channels:]
+    elif layer.conv is None:
+        weight[0, source.position(np.arange(source.channels))] = layer.weight
+    else:
+        conv = layer.conv
+        stored = source.position(conv.group * conv.cg + np.arange(conv.cg)) - feed.c_lo
+        weight[:, stored] = layer.weight.reshape(feed.taps, conv.cg, layer.n)
+    return weight.reshape(feed.taps * cgp, layer.n)
+
+
+def plan_shapes(layers, cols: int) -> dict[str, Layout]:
+    """Channels, image size and channel positions of every code tensor (pitch and slots compact): the input as the
+    first layer reads it, a conv's output its own ``OH × OW`` image, grouped outputs padded to whole words per group
+    (when a group's channels are not a multiple of C)."""
     first = layers[0]
     if first.conv is not None:
-        # the whole (C, H, W) input, not ``splits[0]`` (a conv's K = KH·KW·C/groups, one group's im2col row);
-        # a 1×1 image is one slot per sample, the same layout as a dense input of C features
+        # the whole (C, H, W) input, not ``splits[0]`` (a conv's K = KH·KW·C/groups, one group's im2col row)
         c, h, w = first.conv.in_shape
-        placed = {first.inputs[0]: Layout(c, h, w, h * w, w)}
+        placed = {first.inputs[0]: Layout(c, h, w, w, h * w)}
     else:
         placed = {first.inputs[0]: Layout(first.splits[0])}
     for layer in layers:
         source = placed[layer.inputs[0]]
-        conv = effective_conv(layer, source)
+        conv = layer.conv
         if len(layer.inputs) > 1:
             other = placed[layer.inputs[1]]
-            if source.grid != other.grid:
-                raise HwgenError(f"node '{layer.name}' (Add): its inputs are laid out on different pixel grids "
-                                 f"({source.grid} and {other.grid}); the systolic array adds tensors of one grid")
+            if (source.h, source.w) != (other.h, other.w):
+                raise HwgenError(f"node '{layer.name}' (Add): its inputs are {source.h}×{source.w} and "
+                                 f"{other.h}×{other.w} images; the systolic array adds images of one size")
             out = replace(source, channels=layer.n, positions=None)
         elif conv is None:
             out = Layout(layer.n)
         else:
+            if tuple(conv.in_shape[1:]) != (source.h, source.w):
+                raise HwgenError(f"node '{layer.name}': its {conv.in_shape[1]}×{conv.in_shape[2]} input is "
+                                 f"stored as a {source.h}×{source.w} image")
             ho, wo = conv.out_hw
-            if conv.flat_out:
-                ho = wo = 1
-            sy, sx = source.sy * conv.strides[0], source.sx * conv.strides[1]
-            if (ho - 1) * sy > source.grid_h - 1 or (wo - 1) * sx > source.grid_w - 1:
-                raise HwgenError(f"node '{layer.name}' (Conv): its {ho}×{wo} output does not fit its input's pixel "
-                                 f"grid (padding beyond (kernel - 1) / 2 is not supported on the systolic array)")
             positions = None
             if conv.groups > 1 and layer.n % cols:
                 per = ceil(layer.n / cols) * cols
                 positions = tuple(g * per + j for g in range(conv.groups) for j in range(layer.n))
-            out = Layout(layer.n * conv.groups, ho, wo, source.slots, source.grid_w, sy, sx, positions)
+            out = Layout(layer.n * conv.groups, ho, wo, wo, ho * wo, positions)
         if layer.output in placed:
             if placed[layer.output] != out:
                 raise HwgenError(f"node '{layer.name}': its groups disagree on the output layout")
@@ -229,31 +268,128 @@ def plan_layouts(layers, cols: int) -> dict[str, Layout]:
     return placed
 
 
-def storage_weight(layer: GemmLayer, layouts: dict[str, Layout], cols: int) -> tuple[np.ndarray, dict]:
-    """``layer``'s weight with rows in the order the feed reads them (zero rows for padding), and the feed's
-    geometry: ``conv`` (or None), ``c_lo``/``cg`` (storage channel range read at every kernel position),
-    ``split`` (words of the first input of a residual Add)."""
-    source = layouts[layer.inputs[0]]
-    conv = effective_conv(layer, source)
-    if len(layer.inputs) > 1:
-        sa, sb = source, layouts[layer.inputs[1]]
-        first = ceil(sa.stored / cols) * cols
-        weight = np.zeros((first + sb.stored, layer.n), np.int64)
-        weight[sa.position(np.arange(sa.channels))] = layer.weight[:sa.channels]
-        weight[first + sb.position(np.arange(sb.channels))] = layer.weight[sa.channels:]
-        return weight, {"conv": None, "split": first // cols}
-    if conv is None:
-        weight = np.zeros((source.stored, layer.n), np.int64)
-        weight[source.position(np.arange(source.channels))] = layer.weight
-        return weight, {"conv": None, "split": None}
-    channels = conv.group * conv.cg + np.arange(conv.cg)
-    stored = source.position(channels)
-    c_lo = int(stored.min())
-    cg = int(stored.max()) - c_lo + 1
-    taps = conv.kernel[0] * conv.kernel[1]
-    weight = np.zeros((taps, cg, layer.n), np.int64)
-    weight[:, stored - c_lo] = layer.weight.reshape(taps, conv.cg, layer.n)
-    return weight.reshape(taps * cg, layer.n), {"conv": conv, "split": None, "c_lo": c_lo, "cg": cg}
+def os_walk(feed: Feed, source: Layout, rows: int) -> tuple[int, int, int]:
+    """The output-stationary walk of a layer over ``source``: ``(walk_w, walk_s, last)``, pixels per row and per
+    sample and the last output's position in a sample. The walk covers the stride-1 output grid; a pixel at
+    position p of sample n reads slot ``n·slots + (p // walk_w)·pitch + p % walk_w`` (+ the kernel's offsets), and
+    ``walk_w ≡ pitch``, ``walk_s ≡ slots`` (mod R) put pixel m of the walk in bank ``m mod R``: R rows of a tile
+    read R banks. Pixels past the output's width or height (when the pitch or slots do not match) are computed and
+    not written."""
+    lat_h, lat_w = feed.lattice
+    walk_w = lat_w + 1 + (source.pitch - lat_w - 1) % rows
+    last = lat_h * walk_w + lat_w
+    walk_s = last + 1 + (source.slots - last - 1) % rows
+    return walk_w, walk_s, last
+
+
+def os_rows(feed: Feed, source: Layout, rows: int, samples: int) -> int:
+    """Pixels an output-stationary layer computes for ``samples`` samples (the GEMM's M)."""
+    _, walk_s, last = os_walk(feed, source, rows)
+    return (samples - 1) * walk_s + last + 1
+
+
+def ws_conflict(feed: Feed, pitch: int, cgp: int, rows: int, cols: int) -> bool:
+    """Whether two rows of a weight-stationary fold would read different words of one bank: row i of fold f reads
+    feature ``f·R + i`` = (kernel position t, channel c) at slot offset δ_t, word ``w = (c_lo + c) // C``, bank
+    ``(s + δ_t + w) mod R`` for the pixel's slot s."""
+    k = np.arange(ceil(feed.taps * cgp / rows) * rows)
+    tap, c = np.divmod(k, cgp)
+    valid = (c < feed.cg) & (tap < feed.taps)
+    delta = feed.deltas(pitch, rows)[np.minimum(tap, feed.taps - 1)]
+    word = (feed.c_lo + c) // cols
+    fold = k // rows
+    bank = (delta + word) % rows
+    read = np.unique(np.stack([fold, bank, delta, word])[:, valid], axis=1)
+    return read.shape[1] != np.unique(read[:2], axis=1).shape[1]
+
+
+def ws_channel_rows(feed: Feed, pitch: int, rows: int, cols: int) -> int:
+    """Rows per kernel position on the weight-stationary array (``cgp``): the channels, or the fewest more with
+    which no fold reads two words of one bank (at most a multiple of R: a fold within one kernel position reads
+    consecutive words, distinct banks)."""
+    cg = feed.cg
+    options = [cg] + [p for p in (1 << (cg - 1).bit_length(),) if p <= rows and rows % p == 0 and p > cg]
+    for cgp in options:
+        if not ws_conflict(feed, pitch, cgp, rows, cols):
+            return cgp
+    return ceil(cg / rows) * rows
+
+
+def _n_tiles(layer: GemmLayer, cols: int) -> int:
+    return ceil(layer.n / cols)
+
+
+def _fit(least: int, residue: int, rows: int) -> int:
+    """The smallest value ≥ ``least`` that is ≡ ``residue`` (mod ``rows``)."""
+    return least + (residue - least) % rows
+
+
+def _os_layout(shape: Layout, users: list, rows: int, cols: int) -> tuple[int, int]:
+    """(pitch, slots) of a tensor on the output-stationary array: each reader offers the pitch and slots its walk
+    wants (:func:`os_walk`); the pair with the fewest cycles over every reader (R samples) wins."""
+    h, w = shape.h, shape.w
+    users = users or [(None, Feed((1, 1)))]
+    candidates = []
+    for pitch in sorted({_fit(w, feed.lattice[1] + 1, rows) for _, feed in users}):
+        for _, feed in users:
+            lat_h, lat_w = feed.lattice
+            walk_w = _fit(lat_w + 1, pitch, rows)
+            candidates.append((pitch, _fit((h - 1) * pitch + w, lat_h * walk_w + lat_w + 1, rows)))
+    period = 2 * rows + cols - 1
+
+    def cost(candidate: tuple[int, int]) -> tuple[int, int]:
+        probe = replace(shape, pitch=candidate[0], slots=candidate[1])
+        return sum(ceil(os_rows(feed, probe, rows, rows) / rows) * _n_tiles(layer, cols) *
+                   max(feed.taps * feed.cg, period) for layer, feed in users if layer is not None), candidate[1]
+    return min(candidates, key=cost)
+
+
+def _ws_layout(shape: Layout, users: list, rows: int, cols: int) -> tuple[int, int]:
+    """(pitch, slots) of a tensor on the weight-stationary array: compact, or with ``pitch ≡ kw`` (mod R) for a
+    conv reader (:func:`ws_conflict`); the pitch with the fewest cycles over every reader (R samples) wins."""
+    h, w = shape.h, shape.w
+    pitches = sorted({w} | {_fit(w, feed.kernel[1], rows) for _, feed in users if not feed.add})
+    period = 2 * rows + cols - 1
+
+    def cost(pitch: int) -> tuple[int, int]:
+        return sum(ceil(feed.taps * ws_channel_rows(feed, pitch, rows, cols) / rows) * _n_tiles(layer, cols) *
+                   max(rows * feed.out_hw[0] * feed.out_hw[1], period) for layer, feed in users), pitch
+    pitch = min(pitches, key=cost)
+    return pitch, (h - 1) * pitch + w
+
+
+def plan_layouts(layers, rows: int, cols: int, dataflow: str) -> dict[str, Layout]:
+    """Every code tensor's layout (:class:`Layout`): its shape, and the pitch and slots per sample its readers walk
+    fastest. Output-stationary readers want ``pitch ≡`` their walk's width and ``slots ≡`` its pixels per sample
+    (mod R, :func:`os_walk`), weight-stationary ones ``pitch ≡ kw`` (mod R: then the kernel positions of a fold sit
+    in consecutive banks, :func:`ws_conflict`); the two inputs of a residual Add share one layout. Among the
+    candidates every reader offers, the one with the fewest array cycles (estimated for R samples) wins."""
+    shapes = plan_shapes(layers, cols)
+    feeds = [feed_of(layer, shapes) for layer in layers]
+    tied = {t: t for t in shapes}                   # union-find: the inputs of an Add share a layout
+
+    def root(t: str) -> str:
+        while tied[t] != t:
+            t = tied[t]
+        return t
+
+    for layer in layers:
+        if len(layer.inputs) > 1:
+            tied[root(layer.inputs[1])] = root(layer.inputs[0])
+    readers: dict[str, list] = {}
+    for layer, feed in zip(layers, feeds):
+        for t in dict.fromkeys(layer.inputs):
+            readers.setdefault(root(t), []).append((layer, feed))
+    layouts = {}
+    for t, shape in shapes.items():
+        if root(t) != t:
+            continue
+        choose = _os_layout if dataflow == "os" else _ws_layout
+        pitch, slots = choose(shape, readers.get(t, []), rows, cols)
+        for member in shapes:
+            if root(member) == t:
+                layouts[member] = replace(shapes[member], pitch=pitch, slots=slots)
+    return layouts
 
 
 def _signed_bits(lo: int, hi: int) -> int:
@@ -559,30 +695,50 @@ def regions(layers: list[GemmLayer] | tuple[GemmLayer, ...]) -> dict[str, int]:
     return placed
 
 
-def region_stride(layers, cols: int) -> int:
-    """Words per slot in every activation region: the widest tensor's words per slot."""
-    return max(ceil(layout.stored / cols) for layout in plan_layouts(layers, cols).values())
+@dataclass(frozen=True)
+class Plan:
+    """What the compiler decides for a model on an array shape before it writes memory images: every tensor's
+    layout, every layer's feed, its rows per kernel position (``cgp``: ``cg``, or more on the weight-stationary
+    array, :func:`ws_channel_rows`) and its weight rows per output-channel tile (``kp``: the features, padded to
+    whole folds of R on the weight-stationary array)."""
+
+    layouts: dict[str, Layout]
+    feeds: tuple[Feed, ...]
+    channel_rows: tuple[int, ...]
+    kp: tuple[int, ...]
+    cols: int
+
+    @property
+    def stride(self) -> int:
+        """Words per slot in every activation region: the widest tensor's."""
+        return max(ceil(layout.stored / self.cols) for layout in self.layouts.values())
+
+    @property
+    def slots(self) -> int:
+        """Slots every region holds per sample: the largest tensor's."""
+        return max(layout.slots for layout in self.layouts.values())
+
+    @property
+    def pixels(self) -> int:
+        """Output pixels per sample of the layer with the most (the weight-stationary array's M per sample)."""
+        return max(feed.out_hw[0] * feed.out_hw[1] for feed in self.feeds)
 
 
-def slots_per_sample(layers, cols: int) -> int:
-    """Slots every region holds per sample: the largest pixel grid."""
-    return max(layout.slots for layout in plan_layouts(layers, cols).values())
+def plan(layers, rows: int, cols: int, dataflow: str) -> Plan:
+    """The :class:`Plan` of ``layers`` on an R×C array of ``dataflow``."""
+    layouts = plan_layouts(layers, rows, cols, dataflow)
+    feeds = tuple(feed_of(layer, layouts) for layer in layers)
+    if dataflow == "ws":
+        cgp = tuple(ws_channel_rows(feed, layouts[layer.inputs[0]].pitch, rows, cols)
+                    for layer, feed in zip(layers, feeds))
+        kp = tuple(ceil(feed.taps * c / rows) * rows for feed, c in zip(feeds, cgp))
+    else:
+        cgp = tuple(feed.cg for feed in feeds)
+        kp = tuple(feed.taps * feed.cg for feed in feeds)
+    return Plan(layouts, feeds, cgp, kp, cols)
 
 
-def padded_k(layer: GemmLayer, rows: int, cols: int, dataflow: str, layouts: dict | None = None) -> int:
-    """Weight rows per output-channel tile: the feed's K (storage order, first input of an Add padded to whole
-    words) padded to the column count (OS reads C features a word) or the row count (WS)."""
-    layouts = layouts or plan_layouts_upto(layer, cols)
-    step = cols if dataflow == "os" else rows
-    return ceil(storage_weight(layer, layouts, cols)[0].shape[0] / step) * step
-
-
-def plan_layouts_upto(layer: GemmLayer, cols: int) -> dict[str, Layout]:
-    """Layouts for a lone layer (its input laid out as if it were the model's first layer)."""
-    return plan_layouts([layer], cols)
-
-
-def weight_words(layers, kp: list[int], cols: int) -> int:
+def weight_words(layers, kp, cols: int) -> int:
     """Words each weight bank needs for ``layers`` (``kp``: their padded K)."""
     return sum(ceil(layer.n / cols) * k for layer, k in zip(layers, kp))
 
@@ -619,24 +775,24 @@ def weight_bits(layer: GemmLayer) -> int:
 def default_config(layers: list[GemmLayer], rows: int = 8, cols: int = 8, dataflow: str = "os",
                    batch: int = 64, **overrides) -> SystolicConfig:
     """The smallest configuration that runs ``layers`` on ``batch`` samples per run; ``overrides`` win."""
-    layouts = plan_layouts(layers, cols)
-    kp = [padded_k(layer, rows, cols, dataflow, layouts) for layer in layers]
-    words = region_stride(layers, cols)
-    slots = slots_per_sample(layers, cols)
-    m_tiles = ceil(batch * slots / rows)
+    planned = plan(layers, rows, cols, dataflow)
+    words = planned.stride
+    groups = ceil(batch * planned.slots / rows)
     stored = [layer.in_bits for layer in layers] + [layer.out_bits for layer in layers
                                                      if not layer.passthrough and not to_outputs(layer, layers)]
     a_bits = max(stored) - 1
     w_bits = max(weight_bits(layer) for layer in layers)
     search = max([layer.search_bits for layer in layers] + [1])
     last = layers[-1]
-    out_words = ceil(layouts[last.output].stored / cols)
+    out = planned.layouts[last.output]
+    out_words = ceil(out.stored / cols)
     cfg = SystolicConfig(
-        rows=rows, cols=cols, dataflow=dataflow, a_bits=max(1, a_bits), w_bits=w_bits, k_max=max(kp),
-        out_bits=search, act_depth=max(2, (max(regions(layers).values()) + 1) * m_tiles * words),
-        weight_depth=max(2, weight_words(layers, kp, cols)), slot_depth=max(2, threshold_slots(layers, cols)),
-        out_depth=max(2, m_tiles * out_words if last.thresholds is None else 2),
-        prog_depth=max(2, 2 * len(layers)), acc_depth=max(2, m_tiles * rows),
+        rows=rows, cols=cols, dataflow=dataflow, a_bits=max(1, a_bits), w_bits=w_bits, k_max=max(planned.kp),
+        out_bits=search, act_depth=max(2, (max(regions(layers).values()) + 1) * groups * words),
+        weight_depth=max(2, weight_words(layers, planned.kp, cols)), slot_depth=max(2, threshold_slots(layers, cols)),
+        out_depth=max(2, ceil(batch * out.slots / rows) * out_words if to_outputs(last, layers) else 2),
+        prog_depth=max(2, 2 * len(layers)), acc_depth=max(2, batch * planned.pixels),
+        max_pool=any(layer.pool == "max" for layer in layers),
         product_rounding=any(layer.product_shift for layer in layers),
         fixed_steps=max(len(layer.steps) for layer in layers))
     # the lanes' fixed-point values are acc_bits + 2 wide: a larger k_max widens them where stages need it
@@ -646,9 +802,10 @@ def default_config(layers: list[GemmLayer], rows: int = 8, cols: int = 8, datafl
     return replace(cfg, **overrides) if overrides else cfg
 
 
-def _divmod_words(offset: int, rows: int, words: int) -> tuple[int, int]:
-    """A slot offset as (whole groups of R slots, in words; remaining slots)."""
-    return (offset // rows) * words, offset % rows
+def split(offset: int, rows: int, stride: int) -> tuple[int, int]:
+    """A slot offset as the walkers add it (walk.py): (whole groups of R slots in words, modulo 2^16; slots mod R)."""
+    groups, residue = divmod(offset, rows)
+    return (groups * stride) & 0xFFFF, residue
 
 
 @dataclass(frozen=True)
@@ -663,12 +820,11 @@ class Program:
     region_words: int                                      # words per activation region
     stride: int                                            # words per slot (group of R slots: R·stride words)
     placement: dict[str, int]                              # code tensor → activation region
-    layouts: dict[str, Layout] = None                      # code tensor → its slots and channel positions
+    plan: Plan = None                                      # layouts, feeds and padded K
 
-    def kp(self, layer: GemmLayer) -> int:
-        """Weight rows per output-channel tile (K padded)."""
-        cfg = self.cfg
-        return padded_k(layer, cfg.rows, cfg.cols, cfg.dataflow, self.layouts)
+    @property
+    def layouts(self) -> dict[str, Layout]:
+        return self.plan.layouts
 
     def base(self, tensor: str) -> int:
         """First word of a code tensor's activation region."""
@@ -689,9 +845,10 @@ class Program:
             raise HwgenError(f"a run preloads 1 to {self.batch} samples (batch); got {samples} (stream them instead)")
         if not stream:
             return [(samples, 1)]
-        if self.y_layout.slots > 1:
-            raise HwgenError("results that are images (the last layer a convolution) are read back, not streamed; "
-                             "preload the samples instead")
+        for what, layout in (("inputs", self.x_layout), ("results", self.y_layout)):
+            if layout.slots > 1:
+                raise HwgenError(f"{what} that are images (a convolution's input or output) are preloaded and read "
+                                 f"back, not streamed; run at most {self.batch} samples (batch) at a time")
         full, tail = divmod(samples, self.batch)
         return [(self.batch, full)] * (full > 0) + [(tail, 1)] * (tail > 0)
 
@@ -708,60 +865,75 @@ class Program:
             program += body
         return program
 
-    def _conv_fields(self, layer: GemmLayer, feed: dict) -> dict:
-        """The feed's implicit-im2col geometry (see controller.py): kernel walk, slot offsets of the kernel
-        positions as (words, slots mod R), the per-row pixel grid and the input's extent on it."""
+    def _walk_fields(self, index: int, samples: int) -> dict:
+        """Layer ``index``'s implicit-im2col geometry (see controller.py, ws_controller.py and walk.py): the kernel
+        walk, the pixel walk over its input and the drain's walk over its output, and the rows it computes."""
         cfg = self.cfg
-        rows, words = cfg.rows, self.stride
-        source = self.layouts[layer.inputs[0]]
-        conv = feed["conv"]
-        kh, kw = conv.kernel
-        pt, pl = conv.pads[:2]
-        sy, sx = source.sy, source.sx
-        d0 = _divmod_words(-pt * sy * source.grid_w - pl * sx, rows, words)
-        dx = _divmod_words(sx, rows, words)
-        dy = _divmod_words(sy * source.grid_w - (kw - 1) * sx, rows, words)
-        return {"conv": 1, "kh": kh, "kw": kw, "cg": feed["cg"], "c0_word": feed["c_lo"] // cfg.cols,
-                "c0_lane": feed["c_lo"] % cfg.cols, "d0_words": d0[0], "d0_r": d0[1], "dx_words": dx[0],
-                "dx_r": dx[1], "dy_words": dy[0], "dy_r": dy[1], "x0": -pl * sx, "y0": -pt * sy, "sx": sx,
-                "sy": sy, "lim_x": (source.w - 1) * sx, "lim_y": (source.h - 1) * sy, "grid_w": source.grid_w,
-                "grid_h": source.grid_h, "tile_x": rows % source.grid_w,
-                "tile_y": (rows // source.grid_w) % source.grid_h, "pool_max": int(layer.pool == "max")}
+        rows, cols = cfg.rows, cfg.cols
+        layer, feed = self.layers[index], self.plan.feeds[index]
+        source, out = self.layouts[layer.inputs[0]], self.layouts[layer.output]
+        pitch = source.pitch
+        kh, kw = feed.kernel
+        pt, pl = feed.pads[:2]
+        sy, sx = feed.strides
+        oh, ow = feed.out_hw
+        lat_h, lat_w = feed.lattice
+        out_stride = ceil(out.stored / cols) if to_outputs(layer, self.layers) else self.stride
+        c0_word = feed.c_lo // cols
+        group_word = 0 if layer.conv is None else int(out.position(layer.conv.group * layer.n)) // cols
+
+        def pair(name: str, offset: int, stride: int = self.stride) -> dict:
+            words, residue = split(offset, rows, stride)
+            return {f"{name}_words": words, f"{name}_r": residue}
+
+        if feed.add:            # the second kernel position is the second input's region, no coordinate offset
+            taps = {**pair("d0", 0), "dx_words": (self.base(layer.inputs[1]) - self.base(layer.inputs[0])) & 0xFFFF,
+                    "dx_r": 0, **pair("dy", 0), "x0": 0, "y0": 0, "sx": 0, "sy": 0}
+        else:
+            taps = {**pair("d0", -pt * pitch - pl), **pair("dx", 1), **pair("dy", pitch - (kw - 1)), "x0": -pl,
+                    "y0": -pt, "sx": 1, "sy": 1}
+        if cfg.dataflow == "os":
+            walk_w, walk_s, last = os_walk(feed, source, rows)
+            m_rows = (samples - 1) * walk_s + last + 1
+            pixels = {"walk_w": walk_w, "walk_s": walk_s, "px_sx": 1, "px_sy": 1, **pair("in_x", 1),
+                      **pair("in_row", pitch), **pair("in_sample", source.slots), "lat_sx": sx, "lat_sy": sy,
+                      "lat_w": lat_w, "lat_h": lat_h}
+        else:
+            m_rows = samples * oh * ow
+            pixels = {"walk_w": ow, "walk_s": oh * ow, "px_sx": sx, "px_sy": sy, **pair("in_x", sx),
+                      **pair("in_row", sy * pitch), **pair("in_sample", source.slots), "lat_sx": 1, "lat_sy": 1,
+                      "lat_w": ow - 1, "lat_h": oh - 1}
+        return {"samples": m_rows, "kh": kh, "kw": kw, "cg": feed.cg, "cgp": self.plan.channel_rows[index],
+                "c0_word": c0_word, "c0_lane": feed.c_lo % cols, "c0_word_r": c0_word % rows, **taps,
+                "lim_x": source.w - 1, "lim_y": source.h - 1, **pixels,
+                **pair("out_x", 1, out_stride), **pair("out_row", out.pitch, out_stride),
+                **pair("out_sample", out.slots, out_stride), "out_word_r": group_word % rows,
+                "pool_max": int(layer.pool == "max")}
 
     def _layer_instructions(self, samples: int) -> list[dict]:
         cfg = self.cfg
+        rows, cols = cfg.rows, cfg.cols
         result, slot_base, w_base = [], 0, 0
-        for layer in self.layers:
-            kp = self.kp(layer)
-            source = self.layouts[layer.inputs[0]]
+        for index, layer in enumerate(self.layers):
+            kp = self.plan.kp[index]
             out = self.layouts[layer.output]
-            # rows of the GEMM: every slot of the grid, up to the last sample's last output pixel
-            m_rows = (samples - 1) * source.slots + int(out.slot(0, out.h - 1, out.w - 1)) + 1
-            m_tiles = ceil(m_rows / cfg.rows)
-            n_tiles = ceil(layer.n / cfg.cols)
+            n_tiles = ceil(layer.n / cols)
             passthrough = to_outputs(layer, self.layers)          # results to the output banks
+            walk = self._walk_fields(index, samples)
+            m_rows = walk["samples"]
+            group_word = 0 if layer.conv is None else int(out.position(layer.conv.group * layer.n)) // cols
             ws = cfg.dataflow == "ws"
-            second = layer.inputs[-1]
-            _, feed = storage_weight(layer, self.layouts, cfg.cols)
-            group_word = 0 if layer.conv is None else \
-                int(out.position(layer.conv.group * layer.n)) // cfg.cols
             instr = {
-                "m_tiles": m_tiles, "n_tiles": n_tiles, "kp": kp,
-                "period": self.ws_period(m_rows) if ws else self.period(kp),
-                "samples": m_rows, "k_tiles": kp // cfg.rows if ws else 1,
-                "in_base": self.base(layer.inputs[0]), "in_base2": self.base(second),
-                "split_words": feed["split"] if feed["split"] is not None else 0xFFFF,
-                "kp_words": self.stride,
+                "m_tiles": ceil(m_rows / rows), "n_tiles": n_tiles, "kp": kp,
+                "period": max(m_rows, 2 * rows + cols - 1) if ws else self.period(kp),
+                "k_tiles": kp // rows if ws else 1, "in_base": self.base(layer.inputs[0]), "kp_words": self.stride,
                 "out_base": group_word + (0 if passthrough else self.base(layer.output)),
-                "out_words": ceil(out.stored / cfg.cols) if passthrough else self.stride, "w_base": w_base,
+                "out_words": ceil(out.stored / cols) if passthrough else self.stride, "w_base": w_base,
                 "slot_base": slot_base, "zx": layer.zx,
                 "base": layer.base, "step": layer.step, "passthrough": int(passthrough), "last_layer": 0,
-                "stream_in": 0, "stream_out": 0, "x_words": ceil(self.x_layout.stored / cfg.cols),
-                "y_words": ceil(self.y_layout.stored / cfg.cols), "repeat": 1, "loop_to": 0, "end": 0}
-            instr.update({name: 0 for name, _ in CONV_FIELDS})
-            if feed["conv"] is not None:
-                instr.update(self._conv_fields(layer, feed))
-            instr.update(self._fixed_fields(layer))
+                "stream_in": 0, "stream_out": 0, "x_words": ceil(self.x_layout.stored / cols),
+                "y_words": ceil(self.y_layout.stored / cols), "repeat": 1, "loop_to": 0, "end": 0, **walk,
+                **self._fixed_fields(layer)}
             result.append(instr)
             w_base += n_tiles * kp
             slot_base += 0 if layer.passthrough else n_tiles
@@ -788,14 +960,8 @@ class Program:
         """Scratchpad words (output beats) per sample."""
         return self.y_layout.slots * ceil(self.y_layout.stored / self.cfg.cols)
 
-    def ws_period(self, samples: int) -> int:
-        """WS cycles between fold starts: the samples, or the next fold's weight preload behind this fold's
-        commits, rounded up to a multiple of R so rows in consecutive folds never share a bank (ws_controller)."""
-        rows = self.cfg.rows
-        return ceil(max(samples, 2 * rows + self.cfg.cols - 1) / rows) * rows
-
     def period(self, kp: int) -> int:
-        """Cycles between tile starts: the feed's kp reads, or the drain of the tile before (see controller)."""
+        """OS cycles between tile starts: the feed's kp reads, or the drain of the tile before (see controller)."""
         return max(kp, 2 * self.cfg.rows + self.cfg.cols - 1)
 
     def predict_cycles(self, samples: int, stream: bool = False) -> int:
@@ -813,7 +979,7 @@ class Program:
                         cfg.lane_stages + 3
                 else:
                     tiles = instr["m_tiles"] * instr["n_tiles"]
-                    cycles += (tiles - 1) * instr["period"] + instr["kp"] + 2 * cfg.rows + cfg.cols + \
+                    cycles += (tiles - 1) * instr["period"] + instr["kp"] + 3 * cfg.rows + cfg.cols + \
                         cfg.lane_stages + 2
             total += repeat * cycles
         return total
@@ -851,44 +1017,41 @@ class Program:
             program[addr] |= value << (32 * chunk)
         return {"program": program, "weights": weights, "thresholds": thresholds, "biases": biases}
 
-    @staticmethod
-    def _logical(layout: Layout, samples: int) -> tuple[np.ndarray, np.ndarray]:
-        """Slot and storage position of every value of a tensor, in the golden model's (n, c, y, x) order."""
+    def _places(self, layout: Layout, samples: int, base: int, stride: int) -> tuple:
+        """Bank, word and lane of every value of a tensor, in the golden model's (n, c, y, x) order."""
+        cfg = self.cfg
         n, c, y, x = np.meshgrid(np.arange(samples), np.arange(layout.channels), np.arange(layout.h),
                                  np.arange(layout.w), indexing="ij")
-        return layout.slot(n, y, x).ravel(), layout.position(c).ravel()
+        slot, pos = layout.slot(n, y, x).ravel(), layout.position(c).ravel()
+        word = pos // cfg.cols
+        bank = (slot + word * (cfg.dataflow == "ws")) % cfg.rows
+        return bank, base + (slot // cfg.rows) * stride + word, pos % cfg.cols
 
     def input_rows(self, codes: np.ndarray) -> list[tuple[int, int, int, int, int]]:
         """Load rows placing input codes (samples × features, features in (C, H, W) order for an image) in the
         first activation region: exactly one row per code, no padding and no im2col copy."""
-        cfg = self.cfg
-        base = self.base(self.layers[0].inputs[0])
-        slot, pos = self._logical(self.x_layout, len(codes))
-        banks, addrs, lanes = slot % cfg.rows, base + (slot // cfg.rows) * self.stride + pos // cfg.cols, pos % cfg.cols
+        banks, addrs, lanes = self._places(self.x_layout, len(codes), self.base(self.layers[0].inputs[0]),
+                                           self.stride)
         return list(zip([ACTIVATIONS] * codes.size, banks.tolist(), addrs.tolist(), lanes.tolist(),
                         codes.astype(np.int64).ravel().tolist()))
 
     def output_reads(self, samples: int) -> list[tuple[int, int, int, int]]:
         """Read requests for the last layer's results, in the golden model's order (sample, channel, y, x)."""
-        cfg = self.cfg
         last = self.layers[-1]
         layout = self.y_layout
         passthrough = last.thresholds is None
-        n_words = ceil(layout.stored / cfg.cols) if passthrough else self.stride
-        base = 0 if passthrough else self.base(last.output)
-        slot, pos = self._logical(layout, samples)
-        target = OUTPUTS if passthrough else ACTIVATIONS
-        return list(zip([target] * slot.size, (slot % cfg.rows).tolist(),
-                        (base + (slot // cfg.rows) * n_words + pos // cfg.cols).tolist(), (pos % cfg.cols).tolist()))
+        stride = ceil(layout.stored / self.cfg.cols) if passthrough else self.stride
+        banks, addrs, lanes = self._places(layout, samples, 0 if passthrough else self.base(last.output), stride)
+        return list(zip([OUTPUTS if passthrough else ACTIVATIONS] * banks.size, banks.tolist(), addrs.tolist(),
+                        lanes.tolist()))
 
     def input_beats(self, codes: np.ndarray) -> list[int]:
-        """``s_axis`` beats of a streamed run: per sample, per pixel, its words of ``C`` codes (zero-padded)."""
+        """``s_axis`` beats of a streamed run: per sample its words of ``C`` codes (zero-padded)."""
         cfg = self.cfg
         layout = self.x_layout
         words = ceil(layout.stored / cfg.cols)
-        pixels = codes.reshape(len(codes), layout.channels, layout.h * layout.w).transpose(0, 2, 1)
-        padded = np.zeros((len(codes), layout.h * layout.w, words * cfg.cols), np.int64)
-        padded[:, :, :layout.channels] = pixels
+        padded = np.zeros((len(codes), words * cfg.cols), np.int64)
+        padded[:, :layout.channels] = codes
         return pack_lanes(padded.reshape(-1, cfg.cols), cfg.store_bits)
 
     def output_codes(self, beats: list[int], samples: int) -> np.ndarray:
@@ -1012,15 +1175,8 @@ def threshold_rows(layers, cfg: SystolicConfig) -> list[tuple[int, int, int, int
 def compile_layers(layers: list[GemmLayer], cfg: SystolicConfig) -> Program:
     """Memory images for ``layers`` on ``cfg``; refuses models that do not fit, naming what and by how much."""
     cols, rows = cfg.cols, cfg.rows
-    layouts = plan_layouts(layers, cols)
-    stored = [storage_weight(layer, layouts, cols) for layer in layers]
-    kp = [padded_k(layer, rows, cols, cfg.dataflow, layouts) for layer in layers]
-    if cfg.dataflow == "ws":
-        for layer, (_, feed) in zip(layers, stored):
-            if feed["conv"] is not None:
-                raise HwgenError(f"node '{layer.name}': convolutions and pooling run on the output-stationary array "
-                                 "(--dataflow os); the weight-stationary controller does not generate im2col "
-                                 "addresses yet")
+    planned = plan(layers, rows, cols, cfg.dataflow)
+    kp = planned.kp
     if max(kp) > cfg.k_max:
         raise HwgenError(f"layer K of {max(kp)} exceeds the array's k_max={cfg.k_max}")
     need_weights = weight_words(layers, kp, cols)
@@ -1033,6 +1189,9 @@ def compile_layers(layers: list[GemmLayer], cfg: SystolicConfig) -> Program:
     if len(layers) > cfg.prog_depth:
         raise HwgenError(f"{len(layers)} layers exceed prog_depth={cfg.prog_depth}")
     for layer in layers:
+        if layer.pool == "max" and not cfg.max_pool:
+            raise HwgenError(f"node '{layer.name}': MaxPool needs PEs with a max mode; the configuration has "
+                             "max_pool=False")
         if layer.in_bits > cfg.store_bits:
             raise HwgenError(f"node '{layer.name}': input codes need {layer.in_bits} bits, the array stores "
                              f"{cfg.store_bits} (a_bits={cfg.a_bits})")
@@ -1065,7 +1224,8 @@ def compile_layers(layers: list[GemmLayer], cfg: SystolicConfig) -> Program:
 
     weights: list[tuple[int, int, int, int, int]] = []
     w_base = 0
-    for layer, k_pad, (weight, _) in zip(layers, kp, stored):
+    for layer, k_pad, feed, cgp in zip(layers, kp, planned.feeds, planned.channel_rows):
+        weight = feed_weight(layer, feed, planned.layouts, cgp)
         n_tiles = ceil(layer.n / cols)
         padded = np.zeros((k_pad, n_tiles * cols), np.int64)
         padded[:weight.shape[0], :layer.n] = weight
@@ -1077,23 +1237,24 @@ def compile_layers(layers: list[GemmLayer], cfg: SystolicConfig) -> Program:
 
     thresholds = threshold_rows(layers, cfg)
 
-    stride = region_stride(layers, cols)
-    per_sample = slots_per_sample(layers, cols)
+    stride = planned.stride
+    per_sample = planned.slots
     placement = regions(layers)
     count = max(placement.values()) + 1
     batch = rows * (cfg.act_depth // count // stride) // per_sample
     if cfg.dataflow == "ws":
-        batch = min(batch, cfg.acc_depth // per_sample)
+        batch = min(batch, cfg.acc_depth // planned.pixels)
     if batch < 1:
         raise HwgenError(f"act_depth={cfg.act_depth} cannot hold {count} regions of one sample ({per_sample} "
-                         f"slots of {stride} words)")
+                         f"slots of {stride} words)" if cfg.dataflow == "os" or cfg.acc_depth >= planned.pixels
+                         else f"acc_depth={cfg.acc_depth} cannot hold one sample's {planned.pixels} output pixels")
     last = layers[-1]
     if last.thresholds is None:
-        out_words = ceil(layouts[last.output].stored / cols)
-        last_slots = layouts[last.inputs[0]].slots
-        batch = min(batch, rows * (cfg.out_depth // out_words) // last_slots)
+        out = planned.layouts[last.output]
+        out_words = ceil(out.stored / cols)
+        batch = min(batch, rows * (cfg.out_depth // out_words) // out.slots)
         if batch < 1:
-            raise HwgenError(f"out_depth={cfg.out_depth} cannot hold one sample's results ({last_slots} slots of "
+            raise HwgenError(f"out_depth={cfg.out_depth} cannot hold one sample's results ({out.slots} slots of "
                              f"{out_words} words)")
     return Program(cfg, tuple(layers), weights, thresholds, batch, cfg.act_depth // count, stride, placement,
-                   layouts)
+                   planned)

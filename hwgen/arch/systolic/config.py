@@ -44,7 +44,8 @@ class SystolicConfig:
     slot_depth: int = 64            # threshold slots (one per output channel group) per requant lane
     out_depth: int = 256            # words (cols accumulators each) per output bank
     prog_depth: int = 16            # program instructions (one per layer)
-    acc_depth: int = 64             # ws: partial sums per column kept between K tiles (samples per run)
+    acc_depth: int = 64             # ws: partial sums per column kept between K tiles (output pixels per run)
+    max_pool: bool = False          # PEs have a max mode (MaxPool layers); without it they are plain MACs
     product_rounding: bool = False  # PEs round each product (hls4ml's products cast to a coarser accumulator)
     fixed_steps: int = 0            # fixed-point stages per requant lane (0: thresholds and passthrough only)
     broken_pe: tuple[int, int] | None = None   # test hook: this PE's multiplier returns a*w + 1
@@ -64,6 +65,8 @@ class SystolicConfig:
         _check_range("out_depth", self.out_depth, 2, 1 << 16)
         _check_range("prog_depth", self.prog_depth, 2, 256)
         _check_range("acc_depth", self.acc_depth, 2, 1 << 16)
+        if not isinstance(self.max_pool, bool):
+            raise ValueError(f"max_pool must be a bool, got {self.max_pool!r}")
         if self.product_rounding not in (0, 1):
             raise ValueError(f"product_rounding must be True or False (1 or 0), got {self.product_rounding!r}")
         object.__setattr__(self, "product_rounding", bool(self.product_rounding))

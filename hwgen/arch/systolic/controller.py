@@ -1,40 +1,44 @@
-"""Controller: runs a program of GEMM layers on the output-stationary array.
+"""Controller: runs a program of layers on the output-stationary array.
 
-Each instruction describes one layer ``C[M×N] = (A - zx)[M×K] · W[K×N]`` tiled into ``m_tiles × n_tiles`` tiles of
-``rows × cols`` outputs; ``K`` is padded to ``kp`` (a multiple of ``cols``; padded weights are zero).
+Every layer is ``C[M×N] = (A - zx)[M×K] · W[K×N]`` over *pixels*: the rows M are a walk over the pixels of the
+layer's output (compile.py ``os_walk``), the features K its kernel positions × input channels (``kp = K``; a dense
+layer is the 1×1 kernel over one pixel per sample, a residual Add the 1×2 kernel whose second position is the
+second input's region), tiled into ``m_tiles × n_tiles`` tiles of ``rows × cols`` outputs.
 
 Two engines run concurrently:
 
-- **feed** issues, for every tile, ``kp`` reads (one ``k`` per cycle) of the activation banks (row ``i`` ← sample
-  ``m_tile·R + i``) and weight banks (column ``j`` ← channel ``n_tile·C + j``), and starts a new tile every
-  ``period`` cycles. The compiler sets ``period = max(kp, 2R + C - 1)``: a tile's first capture then comes after the
-  previous tile has drained, so consecutive tiles overlap (tile t+1 streams in while tile t finishes in the array
-  and drains through the requant lanes).
-- **drain** starts on the cycle the array reports the tile captured, shifts the shadow registers down for ``R``
-  cycles, feeding one row per cycle to the ``C`` requant lanes with the row's write address.
+- **feed** issues, for every tile, ``kp`` reads (one feature per cycle) of the activation banks (row ``i`` ← pixel
+  ``m_tile·R + i`` of the walk) and weight banks (column ``j`` ← channel ``n_tile·C + j``), and starts a new tile
+  every ``period`` cycles. The compiler sets ``period = max(kp, 2R + C - 1)``: a tile's first capture then comes
+  after the previous tile has drained, so consecutive tiles overlap (tile t+1 streams in while tile t finishes in
+  the array and drains through the requant lanes).
+- **drain** starts on the cycle the array reports the tile captured, shifts the shadow registers up for ``R``
+  cycles, feeding one row per cycle (top row first) to the ``C`` requant lanes with its write address, or no
+  write for a pixel that is not an output.
 
 A layer ends when its last row leaves the lanes (``layer_done``); the next instruction is then fetched. Cycles
 of one run (start → done), exactly (``compile.Program.predict_cycles``)::
 
-    Σ_layers [ 2 (fetch, latch) + (T - 1)·period + kp (last tile's reads) + R + C (through the array)
-               + R - 1 (drain) + B + 1 (lanes) ] − 1 + 1 (done)
-    = Σ_layers [ (T - 1)·period + kp + 2R + C + B + 2 ]
+    Σ_layers [ 2 (fetch, latch) + R (rows of the first tile) + (T - 1)·period + kp (last tile's reads)
+               + R + C (through the array) + R - 1 (drain) + B + 1 (lanes) ] − 1 + 1 (done)
+    = Σ_layers [ (T - 1)·period + kp + 3R + C + B + 2 ]
 
 with ``T = m_tiles · n_tiles`` and ``B`` the lanes' search stages.
 
-**Convolutions (implicit im2col, ``conv``).** An image is stored one pixel per *slot* (compile.Layout): pixel
-(y, x) of sample n is slot ``n·S + y·sy·grid_w + x·sx``, bank ``slot % R``, channels along the lanes of
-``words`` consecutive words, so the activation image is exactly C·H·W codes. A conv is the GEMM whose rows are
-the slots of its input's grid (the output stays on that grid, strided outputs spread out by the stride) and whose
-K runs over (ky, kx, c). Row i of tile t computes slot ``v = t·R + i`` and reads, for kernel position (ky, kx),
-slot ``v + δ`` with ``δ = (ky - pt)·sy·grid_w + (kx - pl)·sx`` — the same δ for every row, so the R rows read R
-consecutive slots, i.e. R different banks: bank b serves row ``(b - δ) mod R`` at word ``row_base + ⌊δ/R⌋·words
-+ c_word`` (+ ``words`` when ``b < δ mod R``), and row i takes bank ``(i + δ) mod R`` (``feed_rotate``). No bank
-conflicts, no stalls, no copy. δ is kept as (words, slots mod R) and stepped per kx and per ky with constants from
-the instruction; every row keeps its pixel (x, y) on the grid (advanced by R slots per M tile) and is fed 0 —
-the zero point after ``- zx`` — where ``(y + dy, x + dx)`` falls outside the input (padding). The drain and the
-cycle formula are those of a GEMM with ``m_tiles = ⌈rows / R⌉``, rows = ``(N - 1)·S`` + the last sample's slots up
-to its last output pixel.
+**Implicit im2col.** A tensor is stored one pixel per *slot* (compile.Layout): pixel (y, x) of sample n is slot
+``n·S + y·pitch + x``, bank ``slot % R``, channels along the lanes of ``words`` consecutive words, so the activation
+image is exactly C·H·W codes. The feed walks the *virtual* stride-1 output of the conv: pixel (vy, vx) reads, for
+kernel position (ky, kx), input pixel ``(vy + ky - pt, vx + kx - pl)``, i.e. slot ``s(v) + δ`` with ``s(v)`` the
+slot of input pixel (vy, vx) and ``δ = (ky - pt)·pitch + kx - pl`` — the same δ for every row. The walk has
+``walk_w ≡ pitch`` pixels per row and ``walk_s ≡ S`` per sample (mod R; the compiler picks pitch and S so that
+both are the output's width and size, or pads the walk with pixels that are not outputs), so pixel ``m`` of the
+walk sits in bank ``m mod R``: row i of every tile reads bank ``(i + δ) mod R`` (``feed_rotate``), R rows R banks,
+no conflicts, no stalls, no copy. A walker (walk.py) computes the R rows' slots and coordinates for the next M
+tile during the current one (the first tile's during R cycles before the layer's first read); δ is kept as
+(words, slots mod R) and stepped per kx and per ky with constants from the instruction; a row is fed 0 — the zero
+point after ``- zx`` — where its input pixel falls outside the input (padding). The drain walks the same pixels
+and writes those on the stride lattice (a strided conv computes its stride-1 output and keeps every
+``sy``-th row and ``sx``-th column) to the output tensor's own slots.
 
 **Pooling (``pool_max``).** MaxPool, AveragePool and GlobalAveragePool are conv instructions like any other
 (compile.py: 0/1 weights selecting each window's channel, a global pool is the conv whose kernel is the image):
@@ -48,17 +52,26 @@ from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..fixed import stage_fields
+from ..hdl import select
 from .config import MAX_FIXED_STEPS, SystolicConfig, index_range
+from .walk import FeatureWalk, PixelWalk
 
-# implicit im2col (OS, see the module docstring): kernel walk, slot offsets as (words, slots mod R), pixel grid
+RESIDUE = unsigned(6)           # a slot mod R (R ≤ 64)
+# implicit im2col (see the module docstring and walk.py): the kernel walk over (ky, kx, c), the pixel walk and the
+# drain's output lattice; slot offsets as (words, slots mod R), word offsets modulo 2^16
 CONV_FIELDS = (
-    ("conv", unsigned(1)), ("kh", unsigned(8)), ("kw", unsigned(8)), ("cg", unsigned(16)),
-    ("c0_word", unsigned(16)), ("c0_lane", unsigned(7)),
-    ("d0_words", signed(16)), ("d0_r", unsigned(7)), ("dx_words", signed(16)), ("dx_r", unsigned(7)),
-    ("dy_words", signed(16)), ("dy_r", unsigned(7)),
-    ("x0", signed(16)), ("y0", signed(16)), ("sx", unsigned(8)), ("sy", unsigned(8)),
-    ("lim_x", unsigned(16)), ("lim_y", unsigned(16)), ("grid_w", unsigned(16)), ("grid_h", unsigned(16)),
-    ("tile_x", unsigned(16)), ("tile_y", unsigned(16)),
+    ("kh", unsigned(8)), ("kw", unsigned(8)), ("cg", unsigned(16)), ("cgp", unsigned(16)),
+    ("c0_word", unsigned(16)), ("c0_lane", unsigned(7)), ("c0_word_r", RESIDUE),
+    ("d0_words", unsigned(16)), ("d0_r", RESIDUE), ("dx_words", unsigned(16)), ("dx_r", RESIDUE),
+    ("dy_words", unsigned(16)), ("dy_r", RESIDUE),
+    ("x0", signed(16)), ("y0", signed(16)), ("sx", unsigned(2)), ("sy", unsigned(2)),
+    ("lim_x", unsigned(16)), ("lim_y", unsigned(16)),
+    ("walk_w", unsigned(16)), ("walk_s", unsigned(16)), ("px_sx", unsigned(8)), ("px_sy", unsigned(8)),
+    ("in_x_words", unsigned(16)), ("in_x_r", RESIDUE), ("in_row_words", unsigned(16)), ("in_row_r", RESIDUE),
+    ("in_sample_words", unsigned(16)), ("in_sample_r", RESIDUE),
+    ("lat_sx", unsigned(8)), ("lat_sy", unsigned(8)), ("lat_w", unsigned(16)), ("lat_h", unsigned(16)),
+    ("out_x_words", unsigned(16)), ("out_x_r", RESIDUE), ("out_row_words", unsigned(16)), ("out_row_r", RESIDUE),
+    ("out_sample_words", unsigned(16)), ("out_sample_r", RESIDUE), ("out_word_r", RESIDUE),
     ("pool_max", unsigned(1)),          # the array's PEs take max(acc, a·w) instead of acc + a·w (MaxPool)
 )
 # fixed-point requantization (hls4ml models, hwgen.arch.fixed): the PEs' product rounding, the lanes' mode and the
@@ -70,8 +83,7 @@ FIXED_FIELDS = (
 INSTRUCTION = data.StructLayout({
     "m_tiles": unsigned(16), "n_tiles": unsigned(16), "kp": unsigned(16), "period": unsigned(16),
     "samples": unsigned(16), "k_tiles": unsigned(16),
-    "in_base": unsigned(16), "in_base2": unsigned(16), "split_words": unsigned(16),
-    "kp_words": unsigned(16), "out_base": unsigned(16), "out_words": unsigned(16),
+    "in_base": unsigned(16), "kp_words": unsigned(16), "out_base": unsigned(16), "out_words": unsigned(16),
     "w_base": unsigned(16), "slot_base": unsigned(10),
     "zx": signed(18), "base": signed(18), "step": unsigned(2), "passthrough": unsigned(1),
     "last_layer": unsigned(1),
@@ -88,7 +100,7 @@ INSTRUCTION_CHUNKS = -(-INSTRUCTION.size // 32)     # 32-bit words the host writ
 def meta_layout(cfg: SystolicConfig) -> data.StructLayout:
     """What travels with each drained row through the requant lanes."""
     return data.StructLayout({"row": unsigned(max(1, (cfg.rows - 1).bit_length())), "addr": unsigned(16),
-                              "layer_last": unsigned(1)})
+                              "write": unsigned(1), "layer_last": unsigned(1)})
 
 
 def controller_members(cfg: SystolicConfig) -> dict:
@@ -177,157 +189,125 @@ class Controller(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         cfg = self.cfg
+        rows = cfg.rows
         instr = self.instr
         layer = Signal(index_range(cfg.prog_depth))
         m.d.comb += self.prog_addr.eq(layer)
 
         # ---- feed engine state
         k = Signal(16)
-        k_lane = Signal(index_range(cfg.cols))
-        k_word = Signal(16)
         count = Signal(16)
         m_tile = Signal(16)
         n_tile = Signal(16)
-        row_base = Signal(16)           # in_base + m_tile * kp_words
-        row_base2 = Signal(16)          # in_base2 + m_tile * kp_words (second input of a residual Add)
         w_tile_base = Signal(16)        # w_base + n_tile * kp
+        walk_i = Signal(index_range(rows))
+        features = FeatureWalk(cfg)
+        pixels = PixelWalk(rows, "in")
+        # every row's pixel (its slot's word address and coordinates): this M tile's, and the next one's
+        row_regs = {f"{tile}_{what}": [Signal(16, name=f"{tile}_row{i}_{what}") for i in range(rows)]
+                    for tile in ("cur", "next") for what in ("addr", "x", "y")}
+
+        def capture(index, tile: str) -> None:
+            """Row ``index`` of ``tile`` takes the walk's pixel."""
+            with m.Switch(index):
+                for i in range(rows):
+                    with m.Case(i):
+                        m.d.sync += [row_regs[f"{tile}_addr"][i].eq(pixels.addr),
+                                     row_regs[f"{tile}_x"][i].eq(pixels.x), row_regs[f"{tile}_y"][i].eq(pixels.y)]
 
         # ---- drain engine state
         draining = Signal()
-        r = Signal(index_range(cfg.rows))
+        r = Signal(index_range(rows))
         d_m = Signal(16)
         d_n = Signal(16)
-        d_row_base = Signal(16)         # out_base + d_m * out_words
-
-        # ---- implicit im2col state: kernel position (ky, kx) and channel c of the feature k being read, the slot
-        # offset of (ky, kx) from a row's own slot as (words, slots mod R), and every row's pixel on the grid
-        rows = cfg.rows
-        c = Signal(16)
-        kx, ky = Signal(8), Signal(8)
-        d_words, d_r = Signal(signed(16)), Signal(index_range(rows))
-        dx, dy = Signal(signed(18)), Signal(signed(18))
-        grid_x = [Signal(16, name=f"row{i}_x") for i in range(rows)]
-        grid_y = [Signal(16, name=f"row{i}_y") for i in range(rows)]
-
-        def kernel_start(source):
-            return [c.eq(0), kx.eq(0), ky.eq(0), k_lane.eq(source.c0_lane), k_word.eq(source.c0_word),
-                    d_words.eq(source.d0_words), d_r.eq(source.d0_r), dx.eq(source.x0), dy.eq(source.y0)]
-
-        def add_offset(words, r):
-            """Slot offset += (words, r): r carries into a word group when it reaches R."""
-            total = d_r + r
-            return [d_r.eq(Mux(total >= rows, total - rows, total)),
-                    d_words.eq(d_words + words + Mux(total >= rows, instr.kp_words, 0))]
-
-        # rows' pixels at the layer's start: slot i is pixel (i // grid_w, i % grid_w) of the grid (mod its height)
-        start_grid = []
-        x_prev = y_prev = None
-        for i in range(rows):
-            if i == 0:
-                x_now, y_now = 0, 0
-            else:
-                wrap = x_prev + 1 >= self.prog_data.grid_w
-                x_now = Mux(wrap, 0, x_prev + 1)
-                y_next = y_prev + wrap
-                y_now = Mux(y_next >= self.prog_data.grid_h, 0, y_next)
-            xs, ys = Signal(16, name=f"row{i}_x_start"), Signal(16, name=f"row{i}_y_start")
-            m.d.comb += [xs.eq(x_now), ys.eq(y_now)]
-            start_grid += [grid_x[i].eq(xs), grid_y[i].eq(ys)]
-            x_prev, y_prev = xs, ys
+        d_first = Signal(16)            # d_m * R: the walk's index of the drained tile's first row
+        dest = PixelWalk(rows, "out")
+        saved = [Signal.like(s, name=f"saved_{s.name}") for s in dest.signals]   # the walk at this M tile's start
 
         with m.If(self.busy):
             m.d.sync += self.cycles.eq(self.cycles + 1)
         with m.FSM():
             sequence_program(m, self, layer, [
-                k.eq(0), count.eq(0), m_tile.eq(0), n_tile.eq(0),
-                row_base.eq(self.prog_data.in_base), row_base2.eq(self.prog_data.in_base2),
-                w_tile_base.eq(self.prog_data.w_base), d_m.eq(0), d_n.eq(0), d_row_base.eq(self.prog_data.out_base),
-                *kernel_start(self.prog_data), *start_grid],
-                "FEED")
+                k.eq(0), count.eq(0), m_tile.eq(0), n_tile.eq(0), walk_i.eq(0),
+                w_tile_base.eq(self.prog_data.w_base), d_m.eq(0), d_n.eq(0), d_first.eq(0), *features.start(self.prog_data),
+                *pixels.start(self.prog_data.in_base), *dest.start(self.prog_data.out_base)],
+                "PREP")
+            with m.State("PREP"):                      # the first tile's rows, one per cycle
+                capture(walk_i, "cur")
+                pixels.step(m, instr, instr.kp_words)
+                m.d.sync += walk_i.eq(walk_i + 1)
+                with m.If(walk_i == rows - 1):
+                    m.d.sync += walk_i.eq(0)
+                    m.next = "FEED"
             with m.State("FEED"):
                 issuing = k < instr.kp
                 m.d.comb += [self.feed_valid.eq(issuing), self.feed_last.eq(k == instr.kp - 1),
-                             self.feed_lane.eq(k_lane), self.weight_addr.eq(w_tile_base + k)]
-                with m.If(instr.conv):
-                    # row i reads slot (tile's first) + i + offset: bank (i + d_r) mod R; bank b serves row
-                    # (b - d_r) mod R, one word group further on when b < d_r
-                    word = row_base + d_words + k_word
-                    m.d.comb += self.feed_rotate.eq(d_r)
-                    for b in range(rows):                      # (d_r < R: bank R-1 never wraps)
-                        m.d.comb += self.bank_addr[b].eq(word + Mux(b < d_r, instr.kp_words, 0) if b < rows - 1
-                                                         else word)
-                    for i in range(rows):
-                        y, x = grid_y[i] + dy, grid_x[i] + dx
-                        m.d.comb += self.row_valid[i].eq((y >= 0) & (y <= instr.lim_y) & (x >= 0) &
-                                                         (x <= instr.lim_x))
-                    with m.If(issuing):
-                        m.d.sync += k.eq(k + 1)
-                        with m.If(c == instr.cg - 1):           # next kernel position
-                            m.d.sync += [c.eq(0), k_lane.eq(instr.c0_lane), k_word.eq(instr.c0_word)]
-                            with m.If(kx == instr.kw - 1):
-                                m.d.sync += [kx.eq(0), ky.eq(ky + 1), dx.eq(instr.x0), dy.eq(dy + instr.sy),
-                                             *add_offset(instr.dy_words, instr.dy_r)]
-                            with m.Else():
-                                m.d.sync += [kx.eq(kx + 1), dx.eq(dx + instr.sx),
-                                             *add_offset(instr.dx_words, instr.dx_r)]
-                        with m.Else():
-                            m.d.sync += c.eq(c + 1)
-                            with m.If(k_lane == cfg.cols - 1):
-                                m.d.sync += [k_lane.eq(0), k_word.eq(k_word + 1)]
-                            with m.Else():
-                                m.d.sync += k_lane.eq(k_lane + 1)
-                with m.Else():
-                    address = Mux(k_word < instr.split_words, row_base + k_word, row_base2 + k_word - instr.split_words)
-                    m.d.comb += [self.feed_rotate.eq(0), self.row_valid.eq((1 << rows) - 1)]
-                    for b in range(rows):
-                        m.d.comb += self.bank_addr[b].eq(address)
-                    with m.If(issuing):
-                        m.d.sync += k.eq(k + 1)
-                        with m.If(k_lane == cfg.cols - 1):
-                            m.d.sync += [k_lane.eq(0), k_word.eq(k_word + 1)]
-                        with m.Else():
-                            m.d.sync += k_lane.eq(k_lane + 1)
+                             self.feed_lane.eq(features.lane), self.weight_addr.eq(w_tile_base + k),
+                             self.feed_rotate.eq(features.d_r)]
+                # row i reads its pixel's slot + δ: bank (i + d_r) mod R; bank b serves row (b - d_r) mod R, one
+                # group of R slots further on when b < d_r
+                word = features.d_words + features.word
+                for b in range(rows):
+                    base = select(m, features.d_r, [row_regs["cur_addr"][(b - rv) % rows] for rv in range(rows)],
+                                  unsigned(16), f"bank{b}_row_addr")
+                    wraps = Mux(b < features.d_r, instr.kp_words, 0) if b < rows - 1 else 0    # (d_r < R)
+                    m.d.comb += self.bank_addr[b].eq(base + word + wraps)
+                for i in range(rows):
+                    y, x = row_regs["cur_y"][i] + features.dy, row_regs["cur_x"][i] + features.dx
+                    m.d.comb += self.row_valid[i].eq((y >= 0) & (y <= instr.lim_y) & (x >= 0) & (x <= instr.lim_x))
+                with m.If(issuing):
+                    m.d.sync += k.eq(k + 1)
+                    features.step(m, instr, instr.kp_words)
+                # the next M tile's rows, during this one's first tile
+                with m.If((n_tile == 0) & (count < rows)):
+                    capture(count, "next")
+                    pixels.step(m, instr, instr.kp_words)
                 with m.If(count == instr.period - 1):
-                    m.d.sync += [count.eq(0), k.eq(0), *kernel_start(instr)]
+                    m.d.sync += [count.eq(0), k.eq(0), *features.start(instr)]
                     with m.If(n_tile == instr.n_tiles - 1):
                         m.d.sync += [n_tile.eq(0), w_tile_base.eq(instr.w_base)]
                         with m.If(m_tile == instr.m_tiles - 1):
                             m.next = "WAIT"
                         with m.Else():
-                            m.d.sync += [m_tile.eq(m_tile + 1), row_base.eq(row_base + instr.kp_words),
-                                         row_base2.eq(row_base2 + instr.kp_words)]
-                            for i in range(rows):        # every row moves R slots on along the grid
-                                x_sum = grid_x[i] + instr.tile_x
-                                wrap = x_sum >= instr.grid_w
-                                y_sum = grid_y[i] + instr.tile_y + wrap
-                                m.d.sync += [grid_x[i].eq(Mux(wrap, x_sum - instr.grid_w, x_sum)),
-                                             grid_y[i].eq(Mux(y_sum >= instr.grid_h, y_sum - instr.grid_h, y_sum))]
+                            m.d.sync += [m_tile.eq(m_tile + 1),
+                                         *(row_regs[f"cur_{what}"][i].eq(row_regs[f"next_{what}"][i])
+                                           for what in ("addr", "x", "y") for i in range(rows))]
                     with m.Else():
                         m.d.sync += [n_tile.eq(n_tile + 1), w_tile_base.eq(w_tile_base + instr.kp)]
                 with m.Else():
                     m.d.sync += count.eq(count + 1)
 
-        # ---- drain engine: R cycles per captured tile, rows bottom-first
+        # ---- drain engine: R cycles per captured tile, rows top-first, each to its output slot (or nowhere)
         active = self.captured | draining
-        r_now = Signal(index_range(cfg.rows))
+        r_now = Signal(index_range(rows))
         m.d.comb += r_now.eq(Mux(self.captured, 0, r))
-        last_row = active & (r_now == cfg.rows - 1)
-        if cfg.rows > 1:
+        first_row = active & (r_now == 0)
+        last_row = active & (r_now == rows - 1)
+        if rows > 1:
             with m.If(self.captured):
                 m.d.sync += [draining.eq(1), r.eq(1)]
             with m.Elif(draining):
                 m.d.sync += r.eq(r + 1)
-                with m.If(r == cfg.rows - 1):
+                with m.If(r == rows - 1):
                     m.d.sync += [draining.eq(0), r.eq(0)]
         last_tile = (d_n == instr.n_tiles - 1) & (d_m == instr.m_tiles - 1)
+        with m.If(first_row & (d_n == 0)):
+            m.d.sync += [s.eq(v) for s, v in zip(saved, dest.signals)]
+        with m.If(active):
+            with m.If(last_row & (d_n != instr.n_tiles - 1)):
+                # the next N tile drains the same pixels again (R = 1: nothing to rewind on the first)
+                with m.If(~(first_row & (d_n == 0))):
+                    m.d.sync += [s.eq(v) for s, v in zip(dest.signals, saved)]
+            with m.Else():
+                dest.step(m, instr, instr.out_words)
         with m.If(last_row):
             with m.If(d_n == instr.n_tiles - 1):
-                m.d.sync += [d_n.eq(0), d_m.eq(d_m + 1), d_row_base.eq(d_row_base + instr.out_words)]
+                m.d.sync += [d_n.eq(0), d_m.eq(d_m + 1), d_first.eq(d_first + rows)]
             with m.Else():
                 m.d.sync += d_n.eq(d_n + 1)
         m.d.comb += [self.shift.eq(active), self.lane_valid.eq(active),
                      self.lane_slot.eq(instr.slot_base + d_n),
-                     self.lane_meta.row.eq(cfg.rows - 1 - r_now),
-                     self.lane_meta.addr.eq(d_row_base + d_n),
+                     self.lane_meta.row.eq(dest.r), self.lane_meta.addr.eq(dest.addr + d_n),
+                     self.lane_meta.write.eq(dest.output(instr) & (d_first + r_now < instr.samples)),
                      self.lane_meta.layer_last.eq(last_row & last_tile)]
         return m

@@ -33,23 +33,24 @@ def beat_layouts(cfg: SystolicConfig) -> tuple[data.ArrayLayout, data.ArrayLayou
 
 def _walk(m: Module, cfg: SystolicConfig, run, step, base, stride, words):
     """Counters over (sample, word): reset while ``run`` is low, advanced by ``step``; returns
-    (bank, addr, last word of a sample, sample index)."""
+    (bank, addr, last word of a sample, sample index). Sample m's word w is in bank m mod R, or ``(m + w) mod R``
+    on the weight-stationary array, whose tensors rotate their words across the banks (compile.py ``Layout``)."""
     w = Signal(16)
     bank = Signal(index_range(cfg.rows))
+    word_bank = Signal(index_range(cfg.rows))   # (m + w) mod R
     group = Signal(16)                      # (m // R) * stride
     sample = Signal(16)
     last_word = w == words - 1
+    next_bank = Mux(bank == cfg.rows - 1, 0, bank + 1)
     with m.If(~run):
-        m.d.sync += [w.eq(0), bank.eq(0), group.eq(0), sample.eq(0)]
+        m.d.sync += [w.eq(0), bank.eq(0), word_bank.eq(0), group.eq(0), sample.eq(0)]
     with m.Elif(step):
-        m.d.sync += w.eq(w + 1)
+        m.d.sync += [w.eq(w + 1), word_bank.eq(Mux(word_bank == cfg.rows - 1, 0, word_bank + 1))]
         with m.If(last_word):
-            m.d.sync += [w.eq(0), sample.eq(sample + 1)]
+            m.d.sync += [w.eq(0), sample.eq(sample + 1), bank.eq(next_bank), word_bank.eq(next_bank)]
             with m.If(bank == cfg.rows - 1):
-                m.d.sync += [bank.eq(0), group.eq(group + stride)]
-            with m.Else():
-                m.d.sync += bank.eq(bank + 1)
-    return bank, base + group + w, last_word, sample
+                m.d.sync += group.eq(group + stride)
+    return word_bank if cfg.dataflow == "ws" else bank, base + group + w, last_word, sample
 
 
 class StreamIn(wiring.Component):

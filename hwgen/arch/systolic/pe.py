@@ -13,17 +13,17 @@
 
 On a cycle with ``valid``: ``acc += a * w``; if ``last`` is also high the finished sum ``acc + a * w`` goes to
 ``shadow`` and ``acc`` restarts at 0, so the next tile can stream in behind it without a gap. While ``shift`` is
-high ``shadow`` takes ``shadow_in`` (the PE above): R shifts drain a column bottom-first. The controller never
+high ``shadow`` takes ``shadow_in`` (the PE below): R shifts drain a column top-first. The controller never
 captures and shifts in the same cycle (see controller.py for the schedule that guarantees it).
 
 With ``cfg.product_rounding`` every product is rounded before it is used: ``round_shift(a * w, product_shift,
 product_rounding)`` (hwgen.arch.fixed, both constant over a layer), hls4ml's products assigned to a coarser
 accumulator type; a layer without it sets the shift to 0. Cost: a barrel shifter and a rounding increment per PE.
 
-``max_mode`` (constant over a layer) makes the PE a max unit: ``acc = max(acc, a * w)``. A MaxPool runs with
+With ``cfg.max_pool``, a ``max_mode`` input (constant over a layer) makes the PE a max unit: ``acc = max(acc, a * w)``. A MaxPool runs with
 operands ``code - min_code ≥ 0`` (padding fed as 0, the type's minimum, so it never wins) and 0/1 weights that
 select the channel, so ``acc`` restarting at 0 is the identity of the max (compile.py, ``pool``). Cost: one
-``acc_bits`` comparator and a mux per PE, sharing the multiplier.
+``acc_bits`` comparator and a mux per PE, sharing the multiplier; designs without MaxPool leave it out.
 """
 from __future__ import annotations
 
@@ -48,7 +48,7 @@ def rounding_members(cfg: SystolicConfig) -> dict:
 def rounded_product(m: Module, component, a, w, broken: bool):
     """The PE's product, rounded by the layer's shift and mode when the configuration has product rounding."""
     cfg = component.cfg
-    product = Signal(signed(cfg.operand_bits + cfg.w_bits + 1), name="product")
+    product = Signal(signed(cfg.operand_bits + cfg.w_bits + cfg.product_rounding), name="product")
     raw = _product(a, w, broken)
     if cfg.product_rounding:
         raw = round_shift_var(m, raw, component.product_shift,
@@ -66,7 +66,8 @@ class OutputStationaryPE(wiring.Component):
             "a_in": In(signed(cfg.operand_bits)), "valid": In(1), "last": In(1), "w_in": In(signed(cfg.w_bits)),
             "a_out": Out(signed(cfg.operand_bits)), "valid_out": Out(1), "last_out": Out(1),
             "w_out": Out(signed(cfg.w_bits)),
-            "shift": In(1), "shadow_in": In(acc), "shadow_out": Out(acc), "max_mode": In(1),
+            "shift": In(1), "shadow_in": In(acc), "shadow_out": Out(acc),
+            **({"max_mode": In(1)} if cfg.max_pool else {}),
             **rounding_members(cfg),
         })
 
@@ -78,8 +79,11 @@ class OutputStationaryPE(wiring.Component):
         a, w, shadow = (Signal.like(port, reset_less=True) for port in (self.a_out, self.w_out, self.shadow_out))
         total = Signal.like(accumulator)               # one multiply-add (or max), shared by both uses
         product = rounded_product(m, self, self.a_in, self.w_in, self.broken)
-        m.d.comb += total.eq(Mux(self.max_mode, Mux(product > accumulator, product, accumulator),
-                                 accumulator + product))
+        if self.cfg.max_pool:
+            m.d.comb += total.eq(Mux(self.max_mode, Mux(product > accumulator, product, accumulator),
+                                     accumulator + product))
+        else:
+            m.d.comb += total.eq(accumulator + product)
         m.d.sync += [a.eq(self.a_in), self.valid_out.eq(self.valid), self.last_out.eq(self.last & self.valid),
                      w.eq(self.w_in)]
         m.d.comb += [self.a_out.eq(a), self.w_out.eq(w), self.shadow_out.eq(shadow)]
@@ -105,7 +109,8 @@ class WeightStationaryPE(wiring.Component):
                  └────┬─────────────┘     commit_in: w ← w_chain, already used by this cycle's product
                       ▼ psum_out, w_chain_out (registered)
 
-    ``psum_out = psum_in + a_in · w`` one cycle later; operands outside the fold arrive as 0. ``commit`` travels
+    ``psum_out = psum_in + a_in · w`` one cycle later (with ``cfg.max_pool``, ``max_mode``: ``max(psum_in, a_in · w)``,
+    MaxPool on operands ≥ 0); operands outside the fold arrive as 0. ``commit`` travels
     with the first operand of a fold, so the array switches weights along the same wavefront as the data and the
     next fold's operands follow the last ones of the previous fold with no gap.
     """
@@ -117,7 +122,7 @@ class WeightStationaryPE(wiring.Component):
             "a_in": In(signed(cfg.operand_bits)), "a_out": Out(signed(cfg.operand_bits)),
             "commit_in": In(1), "commit_out": Out(1),
             "psum_in": In(signed(cfg.acc_bits)), "psum_out": Out(signed(cfg.acc_bits)),
-            "shift": In(1),
+            "shift": In(1), **({"max_mode": In(1)} if cfg.max_pool else {}),
             "w_chain_in": In(signed(cfg.w_bits)), "w_chain_out": Out(signed(cfg.w_bits)),
             **rounding_members(cfg),
         })
@@ -127,8 +132,10 @@ class WeightStationaryPE(wiring.Component):
         weight = Signal(signed(self.cfg.w_bits), reset_less=True)
         a, psum, chain = (Signal.like(port, reset_less=True) for port in (self.a_out, self.psum_out, self.w_chain_out))
         active = Mux(self.commit_in, chain, weight)
+        product = rounded_product(m, self, self.a_in, active, self.broken)
         m.d.sync += [a.eq(self.a_in), self.commit_out.eq(self.commit_in),
-                     psum.eq(self.psum_in + rounded_product(m, self, self.a_in, active, self.broken))]
+                     psum.eq(Mux(self.max_mode, Mux(product > self.psum_in, product, self.psum_in),
+                                 self.psum_in + product) if self.cfg.max_pool else self.psum_in + product)]
         m.d.comb += [self.a_out.eq(a), self.psum_out.eq(psum), self.w_chain_out.eq(chain)]
         with m.If(self.shift):
             m.d.sync += chain.eq(self.w_chain_in)

@@ -5,7 +5,7 @@
    s_axis ─▶ StreamIn ─▶ act banks;  out/act banks ─▶ StreamOut ─▶ m_axis            (streamed programs)
             load ──▶ ┌──────────────┐  program memory ─▶ Controller ─┬─ feed addresses ─┐
                      │ host protocol│  act banks [R] (C codes/word) ──┼──(lane, − zx)──▶ │ R×C array │
-            read ──▶ │  (idle only) │  weight banks [C] ──────────────┴────────────────▶ │  (OS PEs) │
+            read ──▶ │  (idle only) │  weight banks [C] ──────────────┴────────────────▶ │ OS or WS  │
            rdata ◀── └──────────────┘  out banks [R] (C accs/word)                       └─────┬─────┘
      start/busy/done/cycles                    ▲                                              │ drain[C]
                                                └── writer ◀── requant lanes [C] ◀──────────────┘
@@ -189,7 +189,7 @@ class SystolicTop(wiring.Component):
             m.submodules[f"outputs_{i}"] = out
             a_rd, a_wr = act.read_port(), act.write_port(granularity=cfg.store_bits)
             o_rd, o_wr = out.read_port(), out.write_port()
-            here = writing & (out_meta.row == i)
+            here = writing & out_meta.write & (out_meta.row == i)
             host_write = loading & (load.target == ACTIVATIONS) & (load.bank == i)
             stream_write = s_in.write & (s_in.bank == i)
             compute_addr = ctrl.bank_addr[i]
@@ -223,8 +223,9 @@ class SystolicTop(wiring.Component):
                 code = select(m, feed_lane, [lane.as_signed() for lane in data.View(act_word, word)],
                               signed(cfg.store_bits), f"row{i}_code")
                 m.d.comb += array.a[i].eq(Mux(row_valid[i], code - instr.zx, 0))
-            m.d.comb += [array.valid.eq(feed_valid), array.last.eq(feed_last & feed_valid),
-                         array.max_mode.eq(instr.pool_max)]
+            m.d.comb += [array.valid.eq(feed_valid), array.last.eq(feed_last & feed_valid)]
+            if cfg.max_pool:
+                m.d.comb += array.max_mode.eq(instr.pool_max)
         if cfg.product_rounding:
             m.d.comb += [array.product_shift.eq(instr.product_shift),
                          array.product_rounding.eq(instr.product_rounding)]
@@ -257,22 +258,27 @@ class SystolicTop(wiring.Component):
             m.submodules[f"accumulators_{j}"] = mem
             rd, wr = mem.read_port(), mem.write_port()
             total = Signal(signed(cfg.acc_bits), name=f"column_sum_{j}")
-            m.d.comb += [total.eq(array.out[j] + Mux(ctrl.acc_first, 0, rd.data.as_signed())),
+            partial = Mux(ctrl.acc_first, 0, rd.data.as_signed())
+            m.d.comb += [total.eq(Mux(ctrl.instr.pool_max, Mux(array.out[j] > partial, array.out[j], partial),
+                                      array.out[j] + partial)),
                          rd.addr.eq(ctrl.acc_rd_addr), wr.addr.eq(ctrl.acc_wr_addr), wr.data.eq(total),
                          wr.en.eq(ctrl.acc_valid & ~ctrl.acc_final)]
             totals.append(total)
         return ctrl.acc_valid & ctrl.acc_final, totals
 
     def _ws_operands(self, m: Module, ctrl, array, act_read) -> None:
-        """Row i takes lane row_lane[i] of bank row_bank[i] (as the controller addressed them one cycle earlier)."""
+        """Row i takes lane row_lane[i] of bank row_bank[i] (as the controller addressed them one cycle earlier);
+        the array skews the rows."""
         cfg = self.cfg
         row_bank = Signal.like(ctrl.row_bank)
         row_lane = Signal.like(ctrl.row_lane)
         row_valid = Signal.like(ctrl.row_valid)
-        row_commit = Signal.like(ctrl.row_commit)
+        fold_start = Signal()
         m.d.sync += [row_bank.eq(ctrl.row_bank), row_lane.eq(ctrl.row_lane), row_valid.eq(ctrl.row_valid),
-                     row_commit.eq(ctrl.row_commit)]
-        m.d.comb += array.commit.eq(row_commit)
+                     fold_start.eq(ctrl.fold_start)]
+        m.d.comb += array.commit.eq(fold_start)
+        if cfg.max_pool:
+            m.d.comb += array.max_mode.eq(ctrl.instr.pool_max)
         for i in range(cfg.rows):
             code = Signal(signed(cfg.store_bits), name=f"row{i}_code")
             with m.Switch(row_bank[i]):

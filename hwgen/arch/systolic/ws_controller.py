@@ -1,21 +1,29 @@
 """Controller for the weight-stationary array: folds of (output-channel tile, K tile), pipelined back to back,
 accumulated in SRAM.
 
-Per layer: PRELOAD (R cycles) reads fold 0's weights W[k_tile·R + R-1-r, n_tile·C + j] from weight bank j; they
-shift down column j. Then STREAM runs the folds every ``P`` cycles (``P = period``, a multiple of R, at least
-``M`` and ``2R + C - 1``), with no gap between them:
+A layer's samples M are the pixels of its output (a dense layer: one per sample), its features K the kernel
+positions × input channels in (ky, kx, c) order, ``cgp`` rows per kernel position (``cg`` channels, padded when
+needed to keep a fold's reads in distinct banks, compile.py ``ws_channel_rows``), ``kp = k_tiles · R``.
 
-- row i reads sample t - i, feature k_tile·R + i at fold cycle t (valid while 0 ≤ t - i < M). The R rows read R
-  consecutive samples, which sit in R different activation banks (bank = m mod R), so the skew costs no
-  registers: bank ``(t - i) mod R`` serves row ``i`` (a rotating crossbar). For t < i row i still works on the
-  previous fold (its last samples), with that fold's features; since P is a multiple of R the banks never clash.
-- row i's first operand of a fold carries ``commit``: each PE switches to the preloaded weight as that operand
-  reaches it, along the data's wavefront, so folds follow each other without draining the array;
+Per layer: PRELOAD (R cycles) reads fold 0's weights W[k_tile·R + R-1-r, n_tile·C + j] from weight bank j; they
+shift down column j; meanwhile a walker (walk.py) describes fold 0's R features, one per cycle: each row's kernel
+position (slot offset δ and coordinate offset), channel word and lane. Then STREAM runs the folds every ``P``
+cycles (``P = period = max(M, 2R + C - 1)``), with no gap between them:
+
+- at fold cycle t every row reads pixel t of the walk (valid while t < M): row i the slot ``s(t) + δ_i`` at word
+  ``word_i``, i.e. bank ``(s(t) + δ_i + word_i) mod R`` (tensors are stored with their words rotated across the
+  banks, compile.py ``Layout``), which the compiler keeps distinct for every row reading a different word; each bank
+  takes the address of the row that reads it. Rows reading outside the input (padding) are fed 0. The array skews
+  row i by i cycles, so the rows of consecutive folds never meet in a bank;
+- ``commit`` with every fold's first sample makes each PE switch to the preloaded weight as that sample reaches it,
+  along the data's wavefront, so folds follow each other without draining the array;
 - the next fold's weights shift in during fold cycles R + C - 1 … 2R + C - 2, after the last PE committed this
-  fold's weights (cycle R + C - 2) and before the next fold's first commit (which needs P ≥ 2R + C - 1);
+  fold's weights (cycle R + C - 2) and before the next fold's first commit (which needs P ≥ 2R + C - 1); the
+  walker describes the next fold's features during fold cycles 0 … R - 1;
 - column sums for sample m of a fold come out aligned at fold cycle m + R + C (``lag``; for t < lag the sums are
-  the previous fold's): the first K tile writes them to the per-column accumulator SRAM, later ones add to it,
-  and the last one sends the total to the requant lanes with sample m's write address.
+  the previous fold's): the first K tile writes them to the per-column accumulator SRAM, later ones add to it
+  (max mode: take the larger), and the last one sends the total to the requant lanes with sample m's write
+  address, walked over the output tensor's slots.
 
 The last fold streams for M + R + C cycles (its last sums); the layer ends when its last sample leaves the lanes.
 Exact cycles of one run (``compile.Program.predict_cycles``)::
@@ -24,12 +32,16 @@ Exact cycles of one run (``compile.Program.predict_cycles``)::
 """
 from __future__ import annotations
 
+from functools import reduce
+from operator import or_
+
 from amaranth import Module, Mux, Signal, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import Out
 
 from .config import SystolicConfig, index_range
 from .controller import controller_members, meta_layout, sequence_program
+from .walk import FeatureWalk, PixelWalk, feature_layout, mod_add, slot_add
 
 
 class WeightStationaryController(wiring.Component):
@@ -44,7 +56,7 @@ class WeightStationaryController(wiring.Component):
             "row_bank": Out(data.ArrayLayout(unsigned(max(1, (rows - 1).bit_length())), rows)),
             "row_lane": Out(data.ArrayLayout(unsigned(max(1, (cfg.cols - 1).bit_length())), rows)),
             "row_valid": Out(data.ArrayLayout(unsigned(1), rows)),
-            "row_commit": Out(data.ArrayLayout(unsigned(1), rows)),
+            "fold_start": Out(1),
             "acc_valid": Out(1), "acc_first": Out(1), "acc_final": Out(1),
             "acc_rd_addr": Out(unsigned(16)), "acc_wr_addr": Out(unsigned(16)),
             "lane_slot": Out(unsigned(slot_bits)), "lane_meta": Out(meta_layout(cfg)),
@@ -61,22 +73,28 @@ class WeightStationaryController(wiring.Component):
 
         r = Signal(index_range(rows))                  # preload step (PRELOAD)
         t = Signal(16)                                 # fold cycle
-        t_q, t_r = Signal(16), Signal(index_range(rows))          # t // R, t % R
-        row_base = Signal(16)                          # in_base + (t // R) * kp_words
-        row_base2 = Signal(16)                         # the same for the second input of a residual Add
-        # this fold and the previous one (rows still reading it for t < i, sums coming out of it for t < lag)
         n_tile, k_tile = Signal(16), Signal(16)
         w_fold = Signal(16)                            # w_base + n_tile * kp + k_tile * R
-        k0_word, k0_lane = Signal(16), Signal(index_range(cols))  # (k_tile * R) // C, % C
+        word_r = Signal(index_range(rows))             # (output word of this N tile) mod R
         has_prev = Signal()
-        p_n_tile = Signal(16)
+        p_n_tile, p_word_r = Signal(16), Signal(index_range(rows))
         p_first, p_final = Signal(), Signal()
-        p_k0_word, p_k0_lane = Signal(16), Signal(index_range(cols))
-        p_row_base, p_row_base2 = Signal(16), Signal(16)          # row bases of the previous fold's last group
-        # output engine: sample (t - lag) mod P, its bank row and word
-        o_sample = Signal(16)
-        o_r = Signal(index_range(rows))
-        o_base_row = Signal(16)                        # out_base + (o_sample // R) * out_words
+        o_sample = Signal(16)                          # output engine: sample (t - lag) mod P
+        features = FeatureWalk(cfg)
+        pixels = PixelWalk(rows, "in")
+        dest = PixelWalk(rows, "out")
+        layout = feature_layout(cfg)
+        cur = [Signal(layout, name=f"row{i}_feature") for i in range(rows)]
+        nxt = [Signal(layout, name=f"row{i}_next_feature") for i in range(rows)]
+
+        def describe(index, into) -> None:
+            """Row ``index`` of ``into`` takes the walker's feature, and the walker moves on."""
+            with m.Switch(index):
+                for i in range(rows):
+                    with m.Case(i):
+                        m.d.sync += [getattr(into[i], name).eq(value)
+                                     for name, value in features.descriptor(instr).items()]
+            features.step(m, instr, instr.kp_words)
 
         first_k = k_tile == 0
         last_k = k_tile == instr.k_tiles - 1
@@ -84,28 +102,29 @@ class WeightStationaryController(wiring.Component):
         with m.If(self.busy):
             m.d.sync += self.cycles.eq(self.cycles + 1)
         with m.FSM():
-            sequence_program(m, self, layer, [n_tile.eq(0), k_tile.eq(0), w_fold.eq(self.prog_data.w_base),
-                                              k0_word.eq(0), k0_lane.eq(0), r.eq(0), has_prev.eq(0)], "PRELOAD")
+            sequence_program(m, self, layer, [
+                n_tile.eq(0), k_tile.eq(0), w_fold.eq(self.prog_data.w_base), r.eq(0), has_prev.eq(0),
+                word_r.eq(self.prog_data.out_word_r), *features.start(self.prog_data)], "PRELOAD")
             with m.State("PRELOAD"):
                 m.d.comb += [self.weight_addr.eq(w_fold + (rows - 1) - r), self.weight_shift.eq(1)]
                 m.d.sync += r.eq(r + 1)
+                describe(r, cur)
                 with m.If(r == rows - 1):
-                    m.d.sync += [r.eq(0), t.eq(0), t_q.eq(0), t_r.eq(0), row_base.eq(instr.in_base),
-                                 row_base2.eq(instr.in_base2), o_sample.eq(instr.period - lag)]
+                    m.d.sync += [r.eq(0), t.eq(0), o_sample.eq(instr.period - lag),
+                                 *pixels.start(instr.in_base), *dest.start(instr.out_base)]
+                    with m.If(instr.k_tiles == 1):               # fold 1 starts the next N tile's features
+                        m.d.sync += features.start(instr)
                     m.next = "STREAM"
             with m.State("STREAM"):
-                self._stream(m, t, t_q, t_r, row_base, row_base2, k0_word, k0_lane, has_prev, p_row_base,
-                             p_row_base2, p_k0_word, p_k0_lane)
+                self._read(m, t, pixels, cur)
+                pixels.step(m, instr, instr.kp_words)
+                with m.If((t < rows) & ~last_fold):             # the next fold's features
+                    describe(t, nxt)
                 # the next fold's weights, behind this fold's commits
                 preloading = ~last_fold & (t >= rows + cols - 1) & (t < 2 * rows + cols - 1)
                 m.d.comb += [self.weight_addr.eq(w_fold + (3 * rows + cols - 2) - t),
-                             self.weight_shift.eq(preloading)]
+                             self.weight_shift.eq(preloading), self.fold_start.eq(t == 0)]
                 m.d.sync += t.eq(t + 1)
-                with m.If(t_r == rows - 1):
-                    m.d.sync += [t_r.eq(0), t_q.eq(t_q + 1), row_base.eq(row_base + instr.kp_words),
-                                 row_base2.eq(row_base2 + instr.kp_words)]
-                with m.Else():
-                    m.d.sync += t_r.eq(t_r + 1)
                 # aligned column sums of sample o_sample, of this fold (t ≥ lag) or the previous one
                 current = t >= lag
                 out_n = Mux(current, n_tile, p_n_tile)
@@ -114,58 +133,49 @@ class WeightStationaryController(wiring.Component):
                              self.acc_final.eq(Mux(current, last_k, p_final)), self.acc_wr_addr.eq(o_sample),
                              self.acc_rd_addr.eq(Mux(o_sample == instr.period - 1, 0, o_sample + 1)),
                              self.lane_slot.eq(instr.slot_base + out_n),
-                             self.lane_meta.row.eq(o_r), self.lane_meta.addr.eq(o_base_row + out_n),
+                             self.lane_meta.row.eq(mod_add(dest.r, Mux(current, word_r, p_word_r), rows)),
+                             self.lane_meta.addr.eq(dest.addr + out_n), self.lane_meta.write.eq(1),
                              self.lane_meta.layer_last.eq(current & last_fold & (o_sample == instr.samples - 1))]
                 with m.If(o_sample == instr.period - 1):
-                    m.d.sync += [o_sample.eq(0), o_r.eq(0), o_base_row.eq(instr.out_base)]
+                    m.d.sync += [o_sample.eq(0), *dest.start(instr.out_base)]
                 with m.Else():
                     m.d.sync += o_sample.eq(o_sample + 1)
-                    with m.If(o_r == rows - 1):
-                        m.d.sync += [o_r.eq(0), o_base_row.eq(o_base_row + instr.out_words)]
-                    with m.Else():
-                        m.d.sync += o_r.eq(o_r + 1)
+                    dest.step(m, instr, instr.out_words)
                 with m.If(last_fold & (t == instr.samples + (lag - 1))):
                     m.next = "WAIT"
                 with m.Elif(~last_fold & (t == instr.period - 1)):
-                    m.d.sync += [t.eq(0), t_q.eq(0), t_r.eq(0), row_base.eq(instr.in_base),
-                                 row_base2.eq(instr.in_base2), w_fold.eq(w_fold + rows),
-                                 has_prev.eq(1), p_n_tile.eq(n_tile), p_first.eq(first_k), p_final.eq(last_k),
-                                 p_k0_word.eq(k0_word), p_k0_lane.eq(k0_lane), p_row_base.eq(row_base),
-                                 p_row_base2.eq(row_base2)]
+                    m.d.sync += [t.eq(0), *pixels.start(instr.in_base), w_fold.eq(w_fold + rows),
+                                 *(c.eq(n) for c, n in zip(cur, nxt)),
+                                 has_prev.eq(1), p_n_tile.eq(n_tile), p_word_r.eq(word_r), p_first.eq(first_k),
+                                 p_final.eq(last_k)]
                     with m.If(last_k):
-                        m.d.sync += [k_tile.eq(0), k0_word.eq(0), k0_lane.eq(0), n_tile.eq(n_tile + 1)]
+                        m.d.sync += [k_tile.eq(0), n_tile.eq(n_tile + 1), word_r.eq(mod_add(word_r, 1, rows))]
                     with m.Else():
-                        lane_sum = k0_lane + rows
-                        m.d.sync += [k_tile.eq(k_tile + 1), k0_word.eq(k0_word + lane_sum // cols),
-                                     k0_lane.eq(lane_sum % cols)]
+                        m.d.sync += k_tile.eq(k_tile + 1)
+                    # the walker restarts for the fold after the new one when that fold starts the next N tile
+                    with m.If(Mux(last_k, instr.k_tiles == 1, k_tile + 2 == instr.k_tiles)):
+                        m.d.sync += features.start(instr)
         return m
 
-    def _stream(self, m: Module, t, t_q, t_r, row_base, row_base2, k0_word, k0_lane, has_prev, p_row_base,
-                p_row_base2, p_k0_word, p_k0_lane) -> None:
-        """Row i reads sample t - i, feature k0 + i (of the previous fold when t < i); bank (t - i) mod R serves
-        it; its sample 0 carries the fold's commit."""
+    def _read(self, m: Module, t, pixels: PixelWalk, cur: list) -> None:
+        """Every row reads pixel t of the walk at its feature's slot offset and word; each bank takes the address
+        of the row reading it (the compiler guarantees rows in one bank read one word)."""
         cfg = self.cfg
-        rows, cols = cfg.rows, cfg.cols
+        rows = cfg.rows
         instr = self.instr
-        row_addr = []
-        for i in range(rows):
-            wraps = t_r < i                                    # sample t - i is in the previous group of R
-            previous = wraps & (t_q == 0)                      # … of the previous fold
-            base = Mux(previous, p_row_base, Mux(wraps, row_base - instr.kp_words, row_base))
-            base2 = Mux(previous, p_row_base2, Mux(wraps, row_base2 - instr.kp_words, row_base2))
-            feature = Mux(previous, p_k0_lane, k0_lane) + i
-            word = Signal(16, name=f"row{i}_word")
-            addr = Signal(16, name=f"row{i}_addr")
-            m.d.comb += [word.eq(Mux(previous, p_k0_word, k0_word) + feature // cols),
-                         addr.eq(Mux(word < instr.split_words, base + word, base2 + word - instr.split_words)),
-                         self.row_lane[i].eq(feature % cols),
-                         self.row_bank[i].eq(Mux(wraps, t_r + rows - i, t_r - i)),
-                         self.row_valid[i].eq(Mux(previous, has_prev & (t + instr.period - i < instr.samples),
-                                                  t - i < instr.samples)),
-                         self.row_commit[i].eq(t == i)]
-            row_addr.append(addr)
+        reads = []
+        for i, feature in enumerate(cur):
+            addr, slot_r = slot_add(pixels.addr + feature.word, pixels.r, feature.d_words, feature.d_r,
+                                    instr.kp_words, rows)
+            bank = Signal(index_range(rows), name=f"row{i}_bank")
+            address = Signal(16, name=f"row{i}_addr")
+            valid = Signal(name=f"row{i}_valid")
+            x, y = pixels.x + feature.dx, pixels.y + feature.dy
+            m.d.comb += [bank.eq(mod_add(slot_r, feature.word_r, rows)), address.eq(addr),
+                         valid.eq(feature.valid & (t < instr.samples) & (x >= 0) & (x <= instr.lim_x) & (y >= 0) &
+                                  (y <= instr.lim_y)),
+                         self.row_bank[i].eq(bank), self.row_lane[i].eq(feature.lane), self.row_valid[i].eq(valid)]
+            reads.append((bank, address, valid))
         for b in range(rows):
-            with m.Switch(t_r):
-                for rv in range(rows):
-                    with m.Case(rv):
-                        m.d.comb += self.bank_addr[b].eq(row_addr[(rv - b) % rows])
+            m.d.comb += self.bank_addr[b].eq(reduce(or_, [Mux(valid & (bank == b), address, 0)
+                                                          for bank, address, valid in reads]))

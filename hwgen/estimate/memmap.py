@@ -153,7 +153,9 @@ class MemoryMapping(NamedTuple):
     the Yosys cell ``memory_libmap`` chose (``$__DP16KD_``; ``""`` for ``ff``); ``primitive`` (the synthesized
     cell: ``DP16KD``, ``RAM32M``; ``""`` for ``ff``) × ``count``; ``bram``: block-RAM units (see ``targets``);
     ``lut_ram``: LUT-equivalents of the LUT RAM primitives; ``ff``: flip-flops the mapping puts in
-    fabric (storage of ``ff`` memories, read registers of LUT RAM, read-first emulation); ``mux``: 2:1 mux bits in
+    fabric (storage of ``ff`` memories, read registers of LUT RAM); ``emulation_ff``: the read-first emulation's
+    flip-flops (its delayed write address and data may be one set for memories written from one bus, as Yosys
+    merges identical flip-flops; the count here is this memory's alone); ``mux``: 2:1 mux bits in
     fabric (read multiplexers across address blocks or flip-flop words, write-bypass muxes); ``logic``: other gate
     bits (write-enable decoding, bypass address comparison); ``cost``: Yosys' score of the choice."""
 
@@ -164,6 +166,7 @@ class MemoryMapping(NamedTuple):
     bram: float
     lut_ram: int
     ff: int
+    emulation_ff: int
     mux: int
     logic: int
     cost: float
@@ -305,7 +308,7 @@ def map_memory(family: str, depth: int, width: int, group: int | None = None, sh
     if ranges is not None:
         groups = _count_covered([(a // group, b // group) for a, b in ranges])   # write-enable groups left
     if choice is None:
-        return MemoryMapping("ff", "", "", 0, 0.0, 0, depth * read + read, (depth - 1) * read, depth * groups,
+        return MemoryMapping("ff", "", "", 0, 0.0, 0, depth * read + read, 0, (depth - 1) * read, depth * groups,
                              float(depth * width))
     ram, (cost, mult_a, repl, unit, byte) = choice
     if ranges is not None:
@@ -314,12 +317,12 @@ def map_memory(family: str, depth: int, width: int, group: int | None = None, sh
     count = mult_a * read if ram.per_bit else cells
     mux = (mult_a - 1) * read
     logic = mult_a * groups if mult_a > 1 else 0
-    ff = 0
+    ff = emulation_ff = 0
     if ram.kind == "distributed":
         ff = read                                                # the read register, outside the RAM
     elif shape in ram.read_first:
-        ff = 2 * read + abits + 2 * groups
+        emulation_ff = 2 * read + abits + 2 * groups             # delayed write (data, address, enables), bypass
         mux += read
         logic += abits + groups
-    return MemoryMapping(ram.kind, ram.name, ram.primitive, count, cells * ram.units, count * ram.luts, ff, mux, logic,
-                         cost)
+    return MemoryMapping(ram.kind, ram.name, ram.primitive, count, cells * ram.units, count * ram.luts, ff,
+                         emulation_ff, mux, logic, cost)

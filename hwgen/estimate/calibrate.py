@@ -37,7 +37,7 @@ DATA_FILE = HERE / "calibration_data.json"
 SYNTH_TARGET = {"ice40": "ice40-hx8k", "ecp5": "ecp5-85k", "xc7": "xc7", "xcup": "xcup"}
 RESOURCE_FEATURES = {                 # fitted; fpga.EXACT features are added with coefficient 1 on top
     "lut": ("add", "cmp", "mux", "logic", "mul_lut", "mem_mux", "mem_logic", "memories", "reg"),
-    "ff": ("reg", "one"),
+    "ff": ("reg", "mem_emulation_ff", "one"),
     "carry": ("add", "cmp", "mul_lut"),
 }
 SAME_FABRIC = {"xcup": "xc7"}         # an unmeasured family borrows the resource coefficients of a fitted one
@@ -131,10 +131,9 @@ def collect(jobs: int = 2, pnr: bool = True, sets: tuple[str, ...] = ("calibrati
     data = json.loads(DATA_FILE.read_text()) if DATA_FILE.is_file() else {
         "schema_version": 1, "date": datetime.date.today().isoformat(), "tools": {},
         "note": "measured by `python -m hwgen.estimate.calibrate collect`; see calibration_set.json", "rows": []}
-    if stale:
-        old = {id(r) for r in stale_rows([r for r in data["rows"] if r["family"] in families])}
-        data["rows"] = [r for r in data["rows"] if id(r) not in old]
-    have = {(r["set"], r["index"], r["family"]) for r in data["rows"]}
+    key = lambda r: (r["set"], r["index"], r["family"])
+    redo = {key(r) for r in stale_rows([r for r in data["rows"] if r["family"] in families])} if stale else set()
+    have = {key(r) for r in data["rows"]} - redo
     work = [(name, i, entry, family) for family in FAMILY_ORDER if family in families for name in sets
             for i, entry in enumerate(entries(name)) if (name, i, family) not in have]
     lock = threading.Lock()
@@ -142,8 +141,9 @@ def collect(jobs: int = 2, pnr: bool = True, sets: tuple[str, ...] = ("calibrati
     def one(w):
         name, i, entry, family = w
         row = _measure(entry, family, pnr and _with_pnr(name, i, family))
-        with lock:
+        with lock:                                                # a stale row stays until its new one is in
             data["tools"].update(row.pop("tools"))
+            data["rows"] = [r for r in data["rows"] if key(r) != (name, i, family)]
             data["rows"].append({"set": name, "index": i, "config": entry, **row})
             data["rows"].sort(key=lambda r: (r["set"], r["index"], FAMILIES.index(r["family"])))
             DATA_FILE.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")

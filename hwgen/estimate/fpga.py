@@ -29,10 +29,11 @@ from typing import NamedTuple
 
 from .memmap import map_memory
 
-# lut_ram (LUT-equivalents of LUT RAM primitives) and mem_ff (flip-flops memories put in fabric) are exact counts;
-# mem_mux / mem_logic are the muxes and gates memory mapping adds (read muxes, write decoders, bypasses)
-FEATURES = ("reg", "add", "cmp", "mux", "logic", "mul_lut", "lut_ram", "mem_ff", "mem_mux", "mem_logic", "memories",
-            "one")
+# lut_ram (LUT-equivalents of LUT RAM primitives) and mem_ff (flip-flop memories, LUT RAM read registers) are exact
+# counts; mem_emulation_ff (read-first emulation of block RAM, partly shared between memories on one write bus),
+# mem_mux / mem_logic (read muxes, write decoders, bypasses) are fitted
+FEATURES = ("reg", "add", "cmp", "mux", "logic", "mul_lut", "lut_ram", "mem_ff", "mem_emulation_ff", "mem_mux",
+            "mem_logic", "memories", "one")
 EXACT = {"lut": "lut_ram", "ff": "mem_ff"}       # features that count a resource exactly (coefficient 1, not fitted)
 PATH_TERMS = ("one", "mem", "levels", "carry_bits", "chains", "dsp", "mul_lut")
 COEFFICIENTS_FILE = Path(__file__).with_name("coefficients.json")
@@ -94,18 +95,6 @@ def _instruction_layout() -> tuple[int, tuple[tuple[str, int, int], ...]]:
 # the rest of the field, its latch in ``ctrl.instr`` and the program-memory bits behind it (and RAM cells left
 # holding nothing). Read off the netlists of synth_ecp5 (which bits of the program memory still drive a cell, for
 # calibration designs 0 (os), 6 and 8 (ws)); a field missing here and from ``_UNUSED`` is kept whole.
-def _instruction_field_bits(cfg) -> dict[str, int]:
-    ws = cfg.dataflow == "ws"
-    act = _clog2(cfg.act_depth)
-    bits = {"in_base": act, "in_base2": act, "kp_words": act, "out_base": act, "out_words": act,
-            "w_base": _clog2(cfg.weight_depth) + ws, "slot_base": _clog2(cfg.slot_depth),
-            "zx": cfg.operand_bits, "base": cfg.operand_bits, "loop_to": _clog2(cfg.prog_depth)}
-    if not ws:
-        bits.update(d0_words=act, dx_words=act, dy_words=act, c0_lane=_clog2(cfg.cols), d0_r=_clog2(cfg.rows),
-                    pool_max=int(cfg.max_pool))
-    return bits
-
-
 _UNUSED = {"os": ("k_tiles", "kh"),
            "ws": ("m_tiles", "kp", "conv", "kh", "kw", "cg", "c0_word", "c0_lane", "d0_words", "d0_r", "dx_words",
                   "dx_r", "dy_words", "dy_r", "x0", "y0", "sx", "sy", "lim_x", "lim_y", "grid_w", "grid_h", "tile_x",
@@ -114,11 +103,35 @@ _UNUSED = {"os": ("k_tiles", "kh"),
 
 def instruction_used(cfg) -> tuple[tuple[int, int], ...]:
     """The ``(start, stop)`` bit ranges of the instruction word that the hardware of ``cfg`` reads."""
+    return _instruction_used(cfg.dataflow, _clog2(cfg.act_depth), _clog2(cfg.weight_depth), _clog2(cfg.slot_depth),
+                             cfg.operand_bits, _clog2(cfg.prog_depth), _clog2(cfg.rows), _clog2(cfg.cols),
+                             cfg.max_pool)
+
+
+@lru_cache(maxsize=1024)
+def _instruction_used(dataflow: str, act: int, weight: int, slot: int, operand: int, prog: int, rows: int, cols: int,
+                      max_pool: bool) -> tuple[tuple[int, int], ...]:
+    ws = dataflow == "ws"
+    kept = {"in_base": act, "in_base2": act, "kp_words": act, "out_base": act, "out_words": act,
+            "w_base": weight + ws, "slot_base": slot, "zx": operand, "base": operand, "loop_to": prog}
+    if not ws:
+        kept.update(d0_words=act, dx_words=act, dy_words=act, c0_lane=cols, d0_r=rows, pool_max=int(max_pool))
     _, fields = _instruction_layout()
-    kept = _instruction_field_bits(cfg)
-    unused = _UNUSED[cfg.dataflow]
-    return tuple((offset, offset + min(width, kept.get(name, width))) for name, offset, width in fields
-                 if name not in unused and kept.get(name, width) > 0)
+    ranges: list[list[int]] = []
+    for name, offset, width in fields:
+        bits = 0 if name in _UNUSED[dataflow] else min(width, kept.get(name, width))
+        if bits and ranges and ranges[-1][1] == offset:
+            ranges[-1][1] = offset + bits                      # joins the previous field's run
+        elif bits:
+            ranges.append([offset, offset + bits])
+    return tuple((start, stop) for start, stop in ranges)
+
+
+@lru_cache(maxsize=1024)
+def _lane_memories(slot_depth: int, threshold_bits: int, stages: int) -> list[Mem]:
+    """A requant lane's threshold stages: stage b holds ``slot_depth · 2^b`` words (stage 0 one bit wider). Shared
+    between components: do not mutate."""
+    return [Mem(slot_depth << b, threshold_bits + (1 if b == 0 else 0)) for b in range(stages)]
 
 
 def _bits(count: int) -> int:
@@ -184,7 +197,7 @@ def systolic_components(cfg) -> list[Component]:
         (S - B) * B + 1 + meta_bits + acc
     lane = Component("requant_lane", C, reg=lane_regs, add=tb + acc + B * 0, cmp=B * tb,
                      mux=acc + B * tb, logic=B * 4,
-                     mems=[Mem(cfg.slot_depth << b, tb + (1 if b == 0 else 0)) for b in range(B)],
+                     mems=_lane_memories(cfg.slot_depth, tb, B),
                      paths=[Path_(mem=1, levels=2, carry_bits=2 * tb, chains=2),
                             Path_(mem=1, levels=2, carry_bits=tb + acc, chains=2)])
     if F:                                    # fixed-point stages (hwgen.arch.fixed): run-time shift, modes, width
@@ -376,6 +389,7 @@ def features(config, family: str) -> tuple[dict[str, float], int, float]:
             bram += k * mapped.bram
             f["lut_ram"] += k * mapped.lut_ram
             f["mem_ff"] += k * mapped.ff
+            f["mem_emulation_ff"] += k * mapped.emulation_ff
             f["mem_mux"] += k * mapped.mux
             f["mem_logic"] += k * mapped.logic
     f["one"] = 1.0

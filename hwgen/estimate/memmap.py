@@ -42,6 +42,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import NamedTuple
 
 FACTOR_MUX = 0.5
 FACTOR_DEMUX = 0.5
@@ -147,13 +148,14 @@ XCUP = (
 LIBRARIES = {"ecp5": ECP5, "ice40": ICE40, "xc7": XC7, "xcup": XCUP}
 
 
-@dataclass(frozen=True)
-class MemoryMapping:
+class MemoryMapping(NamedTuple):
     """What one memory becomes on a family. ``kind``: ``block`` / ``distributed`` / ``ff`` (flip-flops); ``cell``:
     the Yosys cell ``memory_libmap`` chose (``$__DP16KD_``; ``""`` for ``ff``); ``primitive`` (the synthesized
     cell: ``DP16KD``, ``RAM32M``; ``""`` for ``ff``) × ``count``; ``bram``: block-RAM units (see ``targets``);
     ``lut_ram``: LUT-equivalents of the LUT RAM primitives; ``ff``: flip-flops the mapping puts in
-    fabric (storage of ``ff`` memories, read registers of LUT RAM, read-first emulation); ``mux``: 2:1 mux bits in
+    fabric (storage of ``ff`` memories, read registers of LUT RAM); ``emulation_ff``: the read-first emulation's
+    flip-flops (its delayed write address and data may be one set for memories written from one bus, as Yosys
+    merges identical flip-flops; the count here is this memory's alone); ``mux``: 2:1 mux bits in
     fabric (read multiplexers across address blocks or flip-flop words, write-bypass muxes); ``logic``: other gate
     bits (write-enable decoding, bypass address comparison); ``cost``: Yosys' score of the choice."""
 
@@ -164,6 +166,7 @@ class MemoryMapping:
     bram: float
     lut_ram: int
     ff: int
+    emulation_ff: int
     mux: int
     logic: int
     cost: float
@@ -236,13 +239,28 @@ def _geometry(plan, depth: int, width: int, group: int, groups: int) -> tuple[fl
     return best
 
 
-def _used_replicas(width: int, group: int, byte: int, unit: int, mult_a: int, used: frozenset[int]) -> int:
-    """RAM cells that hold at least one ``used`` bit: Yosys lays ``mult_a`` copies of the swizzle (one per address
-    block) end to end and cuts them into ``unit``-bit cells."""
+def _count_covered(intervals: list[tuple[int, int]]) -> int:
+    """Integers covered by the inclusive ``(first, last)`` intervals."""
+    total, reach = 0, -1
+    for first, last in sorted(intervals):
+        if last > reach:
+            total += last - max(first, reach + 1) + 1
+            reach = last
+    return total
+
+
+def _used_replicas(ranges: list[tuple[int, int]], width: int, group: int, byte: int, unit: int, mult_a: int
+                   ) -> int:
+    """RAM cells that hold at least one used bit: Yosys lays ``mult_a`` copies of the swizzle (one per address
+    block) end to end and cuts them into ``unit``-bit cells; bit ``b`` sits at ``(b // group)·padded + b % group``.
+    The padding between groups is shorter than a cell, so a run of used bits covers every cell from its first
+    bit's to its last's."""
     padded = -(-group // byte) * byte
     swizzle = _swizzle_bits(width, group, byte)
-    positions = {(bit // group) * padded + bit % group for bit in used}
-    return len({(block * swizzle + pos) // unit for block in range(mult_a) for pos in positions})
+    spans = [((first // group) * padded + first % group, (last // group) * padded + last % group)
+             for first, last in ranges]
+    return _count_covered([((block * swizzle + a) // unit, (block * swizzle + b) // unit)
+                           for block in range(mult_a) for a, b in spans])
 
 
 @lru_cache(maxsize=8192)
@@ -259,45 +277,52 @@ def map_memory(family: str, depth: int, width: int, group: int | None = None, sh
     abits = _clog2(depth)
     kept: dict[str, tuple] = {}
     bits = depth * width
-    for plan in _PLANS[family][shape]:
-        index, ram, fixed, widthscale, emulation, _, per_bit, unit = plan
+    # RAMs in order of a cost none of their geometries undercuts (a replica holds at most a full block, and
+    # ⌈width / widest unit⌉ replicas are needed); once that bound reaches the flip-flop fallback's cost or a found
+    # choice's cost + 1, no RAM left can be chosen (Yosys picks a later choice only if it is below the truncated
+    # cost of the earlier one)
+    bounds = sorted((plan[4] + max(plan[6] * bits, plan[2] * -(-width // plan[7]) + plan[3] * width / plan[7]),
+                     plan[0], plan) for plan in _PLANS[family][shape])
+    limit = int(bits)
+    for bound, index, plan in bounds:
+        if bound >= limit:
+            break
+        ram = plan[1]
         other = kept.get(ram.kind)
-        if other is not None:
-            # no geometry undercuts this: a replica holds at most a full block; ⌈width / widest unit⌉ replicas
-            bound = emulation + max(per_bit * bits, fixed * -(-width // unit) + widthscale * width / unit)
-            if (bound, index) > (other[2][0], other[0]):
-                continue                                          # cannot beat its kind's choice
+        if other is not None and (bound, index) > (other[2][0], other[0]):
+            continue                                              # cannot beat its kind's choice
         geometry = _geometry(plan, depth, width, group, groups)
         if geometry is None:
             continue
         if other is not None and (geometry[0], index) > (other[2][0], other[0]):
             continue                                              # post-geometry prune: cheapest per kind, first
         kept[ram.kind] = (index, ram, geometry)                   # in library order on a tie
+        limit = min(limit, geometry[0] + 1)
     best_cost = float(depth * width)                              # logic fallback: 1 per RAM bit
     choice = None
     for _, ram, geometry in sorted(kept.values(), key=lambda kept_one: kept_one[0]):
         if geometry[0] < int(best_cost):                          # ties go to the earlier choice, logic first
             best_cost, choice = geometry[0], (ram, geometry)
-    bits = frozenset(b for start, stop in used for b in range(start, min(stop, width))) if used else None
-    read = width if bits is None else len(bits)                  # bits the hardware reads
-    if bits is not None:
-        groups = len({b // group for b in bits})                 # write-enable groups left
+    ranges = [(start, min(stop, width) - 1) for start, stop in used if start < min(stop, width)] if used else None
+    read = width if ranges is None else _count_covered(ranges)   # bits the hardware reads
+    if ranges is not None:
+        groups = _count_covered([(a // group, b // group) for a, b in ranges])   # write-enable groups left
     if choice is None:
-        return MemoryMapping("ff", "", "", 0, 0.0, 0, depth * read + read, (depth - 1) * read, depth * groups,
+        return MemoryMapping("ff", "", "", 0, 0.0, 0, depth * read + read, 0, (depth - 1) * read, depth * groups,
                              float(depth * width))
     ram, (cost, mult_a, repl, unit, byte) = choice
-    if bits is not None:
-        repl = _used_replicas(width, group, byte, unit, mult_a, bits)
+    if ranges is not None:
+        repl = _used_replicas(ranges, width, group, byte, unit, mult_a)
     cells = repl * ram.per_cell
     count = mult_a * read if ram.per_bit else cells
     mux = (mult_a - 1) * read
     logic = mult_a * groups if mult_a > 1 else 0
-    ff = 0
+    ff = emulation_ff = 0
     if ram.kind == "distributed":
         ff = read                                                # the read register, outside the RAM
     elif shape in ram.read_first:
-        ff = 2 * read + abits + 2 * groups
+        emulation_ff = 2 * read + abits + 2 * groups             # delayed write (data, address, enables), bypass
         mux += read
         logic += abits + groups
-    return MemoryMapping(ram.kind, ram.name, ram.primitive, count, cells * ram.units, count * ram.luts, ff, mux, logic,
-                         cost)
+    return MemoryMapping(ram.kind, ram.name, ram.primitive, count, cells * ram.units, count * ram.luts, ff,
+                         emulation_ff, mux, logic, cost)

@@ -22,7 +22,7 @@ import numpy as np
 
 from . import __version__, golden
 from .arch.lanes import pack_lanes
-from .arch.systolic.compile import Program, compile_layers, default_config, gemm_layers
+from .arch.systolic.compile import Plan, Program, compile_layers, default_config, gemm_layers, plan
 from .arch.systolic.config import SystolicConfig
 from .arch.systolic.controller import INSTRUCTION
 from .arch.systolic.top import (ACTIVATIONS, LOAD, OUTPUTS, PROGRAM, READ, THRESHOLDS, WEIGHTS, SystolicTop,
@@ -67,11 +67,14 @@ class Design:
 
     arch = "systolic"
 
-    def __init__(self, model: Model, config: SystolicConfig, images: tuple[Path, ...] = ()):
+    def __init__(self, model: Model, config: SystolicConfig, images: tuple[Path, ...] = (),
+                 layers: list | None = None, planned: Plan | None = None):
+        """``layers`` (the model's :func:`gemm_layers`) and ``planned`` (their plan on ``config``'s array) when
+        the caller has them already."""
         self.model = model
         self.config = config
-        self.layers = gemm_layers(model.graph)
-        self.program: Program = compile_layers(self.layers, config)
+        self.layers = layers if layers is not None else gemm_layers(model.graph)
+        self.program: Program = compile_layers(self.layers, config, planned)
         self.images = images        # memory-image files to load instead of the compiled ones (a written design)
 
     # ------------------------------------------------------------------------------------------------ hardware
@@ -488,12 +491,21 @@ def compile(model: Model | str | Path, arch: str = "systolic", *, rows: int = 8,
                                                        max_lanes=max_lanes))
     if fold is not None or target_cycles is not None:
         raise HwgenError("--fold and --target-cycles apply to --arch dataflow")
-    layers = gemm_layers(loaded.graph)
+    return systolic_design(loaded, gemm_layers(loaded.graph), rows=rows, cols=cols, dataflow=dataflow, batch=batch,
+                           **overrides)
+
+
+def systolic_design(model: Model, layers: list, *, rows: int, cols: int, dataflow: str, batch: int,
+                    **overrides) -> Design:
+    """:func:`compile` of ``model`` for the systolic array, its :func:`gemm_layers` given (a sweep computes them
+    once per model)."""
     try:
-        config = default_config(layers, rows=rows, cols=cols, dataflow=dataflow, batch=batch, **overrides)
+        planned = plan(layers, rows, cols, dataflow)
+        config = default_config(layers, rows=rows, cols=cols, dataflow=dataflow, batch=batch, planned=planned,
+                                **overrides)
     except (TypeError, ValueError) as exc:
         raise HwgenError(f"invalid configuration: {exc}") from exc
-    return Design(loaded, config)
+    return Design(model, config, layers=layers, planned=planned)
 
 
 def open_design(out_dir: str | Path) -> Design:

@@ -213,11 +213,13 @@ def test_board_refuses_a_design_that_does_not_fit(example_dir: Path, tmp_path: P
     needs, _ = fit_estimate(design, board, bridge_config(design, uart_divisor(board.clock_hz, P.DEFAULT_BAUD)))
     result = hwgen_cli("board", str(out), "--board", "icebreaker", "-o", str(tmp_path / "build"))
     assert result.returncode == 2
+    over = [f"{needs[key]:.0f} {unit} (the device has {capacity})"
+            for key, unit, capacity in (("lut", "LUT4", 5280), ("ff", "FF", 5280), ("bram", "SB_RAM40_4K", 30))
+            if needs[key] > capacity]
     assert result.stderr == (
-        f"error: the design does not fit the icebreaker (iCE40UP5K): the analytic estimate of the accelerator and "
-        f"its UART bridge needs {needs['lut']:.0f} LUT4 (the device has 5280) and {needs['ff']:.0f} FF (the device "
-        f"has 5280) and {needs['bram']:.0f} SB_RAM40_4K (the device has 30); use a smaller configuration or a "
-        "larger board (--force tries place-and-route anyway)\n")
+        "error: the design does not fit the icebreaker (iCE40UP5K): the analytic estimate of the accelerator and "
+        f"its UART bridge needs {' and '.join(over)}; use a smaller configuration or a larger board (--force tries "
+        "place-and-route anyway)\n")
     assert needs["lut"] > 5280 and needs["bram"] > 30
     assert not (tmp_path / "build").exists()
 

@@ -129,9 +129,13 @@ def _analytic(entry: ModelEntry, point: Point, synth: bool, metrics: dict, units
 
 
 def _systolic_design(entry: ModelEntry, params: dict):
-    from .. import compile as compile_design
+    """``hwgen.compile(model, "systolic", **params)`` with the model's GEMM layers computed once per worker."""
+    from ..design import systolic_design
 
-    return compile_design(entry.model, "systolic", **params)
+    if "fold" in params or "target_cycles" in params:
+        raise HwgenError("--fold and --target-cycles apply to --arch dataflow")
+    shape = {"rows": 8, "cols": 8, "dataflow": "os", "batch": 64}
+    return systolic_design(entry.model, list(entry.gemm_layers), **{**shape, **params})
 
 
 def _dataflow_config(entry: ModelEntry, params: dict):

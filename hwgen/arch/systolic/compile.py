@@ -33,6 +33,7 @@ Memory layout (``R`` rows, ``C`` columns):
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from functools import cached_property
 from math import ceil
 
 import numpy as np
@@ -291,7 +292,10 @@ def os_rows(feed: Feed, source: Layout, rows: int, samples: int) -> int:
 def ws_conflict(feed: Feed, pitch: int, cgp: int, rows: int, cols: int) -> bool:
     """Whether two rows of a weight-stationary fold would read different words of one bank: row i of fold f reads
     feature ``f·R + i`` = (kernel position t, channel c) at slot offset δ_t, word ``w = (c_lo + c) // C``, bank
-    ``(s + δ_t + w) mod R`` for the pixel's slot s."""
+    ``(s + δ_t + w) mod R`` for the pixel's slot s. A 1×1 kernel never conflicts: a fold reads at most R
+    consecutive words, in distinct banks."""
+    if feed.taps == 1:
+        return False
     k = np.arange(ceil(feed.taps * cgp / rows) * rows)
     tap, c = np.divmod(k, cgp)
     valid = (c < feed.cg) & (tap < feed.taps)
@@ -773,9 +777,10 @@ def weight_bits(layer: GemmLayer) -> int:
 
 
 def default_config(layers: list[GemmLayer], rows: int = 8, cols: int = 8, dataflow: str = "os",
-                   batch: int = 64, **overrides) -> SystolicConfig:
-    """The smallest configuration that runs ``layers`` on ``batch`` samples per run; ``overrides`` win."""
-    planned = plan(layers, rows, cols, dataflow)
+                   batch: int = 64, planned: Plan | None = None, **overrides) -> SystolicConfig:
+    """The smallest configuration that runs ``layers`` on ``batch`` samples per run; ``overrides`` win.
+    ``planned``: the layers' :func:`plan` on this array shape, if the caller has it."""
+    planned = planned or plan(layers, rows, cols, dataflow)
     words = planned.stride
     groups = ceil(batch * planned.slots / rows)
     stored = [layer.in_bits for layer in layers] + [layer.out_bits for layer in layers
@@ -814,13 +819,37 @@ class Program:
 
     cfg: SystolicConfig
     layers: tuple[GemmLayer, ...]
-    weights: list[tuple[int, int, int, int, int]]          # load rows: (target, bank, addr, lane, value)
-    thresholds: list[tuple[int, int, int, int, int]]
     batch: int                                             # samples per run (capacity)
     region_words: int                                      # words per activation region
     stride: int                                            # words per slot (group of R slots: R·stride words)
     placement: dict[str, int]                              # code tensor → activation region
-    plan: Plan = None                                      # layouts, feeds and padded K
+    plan: Plan                                             # layouts, feeds and padded K
+
+    @cached_property
+    def weights(self) -> list[tuple[int, int, int, int, int]]:
+        """Load rows ``(target, bank, addr, lane, value)`` of the weight banks: every word, zeros and padding
+        included (memories start undefined). Built on first use: the cycle model and the estimates never read
+        them (a design-space sweep compiles thousands of points without their images)."""
+        cols, plan = self.cfg.cols, self.plan
+        rows: list[tuple[int, int, int, int, int]] = []
+        w_base = 0
+        for layer, k_pad, feed, cgp in zip(self.layers, plan.kp, plan.feeds, plan.channel_rows):
+            weight = feed_weight(layer, feed, plan.layouts, cgp)
+            n_tiles = ceil(layer.n / cols)
+            padded = np.zeros((k_pad, n_tiles * cols), np.int64)
+            padded[:weight.shape[0], :layer.n] = weight
+            # word w_base + t·k_pad + k of bank j holds padded[k, t·cols + j]
+            t, j, k = np.meshgrid(np.arange(n_tiles), np.arange(cols), np.arange(k_pad), indexing="ij")
+            values = padded[k, t * cols + j]
+            rows += zip([WEIGHTS] * values.size, j.ravel().tolist(), (w_base + t * k_pad + k).ravel().tolist(),
+                        [0] * values.size, values.ravel().tolist())
+            w_base += n_tiles * k_pad
+        return rows
+
+    @cached_property
+    def thresholds(self) -> list[tuple[int, int, int, int, int]]:
+        """Load rows of the requant lanes' memories (:func:`threshold_rows`), built on first use."""
+        return threshold_rows(self.layers, self.cfg)
 
     @property
     def layouts(self) -> dict[str, Layout]:
@@ -910,7 +939,9 @@ class Program:
                 **pair("out_sample", out.slots, out_stride), "out_word_r": group_word % rows,
                 "pool_max": int(layer.pool == "max")}
 
-    def _layer_instructions(self, samples: int) -> list[dict]:
+    def _layer_instructions(self, samples: int, fixed: bool = True) -> list[dict]:
+        """One instruction per layer for a run of ``samples``; ``fixed=False`` leaves out the fixed-point stage
+        fields (the cycle model does not read them)."""
         cfg = self.cfg
         rows, cols = cfg.rows, cfg.cols
         result, slot_base, w_base = [], 0, 0
@@ -933,7 +964,7 @@ class Program:
                 "base": layer.base, "step": layer.step, "passthrough": int(passthrough), "last_layer": 0,
                 "stream_in": 0, "stream_out": 0, "x_words": ceil(self.x_layout.stored / cols),
                 "y_words": ceil(self.y_layout.stored / cols), "repeat": 1, "loop_to": 0, "end": 0, **walk,
-                **self._fixed_fields(layer)}
+                **(self._fixed_fields(layer) if fixed else {})}
             result.append(instr)
             w_base += n_tiles * kp
             slot_base += 0 if layer.passthrough else n_tiles
@@ -964,15 +995,25 @@ class Program:
         """OS cycles between tile starts: the feed's kp reads, or the drain of the tile before (see controller)."""
         return max(kp, 2 * self.cfg.rows + self.cfg.cols - 1)
 
+    @cached_property
+    def _cycles(self) -> dict[tuple[int, bool], int]:
+        return {}
+
     def predict_cycles(self, samples: int, stream: bool = False) -> int:
         """Exact start → done cycles of a run of ``samples`` samples (equals the RTL's cycle counter); the
         derivations are in controller.py (os), ws_controller.py (ws) and io.py (streams, every input always
-        valid and the output always ready)."""
+        valid and the output always ready). Memoized per run shape."""
+        key = (samples, bool(stream))
+        if key not in self._cycles:
+            self._cycles[key] = self._predict_cycles(samples, stream)
+        return self._cycles[key]
+
+    def _predict_cycles(self, samples: int, stream: bool) -> int:
         cfg = self.cfg
         total = 0
         for chunk, repeat in self.segments(samples, stream):
             cycles = chunk * (self.x_words + self.y_words) + 1 if stream else 0
-            for instr in self._layer_instructions(chunk):
+            for instr in self._layer_instructions(chunk, fixed=False):
                 if cfg.dataflow == "ws":
                     folds = instr["n_tiles"] * instr["k_tiles"]
                     cycles += cfg.rows + (folds - 1) * instr["period"] + instr["samples"] + cfg.rows + cfg.cols + \
@@ -1172,10 +1213,12 @@ def threshold_rows(layers, cfg: SystolicConfig) -> list[tuple[int, int, int, int
     return rows
 
 
-def compile_layers(layers: list[GemmLayer], cfg: SystolicConfig) -> Program:
-    """Memory images for ``layers`` on ``cfg``; refuses models that do not fit, naming what and by how much."""
+def compile_layers(layers: list[GemmLayer], cfg: SystolicConfig, planned: Plan | None = None) -> Program:
+    """``layers`` compiled for ``cfg`` (instructions and placement; the memory images are built on first use);
+    refuses models that do not fit, naming what and by how much. ``planned``: the layers' :func:`plan` on
+    ``cfg``'s array shape and dataflow, if the caller has it."""
     cols, rows = cfg.cols, cfg.rows
-    planned = plan(layers, rows, cols, cfg.dataflow)
+    planned = planned or plan(layers, rows, cols, cfg.dataflow)
     kp = planned.kp
     if max(kp) > cfg.k_max:
         raise HwgenError(f"layer K of {max(kp)} exceeds the array's k_max={cfg.k_max}")
@@ -1222,21 +1265,6 @@ def compile_layers(layers: list[GemmLayer], cfg: SystolicConfig) -> Program:
             raise HwgenError(f"node '{layer.requant}': output codes need {layer.out_bits} bits, the output banks "
                              f"hold {cfg.acc_bits}")
 
-    weights: list[tuple[int, int, int, int, int]] = []
-    w_base = 0
-    for layer, k_pad, feed, cgp in zip(layers, kp, planned.feeds, planned.channel_rows):
-        weight = feed_weight(layer, feed, planned.layouts, cgp)
-        n_tiles = ceil(layer.n / cols)
-        padded = np.zeros((k_pad, n_tiles * cols), np.int64)
-        padded[:weight.shape[0], :layer.n] = weight
-        for t in range(n_tiles):         # every word, zeros and padding included: memories start undefined
-            for j in range(cols):
-                column = padded[:, t * cols + j]
-                weights.extend((WEIGHTS, j, w_base + t * k_pad + k, 0, int(column[k])) for k in range(k_pad))
-        w_base += n_tiles * k_pad
-
-    thresholds = threshold_rows(layers, cfg)
-
     stride = planned.stride
     per_sample = planned.slots
     placement = regions(layers)
@@ -1256,5 +1284,4 @@ def compile_layers(layers: list[GemmLayer], cfg: SystolicConfig) -> Program:
         if batch < 1:
             raise HwgenError(f"out_depth={cfg.out_depth} cannot hold one sample's results ({out.slots} slots of "
                              f"{out_words} words)")
-    return Program(cfg, tuple(layers), weights, thresholds, batch, cfg.act_depth // count, stride, placement,
-                   planned)
+    return Program(cfg, tuple(layers), batch, cfg.act_depth // count, stride, placement, planned)

@@ -1,6 +1,6 @@
 """Analytic evaluator speed: points/s on one core (in-process) and wall time of a sweep on a local pool.
 
-    .venv/bin/python benchmarks/dse_speed.py [--points 1000] [--workers 2]
+    .venv/bin/python benchmarks/dse_throughput.py [--points 1000] [--workers 2]
 
 Points come from ``examples/sweep_digits.yaml``'s model over systolic rows × cols × dataflow and dataflow
 target_cycles × max_lanes (cycled to ``--points``), each with an analytic estimate on ecp5-25k. The per-core

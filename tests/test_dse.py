@@ -2,6 +2,7 @@
 the CLI, Dask."""
 from __future__ import annotations
 
+import importlib.util
 import itertools
 import json
 import multiprocessing
@@ -352,3 +353,9 @@ def test_example_spec_parses() -> None:
     assert len(points) > 200 and {p.arch for p in points} == {"systolic", "dataflow"}
     assert all(Path(p.model).is_file() for p in points) and Path(space.resolve(space.inputs)).is_file()
     assert len(list(itertools.islice(points, 3))) == 3
+    # examples/sweep_digits.py declares the same space in Python
+    spec = importlib.util.spec_from_file_location("sweep_digits", ROOT / "examples" / "sweep_digits.py")
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    assert [p.hash for p in example.SPACE.points()] == [p.hash for p in points]
+    assert example.SPACE.constraints == space.constraints and example.SPACE.objectives == space.objectives

@@ -36,7 +36,7 @@ from ..resources import data_dir
 from ..templates import render
 from ..verilator import exclusive_lock
 from . import fpga, pdk, sram
-from .synth import TOOLS, SynthesisError, _cache_root, _run, tool_path, tool_version
+from .synth import TOOLS, SynthesisError, _cache_root, _run, publish_run, tool_path, tool_version
 from .targets import AsicTarget
 
 log = logging.getLogger(__name__)
@@ -331,15 +331,7 @@ def synthesize(verilog: str, top: str, target: AsicTarget, *, out_dir: Path | No
             shutil.rmtree(run_dir, ignore_errors=True)
             scratch.rename(run_dir)
         result = json.loads(done.read_text())
-    files = tuple(sorted(p for p in run_dir.iterdir() if p.is_file()))
-    if out_dir is not None:
-        dest = Path(out_dir) / "synth" / target.name
-        dest.mkdir(parents=True, exist_ok=True)
-        for path in files:
-            if path.name != "design.v":
-                shutil.copyfile(path, dest / path.name)
-        (dest / "cache_key").write_text(key + "\n")
-        files = tuple(sorted(dest.iterdir()))
+    files = publish_run(run_dir, out_dir, target.name, key)
     return AsicSynthResult(target=target.name, cells=result["cells"], cell_count=result["cell_count"],
                            cell_area=result["cell_area"], sequential_area=result["sequential_area"],
                            srams=tuple(tuple(s) for s in result["srams"]), leakage_mw=result["leakage_mw"],

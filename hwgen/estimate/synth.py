@@ -257,16 +257,23 @@ def synthesize(verilog: str, top: str, target: Target, *, pnr: bool = True, out_
             shutil.rmtree(run_dir, ignore_errors=True)
             scratch.rename(run_dir)
         result = json.loads(done.read_text())
-    files = tuple(sorted(p for p in run_dir.iterdir() if p.is_file()))
-    if out_dir is not None:
-        dest = Path(out_dir) / "synth" / target.name
-        dest.mkdir(parents=True, exist_ok=True)
-        for path in files:
-            if path.name != "design.v":
-                shutil.copyfile(path, dest / path.name)
-        (dest / "cache_key").write_text(key + "\n")
-        files = tuple(sorted(dest.iterdir()))
+    files = publish_run(run_dir, out_dir, target.name, key)
     return SynthResult(target=target.name, resources=result["resources"], cells=result["cells"],
                        tools=result["tools"], fmax_mhz=result.get("fmax_mhz"), placed=result.get("placed"),
                        critical_path=tuple(result.get("critical_path", ())), files=files, cached=cached,
                        seconds=time.perf_counter() - started)
+
+
+def publish_run(run_dir: Path, out_dir: str | Path | None, target: str, key: str) -> tuple[Path, ...]:
+    """The files of a cached tool run (``run_dir``), copied to ``OUT/synth/<target>/`` with the cache key when
+    ``out_dir`` is given (every figure traceable to its logs); the copies' paths, or the cache's."""
+    files = tuple(sorted(p for p in run_dir.iterdir() if p.is_file()))
+    if out_dir is None:
+        return files
+    dest = Path(out_dir) / "synth" / target
+    dest.mkdir(parents=True, exist_ok=True)
+    for path in files:
+        if path.name != "design.v":
+            shutil.copyfile(path, dest / path.name)
+    (dest / "cache_key").write_text(key + "\n")
+    return tuple(sorted(dest.iterdir()))

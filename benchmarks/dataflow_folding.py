@@ -20,8 +20,8 @@ the legal PE/SIMD with ``SF·NF ≤ T`` at least cost), builds the pipeline in V
 cached in ``~/.cache/hwgen``) and streams ``--samples`` samples back to back with the output always ready. Columns:
 
 - ``fold``: the chosen ``PE×SIMD`` per layer; ``lanes``: Σ PE·SIMD (MAC lanes);
-- ``cost``: what the folder minimized, Σ over layers of MAC lanes × operand bits + weight-memory bits
-  (``LayerConfig.cost``, bits);
+- ``cost``: what the folder minimized, Σ over layers of the layer's analytic LUT4 count on ECP5 with multipliers
+  built from LUTs (``LayerConfig.cost``, :func:`hwgen.estimate.fpga.fold_cost`);
 - ``II``: measured cycles between consecutive samples' last outputs, (t_last − t_first)/(N − 1); ``bound``: max
   over layers of ⌈MW/SIMD⌉·⌈MH/PE⌉ (no pipeline of these layers can beat it); ``II/bound`` (target ≤ 1.02);
 - ``latency``: measured first input → last output of one sample, ``predicted``: the analytic model's, and their
@@ -88,7 +88,7 @@ def run(model: hwgen.Model, x: np.ndarray, target: int) -> dict:
     return {
         "fold": " ".join(f"{row['pe']}×{row['simd']}" for row in layers),
         "lanes": sum(row["pe"] * row["simd"] for row in layers),
-        "cost": sum(row["cost_bits"] for row in layers),
+        "cost": sum(row["cost_lut"] for row in layers),
         "ii": report["ii_cycles"], "predicted_ii": report["predicted_ii_cycles"], "bound": max_layer_bound(design),
         "latency": report["latency_cycles"], "predicted_latency": report["predicted_latency_cycles"],
         "bit_exact": report["bit_exact"], "build": report["build_seconds"],
@@ -107,9 +107,9 @@ def main() -> None:
 
     table = Table(title=f"Dataflow folding: --target-cycles vs measured II and latency (Verilator, "
                         f"{args.samples} samples back to back)")
-    table.caption = ("fold: PE×SIMD per layer; cost: Σ MAC lanes × operand bits + weight-memory bits (what the "
-                     "folder minimized); bound: max over layers of ⌈MW/SIMD⌉·⌈MH/PE⌉")
-    for header in ("model", "target", "fold (PE×SIMD)", "lanes", "cost (bits)", "II", "bound", "II/bound",
+    table.caption = ("fold: PE×SIMD per layer; cost: Σ analytic LUT4 (ECP5, multipliers in LUTs) over layers (what "
+                     "the folder minimized); bound: max over layers of ⌈MW/SIMD⌉·⌈MH/PE⌉")
+    for header in ("model", "target", "fold (PE×SIMD)", "lanes", "cost (LUT)", "II", "bound", "II/bound",
                    "latency", "predicted", "lat. ratio", "bit-exact", "build s"):
         table.add_column(header, justify="left" if header in ("model", "fold (PE×SIMD)") else "right")
     worst_ii, exact, all_bit_exact = 0.0, True, True
@@ -123,7 +123,7 @@ def main() -> None:
             worst_ii = max(worst_ii, ratio)
             exact &= row["ii"] == row["predicted_ii"] and row["latency"] == row["predicted_latency"]
             all_bit_exact &= row["bit_exact"]
-            table.add_row(workload.name, f"{target:,}", row["fold"], f"{row['lanes']:,}", f"{row['cost']:,}",
+            table.add_row(workload.name, f"{target:,}", row["fold"], f"{row['lanes']:,}", f"{row['cost']:,.0f}",
                           f"{row['ii']:,.0f}", f"{row['bound']:,}", f"{ratio:.3f}", f"{row['latency']:,}",
                           f"{row['predicted_latency']:,}", f"{row['latency'] / row['predicted_latency']:.3f}",
                           "yes" if row["bit_exact"] else "[red]NO[/]", f"{row['build']:.1f}")

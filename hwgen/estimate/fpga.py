@@ -366,10 +366,15 @@ def uses_dsp(family: str, a: int, b: int) -> int:
 
 def features(config, family: str) -> tuple[dict[str, float], int, float]:
     """Mapped features of ``config`` on ``family`` (:data:`FEATURES`), DSP blocks and block-RAM units."""
+    return _features(components(config), family)
+
+
+def _features(parts, family: str, dsp_multipliers: bool = True) -> tuple[dict[str, float], int, float]:
+    """:func:`features` of the components ``parts``; ``dsp_multipliers=False`` builds every multiplier from LUTs."""
     f = dict.fromkeys(FEATURES, 0.0)
     dsp = 0
     bram = 0.0
-    for comp in components(config):
+    for comp in parts:
         n = comp.count
         f["reg"] += n * comp.reg
         f["add"] += n * comp.add
@@ -377,7 +382,7 @@ def features(config, family: str) -> tuple[dict[str, float], int, float]:
         f["mux"] += n * comp.mux
         f["logic"] += n * comp.logic
         for a, b, k in comp.muls:
-            blocks = uses_dsp(family, a, b)
+            blocks = uses_dsp(family, a, b) if dsp_multipliers else 0
             if blocks:
                 dsp += n * k * blocks
             else:
@@ -415,6 +420,21 @@ def estimate_resources(config, family: str, coeffs: dict | None = None) -> dict[
     out["dsp"] = float(dsp)
     out["bram"] = float(bram)
     return out
+
+
+FOLD_COST_FAMILY = "ecp5"
+
+
+@lru_cache(maxsize=65536)
+def fold_cost(layer) -> float:
+    """What the dataflow folder minimizes for a layer (a :class:`~hwgen.arch.dataflow.config.LayerConfig` at one
+    folding): its analytic LUT4 count on :data:`FOLD_COST_FAMILY` with every multiplier built from LUTs (so MAC
+    lanes cost what they cost in logic whatever DSP budget a device has; block RAM holding the weights is free, LUT
+    RAM and flip-flop memories are not). The layer's constant term is left out: only differences matter."""
+    f, _, _ = _features(_layer_components(0, layer), FOLD_COST_FAMILY, dsp_multipliers=False)
+    c = coefficients()["families"][FOLD_COST_FAMILY]["lut"]
+    exact = f[EXACT["lut"]] if "lut" in EXACT else 0.0
+    return exact + sum(c.get(k, 0.0) * v for k, v in f.items() if k != "one")
 
 
 def path_terms(config, family: str) -> list[dict[str, float]]:

@@ -63,9 +63,10 @@ class DataflowProgram:
         return self.config.predicted_latency_cycles
 
     def fold_report(self) -> list[dict]:
-        """Per layer: node name, shape, folding, cycles per inference and the folding cost (bits)."""
+        """Per layer: node name, shape, folding, cycles per inference and the folding cost (LUTs, see
+        :attr:`LayerConfig.cost <hwgen.arch.dataflow.config.LayerConfig.cost>`)."""
         return [{"name": gemm.name, "mw": layer.mw, "mh": layer.mh, "pe": layer.pe, "simd": layer.simd,
-                 "cycles": layer.cycles, "cost_bits": layer.cost}
+                 "cycles": layer.cycles, "cost_lut": round(layer.cost, 1)}
                 for gemm, layer in zip(self.layers, self.config.layers)]
 
     def pack_inputs(self, codes: np.ndarray) -> tuple[list[int], list[bool]]:

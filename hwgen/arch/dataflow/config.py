@@ -269,11 +269,11 @@ class LayerConfig:
         return self.pe, self.nf if self.per_channel else 1, self.thresholds + 1
 
     @property
-    def cost(self) -> int:
-        """Folding cost (bits): MAC lanes × operand bits plus weight-memory bits (memories hold ≥ 2 words)."""
-        operand_bits = self.operand_shape.width + self.weight_shape.width
-        return self.pe * self.simd * operand_bits + \
-            self.pe * max(2, self.cycles) * self.simd * self.weight_shape.width
+    def cost(self) -> float:
+        """Folding cost: the layer's analytic LUT count (:func:`hwgen.estimate.fpga.fold_cost`)."""
+        from ...estimate.fpga import fold_cost
+
+        return fold_cost(self)
 
 
 @dataclass(frozen=True)

@@ -3,12 +3,9 @@
 Legal foldings are FINN's: ``PE`` divides ``MH`` and ``SIMD`` divides ``MW``; a layer then needs
 ``SF · NF = (MW / SIMD) · (MH / PE)`` cycles per vector, and the pipeline's initiation interval is the largest of
 these (cycles.py). :func:`auto_fold` picks, independently for every layer, the legal folding meeting the target at
-the least :attr:`LayerConfig.cost <hwgen.arch.dataflow.config.LayerConfig.cost>`:
-
-    cost = PE · SIMD · (operand bits + weight bits)  +  PE · max(2, SF · NF) · SIMD · weight bits
-
-i.e. MAC lanes × operand bits plus weight-memory bits (until the estimate package's LUT model replaces it); ties go
-to fewer cycles, then fewer PEs.
+the least :attr:`LayerConfig.cost <hwgen.arch.dataflow.config.LayerConfig.cost>`: the layer's LUT count by the
+calibrated analytic FPGA model (:func:`hwgen.estimate.fpga.fold_cost`: ECP5 LUT4s, multipliers built from LUTs,
+weights in block RAM free); ties go to fewer cycles, then fewer PEs.
 """
 from __future__ import annotations
 

@@ -165,7 +165,7 @@ def _key(verilog: str, top: str, target: AsicTarget, liberty: Path) -> str:
     digest = hashlib.sha256()
     tools = [tool_version(TOOLS["yosys"])] + ([pdk.opensta_version()] if target.timed else [])
     sources = _sources()
-    flow = [_script(top, target, liberty).replace(str(liberty), liberty.name), ABC_CONSTRAINTS.get(target.library, ""),
+    flow = [_script(top, target, Path(liberty.name)), ABC_CONSTRAINTS.get(target.library, ""),
             sources["asic_sram_map.v.j2"], sources["asic_sram_stub.v"], sources["sta.tcl.j2"] if target.timed else ""]
     for part in (str(CACHE_LAYOUT), verilog, top, target.name, hashlib.sha256(liberty.read_bytes()).hexdigest(),
                  *flow, *tools, str(sram.SRAM_MIN_BITS), str(sram.SRAM_MIN_DEPTH)):
@@ -310,11 +310,15 @@ def synthesize(verilog: str, top: str, target: AsicTarget, *, out_dir: Path | No
             (scratch / "asic_sram_map.v").write_text(render("asic_sram_map.v.j2", folder="flows",
                                                             sram_min_bits=sram.SRAM_MIN_BITS,
                                                             sram_min_depth=sram.SRAM_MIN_DEPTH))
-            (scratch / "synth.ys").write_text(_script(top, target, liberty))
+            # YoWASP tools see the host's /tmp as a private folder: the library is read from the run's own folder
+            local = scratch / liberty.name
+            shutil.copyfile(liberty, local)
+            (scratch / "synth.ys").write_text(_script(top, target, Path(liberty.name)))
             if target.library in ABC_CONSTRAINTS:
                 (scratch / "abc.constr").write_text(ABC_CONSTRAINTS[target.library])
             log.info("yosys %s onto %s", top, target.cells)
             _run([yosys, "-q", "-l", "yosys.log", "-s", "synth.ys"], scratch, "yosys.out", "yosys")
+            local.unlink()
             design = json.loads((scratch / "stat.json").read_text())["design"]
             cells = {k: v for k, v in sorted(design["num_cells_by_type"].items())
                      if not k.startswith("$scopeinfo") and k != "hwgen_sram"}

@@ -252,13 +252,14 @@ class Design:
         (:mod:`hwgen.estimate`; ASIC energy from the program's operation counts or ``out_dir/activity.json``);
         latency is one preloaded sample, throughput ``program.batch`` preloaded samples, both from
         :meth:`predicted_cycles`. ``synth``: Yosys / nextpnr figures, their logs under ``out_dir/synth/``."""
-        from .estimate import Cycles, estimate
+        from .estimate import Cycles, estimate, target as get_target
         from .estimate.power import systolic_workload
 
         batch = self.program.batch
         cycles = Cycles(self.predicted_cycles(1, stream=False), batch, self.predicted_cycles(batch, stream=False),
                         f"Design.predicted_cycles: latency = 1 sample, throughput = {batch} samples, preloaded")
-        workload = systolic_workload(self.config, self.layers, cycles.batch_cycles / batch)
+        workload = systolic_workload(self.config, self.layers, cycles.batch_cycles / batch) \
+            if (get_target(target) if isinstance(target, str) else target).kind == "asic" else None   # ASIC energy
         design = {"top": TOP_NAME, "model_sha256": self._model_sha256()}
         if out_dir is not None and (Path(out_dir) / "activity.json").is_file():
             design["design_verilog_sha256"] = self.verilog_sha256    # which simulation the activity is of

@@ -25,6 +25,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import asdict, dataclass, field, is_dataclass
+from functools import lru_cache
 from pathlib import Path
 
 from .. import __version__
@@ -123,8 +124,13 @@ def _fmt(value: float) -> str:
 
 
 def config_dict(config) -> dict:
-    """A configuration as JSON-ready data (dataclasses → dicts, tuples → lists)."""
-    return json.loads(json.dumps(asdict(config) if is_dataclass(config) else config))
+    """A configuration as JSON-ready data (dataclasses → dicts, tuples → lists); a fresh copy every call."""
+    return json.loads(_config_json(config))
+
+
+@lru_cache(maxsize=4096)
+def _config_json(config) -> str:
+    return json.dumps(asdict(config) if is_dataclass(config) else config)
 
 
 def arch_of(config) -> str:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
+from functools import lru_cache
 from pathlib import Path
 
 from ...errors import HwgenError
@@ -22,8 +23,10 @@ def divisors(n: int) -> list[int]:
     return [d for d in range(1, n + 1) if n % d == 0]
 
 
-def legal_folds(layer: LayerConfig) -> list[LayerConfig]:
-    """Every legal folding of ``layer`` (as configurations; those the load port cannot address are left out)."""
+@lru_cache(maxsize=1024)
+def legal_folds(layer: LayerConfig) -> tuple[LayerConfig, ...]:
+    """Every legal folding of ``layer`` (as configurations; those the load port cannot address are left out);
+    cached: a sweep folds the same layers for many targets."""
     result = []
     for pe in divisors(layer.mh):
         for simd in divisors(layer.mw):
@@ -31,7 +34,7 @@ def legal_folds(layer: LayerConfig) -> list[LayerConfig]:
                 result.append(replace(layer, pe=pe, simd=simd))
             except ValueError:
                 continue
-    return result
+    return tuple(result)
 
 
 def auto_fold(layers: Sequence[LayerConfig], target_cycles: int, names: Sequence[str] | None = None,

@@ -19,7 +19,7 @@ import argparse
 import json
 
 from hwgen.estimate import fpga
-from hwgen.estimate.calibrate import DATA_FILE, SYNTH_TARGET, _measure, build_config, entries
+from hwgen.estimate.calibrate import DATA_FILE, SYNTH_TARGET, _measure, build_config, entries, stale_rows
 from hwgen.estimate.targets import FAMILIES
 
 METRICS = ("lut", "ff", "carry", "dsp", "bram")
@@ -37,7 +37,9 @@ def error(model: float, measured: float) -> float | None:
     return 100.0 * (model - measured) / measured
 
 
-def report(which: str, data: list[dict]) -> dict:
+def report(which: str, data: list[dict], stale: set[str] = frozenset()) -> dict:
+    """The table of ``data`` and its summary; rows of a design in ``stale`` (JSON of its configuration: measured
+    on hardware the generators no longer build) are shown, marked, and left out of the summary."""
     print(f"\n## {which}: analytic vs synthesized (error %, model − measured)\n")
     print("| family | design | " + " | ".join(f"{m} (meas → err)" for m in METRICS) + " | fmax MHz (nextpnr → err) |")
     print("| --- | --- | " + " | ".join("---:" for _ in METRICS) + " | ---: |")
@@ -45,24 +47,28 @@ def report(which: str, data: list[dict]) -> dict:
     for r in data:
         family = r["family"]
         config = build_config(r["config"])
+        old = json.dumps(r["config"], sort_keys=True) in stale
         model = fpga.estimate_resources(config, family)
         cells = []
         for m in METRICS:
             e = error(model[m], r["resources"][m])
-            summary.setdefault((family, m), []).append(e)
+            if not old:
+                summary.setdefault((family, m), []).append(e)
             cells.append(f"{r['resources'][m]:.0f} → {'—' if e is None else f'{e:+.0f}%'}")
         fmax = r.get("fmax_mhz")
         if fmax:
             e = error(fpga.estimate_fmax(config, family), fmax)
-            summary.setdefault((family, "fmax"), []).append(e)
+            if not old:
+                summary.setdefault((family, "fmax"), []).append(e)
             cells.append(f"{fmax:.0f} → {e:+.0f}%")
         else:
             cells.append("—")
         name = r["config"]["arch"] + (f" {r['config']['rows']}×{r['config']['cols']} {r['config']['dataflow']} "
                                       f"a{r['config']['a_bits']}w{r['config']['w_bits']}"
                                       if r["config"]["arch"] == "systolic" else f" {len(r['config']['layers'])} layers")
-        print(f"| {family} | {name} | " + " | ".join(cells) + " |")
-    print(f"\n### {which}: mean |error| % and share within the goal (±15 % resources, ±20 % fmax)\n")
+        print(f"| {family} | {name}{' (stale)' if old else ''} | " + " | ".join(cells) + " |")
+    print(f"\n### {which}: mean |error| % and share within the goal (±15 % resources, ±20 % fmax)"
+          f"{', stale rows left out' if stale else ''}\n")
     print("| family | " + " | ".join((*METRICS, "fmax")) + " |")
     print("| --- | " + " | ".join("---:" for _ in (*METRICS, "fmax")) + " |")
     for family in FAMILIES:
@@ -127,12 +133,15 @@ def main() -> None:
     args = parser.parse_args()
     doc = fpga.coefficients()
     print(f"coefficients fitted {doc.get('date')} with {doc.get('tools')}; synthesis targets {SYNTH_TARGET}")
-    unhashed = [r for r in json.loads(DATA_FILE.read_text())["rows"] if "design" not in r]
-    if unhashed:
-        print(f"warning: {len(unhashed)} rows record no design hash, so they may measure older hardware; "
-              "`python -m hwgen.estimate.calibrate collect --stale` measures the changed ones again")
-    report("heldout", rows("heldout", args.synth))
-    report("calibration", rows("calibration", False))
+    stale: set[str] = set()
+    if not args.synth:
+        old = stale_rows(json.loads(DATA_FILE.read_text())["rows"])
+        stale = {json.dumps(r["config"], sort_keys=True) for r in old}
+        if old:
+            print(f"{len(old)} rows measured hardware the generators no longer build (marked stale, left out of "
+                  "the summaries); `python -m hwgen.estimate.calibrate collect --stale` measures them again")
+    report("heldout", rows("heldout", args.synth), stale)
+    report("calibration", rows("calibration", False), stale)
     asic_report("heldout")
     asic_report("calibration")
 

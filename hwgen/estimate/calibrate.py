@@ -2,7 +2,7 @@
 
 ::
 
-    python -m hwgen.estimate.calibrate collect [--jobs 2] [--families ecp5,xc7] [--stale]
+    python -m hwgen.estimate.calibrate collect [--jobs 2] [--families ecp5,xc7] [--archs dataflow] [--stale]
                                                           # Yosys (all families) + nextpnr (ECP5, iCE40)
     python -m hwgen.estimate.calibrate fit                  # coefficients.json from the calibration rows only
     python -m hwgen.estimate.calibrate collect --asic       # Yosys + Liberty (sky130, osu018) and OpenSTA (osu018)
@@ -124,10 +124,12 @@ def _with_pnr(name: str, index: int, family: str) -> bool:
 
 
 def collect(jobs: int = 2, pnr: bool = True, sets: tuple[str, ...] = ("calibration", "heldout"),
-            families: tuple[str, ...] = FAMILY_ORDER, stale: bool = False) -> dict:
+            families: tuple[str, ...] = FAMILY_ORDER, stale: bool = False,
+            archs: tuple[str, ...] = ("systolic", "dataflow")) -> dict:
     """Synthesize every configuration of ``sets`` for ``families`` (placing the :data:`PNR_COUNT` first ones),
     appending each measured row to ``calibration_data.json`` as it completes. Rows already there are kept, except,
-    with ``stale``, those :func:`stale_rows` finds (measured on an older design): they are measured again."""
+    with ``stale``, those :func:`stale_rows` finds (measured on an older design): they are measured again.
+    ``archs``: only the configurations of these architectures."""
     data = json.loads(DATA_FILE.read_text()) if DATA_FILE.is_file() else {
         "schema_version": 1, "date": datetime.date.today().isoformat(), "tools": {},
         "note": "measured by `python -m hwgen.estimate.calibrate collect`; see calibration_set.json", "rows": []}
@@ -135,7 +137,7 @@ def collect(jobs: int = 2, pnr: bool = True, sets: tuple[str, ...] = ("calibrati
     redo = {key(r) for r in stale_rows([r for r in data["rows"] if r["family"] in families])} if stale else set()
     have = {key(r) for r in data["rows"]} - redo
     work = [(name, i, entry, family) for family in FAMILY_ORDER if family in families for name in sets
-            for i, entry in enumerate(entries(name)) if (name, i, family) not in have]
+            for i, entry in enumerate(entries(name)) if (name, i, family) not in have and entry["arch"] in archs]
     lock = threading.Lock()
 
     def one(w):
@@ -315,6 +317,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--no-pnr", action="store_true")
     parser.add_argument("--families", default=",".join(FAMILY_ORDER), help="comma-separated (collect only)")
+    parser.add_argument("--archs", default="systolic,dataflow", help="comma-separated (collect only)")
     parser.add_argument("--stale", action="store_true",
                         help="collect: measure again the rows whose design changed since they were measured")
     parser.add_argument("--asic", action="store_true", help="the ASIC libraries (sky130, osu018) instead of FPGAs")
@@ -331,7 +334,8 @@ def main(argv: list[str] | None = None) -> None:
         unknown = [f for f in families if f not in FAMILY_ORDER]
         if unknown:
             parser.error(f"--families: unknown {', '.join(unknown)}; known: {', '.join(FAMILY_ORDER)}")
-        collect(args.jobs, pnr=not args.no_pnr, families=families, stale=args.stale)
+        collect(args.jobs, pnr=not args.no_pnr, families=families, stale=args.stale,
+                archs=tuple(args.archs.split(",")))
     else:
         doc = fit()
         json.dump(doc["families"], sys.stdout, indent=1)

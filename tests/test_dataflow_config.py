@@ -41,7 +41,7 @@ def test_layer_validation_names_field_and_range(fields: dict, message: str) -> N
 
 def test_chain_validation() -> None:
     first = layer()
-    with pytest.raises(ValueError, match=r"layers\[1\].mw must equal layers\[0\].mh=6, got 8"):
+    with pytest.raises(ValueError, match=r"layers\[1\].mw must equal layers\[0\]'s 6 output codes, got 8"):
         DataflowConfig((first, layer()))
     with pytest.raises(ValueError, match=r"layers\[1\].in_type must be layers\[0\]'s output type UINT4, got INT4"):
         DataflowConfig((first, layer(mw=6, simd=3, in_type=CodeType(4, True))))

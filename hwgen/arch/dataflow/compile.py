@@ -7,6 +7,12 @@ returns a :class:`DataflowProgram`: the structural :class:`DataflowConfig` (buil
 the chosen folding, the exact cycle model, and the packing of input codes into ``s_axis`` beats and of ``m_axis``
 beats back into output codes.
 
+Convolutions and pooling (:func:`dataflow_layers`): a convolution's GEMM runs on an MVAU fed by a sliding-window
+generator (none for a 1×1 stride-1 convolution: its vectors are the pixels; none for a MatMul over a flattened
+image: one vector of the whole image in NHWC order, the weight rows already in that order); a depthwise
+convolution (one input channel per group) and pooling run on the depthwise unit; other grouped convolutions run on
+one MVAU with block-diagonal weights. Images stream NHWC: the host transposes an image input and output.
+
 Types: the first layer's input type is the model's quantized input type (or, for bare layers, signed
 ``in_bits``); every later layer's is the previous layer's output type ``base + step · [0, L]``. A layer is bipolar
 (XNOR-popcount) when its inputs are bipolar, its weights all ±1 and its zero point 0.
@@ -22,7 +28,7 @@ from ...errors import HwgenError
 from ...ir import BipolarType
 from ..systolic.compile import GemmLayer, gemm_layers, weight_bits
 from ..lanes import pack_lanes, unpack_lanes
-from .config import CodeType, DataflowConfig, LayerConfig, LayerFold
+from .config import CodeType, DataflowConfig, LayerConfig, LayerFold, Window
 from .folding import auto_fold, parse_fold, reuse_fold
 from .loader import BIASES, PARAMETERS, THRESHOLDS, WEIGHTS, element_row
 
@@ -42,6 +48,8 @@ class DataflowProgram:
     thresholds: list[LoadRow]         # (THRESHOLDS, layer, addr, lane, value)
     parameters: list[LoadRow]         # (PARAMETERS, layer, 0, 0, zero point)
     biases: list[LoadRow] = field(default_factory=list)      # (BIASES, layer, addr, lane, value): fixed stages
+    in_image: tuple[int, int, int] | None = None     # (C, H, W) of an image input (streamed NHWC)
+    out_image: tuple[int, int, int] | None = None    # (C, H, W) of an image output
 
     @property
     def load_rows(self) -> list[LoadRow]:
@@ -65,16 +73,18 @@ class DataflowProgram:
     def fold_report(self) -> list[dict]:
         """Per layer: node name, shape, folding, cycles per inference and the folding cost (LUTs, see
         :attr:`LayerConfig.cost <hwgen.arch.dataflow.config.LayerConfig.cost>`)."""
-        return [{"name": gemm.name, "mw": layer.mw, "mh": layer.mh, "pe": layer.pe, "simd": layer.simd,
-                 "cycles": layer.cycles, "cost_lut": round(layer.cost, 1)}
+        return [{"name": gemm.name, "unit": unit_kind(layer), "mw": layer.mw, "mh": layer.mh, "vectors": layer.vectors,
+                 "pe": layer.pe, "simd": layer.simd, "cycles": layer.cycles, "cost_lut": round(layer.cost, 1)}
                 for gemm, layer in zip(self.layers, self.config.layers)]
 
     def pack_inputs(self, codes: np.ndarray) -> tuple[list[int], list[bool]]:
         """Input codes (samples × MW₀) → ``s_axis`` beats (``tdata`` as ints) and their ``tlast`` flags."""
         cfg = self.config
         codes = np.asarray(codes)
-        if codes.ndim != 2 or codes.shape[1] != cfg.layers[0].mw:
-            raise HwgenError(f"inputs must be (samples, {cfg.layers[0].mw}) codes, got shape {codes.shape}")
+        if codes.ndim != 2 or codes.shape[1] != cfg.layers[0].in_codes:
+            raise HwgenError(f"inputs must be (samples, {cfg.layers[0].in_codes}) codes, got shape {codes.shape}")
+        if self.in_image is not None:           # NCHW → NHWC
+            codes = codes.reshape(len(codes), *self.in_image).transpose(0, 2, 3, 1).reshape(len(codes), -1)
         beats = pack_lanes(cfg.in_type.encode(codes).reshape(-1, cfg.in_lanes), cfg.in_type.bits)
         last = [(index % cfg.in_beats) == cfg.in_beats - 1 for index in range(len(beats))]
         return beats, last
@@ -85,20 +95,28 @@ class DataflowProgram:
         if len(beats) % cfg.out_beats:
             raise HwgenError(f"{len(beats)} output beats are not whole samples of {cfg.out_beats} beats")
         raw = unpack_lanes(list(beats), cfg.out_lanes, cfg.out_type.bits, signed=False)
-        return cfg.out_type.decode(raw).reshape(-1, cfg.layers[-1].mh)
+        codes = cfg.out_type.decode(raw).reshape(-1, cfg.layers[-1].out_codes)
+        if self.out_image is not None:          # NHWC → NCHW
+            c, h, w = self.out_image
+            codes = codes.reshape(-1, h, w, c).transpose(0, 3, 1, 2).reshape(len(codes), -1)
+        return codes
 
     def pack_outputs(self, codes: np.ndarray) -> list[int]:
         """Output codes (samples × MH_last) → the ``m_axis`` beats the pipeline sends for them."""
         cfg = self.config
-        return pack_lanes(cfg.out_type.encode(np.asarray(codes, np.int64)).reshape(-1, cfg.out_lanes),
-                          cfg.out_type.bits)
+        codes = np.asarray(codes, np.int64)
+        if self.out_image is not None:
+            codes = codes.reshape(-1, *self.out_image).transpose(0, 2, 3, 1)
+        return pack_lanes(cfg.out_type.encode(codes).reshape(-1, cfg.out_lanes), cfg.out_type.bits)
 
     def memory_init(self) -> list[dict]:
         """Initial memory contents per layer (ROM-style designs): ``weights``/``thresholds`` per PE as lists of
         words, and the ``zero_point``; pass to ``DataflowTop(config, init=...)``."""
         result = []
         for layer, gemm in zip(self.config.layers, self.layers):
-            init = {"weights": weight_image(layer, gemm).tolist(), "zero_point": gemm.zx}
+            init = {"zero_point": gemm.zx}
+            if layer.weighted:
+                init["weights"] = weight_image(layer, gemm).tolist()
             if layer.thresholds:
                 init["thresholds"] = threshold_image(layer, gemm).tolist()
             if layer.biased_stages:
@@ -111,7 +129,7 @@ def weight_image(layer: LayerConfig, gemm: GemmLayer) -> np.ndarray:
     """Stored weights, (PE, SF·NF words, SIMD): word ``nf·SF + sf`` lane ``s`` of PE ``p`` is W[sf·SIMD + s,
     nf·PE + p] (bipolar: 1 ↔ +1)."""
     w = gemm.weight.reshape(layer.sf, layer.simd, layer.nf, layer.pe).transpose(3, 2, 0, 1)
-    w = w.reshape(layer.pe, layer.cycles, layer.simd)
+    w = w.reshape(layer.pe, layer.steps, layer.simd)
     return (w > 0).astype(np.int64) if layer.bipolar else w
 
 
@@ -146,31 +164,108 @@ def code_type(dtype) -> CodeType:
     return CodeType.of_range(dtype.min, dtype.max)
 
 
+def unit_kind(layer: LayerConfig) -> str:
+    """The unit a layer runs on, as reports name it."""
+    kind = f"{layer.pool}pool" if layer.pool else "VVAU" if layer.depthwise else "MVAU"
+    return f"SWG+{kind}" if layer.window is not None else kind
+
+
+def _group_base(name: str) -> str:
+    return name.split("#g")[0]
+
+
+def dataflow_layers(layers: Sequence[GemmLayer]) -> list[GemmLayer]:
+    """The GEMM layers as the dataflow pipeline runs them: a grouped convolution's per-group layers merged back
+    into one (a depthwise layer: weight ``(taps, C)``; otherwise block-diagonal ``(taps·C, M)`` weights, rows in
+    ``(ky, kx, c)`` order); refuses, by node, what the dataflow does not run."""
+    merged: list[GemmLayer] = []
+    index = 0
+    while index < len(layers):
+        gemm = layers[index]
+        if len(gemm.inputs) > 1:
+            raise HwgenError(f"node '{gemm.name}' (Add): the dataflow architecture does not run residual Add layers "
+                             "yet; use --arch systolic")
+        conv = gemm.conv
+        if conv is None or conv.groups == 1:
+            merged.append(gemm)
+            index += 1
+            continue
+        group = layers[index:index + conv.groups]
+        name = _group_base(gemm.name)
+        if gemm.steps:
+            raise HwgenError(f"node '{name}': the dataflow architecture runs grouped convolutions with threshold "
+                             "requantization only")
+        fields = {}
+        if gemm.thresholds is not None:          # every group's rows (a shared row is repeated), one row if all equal
+            rows = np.concatenate([np.broadcast_to(g.thresholds, (g.n, g.thresholds.shape[1])) for g in group])
+            negate = np.concatenate([np.broadcast_to(g.negate, (g.n,)) for g in group])
+            shared = bool(np.all(rows == rows[0]) and np.all(negate == negate[0]))
+            fields = {"thresholds": rows[:1] if shared else rows, "negate": negate[:1] if shared else negate}
+        taps = conv.kernel[0] * conv.kernel[1]
+        if conv.cg == 1 and all(g.n == 1 for g in group):        # depthwise: one channel per group
+            weight = np.concatenate([g.weight for g in group], axis=1)              # (taps, C)
+        else:
+            n_group = gemm.n
+            weight = np.zeros((taps, conv.in_shape[0], n_group * conv.groups), np.int64)
+            for g, part in enumerate(group):
+                weight[:, g * conv.cg:(g + 1) * conv.cg, g * n_group:(g + 1) * n_group] = \
+                    part.weight.reshape(taps, conv.cg, n_group)
+            weight = weight.reshape(taps * conv.in_shape[0], -1)
+        acc = (min(g.acc_range[0] for g in group), max(g.acc_range[1] for g in group))
+        merged.append(replace(gemm, name=name, weight=weight, acc_range=acc, **fields,
+                              conv=replace(conv, group=0), splits=(weight.shape[0],)))
+        index += conv.groups
+    return merged
+
+
+def _depthwise(gemm: GemmLayer) -> bool:
+    conv = gemm.conv
+    return gemm.pool is not None or (conv is not None and conv.groups > 1 and conv.cg == 1
+                                     and gemm.weight.shape[0] == conv.kernel[0] * conv.kernel[1])
+
+
+def _geometry(gemm: GemmLayer) -> dict:
+    """A layer's vectors per inference, window and unit (LayerConfig fields)."""
+    conv = gemm.conv
+    if conv is None or conv.flat_out:
+        return {}
+    c, h, w = conv.in_shape
+    window = Window(c, h, w, conv.kernel, conv.strides, conv.pads)
+    depthwise = _depthwise(gemm)
+    fields = {"vectors": window.pixels, "depthwise": depthwise, "pool": gemm.pool}
+    if depthwise or window.kernel != (1, 1) or window.strides != (1, 1) or window.padded:
+        fields["window"] = window
+    return fields
+
+
 def layer_configs(layers: Sequence[GemmLayer], in_type: CodeType) -> list[LayerConfig]:
     """Each layer's structure, fully folded (PE = SIMD = 1); refuses what the dataflow does not run, by node."""
     configs = []
     for index, gemm in enumerate(layers):
-        if len(gemm.inputs) > 1:
-            raise HwgenError(f"node '{gemm.name}' (Add): the dataflow architecture does not run residual Add layers "
-                             "yet; use --arch systolic")
-        if gemm.conv is not None or gemm.pool is not None:
-            what = "pooling" if gemm.pool else "convolution"
-            raise HwgenError(f"node '{gemm.name}': the dataflow architecture does not run {what} layers yet (its "
-                             "sliding-window units are not built); use --arch systolic")
-        bipolar = in_type.bipolar and gemm.zx == 0 and bool(np.all(np.abs(gemm.weight) == 1))
+        geometry = _geometry(gemm)
+        pool = geometry.get("pool")
+        bipolar = (in_type.bipolar and gemm.zx == 0 and pool is None and bool(np.all(np.abs(gemm.weight) == 1)))
         lo, hi = (-1, 1) if in_type.bipolar else (in_type.lo, in_type.hi)
         if not bipolar and not lo <= gemm.zx <= hi:
             raise HwgenError(f"node '{gemm.name}': input zero point {gemm.zx} is not a code of its {in_type} inputs")
-        levels = 0 if gemm.thresholds is None else gemm.thresholds.shape[1]
+        if pool == "max":
+            requant = {}
+        else:
+            levels = 0 if gemm.thresholds is None else gemm.thresholds.shape[1]
+            requant = {"thresholds": levels, "per_channel": levels > 0 and gemm.thresholds.shape[0] > 1,
+                       "base": gemm.base, "step": gemm.step, "stages": gemm.stages,
+                       "product_shift": gemm.product_shift, "product_rounding": gemm.product_rounding}
+        mw, mh = gemm.weight.shape
+        if geometry.get("depthwise"):
+            window = geometry["window"]
+            mw, mh = window.taps, window.channels
         try:
-            layer = LayerConfig(mw=gemm.k, mh=gemm.n, pe=1, simd=1, in_type=in_type,
-                                weight_bits=1 if bipolar else weight_bits(gemm), bipolar=bipolar, thresholds=levels,
-                                per_channel=levels > 0 and gemm.thresholds.shape[0] > 1, base=gemm.base,
-                                step=gemm.step, stages=gemm.stages, product_shift=gemm.product_shift,
-                                product_rounding=gemm.product_rounding)
+            layer = LayerConfig(mw=mw, mh=mh, pe=1, simd=1, in_type=in_type,
+                                weight_bits=1 if bipolar or pool else weight_bits(gemm), bipolar=bipolar,
+                                **requant, **geometry)
         except ValueError as error:
             raise HwgenError(f"node '{gemm.name}': {error}") from None
-        if not -layer.acc_bound <= gemm.acc_range[0] <= gemm.acc_range[1] <= layer.acc_bound:
+        if pool != "max" and not -layer.acc_bound <= gemm.acc_range[0] <= gemm.acc_range[1] <= layer.acc_bound:
             raise HwgenError(f"node '{gemm.name}': accumulator range {gemm.acc_range} exceeds the worst case "
                              f"±{layer.acc_bound} of its types")
         if index + 1 < len(layers) and not layer.requantized:
@@ -223,11 +318,11 @@ def compile_dataflow(model_or_layers, fold=None, target_cycles: int | None = Non
     reuse = None
     if hasattr(model_or_layers, "graph"):
         graph = model_or_layers.graph
-        layers = gemm_layers(graph, MAX_FUSED_THRESHOLDS)
+        layers = dataflow_layers(gemm_layers(graph, MAX_FUSED_THRESHOLDS))
         in_type = input_type or code_type(graph.tensors[layers[0].inputs[0]].dtype)
         reuse = reuse_factors(graph)
     else:
-        layers = list(model_or_layers)
+        layers = dataflow_layers(list(model_or_layers))
         if not layers:
             raise HwgenError("no layers to compile")
         in_type = input_type or CodeType(layers[0].in_bits, True)
@@ -236,11 +331,19 @@ def compile_dataflow(model_or_layers, fold=None, target_cycles: int | None = Non
     folded = config.layers
     weights, thresholds, parameters, biases = [], [], [], []
     for index, (layer, gemm) in enumerate(zip(folded, layers)):
-        weights += _rows(WEIGHTS, index, layer.weight_memory, weight_image(layer, gemm))
+        if layer.weighted:
+            weights += _rows(WEIGHTS, index, layer.weight_memory, weight_image(layer, gemm))
         if layer.thresholds:
             thresholds += _rows(THRESHOLDS, index, layer.threshold_memory, threshold_image(layer, gemm))
         if layer.biased_stages:
             biases += _rows(BIASES, index, layer.bias_memory, bias_image(layer, gemm))
         if not layer.bipolar:
             parameters.append((PARAMETERS, index, 0, 0, gemm.zx & 0xFFFFFFFF))
-    return DataflowProgram(config, tuple(layers), weights, thresholds, parameters, biases)
+    first, last = folded[0], folded[-1]
+    in_image = (first.window.channels, first.window.height, first.window.width) if first.window is not None else \
+        layers[0].conv.in_shape if first.vectors > 1 else None
+    out_image = None
+    if last.vectors > 1:
+        conv = layers[-1].conv
+        out_image = (last.mh, *conv.out_hw)
+    return DataflowProgram(config, tuple(layers), weights, thresholds, parameters, biases, in_image, out_image)

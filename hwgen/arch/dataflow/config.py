@@ -1,7 +1,8 @@
 """Configuration of the dataflow generator: the hardware STRUCTURE only (frozen, hashable, keys the build cache).
 
-A :class:`DataflowConfig` is a chain of :class:`LayerConfig` (one MVAU, optionally followed by a threshold unit,
-per layer). Weights, thresholds and zero points are data written through the ``load`` port at run time, so they
+A :class:`DataflowConfig` is a chain of :class:`LayerConfig`: per layer an optional sliding-window generator
+(swg.py: a convolution's or pooling's windows out of a pixel stream) and one MVAU (with its thresholds or
+fixed-point stages) or, for depthwise convolutions and pooling, its vector-vector form (``depthwise``). Weights, thresholds and zero points are data written through the ``load`` port at run time, so they
 are not part of the configuration: one Verilator build serves every weight set of the same structure.
 
 Shapes follow FINN: a layer multiplies an ``MW``-long input vector by an ``MW × MH`` matrix; ``SIMD`` input lanes
@@ -11,6 +12,12 @@ and ``PE`` output channels are computed per cycle, so one vector takes ``SF · N
 Widths come from worst-case bounds of the data types (never from the weights at hand):
 ``|code − zero point| ≤ hi − lo`` of the input type (the zero point is a code of that type), ``|w| ≤ 2^(wbits−1)``,
 so ``|acc| ≤ MW · (hi − lo) · 2^(wbits−1)`` (``MW`` for bipolar XNOR layers) and the accumulator cannot overflow.
+
+Images stream pixel by pixel, channels innermost (NHWC): a layer with ``vectors`` > 1 takes (or, through its
+sliding-window generator, makes) one input vector per output pixel and emits ``MH`` codes per pixel, so the next
+layer sees the output image in the same order. A depthwise layer (FINN's VVAU) computes ``MH`` channels
+independently over ``MW`` window taps: ``PE`` channels per cycle, one tap per step, every step taking a fresh
+input beat of ``PE`` channels (the generator emits depthwise windows channel group by channel group).
 """
 from __future__ import annotations
 
@@ -100,6 +107,57 @@ class CodeType:
 
 
 @dataclass(frozen=True)
+class Window:
+    """A sliding window over a ``channels × height × width`` image streamed pixel by pixel (NHWC): ``kernel``,
+    ``strides``, ``pads`` (top, left, bottom, right; padded positions read as the layer's zero point)."""
+
+    channels: int
+    height: int
+    width: int
+    kernel: tuple[int, int]
+    strides: tuple[int, int] = (1, 1)
+    pads: tuple[int, int, int, int] = (0, 0, 0, 0)
+
+    def __post_init__(self) -> None:
+        for name in ("channels", "height", "width"):
+            _check_range(name, getattr(self, name), 1, 1 << 16)
+        for name, values, lo in (("kernel", self.kernel, 1), ("strides", self.strides, 1), ("pads", self.pads, 0)):
+            if not isinstance(values, tuple) or len(values) != (4 if name == "pads" else 2):
+                raise ValueError(f"{name} must be a tuple of {4 if name == 'pads' else 2} integers, got {values!r}")
+            for value in values:
+                _check_range(name, value, lo, 1 << 12)
+        for axis, size in enumerate(self.out_hw):
+            if size < 1:
+                raise ValueError(f"the {self.kernel} window does not fit the padded {self.height}×{self.width} "
+                                 "image")
+
+    @property
+    def taps(self) -> int:
+        return self.kernel[0] * self.kernel[1]
+
+    @property
+    def out_hw(self) -> tuple[int, int]:
+        size = (self.height, self.width)
+        return tuple((size[a] + self.pads[a] + self.pads[a + 2] - self.kernel[a]) // self.strides[a] + 1
+                     for a in (0, 1))
+
+    @property
+    def pixels(self) -> int:
+        """Output pixels (windows) per image."""
+        return self.out_hw[0] * self.out_hw[1]
+
+    @property
+    def padded(self) -> bool:
+        return any(self.pads)
+
+    @property
+    def buffer_rows(self) -> int:
+        """Image rows the line buffer holds: a window's rows plus the next stride's (written while the window's
+        are read), at most the whole image."""
+        return min(self.height, self.kernel[0] + self.strides[0])
+
+
+@dataclass(frozen=True)
 class LayerFold:
     """Folding of one layer: ``pe`` output channels × ``simd`` input lanes per cycle."""
 
@@ -119,7 +177,12 @@ class LayerConfig:
     overflow; an hls4ml layer's casts). Neither passes the accumulator through (a last layer dequantized on the
     host). ``bipolar`` layers have ±1 weights and ±1 inputs with zero point 0 and use XNOR-popcount.
     ``product_shift > 0`` rounds every product by ``2^product_shift`` (``product_rounding``) before the sum
-    (hls4ml's products assigned to a coarser accumulator type)."""
+    (hls4ml's products assigned to a coarser accumulator type).
+
+    ``vectors`` input vectors per inference (the output pixels of a convolution), made by a sliding-window
+    generator when ``window`` is set. ``depthwise``: channel-wise over ``mw`` taps (``simd`` = 1, ``pe`` channels
+    per input beat); ``pool`` ``"max"`` (emits the largest code, no thresholds) or ``"sum"`` (sums the codes minus
+    the zero point, then thresholds) is a depthwise layer without weights."""
 
     mw: int
     mh: int
@@ -135,9 +198,15 @@ class LayerConfig:
     stages: tuple[FixedStage, ...] = ()
     product_shift: int = 0
     product_rounding: str = "TRN"
+    vectors: int = 1
+    window: Window | None = None
+    depthwise: bool = False
+    pool: str | None = None
 
     def __post_init__(self) -> None:
         _check_range("mw", self.mw, 1, 1 << 16)
+        _check_range("vectors", self.vectors, 1, 1 << 20)
+        self._check_geometry()
         _check_range("mh", self.mh, 1, 1 << 16)
         _check_range("pe", self.pe, 1, self.mh)
         _check_range("simd", self.simd, 1, self.mw)
@@ -174,6 +243,39 @@ class LayerConfig:
                 raise ValueError(f"the {memory} memories ({rows} × {depth} words × {lanes} lanes) need more than "
                                  f"{INDEX_BITS} index bits of the load port; fold the layer differently")
 
+    def _check_geometry(self) -> None:
+        if self.pool not in (None, "max", "sum"):
+            raise ValueError(f"pool must be None, 'max' or 'sum', got {self.pool!r}")
+        if self.pool and not self.depthwise:
+            raise ValueError("a pooling layer is depthwise")
+        if self.depthwise and self.simd != 1:
+            raise ValueError(f"a depthwise layer takes one tap per step (simd=1), got simd={self.simd}")
+        if self.pool == "max" and (self.thresholds or self.stages or self.product_shift):
+            raise ValueError("a max-pooling layer emits codes: no thresholds, stages or product rounding")
+        if self.pool and self.bipolar and self.pool != "max":
+            raise ValueError("a bipolar layer has no sum pooling")
+        window = self.window
+        if window is None:
+            if self.depthwise:
+                raise ValueError("a depthwise layer needs a window")
+            return
+        if not isinstance(window, Window):
+            raise TypeError(f"window must be a Window, got {window!r}")
+        if self.vectors != window.pixels:
+            raise ValueError(f"vectors must be the window's {window.pixels} output pixels, got {self.vectors}")
+        if self.depthwise:
+            if (self.mw, self.mh) != (window.taps, window.channels):
+                raise ValueError(f"a depthwise layer over a {window.kernel} window of {window.channels} channels "
+                                 f"has mw={window.taps}, mh={window.channels}; got mw={self.mw}, mh={self.mh}")
+        elif self.mw != window.taps * window.channels:
+            raise ValueError(f"mw must be the window's {window.taps} taps × {window.channels} channels, got "
+                             f"{self.mw}")
+        elif window.channels % self.simd:
+            raise ValueError(f"simd must divide the window's {window.channels} channels (one pixel's channels per "
+                             f"beat), got simd={self.simd}")
+        if window.padded and self.bipolar:
+            raise ValueError("a bipolar layer cannot pad its window (no bipolar code stands for 0)")
+
     @property
     def fold(self) -> LayerFold:
         return LayerFold(self.pe, self.simd)
@@ -189,9 +291,36 @@ class LayerConfig:
         return self.mh // self.pe
 
     @property
-    def cycles(self) -> int:
-        """Cycles the MVAU needs per input vector (its initiation interval)."""
+    def steps(self) -> int:
+        """Steps (cycles) the unit needs per input vector."""
         return self.sf * self.nf
+
+    @property
+    def cycles(self) -> int:
+        """Cycles the unit needs per inference (its initiation interval): steps per vector × vectors."""
+        return self.steps * self.vectors
+
+    @property
+    def in_lanes(self) -> int:
+        """Codes per input beat: ``simd`` (``pe`` channels for a depthwise layer)."""
+        return self.pe if self.depthwise else self.simd
+
+    @property
+    def in_codes(self) -> int:
+        """Input codes per inference: the window's image, else ``mw`` per vector."""
+        if self.window is not None:
+            return self.window.channels * self.window.height * self.window.width
+        return self.mw * self.vectors
+
+    @property
+    def out_codes(self) -> int:
+        """Output codes per inference (``mh`` per vector)."""
+        return self.mh * self.vectors
+
+    @property
+    def weighted(self) -> bool:
+        """Whether the unit has weight memories (pooling layers have none)."""
+        return self.pool is None
 
     @property
     def operand_bound(self) -> int:
@@ -209,8 +338,9 @@ class LayerConfig:
     @property
     def product_bound(self) -> int:
         """Largest ``|product|`` entering the sum: ``|x · w|``, divided by ``2^product_shift`` (rounded up: no
-        quantization mode rounds past it) when products are rounded."""
-        product = self.operand_bound * (1 if self.bipolar else 1 << (self.weight_bits - 1))
+        quantization mode rounds past it) when products are rounded; a pooling layer's operands themselves."""
+        weight = 1 if self.bipolar or self.pool else 1 << (self.weight_bits - 1)
+        product = self.operand_bound * weight
         return -(-product >> self.product_shift)
 
     @property
@@ -220,8 +350,8 @@ class LayerConfig:
 
     @property
     def requantized(self) -> bool:
-        """Whether the layer emits codes (thresholds or fixed-point stages), not its accumulators."""
-        return bool(self.thresholds or self.stages)
+        """Whether the layer emits codes (thresholds, fixed-point stages or max pooling), not its accumulators."""
+        return bool(self.thresholds or self.stages or self.pool == "max")
 
     @property
     def biased_stages(self) -> tuple[int, ...]:
@@ -249,6 +379,8 @@ class LayerConfig:
     @property
     def out_type(self) -> CodeType:
         """Type of the codes this layer emits: thresholded codes, or the accumulator when passing through."""
+        if self.pool == "max":
+            return self.in_type
         if self.stages:
             last = self.stages[-1]
             return CodeType(last.width, last.signed)
@@ -261,7 +393,7 @@ class LayerConfig:
     @property
     def weight_memory(self) -> tuple[int, int, int]:
         """(memories = PE, words each, weights per word = SIMD)."""
-        return self.pe, self.cycles, self.simd
+        return self.pe, self.steps, self.simd
 
     @property
     def threshold_memory(self) -> tuple[int, int, int]:
@@ -278,7 +410,8 @@ class LayerConfig:
 
 @dataclass(frozen=True)
 class DataflowConfig:
-    """A chain of layers streaming into each other: layer ``i``'s ``mh`` codes are layer ``i+1``'s ``mw``."""
+    """A chain of layers streaming into each other: layer ``i``'s output (``mh`` codes per vector, ``vectors``
+    pixels) is layer ``i+1``'s input: its window's image, its vectors (a 1×1 convolution), or one flat vector."""
 
     layers: tuple[LayerConfig, ...]
 
@@ -289,8 +422,17 @@ class DataflowConfig:
         for index, (a, b) in enumerate(zip(self.layers, self.layers[1:])):
             if not a.requantized:
                 raise ValueError(f"layers[{index}] passes its accumulator through; only the last layer may")
-            if a.mh != b.mw:
-                raise ValueError(f"layers[{index + 1}].mw must equal layers[{index}].mh={a.mh}, got {b.mw}")
+            if b.window is not None:
+                image = (b.window.channels, b.window.height * b.window.width)
+                if image != (a.mh, a.vectors):
+                    raise ValueError(f"layers[{index + 1}]'s window reads {image[0]} channels × {image[1]} pixels; "
+                                     f"layers[{index}] emits {a.mh} × {a.vectors}")
+            elif b.vectors > 1 and (b.mw, b.vectors) != (a.mh, a.vectors):
+                raise ValueError(f"layers[{index + 1}] takes {b.vectors} vectors of {b.mw} codes; layers[{index}] "
+                                 f"emits {a.vectors} of {a.mh}")
+            elif b.vectors == 1 and b.mw != a.out_codes:
+                raise ValueError(f"layers[{index + 1}].mw must equal layers[{index}]'s {a.out_codes} output codes, "
+                                 f"got {b.mw}")
             if a.out_type != b.in_type:
                 raise ValueError(f"layers[{index + 1}].in_type must be layers[{index}]'s output type "
                                  f"{a.out_type}, got {b.in_type}")
@@ -305,8 +447,8 @@ class DataflowConfig:
 
     @property
     def in_lanes(self) -> int:
-        """Codes per input beat (SIMD of the first layer)."""
-        return self.layers[0].simd
+        """Codes per input beat (the first layer's input lanes)."""
+        return self.layers[0].in_lanes
 
     @property
     def out_lanes(self) -> int:
@@ -316,35 +458,67 @@ class DataflowConfig:
     @property
     def in_beats(self) -> int:
         """Input beats per sample."""
-        return self.layers[0].sf
+        return self.layers[0].in_codes // self.in_lanes
 
     @property
     def out_beats(self) -> int:
         """Output beats per sample."""
-        return self.layers[-1].nf
+        return self.layers[-1].nf * self.layers[-1].vectors
+
+    @property
+    def convolutional(self) -> bool:
+        """Whether any layer runs over an image (several vectors or a sliding window): its cycle model is the
+        event model (events.py), a plain chain of vectors has the closed form of cycles.py."""
+        return any(layer.vectors > 1 or layer.window is not None for layer in self.layers)
 
     def boundary(self, index: int) -> tuple[int, int]:
         """(upsize ratio, downsize ratio) of the width converter between layer ``index`` and ``index + 1``:
         ``PE`` codes → ``lcm(PE, SIMD)`` codes → ``SIMD`` codes; a ratio of 1 means that stage is absent."""
-        pe, simd = self.layers[index].pe, self.layers[index + 1].simd
+        pe, simd = self.layers[index].pe, self.layers[index + 1].in_lanes
         wide = lcm(pe, simd)
         return wide // pe, wide // simd
 
     @property
+    def predicted_bound(self) -> int:
+        """The initiation interval's lower bound: the most cycles any unit needs per inference (an MVAU's steps, or
+        a sliding-window generator's input beats, one per cycle)."""
+        return max(max(layer.cycles, layer.in_codes // layer.in_lanes if layer.window else 0)
+                   for layer in self.layers)
+
+    @property
     def fifo_depths(self) -> tuple[int, ...]:
         """Depth (words of ``lcm(PE, SIMD)`` codes) of the FIFO in front of each layer after the first
-        (see cycles.py)."""
-        from .cycles import fifo_depths
+        (cycles.py; timing.py over images)."""
+        if self.convolutional:
+            from .timing import fifo_depths
+        else:
+            from .cycles import fifo_depths
         return fifo_depths(self)
 
     @property
     def predicted_ii_cycles(self) -> int:
-        """Steady-state cycles between consecutive samples' last outputs (see cycles.py)."""
+        """Steady-state cycles between consecutive samples' last outputs (cycles.py; timing.py over images)."""
+        if self.convolutional:
+            from .timing import STEADY, run
+            finished = run(self, STEADY + 3)
+            return finished[-1] - finished[-2]
         from .cycles import ii_cycles
         return ii_cycles(self)
 
     @property
     def predicted_latency_cycles(self) -> int:
-        """Cycles from a sample's first input transfer to its last output transfer, pipeline idle (cycles.py)."""
+        """Cycles from a sample's first input transfer to its last output transfer, pipeline idle (cycles.py;
+        timing.py over images)."""
+        if self.convolutional:
+            from .timing import run
+            return run(self, 1)[0]
         from .cycles import latency_cycles
         return latency_cycles(self)
+
+    def predicted_cycles(self, samples: int) -> int:
+        """Cycles from the first input transfer to the last output transfer of ``samples`` samples streamed back
+        to back."""
+        if self.convolutional:
+            from .timing import run
+            return run(self, samples)[-1]
+        return self.predicted_latency_cycles + (samples - 1) * self.predicted_ii_cycles

@@ -41,7 +41,7 @@ from .mvau import latency
 
 def ii_cycles(cfg: DataflowConfig) -> int:
     """Steady-state cycles between consecutive samples' last outputs."""
-    return max(layer.cycles for layer in cfg.layers)
+    return cfg.predicted_bound
 
 
 def word_writes(first_valid: int, layer: LayerConfig, up: int) -> list[int]:

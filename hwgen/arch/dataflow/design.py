@@ -79,7 +79,7 @@ class DataflowDesign:
     def predicted_cycles(self, samples: int, stream: bool | None = None) -> int:
         """Cycles from the first input transfer to the last output transfer of ``samples`` samples streamed back
         to back (exact): ``latency + (samples − 1) · II``."""
-        return self.program.predicted_latency_cycles + (samples - 1) * self.program.predicted_ii_cycles
+        return self.config.predicted_cycles(samples)
 
     def simulate(self, x: np.ndarray, *, wave: Path | None = None, max_cycles: int | None = None,
                  stream: bool | None = None, backend: str = "native", **_) -> SimResult:

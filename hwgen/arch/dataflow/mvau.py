@@ -30,6 +30,12 @@ before the sum (a bit slice for AP_TRN, plus an increment otherwise), and ``stag
 ``o`` stage: per PE, the accumulator goes through each stage's bias add, ReLU, rounding shift and overflow fit,
 the biases read from a memory per PE (word ``nf``: the channel's bias of every biased stage) exactly as the
 thresholds are. The latency and the stall rule are those of a thresholded layer.
+
+Depthwise layers (FINN's VVAU; ``depthwise``): lane ``p`` of an input beat is channel ``nf·PE + p`` at tap ``sf``,
+every step takes a fresh beat (``i.ready`` in every pass, no input buffer), and PE ``p`` multiplies its lane by its
+one-weight word ``nf·SF + sf`` (no sum across lanes). Pooling layers are depthwise without weights: ``sum`` adds
+the operands (code − zero point), ``max`` keeps the largest code (the first tap loads it) and emits it in the
+``o`` stage, so every layer kind has the same latency and stall rule.
 """
 from __future__ import annotations
 
@@ -65,10 +71,11 @@ class MVAU(wiring.Component):
         self.layer = layer
         self.init = init or {}
         members = {
-            "i": In(stream.Signature(data.ArrayLayout(layer.in_type.shape, layer.simd))),
+            "i": In(stream.Signature(data.ArrayLayout(layer.in_type.shape, layer.in_lanes))),
             "o": Out(stream.Signature(data.ArrayLayout(layer.out_type.shape, layer.pe))),
-            "weights": In(write_signature(layer.weight_memory, layer.weight_shape.width)),
         }
+        if layer.weighted:
+            members["weights"] = In(write_signature(layer.weight_memory, layer.weight_shape.width))
         if layer.thresholds:
             members["thresholds"] = In(write_signature(layer.threshold_memory, layer.threshold_bits))
         if layer.biased_stages:
@@ -82,21 +89,22 @@ class MVAU(wiring.Component):
         layer = self.layer
         sf = Signal(index_range(layer.sf))
         nf = Signal(index_range(layer.nf))
-        word = Signal(index_range(layer.cycles))
+        word = Signal(index_range(layer.steps))
         advance = Signal()
         fire = Signal()
-        first_pass = nf == 0
+        takes = 1 if layer.depthwise else nf == 0           # steps taking an input beat
         m.d.comb += [advance.eq(~self.o.valid | self.o.ready),
-                     fire.eq(advance & (self.i.valid | ~first_pass)),
-                     self.i.ready.eq(advance & first_pass)]
+                     fire.eq(advance & (self.i.valid | ~takes)),
+                     self.i.ready.eq(advance & takes)]
+        first_pass = nf == 0
         with m.If(fire):
             m.d.sync += [sf.eq(Mux(sf == layer.sf - 1, 0, sf + 1)),
-                         word.eq(Mux(word == layer.cycles - 1, 0, word + 1))]
+                         word.eq(Mux(word == layer.steps - 1, 0, word + 1))]
             with m.If(sf == layer.sf - 1):
                 m.d.sync += nf.eq(Mux(nf == layer.nf - 1, 0, nf + 1))
 
         # ---- s1: the input word and every PE's weight word
-        in_word = data.ArrayLayout(layer.in_type.shape, layer.simd)
+        in_word = data.ArrayLayout(layer.in_type.shape, layer.in_lanes)
         s1_valid, s1_first, s1_last, s1_fresh = Signal(), Signal(), Signal(), Signal()
         s1_group = Signal.like(nf)
         s1_x = Signal(in_word)
@@ -104,7 +112,7 @@ class MVAU(wiring.Component):
             m.d.sync += [s1_valid.eq(fire), s1_first.eq(sf == 0), s1_last.eq(sf == layer.sf - 1),
                          s1_fresh.eq(first_pass), s1_group.eq(nf), s1_x.eq(self.i.payload)]
         x = s1_x
-        if layer.nf > 1:
+        if layer.nf > 1 and not layer.depthwise:
             m.submodules.input_buffer = buffer = Memory(shape=in_word, depth=max(2, layer.sf), init=[])
             wr, rd = buffer.write_port(), buffer.read_port()
             m.d.comb += [wr.addr.eq(sf), wr.data.eq(self.i.payload), wr.en.eq(fire & first_pass),
@@ -112,9 +120,9 @@ class MVAU(wiring.Component):
             x = data.View(in_word, Mux(s1_fresh, s1_x, rd.data))
         w_word = data.ArrayLayout(layer.weight_shape, layer.simd)
         weights = []
-        for p in range(layer.pe):
+        for p in range(layer.pe if layer.weighted else 0):
             init = self.init["weights"][p] if "weights" in self.init else []
-            memory = Memory(shape=w_word, depth=max(2, layer.cycles), init=init)
+            memory = Memory(shape=w_word, depth=max(2, layer.steps), init=init)
             m.submodules[f"weights_{p}"] = memory
             wr, rd = memory.write_port(granularity=1), memory.read_port()
             m.d.comb += [wr.addr.eq(self.weights.word), wr.data.eq(self.weights.data.replicate(layer.simd)),
@@ -124,34 +132,53 @@ class MVAU(wiring.Component):
 
         # ---- s2: one dot product of SIMD lanes per PE
         dot_bound = layer.simd * layer.acc_bound // layer.mw
-        dot_shape = signed(int_range(-dot_bound, dot_bound).bits)
+        dot_shape = layer.in_type.value_shape if layer.pool == "max" else signed(int_range(-dot_bound, dot_bound).bits)
         s2_valid, s2_first, s2_last = Signal(), Signal(), Signal()
         s2_group = Signal.like(nf)
         s2_dot = [Signal(dot_shape, name=f"s2_dot_{p}") for p in range(layer.pe)]
-        if layer.bipolar:
+        if layer.pool == "max":
+            dots = [decode(x[p], layer.in_type) for p in range(layer.pe)]
+        elif layer.bipolar:
             dots = [2 * tree_sum(~(x[s] ^ w[s]) for s in range(layer.simd)) - layer.simd for w in weights]
         else:
             operands = []
-            for s in range(layer.simd):
+            for s in range(layer.in_lanes):
                 operand = Signal(layer.operand_shape, name=f"operand_{s}")
                 m.d.comb += operand.eq(decode(x[s], layer.in_type) - self.zero_point)
                 operands.append(operand)
-            dots = [tree_sum(self._product(operand, w[s]) for s, operand in enumerate(operands)) for w in weights]
+            if layer.pool == "sum":
+                dots = operands
+            elif layer.depthwise:
+                dots = [self._product(operands[p], w[0]) for p, w in enumerate(weights)]
+            else:
+                dots = [tree_sum(self._product(operand, w[s]) for s, operand in enumerate(operands))
+                        for w in weights]
         with m.If(advance):
             m.d.sync += [s2_valid.eq(s1_valid), s2_first.eq(s1_first), s2_last.eq(s1_last), s2_group.eq(s1_group)]
             m.d.sync += [reg.eq(dot) for reg, dot in zip(s2_dot, dots)]
 
         # ---- acc: accumulate (a passthrough layer's accumulators are its output)
         if layer.requantized:
-            acc = Signal(data.ArrayLayout(signed(layer.acc_bits), layer.pe))
+            acc_shape = dot_shape if layer.pool == "max" else signed(layer.acc_bits)
+            acc = Signal(data.ArrayLayout(acc_shape, layer.pe))
             acc_valid = Signal()
         else:
             acc, acc_valid = self.o.payload, self.o.valid
         with m.If(advance):
             m.d.sync += acc_valid.eq(s2_valid & s2_last)
             with m.If(s2_valid):
-                m.d.sync += [acc[p].eq(Mux(s2_first, 0, acc[p]) + s2_dot[p]) for p in range(layer.pe)]
+                if layer.pool == "max":
+                    m.d.sync += [acc[p].eq(Mux(s2_first | (s2_dot[p] > acc[p]), s2_dot[p], acc[p]))
+                                 for p in range(layer.pe)]
+                else:
+                    m.d.sync += [acc[p].eq(Mux(s2_first, 0, acc[p]) + s2_dot[p]) for p in range(layer.pe)]
         if not layer.requantized:
+            return m
+        if layer.pool == "max":
+            with m.If(advance):
+                m.d.sync += self.o.valid.eq(acc_valid)
+                m.d.sync += [self.o.payload[p].eq(acc[p] > 0 if layer.in_type.bipolar else acc[p])
+                             for p in range(layer.pe)]
             return m
         if layer.stages:
             self._fixed_activation(m, acc, acc_valid, s2_group, advance)

@@ -2,8 +2,11 @@
 
 ::
 
-    s_axis ─▶ MVAU 0 ─▶ [upsizer] ─▶ FIFO ─▶ [downsizer] ─▶ MVAU 1 ─▶ … ─▶ MVAU L−1 ─▶ m_axis
-               ▲ weights, thresholds, zero point (load port, before start)
+    s_axis ─▶ [SWG] ─▶ MVAU 0 ─▶ [upsizer] ─▶ FIFO ─▶ [downsizer] ─▶ [SWG] ─▶ MVAU 1 ─▶ … ─▶ MVAU L−1 ─▶ m_axis
+                         ▲ weights, thresholds, zero point (load port, before start)
+
+A layer over an image window has a sliding-window generator (swg.py) in front of its MVAU (or depthwise unit),
+emitting the layer's zero point for padded positions.
 
 Between two layers, ``PE`` codes → ``lcm(PE, SIMD)`` codes (upsizer, dwc.py) → FIFO of ``lcm``-code words →
 ``SIMD`` codes (downsizer); a ratio of 1 omits that converter. The FIFO sits between the two converters so that
@@ -40,6 +43,7 @@ from .dwc import Downsizer, Upsizer
 from .fifo import StreamFIFO
 from .loader import BIASES, PARAMETERS, THRESHOLDS, WEIGHTS, decode_index
 from .mvau import MVAU
+from .swg import SlidingWindow
 
 
 def dataflow_signature(cfg: DataflowConfig) -> wiring.Signature:
@@ -69,14 +73,14 @@ class DataflowTop(wiring.Component):
         load = self.load.payload
         loading = self.load.valid & self.load.ready
 
-        units = []
+        units, inputs = [], []          # per layer: the MVAU, and the unit taking its input stream (MVAU or SWG)
         for index, layer in enumerate(cfg.layers):
             init = self.init[index] if self.init else None
             unit = MVAU(layer, init)
             m.submodules[f"layer{index}"] = unit
             units.append(unit)
             here = loading & (load.bank == index)
-            ports = [(unit.weights, WEIGHTS, layer.weight_memory)]
+            ports = [(unit.weights, WEIGHTS, layer.weight_memory)] if layer.weighted else []
             if layer.thresholds:
                 ports.append((unit.thresholds, THRESHOLDS, layer.threshold_memory))
             if layer.biased_stages:
@@ -91,12 +95,19 @@ class DataflowTop(wiring.Component):
                 with m.If(here & (load.target == PARAMETERS) & (load.addr == 0)):
                     m.d.sync += zero_point.eq(load.data)
                 m.d.comb += unit.zero_point.eq(zero_point)
+            if layer.window is not None:
+                m.submodules[f"swg{index}"] = swg = SlidingWindow(layer.window, layer.in_type, layer.in_lanes,
+                                                                  layer.depthwise)
+                wiring.connect(m, swg.o, unit.i)
+                if not layer.bipolar:
+                    m.d.comb += swg.pad.eq(unit.zero_point)
+            inputs.append(swg if layer.window is not None else unit)
 
         # ---- streams: s_axis → layer 0 → (DWC → FIFO → layer) … → m_axis
-        first, last = units[0], units[-1]
+        first, last = inputs[0], units[-1]
         m.d.comb += [first.i.payload.eq(self.s_axis_tdata), first.i.valid.eq(self.s_axis_tvalid & running),
                      self.s_axis_tready.eq(first.i.ready & running)]
-        for index, (producer, consumer, depth) in enumerate(zip(units, units[1:], cfg.fifo_depths)):
+        for index, (producer, consumer, depth) in enumerate(zip(units, inputs[1:], cfg.fifo_depths)):
             shape = cfg.layers[index].out_type.shape
             up, down = cfg.boundary(index)
             wide = producer.layer.pe * up                   # lcm(PE, SIMD): the FIFO's word
@@ -107,7 +118,8 @@ class DataflowTop(wiring.Component):
             m.submodules[f"fifo{index + 1}"] = fifo = StreamFIFO(data.ArrayLayout(shape, wide), depth)
             ports += [fifo.i, fifo.o]
             if down > 1:
-                m.submodules[f"downsizer{index}"] = downsizer = Downsizer(shape, consumer.layer.simd, down)
+                m.submodules[f"downsizer{index}"] = downsizer = Downsizer(shape, cfg.layers[index + 1].in_lanes,
+                                                                          down)
                 ports += [downsizer.i, downsizer.o]
             ports.append(consumer.i)
             for source, sink in zip(ports[::2], ports[1::2]):

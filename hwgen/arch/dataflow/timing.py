@@ -1,0 +1,288 @@
+"""Cycle-level timing model of a dataflow pipeline over images: the control of every unit, stepped cycle by cycle.
+
+A chain of plain vector layers has the closed-form model of cycles.py. Once layers run over images (sliding-window
+generators, several vectors per inference) the units' interplay (line buffers filling and draining, an MVAU taking
+input only in its first pass, bursts of a depthwise layer) has no simple closed form, so this module runs the
+handshakes themselves: every unit's valid/ready logic and counters as the RTL has them (each class names the
+module it mirrors), without the data. It is exact by construction, and the Verilator tests check it against the
+hardware cycle for cycle.
+
+Each cycle: the ``ready`` signals are computed from the output end backwards (a unit's input ready may depend on
+its output ready combinationally, as in the RTL), then every link transfers where valid and ready, then every
+unit updates its registers.
+
+- :func:`fifo_depths`: the FIFO depths the pipeline needs, from a run with unbounded FIFOs and samples released
+  one initiation interval apart (the bound ``max`` unit cycles per inference): the deepest a FIFO's memory gets
+  when a word is written, plus its output register and one.
+- :func:`run`: the last-output cycle of each of ``samples`` samples streamed back to back into the sized pipeline
+  (input always valid, output always ready), relative to the first input transfer. Once the spacing of consecutive
+  samples repeats (:data:`STEADY` times), later samples are extrapolated at that spacing.
+"""
+from __future__ import annotations
+
+from functools import lru_cache
+
+import numpy as np
+
+from .config import DataflowConfig, LayerConfig
+from .fifo import MIN_DEPTH
+from .mvau import latency
+
+STEADY = 3           # equal sample spacings after which the pipeline is taken as periodic
+
+
+class _Source:
+    """``s_axis``: ``beats`` per sample, sample ``k`` valid from cycle ``k · pace`` (0: back to back)."""
+
+    def __init__(self, beats: int, samples: int, pace: int):
+        self.beats, self.total, self.pace = beats, beats * samples, pace
+        self.sent = 0
+        self.first = None
+
+    def valid(self, now: int) -> bool:
+        return self.sent < self.total and now >= (self.sent // self.beats) * self.pace
+
+    def update(self, now: int, o_xfer: bool) -> None:
+        if o_xfer:
+            if self.first is None:
+                self.first = now
+            self.sent += 1
+
+
+class _MVAU:
+    """mvau.py: a rigid pipeline; ``advance = ~o.valid | o.ready`` moves every stage."""
+
+    def __init__(self, layer: LayerConfig):
+        self.sf, self.nf, self.depthwise = layer.sf, layer.nf, layer.depthwise
+        self.pipe = [False] * (latency(layer) - 1)      # output tokens in s1, s2(, acc)
+        self.o_valid = False
+        self.s = 0                                      # step within the vector: nf · SF + sf
+        self.steps = layer.steps
+
+    def valid(self) -> bool:
+        return self.o_valid
+
+    def i_ready(self, o_ready: bool) -> bool:
+        advance = not self.o_valid or o_ready
+        return advance and (self.depthwise or self.s < self.sf)
+
+    def update(self, i_valid: bool, o_ready: bool) -> bool:
+        """Registers; returns whether an input beat was taken."""
+        advance = not self.o_valid or o_ready
+        if not advance:
+            return False
+        takes = self.depthwise or self.s < self.sf
+        fire = i_valid if takes else True
+        last = fire and self.s % self.sf == self.sf - 1
+        self.o_valid = self.pipe[-1]
+        self.pipe = [last] + self.pipe[:-1]
+        if fire:
+            self.s = 0 if self.s == self.steps - 1 else self.s + 1
+        return fire and takes
+
+
+class _SWG:
+    """swg.py: the line-buffer writer and the window reader, one beat each per cycle."""
+
+    def __init__(self, layer: LayerConfig):
+        win = layer.window
+        lanes = layer.in_lanes
+        self.height, self.rows = win.height, win.buffer_rows
+        self.cb = win.channels // lanes
+        self.row_beats = win.width * self.cb
+        self.image_beats = win.height * self.row_beats
+        self.need, self.low = window_schedule(win, lanes, layer.depthwise)
+        self.j = 0                 # reader: beat within the image's windows
+        self.w = 0                 # writer: beats of its image written
+        self.diff = 0              # writer's image − reader's image
+        self.o_valid = False
+
+    def valid(self) -> bool:
+        return self.o_valid
+
+    def i_ready(self) -> bool:
+        return self.diff * self.height + self.w // self.row_beats - int(self.low[self.j]) < self.rows
+
+    def update(self, i_xfer: bool, o_ready: bool) -> None:
+        advance = not self.o_valid or o_ready
+        need = int(self.need[self.j])
+        fire = advance and (need < 0 or self.diff == 1 or (self.diff == 0 and need < self.w))
+        if advance:
+            self.o_valid = fire
+        if fire:
+            self.j += 1
+            if self.j == len(self.need):
+                self.j = 0
+                self.diff -= 1
+        if i_xfer:
+            self.w += 1
+            if self.w == self.image_beats:
+                self.w = 0
+                self.diff += 1
+
+
+@lru_cache(maxsize=256)
+def window_schedule(win, lanes: int, depthwise: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Per emitted beat of one image's windows (swg.py order): the image beat it reads (−1: padding) and the
+    reader's lowest needed row at that beat."""
+    kh, kw = win.kernel
+    oh, ow = win.out_hw
+    cb = win.channels // lanes
+    oy, ox, ky, kx, c = np.meshgrid(np.arange(oh), np.arange(ow), np.arange(kh), np.arange(kw), np.arange(cb),
+                                    indexing="ij")
+    if depthwise:                                   # (oy, ox, cb, ky, kx)
+        oy, ox, ky, kx, c = (a.transpose(0, 1, 4, 2, 3) for a in (oy, ox, ky, kx, c))
+    top = oy * win.strides[0] - win.pads[0]
+    y = top + ky
+    x = ox * win.strides[1] - win.pads[1] + kx
+    pad = (y < 0) | (y >= win.height) | (x < 0) | (x >= win.width)
+    need = np.where(pad, -1, (y * win.width + x) * cb + c).ravel()
+    return need, np.clip(top, 0, win.height).ravel()
+
+
+class _Upsizer:
+    """dwc.Upsizer: ``ratio`` beats → one word, the closing beat taken only into a free output register."""
+
+    def __init__(self, ratio: int):
+        self.ratio, self.count, self.o_valid = ratio, 0, False
+
+    def valid(self) -> bool:
+        return self.o_valid
+
+    def i_ready(self, o_ready: bool) -> bool:
+        return self.count != self.ratio - 1 or not self.o_valid or o_ready
+
+    def update(self, i_xfer: bool, o_xfer: bool) -> None:
+        if o_xfer:
+            self.o_valid = False
+        if i_xfer:
+            if self.count == self.ratio - 1:
+                self.o_valid, self.count = True, 0
+            else:
+                self.count += 1
+
+
+class _Downsizer:
+    """dwc.Downsizer: one word → ``ratio`` beats; the next word taken with the last beat's transfer."""
+
+    def __init__(self, ratio: int):
+        self.ratio, self.group, self.o_valid = ratio, 0, False
+
+    def valid(self) -> bool:
+        return self.o_valid
+
+    def i_ready(self, o_ready: bool) -> bool:
+        return not self.o_valid or (self.group == self.ratio - 1 and o_ready)
+
+    def update(self, i_xfer: bool, o_xfer: bool) -> None:
+        if o_xfer:
+            self.group += 1
+            if self.group == self.ratio:
+                self.o_valid, self.group = False, 0
+        if i_xfer:
+            self.o_valid, self.group = True, 0
+
+
+class _FIFO:
+    """fifo.py (amaranth's SyncFIFOBuffered): a memory of ``depth − 1`` words (``None``: unbounded) and an output
+    register filled from it whenever the register is free or being read."""
+
+    def __init__(self, depth: int | None):
+        self.inner_depth = None if depth is None else depth - 1
+        self.inner = 0
+        self.o_valid = False
+        self.deepest = 0           # the memory's level at a write, at most
+
+    def valid(self) -> bool:
+        return self.o_valid
+
+    def i_ready(self) -> bool:
+        return self.inner_depth is None or self.inner != self.inner_depth
+
+    def update(self, i_xfer: bool, o_ready: bool) -> None:
+        inner_read = self.inner != 0 and (not self.o_valid or o_ready)
+        if i_xfer:
+            self.deepest = max(self.deepest, self.inner)
+        self.inner += int(i_xfer) - int(inner_read)
+        if inner_read:
+            self.o_valid = True
+        elif o_ready:
+            self.o_valid = False
+
+
+def _units(cfg: DataflowConfig, depths) -> list:
+    """The chain's units in stream order (``None`` depths: unbounded FIFOs)."""
+    units = []
+    for index, layer in enumerate(cfg.layers):
+        if index:
+            up, down = cfg.boundary(index - 1)
+            if up > 1:
+                units.append(_Upsizer(up))
+            units.append(_FIFO(None if depths is None else depths[index - 1]))
+            if down > 1:
+                units.append(_Downsizer(down))
+        if layer.window is not None:
+            units.append(_SWG(layer))
+        units.append(_MVAU(layer))
+    return units
+
+
+def _simulate(cfg: DataflowConfig, samples: int, pace: int, depths) -> tuple[list[int], list]:
+    """Run ``samples`` samples; each one's last-output cycle (relative to the first input transfer) and the units."""
+    source = _Source(cfg.in_beats, samples, pace)
+    units = _units(cfg, depths)
+    out_beats = cfg.out_beats
+    finished: list[int] = []
+    sent = 0
+    now = 0
+    count = len(units)
+    bound = 64 + 8 * (samples + 2) * (max(cfg.predicted_bound, pace) + cfg.in_beats) + 64 * sum(
+        layer.steps + 4 for layer in cfg.layers)
+    while len(finished) < samples:
+        if now > bound:
+            raise RuntimeError("the dataflow timing model did not finish (deadlock?)")
+        # ready from the sink (always ready) back to the source
+        ready = [False] * (count + 1)
+        ready[count] = True
+        for k in range(count - 1, -1, -1):
+            unit = units[k]
+            ready[k] = unit.i_ready(ready[k + 1]) if isinstance(unit, (_MVAU, _Upsizer, _Downsizer)) \
+                else unit.i_ready()
+        valid = [source.valid(now)] + [unit.valid() for unit in units]
+        xfer = [valid[k] and ready[k] for k in range(count + 1)]       # xfer[k]: into units[k]; [count]: m_axis
+        source.update(now, xfer[0])
+        for k, unit in enumerate(units):
+            if isinstance(unit, _MVAU):
+                unit.update(valid[k], ready[k + 1])
+            elif isinstance(unit, (_SWG, _FIFO)):
+                unit.update(xfer[k], ready[k + 1])
+            else:
+                unit.update(xfer[k], xfer[k + 1])
+        if xfer[count]:
+            sent += 1
+            if sent % out_beats == 0:
+                finished.append(now - source.first)
+                if _steady(finished) and len(finished) < samples:
+                    step = finished[-1] - finished[-2]
+                    finished += [finished[-1] + step * (k + 1) for k in range(samples - len(finished))]
+        now += 1
+    return finished, units
+
+
+def _steady(finished: list[int]) -> bool:
+    gaps = np.diff(finished[-STEADY - 1:])
+    return len(gaps) == STEADY and bool(np.all(gaps == gaps[0]))
+
+
+@lru_cache(maxsize=256)
+def fifo_depths(cfg: DataflowConfig) -> tuple[int, ...]:
+    """Depth of the FIFO in front of each layer after the first (see the module docstring)."""
+    _, units = _simulate(cfg, STEADY + 2, cfg.predicted_bound, None)
+    return tuple(max(MIN_DEPTH, unit.deepest + 2) for unit in units if isinstance(unit, _FIFO))
+
+
+@lru_cache(maxsize=256)
+def run(cfg: DataflowConfig, samples: int) -> tuple[int, ...]:
+    """Each sample's last-output cycle, ``samples`` samples streamed back to back into ``cfg``'s pipeline."""
+    finished, _ = _simulate(cfg, samples, 0, cfg.fifo_depths)
+    return tuple(finished)

@@ -171,7 +171,7 @@ def unit_kind(layer: LayerConfig) -> str:
 
 
 def _group_base(name: str) -> str:
-    return name.split("#g")[0]
+    return name.split("#")[0]
 
 
 def dataflow_layers(layers: Sequence[GemmLayer]) -> list[GemmLayer]:

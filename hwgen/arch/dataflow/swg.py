@@ -18,7 +18,8 @@ independently on the same circular row slots:
 - the reader's lowest needed row is ``low = clamp(oy·SH − PT, 0, H)``; the writer may write row ``r`` of an image
   ``d`` images ahead of the reader's (``d`` ∈ {−1, 0, 1}, ``diff``) when ``d·H + r − low < D``;
 - a window beat of row ``y``, column ``x`` is readable when the writer is an image ahead, or in the same image
-  and past that beat (``(y·W + x)·CB + cb`` < beats written), or when the position is padding;
+  and past that beat (``(y·W + x)·CB + cb`` < beats written); a padded position once the writer has begun the
+  image (so the generator's timing is relative to its input, never to reset);
 - when the reader moves to the next output row, ``low`` (and the slot it sits in) moves by the rows no longer
   needed; at the end of an image it moves to the next image's row 0, so rows no window needs are skipped.
 
@@ -112,7 +113,7 @@ class SlidingWindow(wiring.Component):
         # ---- reader: issue a beat when readable and the output register is free
         need = Signal(range(height * row_beats + 1))
         m.d.comb += need.eq((y * width + x) * cb_count + cb)
-        readable = pad | (diff == 1) | ((diff == 0) & (need < written))
+        readable = (diff == 1) | ((diff == 0) & (Mux(pad, 0, need) < written))     # pads: once the image began
         advance = ~self.o.valid | self.o.ready
         fire = Signal()
         m.d.comb += fire.eq(advance & readable)

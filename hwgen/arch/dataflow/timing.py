@@ -106,7 +106,7 @@ class _SWG:
     def update(self, i_xfer: bool, o_ready: bool) -> None:
         advance = not self.o_valid or o_ready
         need = int(self.need[self.j])
-        fire = advance and (need < 0 or self.diff == 1 or (self.diff == 0 and need < self.w))
+        fire = advance and (self.diff == 1 or (self.diff == 0 and max(need, 0) < self.w))
         if advance:
             self.o_valid = fire
         if fire:

@@ -16,7 +16,7 @@ from test_systolic_conv import conv_layer, pads_for
 from test_systolic_pool import sumpool_layer
 
 from hwgen.arch.dataflow import compile_dataflow
-from hwgen.arch.dataflow.compile import dataflow_layers, layer_configs
+from hwgen.arch.dataflow.compile import unfolded
 from hwgen.arch.dataflow.config import CodeType
 from hwgen.arch.dataflow.folding import legal_folds
 from hwgen.arch.systolic.compile import Conv, GemmLayer, maxpool_layer, run_layers
@@ -25,7 +25,7 @@ from hwgen.ir.fixed import FixedStep, FixedType
 
 
 def random_fold(draw, layers: list[GemmLayer], in_type: CodeType) -> list[dict]:
-    configs = layer_configs(dataflow_layers(layers), in_type)
+    configs = unfolded(layers, in_type).configs
     return [draw(st.sampled_from([{"pe": c.pe, "simd": c.simd} for c in legal_folds(layer)])) for layer in configs]
 
 
@@ -131,3 +131,39 @@ def test_grouped_fixed_point_convs_are_refused() -> None:
     with pytest.raises(HwgenError, match="node 'conv0': the dataflow architecture runs grouped convolutions with "
                                          "threshold requantization only"):
         compile_dataflow(layers)
+
+
+def add_layer(rng, channels: int, ka: int, kb: int, inputs: tuple[str, str], hi: int, out_bits: int) -> GemmLayer:
+    """A residual Add of two code tensors (codes in [0, hi]) requantized by random thresholds."""
+    eye = np.eye(channels, dtype=np.int64)
+    bound = (abs(ka) + abs(kb)) * hi
+    table = np.sort(rng.integers(-bound, bound + 2, size=(channels, (1 << out_bits) - 1)), axis=1)
+    return GemmLayer("add", np.vstack([ka * eye, kb * eye]), 0, table, np.zeros(channels, bool), 0, 1,
+                     (-bound, bound), 8, out_bits + 1, "rq_add", inputs, (channels, channels), "t3")
+
+
+@given(seed=st.integers(0, 2**32 - 1), data=st.data())
+def test_random_residual_blocks_and_foldings(seed, data) -> None:
+    """x → conv0 → t1 → conv1 (the branch) → t2; t3 = thresholds(ka·t2 + kb·t1) (the skip: t1 duplicated), then
+    optionally a dense layer: the duplicate, the skip FIFO and the add unit."""
+    draw = data.draw
+    rng = np.random.default_rng(seed)
+    c, h, w = draw(st.integers(1, 3)), draw(st.integers(2, 5)), draw(st.integers(2, 5))
+    bits = draw(st.integers(1, 3))
+    k = draw(st.integers(1, 3))
+    layers = fit(conv_layer(rng, "conv0", "x", "t1", (c, h, w), c, (k, k), (1, 1), (k // 2,) * 4, 1, 2, 3, bits),
+                 0, 3)
+    layers += fit(conv_layer(rng, "conv1", "t1", "t2", (c, h, w), c, (3, 3), (1, 1), (1, 1, 1, 1), 1, bits, 3, bits),
+                  0, (1 << bits) - 1)
+    oh, ow = layers[0].conv.out_hw
+    if (oh, ow) != (h, w):                      # even kernels shrink the image: the branch conv keeps its size
+        layers[-1:] = fit(conv_layer(rng, "conv1", "t1", "t2", (c, oh, ow), c, (1, 1), (1, 1), (0,) * 4, 1, bits, 3,
+                                     bits), 0, (1 << bits) - 1)
+    out_bits = draw(st.integers(1, 3))
+    layers.append(add_layer(rng, c, draw(st.integers(-3, 3)), draw(st.integers(1, 3)), ("t2", "t1"),
+                            (1 << bits) - 1, out_bits))
+    if draw(st.booleans()):
+        layers.append(dense_tail(rng, c, oh, ow, 0, (1 << out_bits) - 1, "t3"))
+    in_type = CodeType(3, True)
+    codes = rng.integers(0, 4, size=(draw(st.integers(2, 3)), c * h * w))
+    check(layers, codes, random_fold(draw, layers, in_type), in_type)

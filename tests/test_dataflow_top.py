@@ -310,11 +310,23 @@ def test_lint_and_yosys_clean(kind: str) -> None:
     assert verilator.yosys_check(text, "hwgen_dataflow") == []
 
 
-def test_refusals_name_the_node() -> None:
+@pytest.mark.parametrize("ratio", [1.0, 2.0])
+def test_residual_mlp(ratio: float) -> None:
+    """A dense residual block (the skip rescaled by 2 in the second case): duplicate, skip FIFO and add unit,
+    bit-exact with exact latency and II."""
     from onnx_helpers import residual_mlp
 
-    with pytest.raises(HwgenError, match=r"node '.*' \(Add\): the dataflow architecture does not run residual"):
-        compile_dataflow(hwgen.Model(residual_mlp()))
+    model = hwgen.Model(residual_mlp(skip_scale_ratio=ratio))
+    program = compile_dataflow(model)
+    assert program.config.sources == ((-1,), (0,), (1, 0), (2,))
+    codes = np.random.default_rng(1).integers(-128, 128, size=(3, 8))
+    run = run_top(program, codes)
+    np.testing.assert_array_equal(run.outputs, run_layers(gemm_layers(model.graph), codes))
+    assert run.last_out[0] - run.first_in[0] == program.predicted_latency_cycles
+    assert np.diff(run.last_out).tolist() == [program.predicted_ii_cycles] * 2
+
+
+def test_refusals_name_the_node() -> None:
     model = hwgen.load(EXAMPLE)
     name = gemm_layers(model.graph)[0].name
     with pytest.raises(HwgenError, match=f"fold of '{re.escape(name)}' .*pe must divide mh=64, got pe=3"):

@@ -441,12 +441,20 @@ def test_dataflow_equals_csim_at_reuse_factor_ii(build) -> None:
 
 
 @needs_gxx
+def test_cnn_on_dataflow_equals_csim(build) -> None:
+    """The CNN (channels-last conv, max pooling, the casts after it, dense) on the dataflow pipeline: sliding-window
+    generators, the pooling unit, fixed-point stages; bit-exact with the C-sim at the II of its folding."""
+    hls_model, graph, n_in = build("cnn")
+    design = hwgen.compile(hls_model, arch="dataflow", target_cycles=576)
+    assert [row["unit"] for row in design.program.fold_report()][:2] == ["SWG+MVAU", "SWG+maxpool"]
+    x = inputs(n_in, INPUT_SCALE["cnn"], seed=3)[:HW_SAMPLES]
+    check_dataflow(design, hls_model, graph, x, ii=design.config.predicted_bound)
+
+
+@needs_gxx
 def test_refusals(build) -> None:
-    """CNNs on the dataflow architecture (no sliding-window units yet) and 16-bit models on the systolic array
-    (products too wide for its 30-bit accumulators) are refused with one clear message."""
-    hls_model, _, _ = build("cnn")
-    with pytest.raises(HwgenError, match="node '_0': the dataflow architecture does not run convolution layers yet"):
-        hwgen.compile(hls_model, arch="dataflow")
+    """16-bit models on the systolic array (products too wide for its 30-bit accumulators) are refused with one
+    clear message."""
     hls_model, _, _ = build("default")
     with pytest.raises(HwgenError, match="invalid configuration: accumulator width .* exceeds 30"):
         hwgen.compile(hls_model, rows=4, cols=4)

@@ -37,7 +37,7 @@ class ModelEntry:
     model: object                 # hwgen.Model
     macs: int                     # multiply-accumulates per inference
     gemm_layers: tuple
-    dataflow_layers: tuple | None     # fully folded dataflow layer configurations, or None
+    dataflow: object | None           # the dataflow layers before folding (arch.dataflow.compile.Unfolded), or None
     dataflow_error: str | None        # why the dataflow architecture refuses the model
 
 
@@ -45,18 +45,16 @@ class ModelEntry:
 def _model(path: str, sha256: str) -> ModelEntry:
     """The model at ``path`` (``sha256`` makes an edited file a new cache entry)."""
     from .. import load
-    from ..arch.dataflow.compile import MAX_FUSED_THRESHOLDS, code_type, layer_configs
+    from ..arch.dataflow.compile import unfolded
     from ..arch.systolic.compile import gemm_layers
 
     model = load(path)
     layers = tuple(gemm_layers(model.graph))
     try:
-        dataflow = gemm_layers(model.graph, MAX_FUSED_THRESHOLDS)
-        configs = tuple(layer_configs(dataflow, code_type(model.graph.tensors[dataflow[0].inputs[0]].dtype)))
-        error = None
+        dataflow, error = unfolded(model), None
     except HwgenError as exc:
-        configs, error = None, str(exc)
-    return ModelEntry(model, sum(layer.macs for layer in model.layers), layers, configs, error)
+        dataflow, error = None, str(exc)
+    return ModelEntry(model, sum(layer.macs for layer in model.layers), layers, dataflow, error)
 
 
 def evaluate_points(points: list[dict], evaluator: str = "analytic", inputs: str | None = None) -> list[dict]:
@@ -140,12 +138,9 @@ def _systolic_design(entry: ModelEntry, params: dict):
 
 def _dataflow_config(entry: ModelEntry, params: dict):
     """The dataflow configuration ``hwgen.compile(arch="dataflow", ...)`` builds, without its load images."""
-    from ..arch.dataflow.compile import fold_config, reuse_factors
-
-    if entry.dataflow_layers is None:
+    if entry.dataflow is None:
         raise HwgenError(entry.dataflow_error or "the dataflow architecture cannot run this model")
-    return fold_config(entry.dataflow_layers, [layer.name for layer in entry.gemm_layers], params.get("fold"),
-                       params.get("target_cycles"), params.get("max_lanes"), reuse_factors(entry.model.graph))
+    return entry.dataflow.fold(params.get("fold"), params.get("target_cycles"), params.get("max_lanes"))
 
 
 def _simulate(entry: ModelEntry, point: Point, inputs: str | None, metrics: dict, units: dict) -> None:

@@ -242,12 +242,19 @@ def _layer_components(index: int, layer) -> list[Component]:
     dot_bits = max(2, dot_bound.bit_length() + 1)
     accb = layer.acc_bits
     nf_bits = _bits(layer.nf)
-    counters = _bits(layer.sf) + nf_bits + _bits(layer.cycles)
-    mvau = Component(f"mvau{index}", reg=counters + 4 + nf_bits + simd * in_bits + 3 + nf_bits + pe * dot_bits
+    lanes = layer.in_lanes
+    counters = _bits(layer.sf) + nf_bits + _bits(layer.steps)
+    mvau = Component(f"mvau{index}", reg=counters + 4 + nf_bits + lanes * in_bits + 3 + nf_bits + pe * dot_bits
                      + pe * accb + 1 + (0 if layer.bipolar else in_bits),
                      add=counters + pe * accb, mux=pe * accb, logic=8)
-    mvau.mems.append(Mem(max(2, layer.cycles), simd * wbits, pe, group=wbits))      # loaded one weight at a time
-    if layer.nf > 1:
+    if layer.weighted:
+        mvau.mems.append(Mem(max(2, layer.steps), simd * wbits, pe, group=wbits))   # loaded one weight at a time
+    if layer.pool:                                       # no multipliers: operands summed, or compared (max)
+        mvau.add += pe * (in_bits + 1)
+        mvau.cmp += pe * in_bits if layer.pool == "max" else 0
+        mvau.paths = [Path_(levels=2, carry_bits=accb + in_bits, chains=2)]
+        return [mvau] + _activation_components(index, layer)
+    if layer.nf > 1 and not layer.depthwise:
         mvau.mems.append(Mem(max(2, layer.sf), simd * in_bits, shape="sp"))            # read where it is written
         mvau.mux += simd * in_bits
     levels = _clog2(simd)
@@ -267,7 +274,13 @@ def _layer_components(index: int, layer) -> list[Component]:
         path = Path_(mem=1, levels=1 + (2 if rounding else 0), carry_bits=ob + levels * dot_bits
                      + (ob + wbits if rounding else 0), chains=1 + levels + (1 if rounding else 0), mul=(ob, wbits))
     mvau.paths = [path, Path_(levels=1, carry_bits=accb, chains=1)]
-    parts = [mvau]
+    return [mvau] + _activation_components(index, layer)
+
+
+def _activation_components(index: int, layer) -> list[Component]:
+    """A layer's thresholds or fixed-point stages."""
+    pe, accb = layer.pe, layer.acc_bits
+    parts = []
     if layer.stages:
         parts.append(_fixed_component(index, layer))
     if layer.thresholds:
@@ -283,6 +296,23 @@ def _layer_components(index: int, layer) -> list[Component]:
                                      + out_bits, chains=3 + _clog2(L))])
         parts.append(thr)
     return parts
+
+
+def _swg_component(index: int, layer) -> Component:
+    """A sliding-window generator (swg.py): the line buffer, reader and writer counters, the address and
+    readiness arithmetic (constant multiplies ≈ adders of the address width), the pad mux."""
+    win = layer.window
+    lanes, bits = layer.in_lanes, layer.in_type.bits
+    cb = win.channels // lanes
+    depth = max(2, win.buffer_rows * win.width * cb)
+    addr = _bits(depth)
+    image = _bits(win.height * win.width * cb + 1)
+    counters = sum(_bits(n) for n in (*win.out_hw, *win.kernel, cb, win.height, win.width * cb, win.buffer_rows))
+    span = _bits(max(win.height, win.width) + max(win.pads) + max(win.kernel) + max(win.strides)) + 1
+    return Component(f"swg{index}", reg=counters + 2 * span + 3 + 2 + lanes * bits, add=counters + 4 * span
+                     + 3 * addr + 2 * image, cmp=3 * image + 4 * span, mux=lanes * bits + addr, logic=12,
+                     mems=[Mem(depth, lanes * bits)],
+                     paths=[Path_(mem=0, levels=3, carry_bits=2 * image + addr, chains=3)])
 
 
 def _fixed_component(index: int, layer) -> Component:
@@ -313,32 +343,37 @@ def dataflow_components(cfg) -> list[Component]:
     """The components of a :class:`~hwgen.arch.dataflow.config.DataflowConfig` design."""
     parts = [Component("top", reg=1 + 32 + _bits(cfg.out_beats), add=32 + _bits(cfg.out_beats), logic=16,
                        paths=[Path_(levels=1, carry_bits=32, chains=1)])]
-    depths = cfg.fifo_depths
     for index, layer in enumerate(cfg.layers):
         parts += _layer_components(index, layer)
-        if index + 1 < len(cfg.layers):
-            nxt = cfg.layers[index + 1]
-            bits = layer.out_type.bits
-            up, down = cfg.boundary(index)
-            wide = lcm(layer.pe, nxt.simd)
-            if up > 1 or down > 1:
-                dwc = Component(f"dwc{index}", logic=4)
-                if up > 1:
-                    dwc.reg += (up - 1) * layer.pe * bits + wide * bits + _bits(up) + 1
-                    dwc.mux += wide * bits
-                    dwc.add += _bits(up)
-                if down > 1:
-                    dwc.reg += wide * bits + _bits(down) + 1
-                    dwc.mux += (down - 1) * nxt.simd * bits
-                    dwc.add += _bits(down)
-                dwc.paths = [Path_(levels=1 + _mux_levels(down), carry_bits=0, chains=0)]
-                parts.append(dwc)
-            width = wide * bits            # the FIFO sits between upsizer and downsizer: lcm-wide words
-            depth = depths[index]
-            level = _bits(depth + 1)
-            parts.append(Component(f"fifo{index + 1}", reg=width + 1 + 3 * level, add=3 * level, cmp=level,
-                                   logic=6, mems=[Mem(depth - 1, width)],
-                                   paths=[Path_(levels=2, carry_bits=level, chains=1)]))
+        if layer.window is not None:
+            parts.append(_swg_component(index, layer))
+        readers = cfg.readers(index)
+        if readers > 1 or layer.add:                 # a duplicate's AND of readies, a zip's phase and muxes
+            bits = layer.pe * layer.out_type.bits
+            parts.append(Component(f"branch{index}", reg=1 if layer.add else 0, mux=bits if layer.add else 0,
+                                   logic=2 * readers + (2 if layer.add else 0)))
+    for (source, consumer, _), depth in zip(cfg.edges, cfg.fifo_depths):
+        layer, nxt = cfg.layers[source], cfg.layers[consumer]
+        bits = layer.out_type.bits
+        up, down = cfg.boundary(source, consumer)
+        wide = lcm(layer.pe, nxt.in_lanes)
+        if up > 1 or down > 1:
+            dwc = Component(f"dwc{source}", logic=4)
+            if up > 1:
+                dwc.reg += (up - 1) * layer.pe * bits + wide * bits + _bits(up) + 1
+                dwc.mux += wide * bits
+                dwc.add += _bits(up)
+            if down > 1:
+                dwc.reg += wide * bits + _bits(down) + 1
+                dwc.mux += (down - 1) * nxt.in_lanes * bits
+                dwc.add += _bits(down)
+            dwc.paths = [Path_(levels=1 + _mux_levels(down), carry_bits=0, chains=0)]
+            parts.append(dwc)
+        width = wide * bits            # the FIFO sits between upsizer and downsizer: lcm-wide words
+        level = _bits(depth + 1)
+        parts.append(Component(f"fifo{consumer}", reg=width + 1 + 3 * level, add=3 * level, cmp=level,
+                               logic=6, mems=[Mem(depth - 1, width)],
+                               paths=[Path_(levels=2, carry_bits=level, chains=1)]))
     return parts
 
 

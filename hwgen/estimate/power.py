@@ -488,10 +488,10 @@ def _memory_traffic(depth: int, width: int, read_bits: float, write_bits: float,
 
 
 def dataflow_workload(config, cycles_per_inference: float) -> Workload:
-    """Operation counts of one inference (one vector through every layer) on a dataflow pipeline: every MVAU
-    multiplies its whole mw × mh matrix (bipolar layers: 1 × 1-bit XNOR MACs), reads its weight memories once per
+    """Operation counts of one inference on a dataflow pipeline: every MVAU multiplies its whole mw × mh matrix
+    once per vector (bipolar layers: 1 × 1-bit XNOR MACs; pooling: none), reads its weight memories once per
     compute cycle and its input buffer per weight word, thresholds every output against all L thresholds, and every
-    FIFO carries every output once."""
+    FIFO carries every output once (each reader's)."""
     from . import asic
 
     macs, reads, writes, srams = [], [], [], []
@@ -499,20 +499,21 @@ def dataflow_workload(config, cycles_per_inference: float) -> Workload:
     for index, layer in enumerate(config.layers):
         wbits = layer.weight_shape.width
         ob = 1 if layer.bipolar else layer.operand_shape.width
-        macs.append((layer.mw * layer.mh, ob, 1 if layer.bipolar else wbits))
-        depth = max(2, layer.cycles)
-        for _ in range(layer.pe):
-            _memory_traffic(depth, layer.simd * wbits, layer.cycles * layer.simd * wbits, 0, reads, writes, srams)
-        if layer.nf > 1:
-            bits = layer.mw * layer.in_type.bits
+        if layer.weighted:
+            macs.append((layer.mw * layer.mh * layer.vectors, ob, 1 if layer.bipolar else wbits))
+            for _ in range(layer.pe):
+                _memory_traffic(max(2, layer.steps), layer.simd * wbits, layer.cycles * layer.simd * wbits, 0,
+                                reads, writes, srams)
+        if layer.nf > 1 and not layer.depthwise:
+            bits = layer.mw * layer.in_type.bits * layer.vectors
             _memory_traffic(max(2, layer.sf), layer.simd * layer.in_type.bits, bits * layer.nf, bits, reads, writes,
                             srams)
         if layer.thresholds:
             tb = layer.threshold_bits
-            compare += layer.mh * layer.thresholds * tb
-            reads.append(layer.mh * (layer.thresholds + 1) * tb)
+            compare += layer.out_codes * layer.thresholds * tb
+            reads.append(layer.out_codes * (layer.thresholds + 1) * tb)
         if index + 1 < len(config.layers):
-            bits = layer.mh * layer.out_type.bits
+            bits = layer.out_codes * layer.out_type.bits * config.readers(index)
             reads.append(bits)
             writes.append(bits)
     features, _ = asic.features(config)

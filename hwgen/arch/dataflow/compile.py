@@ -182,9 +182,14 @@ def dataflow_layers(layers: Sequence[GemmLayer]) -> list[GemmLayer]:
     index = 0
     while index < len(layers):
         gemm = layers[index]
-        if len(gemm.inputs) > 1:
-            raise HwgenError(f"node '{gemm.name}' (Add): the dataflow architecture does not run residual Add layers "
-                             "yet; use --arch systolic")
+        if len(gemm.inputs) > 1:              # a residual Add: weight [[ka·I], [kb·I]] → (2, C) per-channel taps
+            channels = gemm.n
+            if len(gemm.inputs) != 2 or gemm.k != 2 * channels:
+                raise HwgenError(f"node '{gemm.name}' (Add): the dataflow add unit adds two tensors of equal shape")
+            merged.append(replace(gemm, weight=np.stack([np.diag(gemm.weight[:channels]),
+                                                         np.diag(gemm.weight[channels:])])))
+            index += 1
+            continue
         conv = gemm.conv
         if conv is None or conv.groups == 1:
             merged.append(gemm)
@@ -232,17 +237,43 @@ def _geometry(gemm: GemmLayer) -> dict:
     c, h, w = conv.in_shape
     window = Window(c, h, w, conv.kernel, conv.strides, conv.pads)
     depthwise = _depthwise(gemm)
+    if not depthwise and window.kernel == (h, w) and not window.padded:
+        return {}                               # one window, the whole image in stream order: a plain vector
     fields = {"vectors": window.pixels, "depthwise": depthwise, "pool": gemm.pool}
     if depthwise or window.kernel != (1, 1) or window.strides != (1, 1) or window.padded:
         fields["window"] = window
     return fields
 
 
+def layer_sources(layers: Sequence[GemmLayer]) -> tuple[tuple[int, ...], ...]:
+    """The layers each layer reads (−1: the model input), from the tensors they consume and produce."""
+    producer = {layers[0].inputs[0]: -1}
+    sources = []
+    for index, gemm in enumerate(layers):
+        try:
+            sources.append(tuple(producer[tensor] for tensor in gemm.inputs))
+        except KeyError as error:
+            raise HwgenError(f"node '{gemm.name}': its input {error} is not produced by an earlier layer") from None
+        producer[gemm.output] = index
+    if index and -1 in (s for row in sources[1:] for s in row):
+        raise HwgenError("the model input feeds more than the first layer; the dataflow pipeline streams it once")
+    return tuple(sources)
+
+
 def layer_configs(layers: Sequence[GemmLayer], in_type: CodeType) -> list[LayerConfig]:
     """Each layer's structure, fully folded (PE = SIMD = 1); refuses what the dataflow does not run, by node."""
-    configs = []
-    for index, gemm in enumerate(layers):
+    configs: list[LayerConfig] = []
+    first_type = in_type
+    for index, (gemm, sources) in enumerate(zip(layers, layer_sources(layers))):
+        types = {first_type if s < 0 else configs[s].out_type for s in sources}
+        if len(types) > 1:
+            raise HwgenError(f"node '{gemm.name}' (Add): its inputs are codes of different types "
+                             f"({', '.join(sorted(map(str, types)))}); the dataflow add unit needs one type (give "
+                             "both branches the same quantizer)")
+        in_type = types.pop()
         geometry = _geometry(gemm)
+        if len(sources) > 1:
+            geometry = {"add": True, "depthwise": True, "vectors": configs[sources[0]].vectors}
         pool = geometry.get("pool")
         bipolar = (in_type.bipolar and gemm.zx == 0 and pool is None and bool(np.all(np.abs(gemm.weight) == 1)))
         lo, hi = (-1, 1) if in_type.bipolar else (in_type.lo, in_type.hi)
@@ -256,7 +287,7 @@ def layer_configs(layers: Sequence[GemmLayer], in_type: CodeType) -> list[LayerC
                        "base": gemm.base, "step": gemm.step, "stages": gemm.stages,
                        "product_shift": gemm.product_shift, "product_rounding": gemm.product_rounding}
         mw, mh = gemm.weight.shape
-        if geometry.get("depthwise"):
+        if geometry.get("depthwise") and not geometry.get("add"):
             window = geometry["window"]
             mw, mh = window.taps, window.channels
         try:
@@ -271,12 +302,12 @@ def layer_configs(layers: Sequence[GemmLayer], in_type: CodeType) -> list[LayerC
         if index + 1 < len(layers) and not layer.requantized:
             raise HwgenError(f"node '{gemm.name}': only the last layer may skip requantization")
         configs.append(layer)
-        in_type = layer.out_type
     return configs
 
 
 def fold_config(configs: Sequence[LayerConfig], names: Sequence[str], fold=None, target_cycles: int | None = None,
-                max_lanes: int | None = None, reuse: dict[str, int] | None = None) -> DataflowConfig:
+                max_lanes: int | None = None, reuse: dict[str, int] | None = None,
+                sources: tuple[tuple[int, ...], ...] = ()) -> DataflowConfig:
     """The unfolded layer ``configs`` folded as :func:`compile_dataflow` describes (no memory images)."""
     if fold is not None and target_cycles is not None:
         raise HwgenError("give either a fold or a target cycle count, not both")
@@ -294,13 +325,46 @@ def fold_config(configs: Sequence[LayerConfig], names: Sequence[str], fold=None,
             folded.append(replace(layer, pe=choice.pe, simd=choice.simd))
         except ValueError as error:
             raise HwgenError(f"fold of '{name}' ({layer.mw}×{layer.mh}): {error}") from None
-    return DataflowConfig(tuple(folded))
+    return DataflowConfig(tuple(folded), sources)
 
 
 def reuse_factors(graph) -> dict[str, int]:
     """hls4ml ReuseFactors of the graph's GEMM nodes, by node name (empty for other models)."""
     return {node.name: int(node.attrs["reuse_factor"]) for node in graph.nodes
             if node.op in ("MatMul", "FixedMatMul") and "reuse_factor" in node.attrs}
+
+
+@dataclass(frozen=True)
+class Unfolded:
+    """A model's dataflow layers before folding: the GEMM layers as the pipeline runs them
+    (:func:`dataflow_layers`), their fully folded configurations, what each reads, and hls4ml ReuseFactors."""
+
+    layers: tuple[GemmLayer, ...]
+    configs: tuple[LayerConfig, ...]
+    sources: tuple[tuple[int, ...], ...]
+    reuse: dict[str, int] = field(default_factory=dict)
+
+    def fold(self, fold=None, target_cycles: int | None = None, max_lanes: int | None = None) -> DataflowConfig:
+        """The configuration at a folding (see :func:`compile_dataflow`)."""
+        return fold_config(self.configs, [layer.name for layer in self.layers], fold, target_cycles, max_lanes,
+                           self.reuse, self.sources)
+
+
+def unfolded(model_or_layers, input_type: CodeType | None = None) -> Unfolded:
+    """A ``hwgen.Model`` (or its ``gemm_layers``) as dataflow layers; ``input_type``: the first layer's input code
+    type (default: the model's, or signed ``in_bits`` for layers)."""
+    reuse = {}
+    if hasattr(model_or_layers, "graph"):
+        graph = model_or_layers.graph
+        layers = dataflow_layers(gemm_layers(graph, MAX_FUSED_THRESHOLDS))
+        in_type = input_type or code_type(graph.tensors[layers[0].inputs[0]].dtype)
+        reuse = reuse_factors(graph)
+    else:
+        layers = dataflow_layers(list(model_or_layers))
+        if not layers:
+            raise HwgenError("no layers to compile")
+        in_type = input_type or CodeType(layers[0].in_bits, True)
+    return Unfolded(tuple(layers), tuple(layer_configs(layers, in_type)), layer_sources(layers), reuse)
 
 
 def compile_dataflow(model_or_layers, fold=None, target_cycles: int | None = None, max_lanes: int | None = None,
@@ -315,19 +379,9 @@ def compile_dataflow(model_or_layers, fold=None, target_cycles: int | None = Non
     """
     if fold is not None and target_cycles is not None:
         raise HwgenError("give either a fold or a target cycle count, not both")
-    reuse = None
-    if hasattr(model_or_layers, "graph"):
-        graph = model_or_layers.graph
-        layers = dataflow_layers(gemm_layers(graph, MAX_FUSED_THRESHOLDS))
-        in_type = input_type or code_type(graph.tensors[layers[0].inputs[0]].dtype)
-        reuse = reuse_factors(graph)
-    else:
-        layers = dataflow_layers(list(model_or_layers))
-        if not layers:
-            raise HwgenError("no layers to compile")
-        in_type = input_type or CodeType(layers[0].in_bits, True)
-    config = fold_config(layer_configs(layers, in_type), [layer.name for layer in layers], fold, target_cycles,
-                         max_lanes, reuse)
+    plan = unfolded(model_or_layers, input_type)
+    layers = plan.layers
+    config = plan.fold(fold, target_cycles, max_lanes)
     folded = config.layers
     weights, thresholds, parameters, biases = [], [], [], []
     for index, (layer, gemm) in enumerate(zip(folded, layers)):
@@ -339,11 +393,12 @@ def compile_dataflow(model_or_layers, fold=None, target_cycles: int | None = Non
             biases += _rows(BIASES, index, layer.bias_memory, bias_image(layer, gemm))
         if not layer.bipolar:
             parameters.append((PARAMETERS, index, 0, 0, gemm.zx & 0xFFFFFFFF))
-    first, last = folded[0], folded[-1]
-    in_image = (first.window.channels, first.window.height, first.window.width) if first.window is not None else \
-        layers[0].conv.in_shape if first.vectors > 1 else None
+    conv = layers[0].conv                       # an image input streams NHWC (also into a whole-image kernel)
+    in_image = conv.in_shape if conv is not None and not conv.flat_out else None
     out_image = None
-    if last.vectors > 1:
-        conv = layers[-1].conv
-        out_image = (last.mh, *conv.out_hw)
+    if folded[-1].vectors > 1:                  # the image's size: the last convolution's output
+        index = len(layers) - 1
+        while layers[index].conv is None:
+            index = config.sources[index][0]
+        out_image = (folded[-1].mh, *layers[index].conv.out_hw)
     return DataflowProgram(config, tuple(layers), weights, thresholds, parameters, biases, in_image, out_image)

@@ -153,8 +153,11 @@ class Window:
     @property
     def buffer_rows(self) -> int:
         """Image rows the line buffer holds: a window's rows plus the next stride's (written while the window's
-        are read), at most the whole image."""
-        return min(self.height, self.kernel[0] + self.strides[0])
+        are read), and enough that during the last output row the next image's first windows' rows can be written
+        (no stall between images); at most two images."""
+        kh, sh, pt = self.kernel[0], self.strides[0], self.pads[0]
+        last_low = min(max(0, (self.out_hw[0] - 1) * sh - pt), self.height)
+        return min(2 * self.height, max(kh + sh, self.height + kh - pt - last_low))
 
 
 @dataclass(frozen=True)
@@ -182,7 +185,8 @@ class LayerConfig:
     ``vectors`` input vectors per inference (the output pixels of a convolution), made by a sliding-window
     generator when ``window`` is set. ``depthwise``: channel-wise over ``mw`` taps (``simd`` = 1, ``pe`` channels
     per input beat); ``pool`` ``"max"`` (emits the largest code, no thresholds) or ``"sum"`` (sums the codes minus
-    the zero point, then thresholds) is a depthwise layer without weights."""
+    the zero point, then thresholds) is a depthwise layer without weights. ``add`` (a residual Add): a depthwise
+    layer over two taps, its two input streams interleaved beat by beat (zip), weight ``k_a``/``k_b`` per channel."""
 
     mw: int
     mh: int
@@ -202,6 +206,7 @@ class LayerConfig:
     window: Window | None = None
     depthwise: bool = False
     pool: str | None = None
+    add: bool = False
 
     def __post_init__(self) -> None:
         _check_range("mw", self.mw, 1, 1 << 16)
@@ -255,8 +260,10 @@ class LayerConfig:
         if self.pool and self.bipolar and self.pool != "max":
             raise ValueError("a bipolar layer has no sum pooling")
         window = self.window
+        if self.add and (not self.depthwise or window is not None or self.mw != 2 or self.pool):
+            raise ValueError("an add layer is depthwise over its two inputs (mw=2), without window or pooling")
         if window is None:
-            if self.depthwise:
+            if self.depthwise and not self.add:
                 raise ValueError("a depthwise layer needs a window")
             return
         if not isinstance(window, Window):
@@ -307,7 +314,10 @@ class LayerConfig:
 
     @property
     def in_codes(self) -> int:
-        """Input codes per inference: the window's image, else ``mw`` per vector."""
+        """Input codes per inference (of each input of an add layer): the window's image, else ``mw`` per
+        vector."""
+        if self.add:
+            return self.mh * self.vectors
         if self.window is not None:
             return self.window.channels * self.window.height * self.window.width
         return self.mw * self.vectors
@@ -410,32 +420,75 @@ class LayerConfig:
 
 @dataclass(frozen=True)
 class DataflowConfig:
-    """A chain of layers streaming into each other: layer ``i``'s output (``mh`` codes per vector, ``vectors``
-    pixels) is layer ``i+1``'s input: its window's image, its vectors (a 1×1 convolution), or one flat vector."""
+    """Layers streaming into each other. ``sources[i]``: the layers whose outputs layer ``i`` reads (−1: the
+    model input; two for an add layer, the chain's input first); empty: a chain, layer ``i`` reads layer ``i−1``.
+    A consumer reads its producer's output (``mh`` codes per vector, ``vectors`` pixels) as its window's image,
+    as its vectors (a 1×1 convolution, an add) or as one flat vector. A layer read by several is duplicated."""
 
     layers: tuple[LayerConfig, ...]
+    sources: tuple[tuple[int, ...], ...] = ()
 
     def __post_init__(self) -> None:
         if not isinstance(self.layers, tuple) or not self.layers:
             raise ValueError(f"layers must be a non-empty tuple of LayerConfig, got {self.layers!r}")
         _check_range("number of layers", len(self.layers), 1, MAX_LAYERS)
-        for index, (a, b) in enumerate(zip(self.layers, self.layers[1:])):
-            if not a.requantized:
+        if not self.sources:
+            object.__setattr__(self, "sources", tuple((index - 1,) for index in range(len(self.layers))))
+        if len(self.sources) != len(self.layers) or self.sources[0] != (-1,):
+            raise ValueError(f"sources must name one or two producers per layer, the first layer reading the "
+                             f"model input (-1); got {self.sources!r}")
+        for index, layer in enumerate(self.layers[:-1]):
+            if not layer.requantized:
                 raise ValueError(f"layers[{index}] passes its accumulator through; only the last layer may")
-            if b.window is not None:
-                image = (b.window.channels, b.window.height * b.window.width)
-                if image != (a.mh, a.vectors):
-                    raise ValueError(f"layers[{index + 1}]'s window reads {image[0]} channels × {image[1]} pixels; "
-                                     f"layers[{index}] emits {a.mh} × {a.vectors}")
-            elif b.vectors > 1 and (b.mw, b.vectors) != (a.mh, a.vectors):
-                raise ValueError(f"layers[{index + 1}] takes {b.vectors} vectors of {b.mw} codes; layers[{index}] "
-                                 f"emits {a.vectors} of {a.mh}")
-            elif b.vectors == 1 and b.mw != a.out_codes:
-                raise ValueError(f"layers[{index + 1}].mw must equal layers[{index}]'s {a.out_codes} output codes, "
-                                 f"got {b.mw}")
-            if a.out_type != b.in_type:
-                raise ValueError(f"layers[{index + 1}].in_type must be layers[{index}]'s output type "
-                                 f"{a.out_type}, got {b.in_type}")
+        for index, (layer, sources) in enumerate(zip(self.layers, self.sources)):
+            if len(sources) != (2 if layer.add else 1) or not all(-1 <= s < index for s in sources):
+                raise ValueError(f"layers[{index}] must read {2 if layer.add else 1} earlier layer(s), got "
+                                 f"sources {sources}")
+            if index and -1 in sources:
+                raise ValueError(f"layers[{index}]: only the first layer reads the model input")
+            for source in sources if index else ():
+                self._check_edge(source, index)
+        read = {s for sources in self.sources for s in sources}
+        for index, layer in enumerate(self.layers[:-1]):
+            if index not in read:
+                raise ValueError(f"layers[{index}]'s output is read by no layer; only the last layer's is the "
+                                 "output")
+
+    def _check_edge(self, index: int, consumer: int) -> None:
+        a, b = self.layers[index], self.layers[consumer]
+        if b.window is not None:
+            image = (b.window.channels, b.window.height * b.window.width)
+            if image != (a.mh, a.vectors):
+                raise ValueError(f"layers[{consumer}]'s window reads {image[0]} channels × {image[1]} pixels; "
+                                 f"layers[{index}] emits {a.mh} × {a.vectors}")
+        elif b.add and (b.mh, b.vectors) != (a.mh, a.vectors):
+            raise ValueError(f"layers[{consumer}] adds {b.vectors} vectors of {b.mh} codes; layers[{index}] emits "
+                             f"{a.vectors} of {a.mh}")
+        elif not b.add and b.vectors > 1 and (b.mw, b.vectors) != (a.mh, a.vectors):
+            raise ValueError(f"layers[{consumer}] takes {b.vectors} vectors of {b.mw} codes; layers[{index}] "
+                             f"emits {a.vectors} of {a.mh}")
+        elif b.vectors == 1 and not b.add and b.mw != a.out_codes:
+            raise ValueError(f"layers[{consumer}].mw must equal layers[{index}]'s {a.out_codes} output codes, "
+                             f"got {b.mw}")
+        if a.out_type != b.in_type:
+            raise ValueError(f"layers[{consumer}].in_type must be layers[{index}]'s output type {a.out_type}, got "
+                             f"{b.in_type}")
+
+    @property
+    def chain(self) -> bool:
+        """Whether every layer reads the one before it."""
+        return all(sources == (index - 1,) for index, sources in enumerate(self.sources))
+
+    @property
+    def edges(self) -> tuple[tuple[int, int, int], ...]:
+        """Every stream between layers: (producer, consumer, the consumer's input port), consumers in order; each
+        has its width converters and FIFO (chain: edge ``i`` feeds layer ``i + 1``)."""
+        return tuple((source, index, port) for index, sources in enumerate(self.sources) if index
+                     for port, source in enumerate(sources))
+
+    def readers(self, index: int) -> int:
+        """How many streams read layer ``index``'s output."""
+        return sum(sources.count(index) for sources in self.sources)
 
     @property
     def in_type(self) -> CodeType:
@@ -468,13 +521,16 @@ class DataflowConfig:
     @property
     def convolutional(self) -> bool:
         """Whether any layer runs over an image (several vectors or a sliding window): its cycle model is the
-        event model (events.py), a plain chain of vectors has the closed form of cycles.py."""
-        return any(layer.vectors > 1 or layer.window is not None for layer in self.layers)
+        timing model (timing.py), as are branching pipelines; a plain chain of vectors has the closed form of
+        cycles.py."""
+        return not self.chain or any(layer.vectors > 1 or layer.window is not None for layer in self.layers)
 
-    def boundary(self, index: int) -> tuple[int, int]:
-        """(upsize ratio, downsize ratio) of the width converter between layer ``index`` and ``index + 1``:
-        ``PE`` codes → ``lcm(PE, SIMD)`` codes → ``SIMD`` codes; a ratio of 1 means that stage is absent."""
-        pe, simd = self.layers[index].pe, self.layers[index + 1].in_lanes
+    def boundary(self, index: int, consumer: int | None = None) -> tuple[int, int]:
+        """(upsize ratio, downsize ratio) of the width converter between layer ``index`` and ``consumer``
+        (default ``index + 1``): ``PE`` codes → ``lcm(PE, SIMD)`` codes → ``SIMD`` codes; a ratio of 1 means that
+        stage is absent."""
+        pe = self.layers[index].pe
+        simd = self.layers[index + 1 if consumer is None else consumer].in_lanes
         wide = lcm(pe, simd)
         return wide // pe, wide // simd
 

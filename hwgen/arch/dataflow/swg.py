@@ -11,13 +11,14 @@ code (the layer's zero point) and read nothing.
     i ─▶ writer ─▶ line buffer: D rows × W pixels × CB beats ─▶ reader ─▶ read port ─▶ o
          (row slot, beat)      (row slots used circularly)      (oy, ox, ky, kx, cb)   (+ pad mux)
 
-The buffer holds ``D = min(H, KH + SH)`` image rows (``Window.buffer_rows``): the rows of the current output row's
-windows and the next stride's rows, which the writer fills while the reader works. Writer and reader run
-independently on the same circular row slots:
+The buffer holds ``D`` image rows (``Window.buffer_rows``): the rows of the current output row's windows and the
+next stride's rows, which the writer fills while the reader works, and during an image's last output row the
+next image's first rows (at most two images). Writer and reader run independently on the same circular row
+slots:
 
 - the reader's lowest needed row is ``low = clamp(oy·SH − PT, 0, H)``; the writer may write row ``r`` of an image
-  ``d`` images ahead of the reader's (``d`` ∈ {−1, 0, 1}, ``diff``) when ``d·H + r − low < D``;
-- a window beat of row ``y``, column ``x`` is readable when the writer is an image ahead, or in the same image
+  ``d`` images ahead of the reader's (``d`` ∈ {−1, 0, 1, 2}, ``diff``) when ``d·H + r − low < D``;
+- a window beat of row ``y``, column ``x`` is readable when the writer is images ahead, or in the same image
   and past that beat (``(y·W + x)·CB + cb`` < beats written); a padded position once the writer has begun the
   image (so the generator's timing is relative to its input, never to reset);
 - when the reader moves to the next output row, ``low`` (and the slot it sits in) moves by the rows no longer
@@ -73,8 +74,8 @@ class SlidingWindow(wiring.Component):
         m.submodules.buffer = buffer = Memory(shape=beat, depth=max(2, rows * row_beats), init=[])
         wr, rd = buffer.write_port(), buffer.read_port()
 
-        # ---- relation of the writer's image to the reader's: -1, 0 or +1 images ahead
-        diff = Signal(signed(2))
+        # ---- relation of the writer's image to the reader's: -1 … +2 images ahead
+        diff = Signal(signed(3))
         wr_done, rd_done = Signal(), Signal()
         m.d.sync += diff.eq(diff + wr_done - rd_done)
 
@@ -98,7 +99,7 @@ class SlidingWindow(wiring.Component):
         wr_slot = Signal(index_range(rows))
         written = Signal(index_range(height * row_beats + 1))          # beats of the writer's image written
         m.d.comb += written.eq(wr_row * row_beats + wr_pos)
-        ahead = Signal(signed(2 + (height + rows).bit_length() + 1))
+        ahead = Signal(signed((4 * height + rows).bit_length() + 2))
         m.d.comb += ahead.eq(diff * height + wr_row - low)
         m.d.comb += self.i.ready.eq(ahead < rows)
         with m.If(self.i.valid & self.i.ready):
@@ -113,7 +114,7 @@ class SlidingWindow(wiring.Component):
         # ---- reader: issue a beat when readable and the output register is free
         need = Signal(range(height * row_beats + 1))
         m.d.comb += need.eq((y * width + x) * cb_count + cb)
-        readable = (diff == 1) | ((diff == 0) & (Mux(pad, 0, need) < written))     # pads: once the image began
+        readable = (diff > 0) | ((diff == 0) & (Mux(pad, 0, need) < written))      # pads: once the image began
         advance = ~self.o.valid | self.o.ready
         fire = Signal()
         m.d.comb += fire.eq(advance & readable)

@@ -31,25 +31,41 @@ from .mvau import latency
 STEADY = 3           # equal sample spacings after which the pipeline is taken as periodic
 
 
-class _Source:
+class _Unit:
+    """A unit's handshakes: ``ready(o_ready) → i_ready`` per input, ``valid(i_valid, o_ready) → o_valid`` per
+    output (both combinational, as in the RTL), ``update(i_valid, i_xfer, o_ready, o_xfer)`` at the clock edge (lists,
+    one entry per link). Most units are :class:`_Stage`: one input, one output, a registered output valid, and
+    scalar arguments (the model's inner loop)."""
+
+
+class _Stage(_Unit):
+    o_valid = False
+
+
+class _Source(_Unit):
     """``s_axis``: ``beats`` per sample, sample ``k`` valid from cycle ``k · pace`` (0: back to back)."""
 
     def __init__(self, beats: int, samples: int, pace: int):
         self.beats, self.total, self.pace = beats, beats * samples, pace
         self.sent = 0
         self.first = None
+        self.now = 0
 
-    def valid(self, now: int) -> bool:
-        return self.sent < self.total and now >= (self.sent // self.beats) * self.pace
+    def ready(self, o_ready):
+        return []
 
-    def update(self, now: int, o_xfer: bool) -> None:
-        if o_xfer:
+    def valid(self, i_valid, o_ready):
+        return [self.sent < self.total and self.now >= (self.sent // self.beats) * self.pace]
+
+    def update(self, i_valid, i_xfer, o_ready, o_xfer) -> None:
+        if o_xfer[0]:
             if self.first is None:
-                self.first = now
+                self.first = self.now
             self.sent += 1
+        self.now += 1
 
 
-class _MVAU:
+class _MVAU(_Stage):
     """mvau.py: a rigid pipeline; ``advance = ~o.valid | o.ready`` moves every stage."""
 
     def __init__(self, layer: LayerConfig):
@@ -59,29 +75,21 @@ class _MVAU:
         self.s = 0                                      # step within the vector: nf · SF + sf
         self.steps = layer.steps
 
-    def valid(self) -> bool:
-        return self.o_valid
-
     def i_ready(self, o_ready: bool) -> bool:
-        advance = not self.o_valid or o_ready
-        return advance and (self.depthwise or self.s < self.sf)
+        return (not self.o_valid or o_ready) and (self.depthwise or self.s < self.sf)
 
-    def update(self, i_valid: bool, o_ready: bool) -> bool:
-        """Registers; returns whether an input beat was taken."""
-        advance = not self.o_valid or o_ready
-        if not advance:
-            return False
-        takes = self.depthwise or self.s < self.sf
-        fire = i_valid if takes else True
+    def update(self, i_valid, i_xfer, o_ready, o_xfer) -> None:
+        if self.o_valid and not o_ready:
+            return
+        fire = i_valid if self.depthwise or self.s < self.sf else True
         last = fire and self.s % self.sf == self.sf - 1
         self.o_valid = self.pipe[-1]
         self.pipe = [last] + self.pipe[:-1]
         if fire:
             self.s = 0 if self.s == self.steps - 1 else self.s + 1
-        return fire and takes
 
 
-class _SWG:
+class _SWG(_Stage):
     """swg.py: the line-buffer writer and the window reader, one beat each per cycle."""
 
     def __init__(self, layer: LayerConfig):
@@ -91,22 +99,19 @@ class _SWG:
         self.cb = win.channels // lanes
         self.row_beats = win.width * self.cb
         self.image_beats = win.height * self.row_beats
-        self.need, self.low = window_schedule(win, lanes, layer.depthwise)
+        self.need, self.low = (a.tolist() for a in window_schedule(win, lanes, layer.depthwise))
         self.j = 0                 # reader: beat within the image's windows
         self.w = 0                 # writer: beats of its image written
         self.diff = 0              # writer's image − reader's image
         self.o_valid = False
 
-    def valid(self) -> bool:
-        return self.o_valid
+    def i_ready(self, o_ready: bool) -> bool:
+        return self.diff * self.height + self.w // self.row_beats - self.low[self.j] < self.rows
 
-    def i_ready(self) -> bool:
-        return self.diff * self.height + self.w // self.row_beats - int(self.low[self.j]) < self.rows
-
-    def update(self, i_xfer: bool, o_ready: bool) -> None:
+    def update(self, i_valid, i_xfer, o_ready, o_xfer) -> None:
         advance = not self.o_valid or o_ready
-        need = int(self.need[self.j])
-        fire = advance and (self.diff == 1 or (self.diff == 0 and max(need, 0) < self.w))
+        need = self.need[self.j]
+        fire = advance and (self.diff > 0 or (self.diff == 0 and max(need, 0) < self.w))
         if advance:
             self.o_valid = fire
         if fire:
@@ -140,19 +145,16 @@ def window_schedule(win, lanes: int, depthwise: bool) -> tuple[np.ndarray, np.nd
     return need, np.clip(top, 0, win.height).ravel()
 
 
-class _Upsizer:
+class _Upsizer(_Stage):
     """dwc.Upsizer: ``ratio`` beats → one word, the closing beat taken only into a free output register."""
 
     def __init__(self, ratio: int):
         self.ratio, self.count, self.o_valid = ratio, 0, False
 
-    def valid(self) -> bool:
-        return self.o_valid
-
     def i_ready(self, o_ready: bool) -> bool:
         return self.count != self.ratio - 1 or not self.o_valid or o_ready
 
-    def update(self, i_xfer: bool, o_xfer: bool) -> None:
+    def update(self, i_valid, i_xfer, o_ready, o_xfer) -> None:
         if o_xfer:
             self.o_valid = False
         if i_xfer:
@@ -162,19 +164,16 @@ class _Upsizer:
                 self.count += 1
 
 
-class _Downsizer:
+class _Downsizer(_Stage):
     """dwc.Downsizer: one word → ``ratio`` beats; the next word taken with the last beat's transfer."""
 
     def __init__(self, ratio: int):
         self.ratio, self.group, self.o_valid = ratio, 0, False
 
-    def valid(self) -> bool:
-        return self.o_valid
-
     def i_ready(self, o_ready: bool) -> bool:
         return not self.o_valid or (self.group == self.ratio - 1 and o_ready)
 
-    def update(self, i_xfer: bool, o_xfer: bool) -> None:
+    def update(self, i_valid, i_xfer, o_ready, o_xfer) -> None:
         if o_xfer:
             self.group += 1
             if self.group == self.ratio:
@@ -183,7 +182,7 @@ class _Downsizer:
             self.o_valid, self.group = True, 0
 
 
-class _FIFO:
+class _FIFO(_Stage):
     """fifo.py (amaranth's SyncFIFOBuffered): a memory of ``depth − 1`` words (``None``: unbounded) and an output
     register filled from it whenever the register is free or being read."""
 
@@ -193,13 +192,10 @@ class _FIFO:
         self.o_valid = False
         self.deepest = 0           # the memory's level at a write, at most
 
-    def valid(self) -> bool:
-        return self.o_valid
-
-    def i_ready(self) -> bool:
+    def i_ready(self, o_ready: bool) -> bool:
         return self.inner_depth is None or self.inner != self.inner_depth
 
-    def update(self, i_xfer: bool, o_ready: bool) -> None:
+    def update(self, i_valid, i_xfer, o_ready, o_xfer) -> None:
         inner_read = self.inner != 0 and (not self.o_valid or o_ready)
         if i_xfer:
             self.deepest = max(self.deepest, self.inner)
@@ -210,62 +206,137 @@ class _FIFO:
             self.o_valid = False
 
 
-def _units(cfg: DataflowConfig, depths) -> list:
-    """The chain's units in stream order (``None`` depths: unbounded FIFOs)."""
-    units = []
+class _Duplicate(_Unit):
+    """branch.Duplicate: a beat goes out on every output at once, when all are ready."""
+
+    def ready(self, o_ready):
+        return [all(o_ready)]
+
+    def valid(self, i_valid, o_ready):
+        return [i_valid[0] and all(r for j, r in enumerate(o_ready) if j != k) for k in range(len(o_ready))]
+
+    def update(self, i_valid, i_xfer, o_ready, o_xfer) -> None:
+        pass
+
+
+class _Zip(_Unit):
+    """branch.Zip: one beat of each input in turn, the first input first."""
+
+    def __init__(self):
+        self.phase = 0
+
+    def ready(self, o_ready):
+        return [self.phase == 0 and o_ready[0], self.phase == 1 and o_ready[0]]
+
+    def valid(self, i_valid, o_ready):
+        return [i_valid[self.phase]]
+
+    def update(self, i_valid, i_xfer, o_ready, o_xfer) -> None:
+        if o_xfer[0]:
+            self.phase ^= 1
+
+
+class _Sink(_Unit):
+    """``m_axis``, always ready."""
+
+    def ready(self, o_ready):
+        return [True]
+
+    def valid(self, i_valid, o_ready):
+        return []
+
+    def update(self, i_valid, i_xfer, o_ready, o_xfer) -> None:
+        pass
+
+
+def _network(cfg: DataflowConfig, source: _Source, depths) -> tuple[list, list[list[int]], list[list[int]], int]:
+    """The pipeline's units in topological order with their input and output links (indices), and the number of
+    links (``None`` depths: unbounded FIFOs). The last link is ``m_axis``."""
+    units, ins, outs = [], [], []
+    links = 0
+
+    def add(unit, inputs: list[int], outputs: int) -> list[int]:
+        nonlocal links
+        created = list(range(links, links + outputs))
+        links += outputs
+        units.append(unit)
+        ins.append(inputs)
+        outs.append(created)
+        return created
+
+    layer_out: list[list[int]] = []
+    edge_index = 0
     for index, layer in enumerate(cfg.layers):
-        if index:
-            up, down = cfg.boundary(index - 1)
-            if up > 1:
-                units.append(_Upsizer(up))
-            units.append(_FIFO(None if depths is None else depths[index - 1]))
-            if down > 1:
-                units.append(_Downsizer(down))
+        entries = []
+        for port, src in enumerate(cfg.sources[index]):
+            if src < 0:
+                link = add(source, [], 1)[0]
+            else:
+                link = layer_out[src].pop(0)
+                up, down = cfg.boundary(src, index)
+                if up > 1:
+                    link = add(_Upsizer(up), [link], 1)[0]
+                link = add(_FIFO(None if depths is None else depths[edge_index]), [link], 1)[0]
+                if down > 1:
+                    link = add(_Downsizer(down), [link], 1)[0]
+                edge_index += 1
+            entries.append(link)
+        if layer.add:
+            entries = add(_Zip(), entries, 1)
         if layer.window is not None:
-            units.append(_SWG(layer))
-        units.append(_MVAU(layer))
-    return units
+            entries = add(_SWG(layer), entries, 1)
+        link = add(_MVAU(layer), entries, 1)[0]
+        readers = max(1, cfg.readers(index))
+        layer_out.append(list(add(_Duplicate(), [link], readers)) if readers > 1 else [link])
+    add(_Sink(), [layer_out[-1][0]], 0)
+    return units, ins, outs, links
 
 
 def _simulate(cfg: DataflowConfig, samples: int, pace: int, depths) -> tuple[list[int], list]:
     """Run ``samples`` samples; each one's last-output cycle (relative to the first input transfer) and the units."""
     source = _Source(cfg.in_beats, samples, pace)
-    units = _units(cfg, depths)
+    units, ins, outs, links = _network(cfg, source, depths)
+    out_link = ins[-1][0]
+    order = list(zip(units, ins, outs))
+    backwards = order[::-1]
     out_beats = cfg.out_beats
     finished: list[int] = []
     sent = 0
-    now = 0
-    count = len(units)
     bound = 64 + 8 * (samples + 2) * (max(cfg.predicted_bound, pace) + cfg.in_beats) + 64 * sum(
         layer.steps + 4 for layer in cfg.layers)
+    ready = [False] * links
+    valid = [False] * links
+    stages = [(unit, i[0] if i else -1, o[0] if o else -1, isinstance(unit, _Stage)) for unit, i, o in order]
     while len(finished) < samples:
-        if now > bound:
+        if source.now > bound:
             raise RuntimeError("the dataflow timing model did not finish (deadlock?)")
-        # ready from the sink (always ready) back to the source
-        ready = [False] * (count + 1)
-        ready[count] = True
-        for k in range(count - 1, -1, -1):
-            unit = units[k]
-            ready[k] = unit.i_ready(ready[k + 1]) if isinstance(unit, (_MVAU, _Upsizer, _Downsizer)) \
-                else unit.i_ready()
-        valid = [source.valid(now)] + [unit.valid() for unit in units]
-        xfer = [valid[k] and ready[k] for k in range(count + 1)]       # xfer[k]: into units[k]; [count]: m_axis
-        source.update(now, xfer[0])
-        for k, unit in enumerate(units):
-            if isinstance(unit, _MVAU):
-                unit.update(valid[k], ready[k + 1])
-            elif isinstance(unit, (_SWG, _FIFO)):
-                unit.update(xfer[k], ready[k + 1])
+        for (unit, i, o), (_, i0, o0, stage) in zip(backwards, stages[::-1]):    # ready: m_axis back to s_axis
+            if stage:
+                ready[i0] = unit.i_ready(ready[o0])
             else:
-                unit.update(xfer[k], xfer[k + 1])
-        if xfer[count]:
+                for link, value in zip(i, unit.ready([ready[k] for k in o])):
+                    ready[link] = value
+        for (unit, i, o), (_, i0, o0, stage) in zip(order, stages):              # valid: from s_axis on
+            if stage:
+                valid[o0] = unit.o_valid
+            else:
+                for link, value in zip(o, unit.valid([valid[k] for k in i], [ready[k] for k in o])):
+                    valid[link] = value
+        now = source.now
+        out = valid[out_link] and ready[out_link]
+        for (unit, i, o), (_, i0, o0, stage) in zip(order, stages):
+            if stage:
+                unit.update(valid[i0], valid[i0] and ready[i0], ready[o0], valid[o0] and ready[o0])
+            else:
+                unit.update([valid[k] for k in i], [valid[k] and ready[k] for k in i], [ready[k] for k in o],
+                            [valid[k] and ready[k] for k in o])
+        if out:
             sent += 1
             if sent % out_beats == 0:
                 finished.append(now - source.first)
                 if _steady(finished) and len(finished) < samples:
                     step = finished[-1] - finished[-2]
                     finished += [finished[-1] + step * (k + 1) for k in range(samples - len(finished))]
-        now += 1
     return finished, units
 
 

@@ -43,6 +43,7 @@ from .dwc import Downsizer, Upsizer
 from .fifo import StreamFIFO
 from .loader import BIASES, PARAMETERS, THRESHOLDS, WEIGHTS, decode_index
 from .mvau import MVAU
+from .branch import Duplicate, Zip
 from .swg import SlidingWindow
 
 
@@ -73,7 +74,7 @@ class DataflowTop(wiring.Component):
         load = self.load.payload
         loading = self.load.valid & self.load.ready
 
-        units, inputs = [], []          # per layer: the MVAU, and the unit taking its input stream (MVAU or SWG)
+        units, inputs = [], []          # per layer: the MVAU, and the ports taking its input streams
         for index, layer in enumerate(cfg.layers):
             init = self.init[index] if self.init else None
             unit = MVAU(layer, init)
@@ -95,35 +96,60 @@ class DataflowTop(wiring.Component):
                 with m.If(here & (load.target == PARAMETERS) & (load.addr == 0)):
                     m.d.sync += zero_point.eq(load.data)
                 m.d.comb += unit.zero_point.eq(zero_point)
+            entry = unit.i
             if layer.window is not None:
                 m.submodules[f"swg{index}"] = swg = SlidingWindow(layer.window, layer.in_type, layer.in_lanes,
                                                                   layer.depthwise)
                 wiring.connect(m, swg.o, unit.i)
-                if not layer.bipolar:
+                if layer.in_type.bipolar:                   # the zero point −1 is stored as bit 0
+                    m.d.comb += swg.pad.eq(unit.zero_point > 0)
+                elif not layer.bipolar:
                     m.d.comb += swg.pad.eq(unit.zero_point)
-            inputs.append(swg if layer.window is not None else unit)
+                entry = swg.i
+            if layer.add:
+                m.submodules[f"zip{index}"] = zip_ = Zip(layer.in_type.shape, layer.in_lanes)
+                wiring.connect(m, zip_.o, entry)
+                inputs.append([zip_.a, zip_.b])
+            else:
+                inputs.append([entry])
 
-        # ---- streams: s_axis → layer 0 → (DWC → FIFO → layer) … → m_axis
-        first, last = inputs[0], units[-1]
-        m.d.comb += [first.i.payload.eq(self.s_axis_tdata), first.i.valid.eq(self.s_axis_tvalid & running),
-                     self.s_axis_tready.eq(first.i.ready & running)]
-        for index, (producer, consumer, depth) in enumerate(zip(units, inputs[1:], cfg.fifo_depths)):
-            shape = cfg.layers[index].out_type.shape
-            up, down = cfg.boundary(index)
+        # ---- outputs: a layer read by several streams goes through a duplicate
+        outputs = []
+        for index, unit in enumerate(units):
+            readers = cfg.readers(index)
+            if readers > 1:
+                m.submodules[f"dup{index}"] = dup = Duplicate(cfg.layers[index].out_type.shape, unit.layer.pe,
+                                                              readers)
+                wiring.connect(m, unit.o, dup.i)
+                outputs.append(dup.outputs())
+            else:
+                outputs.append([unit.o])
+
+        # ---- streams: s_axis → layer 0; every edge: producer → [upsizer] → FIFO → [downsizer] → consumer
+        first, last = inputs[0][0], units[-1]
+        m.d.comb += [first.payload.eq(self.s_axis_tdata), first.valid.eq(self.s_axis_tvalid & running),
+                     self.s_axis_tready.eq(first.ready & running)]
+        taken = [0] * len(units)
+        for edge, ((source, consumer, port), depth) in enumerate(zip(cfg.edges, cfg.fifo_depths)):
+            producer = units[source]
+            shape = producer.layer.out_type.shape
+            up, down = cfg.boundary(source, consumer)
             wide = producer.layer.pe * up                   # lcm(PE, SIMD): the FIFO's word
-            ports = [producer.o]
+            suffix = f"_{port}" if port else ""
+            ports = [outputs[source][taken[source]]]
+            taken[source] += 1
             if up > 1:
-                m.submodules[f"upsizer{index}"] = upsizer = Upsizer(shape, producer.layer.pe, up)
+                m.submodules[f"upsizer{consumer - 1}{suffix}"] = upsizer = Upsizer(shape, producer.layer.pe, up)
                 ports += [upsizer.i, upsizer.o]
-            m.submodules[f"fifo{index + 1}"] = fifo = StreamFIFO(data.ArrayLayout(shape, wide), depth)
+            m.submodules[f"fifo{consumer}{suffix}"] = fifo = StreamFIFO(data.ArrayLayout(shape, wide), depth)
             ports += [fifo.i, fifo.o]
             if down > 1:
-                m.submodules[f"downsizer{index}"] = downsizer = Downsizer(shape, cfg.layers[index + 1].in_lanes,
-                                                                          down)
+                m.submodules[f"downsizer{consumer - 1}{suffix}"] = downsizer = Downsizer(
+                    shape, cfg.layers[consumer].in_lanes, down)
                 ports += [downsizer.i, downsizer.o]
-            ports.append(consumer.i)
-            for source, sink in zip(ports[::2], ports[1::2]):
-                wiring.connect(m, source, sink)
+            ports.append(inputs[consumer][port])
+            for source_port, sink in zip(ports[::2], ports[1::2]):
+                wiring.connect(m, source_port, sink)
         beat = Signal(index_range(cfg.out_beats))           # output beat within the sample
         m.d.comb += [self.m_axis_tdata.eq(last.o.payload), self.m_axis_tvalid.eq(last.o.valid),
                      last.o.ready.eq(self.m_axis_tready), self.m_axis_tlast.eq(beat == cfg.out_beats - 1)]

@@ -28,7 +28,7 @@ hls4ml = pytest.importorskip("hls4ml")
 import hwgen
 from hwgen import HwgenError, UnsupportedModelError, golden
 from hwgen.arch.systolic.compile import default_config, gemm_layers
-from hwgen.frontend.hls4ml import fixed_output_type, from_hls4ml, load_hls4ml
+from hwgen.frontend.hls4ml import fixed_output_type, fixed_type, from_hls4ml, load_hls4ml
 from hwgen.ir import Graph
 from hwgen.ir.fixed import OVERFLOW, ROUNDING, FixedType
 from hwgen.passes import streamline
@@ -194,8 +194,64 @@ def small_cnn():
     return model, (2, 8, 8), precisions, {"layer_config": {"_0": {"Strategy": "Resource", "ReuseFactor": 2}}}
 
 
-MODELS = {"default": default_mlp, "narrow": narrow_modes, "systolic": systolic_mlp, "cnn": small_cnn}
-INPUT_SCALE = {"default": 3.0, "narrow": 6.0, "systolic": 2.0, "cnn": 3.0}
+def _act_mlp(sizes: tuple[int, ...], activations: list[torch.nn.Module], seed: int, weight_scale: float):
+    """Linear layers with ``activations`` between them (hls4ml names them _0, _1, …: Dense at even indices)."""
+    torch.manual_seed(seed)
+    layers: list[torch.nn.Module] = []
+    for i, (a, b) in enumerate(itertools.pairwise(sizes)):
+        layers.append(torch.nn.Linear(a, b))
+        if i < len(activations):
+            layers.append(activations[i])
+    model = torch.nn.Sequential(*layers)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.mul_(weight_scale) if p.ndim == 2 else None
+    return model
+
+
+def lut_mlp():
+    """Lookup-table activations with narrow results: a sigmoid after a wrapping Dense result (thresholds on its
+    codes), a tanh (TableSize 512, a rounding, saturating table_t) whose Dense result saturates (the Dense's casts
+    and the table fuse into one MultiThreshold on the accumulator)."""
+    model = _act_mlp((8, 12, 8, 4), [torch.nn.Sigmoid(), torch.nn.Tanh()], seed=9, weight_scale=4.0)
+    precisions = {
+        "input_1": {"result": "ap_fixed<10,4,AP_RND,AP_SAT>"},
+        "_0": {"weight": "ap_fixed<8,2,AP_RND>", "bias": "ap_fixed<8,2>", "accum": "ap_fixed<22,10>",
+               "result": "ap_fixed<12,5>"},
+        "_1": {"result": "ap_ufixed<8,0,AP_RND,AP_SAT>"},
+        "_2": {"weight": "ap_fixed<8,2,AP_RND>", "bias": "ap_fixed<8,2>", "accum": "ap_fixed<20,8>",
+               "result": "ap_fixed<12,4,AP_RND,AP_SAT>"},
+        "_3": {"result": "ap_fixed<8,1,AP_RND,AP_SAT>", "table": "ap_fixed<12,2,AP_RND,AP_SAT>"},
+        "_4": {"weight": "ap_fixed<8,2,AP_RND>", "bias": "ap_fixed<8,2>", "accum": "ap_fixed<20,8>",
+               "result": "ap_fixed<12,5,AP_RND,AP_SAT>"},
+    }
+    return model, 8, precisions, {"layer_config": {"_3": {"TableSize": 512}}}
+
+
+def lut_params_mlp():
+    """ELU(α = 0.5) and LeakyReLU(0.125) with hls4ml's 'auto' param_t, and a sigmoid at hls4ml's default
+    precision (ap_fixed<16,6> result, ap_fixed<18,8> table: 1024 levels) ending the model."""
+    model = _act_mlp((6, 10, 6, 3), [torch.nn.ELU(0.5), torch.nn.LeakyReLU(0.125), torch.nn.Sigmoid()], seed=6,
+                     weight_scale=3.0)
+    precisions = {
+        "input_1": {"result": "ap_fixed<10,4,AP_RND,AP_SAT>"},
+        "_0": {"weight": "ap_fixed<8,2,AP_RND>", "bias": "ap_fixed<8,2>", "accum": "ap_fixed<20,8>",
+               "result": "ap_fixed<10,4,AP_RND,AP_SAT>"},
+        "_1": {"result": "ap_fixed<8,3,AP_RND,AP_SAT>"},
+        "_2": {"weight": "ap_fixed<8,2,AP_RND>", "bias": "ap_fixed<8,2>", "accum": "ap_fixed<20,8>",
+               "result": "ap_fixed<10,5,AP_TRN,AP_SAT>"},
+        "_3": {"result": "ap_fixed<9,4,AP_RND_CONV,AP_SAT>"},
+        "_4": {"weight": "ap_fixed<8,2,AP_RND>", "bias": "ap_fixed<8,2>", "accum": "ap_fixed<20,8>",
+               "result": "ap_fixed<16,6>"},
+    }
+    return model, 6, precisions, {}
+
+
+MODELS = {"default": default_mlp, "narrow": narrow_modes, "systolic": systolic_mlp, "cnn": small_cnn,
+          "lut": lut_mlp, "lut_params": lut_params_mlp}
+INPUT_SCALE = {"default": 3.0, "narrow": 6.0, "systolic": 2.0, "cnn": 3.0, "lut": 6.0, "lut_params": 3.0}
+# lookup-table activations whose inputs must reach beyond the table's ends (index clamps): layer → (below, above)
+TABLE_ENDS = {"lut": {"_1": (-8, 8), "_3": (-4, 4)}, "lut_params": {"_1": (-8, None), "_5": (-8, 8)}}
 
 
 # ---------------------------------------------------------------------------------------------------- C-sim
@@ -209,6 +265,13 @@ def test_golden_equals_csim(build, name: str) -> None:
         np.testing.assert_array_equal(output_codes(ir, x), expected)
     if name in ("narrow", "cnn"):
         assert wrapped(graph, x) > SAMPLES // 10, "the model should overflow and wrap"
+    env = golden.run(graph, x, keep=True)
+    for layer, (below, above) in TABLE_ENDS.get(name, {}).items():
+        node = next(n for n in graph.nodes if n.name == layer and n.op == "MultiThreshold")
+        x_t = fixed_type(hls_model.graph[layer].get_input_variable().type.precision, "input")
+        real = env[node.inputs[0]] * x_t.scale
+        assert np.sum(real <= below) > 10 and (above is None or np.sum(real >= above) > 10), (layer, real.min(),
+                                                                                              real.max())
 
 
 @needs_gxx

@@ -17,6 +17,13 @@ holds the integer codes. The layers import as hls4ml's Vivado/Vitis ``nnet_utils
   A saturating accumulator depends on the order of summation; it is accepted only where no partial sum can reach
   its limits (then it is exact), and refused naming the layer otherwise;
 - ``Activation`` relu / linear: ``FixedCast`` [relu?, cast to result_t];
+- ``Activation`` sigmoid / tanh / softplus / softsign / elu / selu / relu6 / relu1, ``ParametrizedActivation``
+  leakyrelu / elu / thresholdedrelu, ``HardActivation`` hard_sigmoid / hard_tanh: ``MultiThreshold`` on the input
+  codes (:mod:`hwgen.frontend.hls4ml_tables`: hls4ml's lookup tables and index arithmetic reproduced exactly; a
+  monotone activation is a step function of its input code). Refused, naming the layer, when its result is not
+  monotone (a wrapping result_t) or takes more than 1024 levels (result_t too fine for thresholds);
+  ``streamline`` fuses it into the Dense's casts before it when they cannot wrap (one MultiThreshold on the
+  accumulator);
 - ``BatchNormalization``: ``FixedCast`` [x · scale + bias exactly, cast to result_t] (scale_t, bias_t codes);
 - ``Conv2D`` (channels-last, padded, strided): as Dense, with ``FixedConv`` computing the sums of products;
 - ``Pooling2D`` max: ``MaxPool`` (between transposes to NCHW), then the casts to accum_t and result_t;
@@ -330,7 +337,7 @@ def _activation(b: _Builder, layer: Any) -> None:
         attrs = tables.threshold_attrs(node, pieces, res_t)
     except tables.ActivationRefused as exc:
         raise _Refused(f"activation '{kind}': {exc}") from None
-    out, bounds = b.emit("MultiThreshold", x, attrs, x.shape, "act", res_t.dtype)
+    out, bounds = b.emit("MultiThreshold", x, attrs, x.shape, "act", attrs["quantizer"].dtype)
     b.finish(_Value(out, x.shape, res_t, bounds))
 
 

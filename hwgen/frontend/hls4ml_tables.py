@@ -37,12 +37,13 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ..ir import Node
+from ..ir import Node, int_range
 from ..ir.fixed import FixedStep, FixedType
 from ..passes.thresholds import MAX_THRESHOLD_BITS, thresholds_for
 
 MAX_LEVELS = (1 << MAX_THRESHOLD_BITS) - 1       # thresholds per activation (2^10 output levels)
 CENTERED = {"sigmoid": 16, "softplus": 16, "softsign": 16, "tanh": 8}    # table input range: -range/2 … range/2
+ENUMERATED = 1 << 20                            # casts that can wrap: checked code by code up to this many codes
 NEGATIVE = ("elu", "selu")                      # tables over -8 … 0, the input itself above 0
 RELU_MAX = {"relu6": 6, "relu1": 1}
 SELU_LAMBDA = 1.0507009873554805                # selu's ap_ufixed<16,1> lambda for x >= 0
@@ -142,8 +143,12 @@ class Piece:
 
 
 def _cast_piece(lo: int, hi: int, step: FixedStep) -> Piece:
-    """``step`` (a cast of ``x · mult``) on codes [lo, hi]."""
+    """``step`` (a cast of ``x · mult``) on codes [lo, hi]: monotone where nothing wraps (``FixedStep.bounds``), or,
+    for at most ENUMERATED codes, where every code says so."""
     monotone = bool(step.bounds(np.array(lo), np.array(hi))[2])
+    if not monotone and hi - lo < ENUMERATED:
+        steps = np.diff(step.apply(np.arange(lo, hi + 1, dtype=np.int64), None))
+        monotone = bool(np.all(steps >= 0) or np.all(steps <= 0))
     shift = step.to.frac - step.frac                      # > 0: an exact left shift, outputs mult · 2^shift apart
     grain = abs(int(step.mult)) << shift if shift > 0 else 1
     first = int(step.affine(np.array(lo), None)) << max(shift, 0)       # unsaturated (saturation: at the ends)
@@ -210,20 +215,21 @@ def activation_pieces(kind: str, x_t: FixedType, res_t: FixedType, lo: int, hi: 
         return [_table_piece(lo, hi, index, out)]
 
     if kind in NEGATIVE:
-        if kind == "elu":                                 # res = alpha * elu_table[index]
-            a_t, alpha = param if param is not None else (FixedType(1, 1, False), 1.0)
+        if kind == "elu":                                 # res = alpha * elu_table[index]; x itself above zero
+            a_t, alpha = param if param is not None else (FixedType(1, 1, False), 1.0)     # ap_uint<1>(1.0)
             a = int(a_t.quantize(np.array(alpha)))
             out = res_t.cast(a * entries, a_t.frac + table_t.frac)
-            above = lambda l, h: _cast_piece(l, h, identity)   # noqa: E731
+            positive = identity
         else:                                             # res = selu_table[index]; lambda * x above zero
             lam_t = FixedType(16, 1, False)
             lam = int(lam_t.quantize(np.array(SELU_LAMBDA)))
             out = res_t.cast(entries, table_t.frac)
-            above = lambda l, h: _cast_piece(l, h, FixedStep(f + lam_t.frac, res_t, mult=np.array(lam, np.int64)))  # noqa: E731
+            positive = FixedStep(f + lam_t.frac, res_t, mult=np.array(lam, np.int64))
 
         def index(x: np.ndarray) -> np.ndarray:           # int(data * N / -8), clamped
             return np.clip(_to_int(_trunc_div(x * size, -8), f), 0, size - 1)
-        return _split(lo, hi, 0, lambda l, h: _table_piece(l, h, index, out), above)
+        return _split(lo, hi, 0, lambda l, h: _table_piece(l, h, index, out),
+                      lambda l, h: _cast_piece(l, h, positive))
 
     if kind == "leakyrelu":                               # x > 0 ? x : alpha * x
         a_t, alpha = param
@@ -263,10 +269,10 @@ def _hard_pieces(kind: str, x_t: FixedType, res_t: FixedType, lo: int, hi: int, 
     sum_t = FixedType(p_i + frac, p_i, m_s or shift_t.signed)
     one = int(sum_t.cast(np.array(1), 0))                 # datareg = 1 (may wrap if the type cannot hold 1)
     mult, bias = s << (frac - m_f), c << (frac - c_f)
-    if kind == "hard_sigmoid":
-        to = lambda v: res_t.cast(v, frac)                # noqa: E731
-    else:                                                 # 2 * v - 1, exact
-        to = lambda v: res_t.cast(2 * v - (1 << frac), frac)   # noqa: E731
+
+    def to(v: np.ndarray) -> np.ndarray:                  # res = v, or res = 2 * v - 1 (exact), cast to res_T
+        return res_t.cast(v if kind == "hard_sigmoid" else 2 * v - (1 << frac), frac)
+
     def clamped(x: np.ndarray) -> np.ndarray:
         value = np.asarray(x, np.int64) * mult + bias
         return to(np.where(value > 1 << frac, one, np.where(value < 0, 0, value)))
@@ -295,7 +301,9 @@ def evaluate(pieces: list[Piece], x: np.ndarray) -> np.ndarray:
 # ---------------------------------------------------------------------------------------------------- thresholds
 def threshold_attrs(node: Node, pieces: list[Piece], res_t: FixedType) -> dict:
     """MultiThreshold attributes (thresholds on input codes, per tensor) computing ``pieces`` exactly; refuses a
-    non-monotone activation or one with more than MAX_LEVELS + 1 output levels."""
+    non-monotone activation or one with more than MAX_LEVELS + 1 output levels. The ``quantizer`` is ``res_t``
+    narrowed to the levels: the same LSB (the same codes) in the fewest bits holding them, so the widths derived
+    downstream (activation storage, the next layer's accumulators) follow the activation's actual range."""
     lo, hi = pieces[0].lo, pieces[-1].hi
     for piece in pieces:
         if not piece.monotone:
@@ -321,5 +329,6 @@ def threshold_attrs(node: Node, pieces: list[Piece], res_t: FixedType) -> dict:
     def code(x: np.ndarray) -> np.ndarray:               # x: (1, k)
         return evaluate(pieces, x)
     attrs = thresholds_for(node, np.array([lo]), np.array([hi]), code, 1, res_t.dtype, (base, step, count))
-    attrs["quantizer"] = res_t
+    codes = int_range(base, base + step * count)        # the levels' codes: often far fewer bits than res_t's
+    attrs["quantizer"] = FixedType(codes.bits, codes.bits - res_t.frac, codes.signed, res_t.rounding, res_t.overflow)
     return attrs

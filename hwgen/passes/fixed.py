@@ -128,8 +128,8 @@ class AbsorbIntoNextThresholds:
             if first is None or first.op not in ("FixedCast", "MultiThreshold") or first.outputs[0] in graph.outputs \
                     or len(graph.consumers(first.outputs[0])) != 1:
                 continue
-            channels = {n.attrs["axis"]: _channels(n) for n in (first, node) if _channels(n) > 1}
-            if len(channels) > 1 or len(set(channels.values())) > 1:
+            per_channel = {(n.attrs["axis"], _channels(n)) for n in (first, node) if _channels(n) > 1}
+            if len(per_channel) > 1:                       # per-channel along different axes (or counts)
                 continue
             bounds = bounds or value_bounds(graph)
             if first.op == "FixedCast" and not _monotone(first, bounds):
@@ -141,8 +141,8 @@ class AbsorbIntoNextThresholds:
 
             lo, hi = bounds[first.inputs[0]]
             a = node.attrs
-            probe = Node(node.op, node.name, first.inputs, node.outputs,
-                         {"axis": next(iter(channels), a["axis"])}, node.source_ops)
+            axis = next(iter(per_channel))[0] if per_channel else a["axis"]
+            probe = Node(node.op, node.name, first.inputs, node.outputs, {"axis": axis}, node.source_ops)
             levels = (int(a["base"]), int(a["step"]), int(a["thresholds"].shape[1]))
             attrs = thresholds_for(probe, lo, hi, code, count, a.get("quantizer").dtype if "quantizer" in a else
                                    graph.tensors[node.outputs[0]].dtype, levels)

@@ -5,8 +5,9 @@ Every C-sim build costs seconds, so each model is converted and compiled once pe
 inputs. The ap_fixed cast semantics themselves are checked exhaustively against the ap_fixed headers hls4ml ships.
 
 Verilator builds in the default tier: one 4×4 systolic array (product rounding, three fixed-point lane stages) runs
-the three models that fit it (MLPs and the CNN), and one dataflow pipeline (the narrow MLP at its ReuseFactor
-folding) serves the Python API, the II test and the CLI. The nightly tier adds the 16-bit default precision and the
+the six models that fit it (MLPs, the CNN, the MLPs with lookup-table activations), one dataflow pipeline (the
+narrow MLP at its ReuseFactor folding) serves the Python API, the II test and the CLI, and one more runs the
+sigmoid/tanh MLP. hls4ml's activation kernels themselves are checked on every input code of many types. The nightly tier adds the 16-bit default precision and the
 threshold-requantized MLP on the dataflow architecture and a matrix of random precisions on both.
 """
 from __future__ import annotations
@@ -240,8 +241,9 @@ def lut_mlp():
 
 
 def lut_params_mlp():
-    """ELU(α = 0.5) and LeakyReLU(0.125) with hls4ml's 'auto' param_t, and a sigmoid at hls4ml's default
-    precision (ap_fixed<16,6> result, ap_fixed<18,8> table: 1024 levels) ending the model."""
+    """ELU(α = 0.5) and LeakyReLU(0.125) with hls4ml's 'auto' param_t, and a sigmoid at hls4ml's default widths
+    (ap_fixed<16,6> input, saturating, and result; ap_fixed<18,8> table: 1024 levels, 1023 thresholds) ending the
+    model, fused into the last Dense."""
     model = _act_mlp((6, 10, 6, 3), [torch.nn.ELU(0.5), torch.nn.LeakyReLU(0.125), torch.nn.Sigmoid()], seed=6,
                      weight_scale=3.0)
     precisions = {
@@ -253,7 +255,7 @@ def lut_params_mlp():
                "result": "ap_fixed<10,5,AP_TRN,AP_SAT>"},
         "_3": {"result": "ap_fixed<9,4,AP_RND_CONV,AP_SAT>"},
         "_4": {"weight": "ap_fixed<8,2,AP_RND>", "bias": "ap_fixed<8,2>", "accum": "ap_fixed<20,8>",
-               "result": "ap_fixed<16,6>"},
+               "result": "ap_fixed<16,6,AP_RND,AP_SAT>"},
     }
     return model, 6, precisions, {}
 
@@ -615,7 +617,7 @@ def test_activation_thresholds() -> None:
 
 # ---------------------------------------------------------------------------------------------------- hardware
 HW_SAMPLES = 256
-SYSTOLIC_MODELS = ("narrow", "systolic", "cnn", "lut", "lut_params")   # one shared array: one Verilator build
+SYSTOLIC_MODELS = ("narrow", "systolic", "cnn", "lut", "lut_params", "lut_keras")   # one array, one Verilator build
 
 
 def check_against_csim(result, hls_model, graph: Graph, x: np.ndarray) -> None:
@@ -639,7 +641,8 @@ def shared_array(build) -> dict:
 @pytest.mark.parametrize("name", SYSTOLIC_MODELS)
 def test_systolic_equals_csim(build, shared_array: dict, name: str) -> None:
     """MLPs with every quantization and overflow mode, wrapping accumulators and results, a BatchNorm, rounded
-    products; a CNN with padded and strided convolutions and max pooling; a threshold-requantized MLP."""
+    products; a CNN with padded and strided convolutions and max pooling; a threshold-requantized MLP; MLPs with
+    lookup-table activations (sigmoid, tanh, elu, leakyrelu, softsign, softplus, selu, relu6)."""
     hls_model, graph, n_in = build(name)
     design = hwgen.compile(hls_model, rows=4, cols=4, **shared_array)
     x = inputs(n_in, INPUT_SCALE[name], seed=2)[:HW_SAMPLES]

@@ -5,14 +5,17 @@ Every C-sim build costs seconds, so each model is converted and compiled once pe
 inputs. The ap_fixed cast semantics themselves are checked exhaustively against the ap_fixed headers hls4ml ships.
 
 Verilator builds in the default tier: one 4×4 systolic array (product rounding, three fixed-point lane stages) runs
-the three models that fit it (MLPs and the CNN), and one dataflow pipeline (the narrow MLP at its ReuseFactor
-folding) serves the Python API, the II test and the CLI. The nightly tier adds the 16-bit default precision and the
-threshold-requantized MLP on the dataflow architecture and a matrix of random precisions on both.
+the six models that fit it (MLPs, the CNN, the MLPs with lookup-table activations), one dataflow pipeline (the
+narrow MLP at its ReuseFactor folding) serves the Python API, the II test and the CLI, and one more runs the CNN
+(sliding windows, max pooling). hls4ml's activation kernels themselves are checked on every input code of many
+types. The nightly tier adds the 16-bit default precision, the threshold-requantized MLP and the sigmoid/tanh MLP
+on the dataflow architecture and a matrix of random precisions on both.
 """
 from __future__ import annotations
 
 import itertools
 import json
+import math
 import os
 import shutil
 import subprocess
@@ -24,11 +27,13 @@ import pytest
 
 torch = pytest.importorskip("torch")
 hls4ml = pytest.importorskip("hls4ml")
+from hls4ml.model.optimizer.optimizer import get_optimizer  # noqa: E402
 
 import hwgen
 from hwgen import HwgenError, UnsupportedModelError, golden
 from hwgen.arch.systolic.compile import default_config, gemm_layers
-from hwgen.frontend.hls4ml import fixed_output_type, from_hls4ml, load_hls4ml
+from hwgen.frontend import hls4ml_tables as tables
+from hwgen.frontend.hls4ml import fixed_output_type, fixed_type, from_hls4ml, load_hls4ml
 from hwgen.ir import Graph
 from hwgen.ir.fixed import OVERFLOW, ROUNDING, FixedType
 from hwgen.passes import streamline
@@ -97,7 +102,13 @@ def build(tmp_path_factory):
     def get(name: str):
         if name not in cache:
             model, n_in, precisions, extra = MODELS[name]()
+            renamed = extra.pop("activations", {})
             hls_model = convert(model, n_in, tmp_path_factory.mktemp(name), precisions, **extra)
+            for layer, activation in renamed.items():         # hls4ml's Keras-only activations, same layer class
+                node = hls_model.graph[layer]
+                node.set_attr("activation", activation)
+                for template in ("activation_unarylut_config", "activation_hardactivation_function"):
+                    get_optimizer(f"vivado:{template}_template").transform(hls_model, node)   # the C++ call anew
             graph = from_hls4ml(hls_model)
             hls_model.compile()
             cache[name] = (hls_model, graph, n_in)
@@ -194,8 +205,91 @@ def small_cnn():
     return model, (2, 8, 8), precisions, {"layer_config": {"_0": {"Strategy": "Resource", "ReuseFactor": 2}}}
 
 
-MODELS = {"default": default_mlp, "narrow": narrow_modes, "systolic": systolic_mlp, "cnn": small_cnn}
-INPUT_SCALE = {"default": 3.0, "narrow": 6.0, "systolic": 2.0, "cnn": 3.0}
+def _act_mlp(sizes: tuple[int, ...], activations: list[torch.nn.Module], seed: int, weight_scale: float):
+    """Linear layers with ``activations`` between them (hls4ml names them _0, _1, …: Dense at even indices)."""
+    torch.manual_seed(seed)
+    layers: list[torch.nn.Module] = []
+    for i, (a, b) in enumerate(itertools.pairwise(sizes)):
+        layers.append(torch.nn.Linear(a, b))
+        if i < len(activations):
+            layers.append(activations[i])
+    model = torch.nn.Sequential(*layers)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.mul_(weight_scale) if p.ndim == 2 else None
+    return model
+
+
+def lut_mlp():
+    """Lookup-table activations with narrow results: a sigmoid after a wrapping Dense result (thresholds on its
+    codes), a tanh (TableSize 512, a rounding, saturating table_t) whose Dense result saturates (the Dense's casts
+    and the table fuse into one MultiThreshold on the accumulator)."""
+    model = _act_mlp((8, 12, 8, 4), [torch.nn.Sigmoid(), torch.nn.Tanh()], seed=9, weight_scale=4.0)
+    precisions = {
+        "input_1": {"result": "ap_fixed<10,4,AP_RND,AP_SAT>"},
+        "_0": {"weight": "ap_fixed<8,2,AP_RND>", "bias": "ap_fixed<8,2>", "accum": "ap_fixed<22,10>",
+               "result": "ap_fixed<12,5>"},
+        "_1": {"result": "ap_ufixed<8,0,AP_RND,AP_SAT>"},
+        "_2": {"weight": "ap_fixed<8,2,AP_RND>", "bias": "ap_fixed<8,2>", "accum": "ap_fixed<20,8>",
+               "result": "ap_fixed<12,4,AP_RND,AP_SAT>"},
+        "_3": {"result": "ap_fixed<8,1,AP_RND,AP_SAT>"},
+        "_4": {"weight": "ap_fixed<8,2,AP_RND>", "bias": "ap_fixed<8,2>", "accum": "ap_fixed<20,8>",
+               "result": "ap_fixed<12,5,AP_RND,AP_SAT>"},
+    }
+    layer_config = {"_3": {"TableSize": 512, "TableT": "ap_fixed<12,2,AP_RND,AP_SAT>"},
+                    **{name: {"ReuseFactor": 8} for name in ("_0", "_2", "_4")}}
+    return model, 8, precisions, {"layer_config": layer_config}
+
+
+def lut_params_mlp():
+    """ELU(α = 0.5) and LeakyReLU(0.125) with hls4ml's 'auto' param_t, and a sigmoid at hls4ml's default widths
+    (ap_fixed<16,6> input, saturating, and result; ap_fixed<18,8> table: 1024 levels, 1023 thresholds) ending the
+    model, fused into the last Dense."""
+    model = _act_mlp((6, 10, 6, 3), [torch.nn.ELU(0.5), torch.nn.LeakyReLU(0.125), torch.nn.Sigmoid()], seed=6,
+                     weight_scale=3.0)
+    precisions = {
+        "input_1": {"result": "ap_fixed<10,4,AP_RND,AP_SAT>"},
+        "_0": {"weight": "ap_fixed<8,2,AP_RND>", "bias": "ap_fixed<8,2>", "accum": "ap_fixed<20,8>",
+               "result": "ap_fixed<10,4,AP_RND,AP_SAT>"},
+        "_1": {"result": "ap_fixed<8,3,AP_RND,AP_SAT>"},
+        "_2": {"weight": "ap_fixed<8,2,AP_RND>", "bias": "ap_fixed<8,2>", "accum": "ap_fixed<20,8>",
+               "result": "ap_fixed<10,5,AP_TRN,AP_SAT>"},
+        "_3": {"result": "ap_fixed<9,4,AP_RND_CONV,AP_SAT>"},
+        "_4": {"weight": "ap_fixed<8,2,AP_RND>", "bias": "ap_fixed<8,2>", "accum": "ap_fixed<20,8>",
+               "result": "ap_fixed<16,6,AP_RND,AP_SAT>"},
+    }
+    return model, 6, precisions, {}
+
+
+def lut_keras_mlp():
+    """The table activations hls4ml converts from Keras only (softsign, softplus, selu, relu6): PyTorch
+    activations of the same hls4ml class (Activation), renamed before the C simulation is written."""
+    model = _act_mlp((6, 8, 8, 6, 4), [torch.nn.Sigmoid(), torch.nn.Tanh(), torch.nn.Sigmoid(), torch.nn.ReLU()],
+                     seed=9, weight_scale=6.0)
+    dense = {"weight": "ap_fixed<8,2,AP_RND>", "bias": "ap_fixed<8,2>", "accum": "ap_fixed<20,8>"}
+    precisions = {
+        "input_1": {"result": "ap_fixed<10,4,AP_RND,AP_SAT>"},
+        "_0": {**dense, "result": "ap_fixed<12,5>"},
+        "_1": {"result": "ap_fixed<8,1,AP_RND,AP_SAT>"},
+        "_2": {**dense, "result": "ap_fixed<12,5,AP_RND,AP_SAT>"},
+        "_3": {"result": "ap_ufixed<8,3,AP_RND,AP_SAT>"},
+        "_4": {**dense, "result": "ap_fixed<12,5,AP_RND,AP_SAT>"},
+        "_5": {"result": "ap_fixed<9,3,AP_RND_CONV,AP_SAT>"},
+        "_6": {**dense, "result": "ap_fixed<12,5,AP_RND,AP_SAT>"},
+        "_7": {"result": "ap_ufixed<8,3,AP_RND,AP_SAT>"},
+    }
+    activations = {"_1": "softsign", "_3": "softplus", "_5": "selu", "_7": "relu6"}
+    layer_config = {"_3": {"TableSize": 2048, "TableT": "ap_fixed<14,4,AP_RND,AP_SAT>"}}
+    return model, 6, precisions, {"activations": activations, "layer_config": layer_config}
+
+
+MODELS = {"default": default_mlp, "narrow": narrow_modes, "systolic": systolic_mlp, "cnn": small_cnn,
+          "lut": lut_mlp, "lut_params": lut_params_mlp, "lut_keras": lut_keras_mlp}
+INPUT_SCALE = {"default": 3.0, "narrow": 6.0, "systolic": 2.0, "cnn": 3.0, "lut": 6.0, "lut_params": 3.0,
+               "lut_keras": 4.0}
+# lookup-table activations whose inputs must reach beyond the table's ends (index clamps): layer → (below, above)
+TABLE_ENDS = {"lut": {"_1": (-8, 8), "_3": (-4, 4)}, "lut_params": {"_1": (-8, None), "_5": (-8, 8)},
+              "lut_keras": {"_1": (-8, 8), "_3": (-8, 8), "_5": (-8, None)}}
 
 
 # ---------------------------------------------------------------------------------------------------- C-sim
@@ -209,6 +303,13 @@ def test_golden_equals_csim(build, name: str) -> None:
         np.testing.assert_array_equal(output_codes(ir, x), expected)
     if name in ("narrow", "cnn"):
         assert wrapped(graph, x) > SAMPLES // 10, "the model should overflow and wrap"
+    env = golden.run(graph, x, keep=True)
+    for layer, (below, above) in TABLE_ENDS.get(name, {}).items():
+        node = next(n for n in graph.nodes if n.name == layer and n.op == "MultiThreshold")
+        x_t = fixed_type(hls_model.graph[layer].get_input_variable().type.precision, "input")
+        real = env[node.inputs[0]] * x_t.scale
+        assert np.sum(real <= below) > 10 and (above is None or np.sum(real >= above) > 10), (layer, real.min(),
+                                                                                              real.max())
 
 
 @needs_gxx
@@ -220,6 +321,22 @@ def test_streamlined_forms(build) -> None:
     _, graph, _ = build("default")
     ops = [n.op for n in streamline(graph).nodes]
     assert "FixedMatMul" in ops and "MultiThreshold" not in ops      # 16-bit results stay FixedCast
+    # table activations: the sigmoid reads the codes of a Dense result that can wrap (not monotone); the tanh and
+    # its Dense's saturating casts are one MultiThreshold on the accumulator
+    _, graph, _ = build("lut")
+    nodes = streamline(graph).nodes
+    assert [(n.op, n.name) for n in nodes] == [
+        ("Quantize", "input_1"), ("MatMul", "_0"), ("FixedCast", "_0"), ("FixedCast", "_0"), ("MultiThreshold", "_1"),
+        ("FixedMatMul", "_2"), ("MultiThreshold", "_3"), ("FixedMatMul", "_4"), ("FixedCast", "_4"),
+        ("Dequantize", "output:_4")]
+    sigmoid, tanh = nodes[4], nodes[6]
+    assert sigmoid.attrs["thresholds"].shape == (1, 255) and str(sigmoid.attrs["quantizer"]) == \
+        "ap_ufixed<8,0,AP_RND,AP_SAT>"
+    assert tanh.attrs["thresholds"].shape == (8, 255) and tanh.source_ops == ("Dense", "Dense", "Activation")
+    layers = gemm_layers(streamline(graph))
+    assert [(layer.name, layer.thresholds is not None, len(layer.steps)) for layer in layers] == \
+        [("_0", False, 1), ("_1", True, 0), ("_2", True, 0), ("_4", False, 1)]
+    assert np.array_equal(layers[1].weight, np.eye(12))             # the sigmoid: thresholds after an identity GEMM
 
 
 @needs_gxx
@@ -274,19 +391,27 @@ def test_load_hls4ml_errors(tmp_path: Path) -> None:
 # ---------------------------------------------------------------------------------------------------- refusals
 def test_unsupported_layers_named(tmp_path: Path) -> None:
     torch.manual_seed(0)
-    model = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.LeakyReLU(0.1), torch.nn.Linear(4, 3),
+    model = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.PReLU(4), torch.nn.Linear(4, 3),
                                 torch.nn.Softmax(dim=-1))
     with pytest.raises(UnsupportedModelError) as info:
         from_hls4ml(convert(model, 4, tmp_path, {}))
     assert {issue.node for issue in info.value.issues} == {"_1", "_3"}
-    assert "'_1' (ParametrizedActivation)" in str(info.value) and "'_3' (Softmax)" in str(info.value)
-    assert "activation 'leakyrelu'" in str(info.value)
+    assert "'_1' (PReLU)" in str(info.value) and "'_3' (Softmax)" in str(info.value)
+    assert "activation 'prelu'" in str(info.value) and "activation 'softmax'" in str(info.value)
 
 
-def test_lut_activation_refused(tmp_path: Path) -> None:
+def test_table_activation_refusals(tmp_path: Path) -> None:
+    """A tanh at hls4ml's default precision has too many output levels for thresholds; a sigmoid whose result
+    wraps is not monotone; both named with the layer."""
+    model = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.Tanh())
+    with pytest.raises(UnsupportedModelError, match=r"node '_1' \(Activation\): activation 'tanh': its result "
+                       r"ap_fixed<16,6,AP_TRN,AP_WRAP> takes 2048 levels on the input's range; hwgen runs lookup-table "
+                       r"activations as thresholds with at most 1024 levels \(narrow result_t\)"):
+        from_hls4ml(convert(model, 4, tmp_path / "tanh", {}))
     model = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.Sigmoid())
-    with pytest.raises(UnsupportedModelError, match=r"node '_1' \(Activation\): activation 'sigmoid'"):
-        from_hls4ml(convert(model, 4, tmp_path, {}))
+    with pytest.raises(UnsupportedModelError, match=r"node '_1' \(Activation\): activation 'sigmoid': its result "
+                       r"ap_fixed<6,0,AP_TRN,AP_WRAP> is not monotone in the input .*\(wrap-around\)"):
+        from_hls4ml(convert(model, 4, tmp_path / "sigmoid", {"_1": {"result": "ap_fixed<6,0>"}}))
 
 
 def test_saturating_accumulator_refused(tmp_path: Path) -> None:
@@ -371,9 +496,129 @@ def test_fixed_casts_match_ap_fixed(harness_output: list[int]) -> None:
     assert next(expected, None) is None and compared > 100_000
 
 
+# ---------------------------------------------------------------------------------------------------- activations
+def _c_type(t: FixedType) -> str:
+    return f"ap_{'' if t.signed else 'u'}fixed<{t.width},{t.integer},AP_{t.rounding},AP_{t.overflow}>"
+
+
+def _activation_cases() -> list[tuple]:
+    """(kind, input type, result type, table_size, table_t, param or slope/shift): every activation hwgen imports,
+    over input types with fractional bits, unsigned and negative-fraction types, saturating and wrapping results,
+    power-of-two and other table sizes, narrow and 44-bit tables (where float rounding shows in the codes)."""
+    data = [FixedType(12, 5), FixedType(10, 2, True, "RND", "SAT"), FixedType(9, 3, False), FixedType(8, 10)]
+    results = [FixedType(8, 1, True, "RND", "SAT"), FixedType(8, 0, False), FixedType(16, 6),
+               FixedType(6, 2, True, "RND_CONV", "WRAP")]
+    tables = [(1024, FixedType(18, 8)), (256, FixedType(12, 2, True, "RND", "SAT")), (1000, FixedType(10, 1, False)),
+              (4096, FixedType(16, 3))]
+    cases = []
+    for kind in ("sigmoid", "tanh", "softplus", "softsign", "elu", "selu"):
+        cases += [(kind, d, r, n, t, None) for d, r, (n, t) in zip(data, results, tables)]
+        cases.append((kind, FixedType(16, 5), FixedType(40, 3), 1000, FixedType(44, 3), None))
+    params = [("leakyrelu", (FixedType(8, 0, False), 0.1)), ("elu", (FixedType(8, 0, False), 0.7)),
+              ("thresholdedrelu", (FixedType(8, 0, False), 0.55)), ("thresholdedrelu", (FixedType(8, 1), -0.2))]
+    cases += [(kind, d, r, 1024, FixedType(18, 8), p) for kind, p in params for d, r in zip(data, results[1:])]
+    cases += [(kind, d, r, 0, None, None) for kind in ("relu6", "relu1") for d, r in zip(data[::2], results[::2])]
+    slopes = [(FixedType(16, 0, False), 0.2, FixedType(2, 0, False), 0.5), (FixedType(8, 1, False), 1.0,
+                                                                            FixedType(4, 1), -0.25)]
+    cases += [(kind, d, r, 0, None, p) for kind in ("hard_sigmoid", "hard_tanh") for p in slopes
+              for d, r in zip(data[:2], results[::3])]
+    return cases
+
+
+def _all_codes(t: FixedType) -> np.ndarray:
+    return np.arange(t.dtype.min, t.dtype.max + 1)
+
+
+@pytest.fixture(scope="module")
+def nnet_activations(tmp_path_factory) -> list[np.ndarray]:
+    """The result codes of hls4ml's own nnet_activation.h kernels for every input code of every case, in order."""
+    if shutil.which("g++") is None:
+        pytest.skip("needs g++")
+    root = Path(hls4ml.__file__).parent / "templates" / "vivado"
+    cases = _activation_cases()
+    lines = ["#include <cstdio>", '#include "nnet_utils/nnet_activation.h"']
+    body = ["int main() {"]
+    for k, (kind, d, r, n, t, p) in enumerate(cases):
+        if kind.startswith("hard"):
+            slope_t, slope, shift_t, shift = p
+            lines.append(f"struct c{k} {{ static const unsigned n_in = 1; static const {_c_type(slope_t)} slope; "
+                         f"static const {_c_type(shift_t)} shift; static const unsigned io_type = nnet::io_parallel; "
+                         f"static const unsigned reuse_factor = 1; }};")
+            lines.append(f"const {_c_type(slope_t)} c{k}::slope = {slope}; const {_c_type(shift_t)} c{k}::shift = "
+                         f"{shift};")
+        else:
+            table = _c_type(t) if t is not None else "ap_fixed<18,8>"
+            lines.append(f"struct c{k} : nnet::activ_config {{ static const unsigned n_in = 1; static const unsigned "
+                         f"table_size = {n or 1024}; typedef {table} table_t; }};")
+        fn = {"leakyrelu": "leaky_relu", "thresholdedrelu": "thresholded_relu"}.get(kind, kind)
+        codes = _all_codes(d)
+        if p is not None and not kind.startswith("hard"):
+            call = f"nnet::{fn}<{_c_type(d)}, {_c_type(p[0])}, {_c_type(r)}, c{k}>(x, {p[1]}, y);"
+        else:
+            call = f"nnet::{fn}<{_c_type(d)}, {_c_type(r)}, c{k}>(x, y);"
+        body.append(f"  for (long long c = {codes[0]}; c <= {codes[-1]}; c++) {{ {_c_type(d)} x[1]; x[0].V = c; "
+                    f"{_c_type(r)} y[1]; {call} std::printf(\"%lld\\n\", (long long)y[0].V); }}")
+    workdir = tmp_path_factory.mktemp("activations")
+    (workdir / "act.cpp").write_text("\n".join(lines + body + ["  return 0;", "}"]))
+    subprocess.run(["g++", "-std=c++11", "-O0", f"-I{root}", f"-I{root / 'ap_types'}", "act.cpp", "-o", "act"],
+                   cwd=workdir, check=True)
+    values = iter(int(v) for v in subprocess.run([str(workdir / "act")], capture_output=True, text=True,
+                                                  check=True).stdout.split())
+    out = []
+    for _, d, r, *_ in cases:
+        raw = np.array([next(values) for _ in _all_codes(d)])
+        out.append(np.where(raw > r.dtype.max, raw - (1 << r.width), raw) if r.signed else raw)
+    assert next(values, None) is None
+    return out
+
+
+def test_activations_match_nnet(nnet_activations: list[np.ndarray]) -> None:
+    """hwgen's model of every activation (tables computed as the C code computes them, index arithmetic, casts)
+    equals hls4ml's kernels on every input code."""
+    compared = 0
+    for (kind, d, r, n, t, p), expected in zip(_activation_cases(), nnet_activations):
+        options = {"slope_shift": p} if kind.startswith("hard") else {"param": p} if p is not None else {}
+        codes = _all_codes(d)
+        pieces = tables.activation_pieces(kind, d, r, int(codes[0]), int(codes[-1]), n or 1024, t, **options)
+        np.testing.assert_array_equal(tables.evaluate(pieces, codes), expected, err_msg=f"{kind} {d} → {r} {n} {t}")
+        compared += codes.size
+    assert compared > 200_000
+
+
+def test_activation_thresholds() -> None:
+    """Monotone activations become MultiThresholds equal to them on every input code; the fewest levels (a
+    result with more fractional bits than the table steps by 2^k codes); non-monotone ones are refused."""
+    from hwgen.golden import multithreshold
+    from hwgen.ir import Node
+
+    node = Node("MultiThreshold", "act", ("x",), ("y",), {"axis": 1})
+    checked = 0
+    for kind, d, r, n, t, p in _activation_cases():
+        options = {"slope_shift": p} if kind.startswith("hard") else {"param": p} if p is not None else {}
+        codes = _all_codes(d)
+        pieces = tables.activation_pieces(kind, d, r, int(codes[0]), int(codes[-1]), n or 1024, t, **options)
+        values = tables.evaluate(pieces, codes)
+        grid = math.gcd(*(int(v) for v in values - values.min())) or 1
+        try:
+            attrs = tables.threshold_attrs(node, pieces, r)
+        except tables.ActivationRefused as exc:
+            assert np.any(np.diff(values) < 0) or (values.max() - values.min()) // grid > 1023, (kind, d, r, str(exc))
+            continue
+        got = multithreshold(codes, attrs["thresholds"], attrs["descending"], attrs["base"], attrs["step"], None)
+        np.testing.assert_array_equal(got, values, err_msg=f"{kind} {d} → {r}")
+        assert grid % attrs["step"] == 0
+        assert attrs["thresholds"].shape[1] == max(1, (values.max() - values.min()) // attrs["step"])
+        checked += 1
+    assert checked >= 28
+    d, r = FixedType(10, 4), FixedType(20, 2)               # 18 fractional bits: table codes 2^8 apart
+    pieces = tables.activation_pieces("sigmoid", d, r, d.dtype.min, d.dtype.max, 1024, FixedType(18, 8))
+    attrs = tables.threshold_attrs(node, pieces, r)
+    assert attrs["step"] == 1 << 8 and attrs["thresholds"].shape[1] <= 1023
+
+
 # ---------------------------------------------------------------------------------------------------- hardware
 HW_SAMPLES = 256
-SYSTOLIC_MODELS = ("narrow", "systolic", "cnn")        # one shared array: one Verilog, one Verilator build
+SYSTOLIC_MODELS = ("narrow", "systolic", "cnn", "lut", "lut_params", "lut_keras")   # one array, one Verilator build
 
 
 def check_against_csim(result, hls_model, graph: Graph, x: np.ndarray) -> None:
@@ -397,7 +642,8 @@ def shared_array(build) -> dict:
 @pytest.mark.parametrize("name", SYSTOLIC_MODELS)
 def test_systolic_equals_csim(build, shared_array: dict, name: str) -> None:
     """MLPs with every quantization and overflow mode, wrapping accumulators and results, a BatchNorm, rounded
-    products; a CNN with padded and strided convolutions and max pooling; a threshold-requantized MLP."""
+    products; a CNN with padded and strided convolutions and max pooling; a threshold-requantized MLP; MLPs with
+    lookup-table activations (sigmoid, tanh, elu, leakyrelu, softsign, softplus, selu, relu6)."""
     hls_model, graph, n_in = build(name)
     design = hwgen.compile(hls_model, rows=4, cols=4, **shared_array)
     x = inputs(n_in, INPUT_SCALE[name], seed=2)[:HW_SAMPLES]
@@ -449,6 +695,23 @@ def test_cnn_on_dataflow_equals_csim(build) -> None:
     assert [row["unit"] for row in design.program.fold_report()][:2] == ["SWG+MVAU", "SWG+maxpool"]
     x = inputs(n_in, INPUT_SCALE["cnn"], seed=3)[:HW_SAMPLES]
     check_dataflow(design, hls_model, graph, x, ii=design.config.predicted_bound)
+
+
+@needs_gxx
+@pytest.mark.nightly
+def test_dataflow_lut_activations(build) -> None:
+    """(nightly: the dataflow unit compares all 255 thresholds of an 8-bit activation in parallel, a Verilator
+    build of many minutes) Sigmoid (thresholds after an identity MVAU, reading a wrapping Dense result) and tanh (thresholds fused
+    into its Dense's MVAU) on the dataflow architecture; ReuseFactor 8: II = 8 cycles, the identity layer folded
+    to meet it."""
+    hls_model, graph, n_in = build("lut")
+    design = hwgen.compile(hls_model, arch="dataflow")
+    rows = design.program.fold_report()
+    assert [(row["name"], row["mw"], row["mh"]) for row in rows] == \
+        [("_0", 8, 12), ("_1", 12, 12), ("_2", 12, 8), ("_4", 8, 4)]
+    assert [row["cycles"] for row in rows] == [8, 6, 8, 8]
+    x = inputs(n_in, INPUT_SCALE["lut"], seed=2)[:HW_SAMPLES]
+    check_dataflow(design, hls_model, graph, x, ii=8)
 
 
 @needs_gxx

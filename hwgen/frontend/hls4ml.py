@@ -17,6 +17,13 @@ holds the integer codes. The layers import as hls4ml's Vivado/Vitis ``nnet_utils
   A saturating accumulator depends on the order of summation; it is accepted only where no partial sum can reach
   its limits (then it is exact), and refused naming the layer otherwise;
 - ``Activation`` relu / linear: ``FixedCast`` [relu?, cast to result_t];
+- ``Activation`` sigmoid / tanh / softplus / softsign / elu / selu / relu6 / relu1, ``ParametrizedActivation``
+  leakyrelu / elu / thresholdedrelu, ``HardActivation`` hard_sigmoid / hard_tanh: ``MultiThreshold`` on the input
+  codes (:mod:`hwgen.frontend.hls4ml_tables`: hls4ml's lookup tables and index arithmetic reproduced exactly; a
+  monotone activation is a step function of its input code). Refused, naming the layer, when its result is not
+  monotone (a wrapping result_t) or takes more than 1024 levels (result_t too fine for thresholds);
+  ``streamline`` fuses it into the Dense's casts before it when they cannot wrap (one MultiThreshold on the
+  accumulator);
 - ``BatchNormalization``: ``FixedCast`` [x · scale + bias exactly, cast to result_t] (scale_t, bias_t codes);
 - ``Conv2D`` (channels-last, padded, strided): as Dense, with ``FixedConv`` computing the sums of products;
 - ``Pooling2D`` max: ``MaxPool`` (between transposes to NCHW), then the casts to accum_t and result_t;
@@ -49,9 +56,11 @@ from ..errors import HwgenError, NodeIssue, UnsupportedModelError
 from ..ir import FLOAT32, Chain, Graph, Node, Tensor
 from ..ir.fixed import MAX_CODE_BITS, FixedStep, FixedType, round_shift
 from ..passes.analysis import Bounds, dtype_of, node_bounds
+from . import hls4ml_tables as tables
 
 BACKENDS = ("Vivado", "Vitis", "VivadoAccelerator")       # ap_fixed back ends sharing nnet_utils' arithmetic
 STRATEGIES = ("latency", "resource", "resource_unrolled")  # same arithmetic; distributed_arithmetic differs
+SUPPORTED_ACTIVATIONS = tuple(sorted(("linear", "relu", *tables.ACTIVATIONS)))
 
 
 @dataclass(frozen=True)
@@ -296,13 +305,40 @@ def _check_saturating_sum(weight: np.ndarray, shift: int, acc_t: FixedType, acc_
                        "depends on the order of summation, so it has no order-independent result")
 
 
-@_handles("Activation")
+@_handles("Activation", "ParametrizedActivation", "HardActivation")
 def _activation(b: _Builder, layer: Any) -> None:
     kind = str(layer.get_attr("activation", "")).lower()
-    if kind not in ("relu", "linear"):
-        raise _Refused(f"activation '{kind}' is not supported (supported: relu, linear)")
     x = b.input()
-    b.finish(b.cast(x, (FixedStep(x.type.frac, b.result_type(), relu=kind == "relu"),), "act"))
+    if kind in ("relu", "linear"):
+        b.finish(b.cast(x, (FixedStep(x.type.frac, b.result_type(), relu=kind == "relu"),), "act"))
+        return
+    if kind not in tables.ACTIVATIONS:
+        raise _Refused(f"activation '{kind}' is not supported (supported: {', '.join(SUPPORTED_ACTIVATIONS)})")
+    res_t = b.result_type()
+    options: dict[str, Any] = {}
+    if kind in tables.CENTERED or kind in tables.NEGATIVE:
+        options["table_size"] = int(layer.get_attr("table_size", 1024))
+        options["table_t"] = fixed_type(layer.get_attr("table_t").precision, "table_t")
+    if layer.get_attr("param_t") is not None and kind in ("elu", "leakyrelu", "thresholdedrelu"):
+        # the C call passes the parameter as hls4ml's decimal text, converted to param_t
+        options["param"] = (fixed_type(layer.get_attr("param_t").precision, "param_t"),
+                            float(str(layer.get_attr("activ_param", 1.0))))
+    elif kind in ("leakyrelu", "thresholdedrelu"):
+        raise _Refused(f"activation '{kind}' has no parameter type (param_t)")
+    if kind in ("hard_sigmoid", "hard_tanh"):
+        options["slope_shift"] = (fixed_type(layer.get_attr("slope_t").precision, "slope_t"),
+                                  float(str(layer.get_attr("slope"))),
+                                  fixed_type(layer.get_attr("shift_t").precision, "shift_t"),
+                                  float(str(layer.get_attr("shift"))))
+    lo, hi = int(np.min(x.bounds[0])), int(np.max(x.bounds[1]))
+    try:
+        pieces = tables.activation_pieces(kind, x.type, res_t, lo, hi, **options)
+        node = Node("MultiThreshold", layer.name, (x.tensor,), (), {"axis": x.axis})
+        attrs = tables.threshold_attrs(node, pieces, res_t)
+    except tables.ActivationRefused as exc:
+        raise _Refused(f"activation '{kind}': {exc}") from None
+    out, bounds = b.emit("MultiThreshold", x, attrs, x.shape, "act", attrs["quantizer"].dtype)
+    b.finish(_Value(out, x.shape, res_t, bounds))
 
 
 @_handles("BatchNormalization")

@@ -3,12 +3,12 @@ from __future__ import annotations
 
 from ..errors import HwgenError
 from ..ir import Graph
-from .fixed import FixedCastToThresholds, FuseFixedCasts
+from .fixed import AbsorbIntoNextThresholds, FixedCastToThresholds, FuseFixedCasts
 from .shapes import AbsorbPermutationIntoMatMul, CollapseShapeOps, SinkTransposes
 from .thresholds import AbsorbIntoThresholds
 
 DEFAULT_PASSES = (SinkTransposes(), CollapseShapeOps(), AbsorbPermutationIntoMatMul(), AbsorbIntoThresholds(),
-                  FuseFixedCasts(), FixedCastToThresholds())
+                  FuseFixedCasts(), AbsorbIntoNextThresholds(), FixedCastToThresholds())
 MAX_ITERATIONS = 100
 
 
@@ -24,5 +24,5 @@ def streamline(graph: Graph, passes=DEFAULT_PASSES) -> Graph:
     raise HwgenError(f"streamlining did not converge in {MAX_ITERATIONS} iterations")
 
 
-__all__ = ["DEFAULT_PASSES", "AbsorbIntoThresholds", "AbsorbPermutationIntoMatMul", "CollapseShapeOps",
+__all__ = ["DEFAULT_PASSES", "AbsorbIntoNextThresholds", "AbsorbIntoThresholds", "AbsorbPermutationIntoMatMul", "CollapseShapeOps",
            "FixedCastToThresholds", "FuseFixedCasts", "SinkTransposes", "streamline"]

@@ -21,11 +21,13 @@ MAX_THRESHOLD_BITS = 10      # wider outputs stay in Requant form (2^bits - 1 th
 
 
 def thresholds_for(node: Node, lo: np.ndarray, hi: np.ndarray, code: Callable | None = None, channels: int = 1,
-                   dtype: DType | None = None) -> dict:
+                   dtype: DType | None = None, levels: tuple[int, int, int] | None = None) -> dict:
     """MultiThreshold attributes equivalent to the Requant ``node`` for inputs in [lo, hi] (per channel).
 
-    Other monotone requantizers (``FixedCast``) pass their ``code`` function (int64 inputs of shape (channels, k) →
-    output codes), the number of ``channels`` it distinguishes and the output ``dtype``.
+    Other monotone requantizers (``FixedCast``, lookup-table activations) pass their ``code`` function (int64
+    inputs of shape (channels, k) → output codes), the number of ``channels`` it distinguishes and the output
+    ``dtype``; ``levels`` = (base, step, count) when every output is ``base + step · j`` for j in 0 … count (else
+    every code of ``dtype``: base = its minimum, step 1).
     """
     if code is None:
         chain, q = node.attrs["chain"], node.attrs["quantizer"]
@@ -38,8 +40,12 @@ def thresholds_for(node: Node, lo: np.ndarray, hi: np.ndarray, code: Callable | 
     else:
         lo, hi = np.broadcast_to(lo, (channels,)).astype(np.int64), np.broadcast_to(hi, (channels,)).astype(np.int64)
     bipolar = isinstance(dtype, BipolarType)
-    base, step = (-1, 2) if bipolar else (dtype.min, 1)
-    levels = np.array([1]) if bipolar else np.arange(dtype.min + 1, dtype.max + 1)
+    if levels is not None:
+        base, step, count = levels
+        levels = base + step * np.arange(1, count + 1)
+    else:
+        base, step = (-1, 2) if bipolar else (dtype.min, 1)
+        levels = np.array([1]) if bipolar else np.arange(dtype.min + 1, dtype.max + 1)
     descending = code(lo[:, None])[:, 0] > code(hi[:, None])[:, 0]
     sign = np.where(descending, -1, 1)[:, None]
     # search b = sign * acc over [min, max] for the smallest b with code(sign * b) >= level

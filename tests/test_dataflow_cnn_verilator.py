@@ -1,29 +1,32 @@
 """Convolutional models on the dataflow pipeline in Verilator: bit-exact against the golden model, the measured
 latency, II and total cycles equal to the timing model's, the II at its bound (the slowest unit's cycles). Each
-model runs fully folded and at the fastest folding its first layer allows (two structures, two builds). The models
-cover padded, strided and unpadded convs, a depthwise-separable block, per-channel scales, MaxPool, AveragePool and
-GlobalAveragePool; FINN's CNV (1w1a in the default tier, 2w2a in the nightly one) adds XNOR convs and max pooling
-of bipolar codes at CNV's size."""
+model runs fully folded or at the fastest folding its first layer allows (the digits CNN both). The models
+cover padded, strided and unpadded convs, a depthwise-separable block, per-channel scales, MaxPool, AveragePool,
+GlobalAveragePool and a residual block (duplicate, skip FIFO, add); FINN's CNV (1w1a in the default tier, 2w2a in
+the nightly one) adds XNOR convs and max pooling of bipolar codes at CNV's size. The w8a8 residual block is in the
+nightly tier: its 8-bit activations compare 255 thresholds in parallel per PE, a Verilator build of many minutes."""
 from __future__ import annotations
 
 from pathlib import Path
 
 import numpy as np
 import pytest
-from conv_models import digits_cnn
+from conv_models import digits_cnn, residual_cnn
 from modelzoo import build
 
 import hwgen
 from hwgen.arch.dataflow.folding import legal_folds
 
-ZOO = ("cnn_w4a4_qonnx", "cnn_truncavgpool_qonnx")
+ZOO = ("cnn_w4a4_qonnx", "cnn_truncavgpool_qonnx", "cnn_residual_qonnx")
+NIGHTLY = pytest.mark.nightly
 SAMPLES = 3
 
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory: pytest.TempPathFactory, zoo_dir: Path) -> dict[str, tuple[Path, np.ndarray]]:
-    path = tmp_path_factory.mktemp("cnn") / "digits_cnn_w4a4.onnx"
-    made = {"digits_cnn_w4a4": (path, digits_cnn(path))}
+    out = tmp_path_factory.mktemp("cnn")
+    made = {name: (out / f"{name}.onnx", make(out / f"{name}.onnx"))
+            for name, make in (("digits_cnn_w4a4", digits_cnn), ("residual_cnn_w8a8", residual_cnn))}
     for name in ZOO:
         model = build(name, zoo_dir)
         made[name] = (model.path, np.asarray(model.inputs, np.float32))
@@ -45,8 +48,16 @@ def check(design, x: np.ndarray) -> dict:
     return report
 
 
-@pytest.mark.parametrize("folding", ["folded", "fastest"])
-@pytest.mark.parametrize("name", ["digits_cnn_w4a4", *ZOO])
+# default tier: every model once, the digits CNN at both foldings; the rest nightly (8-bit requantizers before the
+# global pools compare 255 thresholds per PE in parallel: builds of several minutes when unrolled)
+CASES = [("digits_cnn_w4a4", "folded"), ("digits_cnn_w4a4", "fastest"), ("cnn_truncavgpool_qonnx", "folded"),
+         ("cnn_residual_qonnx", "folded"),
+         *(pytest.param(name, folding, marks=NIGHTLY) for name, folding in (
+             ("cnn_w4a4_qonnx", "folded"), ("cnn_w4a4_qonnx", "fastest"), ("cnn_truncavgpool_qonnx", "fastest"),
+             ("cnn_residual_qonnx", "fastest"), ("residual_cnn_w8a8", "folded"), ("residual_cnn_w8a8", "fastest")))]
+
+
+@pytest.mark.parametrize(("name", "folding"), CASES)
 def test_cnn_bit_exact_with_exact_cycles(name: str, folding: str, models) -> None:
     path, x = models[name]
     target = fastest(path) if folding == "fastest" else None
@@ -58,13 +69,15 @@ def test_models_cover_the_units(models) -> None:
     """What the models above run on, so that a change to them cannot silently drop a unit."""
     units = {row["unit"] for path, _ in models.values()
              for row in hwgen.compile(path, arch="dataflow").program.fold_report()}
-    assert units == {"SWG+MVAU", "SWG+VVAU", "MVAU", "SWG+maxpool", "SWG+sumpool"}
+    assert units == {"SWG+MVAU", "SWG+VVAU", "MVAU", "SWG+maxpool", "SWG+sumpool", "add"}
 
 
-@pytest.mark.parametrize("name", ["cnv_1w1a", pytest.param("cnv_2w2a", marks=pytest.mark.nightly)])
-def test_finn_cnv(name: str, zoo_dir: Path) -> None:
-    """CNV (32×32×3, six convs, two MaxPools, three FC layers) folded to 100k cycles per inference."""
+@pytest.mark.parametrize(("name", "target"), [("cnv_1w1a", 100_000), pytest.param("cnv_1w1a", 25_000, marks=NIGHTLY),
+                                              pytest.param("cnv_2w2a", 100_000, marks=NIGHTLY),
+                                              pytest.param("cnv_2w2a", 25_000, marks=NIGHTLY)])
+def test_finn_cnv(name: str, target: int, zoo_dir: Path) -> None:
+    """CNV (32×32×3, six convs, two MaxPools, three FC layers) at two foldings."""
     model = build(f"{name}_qonnx", zoo_dir)
-    design = hwgen.compile(model.path, arch="dataflow", target_cycles=100_000)
+    design = hwgen.compile(model.path, arch="dataflow", target_cycles=target)
     assert [row["unit"] for row in design.program.fold_report()].count("SWG+maxpool") == 2
     check(design, np.asarray(model.inputs, np.float32)[:2])

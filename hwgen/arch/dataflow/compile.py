@@ -166,7 +166,7 @@ def code_type(dtype) -> CodeType:
 
 def unit_kind(layer: LayerConfig) -> str:
     """The unit a layer runs on, as reports name it."""
-    kind = f"{layer.pool}pool" if layer.pool else "VVAU" if layer.depthwise else "MVAU"
+    kind = "add" if layer.add else f"{layer.pool}pool" if layer.pool else "VVAU" if layer.depthwise else "MVAU"
     return f"SWG+{kind}" if layer.window is not None else kind
 
 

@@ -12,8 +12,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from test_dataflow_top import run_top
-from test_systolic_conv import conv_layer, pads_for
-from test_systolic_pool import sumpool_layer
+from test_systolic_conv import conv_layer, draw_conv
+from test_systolic_pool import draw_pool, sumpool_layer
 
 from hwgen.arch.dataflow import compile_dataflow
 from hwgen.arch.dataflow.compile import unfolded
@@ -60,18 +60,9 @@ def dense_tail(rng, c: int, oh: int, ow: int, lo: int, hi: int, source: str) -> 
 def test_random_convs_and_foldings(seed, data) -> None:
     draw = data.draw
     rng = np.random.default_rng(seed)
-    groups = draw(st.sampled_from([1, 1, 2, 3]))
-    depthwise = groups > 1 and draw(st.booleans())
-    c_in = groups * draw(st.integers(1, 2))
-    c_out = c_in if depthwise else groups * draw(st.integers(1, 3))
-    kh, kw = draw(st.integers(1, 3)), draw(st.integers(1, 3))
-    h, w = draw(st.integers(kh, 6)), draw(st.integers(kw, 6))
-    pt, pb = pads_for(draw, kh)
-    pl, pr = pads_for(draw, kw)
-    strides = (draw(st.integers(1, 2)), draw(st.integers(1, 2)))
+    c_in, h, w, c_out, geometry = draw_conv(draw)
     in_bits = draw(st.integers(1, 4))
-    layers = fit(conv_layer(rng, "conv0", "x", "t1", (c_in, h, w), c_out, (kh, kw), strides, (pt, pl, pb, pr),
-                            1 if depthwise and c_in == 1 else (c_in if depthwise else groups), in_bits,
+    layers = fit(conv_layer(rng, "conv0", "x", "t1", (c_in, h, w), c_out, *geometry, in_bits,
                             draw(st.integers(2, 4)), 3), 0, (1 << in_bits) - 1)
     oh, ow = layers[0].conv.out_hw
     tail = draw(st.sampled_from(["none", "conv", "dense"]))
@@ -90,19 +81,8 @@ def test_random_convs_and_foldings(seed, data) -> None:
 def test_random_pools_and_foldings(seed, data) -> None:
     draw = data.draw
     rng = np.random.default_rng(seed)
-    kind = draw(st.sampled_from(["max", "avg", "global"]))
-    c = draw(st.integers(1, 3))
-    kh, kw = draw(st.integers(1, 3)), draw(st.integers(1, 3))
-    h, w = draw(st.integers(kh, 6)), draw(st.integers(kw, 6))
-    if kind == "global":
-        kh, kw, strides, pads = h, w, (1, 1), (0, 0, 0, 0)
-    else:
-        pt, pb = pads_for(draw, kh)
-        pl, pr = pads_for(draw, kw)
-        strides, pads = (draw(st.integers(1, 3)), draw(st.integers(1, 3))), (pt, pl, pb, pr)
-    conv = Conv((c, h, w), (kh, kw), strides, pads)
-    lo = draw(st.integers(-4, 0))
-    hi = lo + draw(st.integers(1, 12))
+    kind, conv, lo, hi = draw_pool(draw)
+    c, h, w = conv.in_shape
     if kind == "max":
         pool, out_lo, out_hi = maxpool_layer("maxpool", conv, lo, hi, "x", "t1"), lo, hi
     else:

@@ -69,11 +69,9 @@ def pads_for(draw, kernel: int) -> tuple[int, int]:
     return lo, draw(st.integers(0, kernel - 1 - lo))
 
 
-@given(rows=st.integers(1, 4), cols=st.integers(1, 4), seed=st.integers(0, 2**32 - 1),
-       dataflow=st.sampled_from(["os", "ws"]), data=st.data())
-def test_random_convs_bit_exact_with_exact_cycles(rows, cols, seed, dataflow, data) -> None:
-    draw = data.draw
-    rng = np.random.default_rng(seed)
+def draw_conv(draw) -> tuple[int, int, int, int, tuple]:
+    """A random conv: input channels, height, width, output channels and ``conv_layer``'s (kernel, strides, pads,
+    groups); dense, grouped or depthwise, padded and strided."""
     groups = draw(st.sampled_from([1, 1, 2, 3]))
     depthwise = groups > 1 and draw(st.booleans())
     c_in = groups * draw(st.integers(1, 2))
@@ -83,10 +81,18 @@ def test_random_convs_bit_exact_with_exact_cycles(rows, cols, seed, dataflow, da
     pt, pb = pads_for(draw, kh)
     pl, pr = pads_for(draw, kw)
     strides = (draw(st.integers(1, 2)), draw(st.integers(1, 2)))
+    groups = 1 if depthwise and c_in == 1 else (c_in if depthwise else groups)
+    return c_in, h, w, c_out, ((kh, kw), strides, (pt, pl, pb, pr), groups)
+
+
+@given(rows=st.integers(1, 4), cols=st.integers(1, 4), seed=st.integers(0, 2**32 - 1),
+       dataflow=st.sampled_from(["os", "ws"]), data=st.data())
+def test_random_convs_bit_exact_with_exact_cycles(rows, cols, seed, dataflow, data) -> None:
+    draw = data.draw
+    rng = np.random.default_rng(seed)
+    c_in, h, w, c_out, geometry = draw_conv(draw)
     in_bits = draw(st.integers(1, 4))
-    first = conv_layer(rng, "conv0", "x", "t1", (c_in, h, w), c_out, (kh, kw), strides, (pt, pl, pb, pr),
-                       1 if depthwise and c_in == 1 else (c_in if depthwise else groups), in_bits,
-                       draw(st.integers(2, 4)), 3)
+    first = conv_layer(rng, "conv0", "x", "t1", (c_in, h, w), c_out, *geometry, in_bits, draw(st.integers(2, 4)), 3)
     geometry = first[0].conv
     oh, ow = geometry.out_hw
     tail = draw(st.sampled_from(["none", "conv", "dense"]))

@@ -41,11 +41,8 @@ def sumpool_layer(rng: np.random.Generator, conv: Conv, zx: int, lo: int, hi: in
                      out_bits + 1, "rq_sumpool", (source,), (k,), output, conv, "sum")
 
 
-@given(rows=st.integers(1, 4), cols=st.integers(1, 4), seed=st.integers(0, 2**32 - 1),
-       dataflow=st.sampled_from(["os", "ws"]), data=st.data())
-def test_random_pools_bit_exact_with_exact_cycles(rows, cols, seed, dataflow, data) -> None:
-    draw = data.draw
-    rng = np.random.default_rng(seed)
+def draw_pool(draw) -> tuple[str, Conv, int, int]:
+    """A random pooling ("max", "avg" or "global"), its window geometry and the input codes' range [lo, hi]."""
     kind = draw(st.sampled_from(["max", "avg", "global"]))
     c = draw(st.integers(1, 3))
     kh, kw = draw(st.integers(1, 3)), draw(st.integers(1, 3))
@@ -56,9 +53,19 @@ def test_random_pools_bit_exact_with_exact_cycles(rows, cols, seed, dataflow, da
         pt, pb = pads_for(draw, kh)
         pl, pr = pads_for(draw, kw)
         strides, pads = (draw(st.integers(1, 3)), draw(st.integers(1, 3))), (pt, pl, pb, pr)
-    conv = Conv((c, h, w), (kh, kw), strides, pads)
     lo = draw(st.integers(-4, 0))
-    hi = lo + draw(st.integers(1, 12))
+    return kind, Conv((c, h, w), (kh, kw), strides, pads), lo, lo + draw(st.integers(1, 12))
+
+
+@given(rows=st.integers(1, 4), cols=st.integers(1, 4), seed=st.integers(0, 2**32 - 1),
+       dataflow=st.sampled_from(["os", "ws"]), data=st.data())
+def test_random_pools_bit_exact_with_exact_cycles(rows, cols, seed, dataflow, data) -> None:
+    draw = data.draw
+    rng = np.random.default_rng(seed)
+    kind, conv, lo, hi = draw_pool(draw)
+    c, h, w = conv.in_shape
+    kh, kw = conv.kernel
+    strides, pads = conv.strides, conv.pads
     samples = draw(st.integers(1, 3))
     codes = rng.integers(lo, hi + 1, size=(samples, c, h, w))
     if kind == "max":

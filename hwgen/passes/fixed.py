@@ -29,16 +29,21 @@ def _monotone(node: Node, bounds: dict) -> bool:
     return steps_bounds(node.attrs["steps"], *bounds[node.inputs[0]])[2]
 
 
-class FuseFixedCasts:
-    """FixedCast → FixedCast (the first used only by the second) becomes one FixedCast when both are monotone."""
+class _FuseRuns:
+    """A pass fusing one pair of nodes at a time (``_fuse_one``) until none is left: whole runs at once, so
+    thresholds see the complete composition."""
 
     def apply(self, graph: Graph) -> tuple[Graph, bool]:
         changed = False
-        while True:                    # fuse whole runs at once, so thresholds see the complete composition
+        while True:
             fused = self._fuse_one(graph)
             if fused is None:
                 return graph, changed
             graph, changed = fused, True
+
+
+class FuseFixedCasts(_FuseRuns):
+    """FixedCast → FixedCast (the first used only by the second) becomes one FixedCast when both are monotone."""
 
     @staticmethod
     def _fuse_one(graph: Graph) -> Graph | None:
@@ -105,18 +110,10 @@ def _evaluate(node: Node, x: np.ndarray) -> np.ndarray:
                           0 if a["thresholds"].shape[0] > 1 else None)
 
 
-class AbsorbIntoNextThresholds:
+class AbsorbIntoNextThresholds(_FuseRuns):
     """A monotone FixedCast or a MultiThreshold whose only user is a plain MultiThreshold (one not made from casts)
     merges into it: ``MT2(f(x))`` is one MultiThreshold on ``x`` with MT2's levels, found by bisection on the exact
     composition over x's worst-case range."""
-
-    def apply(self, graph: Graph) -> tuple[Graph, bool]:
-        changed = False
-        while True:
-            fused = self._fuse_one(graph)
-            if fused is None:
-                return graph, changed
-            graph, changed = fused, True
 
     @staticmethod
     def _fuse_one(graph: Graph) -> Graph | None:

@@ -5,10 +5,10 @@ Every C-sim build costs seconds, so each model is converted and compiled once pe
 inputs. The ap_fixed cast semantics themselves are checked exhaustively against the ap_fixed headers hls4ml ships.
 
 Verilator builds in the default tier: one 4×4 systolic array (product rounding, three fixed-point lane stages) runs
-the six models that fit it (MLPs, the CNN, the MLPs with lookup-table activations), one dataflow pipeline (the
-narrow MLP at its ReuseFactor folding) serves the Python API, the II test and the CLI, and one more runs the CNN
-(sliding windows, max pooling). hls4ml's activation kernels themselves are checked on every input code of many
-types. The nightly tier adds the 16-bit default precision, the threshold-requantized MLP and the sigmoid/tanh MLP
+the seven models that fit it (MLPs, the 2-D and 1-D CNNs, the MLPs with lookup-table activations), one dataflow
+pipeline (the narrow MLP at its ReuseFactor folding) serves the Python API, the II test and the CLI, and two more
+run the CNNs (sliding windows, max pooling; the 1-D one as images of height 1). hls4ml's activation kernels
+themselves are checked on every input code of many types. The nightly tier adds the 16-bit default precision, the threshold-requantized MLP and the sigmoid/tanh MLP
 on the dataflow architecture and a matrix of random precisions on both.
 """
 from __future__ import annotations
@@ -205,6 +205,24 @@ def small_cnn():
     return model, (2, 8, 8), precisions, {"layer_config": {"_0": {"Strategy": "Resource", "ReuseFactor": 2}}}
 
 
+def small_cnn1d():
+    """Conv1D (padded, resource strategy) → ReLU → MaxPool1D → Conv1D (strided) → Flatten → Dense on
+    (C=2, W=16): the 1-D layers as images of height 1; a wrapping accumulator, 6-bit activations."""
+    torch.manual_seed(5)
+    model = torch.nn.Sequential(torch.nn.Conv1d(2, 4, 3, padding=1), torch.nn.ReLU(), torch.nn.MaxPool1d(2),
+                                torch.nn.Conv1d(4, 3, 2, stride=2), torch.nn.Flatten(), torch.nn.Linear(12, 5))
+    precisions = {
+        "input_1": {"result": "ap_fixed<6,3,AP_RND,AP_SAT>"},
+        "_0": {"weight": "ap_fixed<6,2,AP_RND>", "bias": "ap_fixed<6,2>", "accum": "ap_fixed<8,2,AP_TRN,AP_WRAP>",
+               "result": "ap_fixed<8,4,AP_RND_CONV,AP_WRAP>"},
+        "_1": {"result": "ap_ufixed<6,3,AP_RND,AP_SAT>"},
+        "_2": {"result": "ap_ufixed<5,2,AP_TRN,AP_SAT>"},
+        "_3": {"weight": "ap_fixed<6,2,AP_RND>", "bias": "ap_fixed<6,2>", "result": "ap_fixed<6,3,AP_RND,AP_SAT>"},
+        "_5": {"weight": "ap_fixed<6,2>", "bias": "ap_fixed<6,2>", "result": "ap_fixed<12,5,AP_RND_ZERO,AP_WRAP>"},
+    }
+    return model, (2, 16), precisions, {"layer_config": {"_0": {"Strategy": "Resource", "ReuseFactor": 2}}}
+
+
 def _act_mlp(sizes: tuple[int, ...], activations: list[torch.nn.Module], seed: int, weight_scale: float):
     """Linear layers with ``activations`` between them (hls4ml names them _0, _1, …: Dense at even indices)."""
     torch.manual_seed(seed)
@@ -284,8 +302,8 @@ def lut_keras_mlp():
 
 
 MODELS = {"default": default_mlp, "narrow": narrow_modes, "systolic": systolic_mlp, "cnn": small_cnn,
-          "lut": lut_mlp, "lut_params": lut_params_mlp, "lut_keras": lut_keras_mlp}
-INPUT_SCALE = {"default": 3.0, "narrow": 6.0, "systolic": 2.0, "cnn": 3.0, "lut": 6.0, "lut_params": 3.0,
+          "cnn1d": small_cnn1d, "lut": lut_mlp, "lut_params": lut_params_mlp, "lut_keras": lut_keras_mlp}
+INPUT_SCALE = {"default": 3.0, "narrow": 6.0, "systolic": 2.0, "cnn": 3.0, "cnn1d": 3.0, "lut": 6.0, "lut_params": 3.0,
                "lut_keras": 4.0}
 # lookup-table activations whose inputs must reach beyond the table's ends (index clamps): layer → (below, above)
 TABLE_ENDS = {"lut": {"_1": (-8, 8), "_3": (-4, 4)}, "lut_params": {"_1": (-8, None), "_5": (-8, 8)},
@@ -301,7 +319,7 @@ def test_golden_equals_csim(build, name: str) -> None:
     expected = reference_codes(hls_model, graph, x)
     for ir in (graph, streamline(graph)):
         np.testing.assert_array_equal(output_codes(ir, x), expected)
-    if name in ("narrow", "cnn"):
+    if name in ("narrow", "cnn", "cnn1d"):
         assert wrapped(graph, x) > SAMPLES // 10, "the model should overflow and wrap"
     env = golden.run(graph, x, keep=True)
     for layer, (below, above) in TABLE_ENDS.get(name, {}).items():
@@ -363,6 +381,12 @@ def test_gemm_layers(build) -> None:
     _, graph, _ = build("cnn")
     streamlined = streamline(graph)
     assert "Transpose" not in [n.op for n in streamlined.nodes]
+    assert [(layer.name, layer.conv is not None, layer.pool) for layer in gemm_layers(streamlined)] == \
+        [("_0", True, None), ("_2", True, "max"), ("_2", True, None), ("_3", True, None), ("_5", True, None)]
+    _, graph, _ = build("cnn1d")                          # 1-D layers as images of height 1, quantized as such
+    streamlined = streamline(graph)
+    assert [n.op for n in streamlined.nodes][:2] == ["Quantize", "FixedConv"]
+    assert streamlined.tensors[streamlined.nodes[0].outputs[0]].shape == (1, 2, 1, 16)
     assert [(layer.name, layer.conv is not None, layer.pool) for layer in gemm_layers(streamlined)] == \
         [("_0", True, None), ("_2", True, "max"), ("_2", True, None), ("_3", True, None), ("_5", True, None)]
 
@@ -618,7 +642,7 @@ def test_activation_thresholds() -> None:
 
 # ---------------------------------------------------------------------------------------------------- hardware
 HW_SAMPLES = 256
-SYSTOLIC_MODELS = ("narrow", "systolic", "cnn", "lut", "lut_params", "lut_keras")   # one array, one Verilator build
+SYSTOLIC_MODELS = ("narrow", "systolic", "cnn", "cnn1d", "lut", "lut_params", "lut_keras")   # one array, one build
 
 
 def check_against_csim(result, hls_model, graph: Graph, x: np.ndarray) -> None:
@@ -642,7 +666,7 @@ def shared_array(build) -> dict:
 @pytest.mark.parametrize("name", SYSTOLIC_MODELS)
 def test_systolic_equals_csim(build, shared_array: dict, name: str) -> None:
     """MLPs with every quantization and overflow mode, wrapping accumulators and results, a BatchNorm, rounded
-    products; a CNN with padded and strided convolutions and max pooling; a threshold-requantized MLP; MLPs with
+    products; CNNs (2-D and 1-D) with padded and strided convolutions and max pooling; a threshold-requantized MLP; MLPs with
     lookup-table activations (sigmoid, tanh, elu, leakyrelu, softsign, softplus, selu, relu6)."""
     hls_model, graph, n_in = build(name)
     design = hwgen.compile(hls_model, rows=4, cols=4, **shared_array)
@@ -656,7 +680,7 @@ def test_systolic_equals_csim(build, shared_array: dict, name: str) -> None:
         assert result.report["bit_exact"] and result.report["cycles"] == result.report["predicted_cycles"]
         codes.append(result.codes.reshape(len(chunk), -1))
     np.testing.assert_array_equal(np.concatenate(codes), reference_codes(hls_model, graph, x))
-    if name in ("narrow", "cnn"):
+    if name in ("narrow", "cnn", "cnn1d"):
         assert wrapped(graph, x) > 0, "the simulated inputs should overflow and wrap"
 
 
@@ -695,6 +719,19 @@ def test_cnn_on_dataflow_equals_csim(build) -> None:
     assert [row["unit"] for row in design.program.fold_report()][:2] == ["SWG+MVAU", "SWG+maxpool"]
     x = inputs(n_in, INPUT_SCALE["cnn"], seed=3)[:HW_SAMPLES]
     check_dataflow(design, hls_model, graph, x, ii=design.config.predicted_bound)
+
+
+@needs_gxx
+def test_cnn1d_on_dataflow_equals_csim(build) -> None:
+    """The 1-D CNN (Conv1D, MaxPooling1D as images of height 1; the PyTorch input quantized straight to an NCHW
+    image): sliding windows along the width, the pooling unit, fixed-point stages; bit-exact with the C-sim at the
+    II of its folding."""
+    hls_model, graph, n_in = build("cnn1d")
+    design = hwgen.compile(hls_model, arch="dataflow", target_cycles=128)
+    assert [row["unit"] for row in design.program.fold_report()][:2] == ["SWG+MVAU", "SWG+maxpool"]
+    x = inputs(n_in, INPUT_SCALE["cnn1d"], seed=3)[:HW_SAMPLES]
+    check_dataflow(design, hls_model, graph, x, ii=design.config.predicted_bound)
+    assert wrapped(graph, x) > 0
 
 
 @needs_gxx

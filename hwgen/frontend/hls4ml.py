@@ -27,6 +27,11 @@ holds the integer codes. The layers import as hls4ml's Vivado/Vitis ``nnet_utils
 - ``BatchNormalization``: ``FixedCast`` [x · scale + bias exactly, cast to result_t] (scale_t, bias_t codes);
 - ``Conv2D`` (channels-last, padded, strided): as Dense, with ``FixedConv`` computing the sums of products;
 - ``Pooling2D`` max: ``MaxPool`` (between transposes to NCHW), then the casts to accum_t and result_t;
+- ``Conv1D`` and ``Pooling1D`` max: the 2-D code paths on images of height 1 (kernel (1, k), strides (1, s), pads
+  (0, left, 0, right); nnet_utils' 1-D kernels do the same arithmetic): a channels-last (N, W, C) tensor is the
+  image (N, 1, W, C), a (N, C, W) → (N, W, C) ``Transpose`` (of a PyTorch model's input) an NCHW → NHWC one of
+  (N, C, 1, W). The model input quantizes straight to that image, so streamlining leaves no data movement before
+  the first convolution; 1-D layer outputs stay images (``Reshape``/Flatten after them is order-preserving);
 - ``Reshape`` (Flatten) and ``Transpose``: data movement (plus a cast where hls4ml's result type differs).
 
 An ``io_parallel`` Dense layer's ``ReuseFactor`` is kept on its MatMul node (``reuse_factor``): the dataflow
@@ -46,7 +51,7 @@ import json
 import math
 import tarfile
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -154,6 +159,11 @@ class _Builder:
     def output_shape(self) -> tuple[int, ...]:
         return (1, *(int(d) for d in self.layer.get_output_variable().shape))
 
+    def image_shape(self) -> tuple[int, ...]:
+        """The output shape of a 2-D layer, or of a 1-D one as an image of height 1: (N, W, C) → (N, 1, W, C)."""
+        shape = self.output_shape()
+        return shape if len(shape) == 4 else (shape[0], 1, *shape[1:])
+
     def finish(self, value: _Value) -> None:
         """Register ``value`` as the layer's output (retyped by a cast if hls4ml's result type differs)."""
         result = self.result_type()
@@ -248,14 +258,31 @@ def _dense(b: _Builder, layer: Any) -> None:
     _accumulate(b, layer, x, weight, emit)
 
 
-@_handles("Conv2D")
-def _conv(b: _Builder, layer: Any) -> None:
-    x = b.input()
+def _image(b: _Builder, x: _Value) -> _Value:
+    """A channels-last 1-D tensor (N, W, C) as the image (N, 1, W, C) the 2-D code paths take."""
+    if len(x.shape) == 4:
+        return x
+    return _reshaped(b, x, (x.shape[0], 1, *x.shape[1:]))
+
+
+def _geometry(layer: Any, kernel: str) -> tuple[tuple[int, int], tuple[int, int], tuple[int, int, int, int]]:
+    """(kernel, strides, pads) of a 2-D layer, or of a 1-D one as an image of height 1 (``kernel``: hls4ml's
+    attribute prefix, 'filt' or 'pool')."""
     get = layer.get_attr
-    weight = _weights(layer, (1, 2, 3, 0))                # (fh, fw, c, f); resource stores (f, fh, fw, c)
-    strides = (get("stride_height"), get("stride_width"))
-    pads = (get("pad_top"), get("pad_left"), get("pad_bottom"), get("pad_right"))
-    shape = b.output_shape()
+    if get(f"{kernel}_height") is None:                   # Conv1D / Pooling1D
+        return (1, get(f"{kernel}_width")), (1, get("stride_width")), (0, get("pad_left"), 0, get("pad_right"))
+    return ((get(f"{kernel}_height"), get(f"{kernel}_width")), (get("stride_height"), get("stride_width")),
+            (get("pad_top"), get("pad_left"), get("pad_bottom"), get("pad_right")))
+
+
+@_handles("Conv1D", "Conv2D")
+def _conv(b: _Builder, layer: Any) -> None:
+    x = _image(b, b.input())
+    _, strides, pads = _geometry(layer, "filt")
+    rank = np.ndim(layer.weights["weight"].data)
+    weight = _weights(layer, (*range(1, rank), 0))       # ([fh,] fw, c, f); resource stores (f, [fh,] fw, c)
+    weight = weight[None] if rank == 3 else weight       # (fh, fw, c, f)
+    shape = b.image_shape()
     n, h, w, _ = x.shape
     kh, kw = weight.shape[:2]
     if shape != (n, (h + pads[0] + pads[2] - kh) // strides[0] + 1, (w + pads[1] + pads[3] - kw) // strides[1] + 1,
@@ -268,20 +295,19 @@ def _conv(b: _Builder, layer: Any) -> None:
     _accumulate(b, layer, x, weight, emit)
 
 
-@_handles("Pooling2D")
+@_handles("Pooling1D", "Pooling2D")
 def _max_pool(b: _Builder, layer: Any) -> None:
-    x = b.input()
+    x = _image(b, b.input())
     get = layer.get_attr
     if get("pool_op") != "Max":
         raise _Refused(f"{get('pool_op')} pooling is not supported (max pooling is)")
-    kernel, strides = (get("pool_height"), get("pool_width")), (get("stride_height"), get("stride_width"))
-    pads = (get("pad_top"), get("pad_left"), get("pad_bottom"), get("pad_right"))
+    kernel, strides, pads = _geometry(layer, "pool")
     if any(p >= k for p, k in zip(pads, kernel * 2)):
         raise _Refused("padding as large as the pool window is not supported")
     nchw = (x.shape[0], x.shape[3], x.shape[1], x.shape[2])
     dtype = b.tensors[x.tensor].dtype
     out, bounds = b.emit("Transpose", x, {"perm": (0, 3, 1, 2)}, nchw, "nchw", dtype, axis=1)
-    shape = b.output_shape()
+    shape = b.image_shape()
     pooled = (nchw[0], nchw[1], *shape[1:3])
     attrs = {"kernel": kernel, "strides": strides, "pads": pads, "dilations": (1, 1), "ceil_mode": False}
     out, bounds = b.emit("MaxPool", _Value(out, nchw, x.type, bounds), attrs, pooled, "max", dtype, axis=1)
@@ -376,8 +402,24 @@ def _transpose(b: _Builder, layer: Any) -> None:
     x = b.input()
     perm = (0, *(int(p) + 1 for p in layer.get_attr("perm")))
     shape = b.output_shape()
+    if perm == (0, 2, 1):           # (N, C, W) → (N, W, C), e.g. a PyTorch 1-D input: an image's NCHW → NHWC
+        x, perm, shape = _reshaped(b, x, (x.shape[0], x.shape[1], 1, x.shape[2])), (0, 2, 3, 1), b.image_shape()
     out, bounds = b.emit("Transpose", x, {"perm": perm}, shape, "transpose", b.tensors[x.tensor].dtype)
     b.finish(_Value(out, shape, x.type, bounds))
+
+
+def _reshaped(b: _Builder, x: _Value, shape: tuple[int, ...]) -> _Value:
+    """``x`` reshaped: the model input's ``Quantize``, when it is the last node, quantizes to ``shape`` (the
+    architectures read their input images straight from it); otherwise a ``Reshape``."""
+    node = b.nodes[-1] if b.nodes else None
+    if node is None or node.op != "Quantize" or node.outputs != (x.tensor,):
+        out, bounds = b.emit("Reshape", x, {"shape": shape}, shape, "image", b.tensors[x.tensor].dtype)
+        return _Value(out, shape, x.type, bounds)
+    b.nodes[-1] = node.with_attrs(shape=shape)
+    b.tensors[x.tensor] = replace(b.tensors[x.tensor], shape=shape, axis=len(shape) - 1)
+    value = replace(x, shape=shape)
+    b.values = {name: value if v is x else v for name, v in b.values.items()}
+    return value
 
 
 # ---------------------------------------------------------------------------------------------------- entry points

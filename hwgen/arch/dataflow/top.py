@@ -101,10 +101,9 @@ class DataflowTop(wiring.Component):
                 m.submodules[f"swg{index}"] = swg = SlidingWindow(layer.window, layer.in_type, layer.in_lanes,
                                                                   layer.depthwise)
                 wiring.connect(m, swg.o, unit.i)
-                if layer.in_type.bipolar:                   # the zero point −1 is stored as bit 0
-                    m.d.comb += swg.pad.eq(unit.zero_point > 0)
-                elif not layer.bipolar:
-                    m.d.comb += swg.pad.eq(unit.zero_point)
+                if not layer.bipolar:                       # (XNOR layers do not pad)
+                    # a bipolar code's zero point −1 (max pooling's pad) is stored as bit 0
+                    m.d.comb += swg.pad.eq(unit.zero_point > 0 if layer.in_type.bipolar else unit.zero_point)
                 entry = swg.i
             if layer.add:
                 m.submodules[f"zip{index}"] = zip_ = Zip(layer.in_type.shape, layer.in_lanes)

@@ -266,10 +266,11 @@ def compile_command(model: Optional[Path] = typer.Argument(None, help="Quantized
         seconds = time.perf_counter() - start
     if arch == "dataflow":
         program = design.program
-        table = Table("layer", "MW", "MH", "SIMD", "PE", "cycles/sample", "cost (LUT)", box=box.SIMPLE)
+        table = Table("layer", "unit", "MW", "MH", "vectors", "SIMD", "PE", "cycles/sample", "cost (LUT)",
+                      box=box.SIMPLE)
         for row in program.fold_report():
-            table.add_row(escape(display(row["name"])), *(str(row[k]) for k in ("mw", "mh", "simd", "pe", "cycles",
-                                                                       "cost_lut")))
+            table.add_row(escape(display(row["name"])), *(str(row[k]) for k in ("unit", "mw", "mh", "vectors", "simd",
+                                                                               "pe", "cycles", "cost_lut")))
         console.print(table)
         console.print(f"wrote {output}/ (dataflow, {len(design.layers)} layers, II {program.predicted_ii_cycles} "
                       f"cycles, latency {program.predicted_latency_cycles} cycles) in {seconds:.1f} s")

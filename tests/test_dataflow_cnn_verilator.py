@@ -81,3 +81,30 @@ def test_finn_cnv(name: str, target: int, zoo_dir: Path) -> None:
     design = hwgen.compile(model.path, arch="dataflow", target_cycles=target)
     assert [row["unit"] for row in design.program.fold_report()].count("SWG+maxpool") == 2
     check(design, np.asarray(model.inputs, np.float32)[:2])
+
+
+def test_cli_compile_simulate_estimate(models, tmp_path: Path) -> None:
+    """The CLI on a CNN: the folding table names each layer's units; simulate reports bit-exact outputs and the
+    predicted cycles (the digits CNN at 576 cycles: the build of the test above)."""
+    import subprocess
+    import sys
+
+    path, x = models["digits_cnn_w4a4"]
+    out, inputs = tmp_path / "design", tmp_path / "x.npy"
+    np.save(inputs, x[:SAMPLES])
+
+    def cli(*args) -> str:
+        result = subprocess.run([sys.executable, "-m", "hwgen", *map(str, args)], capture_output=True, text=True,
+                                timeout=900, check=False)
+        assert result.returncode == 0, result.stderr
+        return " ".join(result.stdout.split())
+
+    text = cli("compile", path, "--arch", "dataflow", "--target-cycles", 576, "-o", out)
+    assert "/dw/Conv SWG+VVAU 9 6 16 1 2 432" in text and "II 576 cycles, latency 1099 cycles" in text
+    design = hwgen.open_design(out)
+    text = cli("simulate", out, "--inputs", inputs, "--output", tmp_path / "y.npy")
+    predicted = design.predicted_cycles(SAMPLES)
+    assert f"{predicted} cycles (predicted {predicted}), bit-exact" in text
+    assert "II 576.0 (predicted 576), latency 1099 (predicted 1099)" in text
+    text = cli("estimate", out, "--target", "xcup")
+    assert "latency_cycles 1,099" in text

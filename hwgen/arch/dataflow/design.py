@@ -37,7 +37,12 @@ from .top import DataflowTop, dataflow_signature
 TOP_NAME = "hwgen_dataflow"
 UNITS = {"Quantize": "host: input quantizer", "Dequantize": "host: output dequantizer", "MatMul": "MVAU",
          "FixedMatMul": "MVAU (rounded products)", "MultiThreshold": "MVAU thresholds (fused)",
-         "FixedCast": "MVAU fixed-point stages (fused)", "Reshape": "stream order (layout only)"}
+         "FixedCast": "MVAU fixed-point stages (fused)", "Reshape": "stream order (layout only)",
+         "Conv": "sliding-window generator + MVAU (depthwise: vector-vector unit)",
+         "FixedConv": "sliding-window generator + MVAU (rounded products)",
+         "MaxPool": "sliding-window generator + pooling unit (max)",
+         "SumPool": "sliding-window generator + pooling unit (sum, thresholds)",
+         "AddScaled": "duplicate + skip FIFO + add unit"}
 
 
 @lru_cache(maxsize=8)
@@ -205,8 +210,11 @@ class DataflowDesign:
             "units": unit_rows(graph, UNITS, MAX_FUSED_THRESHOLDS),
             "cycle_model": {"ii_cycles": self.program.predicted_ii_cycles,
                             "latency_cycles": self.program.predicted_latency_cycles,
-                            "formula": "II = max over layers of (MW/SIMD)·(MH/PE); N samples take latency + "
-                                       "(N − 1)·II cycles from first input to last output"},
+                            "formula": "II = max over layers of vectors·(MW/SIMD)·(MH/PE) (and a sliding-window "
+                                       "generator's input beats); N samples take latency + (N − 1)·II cycles from "
+                                       "first input to last output",
+                            "model": "timing.py (cycle-level)" if cfg.convolutional else "cycles.py (closed form)"},
+            "sources": [list(s) for s in cfg.sources],
             "files": {"weights": "weights.load", "thresholds": "thresholds.load", "parameters": "parameters.load",
                       "biases": "biases.load", "model": self.model.source_name, "report": "report.md",
                       **manifest_files(self, rom)},
@@ -218,10 +226,11 @@ class DataflowDesign:
         manifest = self.manifest()
         lines = [f"# {display(manifest['model']['file'] or 'model')} on the dataflow architecture", "",
                  f"hwgen {__version__}; Verilog sha256 `{self.verilog_sha256[:16]}…`", "",
-                 "| layer | MW | MH | SIMD | PE | cycles/sample |", "|---|---|---|---|---|---|"]
+                 "| layer | unit | MW | MH | vectors | SIMD | PE | cycles/sample |",
+                 "|---|---|---|---|---|---|---|---|"]
         for row in manifest["layers"]:
-            lines.append(f"| {display(row['name']).replace('|', chr(92) + '|')} | {row['mw']} | {row['mh']} | "
-                         f"{row['simd']} | {row['pe']} | {row['cycles']} |")
+            lines.append(f"| {display(row['name']).replace('|', chr(92) + '|')} | {row['unit']} | {row['mw']} | "
+                         f"{row['mh']} | {row['vectors']} | {row['simd']} | {row['pe']} | {row['cycles']} |")
         lines += ["", f"- initiation interval: {self.program.predicted_ii_cycles} cycles; latency: "
                       f"{self.program.predicted_latency_cycles} cycles (exact, analytic)",
                   f"- FIFO depths: {', '.join(map(str, self.config.fifo_depths))}", ""]

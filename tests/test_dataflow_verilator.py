@@ -202,7 +202,7 @@ def test_lint_yosys_and_hostile_names(tmp_path: Path) -> None:
     assert [unit["node"] for unit in manifest["units"]][:3] == [names[0], names[2], names[4]]
     report = (out / "report.md").read_text().splitlines()
     table = [line for line in report if line.startswith("| ")]
-    assert len(table) == 1 + len(designs[1].layers) and all(line.replace("\\|", "").count("|") == 7 for line in table)
+    assert len(table) == 1 + len(designs[1].layers) and all(line.replace("\\|", "").count("|") == 9 for line in table)
     assert "# heading" not in [line.strip() for line in report]
     x = np.random.default_rng(0).normal(size=(5, 8)).astype(np.float32)
     check_exact(designs[1].simulate(x).report)

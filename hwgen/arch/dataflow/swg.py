@@ -24,7 +24,7 @@ slots:
 - when the reader moves to the next output row, ``low`` (and the slot it sits in) moves by the rows no longer
   needed; at the end of an image it moves to the next image's row 0, so rows no window needs are skipped.
 
-Timing (the event model, events.py, mirrors it): the writer takes a beat in any cycle it has room (``i.ready``);
+Timing (the cycle-level model, timing.py, mirrors it): the writer takes a beat in any cycle it has room (``i.ready``);
 a beat written at cycle ``t`` is readable from ``t + 1``. The reader issues a beat (a memory read, or the pad)
 when it is readable and the output register is free (``~o.valid | o.ready``); the beat is valid on ``o`` the
 cycle after. One beat per cycle at most on each side.

@@ -4,12 +4,13 @@ A chain of plain vector layers has the closed-form model of cycles.py. Once laye
 generators, several vectors per inference) the units' interplay (line buffers filling and draining, an MVAU taking
 input only in its first pass, bursts of a depthwise layer) has no simple closed form, so this module runs the
 handshakes themselves: every unit's valid/ready logic and counters as the RTL has them (each class names the
-module it mirrors), without the data. It is exact by construction, and the Verilator tests check it against the
-hardware cycle for cycle.
+module it mirrors), without the data, over the pipeline's graph (duplicates, zips, per-edge converters and FIFOs).
+It is exact by construction; the Amaranth and Verilator tests check it against the hardware cycle for cycle, and
+it equals the closed form on plain chains.
 
 Each cycle: the ``ready`` signals are computed from the output end backwards (a unit's input ready may depend on
-its output ready combinationally, as in the RTL), then every link transfers where valid and ready, then every
-unit updates its registers.
+its output ready combinationally, as in the RTL), then the ``valid`` signals forwards (a duplicate's and a zip's
+are combinational), then every link transfers where valid and ready, then every unit updates its registers.
 
 - :func:`fifo_depths`: the FIFO depths the pipeline needs, from a run with unbounded FIFOs and samples released
   one initiation interval apart (the bound ``max`` unit cycles per inference): the deepest a FIFO's memory gets

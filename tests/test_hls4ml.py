@@ -5,11 +5,13 @@ Every C-sim build costs seconds, so each model is converted and compiled once pe
 inputs. The ap_fixed cast semantics themselves are checked exhaustively against the ap_fixed headers hls4ml ships.
 
 Verilator builds in the default tier: one 4×4 systolic array (product rounding, three fixed-point lane stages) runs
-the seven models that fit it (MLPs, the 2-D and 1-D CNNs, the MLPs with lookup-table activations), one dataflow
-pipeline (the narrow MLP at its ReuseFactor folding) serves the Python API, the II test and the CLI, and two more
-run the CNNs (sliding windows, max pooling; the 1-D one as images of height 1). hls4ml's activation kernels
-themselves are checked on every input code of many types. The nightly tier adds the 16-bit default precision, the threshold-requantized MLP and the sigmoid/tanh MLP
-on the dataflow architecture and a matrix of random precisions on both.
+the nine models that fit it (MLPs, the 2-D and 1-D CNNs with max and average pooling, the MLPs with lookup-table
+activations), one dataflow pipeline (the narrow MLP at its ReuseFactor folding) serves the Python API, the II test
+and the CLI, and three more run the CNNs (sliding windows, max pooling; the 1-D one as images of height 1; sum
+pooling with the average's division as casts and as thresholds). hls4ml's activation kernels themselves are checked
+on every input code of many types, its average pooling kernel on every window sum of several types. The nightly tier
+adds the 16-bit default precision, the threshold-requantized MLP and the sigmoid/tanh MLP on the dataflow
+architecture and a matrix of random precisions on both.
 """
 from __future__ import annotations
 
@@ -35,7 +37,7 @@ from hwgen.arch.systolic.compile import default_config, gemm_layers
 from hwgen.frontend import hls4ml_tables as tables
 from hwgen.frontend.hls4ml import fixed_output_type, fixed_type, from_hls4ml, load_hls4ml
 from hwgen.ir import Graph
-from hwgen.ir.fixed import OVERFLOW, ROUNDING, FixedType
+from hwgen.ir.fixed import OVERFLOW, ROUNDING, FixedStep, FixedType, apply_steps
 from hwgen.passes import streamline
 
 needs_gxx = pytest.mark.skipif(shutil.which("g++") is None, reason="hls4ml's C simulation needs g++")
@@ -223,6 +225,46 @@ def small_cnn1d():
     return model, (2, 16), precisions, {"layer_config": {"_0": {"Strategy": "Resource", "ReuseFactor": 2}}}
 
 
+def avg_cnn():
+    """Conv2D → ReLU → AvgPool2d(2) (a window of 4: casts; a wrapping accum_t) → Conv2D → ReLU → AvgPool2d(3,
+    stride 2, padding 1, padded zeros counted: a window of 9, thresholds from the exact division) → Dense; 6-bit
+    activations."""
+    torch.manual_seed(7)
+    model = torch.nn.Sequential(torch.nn.Conv2d(2, 2, 3, padding=1), torch.nn.ReLU(), torch.nn.AvgPool2d(2),
+                                torch.nn.Conv2d(2, 2, 3, padding=1), torch.nn.ReLU(),
+                                torch.nn.AvgPool2d(3, stride=2, padding=1), torch.nn.Flatten(), torch.nn.Linear(8, 5))
+    precisions = {
+        "input_1": {"result": "ap_fixed<6,3,AP_RND,AP_SAT>"},
+        "_0": {"weight": "ap_fixed<6,2,AP_RND>", "bias": "ap_fixed<6,2>", "accum": "ap_fixed<12,5>",
+               "result": "ap_fixed<8,4,AP_RND_CONV,AP_SAT>"},
+        "_1": {"result": "ap_ufixed<6,3,AP_RND,AP_SAT>"},
+        "_2": {"accum": "ap_ufixed<6,2,AP_TRN,AP_WRAP>", "result": "ap_ufixed<6,3,AP_RND,AP_SAT>"},
+        "_3": {"weight": "ap_fixed<6,2,AP_RND>", "bias": "ap_fixed<6,2>", "accum": "ap_fixed<14,6>",
+               "result": "ap_fixed<8,4,AP_RND,AP_SAT>"},
+        "_4": {"result": "ap_ufixed<5,1,AP_RND,AP_SAT>"},
+        "_5": {"accum": "ap_ufixed<12,6>", "result": "ap_ufixed<6,2,AP_RND_CONV,AP_SAT>"},
+        "_7": {"weight": "ap_fixed<6,2>", "bias": "ap_fixed<6,2>", "result": "ap_fixed<12,5,AP_RND_ZERO,AP_WRAP>"},
+    }
+    return model, (2, 8, 8), precisions, {}
+
+
+def avg_cnn1d():
+    """Conv1D → ReLU → AvgPool1d(3, stride 2, padding 1) (a window of 3 with counted padding: thresholds; a signed
+    input, truncated toward zero) → Dense on (C=2, W=16)."""
+    torch.manual_seed(8)
+    model = torch.nn.Sequential(torch.nn.Conv1d(2, 3, 3, padding=1), torch.nn.AvgPool1d(3, stride=2, padding=1),
+                                torch.nn.ReLU(), torch.nn.Flatten(), torch.nn.Linear(24, 5))
+    precisions = {
+        "input_1": {"result": "ap_fixed<6,3,AP_RND,AP_SAT>"},
+        "_0": {"weight": "ap_fixed<6,2,AP_RND>", "bias": "ap_fixed<6,2>", "accum": "ap_fixed<12,5>",
+               "result": "ap_fixed<6,3,AP_RND,AP_SAT>"},
+        "_1": {"accum": "ap_fixed<10,5>", "result": "ap_fixed<6,3,AP_TRN,AP_SAT>"},
+        "_2": {"result": "ap_ufixed<5,2,AP_RND,AP_SAT>"},
+        "_4": {"weight": "ap_fixed<6,2>", "bias": "ap_fixed<6,2>", "result": "ap_fixed<12,5,AP_RND_ZERO,AP_WRAP>"},
+    }
+    return model, (2, 16), precisions, {}
+
+
 def _act_mlp(sizes: tuple[int, ...], activations: list[torch.nn.Module], seed: int, weight_scale: float):
     """Linear layers with ``activations`` between them (hls4ml names them _0, _1, …: Dense at even indices)."""
     torch.manual_seed(seed)
@@ -302,9 +344,10 @@ def lut_keras_mlp():
 
 
 MODELS = {"default": default_mlp, "narrow": narrow_modes, "systolic": systolic_mlp, "cnn": small_cnn,
-          "cnn1d": small_cnn1d, "lut": lut_mlp, "lut_params": lut_params_mlp, "lut_keras": lut_keras_mlp}
+          "cnn1d": small_cnn1d, "lut": lut_mlp, "lut_params": lut_params_mlp, "lut_keras": lut_keras_mlp,
+          "avg_cnn": avg_cnn, "avg_cnn1d": avg_cnn1d}
 INPUT_SCALE = {"default": 3.0, "narrow": 6.0, "systolic": 2.0, "cnn": 3.0, "cnn1d": 3.0, "lut": 6.0, "lut_params": 3.0,
-               "lut_keras": 4.0}
+               "lut_keras": 4.0, "avg_cnn": 3.0, "avg_cnn1d": 3.0}
 # lookup-table activations whose inputs must reach beyond the table's ends (index clamps): layer → (below, above)
 TABLE_ENDS = {"lut": {"_1": (-8, 8), "_3": (-4, 4)}, "lut_params": {"_1": (-8, None), "_5": (-8, 8)},
               "lut_keras": {"_1": (-8, 8), "_3": (-8, 8), "_5": (-8, None)}}
@@ -319,7 +362,7 @@ def test_golden_equals_csim(build, name: str) -> None:
     expected = reference_codes(hls_model, graph, x)
     for ir in (graph, streamline(graph)):
         np.testing.assert_array_equal(output_codes(ir, x), expected)
-    if name in ("narrow", "cnn", "cnn1d"):
+    if name in ("narrow", "cnn", "cnn1d", "avg_cnn", "avg_cnn1d"):
         assert wrapped(graph, x) > SAMPLES // 10, "the model should overflow and wrap"
     env = golden.run(graph, x, keep=True)
     for layer, (below, above) in TABLE_ENDS.get(name, {}).items():
@@ -443,6 +486,26 @@ def test_saturating_accumulator_refused(tmp_path: Path) -> None:
     precisions = {"_0": {"accum": "ap_fixed<8,3,AP_TRN,AP_SAT>"}}
     with pytest.raises(UnsupportedModelError, match=r"node '_0' \(Dense\): accumulator .*order of summation"):
         from_hls4ml(convert(model, 8, tmp_path, precisions))
+
+
+def test_average_pooling_refusals(tmp_path: Path) -> None:
+    """A divisor that varies with the window's position (padding not counted), an accumulator that rounds every
+    addition, and a non-power-of-two window after a wrapping accumulator (not monotone) are refused by name."""
+    def pool_model(pool: torch.nn.Module) -> torch.nn.Module:
+        return torch.nn.Sequential(torch.nn.Conv1d(2, 2, 1), pool, torch.nn.Flatten(), torch.nn.Linear(32, 2))
+    model = pool_model(torch.nn.AvgPool1d(3, stride=1, padding=1, count_include_pad=False))
+    with pytest.raises(UnsupportedModelError, match=r"node '_1' \(Pooling1D\): average pooling without count_pad "
+                       r"divides .* by their unpadded area"):
+        from_hls4ml(convert(model, (2, 16), tmp_path / "count_pad", {}))
+    model = pool_model(torch.nn.AvgPool1d(3, stride=1, padding=1))
+    precisions = {"_0": {"result": "ap_fixed<8,3>"}, "_1": {"accum": "ap_fixed<8,4>"}}
+    with pytest.raises(UnsupportedModelError, match=r"node '_1' \(Pooling1D\): accum_t ap_fixed<8,4,AP_TRN,AP_WRAP> "
+                       r"has fewer fractional bits than the input \(5\)"):
+        from_hls4ml(convert(model, (2, 16), tmp_path / "coarse", precisions))
+    precisions = {"_0": {"result": "ap_fixed<8,3>"}, "_1": {"accum": "ap_fixed<7,2>"}}
+    with pytest.raises(UnsupportedModelError, match=r"node '_1' \(Pooling1D\): average pooling over a window of 3 "
+                       r"\(not a power of two\): its result .* is not monotone"):
+        from_hls4ml(convert(model, (2, 16), tmp_path / "wrap", precisions))
 
 
 # ---------------------------------------------------------------------------------------------------- ap_fixed casts
@@ -640,9 +703,75 @@ def test_activation_thresholds() -> None:
     assert attrs["step"] == 1 << 8 and attrs["thresholds"].shape[1] <= 1023
 
 
+# (data_T, accum_t, res_T, window): wrapping accumulators (signed and unsigned), negative sums (truncation toward
+# zero), power-of-two and other windows, every rounding mode of the result
+AVERAGE_CASES = [
+    (FixedType(6, 3, False), FixedType(6, 2, False), FixedType(6, 3, False, "RND", "SAT"), 4),
+    (FixedType(6, 3), FixedType(10, 5), FixedType(6, 3, True, "TRN", "SAT"), 3),
+    (FixedType(6, 3), FixedType(8, 4), FixedType(6, 3, True, "RND_INF", "SAT"), 2),
+    (FixedType(5, 2), FixedType(9, 3), FixedType(6, 2, True, "RND_ZERO", "WRAP"), 9),
+    (FixedType(6, 2), FixedType(8, 2), FixedType(6, 2, True, "RND_CONV", "SAT"), 8),
+    (FixedType(5, 1, False), FixedType(12, 6, False), FixedType(6, 2, False, "RND_CONV", "SAT"), 9),
+    (FixedType(6, 3), FixedType(12, 4, True, "RND", "SAT"), FixedType(7, 3, True, "RND_MIN_INF", "SAT_SYM"), 6),
+    (FixedType(6, 3), FixedType(9, 3), FixedType(5, 2, True, "TRN_ZERO", "SAT_ZERO"), 16),
+]
+
+
+def _ap(t: FixedType) -> str:
+    return f"ap_{'' if t.signed else 'u'}fixed<{t.width}, {t.integer}, AP_{t.rounding}, AP_{t.overflow}>"
+
+
+def _window_codes(total: int, window: int, t: FixedType) -> list[int]:
+    """``window`` codes of ``t`` summing to ``total``."""
+    codes = []
+    for _ in range(window):
+        codes.append(int(np.clip(total, t.dtype.min, t.dtype.max)))
+        total -= codes[-1]
+    return codes
+
+
+@needs_gxx
+def test_average_matches_nnet_avg(tmp_path: Path) -> None:
+    """hwgen's average pooling arithmetic (the exact function thresholds are computed from, and the casts of a
+    power-of-two window) equals hls4ml's ``nnet::avg`` then the assignment to res_T, compiled with the shipped
+    headers, on every reachable window sum of each case."""
+    templates = Path(hls4ml.__file__).parent / "templates" / "vivado"
+    lines = ["#include <cmath>", "#include <cstdio>", '#include "ap_fixed.h"', '#include "nnet_utils/nnet_pooling.h"',
+             "int main() {"]
+    sums = []
+    for index, (x_t, acc_t, res_t, window) in enumerate(AVERAGE_CASES):
+        total = np.arange(window * x_t.dtype.min, window * x_t.dtype.max + 1)
+        sums.append(total)
+        rows = ", ".join("{" + ", ".join(map(str, _window_codes(int(v), window, x_t))) + "}" for v in total)
+        lines += [f"  {{ static const long long c[][{window}] = {{{rows}}};",
+                  f"    for (unsigned n = 0; n < {len(total)}; n++) {{",
+                  f"      {_ap(x_t)} x[{window}];",
+                  f"      for (int i = 0; i < {window}; i++) x[i] = std::ldexp((double)c[n][i], {-x_t.frac});",
+                  f"      {_ap(res_t)} r = nnet::avg<{_ap(x_t)}, {window}, {_ap(acc_t)}>(x, {window});",
+                  f"      std::printf(\"%.0f\\n\", std::ldexp(r.to_double(), {res_t.frac}));",
+                  "    }", "  }"]
+    lines += ["  return 0;", "}"]
+    (tmp_path / "avg.cpp").write_text("\n".join(lines))
+    subprocess.run(["g++", "-std=c++17", "-O0", f"-I{templates}", f"-I{templates / 'ap_types'}", "avg.cpp", "-o",
+                    "avg"], cwd=tmp_path, check=True)
+    run = subprocess.run([str(tmp_path / "avg")], capture_output=True, text=True, check=True)
+    expected = iter(int(float(v)) for v in run.stdout.split())
+    for (x_t, acc_t, res_t, window), total in zip(AVERAGE_CASES, sums):
+        want = np.array([next(expected) for _ in total])
+        case = f"{x_t} summed in {acc_t}, / {window}, to {res_t}"
+        np.testing.assert_array_equal(tables.average_codes(total, x_t.frac, window, acc_t, res_t), want, err_msg=case)
+        steps = tables.average_steps(x_t.frac, window, acc_t)
+        assert (steps is None) == (window & (window - 1) != 0)
+        if steps is not None:
+            casts = (*steps, FixedStep(acc_t.frac, res_t))
+            np.testing.assert_array_equal(apply_steps(casts, total, None), want, err_msg=case)
+    assert next(expected, None) is None
+
+
 # ---------------------------------------------------------------------------------------------------- hardware
 HW_SAMPLES = 256
-SYSTOLIC_MODELS = ("narrow", "systolic", "cnn", "cnn1d", "lut", "lut_params", "lut_keras")   # one array, one build
+SYSTOLIC_MODELS = ("narrow", "systolic", "cnn", "cnn1d", "avg_cnn", "avg_cnn1d", "lut", "lut_params",
+                   "lut_keras")                                                         # one array, one build
 
 
 def check_against_csim(result, hls_model, graph: Graph, x: np.ndarray) -> None:
@@ -666,8 +795,9 @@ def shared_array(build) -> dict:
 @pytest.mark.parametrize("name", SYSTOLIC_MODELS)
 def test_systolic_equals_csim(build, shared_array: dict, name: str) -> None:
     """MLPs with every quantization and overflow mode, wrapping accumulators and results, a BatchNorm, rounded
-    products; CNNs (2-D and 1-D) with padded and strided convolutions and max pooling; a threshold-requantized MLP; MLPs with
-    lookup-table activations (sigmoid, tanh, elu, leakyrelu, softsign, softplus, selu, relu6)."""
+    products; CNNs (2-D and 1-D) with padded and strided convolutions and max or average pooling; a
+    threshold-requantized MLP; MLPs with lookup-table activations (sigmoid, tanh, elu, leakyrelu, softsign, softplus,
+    selu, relu6)."""
     hls_model, graph, n_in = build(name)
     design = hwgen.compile(hls_model, rows=4, cols=4, **shared_array)
     x = inputs(n_in, INPUT_SCALE[name], seed=2)[:HW_SAMPLES]
@@ -680,7 +810,7 @@ def test_systolic_equals_csim(build, shared_array: dict, name: str) -> None:
         assert result.report["bit_exact"] and result.report["cycles"] == result.report["predicted_cycles"]
         codes.append(result.codes.reshape(len(chunk), -1))
     np.testing.assert_array_equal(np.concatenate(codes), reference_codes(hls_model, graph, x))
-    if name in ("narrow", "cnn", "cnn1d"):
+    if name in ("narrow", "cnn", "cnn1d", "avg_cnn", "avg_cnn1d"):
         assert wrapped(graph, x) > 0, "the simulated inputs should overflow and wrap"
 
 
@@ -730,6 +860,20 @@ def test_cnn1d_on_dataflow_equals_csim(build) -> None:
     design = hwgen.compile(hls_model, arch="dataflow", target_cycles=128)
     assert [row["unit"] for row in design.program.fold_report()][:2] == ["SWG+MVAU", "SWG+maxpool"]
     x = inputs(n_in, INPUT_SCALE["cnn1d"], seed=3)[:HW_SAMPLES]
+    check_dataflow(design, hls_model, graph, x, ii=design.config.predicted_bound)
+    assert wrapped(graph, x) > 0
+
+
+@needs_gxx
+def test_avg_cnn_on_dataflow_equals_csim(build) -> None:
+    """The average-pooling CNN: a 2×2 pool (window sums, a wrapping accum_t, the division as a TRN_ZERO cast) and a
+    padded 3×3 pool (its exact division as thresholds) on the sum-pooling unit; bit-exact with the C-sim at the II
+    of its folding."""
+    hls_model, graph, n_in = build("avg_cnn")
+    design = hwgen.compile(hls_model, arch="dataflow", target_cycles=576)
+    units = {row["name"]: row["unit"] for row in design.program.fold_report()}
+    assert units["_2"] == units["_5"] == "SWG+sumpool"
+    x = inputs(n_in, INPUT_SCALE["avg_cnn"], seed=3)[:HW_SAMPLES]
     check_dataflow(design, hls_model, graph, x, ii=design.config.predicted_bound)
     assert wrapped(graph, x) > 0
 

@@ -27,11 +27,23 @@ holds the integer codes. The layers import as hls4ml's Vivado/Vitis ``nnet_utils
 - ``BatchNormalization``: ``FixedCast`` [x · scale + bias exactly, cast to result_t] (scale_t, bias_t codes);
 - ``Conv2D`` (channels-last, padded, strided): as Dense, with ``FixedConv`` computing the sums of products;
 - ``Pooling2D`` max: ``MaxPool`` (between transposes to NCHW), then the casts to accum_t and result_t;
-- ``Conv1D`` and ``Pooling1D`` max: the 2-D code paths on images of height 1 (kernel (1, k), strides (1, s), pads
-  (0, left, 0, right); nnet_utils' 1-D kernels do the same arithmetic): a channels-last (N, W, C) tensor is the
-  image (N, 1, W, C), a (N, C, W) → (N, W, C) ``Transpose`` (of a PyTorch model's input) an NCHW → NHWC one of
-  (N, C, 1, W). The model input quantizes straight to that image, so streamlining leaves no data movement before
-  the first convolution; 1-D layer outputs stay images (``Reshape``/Flatten after them is order-preserving);
+- ``Pooling2D`` average (``nnet::avg``): ``SumPool`` of the codes (between transposes to NCHW; padded positions
+  enter as 0 and count in the window size N, hls4ml's ``count_pad``, which PyTorch's default ``count_include_pad``
+  sets), then ``accum_t y = Σ x; y /= N; res = y``: the sum assigned to accum_t (a wrapping accumulator wraps the
+  exact sum), the codes divided by N truncating toward zero (``ap_fixed /= unsigned``), the cast to result_t. For
+  N = 2^k that is three casts (the division a TRN_ZERO cast); otherwise one ``MultiThreshold`` on the window sum,
+  computed code by code from that arithmetic (:func:`hwgen.frontend.hls4ml_tables.average_codes`; monotone where
+  accum_t cannot wrap). Refused, naming the layer: padding not counted (its windows at the borders divide by
+  their unpadded area, a divisor that varies with the position), an accum_t with fewer fractional bits than the
+  input (every addition rounds, order-dependent), a saturating accum_t that can overflow, a non-power-of-two
+  window whose result is not monotone. ``GlobalPooling1D/2D`` (hls4ml converts them from Keras and ONNX only, not
+  from PyTorch) are not imported;
+- ``Conv1D`` and ``Pooling1D`` (max and average): the 2-D code paths on images of height 1 (kernel (1, k),
+  strides (1, s), pads (0, left, 0, right); nnet_utils' 1-D kernels do the same arithmetic): a channels-last
+  (N, W, C) tensor is the image (N, 1, W, C), a (N, C, W) → (N, W, C) ``Transpose`` (of a PyTorch model's input)
+  an NCHW → NHWC one of (N, C, 1, W). The model input quantizes straight to that image, so streamlining leaves no
+  data movement before the first convolution; 1-D layer outputs stay images (``Reshape``/Flatten after them is
+  order-preserving);
 - ``Reshape`` (Flatten) and ``Transpose``: data movement (plus a cast where hls4ml's result type differs).
 
 An ``io_parallel`` Dense layer's ``ReuseFactor`` is kept on its MatMul node (``reuse_factor``): the dataflow
@@ -296,26 +308,92 @@ def _conv(b: _Builder, layer: Any) -> None:
 
 
 @_handles("Pooling1D", "Pooling2D")
-def _max_pool(b: _Builder, layer: Any) -> None:
+def _pooling(b: _Builder, layer: Any) -> None:
     x = _image(b, b.input())
     get = layer.get_attr
-    if get("pool_op") != "Max":
-        raise _Refused(f"{get('pool_op')} pooling is not supported (max pooling is)")
+    op = get("pool_op")
+    if op not in ("Max", "Average"):
+        raise _Refused(f"{op} pooling is not supported (max and average pooling are)")
     kernel, strides, pads = _geometry(layer, "pool")
     if any(p >= k for p, k in zip(pads, kernel * 2)):
         raise _Refused("padding as large as the pool window is not supported")
+    shape = b.image_shape()
+    n, h, w, _ = x.shape
+    if shape != (n, (h + pads[0] + pads[2] - kernel[0]) // strides[0] + 1,
+                 (w + pads[1] + pads[3] - kernel[1]) // strides[1] + 1, x.shape[3]):
+        raise _Refused(f"output shape {shape[1:]} does not match a pooling of {x.shape[1:]}")
+    window = kernel[0] * kernel[1]
+    if op == "Average" and not get("count_pad", False) and _windows_overlap_padding((h, w), kernel, strides, pads,
+                                                                                      shape[1:3]):
+        raise _Refused("average pooling without count_pad divides the windows that overlap the padding by their "
+                       "unpadded area, a divisor that varies with the position; only count_pad (PyTorch's "
+                       "count_include_pad=True) or windows clear of the padding are supported")
     nchw = (x.shape[0], x.shape[3], x.shape[1], x.shape[2])
     dtype = b.tensors[x.tensor].dtype
     out, bounds = b.emit("Transpose", x, {"perm": (0, 3, 1, 2)}, nchw, "nchw", dtype, axis=1)
-    shape = b.image_shape()
     pooled = (nchw[0], nchw[1], *shape[1:3])
-    attrs = {"kernel": kernel, "strides": strides, "pads": pads, "dilations": (1, 1), "ceil_mode": False}
-    out, bounds = b.emit("MaxPool", _Value(out, nchw, x.type, bounds), attrs, pooled, "max", dtype, axis=1)
+    if op == "Max":
+        attrs = {"kernel": kernel, "strides": strides, "pads": pads, "dilations": (1, 1), "ceil_mode": False}
+        out, bounds = b.emit("MaxPool", _Value(out, nchw, x.type, bounds), attrs, pooled, "max", dtype, axis=1)
+    else:       # window sums of the codes (padding enters as code 0, the value 0)
+        attrs = {"kernel": kernel, "strides": strides, "pads": pads, "ceil_mode": False, "global": False,
+                 "window": window, "x_zero_point": 0}
+        out, bounds = b.emit("SumPool", _Value(out, nchw, x.type, bounds), attrs, pooled, "sum", axis=1)
+        dtype = b.tensors[out].dtype
     out, bounds = b.emit("Transpose", _Value(out, pooled, x.type, bounds), {"perm": (0, 2, 3, 1)}, shape, "nhwc",
                          dtype)
-    value = _Value(out, shape, x.type, bounds)
     acc_t = fixed_type(get("accum_t").precision, "accum_t")       # pool_op returns accum_t, assigned to res_T
-    b.finish(b.cast(value, (FixedStep(x.type.frac, acc_t),), "accum"))
+    if op == "Max":
+        b.finish(b.cast(_Value(out, shape, x.type, bounds), (FixedStep(x.type.frac, acc_t),), "accum"))
+        return
+    sum_t = FixedType(dtype.bits, dtype.bits - x.type.frac, dtype.signed)     # the sums, at the input's LSB
+    _average(b, _Value(out, shape, sum_t, bounds), window, acc_t)
+
+
+def _windows_overlap_padding(size: tuple[int, int], kernel: tuple[int, int], strides: tuple[int, int],
+                             pads: tuple[int, int, int, int], out: tuple[int, int]) -> bool:
+    """Whether some pooling window of an image of ``size`` reaches into its padding."""
+    return any(i * strides[a] < pads[a] or i * strides[a] + kernel[a] > size[a] + pads[a]
+               for a in (0, 1) for i in range(out[a]))
+
+
+def _average(b: _Builder, sums: _Value, window: int, acc_t: FixedType) -> None:
+    """nnet::avg on window sums ``sums``: ``accum_t y = 0; y += x[i]`` (each sum assigned to accum_t), ``y /=
+    window`` (ap_fixed ÷ unsigned: the codes divided, truncated toward zero, in accum_t), the result cast to res_T.
+
+    With accum_t's LSB no coarser than the input's, the additions are exact up to accum_t's overflow: a WRAP
+    accumulator wraps the exact sum (modular arithmetic, whatever the order); a saturating one is accepted only
+    where no partial sum can reach its limits. A power-of-two window is then a chain of casts: the sum into
+    accum_t, ``y / 2^k`` as a TRN_ZERO cast of ``y · 2^-(frac + k)`` to accum_t, and the cast to result_t. Any
+    other window is a ``MultiThreshold`` on the sum, computed code by code from the exact C semantics (a monotone
+    function of the sum where accum_t cannot wrap); refused when it is not monotone."""
+    x_frac = sums.type.frac
+    if acc_t.frac < x_frac:
+        raise _Refused(f"accum_t {acc_t} has fewer fractional bits than the input ({x_frac}): every addition "
+                       "rounds, and the sum depends on its order")
+    lo, hi = int(np.min(sums.bounds[0])), int(np.max(sums.bounds[1]))   # bounds every partial sum too
+    shift = acc_t.frac - x_frac
+    if acc_t.overflow != "WRAP" and (lo << shift < acc_t.dtype.min or hi << shift > acc_t.dtype.max):
+        raise _Refused(f"accumulator {acc_t} saturates (AP_{acc_t.overflow}) and can overflow; a saturating sum "
+                       "depends on the order of summation, so it has no order-independent result")
+    steps = tables.average_steps(x_frac, window, acc_t)
+    if steps is not None:
+        acc = b.cast(sums, steps[:1], "accum")
+        mean = b.cast(acc, steps[1:], "mean")
+        b.finish(replace(mean, type=acc_t))
+        return
+    res_t = b.result_type()
+    if hi - lo >= tables.ENUMERATED:
+        raise _Refused(f"average pooling over a window of {window} (not a power of two) runs as thresholds, "
+                       f"computed code by code: its sums take {hi - lo + 1} values (at most {tables.ENUMERATED})")
+    results = tables.average_codes(np.arange(lo, hi + 1, dtype=np.int64), x_frac, window, acc_t, res_t)
+    node = Node("MultiThreshold", b.layer.name, (sums.tensor,), (), {"axis": sums.axis})
+    try:
+        attrs = tables.threshold_attrs(node, [tables.enumerated_piece(lo, results)], res_t)
+    except tables.ActivationRefused as exc:
+        raise _Refused(f"average pooling over a window of {window} (not a power of two): {exc}") from None
+    out, bounds = b.emit("MultiThreshold", sums, attrs, sums.shape, "mean", attrs["quantizer"].dtype)
+    b.finish(_Value(out, sums.shape, res_t, bounds))
 
 
 def _check_saturating_sum(weight: np.ndarray, shift: int, acc_t: FixedType, acc_bias: np.ndarray, lo: int,

@@ -25,13 +25,16 @@ ends no higher than the next begins — a proof, not a sample, so it holds for a
 the values ``base + step · j`` (j = 0 … count) and is the ``MultiThreshold`` ``base + step · #{j : x ≥ T_j}``,
 whose thresholds bisection finds exactly (:func:`hwgen.passes.thresholds.thresholds_for`). A non-monotone
 activation (a wrapping ``res_T``, a negative slope) has no threshold form and is refused.
+
+Average pooling (``nnet::avg``) is such a function of its window sum (:func:`average_codes`), given code by code
+(:func:`enumerated_piece`); a power-of-two window is also a chain of casts (:func:`average_steps`).
 """
 from __future__ import annotations
 
 import ctypes
 import ctypes.util
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cache
 from typing import Any, Callable
 
@@ -118,7 +121,7 @@ def table_values(kind: str, size: int) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------------------------------------- pieces
-def _trunc_div(a: np.ndarray, b: int) -> np.ndarray:
+def trunc_div(a: np.ndarray, b: int) -> np.ndarray:
     """``a / b`` rounded toward zero (C integer division), int64."""
     q = np.abs(a) // abs(b)
     return np.where((a < 0) != (b < 0), -q, q)
@@ -126,7 +129,7 @@ def _trunc_div(a: np.ndarray, b: int) -> np.ndarray:
 
 def _to_int(raw: np.ndarray, frac: int) -> np.ndarray:
     """``int(ap_fixed)`` of raw value ``raw · 2^-frac``: toward zero (Cnative conversion)."""
-    return _trunc_div(raw, 1 << frac) if frac > 0 else raw << -frac
+    return trunc_div(raw, 1 << frac) if frac > 0 else raw << -frac
 
 
 @dataclass(frozen=True)
@@ -153,6 +156,15 @@ def _cast_piece(lo: int, hi: int, step: FixedStep) -> Piece:
     grain = abs(int(step.mult)) << shift if shift > 0 else 1
     first = int(step.affine(np.array(lo), None)) << max(shift, 0)       # unsaturated (saturation: at the ends)
     return Piece(lo, hi, lambda x: step.apply(x, None), monotone, np.array([first, first + max(grain, 1)]))
+
+
+def enumerated_piece(lo: int, values: np.ndarray) -> Piece:
+    """A function given code by code: ``values[x - lo]`` on codes [lo, lo + len(values) - 1] (e.g. an average
+    pooling's exact division of its window sum), monotone iff those values are."""
+    values = np.asarray(values, np.int64)
+    steps = np.diff(values)
+    return Piece(lo, lo + len(values) - 1, lambda x: values[np.asarray(x, np.int64) - lo],
+                 bool(np.all(steps >= 0) or np.all(steps <= 0)), np.unique(values))
 
 
 def _constant_piece(lo: int, hi: int, value: int) -> Piece:
@@ -211,7 +223,7 @@ def activation_pieces(kind: str, x_t: FixedType, res_t: FixedType, lo: int, hi: 
         out = res_t.cast(entries, table_t.frac)
 
         def index(x: np.ndarray) -> np.ndarray:           # int(data * N / span) + offset, clamped
-            return np.clip(_to_int(_trunc_div(x * size, span), f) + offset, 0, size - 1)
+            return np.clip(_to_int(trunc_div(x * size, span), f) + offset, 0, size - 1)
         return [_table_piece(lo, hi, index, out)]
 
     if kind in NEGATIVE:
@@ -227,7 +239,7 @@ def activation_pieces(kind: str, x_t: FixedType, res_t: FixedType, lo: int, hi: 
             positive = FixedStep(f + lam_t.frac, res_t, mult=np.array(lam, np.int64))
 
         def index(x: np.ndarray) -> np.ndarray:           # int(data * N / -8), clamped
-            return np.clip(_to_int(_trunc_div(x * size, -8), f), 0, size - 1)
+            return np.clip(_to_int(trunc_div(x * size, -8), f), 0, size - 1)
         return _split(lo, hi, 0, lambda l, h: _table_piece(l, h, index, out),
                       lambda l, h: _cast_piece(l, h, positive))
 
@@ -296,6 +308,25 @@ def evaluate(pieces: list[Piece], x: np.ndarray) -> np.ndarray:
         if np.any(inside):
             out[inside] = piece.fn(x[inside])
     return out
+
+
+# ---------------------------------------------------------------------------------------------------- pooling
+def average_codes(sums: np.ndarray, x_frac: int, window: int, acc_t: FixedType, res_t: FixedType) -> np.ndarray:
+    """``nnet::avg`` of a window whose input codes (``x_frac`` fractional bits, no more than accum_t's) sum to
+    ``sums``, assigned to ``res_T``: ``accum_t y = 0; y += x[i]`` (exact up to accum_t's overflow: a wrapping
+    accumulator wraps the exact sum, whatever the order), ``y /= window`` (``ap_fixed /= unsigned``: the codes
+    divided, truncated toward zero, in accum_t), then the cast to ``res_T``."""
+    return res_t.cast(trunc_div(acc_t.cast(np.asarray(sums, np.int64), x_frac), window), acc_t.frac)
+
+
+def average_steps(x_frac: int, window: int, acc_t: FixedType) -> tuple[FixedStep, FixedStep] | None:
+    """For a power-of-two ``window`` 2^k, :func:`average_codes` before its cast to ``res_T`` as two casts: the sum
+    into accum_t, then ``y / 2^k`` as the TRN_ZERO cast of ``y · 2^-(frac + k)`` back to accum_t (it cannot
+    overflow: |y / 2^k| ≤ |y|). None for any other window."""
+    k = window.bit_length() - 1
+    if window != 1 << k:
+        return None
+    return FixedStep(x_frac, acc_t), FixedStep(acc_t.frac + k, replace(acc_t, rounding="TRN_ZERO"))
 
 
 # ---------------------------------------------------------------------------------------------------- thresholds

@@ -255,7 +255,7 @@ def layer_sources(layers: Sequence[GemmLayer]) -> tuple[tuple[int, ...], ...]:
         except KeyError as error:
             raise HwgenError(f"node '{gemm.name}': its input {error} is not produced by an earlier layer") from None
         producer[gemm.output] = index
-    if index and -1 in (s for row in sources[1:] for s in row):
+    if any(-1 in row for row in sources[1:]):
         raise HwgenError("the model input feeds more than the first layer; the dataflow pipeline streams it once")
     return tuple(sources)
 

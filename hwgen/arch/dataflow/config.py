@@ -28,6 +28,7 @@ import numpy as np
 from amaranth import Shape, signed, unsigned
 
 from ...ir.fixed import ROUNDING
+from ...kernels import pool_geometry
 from ...ir.types import int_range
 from ..fixed import FixedStage
 
@@ -126,10 +127,9 @@ class Window:
                 raise ValueError(f"{name} must be a tuple of {4 if name == 'pads' else 2} integers, got {values!r}")
             for value in values:
                 _check_range(name, value, lo, 1 << 12)
-        for axis, size in enumerate(self.out_hw):
-            if size < 1:
-                raise ValueError(f"the {self.kernel} window does not fit the padded {self.height}×{self.width} "
-                                 "image")
+        if any(size + self.pads[a] + self.pads[a + 2] < self.kernel[a]
+               for a, size in enumerate((self.height, self.width))):
+            raise ValueError(f"the {self.kernel} window does not fit the padded {self.height}×{self.width} image")
 
     @property
     def taps(self) -> int:
@@ -138,8 +138,8 @@ class Window:
     @property
     def out_hw(self) -> tuple[int, int]:
         size = (self.height, self.width)
-        return tuple((size[a] + self.pads[a] + self.pads[a + 2] - self.kernel[a]) // self.strides[a] + 1
-                     for a in (0, 1))
+        return tuple(pool_geometry(size[a], self.kernel[a], self.strides[a], self.pads[a], self.pads[a + 2], 1,
+                                   False)[0] for a in (0, 1))
 
     @property
     def pixels(self) -> int:

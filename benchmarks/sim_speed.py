@@ -10,13 +10,21 @@ Speed is start → done clock cycles over their wall time (``report["sim_cycles_
 parsing excluded, the same definition for both). The "end to end" column divides every simulated cycle (reset and
 loads included) by the whole simulator process's wall time. Targets of issue 5: ≥ 1,000,000 cycles/s native
 (optimized build, no tracing) and ≥ 8× the cocotb backend.
+
+Bound, measured in the same run: the same R×C grid written by hand (``hand_array.v``: ``hand_pe_os`` of
+``hand_mac.v``, the PE's whole job and nothing around it) at the design's operand/weight/accumulator widths,
+Verilated with the same flags and clocked the same way (``hand_array.cpp``). It shows what Verilator can do with
+the array alone on this machine; "native / hand" is the design's speed relative to it.
 Usage: ``.venv/bin/python benchmarks/sim_speed.py [--samples N] [--cocotb-samples N] [--dataflow os|ws]``
 (the first run builds both simulators: minutes on a small machine; later runs reuse ``~/.cache/hwgen``).
 """
 from __future__ import annotations
 
 import argparse
+import os
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -53,6 +61,27 @@ def random_mlp(widths: tuple[int, ...] = WIDTHS, seed: int = 0):
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid(QONNX, 1)])
 
 
+def hand_array_speed(cfg, cycles: int) -> float:
+    """Cycles/s of the bound: the hand-written R×C grid of ``hand_pe_os`` (``hand_array.v``, ``hand_array.cpp``)
+    at the design's widths, Verilated with the harness builds' flags (``hwgen.verilator``), two evals per clock."""
+    from hwgen import verilator
+    top = "hand_array_os"
+    flags = verilator._build_flags(top, None, None)
+    params = {"R": cfg.rows, "C": cfg.cols, "A": cfg.operand_bits, "W": cfg.w_bits, "ACC": cfg.acc_bits}
+    defines = {"ROWS": cfg.rows, "COLS": cfg.cols, "A_BITS": cfg.operand_bits, "W_BITS": cfg.w_bits}
+    here = Path(__file__).resolve().parent
+    with tempfile.TemporaryDirectory(prefix="hwgen-hand-array-") as scratch:
+        command = [str(Path(verilator.environment()["VERILATOR_ROOT"]) / "bin" / "verilator"), *flags,
+                   *(f"-G{name}={value}" for name, value in params.items()),
+                   *(part for name, value in defines.items() for part in ("-CFLAGS", f"-D{name}={value}")),
+                   "--Mdir", scratch, "--build-jobs", str(os.cpu_count() or 1),
+                   str(here / "hand_mac.v"), str(here / "hand_array.v"), str(here / "hand_array.cpp")]
+        subprocess.run(command, env=verilator.environment(), capture_output=True, text=True, check=True)
+        out = subprocess.run([str(Path(scratch) / "harness"), str(cycles), str(cfg.k_max)], capture_output=True,
+                             text=True, check=True).stdout.split()
+    return int(out[0]) / float(out[1])
+
+
 def timed(fn):
     start = time.perf_counter()
     value = fn()
@@ -65,6 +94,7 @@ def main() -> None:
     parser.add_argument("--cocotb-samples", type=int, default=None,
                         help="samples of the cocotb run (default: the same as --samples)")
     parser.add_argument("--dataflow", choices=("os", "ws"), default="os")
+    parser.add_argument("--bound-cycles", type=int, default=1_000_000, help="clock cycles of the hand-array bound")
     parser.add_argument("--batch", type=int, default=64, help="samples per scratchpad chunk")
     args = parser.parse_args()
     cocotb_samples = args.cocotb_samples or args.samples
@@ -92,9 +122,14 @@ def main() -> None:
         end_to_end = report["sim_cycles"] / report["sim_seconds"]
         print(f"{name:8s} {report['samples']:8d} {report['cycles']:10d} {exact:>6s} {report['run_seconds']:8.3f} "
               f"{report['sim_cycles_per_second']:12,.0f} {end_to_end:12,.0f} {build:8.1f}")
+    bound = hand_array_speed(design.config, args.bound_cycles)
+    print(f"{'hand':8s} {'':8s} {args.bound_cycles:10d} {'':>6s} {args.bound_cycles / bound:8.3f} {bound:12,.0f}"
+          f"   (bound: the bare {ROWS}×{COLS} grid of hand-written PEs, benchmarks/hand_array.v)")
     ratio = native["sim_cycles_per_second"] / cocotb["sim_cycles_per_second"]
     print(f"\nnative / cocotb: {ratio:,.1f}× (target ≥ 8×); native {native['sim_cycles_per_second']:,.0f} cycles/s "
           f"(target ≥ 1,000,000): {'met' if native['sim_cycles_per_second'] >= 1e6 else 'NOT met'}")
+    print(f"native / hand-written bare array: {native['sim_cycles_per_second'] / bound:.2f} (the design's scratchpads, "
+          f"controller, requantizer and streams included)")
     print(f"cocotb io_cycles {cocotb['io_cycles']} (first s_axis → last m_axis transfer) of {cocotb['cycles']} "
           f"start → done cycles")
 

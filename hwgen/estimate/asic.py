@@ -17,6 +17,16 @@ by 130/180 (gate delay ∝ drawn feature at equal supply; the FO4 rule of thumb,
 Leakage: OSU's Liberty ``cell_leakage_power`` per µm² of cells (fitted), the same per-cell figure for sky130
 (no sky130 leakage data in the package: a stated assumption), plus the SRAM model's.
 
+The clock-gating terms (:func:`gating_terms`: µm² and cells per clock gate and per gated bit, fitted on calibration
+configurations synthesized with and without gating) are added to that base model.
+
+**Clock gating** (the flow's default, as in production ASIC flows): after generic synthesis, Yosys ``clockgate``
+turns every group of at least :data:`CLOCK_GATE_MIN_FLOPS` flip-flops that share a clock enable (flip-flop
+memory words with their word write enable; registers loaded under a condition) into plain flip-flops on a gated
+clock from one integrated clock gate (:data:`CLOCK_GATES`: sky130 ``dlclkp_1``; OSU 0.18 µm has no ICG cell, so
+``flows/asic_icg_osu018.v`` builds one from INVX1 + LATCH + AND2X1). Area and cell counts include the gates; the
+per-flip-flop enable multiplexers go away.
+
 **Synthesized** (:func:`synthesize`): figures of the mapped netlist; runs cached by design hash like the FPGA
 ones, every log/report copied to ``OUT/synth/<target>/``.
 """
@@ -42,15 +52,54 @@ from .targets import AsicTarget
 log = logging.getLogger(__name__)
 
 AREA_FEATURES = ("reg", "add", "cmp", "mux", "logic", "mul", "memff_bits", "memories", "one")
+GATING_FEATURES = ("clock_gates", "gated_bits")       # what clock gating adds to the area model
 COEFFICIENTS_FILE = Path(__file__).with_name("asic_coefficients.json")
 SKY130_DELAY_SCALE = 130 / 180
 STA_PERIOD_NS = 10.0            # the clock OpenSTA checks against; fmax = 1 / (period − worst slack)
 ABC_DELAY_PS = 5000             # ABC's delay target for buffering and sizing (timed libraries)
 ABC_CONSTRAINTS = {"osu018": "set_driving_cell BUFX2\nset_load 0.02\n"}   # input drive, output load (pF)
-CACHE_LAYOUT = 1
+CACHE_LAYOUT = 2
+CLOCK_GATE_MIN_FLOPS = 4        # enable groups of at least this many flip-flops get an integrated clock gate
+
+
+@dataclass(frozen=True)
+class ClockGate:
+    """How Yosys ``clockgate`` gates one library's enable groups: the cell it places (``pins``: enable:clock:gated
+    clock), the techmap that builds it from library cells (None: a library cell) and the netlist cell that counts
+    the gates (one per gate)."""
+
+    cell: str
+    pins: str
+    map: str | None
+    marker: str
+    min_flops: int = CLOCK_GATE_MIN_FLOPS
+
+
+CLOCK_GATES = {
+    "sky130": ClockGate("sky130_fd_sc_hd__dlclkp_1", "GATE:CLK:GCLK", None, "sky130_fd_sc_hd__dlclkp_1"),
+    "osu018": ClockGate("$__hwgen_icg", "E:CLK:GCLK", "asic_icg_osu018.v", "LATCH"),   # INVX1 + LATCH + AND2X1
+}
 
 
 # ------------------------------------------------------------------------------------------------ analytic
+def clock_gate_groups(config, min_flops: int = CLOCK_GATE_MIN_FLOPS) -> tuple[int, int]:
+    """(clock gates, flip-flops behind them) that clock gating gives ``config``'s flip-flop memories: every word
+    slice written under its own enable (``Mem.group`` bits, the whole word if None) of at least ``min_flops`` bits is
+    one gate. Registers loaded under a condition are gated by synthesis too, but the structure counts do not say
+    which registers have enables, so they are not counted here (the energy model clocks them every cycle)."""
+    gates = bits = 0
+    for comp in fpga.components(config):
+        for mem in comp.mems:
+            if sram.is_macro(mem.depth, mem.width):
+                continue
+            group = mem.group or mem.width
+            if group >= min_flops:
+                slices = comp.count * mem.count * mem.depth * (mem.width // group)
+                gates += slices
+                bits += slices * group
+    return gates, bits
+
+
 def features(config) -> tuple[dict[str, float], dict[tuple[int, int], int]]:
     """ASIC model features of ``config`` (:data:`AREA_FEATURES`) and the memories that become SRAM macros
     (``{(depth, width): how many}``)."""
@@ -103,12 +152,26 @@ class AsicFigures:
     macros: tuple[tuple[sram.Macro, int], ...] = ()       # (macro, how many)
 
 
-def analytic(config, target: AsicTarget) -> AsicFigures:
-    """Analytic area, cells, fmax and leakage of ``config`` on ``target``."""
+def gating_terms(config, library: str) -> tuple[float, float]:
+    """(µm², cells) that clock gating adds to ``config`` on ``library`` (negative: the enable multiplexers it
+    removes outweigh the gates): the fitted ``clock_gating`` coefficients × :func:`clock_gate_groups`."""
+    fit = coefficients()["libraries"][library].get("clock_gating", {})
+    if "area" not in fit:
+        return 0.0, 0.0
+    f = dict(zip(GATING_FEATURES, clock_gate_groups(config)))
+    return (sum(fit["area"][k] * v for k, v in f.items()), sum(fit["cells"][k] * v for k, v in f.items()))
+
+
+def analytic(config, target: AsicTarget, clock_gating: bool = True) -> AsicFigures:
+    """Analytic area, cells, fmax and leakage of ``config`` on ``target`` (with the clock-gating terms unless
+    ``clock_gating`` is False: the synthesis flow gates by default)."""
     lib = coefficients()["libraries"][target.library]
     f, mems = features(config)
     cell_area = _linear(lib["area"], f)
     cells = _linear(lib["cells"], f)
+    if clock_gating:
+        extra_area, extra_cells = gating_terms(config, target.library)
+        cell_area, cells = max(0.0, cell_area + extra_area), max(0.0, cells + extra_cells)
     macros = tuple((sram.macro(d, w, target.library, target.voltage), n) for (d, w), n in sorted(mems.items()))
     sram_area = sum(m.area_um2 * n for m, n in macros)
     fmax = 1000.0 / max(path_delays(config, target.library))
@@ -131,6 +194,8 @@ class AsicSynthResult:
     leakage_mw: float | None              # Σ cell_leakage_power of the netlist (OSU Liberty only)
     tools: dict[str, str]
     fmax_mhz: float | None = None         # OpenSTA (None: no timing Liberty)
+    clock_gates: int = 0                  # integrated clock gates inserted
+    gated_flops: int = 0                  # flip-flops clocked through them
     critical_path: tuple[str, ...] = ()
     netlist: Path | None = None
     files: tuple[Path, ...] = ()
@@ -150,23 +215,25 @@ def require_tools(target: AsicTarget) -> None:
 def _sources() -> dict[str, str]:
     flows = data_dir("flows")
     return {name: (flows / name).read_text() for name in ("synth_asic.ys.j2", "asic_sram_map.v.j2",
-                                                            "asic_sram_stub.v", "sta.tcl.j2")}
+                                                            "asic_sram_stub.v", "sta.tcl.j2", "asic_icg_osu018.v")}
 
 
-def _script(top: str, target: AsicTarget, liberty: Path) -> str:
+def _script(top: str, target: AsicTarget, liberty: Path, clock_gating: bool = True) -> str:
     return render("synth_asic.ys.j2", folder="flows", library=target.cells, sources=["design.v"], top=top,
                   sram_stub="asic_sram_stub.v", sram_map="asic_sram_map.v", sram_min_bits=sram.SRAM_MIN_BITS,
                   sram_min_depth=sram.SRAM_MIN_DEPTH, srams="srams.txt", liberty=str(liberty), stat="stat.json",
                   netlist="netlist.v", constr="abc.constr" if target.library in ABC_CONSTRAINTS else None,
-                  delay_ps=ABC_DELAY_PS)
+                  delay_ps=ABC_DELAY_PS, icg=CLOCK_GATES[target.library] if clock_gating else None)
 
 
-def _key(verilog: str, top: str, target: AsicTarget, liberty: Path) -> str:
+def _key(verilog: str, top: str, target: AsicTarget, liberty: Path, clock_gating: bool = True) -> str:
     digest = hashlib.sha256()
     tools = [tool_version(TOOLS["yosys"])] + ([pdk.opensta_version()] if target.timed else [])
     sources = _sources()
-    flow = [_script(top, target, Path(liberty.name)), ABC_CONSTRAINTS.get(target.library, ""),
-            sources["asic_sram_map.v.j2"], sources["asic_sram_stub.v"], sources["sta.tcl.j2"] if target.timed else ""]
+    gate = CLOCK_GATES[target.library] if clock_gating else None
+    flow = [_script(top, target, Path(liberty.name), clock_gating), ABC_CONSTRAINTS.get(target.library, ""),
+            sources["asic_sram_map.v.j2"], sources["asic_sram_stub.v"], sources["sta.tcl.j2"] if target.timed else "",
+            sources[gate.map] if gate is not None and gate.map else ""]
     for part in (str(CACHE_LAYOUT), verilog, top, target.name, hashlib.sha256(liberty.read_bytes()).hexdigest(),
                  *flow, *tools, str(sram.SRAM_MIN_BITS), str(sram.SRAM_MIN_DEPTH)):
         digest.update(part.encode())
@@ -262,39 +329,74 @@ def sram_liberty(kinds: dict[str, dict[str, int]], library: str) -> str:
     return "\n".join(lines + ["}"]) + "\n"
 
 
+_LATCH_INSTANCE = re.compile(r"^(\s*)LATCH\s+(\S+)\s*\((.*?)\);", re.DOTALL | re.MULTILINE)
+
+
+def icg_latches_as_buffers(netlist: str) -> str:
+    """``netlist`` with every ``LATCH`` (on OSU 0.18 µm only the clock gates' latches) timed as a ``BUFX2`` from D
+    to Q. An ICG cell's Liberty makes STA check the enable against the clock's rising edge (a full cycle); the
+    composed gate's latch would instead be timed as a half-cycle latch path plus a clock-gating check from the
+    latch, which says nothing about the enable's real deadline. As a buffer, the enable arrives at the AND gate and
+    OpenSTA's clock-gating setup check against the rising edge is the full-cycle check an ICG cell gets."""
+    def one(match):
+        pins = dict(re.findall(r"\.(\w+)\(([^()]*)\)", match.group(3)))
+        return f"{match.group(1)}BUFX2 {match.group(2)} (.A({pins['D']}), .Y({pins['Q']}));"
+
+    return _LATCH_INSTANCE.sub(one, netlist)
+
+
+def worst_path(log: str) -> tuple[float, list[str]] | None:
+    """(slack ns, path lines) of the path with the least slack among all of OpenSTA's path groups (flip-flop
+    setup, clock-gating setup ...), or None when the log reports no path."""
+    best = None
+    for block in re.split(r"^Startpoint:", log, flags=re.MULTILINE)[1:]:
+        slack = re.search(r"^\s*(-?[\d.]+)\s+slack \((?:MET|VIOLATED)\)", block, re.MULTILINE)
+        if slack is None:
+            continue
+        path = [line.rstrip() for line in block.splitlines() if re.match(r"^\s+-?[\d.]+\s+-?[\d.]+\s+[v^]\s", line)]
+        if best is None or float(slack.group(1)) < best[0]:
+            best = (float(slack.group(1)), path)
+    return best
+
+
 def _sta(netlist: Path, top: str, liberty: Path, cwd: Path, library: str) -> tuple[float | None, list[str]]:
-    """OpenSTA on ``netlist``: (fmax MHz, critical path lines); SRAM black boxes timed by :func:`sram_liberty`."""
-    text, kinds = retype_srams(netlist.read_text())
+    """OpenSTA on ``netlist``: (fmax MHz, critical path lines); SRAM black boxes timed by :func:`sram_liberty`,
+    clock-gate latches as buffers (:func:`icg_latches_as_buffers`)."""
+    original = netlist.read_text()
+    text, kinds = retype_srams(original)
+    text = icg_latches_as_buffers(text)
     libraries = [str(liberty)]
     if kinds:
-        (cwd / "netlist_sta.v").write_text(text)
         (cwd / "hwgen_srams.lib").write_text(sram_liberty(kinds, library))
         libraries.append("hwgen_srams.lib")
+    if text != original:
+        (cwd / "netlist_sta.v").write_text(text)
         netlist = cwd / "netlist_sta.v"
     (cwd / "sta.tcl").write_text(render("sta.tcl.j2", folder="flows", liberties=libraries, netlist=netlist.name,
                                         top=top, period=STA_PERIOD_NS))
     _run([pdk.opensta(), "-no_splash", "-exit", "sta.tcl"], cwd, "sta.log", "OpenSTA")
     text = (cwd / "sta.log").read_text()
-    slack = re.search(r"^\s*(-?[\d.]+)\s+slack \((?:MET|VIOLATED)\)", text, re.MULTILINE)
-    if slack is None:
+    worst = worst_path(text)
+    if worst is None:
         if "No paths found" in text:
             return None, []
         raise SynthesisError(f"OpenSTA reported no slack; log {cwd / 'sta.log'}")
-    path = [line.rstrip() for line in text.splitlines()
-            if re.match(r"^\s+-?[\d.]+\s+-?[\d.]+\s+[v^]\s", line)]
-    critical = STA_PERIOD_NS - float(slack.group(1))
-    return 1000.0 / critical, path
+    slack, path = worst
+    return 1000.0 / (STA_PERIOD_NS - slack), path
 
 
-def synthesize(verilog: str, top: str, target: AsicTarget, *, out_dir: Path | None = None) -> AsicSynthResult:
+def synthesize(verilog: str, top: str, target: AsicTarget, *, out_dir: Path | None = None,
+               clock_gating: bool = True) -> AsicSynthResult:
     """Synthesize ``verilog`` (module ``top``) onto ``target``'s Liberty with Yosys and time it with OpenSTA (timed
-    libraries); cached by design hash; logs copied to ``out_dir/synth/<target>/`` if given."""
+    libraries); enable groups clock-gated unless ``clock_gating`` is False; cached by design hash; logs copied to
+    ``out_dir/synth/<target>/`` if given."""
     yosys = tool_path(TOOLS["yosys"])
     liberty = pdk.liberty(target.library)
     tools = {"yosys": tool_version(TOOLS["yosys"]), "liberty": f"{target.cells} ({liberty.name})"}
     if target.timed:
         tools["opensta"] = pdk.opensta_version()
-    key = _key(verilog, top, target, liberty)
+    key = _key(verilog, top, target, liberty, clock_gating)
+    gate = CLOCK_GATES[target.library] if clock_gating else None
     run_dir = _cache_root() / key
     run_dir.parent.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
@@ -313,7 +415,9 @@ def synthesize(verilog: str, top: str, target: AsicTarget, *, out_dir: Path | No
             # YoWASP tools see the host's /tmp as a private folder: the library is read from the run's own folder
             local = scratch / liberty.name
             shutil.copyfile(liberty, local)
-            (scratch / "synth.ys").write_text(_script(top, target, Path(liberty.name)))
+            if gate is not None and gate.map:
+                shutil.copyfile(data_dir("flows") / gate.map, scratch / gate.map)
+            (scratch / "synth.ys").write_text(_script(top, target, Path(liberty.name), clock_gating))
             if target.library in ABC_CONSTRAINTS:
                 (scratch / "abc.constr").write_text(ABC_CONSTRAINTS[target.library])
             log.info("yosys %s onto %s", top, target.cells)
@@ -325,7 +429,10 @@ def synthesize(verilog: str, top: str, target: AsicTarget, *, out_dir: Path | No
             srams = parse_srams((scratch / "srams.txt").read_text())
             result = {"cells": cells, "cell_count": sum(cells.values()), "cell_area": design.get("area", 0.0),
                       "sequential_area": design.get("sequential_area", 0.0), "srams": srams, "tools": tools,
-                      "leakage_mw": None, "fmax_mhz": None, "critical_path": []}
+                      "leakage_mw": None, "fmax_mhz": None, "critical_path": [],
+                      "clock_gates": cells.get(gate.marker, 0) if gate is not None else 0,
+                      "gated_flops": sum(int(n) for n in re.findall(r"^Converted (\d+) FFs\.",
+                                                                    (scratch / "yosys.log").read_text(), re.MULTILINE))}
             if target.timed:
                 table = leakage_table(liberty)
                 result["leakage_mw"] = sum(table.get(c, 0.0) * n for c, n in cells.items()) * 1e-6
@@ -340,5 +447,6 @@ def synthesize(verilog: str, top: str, target: AsicTarget, *, out_dir: Path | No
                            cell_area=result["cell_area"], sequential_area=result["sequential_area"],
                            srams=tuple(tuple(s) for s in result["srams"]), leakage_mw=result["leakage_mw"],
                            tools=result["tools"], fmax_mhz=result["fmax_mhz"],
-                           critical_path=tuple(result["critical_path"]), netlist=run_dir / "netlist.v",
+                           critical_path=tuple(result["critical_path"]), clock_gates=result["clock_gates"],
+                           gated_flops=result["gated_flops"], netlist=run_dir / "netlist.v",
                            files=files, cached=cached, seconds=time.perf_counter() - started)

@@ -48,15 +48,22 @@ def _energy(config, t: AsicTarget, m: dict, cycles: Cycles, workload, activity: 
         return None
     method = "analytic"
     if activity is not None:
-        workload = replace(workload, cycles=activity["cycles_per_inference"],
-                           source=f"simulated: {activity['cycles']} cycles for {activity['samples']} samples "
-                                  f"({activity['io']}); operations: {workload.source}")
+        factor = activity.get("activity", 1.0)
+        cycles_measured = activity["cycles_per_inference"]
+        clocked, enables = power.gated_writes(workload.clock_gates, workload.gated_flops, workload.write_bits,
+                                              cycles_measured)
+        source = (f"simulated: {activity['cycles']} cycles for {activity['samples']} samples ({activity['io']}), "
+                  f"data-dependent energies × activity {factor:.4f} (toggles of the data nets vs a run on random "
+                  f"input codes); operations: {workload.source}")
+        workload = replace(workload, cycles=cycles_measured, activity=factor, gated_clocked=clocked,
+                           gate_enables=enables, source=source)
         method = "simulated"
     parts = power.energy_per_inference(workload, t.library, t.voltage)
-    if parts["clock"] > 0.5 * parts["total"]:
-        notes.append(f"the clock of {workload.flops:,} flip-flops is {100 * parts['clock'] / parts['total']:.0f}% of the "
-                     "dynamic energy: no clock gating (every flip-flop, scratchpad words included, is clocked every "
-                     "cycle, as in the synthesized netlist)")
+    clock = parts["clock"] + parts["clock_gates"]
+    if clock > 0.5 * parts["total"]:
+        notes.append(f"the clock is {100 * clock / parts['total']:.0f}% of the dynamic energy: "
+                     f"{workload.ungated_flops:,} flip-flops clocked every cycle, {workload.gated_flops:,} behind "
+                     f"{workload.clock_gates:,} clock gates (flip-flop memory words, clocked when written)")
     seconds = workload.cycles / (m["fmax"]["value"] * 1e6)
     leak_pj = m["power_leakage"]["value"] * 1e-6 * seconds * 1e12
     m["energy_per_inference"] = metric((parts["total"] + leak_pj) / 1000.0, "nJ", method)
@@ -65,7 +72,9 @@ def _energy(config, t: AsicTarget, m: dict, cycles: Cycles, workload, activity: 
             "leakage": round(leak_pj, 3), "seconds_per_inference": seconds,
             "workload": {"macs": [list(x) for x in workload.macs], "read_bits": workload.read_bits,
                          "write_bits": workload.write_bits, "compare_bits": workload.compare_bits,
-                         "flops": workload.flops, "cycles": workload.cycles,
+                         "flops": workload.flops, "cycles": workload.cycles, "clock_gates": workload.clock_gates,
+                         "gated_flops": workload.gated_flops, "gated_clocked": workload.gated_clocked,
+                         "gate_enables": workload.gate_enables, "activity": workload.activity,
                          "sram_accesses": [list(x) for x in workload.sram_accesses], "source": workload.source},
             "energies": {"characterized": power.energies().get("date"), "library": power.energies().get("library"),
                          "scale": power.SKY130_ENERGY_SCALE if t.library == "sky130" else 1.0}}
@@ -121,6 +130,7 @@ def estimate_asic(config, t: AsicTarget, *, synth: bool, cycles: Cycles, verilog
             leak = result.leakage_mw + sum(x.leakage_mw for x in macros)
             m["power_leakage"] = _with_analytic(metric(leak * 1e3, "µW", "synthesized"), m["power_leakage"])
         synth_doc = {"cells": result.cells, "srams": [list(s) for s in result.srams],
+                     "clock_gates": result.clock_gates, "gated_flops": result.gated_flops,
                      "sequential_area": result.sequential_area, "critical_path": list(result.critical_path),
                      "log_dir": f"synth/{t.name}" if out_dir is not None else None}
         design["verilog_sha256"] = hashlib.sha256(verilog.encode()).hexdigest()

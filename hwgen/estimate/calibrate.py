@@ -228,43 +228,53 @@ ASIC_DATA_FILE = HERE / "asic_calibration_data.json"
 ASIC_LIBRARIES = ("osu018", "sky130")
 
 
-def _measure_asic(entry: dict, library: str) -> dict:
+def _measure_asic(entry: dict, library: str, clock_gating: bool = False) -> dict:
     from . import asic
     from .report import default_verilog
     from .targets import ASIC_TARGETS
 
     verilog, top = default_verilog(build_config(entry))
-    result = asic.synthesize(verilog, top, ASIC_TARGETS[library])
-    print(f"  {library:6s} {json.dumps(entry)[:70]:70s} cells {result.cell_count:7d} area {result.cell_area:11.0f} "
-          f"fmax {result.fmax_mhz or 0:6.1f}  {result.seconds:5.1f} s", flush=True)
-    return {"library": library, "cells": result.cell_count, "cell_area": result.cell_area,
-            "srams": [list(x) for x in result.srams], "fmax_mhz": result.fmax_mhz, "leakage_mw": result.leakage_mw,
-            "tools": result.tools, "seconds": round(result.seconds, 1)}
+    result = asic.synthesize(verilog, top, ASIC_TARGETS[library], clock_gating=clock_gating)
+    print(f"  {library:6s} {'gated ' if clock_gating else ''}{json.dumps(entry)[:70]:70s} cells {result.cell_count:7d} "
+          f"area {result.cell_area:11.0f} fmax {result.fmax_mhz or 0:6.1f}  {result.seconds:5.1f} s", flush=True)
+    row = {"library": library, "cells": result.cell_count, "cell_area": result.cell_area,
+           "srams": [list(x) for x in result.srams], "fmax_mhz": result.fmax_mhz, "leakage_mw": result.leakage_mw,
+           "tools": result.tools, "seconds": round(result.seconds, 1), "design": design_hash(verilog)}
+    if clock_gating:
+        row.update(clock_gating=True, clock_gates=result.clock_gates, gated_flops=result.gated_flops)
+    return row
 
 
-def collect_asic(jobs: int = 1, sets: tuple[str, ...] = ("calibration", "heldout")) -> dict:
-    """Synthesize every configuration of ``sets`` onto every ASIC library, appending rows to
-    ``asic_calibration_data.json`` as they complete (rows already there are kept)."""
+def _gated(row: dict) -> bool:
+    return bool(row.get("clock_gating"))
+
+
+def collect_asic(jobs: int = 1, sets: tuple[str, ...] = ("calibration", "heldout"), clock_gating: bool = False,
+                 only: dict[str, list[int]] | None = None) -> dict:
+    """Synthesize every configuration of ``sets`` (``only``: these indices per set) onto every ASIC library,
+    clock-gated or not, appending rows to ``asic_calibration_data.json`` as they complete (rows already there are
+    kept). The ungated rows fit the base area model; the gated ones, beside them, its clock-gating terms."""
     data = json.loads(ASIC_DATA_FILE.read_text()) if ASIC_DATA_FILE.is_file() else {
         "schema_version": 1, "date": datetime.date.today().isoformat(), "tools": {},
         "note": "measured by `python -m hwgen.estimate.calibrate collect --asic`; see calibration_set.json",
         "rows": []}
-    have = {(r["set"], r["index"], r["library"]) for r in data["rows"]}
+    have = {(r["set"], r["index"], r["library"], _gated(r)) for r in data["rows"]}
     # the ASIC subset of each set; dataflow designs (seconds each) before systolic ones (minutes)
-    subset = json.loads(SET_FILE.read_text())["asic"]
-    ordered = sorted(((name, i, entry) for name in sets for i, entry in enumerate(entries(name)) if i in subset[name]),
+    subset = only or json.loads(SET_FILE.read_text())["asic"]
+    ordered = sorted(((name, i, entry) for name in sets for i, entry in enumerate(entries(name))
+                      if i in subset.get(name, ())),
                      key=lambda w: (w[2]["arch"] == "systolic", w[0] != "heldout", w[1]))
     work = [(name, i, entry, lib) for name, i, entry in ordered for lib in ASIC_LIBRARIES
-            if (name, i, lib) not in have]
+            if (name, i, lib, clock_gating) not in have]
     lock = threading.Lock()
 
     def one(w):
         name, i, entry, lib = w
-        row = _measure_asic(entry, lib)
+        row = _measure_asic(entry, lib, clock_gating)
         with lock:
             data["tools"].update(row.pop("tools"))
             data["rows"].append({"set": name, "index": i, "config": entry, **row})
-            data["rows"].sort(key=lambda r: (r["set"], r["index"], r["library"]))
+            data["rows"].sort(key=lambda r: (r["set"], r["index"], r["library"], _gated(r)))
             ASIC_DATA_FILE.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
 
     with ThreadPoolExecutor(jobs) as pool:
@@ -277,13 +287,38 @@ def _asic_delay_fit(rows: list[tuple[object, float]], start: dict[str, float]) -
     return _delay_fit([(fpga.path_terms(config, "asic"), fmax) for config, fmax in rows], start)
 
 
+def _clock_gating_fit(rows: list[dict], library: str) -> dict:
+    """The clock-gating terms of ``library``'s area model: least squares (relative error) of gated − ungated cell
+    area and cells over the calibration configurations synthesized both ways, in the clock gates and gated bits of
+    :func:`hwgen.estimate.asic.clock_gate_groups` (a gate adds its cells; a gated flip-flop loses its enable
+    multiplexer)."""
+    import numpy as np
+
+    from . import asic
+
+    ungated = {r["index"]: r for r in rows if r["set"] == "calibration" and r["library"] == library and not _gated(r)}
+    pairs = [(r, ungated[r["index"]]) for r in rows
+             if r["set"] == "calibration" and r["library"] == library and _gated(r) and r["index"] in ungated]
+    out: dict = {"rows": len(pairs), "terms": list(asic.GATING_FEATURES)}
+    if len(pairs) < 2:
+        out["status"] = f"not fitted ({len(pairs)} calibration configurations synthesized with clock gating)"
+        return out
+    a = np.array([asic.clock_gate_groups(build_config(g["config"])) for g, _ in pairs], float)
+    for key in ("area", "cells"):
+        base = np.array([u["cell_area" if key == "area" else "cells"] for _, u in pairs], float)
+        delta = np.array([g["cell_area" if key == "area" else "cells"] for g, _ in pairs], float) - base
+        coef, *_ = np.linalg.lstsq(a / base[:, None], delta / base, rcond=None)
+        out[key] = {k: round(float(c), 6) for k, c in zip(asic.GATING_FEATURES, coef)}
+    return out
+
+
 def fit_asic() -> dict:
     """Fit ``asic_coefficients.json`` from the ``calibration`` rows of ``asic_calibration_data.json``."""
     from . import asic
 
     data = json.loads(ASIC_DATA_FILE.read_text())
     heldout = {json.dumps(e, sort_keys=True) for e in entries("heldout")}
-    rows = [r for r in data["rows"] if r["set"] == "calibration"]
+    rows = [r for r in data["rows"] if r["set"] == "calibration" and not _gated(r)]
     if any(json.dumps(r["config"], sort_keys=True) in heldout for r in rows):
         raise ValueError("a held-out configuration is in the calibration rows; it must not be fitted")
     previous = asic.coefficients()["libraries"]
@@ -300,6 +335,7 @@ def fit_asic() -> dict:
             coeffs["leakage_nw_per_cell"] = round(sum(leak) / len(leak), 6)
             coeffs["delay_source"] = f"fitted to OpenSTA on the OSU 0.18 µm netlists ({len(timed)} designs)"
         coeffs["rows"] = len(mine)
+        coeffs["clock_gating"] = _clock_gating_fit(data["rows"], lib)
         libraries[lib] = coeffs
     doc = {"schema_version": 1, "date": data["date"], "status": "fitted", "tools": data["tools"],
            "method": "per library: NNLS on relative error (cell area, cells); bounded least squares on path delay "
@@ -321,11 +357,19 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--stale", action="store_true",
                         help="collect: measure again the rows whose design changed since they were measured")
     parser.add_argument("--asic", action="store_true", help="the ASIC libraries (sky130, osu018) instead of FPGAs")
+    parser.add_argument("--clock-gating", action="store_true",
+                        help="collect --asic: the clock-gated flow (rows beside the ungated ones)")
+    parser.add_argument("--only", default=None,
+                        help="collect --asic: indices per set, e.g. calibration:12,18;heldout:5")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     if args.asic:
         if args.step == "collect":
-            collect_asic(args.jobs)
+            only = None
+            if args.only:
+                only = {name: [int(i) for i in ids.split(",")] for name, ids in
+                        (part.split(":") for part in args.only.split(";"))}
+            collect_asic(args.jobs, clock_gating=args.clock_gating, only=only)
         else:
             json.dump(fit_asic()["libraries"], sys.stdout, indent=1)
         return

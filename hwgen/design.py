@@ -352,15 +352,15 @@ class Design:
 
     def write(self, out_dir: str | Path, rom: bool = False) -> Path:
         """Write the design into ``out_dir`` (created; files replaced atomically as a whole): the core's Verilog
-        (``rtl/``, one module per file), manifest, images (``program.load``: ``program.batch`` samples streamed per
-        start), model, report and the integration files (:mod:`hwgen.integration`); with ``rom`` also the core
+        (``rtl/``, one module per file), manifest, images (``program.load``: ``program.batch`` samples per start,
+        streamed unless the inputs or results are images, then preloaded and read back), model, report and the integration files (:mod:`hwgen.integration`); with ``rom`` also the core
         ``hwgen_systolic_rom`` (weights, thresholds and program in the memories' initial contents)."""
         from .integration import integration_files
 
         program = self.program
         files = {"manifest.json": json.dumps(self.manifest(rom), indent=2, sort_keys=True) + "\n",
                  "weights.load": format_rows(program.weights), "thresholds.load": format_rows(program.thresholds),
-                 "program.load": format_rows(program.program_rows(program.batch, stream=True)),
+                 "program.load": format_rows(program.program_rows(program.batch, stream=program.streams)),
                  self.model.source_name: self.model.source_bytes(),
                  "report.md": self.report_markdown(),
                  **integration_files(self, self.verilog_rom() if rom else None)}

@@ -70,3 +70,14 @@ def test_models_cover_the_conv_features(models) -> None:
     pools = {(layer.pool, layer.conv.kernel == layer.conv.in_shape[1:]) for layer in layers if layer.pool}
     assert pools == {("max", False), ("sum", False), ("sum", True)}         # MaxPool, AveragePool, global
     assert any(len(layer.inputs) > 1 for layer in layers)                     # residual Add
+
+
+def test_cnn_design_writes_its_preload_program(models, tmp_path: Path) -> None:
+    """An image in or out cannot stream: the written ``program.load`` is the preload program of a batch."""
+    from hwgen.design import format_rows
+
+    design = hwgen.compile(models["digits_cnn_w4a4"][0], rows=4, cols=4)
+    assert not design.program.streams
+    out = design.write(tmp_path / "design")
+    program = design.program
+    assert (out / "program.load").read_text() == format_rows(program.program_rows(program.batch, stream=False))

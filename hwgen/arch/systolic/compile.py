@@ -867,6 +867,12 @@ class Program:
     def y_layout(self) -> Layout:
         return self.layouts[self.layers[-1].output]
 
+    @property
+    def streams(self) -> bool:
+        """Whether runs can stream their inputs and results (neither is an image: a convolution's input or output
+        occupies several slots of its region and is preloaded and read back)."""
+        return self.x_layout.slots <= 1 and self.y_layout.slots <= 1
+
     def segments(self, samples: int, stream: bool) -> list[tuple[int, int]]:
         """``(samples per chunk, chunks)`` of a run: one chunk of inputs preloaded by the host, or (``stream``)
         chunks of ``batch`` samples and a last partial one, streamed through ``s_axis``/``m_axis``."""

@@ -179,7 +179,7 @@ def test_controller_feed_addresses_period_and_drain() -> None:
 
     run(ctrl, bench)
     starts = [c for c, *_ in reads[::6]]
-    assert starts[0] == 2 + 2                                                       # fetch, latch, R rows
+    assert starts[0] == 3 + 2                                                       # fetch, latch, decode, R rows
     assert [b - a for a, b in pairwise(starts)] == [8, 8, 8]                        # period
     tile0 = [(a, b, w, lane, last) for _, a, b, w, lane, last in reads[:6]]
     assert tile0 == [(10, 10, 5, 0, 0), (10, 10, 6, 1, 0), (10, 10, 7, 2, 0), (11, 11, 8, 0, 0),

@@ -1020,8 +1020,8 @@ class Program:
         total = 0
         for chunk, repeat in self.segments(samples, stream):
             cycles = chunk * (self.x_words + self.y_words) + 1 if stream else 0
-            # the pipeline's fixed part per layer: feed (controller → array), the PEs' extra stage, lanes
-            pipeline = cfg.feed_latency + cfg.pe_stages - 1 + cfg.lane_latency
+            # the pipeline's fixed part per layer: feed (controller → array), the PEs' stages, lanes
+            pipeline = cfg.feed_latency + cfg.pe_stages + cfg.lane_latency
             for instr in self._layer_instructions(chunk, fixed=False):
                 if cfg.dataflow == "ws":
                     folds = instr["n_tiles"] * instr["k_tiles"]

@@ -28,7 +28,13 @@ cycles (``P = period = max(M, 2R + C - 1)``), with no gap between them:
 The last fold streams for M + R + C cycles (its last sums); the layer ends when its last sample leaves the lanes.
 Exact cycles of one run (``compile.Program.predict_cycles``)::
 
-    Σ_layers [ R + (F - 1)·P + M + R + C + B + 3 ],   F = n_tiles · k_tiles folds
+    Σ_layers [ R + (F - 1)·P + M + R + C + L_feed + P_pe + L_lane + 1 ]
+    = Σ_layers [ R + (F - 1)·P + M + R + C + 2S + 8 ],   F = n_tiles · k_tiles folds
+
+(``L_feed = cfg.feed_latency``, ``P_pe = cfg.pe_stages``, ``L_lane = cfg.lane_latency = 2S + 1``). The controller
+itself is timed for operands that reach the array one cycle after it addresses them and sums that leave it at
+fold cycle m + R + C; top.py delays everything that meets the data (row selects, ``commit``, weight shifts, the
+accumulator and lane signals) by the feed pipeline and the PEs' second stage.
 """
 from __future__ import annotations
 
@@ -94,7 +100,7 @@ class WeightStationaryController(wiring.Component):
                     with m.Case(i):
                         m.d.sync += [getattr(into[i], name).eq(value)
                                      for name, value in features.descriptor(instr).items()]
-            features.step(m, instr, instr.kp_words)
+            features.step(m, instr)
 
         first_k = k_tile == 0
         last_k = k_tile == instr.k_tiles - 1
@@ -103,8 +109,9 @@ class WeightStationaryController(wiring.Component):
             m.d.sync += self.cycles.eq(self.cycles + 1)
         with m.FSM():
             sequence_program(m, self, layer, [
-                n_tile.eq(0), k_tile.eq(0), w_fold.eq(self.prog_data.w_base), r.eq(0), has_prev.eq(0),
-                word_r.eq(self.prog_data.out_word_r), *features.start(self.prog_data)], "PRELOAD")
+                n_tile.eq(0), k_tile.eq(0), w_fold.eq(instr.w_base), r.eq(0), has_prev.eq(0),
+                word_r.eq(instr.out_word_r), *features.start(instr), *features.prepare(instr, instr.kp_words),
+                *pixels.prepare(instr, instr.kp_words), *dest.prepare(instr, instr.out_words)], "PRELOAD")
             with m.State("PRELOAD"):
                 m.d.comb += [self.weight_addr.eq(w_fold + (rows - 1) - r), self.weight_shift.eq(1)]
                 m.d.sync += r.eq(r + 1)
@@ -117,7 +124,7 @@ class WeightStationaryController(wiring.Component):
                     m.next = "STREAM"
             with m.State("STREAM"):
                 self._read(m, t, pixels, cur)
-                pixels.step(m, instr, instr.kp_words)
+                pixels.step(m, instr)
                 with m.If((t < rows) & ~last_fold):             # the next fold's features
                     describe(t, nxt)
                 # the next fold's weights, behind this fold's commits
@@ -140,7 +147,7 @@ class WeightStationaryController(wiring.Component):
                     m.d.sync += [o_sample.eq(0), *dest.start(instr.out_base)]
                 with m.Else():
                     m.d.sync += o_sample.eq(o_sample + 1)
-                    dest.step(m, instr, instr.out_words)
+                    dest.step(m, instr)
                 with m.If(last_fold & (t == instr.samples + (lag - 1))):
                     m.next = "WAIT"
                 with m.Elif(~last_fold & (t == instr.period - 1)):

@@ -116,6 +116,13 @@ def controller_members(cfg: SystolicConfig) -> dict:
     }
 
 
+def last_indices(instr, names) -> tuple[dict, list]:
+    """Registers holding ``instr.<name> - 1`` for each of ``names`` (the loop bounds' last indices) and their
+    assignments for the DECODE state: a wrap test is then one compare, no subtraction."""
+    last = {name: Signal(16, name=f"last_{name}") for name in names}
+    return last, [last[name].eq(getattr(instr, name) - 1) for name in names]
+
+
 def sequence_program(m: Module, ctrl: wiring.Component, layer: Signal, latch: list, first_state: str) -> None:
     """The states both controllers share; call inside ``with m.FSM():``.
 
@@ -201,6 +208,7 @@ class Controller(wiring.Component):
         instr = self.instr
         layer = Signal(index_range(cfg.prog_depth))
         m.d.comb += self.prog_addr.eq(layer)
+        last, prepare_last = last_indices(instr, ("kp", "period", "n_tiles", "m_tiles"))
 
         # ---- feed engine state
         k = Signal(16)
@@ -240,7 +248,7 @@ class Controller(wiring.Component):
                 w_tile_base.eq(instr.w_base), d_m.eq(0), d_n.eq(0), d_first.eq(0), *features.start(instr),
                 *features.prepare(instr, instr.kp_words), *pixels.start(instr.in_base),
                 *pixels.prepare(instr, instr.kp_words), *dest.start(instr.out_base),
-                *dest.prepare(instr, instr.out_words)],
+                *dest.prepare(instr, instr.out_words), *prepare_last],
                 "PREP")
             with m.State("PREP"):                      # the first tile's rows, one per cycle
                 capture(walk_i, "cur")
@@ -251,7 +259,7 @@ class Controller(wiring.Component):
                     m.next = "FEED"
             with m.State("FEED"):
                 issuing = k < instr.kp
-                m.d.comb += [self.feed_valid.eq(issuing), self.feed_last.eq(k == instr.kp - 1),
+                m.d.comb += [self.feed_valid.eq(issuing), self.feed_last.eq(k == last["kp"]),
                              self.feed_lane.eq(features.lane), self.weight_addr.eq(w_tile_base + k),
                              self.feed_rotate.eq(features.d_r)]
                 # row i reads its pixel's slot + δ: bank (i + d_r) mod R; bank b serves row (b - d_r) mod R, one
@@ -272,11 +280,11 @@ class Controller(wiring.Component):
                 with m.If((n_tile == 0) & (count < rows)):
                     capture(count, "next")
                     pixels.step(m, instr)
-                with m.If(count == instr.period - 1):
+                with m.If(count == last["period"]):
                     m.d.sync += [count.eq(0), k.eq(0), *features.start(instr)]
-                    with m.If(n_tile == instr.n_tiles - 1):
+                    with m.If(n_tile == last["n_tiles"]):
                         m.d.sync += [n_tile.eq(0), w_tile_base.eq(instr.w_base)]
-                        with m.If(m_tile == instr.m_tiles - 1):
+                        with m.If(m_tile == last["m_tiles"]):
                             m.next = "WAIT"
                         with m.Else():
                             m.d.sync += [m_tile.eq(m_tile + 1),
@@ -300,18 +308,18 @@ class Controller(wiring.Component):
                 m.d.sync += r.eq(r + 1)
                 with m.If(r == rows - 1):
                     m.d.sync += [draining.eq(0), r.eq(0)]
-        last_tile = (d_n == instr.n_tiles - 1) & (d_m == instr.m_tiles - 1)
+        last_tile = (d_n == last["n_tiles"]) & (d_m == last["m_tiles"])
         with m.If(first_row & (d_n == 0)):
             m.d.sync += [s.eq(v) for s, v in zip(saved, dest.signals)]
         with m.If(active):
-            with m.If(last_row & (d_n != instr.n_tiles - 1)):
+            with m.If(last_row & (d_n != last["n_tiles"])):
                 # the next N tile drains the same pixels again (R = 1: nothing to rewind on the first)
                 with m.If(~(first_row & (d_n == 0))):
                     m.d.sync += [s.eq(v) for s, v in zip(dest.signals, saved)]
             with m.Else():
                 dest.step(m, instr)
         with m.If(last_row):
-            with m.If(d_n == instr.n_tiles - 1):
+            with m.If(d_n == last["n_tiles"]):
                 m.d.sync += [d_n.eq(0), d_m.eq(d_m + 1), d_first.eq(d_first + rows)]
             with m.Else():
                 m.d.sync += d_n.eq(d_n + 1)

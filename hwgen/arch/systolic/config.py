@@ -112,8 +112,9 @@ class SystolicConfig:
     @property
     def lane_latency(self) -> int:
         """Cycles from a value entering a requant lane to its result leaving it: two per stage (the stage's
-        memory read, then its registered output compared) and the output register (requant.py)."""
-        return 2 * self.lane_stages + 1
+        memory read, then its registered output compared), the count register and the output register
+        (requant.py)."""
+        return 2 * self.lane_stages + 2
 
     @property
     def feed_latency(self) -> int:

@@ -10,14 +10,15 @@ leaves the lane (the last layer, dequantized on the host).
 
 ::
 
-    acc, slot, meta ─▶ [stage 0] ─▶ [stage 1] ─▶ … ─▶ [stage B-1] ─▶ [out reg] ─▶ code, meta   (2B + 1 cycles)
+    acc, slot, meta ─▶ [stage 0] ─▶ … ─▶ [stage B-1] ─▶ [count reg] ─▶ [out reg] ─▶ code, meta   (2B + 2 cycles)
                          ▲ mem0       ▲ mem1               ▲ mem B-1
 
 Each stage takes two cycles: its memory is read synchronously at the address formed combinationally by the stage
 before (``(slot << b) | prefix``), the word read goes straight into a register (a block RAM's clock-to-output
 leaves no time for logic behind it), and the stage compares that registered threshold with ``x`` on the next
-cycle, forming the next stage's address. The lane accepts one value per cycle with a fixed latency of
-``cfg.lane_latency = 2S + 1`` cycles, ``S = cfg.lane_stages``. ``meta`` (row, write address, flags) travels
+cycle, forming the next stage's address; the last compare's count is registered, and ``base + step · count``
+goes to the output register. The lane accepts one value per cycle with a fixed latency of
+``cfg.lane_latency = 2S + 2`` cycles, ``S = cfg.lane_stages``. ``meta`` (row, write address, flags) travels
 alongside unchanged::
 
     cycle    0                 1                      2
@@ -133,15 +134,23 @@ class RequantLane(wiring.Component):
             x.append(x_here)
             prefix.append(new_prefix)
 
+        # the count register (the last compare ends a cycle), then code = base + step · count into the output
         count = prefix[depth] if stages else Const(0, 1)
+        count_r = Signal.like(count, name="count", reset_less=True)
+        acc_r = Signal.like(self.acc, name="out_acc", reset_less=True)
+        valid_r = Signal(name="out_valid_r")
+        meta_r = Signal.like(self.meta, name="out_meta_r", reset_less=True)
+        m.d.sync += [count_r.eq(count), acc_r.eq(acc[depth]), valid_r.eq(valid[depth]), meta_r.eq(meta[depth])]
         code = Signal(signed(cfg.acc_bits))
-        m.d.comb += code.eq(self.base + Mux(self.step == 2, count << 1, count))
-        result = Mux(self.passthrough, acc[depth], code)
+        m.d.comb += code.eq(self.base + Mux(self.step == 2, count_r << 1, count_r))
+        result = Mux(self.passthrough, acc_r, code)
         if cfg.fixed_steps:
-            result = Mux(self.fixed, self._fixed_stages(m, slot), result)
+            fixed_r = Signal(signed(cfg.fixed_bits), name="fixed_value", reset_less=True)
+            m.d.sync += fixed_r.eq(self._fixed_stages(m, slot))
+            result = Mux(self.fixed, fixed_r, result)
         out_meta = Signal.like(self.out_meta, reset_less=True)
         out_value = Signal.like(self.out_value, reset_less=True)
-        m.d.sync += [self.out_valid.eq(valid[depth]), out_meta.eq(meta[depth]), out_value.eq(result)]
+        m.d.sync += [self.out_valid.eq(valid_r), out_meta.eq(meta_r), out_value.eq(result)]
         m.d.comb += [self.out_meta.eq(out_meta), self.out_value.eq(out_value)]
         return m
 

@@ -15,8 +15,9 @@ module hand_mac_minimal #(parameter ACC = 28) (
 endmodule
 
 // The same job as hwgen's output-stationary PE, written by hand: operand (code − zero point, 10 bits) and weight
-// forwarded to the neighbours, valid/last forwarded, acc += a·w, the finished sum captured into a shadow register
-// on `last` (acc restarts at 0), and the shadow registers shifting down the column on `shift`.
+// forwarded to the neighbours, valid/last forwarded, the product a·w registered (FF → DSP → FF), then on the next
+// cycle (with the forwarded valid/last) acc += product, the finished sum captured into a shadow register on `last`
+// (acc restarts at 0), and the shadow registers shifting down the column on `shift`.
 module hand_pe_os #(parameter A = 10, parameter W = 8, parameter ACC = 28) (
     input  wire                  clk,
     input  wire                  rst,
@@ -32,19 +33,21 @@ module hand_pe_os #(parameter A = 10, parameter W = 8, parameter ACC = 28) (
     output reg                   last_out,
     output reg  signed [ACC-1:0] shadow_out
 );
-    reg  signed [ACC-1:0] acc;
-    wire signed [ACC-1:0] total = acc + a_in * w_in;
+    reg  signed [ACC-1:0]   acc;
+    reg  signed [A+W-1:0]   product;
+    wire signed [ACC-1:0]   total = acc + product;
     always @(posedge clk) begin
         a_out <= a_in;
         w_out <= w_in;
+        product <= a_in * w_in;
         if (rst) begin
             valid_out <= 0; last_out <= 0; acc <= 0;
         end else begin
             valid_out <= valid;
             last_out <= last & valid;
-            if (valid) acc <= last ? 0 : total;
+            if (valid_out) acc <= last_out ? 0 : total;
         end
         if (shift) shadow_out <= shadow_in;
-        else if (valid & last) shadow_out <= total;
+        else if (last_out) shadow_out <= total;
     end
 endmodule

@@ -39,8 +39,9 @@ def test_pe_accumulates_captures_and_shifts() -> None:
                 await ctx.tick()
                 assert ctx.get(pe.a_out) == a[tile, k] and ctx.get(pe.w_out) == w[tile, k]   # 1-cycle forward
             ctx.set(pe.valid, 0)
+            assert ctx.get(pe.last_out) == 1              # the last product is in the product register
+            await ctx.tick()
             assert ctx.get(pe.shadow_out) == int(a[tile] @ w[tile])       # captured; next tile starts at 0
-            assert ctx.get(pe.last_out) == 1
         ctx.set(pe.shadow_in, 1234)
         ctx.set(pe.shift, 1)
         await ctx.tick()
@@ -50,7 +51,7 @@ def test_pe_accumulates_captures_and_shifts() -> None:
 
 
 def test_array_skew_and_drain_order() -> None:
-    """A 3×2 tile: `captured` rises R + C - 1 cycles after the last operands; the drain gives the top row first."""
+    """A 3×2 tile: `captured` rises R + C cycles after the last operands; the drain gives the top row first."""
     cfg = SystolicConfig(rows=3, cols=2, a_bits=6, w_bits=6, k_max=8)
     array = OutputStationaryArray(cfg)
     rng = np.random.default_rng(1)
@@ -70,7 +71,7 @@ def test_array_skew_and_drain_order() -> None:
         while not ctx.get(array.captured):
             await ctx.tick()
             waited += 1
-        assert (5 + waited) - 4 == 3 + 2 - 1          # last operands at cycle 4, `captured` at cycle 5 + waited
+        assert (5 + waited) - 4 == 3 + 2              # last operands at cycle 4, `captured` at cycle 5 + waited
         ctx.set(array.shift, 1)
         drained = []
         for _ in range(3):
@@ -108,7 +109,7 @@ def test_requant_lane_thresholds_negation_and_passthrough() -> None:
         ctx.set(lane.base, -2)
         ctx.set(lane.step, 1)
         outputs = []
-        for cycle in range(len(values) + stages + 1):
+        for cycle in range(len(values) + cfg.lane_latency):
             if cycle < len(values):
                 ctx.set(lane.valid, 1)
                 ctx.set(lane.acc, int(values[cycle]))
@@ -119,7 +120,7 @@ def test_requant_lane_thresholds_negation_and_passthrough() -> None:
             await ctx.tick()
             if ctx.get(lane.out_valid):
                 outputs.append((ctx.get(lane.out_value), ctx.get(lane.out_meta)))
-        assert len(outputs) == len(values)        # one result per cycle, fixed latency B + 1
+        assert len(outputs) == len(values)        # one result per cycle, fixed latency 2B + 1
         expected = []
         for cycle, v in enumerate(values):
             slot = cycle % 2
@@ -130,7 +131,7 @@ def test_requant_lane_thresholds_negation_and_passthrough() -> None:
         ctx.set(lane.passthrough, 1)
         ctx.set(lane.valid, 1)
         ctx.set(lane.acc, -123)
-        for _ in range(stages + 1):
+        for _ in range(cfg.lane_latency):
             await ctx.tick()
         ctx.set(lane.valid, 0)
         assert ctx.get(lane.out_valid) and ctx.get(lane.out_value) == -123
@@ -178,7 +179,7 @@ def test_controller_feed_addresses_period_and_drain() -> None:
 
     run(ctrl, bench)
     starts = [c for c, *_ in reads[::6]]
-    assert starts[0] == 2 + 2                                                       # fetch, latch, R rows
+    assert starts[0] == 3 + 2                                                       # fetch, latch, decode, R rows
     assert [b - a for a, b in pairwise(starts)] == [8, 8, 8]                        # period
     tile0 = [(a, b, w, lane, last) for _, a, b, w, lane, last in reads[:6]]
     assert tile0 == [(10, 10, 5, 0, 0), (10, 10, 6, 1, 0), (10, 10, 7, 2, 0), (11, 11, 8, 0, 0),

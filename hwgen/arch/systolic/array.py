@@ -9,8 +9,10 @@
                      drain[0] … drain[C-1]   (top row's shadows; ``shift`` moves every column up by one,
                           ▲ shadow chains ▲    so a tile drains top row first)
 
-Latency: the operand pair presented at cycle c reaches PE(i, j) at cycle c + i + j; PE(R-1, C-1)'s ``last_out``
-(the tile's capture is complete everywhere) is high at cycle c_last + R + C - 1.
+Latency: the operand pair presented at cycle c reaches PE(i, j) at cycle c + i + j and is accumulated there one
+cycle later (pe.py: product register, then accumulator); PE(R-1, C-1) captures the tile's last sum at the end of
+cycle c_last + R + C - 1 (its ``last_out``), and ``captured`` (that ``last_out`` registered: the tile's capture is
+complete everywhere) is high at cycle c_last + R + C.
 """
 from __future__ import annotations
 
@@ -34,7 +36,7 @@ class OutputStationaryArray(wiring.Component):
             # every PE takes max(acc, a·w) instead of acc + a·w (MaxPool; per layer)
             **({"max_mode": In(1)} if cfg.max_pool else {}),
             "drain": Out(data.ArrayLayout(signed(cfg.acc_bits), cfg.cols)),
-            "captured": Out(1),      # PE(R-1, C-1) captured the tile's last product on the previous cycle
+            "captured": Out(1),      # PE(R-1, C-1) captured the tile's last sum on the previous cycle
             **rounding_members(cfg),
         })
 
@@ -80,7 +82,9 @@ class OutputStationaryArray(wiring.Component):
                 if i < cfg.rows - 1:
                     m.d.comb += pes[i][j].shadow_in.eq(pes[i + 1][j].shadow_out)
             m.d.comb += self.drain[j].eq(pes[0][j].shadow_out)
-        m.d.comb += self.captured.eq(pes[cfg.rows - 1][cfg.cols - 1].last_out)
+        # the corner PE accumulates (and captures) on the cycle its last_out is high: one register later, every
+        # shadow holds the tile
+        m.d.sync += self.captured.eq(pes[cfg.rows - 1][cfg.cols - 1].last_out)
         return m
 
 
@@ -94,7 +98,7 @@ class WeightStationaryArray(wiring.Component):
                            ▼          ▼
                          PE(R-1,0)  PE(R-1,1) …
                            ▼ [C-1 regs] ▼ [C-2 regs] …   deskew: every column's sum for sample m presented at
-                         out[0]      out[1]   …          cycle c leaves at c + R + C - 1
+                         out[0]      out[1]   …          cycle c leaves at c + R + C (each PE: 2 stages, pe.py)
 
     Weights enter at the top of each column through ``w_top`` and shift down while ``shift`` is high (R shifts
     place row i's weight in row i); ``commit``, presented with a fold's first sample, makes the shifted weight

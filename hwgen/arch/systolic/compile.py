@@ -348,12 +348,19 @@ def _os_layout(shape: Layout, users: list, rows: int, cols: int) -> tuple[int, i
     return min(candidates, key=cost)
 
 
+def ws_min_period(rows: int, cols: int) -> int:
+    """The shortest WS fold (cycles): the next fold's weights shift in behind this fold's commits
+    (``2R + C - 1``, ws_controller.py), and an accumulator address is read two cycles before it is written
+    (its output register, top.py), after the previous fold's write: at least 3."""
+    return max(2 * rows + cols - 1, 3)
+
+
 def _ws_layout(shape: Layout, users: list, rows: int, cols: int) -> tuple[int, int]:
     """(pitch, slots) of a tensor on the weight-stationary array: compact, or with ``pitch ≡ kw`` (mod R) for a
     conv reader (:func:`ws_conflict`); the pitch with the fewest cycles over every reader (R samples) wins."""
     h, w = shape.h, shape.w
     pitches = sorted({w} | {_fit(w, feed.kernel[1], rows) for _, feed in users if not feed.add})
-    period = 2 * rows + cols - 1
+    period = ws_min_period(rows, cols)
 
     def cost(pitch: int) -> tuple[int, int]:
         return sum(ceil(feed.taps * ws_channel_rows(feed, pitch, rows, cols) / rows) * _n_tiles(layer, cols) *
@@ -962,7 +969,7 @@ class Program:
             ws = cfg.dataflow == "ws"
             instr = {
                 "m_tiles": ceil(m_rows / rows), "n_tiles": n_tiles, "kp": kp,
-                "period": max(m_rows, 2 * rows + cols - 1) if ws else self.period(kp),
+                "period": max(m_rows, ws_min_period(rows, cols)) if ws else self.period(kp),
                 "k_tiles": kp // rows if ws else 1, "in_base": self.base(layer.inputs[0]), "kp_words": self.stride,
                 "out_base": group_word + (0 if passthrough else self.base(layer.output)),
                 "out_words": ceil(out.stored / cols) if passthrough else self.stride, "w_base": w_base,
@@ -1019,15 +1026,16 @@ class Program:
         total = 0
         for chunk, repeat in self.segments(samples, stream):
             cycles = chunk * (self.x_words + self.y_words) + 1 if stream else 0
+            # the pipeline's fixed part per layer: feed (controller → array), the PEs' stages, lanes
+            pipeline = cfg.feed_latency + cfg.pe_stages + cfg.lane_latency
             for instr in self._layer_instructions(chunk, fixed=False):
                 if cfg.dataflow == "ws":
                     folds = instr["n_tiles"] * instr["k_tiles"]
                     cycles += cfg.rows + (folds - 1) * instr["period"] + instr["samples"] + cfg.rows + cfg.cols + \
-                        cfg.lane_stages + 3
+                        pipeline + 1
                 else:
                     tiles = instr["m_tiles"] * instr["n_tiles"]
-                    cycles += (tiles - 1) * instr["period"] + instr["kp"] + 3 * cfg.rows + cfg.cols + \
-                        cfg.lane_stages + 2
+                    cycles += (tiles - 1) * instr["period"] + instr["kp"] + 3 * cfg.rows + cfg.cols + pipeline
             total += repeat * cycles
         return total
 

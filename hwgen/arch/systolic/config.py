@@ -110,6 +110,26 @@ class SystolicConfig:
         return max(self.search_stages, self.fixed_steps)
 
     @property
+    def lane_latency(self) -> int:
+        """Cycles from a value entering a requant lane to its result leaving it: two per stage (the stage's
+        memory read, then its registered output compared), the count register and the output register
+        (requant.py)."""
+        return 2 * self.lane_stages + 2
+
+    @property
+    def feed_latency(self) -> int:
+        """Cycles from the controller addressing the scratchpads to the operands entering the array: the address
+        register, the memory read, the memory's output register and the operand register (top.py). Every other
+        controller output that meets the data (operand selects, valid/last, commits, weight shifts, the WS
+        accumulator and lane addresses) is delayed to match."""
+        return 4
+
+    @property
+    def pe_stages(self) -> int:
+        """Pipeline stages of a PE: the product register, then the accumulator (pe.py)."""
+        return 2
+
+    @property
     def fixed_bits(self) -> int:
         """Width of the values in the lanes' fixed-point stages (signed): an accumulator plus a bias and a
         rounding carry. The compiler refuses layers whose stage values do not fit."""

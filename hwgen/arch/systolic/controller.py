@@ -19,11 +19,14 @@ Two engines run concurrently:
 A layer ends when its last row leaves the lanes (``layer_done``); the next instruction is then fetched. Cycles
 of one run (start → done), exactly (``compile.Program.predict_cycles``)::
 
-    Σ_layers [ 2 (fetch, latch) + R (rows of the first tile) + (T - 1)·period + kp (last tile's reads)
-               + R + C (through the array) + R - 1 (drain) + B + 1 (lanes) ] − 1 + 1 (done)
-    = Σ_layers [ (T - 1)·period + kp + 3R + C + B + 2 ]
+    Σ_layers [ 3 (fetch, latch, decode) + R (rows of the first tile) + (T - 1)·period + kp (last tile's reads)
+               + L_feed + R + C - 2 + P_pe (last operands → ``captured``) + R - 1 (drain) + L_lane ] − 1 + 1 (done)
+    = Σ_layers [ (T - 1)·period + kp + 3R + C + L_feed + P_pe + L_lane ]
+    = Σ_layers [ (T - 1)·period + kp + 3R + C + 2S + 8 ]
 
-with ``T = m_tiles · n_tiles`` and ``B`` the lanes' search stages.
+with ``T = m_tiles · n_tiles``, ``L_feed = cfg.feed_latency = 4`` (top.py), ``P_pe = cfg.pe_stages = 2``
+(pe.py), ``L_lane = cfg.lane_latency = 2S + 2`` and ``S`` the lanes' stages. The feed pipeline delays every
+operand alike and the drain starts on the array's ``captured``, so the pipeline adds latency per layer but changes no period.
 
 **Implicit im2col.** A tensor is stored one pixel per *slot* (compile.Layout): pixel (y, x) of sample n is slot
 ``n·S + y·pitch + x``, bank ``slot % R``, channels along the lanes of ``words`` consecutive words, so the activation
@@ -113,12 +116,21 @@ def controller_members(cfg: SystolicConfig) -> dict:
     }
 
 
+def last_indices(instr, names) -> tuple[dict, list]:
+    """Registers holding ``instr.<name> - 1`` for each of ``names`` (the loop bounds' last indices) and their
+    assignments for the DECODE state: a wrap test is then one compare, no subtraction."""
+    last = {name: Signal(16, name=f"last_{name}") for name in names}
+    return last, [last[name].eq(getattr(instr, name) - 1) for name in names]
+
+
 def sequence_program(m: Module, ctrl: wiring.Component, layer: Signal, latch: list, first_state: str) -> None:
     """The states both controllers share; call inside ``with m.FSM():``.
 
-    IDLE waits for ``start``; FETCH presents instruction ``layer`` to the program memory; LATCH copies it into
-    ``ctrl.instr`` (plus the caller's ``latch`` assignments) and enters ``first_state``, through INPUT when the
-    instruction streams its samples in; WAIT holds until the layer's last result leaves the lanes, then fetches
+    IDLE waits for ``start``; FETCH presents instruction ``layer`` to the program memory; LATCH copies the word
+    read into ``ctrl.instr`` (a register straight behind the memory: nothing else may follow a block RAM's slow
+    clock-to-output); DECODE makes the caller's ``latch`` assignments (from ``ctrl.instr``, including the walkers'
+    per-layer step constants) and enters ``first_state``, through INPUT when the instruction streams its samples
+    in; WAIT holds until the layer's last result leaves the lanes, then fetches
     the next instruction, or (a segment's last layer) goes through OUTPUT when it streams results out and then
     repeats the segment, goes on to the next one or finishes the run. (Each controller also counts ``cycles``
     while ``busy``, outside its FSM.)
@@ -148,8 +160,11 @@ def sequence_program(m: Module, ctrl: wiring.Component, layer: Signal, latch: li
     with m.State("FETCH"):
         m.next = "LATCH"
     with m.State("LATCH"):
-        m.d.sync += [ctrl.instr.eq(ctrl.prog_data), *latch]
-        with m.If(ctrl.prog_data.stream_in):
+        m.d.sync += ctrl.instr.eq(ctrl.prog_data)
+        m.next = "DECODE"
+    with m.State("DECODE"):
+        m.d.sync += latch
+        with m.If(instr.stream_in):
             m.next = "INPUT"
         with m.Else():
             m.next = first_state
@@ -193,6 +208,7 @@ class Controller(wiring.Component):
         instr = self.instr
         layer = Signal(index_range(cfg.prog_depth))
         m.d.comb += self.prog_addr.eq(layer)
+        last, prepare_last = last_indices(instr, ("kp", "period", "n_tiles", "m_tiles"))
 
         # ---- feed engine state
         k = Signal(16)
@@ -229,19 +245,21 @@ class Controller(wiring.Component):
         with m.FSM():
             sequence_program(m, self, layer, [
                 k.eq(0), count.eq(0), m_tile.eq(0), n_tile.eq(0), walk_i.eq(0),
-                w_tile_base.eq(self.prog_data.w_base), d_m.eq(0), d_n.eq(0), d_first.eq(0), *features.start(self.prog_data),
-                *pixels.start(self.prog_data.in_base), *dest.start(self.prog_data.out_base)],
+                w_tile_base.eq(instr.w_base), d_m.eq(0), d_n.eq(0), d_first.eq(0), *features.start(instr),
+                *features.prepare(instr, instr.kp_words), *pixels.start(instr.in_base),
+                *pixels.prepare(instr, instr.kp_words), *dest.start(instr.out_base),
+                *dest.prepare(instr, instr.out_words), *prepare_last],
                 "PREP")
             with m.State("PREP"):                      # the first tile's rows, one per cycle
                 capture(walk_i, "cur")
-                pixels.step(m, instr, instr.kp_words)
+                pixels.step(m, instr)
                 m.d.sync += walk_i.eq(walk_i + 1)
                 with m.If(walk_i == rows - 1):
                     m.d.sync += walk_i.eq(0)
                     m.next = "FEED"
             with m.State("FEED"):
                 issuing = k < instr.kp
-                m.d.comb += [self.feed_valid.eq(issuing), self.feed_last.eq(k == instr.kp - 1),
+                m.d.comb += [self.feed_valid.eq(issuing), self.feed_last.eq(k == last["kp"]),
                              self.feed_lane.eq(features.lane), self.weight_addr.eq(w_tile_base + k),
                              self.feed_rotate.eq(features.d_r)]
                 # row i reads its pixel's slot + δ: bank (i + d_r) mod R; bank b serves row (b - d_r) mod R, one
@@ -257,16 +275,16 @@ class Controller(wiring.Component):
                     m.d.comb += self.row_valid[i].eq((y >= 0) & (y <= instr.lim_y) & (x >= 0) & (x <= instr.lim_x))
                 with m.If(issuing):
                     m.d.sync += k.eq(k + 1)
-                    features.step(m, instr, instr.kp_words)
+                    features.step(m, instr)
                 # the next M tile's rows, during this one's first tile
                 with m.If((n_tile == 0) & (count < rows)):
                     capture(count, "next")
-                    pixels.step(m, instr, instr.kp_words)
-                with m.If(count == instr.period - 1):
+                    pixels.step(m, instr)
+                with m.If(count == last["period"]):
                     m.d.sync += [count.eq(0), k.eq(0), *features.start(instr)]
-                    with m.If(n_tile == instr.n_tiles - 1):
+                    with m.If(n_tile == last["n_tiles"]):
                         m.d.sync += [n_tile.eq(0), w_tile_base.eq(instr.w_base)]
-                        with m.If(m_tile == instr.m_tiles - 1):
+                        with m.If(m_tile == last["m_tiles"]):
                             m.next = "WAIT"
                         with m.Else():
                             m.d.sync += [m_tile.eq(m_tile + 1),
@@ -290,18 +308,18 @@ class Controller(wiring.Component):
                 m.d.sync += r.eq(r + 1)
                 with m.If(r == rows - 1):
                     m.d.sync += [draining.eq(0), r.eq(0)]
-        last_tile = (d_n == instr.n_tiles - 1) & (d_m == instr.m_tiles - 1)
+        last_tile = (d_n == last["n_tiles"]) & (d_m == last["m_tiles"])
         with m.If(first_row & (d_n == 0)):
             m.d.sync += [s.eq(v) for s, v in zip(saved, dest.signals)]
         with m.If(active):
-            with m.If(last_row & (d_n != instr.n_tiles - 1)):
+            with m.If(last_row & (d_n != last["n_tiles"])):
                 # the next N tile drains the same pixels again (R = 1: nothing to rewind on the first)
                 with m.If(~(first_row & (d_n == 0))):
                     m.d.sync += [s.eq(v) for s, v in zip(dest.signals, saved)]
             with m.Else():
-                dest.step(m, instr, instr.out_words)
+                dest.step(m, instr)
         with m.If(last_row):
-            with m.If(d_n == instr.n_tiles - 1):
+            with m.If(d_n == last["n_tiles"]):
                 m.d.sync += [d_n.eq(0), d_m.eq(d_m + 1), d_first.eq(d_first + rows)]
             with m.Else():
                 m.d.sync += d_n.eq(d_n + 1)

@@ -4,21 +4,31 @@
 
               w_in (signed w_bits)
                  │
-    a_in ──▶ ┌───┴────┐ ──▶ a_out      (a, valid, last registered: 1 cycle per PE)
-    valid    │ acc += │     valid_out
-    last     │  a * w │     last_out
-    max_mode └───┬────┘                (or acc = max(acc, a * w): pooling)
-                 ▼ w_out               (registered)
-    shadow_in ─▶ shadow ─▶ shadow_out  (column drain chain, shifts when `shift`)
+    a_in ──▶ ┌───┴─────────┐ ──▶ a_out      (a, valid, last registered: 1 cycle per PE)
+    valid    │ product ← a·w│     valid_out
+    last     │ acc += prod. │     last_out
+    max_mode └───┬─────────┘                (or acc = max(acc, product): pooling)
+                 ▼ w_out                    (registered)
+    shadow_in ─▶ shadow ─▶ shadow_out       (column drain chain, shifts when `shift`)
 
-On a cycle with ``valid``: ``acc += a * w``; if ``last`` is also high the finished sum ``acc + a * w`` goes to
-``shadow`` and ``acc`` restarts at 0, so the next tile can stream in behind it without a gap. While ``shift`` is
-high ``shadow`` takes ``shadow_in`` (the PE below): R shifts drain a column top-first. The controller never
-captures and shifts in the same cycle (see controller.py for the schedule that guarantees it).
+Two pipeline stages: the cycle an operand pair arrives (``a_in``, ``w_in``, ``valid``, ``last``) its product goes
+to the ``product`` register (the multiplier alone between registers: FF → DSP → FF, the DSP's pipelined path),
+while ``a``, ``w``, ``valid`` and ``last`` go to the neighbours; on the next cycle ``valid_out``/``last_out`` (the
+same registers, one cycle later) accumulate it::
+
+    cycle      c               c + 1
+    inputs     a, w, valid     (next pair)
+    product    ← a·w           acc += product (valid_out); last_out: shadow ← acc + product, acc ← 0
+
+On a cycle with ``valid_out``: ``acc += product``; if ``last_out`` is also high the finished sum ``acc + product``
+goes to ``shadow`` and ``acc`` restarts at 0, so the next tile can stream in behind it without a gap. While
+``shift`` is high ``shadow`` takes ``shadow_in`` (the PE below): R shifts drain a column top-first. The controller
+never captures and shifts in the same cycle (see controller.py for the schedule that guarantees it).
 
 With ``cfg.product_rounding`` every product is rounded before it is used: ``round_shift(a * w, product_shift,
 product_rounding)`` (hwgen.arch.fixed, both constant over a layer), hls4ml's products assigned to a coarser
-accumulator type; a layer without it sets the shift to 0. Cost: a barrel shifter and a rounding increment per PE.
+accumulator type; a layer without it sets the shift to 0. Cost: a barrel shifter and a rounding increment per PE
+(between the multiplier and the product register).
 
 With ``cfg.max_pool``, a ``max_mode`` input (constant over a layer) makes the PE a max unit: ``acc = max(acc, a * w)``. A MaxPool runs with
 operands ``code - min_code ≥ 0`` (padding fed as 0, the type's minimum, so it never wins) and 0/1 weights that
@@ -46,14 +56,15 @@ def rounding_members(cfg: SystolicConfig) -> dict:
 
 
 def rounded_product(m: Module, component, a, w, broken: bool):
-    """The PE's product, rounded by the layer's shift and mode when the configuration has product rounding."""
+    """The PE's product register: ``a · w`` of the previous cycle, rounded by the layer's shift and mode when the
+    configuration has product rounding."""
     cfg = component.cfg
-    product = Signal(signed(cfg.operand_bits + cfg.w_bits + cfg.product_rounding), name="product")
+    product = Signal(signed(cfg.operand_bits + cfg.w_bits + cfg.product_rounding), name="product", reset_less=True)
     raw = _product(a, w, broken)
     if cfg.product_rounding:
         raw = round_shift_var(m, raw, component.product_shift,
                               component.product_rounding, cfg.operand_bits + cfg.w_bits + 1, "product_round")
-    m.d.comb += product.eq(raw)
+    m.d.sync += product.eq(raw)
     return product
 
 
@@ -87,9 +98,10 @@ class OutputStationaryPE(wiring.Component):
         m.d.sync += [a.eq(self.a_in), self.valid_out.eq(self.valid), self.last_out.eq(self.last & self.valid),
                      w.eq(self.w_in)]
         m.d.comb += [self.a_out.eq(a), self.w_out.eq(w), self.shadow_out.eq(shadow)]
-        with m.If(self.valid):
-            m.d.sync += accumulator.eq(Mux(self.last, 0, total))
-            with m.If(self.last):
+        # second stage: the registered product with the registered valid/last (the ones forwarded to the right)
+        with m.If(self.valid_out):
+            m.d.sync += accumulator.eq(Mux(self.last_out, 0, total))
+            with m.If(self.last_out):
                 m.d.sync += shadow.eq(total)
         with m.If(self.shift):
             m.d.sync += shadow.eq(self.shadow_in)
@@ -104,13 +116,17 @@ class WeightStationaryPE(wiring.Component):
                   psum_in, w_chain_in
                       │
         a_in ──▶ ┌────┴─────────────┐ ──▶ a_out                (a, commit registered: 1 cycle per PE)
-      commit_in  │ psum += a · w    │     commit_out
-                 │ w: active weight │     shift:  w_chain ← w_chain_in (preload the next fold's weight)
-                 └────┬─────────────┘     commit_in: w ← w_chain, already used by this cycle's product
+      commit_in  │ product ← a · w  │     commit_out
+                 │ psum ← psum_in + │     shift:  w_chain ← w_chain_in (preload the next fold's weight)
+                 │        product   │     commit_in: w ← w_chain, already used by this cycle's product
+                 └────┬─────────────┘
                       ▼ psum_out, w_chain_out (registered)
 
-    ``psum_out = psum_in + a_in · w`` one cycle later (with ``cfg.max_pool``, ``max_mode``: ``max(psum_in, a_in · w)``,
-    MaxPool on operands ≥ 0); operands outside the fold arrive as 0. ``commit`` travels
+    Two stages: the product of ``a_in`` and the active weight goes to the ``product`` register (FF → DSP → FF), and
+    ``psum_out = psum_in + product`` one cycle later, i.e. two cycles after ``a_in`` (with ``cfg.max_pool``,
+    ``max_mode``: ``max(psum_in, product)``, MaxPool on operands ≥ 0). ``psum_in`` comes from the PE above, whose
+    operand arrived one cycle earlier, so it is ready exactly when this PE's product is; ``a_out`` still moves on
+    after one cycle. Operands outside the fold arrive as 0. ``commit`` travels
     with the first operand of a fold, so the array switches weights along the same wavefront as the data and the
     next fold's operands follow the last ones of the previous fold with no gap.
     """

@@ -10,18 +10,27 @@ leaves the lane (the last layer, dequantized on the host).
 
 ::
 
-    acc, slot, meta ─▶ [stage 0] ─▶ [stage 1] ─▶ … ─▶ [stage B-1] ─▶ [out reg] ─▶ code, meta   (B + 1 cycles)
+    acc, slot, meta ─▶ [stage 0] ─▶ … ─▶ [stage B-1] ─▶ [count reg] ─▶ [out reg] ─▶ code, meta   (2B + 2 cycles)
                          ▲ mem0       ▲ mem1               ▲ mem B-1
 
-Each stage's memory is read synchronously with the address formed combinationally by the stage before, so the
-lane accepts one value per cycle with a fixed latency of ``S + 1`` cycles, ``S = cfg.lane_stages``. ``meta``
-(row, write address, flags) travels alongside unchanged.
+Each stage takes two cycles: its memory is read synchronously at the address formed combinationally by the stage
+before (``(slot << b) | prefix``), the word read goes straight into a register (a block RAM's clock-to-output
+leaves no time for logic behind it), and the stage compares that registered threshold with ``x`` on the next
+cycle, forming the next stage's address; the last compare's count is registered, and ``base + step · count``
+goes to the output register. The lane accepts one value per cycle with a fixed latency of
+``cfg.lane_latency = 2S + 2`` cycles, ``S = cfg.lane_stages``. ``meta`` (row, write address, flags) travels
+alongside unchanged::
+
+    cycle    0                 1                      2
+    stage b  read T at         T → register;          compare x ≥ T → bit; stage b + 1 reads at
+             (slot, prefix)    x, −x → registers      (slot, prefix·bit)
 
 **Fixed-point mode** (``cfg.fixed_steps = F > 0``, hwgen.arch.fixed; ``fixed`` set by the instruction): beside the
 search runs a pipeline of ``F`` stages, stage ``k`` reading the bias of the channel slot from its memory (written
 through ``wr_bias``: stage ``k`` at address ``slot``) and applying ``fit(round_shift(relu?(x + bias)))`` with the
-layer's fields ``s{k}_*``; unused stages are the identity. Whichever of the two pipelines is shorter is padded
-with registers up to ``S = max(B, F)``, so the latency does not depend on the mode. ``out_value`` is the last
+layer's fields ``s{k}_*``; unused stages are the identity. Like a search stage, a fixed-point stage reads its
+bias in one cycle, registers it, and computes on the next. Whichever of the two pipelines is shorter is padded
+with registers up to ``S = max(B, F)`` stages, so the latency does not depend on the mode. ``out_value`` is the last
 stage's value (``cfg.fixed_bits`` wide, sign-extended).
 """
 from __future__ import annotations
@@ -72,27 +81,28 @@ class RequantLane(wiring.Component):
         tbits = cfg.threshold_bits
         x_shape = signed(tbits)
 
-        # per-stage pipeline registers (index 0 = lane input, combinational)
+        # per-stage pipeline registers (index b = stage b's input; index 0 = the lane input, combinational)
         valid = [self.valid]
         x = [None]                     # stage 0 learns x after reading the negate flag
         prefix = [Const(0, unsigned(1))]
         slot = [self.slot]
         meta = [self.meta]
         acc = [self.acc]
+
+        def two(value, name, reset_less=True):
+            """``value`` through the stage's two registers: (after one cycle, after two)."""
+            first = Signal.like(value, name=f"{name}_r", reset_less=reset_less)
+            second = Signal.like(value, name=f"{name}_rr", reset_less=reset_less)
+            m.d.sync += [first.eq(value), second.eq(first)]
+            return first, second
+
         for b in range(depth):
-            v_r = Signal(name=f"s{b}_valid")
-            s_r = Signal.like(self.slot, name=f"s{b}_slot", reset_less=True)
-            mt_r = Signal.like(self.meta, name=f"s{b}_meta", reset_less=True)
-            a_r = Signal.like(self.acc, name=f"s{b}_acc", reset_less=True)
-            m.d.sync += [v_r.eq(valid[b]), s_r.eq(slot[b]), mt_r.eq(meta[b]), a_r.eq(acc[b])]
-            valid.append(v_r)
-            slot.append(s_r)
-            meta.append(mt_r)
-            acc.append(a_r)
+            valid.append(two(valid[b], f"s{b}_valid", reset_less=False)[1])
+            slot.append(two(slot[b], f"s{b}_slot")[1])
+            meta.append(two(meta[b], f"s{b}_meta")[1])
+            acc.append(two(acc[b], f"s{b}_acc")[1])
             if b >= stages:                         # the search is done: its count waits for the fixed stages
-                count_r = Signal.like(prefix[b], name=f"s{b}_count", reset_less=True)
-                m.d.sync += count_r.eq(prefix[b])
-                prefix.append(count_r)
+                prefix.append(two(prefix[b], f"s{b}_count")[1])
                 continue
             width = 1 << b
             mem = Memory(shape=unsigned(tbits + (1 if b == 0 else 0)), depth=cfg.slot_depth * width,
@@ -103,36 +113,44 @@ class RequantLane(wiring.Component):
             m.d.comb += [wr.en.eq(self.wr_en & (self.wr_stage == b) & ~self._bias_write), wr.addr.eq(self.wr_addr),
                          wr.data.eq(self.wr_data)]
             m.d.comb += rd.addr.eq((slot[b] << b) | prefix[b] if b else slot[b])
+            # the word read, registered
+            word = Signal.like(rd.data, name=f"s{b}_threshold", reset_less=True)
+            m.d.sync += word.eq(rd.data)
+            threshold = word[:tbits].as_signed()
 
-            # registers holding this stage's operands while its threshold is read
-            p_r = Signal(unsigned(max(1, b)), name=f"s{b}_prefix", reset_less=True)    # data: read with valid
-            x_r = Signal(x_shape, name=f"s{b}_x", reset_less=True)
+            # this stage's operands (data: read with valid), held while its threshold is read and registered
             if b:
-                m.d.sync += [p_r.eq(prefix[b]), x_r.eq(x[b])]
+                p_r = two(prefix[b], f"s{b}_prefix")[1]
+                x_here = two(x[b], f"s{b}_x")[1]
             else:
-                m.d.sync += x_r.eq(self.acc)
-            threshold = rd.data[:tbits].as_signed()
-            if b == 0:
-                negate = rd.data[tbits]
+                first, x_r = two(self.acc, "s0_x")
+                negated = Signal(x_shape, name="s0_x_negated", reset_less=True)    # −x beside x: no negation
+                m.d.sync += negated.eq(-first)                                     # before the compare
                 x_here = Signal(x_shape, name="s0_x_signed")
-                m.d.comb += x_here.eq(Mux(negate, -x_r, x_r))
-            else:
-                x_here = x_r
+                m.d.comb += x_here.eq(Mux(word[tbits], negated, x_r))
             bit = x_here >= threshold
             new_prefix = Signal(unsigned(b + 1), name=f"s{b}_next_prefix")
             m.d.comb += new_prefix.eq(Cat(bit, p_r) if b else bit)
             x.append(x_here)
             prefix.append(new_prefix)
 
+        # the count register (the last compare ends a cycle), then code = base + step · count into the output
         count = prefix[depth] if stages else Const(0, 1)
+        count_r = Signal.like(count, name="count", reset_less=True)
+        acc_r = Signal.like(self.acc, name="out_acc", reset_less=True)
+        valid_r = Signal(name="out_valid_r")
+        meta_r = Signal.like(self.meta, name="out_meta_r", reset_less=True)
+        m.d.sync += [count_r.eq(count), acc_r.eq(acc[depth]), valid_r.eq(valid[depth]), meta_r.eq(meta[depth])]
         code = Signal(signed(cfg.acc_bits))
-        m.d.comb += code.eq(self.base + Mux(self.step == 2, count << 1, count))
-        result = Mux(self.passthrough, acc[depth], code)
+        m.d.comb += code.eq(self.base + Mux(self.step == 2, count_r << 1, count_r))
+        result = Mux(self.passthrough, acc_r, code)
         if cfg.fixed_steps:
-            result = Mux(self.fixed, self._fixed_stages(m, slot), result)
+            fixed_r = Signal(signed(cfg.fixed_bits), name="fixed_value", reset_less=True)
+            m.d.sync += fixed_r.eq(self._fixed_stages(m, slot))
+            result = Mux(self.fixed, fixed_r, result)
         out_meta = Signal.like(self.out_meta, reset_less=True)
         out_value = Signal.like(self.out_value, reset_less=True)
-        m.d.sync += [self.out_valid.eq(valid[depth]), out_meta.eq(meta[depth]), out_value.eq(result)]
+        m.d.sync += [self.out_valid.eq(valid_r), out_meta.eq(meta_r), out_value.eq(result)]
         m.d.comb += [self.out_meta.eq(out_meta), self.out_value.eq(out_value)]
         return m
 
@@ -148,15 +166,18 @@ class RequantLane(wiring.Component):
         value = self.acc
         for k in range(cfg.lane_stages):
             x_r = Signal(signed(bits), name=f"f{k}_x", reset_less=True)
-            m.d.sync += x_r.eq(value)
+            x_rr = Signal(signed(bits), name=f"f{k}_x_r", reset_less=True)
+            m.d.sync += [x_r.eq(value), x_rr.eq(x_r)]
             if k >= cfg.fixed_steps:
-                value = x_r
+                value = x_rr
                 continue
             mem = Memory(shape=signed(bits), depth=cfg.slot_depth, init=self.bias_init[k] if self.bias_init else [])
             m.submodules[f"bias{k}_mem"] = mem
             rd, wr = mem.read_port(), mem.write_port()
+            bias = Signal.like(rd.data, name=f"f{k}_bias", reset_less=True)     # the word read, registered
             m.d.comb += [wr.en.eq(self.wr_en & self.wr_bias & (self.wr_stage == k)), wr.addr.eq(self.wr_addr),
                          wr.data.eq(self.wr_data[:bits]), rd.addr.eq(slot[k])]
+            m.d.sync += bias.eq(rd.data)
             fields = SimpleNamespace(**{name: self.stages[f"s{k}_{name}"] for name in stage_fields()})
-            value = stage_var(m, x_r, rd.data, fields, bits, f"f{k}_out")
+            value = stage_var(m, x_rr, bias, fields, bits, f"f{k}_out")
         return value

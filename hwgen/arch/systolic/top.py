@@ -54,6 +54,16 @@ def host_members(x_bits: int, y_bits: int) -> dict:
     }
 
 
+def delayed(m: Module, value, cycles: int, name: str, reset_less: bool = True):
+    """``value`` ``cycles`` cycles later, through a chain of registers named ``{name}_d1`` … (data registers
+    need no reset; control flags pass ``reset_less=False``)."""
+    for stage in range(cycles):
+        register = Signal.like(value, name=f"{name}_d{stage + 1}", reset_less=reset_less)
+        m.d.sync += register.eq(value)
+        value = register
+    return value
+
+
 def _stage_offset() -> int:
     """Bit offset of the first fixed-point stage field in an instruction (the ``s{k}_*`` fields are contiguous)."""
     return INSTRUCTION["s0_shift"].offset
@@ -129,43 +139,42 @@ class SystolicTop(wiring.Component):
                      prog_wr.addr.eq(load.addr), prog_wr.data.eq(load.data.replicate(INSTRUCTION_CHUNKS)),
                      prog_wr.en.eq(Mux(loading & (load.target == PROGRAM), 1 << load.lane, 0))]
 
-        # ---- read requests (idle only): one outstanding, answered one cycle later
+        # ---- read requests (idle only): one outstanding, answered two cycles later (the memory read, then its
+        # output register)
         pending = Signal()
+        fetched = Signal()
         req = Signal(READ)
-        m.d.comb += self.read.ready.eq(idle & ~pending & ~self.rdata.valid)
+        m.d.comb += self.read.ready.eq(idle & ~pending & ~fetched & ~self.rdata.valid)
         accepting = self.read.valid & self.read.ready
         with m.If(accepting):
             m.d.sync += [pending.eq(1), req.eq(self.read.payload)]
         with m.If(self.rdata.valid & self.rdata.ready):
             m.d.sync += self.rdata.valid.eq(0)
 
-        # ---- weight banks (one per column)
-        word_of = lambda width, count: data.ArrayLayout(unsigned(width), count)  # noqa: E731
+        # ---- the feed pipeline (cfg.feed_latency cycles from the controller to the array): the scratchpad
+        # addresses are registered, the memories read, their outputs registered (nothing but routing after a block
+        # RAM's slow clock-to-output), the operands formed (lane select, − zx) and registered; the weights take
+        # the same path without the select
+        bank_addr = delayed(m, ctrl.bank_addr, 1, "bank_addr")
+        weight_addr = delayed(m, ctrl.weight_addr, 1, "weight_addr")
         if ws:
-            shift = Signal()
-            m.d.sync += shift.eq(ctrl.weight_shift)
-            m.d.comb += array.shift.eq(shift)
-        else:
-            feed_valid = Signal()
-            feed_last = Signal()
-            feed_lane = Signal.like(ctrl.feed_lane)
-            feed_rotate = Signal.like(ctrl.feed_rotate)
-            row_valid = Signal.like(ctrl.row_valid)
-            m.d.sync += [feed_valid.eq(ctrl.feed_valid), feed_last.eq(ctrl.feed_last), feed_lane.eq(ctrl.feed_lane),
-                         feed_rotate.eq(ctrl.feed_rotate), row_valid.eq(ctrl.row_valid)]
+            m.d.comb += array.shift.eq(delayed(m, ctrl.weight_shift, cfg.feed_latency, "weight_shift", False))
+        word_of = lambda width, count: data.ArrayLayout(unsigned(width), count)  # noqa: E731
+        # ---- weight banks (one per column)
         for j in range(cols):
             mem = Memory(shape=unsigned(cfg.w_bits), depth=cfg.weight_depth, init=init["weights"][j] if init else [])
             m.submodules[f"weights_{j}"] = mem
             rd, wr = mem.read_port(), mem.write_port()
-            m.d.comb += [rd.addr.eq(ctrl.weight_addr), (array.w_top if ws else array.w)[j].eq(rd.data.as_signed()),
+            weight = delayed(m, rd.data, cfg.feed_latency - 2, f"weight_{j}")  # output and operand registers
+            m.d.comb += [rd.addr.eq(weight_addr), (array.w_top if ws else array.w)[j].eq(weight.as_signed()),
                          wr.addr.eq(load.addr), wr.data.eq(load.data),
                          wr.en.eq(loading & (load.target == WEIGHTS) & (load.bank == j))]
 
         # ---- requant lanes, fed by the array's drain
-        lane_valid, lane_acc = self._lane_inputs(m, ctrl, array)
+        lane_valid, lane_acc, lane_slot, lane_meta = self._lane_inputs(m, ctrl, array)
         for j, lane in enumerate(lanes):
-            m.d.comb += [lane.valid.eq(lane_valid), lane.acc.eq(lane_acc[j]), lane.slot.eq(ctrl.lane_slot),
-                         lane.meta.eq(ctrl.lane_meta), lane.base.eq(instr.base), lane.step.eq(instr.step),
+            m.d.comb += [lane.valid.eq(lane_valid), lane.acc.eq(lane_acc[j]), lane.slot.eq(lane_slot),
+                         lane.meta.eq(lane_meta), lane.base.eq(instr.base), lane.step.eq(instr.step),
                          lane.passthrough.eq(instr.passthrough),
                          lane.wr_en.eq(loading & ((load.target == THRESHOLDS) | (load.target == BIASES)) &
                                        (load.bank == j)),
@@ -192,7 +201,7 @@ class SystolicTop(wiring.Component):
             here = writing & out_meta.write & (out_meta.row == i)
             host_write = loading & (load.target == ACTIVATIONS) & (load.bank == i)
             stream_write = s_in.write & (s_in.bank == i)
-            compute_addr = ctrl.bank_addr[i]
+            compute_addr = bank_addr[i]
             m.d.comb += [
                 a_rd.addr.eq(Mux(streaming_out, s_out.addr, Mux(ctrl.busy, compute_addr, self.read.payload.addr))),
                 a_rd.en.eq(~streaming_out | s_out.read_en),
@@ -210,20 +219,28 @@ class SystolicTop(wiring.Component):
                 m.d.comb += [a_data[j].eq(Mux(streaming_in, s_in.data[j], Mux(ctrl.busy, lane.out_value, load.data))),
                              o_data[j].eq(lane.out_value)]
             m.d.comb += [s_out.act_words[i].eq(a_rd.data), s_out.out_words[i].eq(o_rd.data)]
-            act_read.append(data.View(act_word, a_rd.data))
-            out_read.append(data.View(out_word, o_rd.data))
+            # the memories' output registers (compute operands and host reads)
+            act_read.append(data.View(act_word, delayed(m, a_rd.data, 1, f"act_word_{i}")))
+            out_read.append(data.View(out_word, delayed(m, o_rd.data, 1, f"out_word_{i}")))
+        operands = [Signal(signed(cfg.operand_bits), name=f"row{i}_operand", reset_less=True) for i in range(rows)]
+        m.d.comb += [array.a[i].eq(operands[i]) for i in range(rows)]
         if ws:
-            self._ws_operands(m, ctrl, array, act_read)
+            self._ws_operands(m, ctrl, array, act_read, operands)
         else:
             # implicit im2col: row i takes bank (i + rotate) mod R (its input pixel's slot), or 0 where the kernel
-            # reads padding (the zero point, 0 after - zx)
+            # reads padding (the zero point, 0 after - zx); the selects arrive with the registered memory words
+            select_delay = cfg.feed_latency - 1
+            feed_rotate = delayed(m, ctrl.feed_rotate, select_delay, "feed_rotate")
+            feed_lane = delayed(m, ctrl.feed_lane, select_delay, "feed_lane")
+            row_valid = delayed(m, ctrl.row_valid, select_delay, "row_valid")
             for i in range(rows):
                 word = select(m, feed_rotate, [act_read[(i + r) % rows].as_value() for r in range(rows)],
                               unsigned(act_word.size), f"row{i}_word")
                 code = select(m, feed_lane, [lane.as_signed() for lane in data.View(act_word, word)],
                               signed(cfg.store_bits), f"row{i}_code")
-                m.d.comb += array.a[i].eq(Mux(row_valid[i], code - instr.zx, 0))
-            m.d.comb += [array.valid.eq(feed_valid), array.last.eq(feed_last & feed_valid)]
+                m.d.sync += operands[i].eq(Mux(row_valid[i], code - instr.zx, 0))
+            m.d.comb += [array.valid.eq(delayed(m, ctrl.feed_valid, cfg.feed_latency, "feed_valid", False)),
+                         array.last.eq(delayed(m, ctrl.feed_last & ctrl.feed_valid, cfg.feed_latency, "feed_last"))]
             if cfg.max_pool:
                 m.d.comb += array.max_mode.eq(instr.pool_max)
         if cfg.product_rounding:
@@ -232,7 +249,9 @@ class SystolicTop(wiring.Component):
 
         # ---- read answers (host)
         with m.If(pending):
-            m.d.sync += [pending.eq(0), self.rdata.valid.eq(1)]
+            m.d.sync += [pending.eq(0), fetched.eq(1)]
+        with m.If(fetched):
+            m.d.sync += [fetched.eq(0), self.rdata.valid.eq(1)]
             with m.Switch(req.bank):
                 for i in range(rows):
                     with m.Case(i):
@@ -246,37 +265,48 @@ class SystolicTop(wiring.Component):
         return m
 
     def _lane_inputs(self, m: Module, ctrl, array):
-        """What enters the requant lanes: the OS drain, or the WS column sums plus the partial sums kept in the
-        per-column accumulator SRAM (written by the first K tile, added to by the next, released by the last)."""
+        """What enters the requant lanes (valid, values, slot, meta): the OS drain (timed by the array's
+        ``captured``), or the WS column sums plus the partial sums kept in the per-column accumulator SRAM
+        (written by the first K tile, added to by the next, released by the last). The WS controller times its
+        accumulator and lane signals for an array whose sums leave one cycle after their operands entered it
+        (ws_controller.py); they are delayed here by the feed pipeline and the PEs' extra stage. The accumulator
+        SRAM is read one cycle earlier still, for its output register: an address is read two cycles before it
+        is written, so the previous fold's write (``period ≥ 3`` cycles earlier) has landed."""
         cfg = self.cfg
         if cfg.dataflow == "os":
             m.d.comb += [array.shift.eq(ctrl.shift), ctrl.captured.eq(array.captured)]
-            return ctrl.lane_valid, [array.drain[j] for j in range(cfg.cols)]
+            return ctrl.lane_valid, [array.drain[j] for j in range(cfg.cols)], ctrl.lane_slot, ctrl.lane_meta
+        lag = cfg.feed_latency + cfg.pe_stages - 2
+        acc_valid = delayed(m, ctrl.acc_valid, lag, "acc_valid", False)
+        acc_first = delayed(m, ctrl.acc_first, lag, "acc_first")
+        acc_final = delayed(m, ctrl.acc_final, lag, "acc_final")
+        acc_wr_addr = delayed(m, ctrl.acc_wr_addr, lag, "acc_wr_addr")
+        acc_rd_addr = delayed(m, ctrl.acc_rd_addr, lag - 1, "acc_rd_addr")
         totals = []
         for j in range(cfg.cols):
             mem = Memory(shape=unsigned(cfg.acc_bits), depth=cfg.acc_depth, init=[])
             m.submodules[f"accumulators_{j}"] = mem
             rd, wr = mem.read_port(), mem.write_port()
             total = Signal(signed(cfg.acc_bits), name=f"column_sum_{j}")
-            partial = Mux(ctrl.acc_first, 0, rd.data.as_signed())
+            partial = Mux(acc_first, 0, delayed(m, rd.data, 1, f"partial_{j}").as_signed())
             m.d.comb += [total.eq(Mux(ctrl.instr.pool_max, Mux(array.out[j] > partial, array.out[j], partial),
                                       array.out[j] + partial)),
-                         rd.addr.eq(ctrl.acc_rd_addr), wr.addr.eq(ctrl.acc_wr_addr), wr.data.eq(total),
-                         wr.en.eq(ctrl.acc_valid & ~ctrl.acc_final)]
+                         rd.addr.eq(acc_rd_addr), wr.addr.eq(acc_wr_addr), wr.data.eq(total),
+                         wr.en.eq(acc_valid & ~acc_final)]
             totals.append(total)
-        return ctrl.acc_valid & ctrl.acc_final, totals
+        return (acc_valid & acc_final, totals, delayed(m, ctrl.lane_slot, lag, "lane_slot"),
+                delayed(m, ctrl.lane_meta, lag, "lane_meta"))
 
-    def _ws_operands(self, m: Module, ctrl, array, act_read) -> None:
-        """Row i takes lane row_lane[i] of bank row_bank[i] (as the controller addressed them one cycle earlier);
-        the array skews the rows."""
+    def _ws_operands(self, m: Module, ctrl, array, act_read, operands) -> None:
+        """Row i takes lane row_lane[i] of bank row_bank[i] (as the controller addressed them, delayed to meet
+        the registered memory words) into its operand register; the array skews the rows. ``commit`` travels
+        with the operands."""
         cfg = self.cfg
-        row_bank = Signal.like(ctrl.row_bank)
-        row_lane = Signal.like(ctrl.row_lane)
-        row_valid = Signal.like(ctrl.row_valid)
-        fold_start = Signal()
-        m.d.sync += [row_bank.eq(ctrl.row_bank), row_lane.eq(ctrl.row_lane), row_valid.eq(ctrl.row_valid),
-                     fold_start.eq(ctrl.fold_start)]
-        m.d.comb += array.commit.eq(fold_start)
+        select_delay = cfg.feed_latency - 1
+        row_bank = delayed(m, ctrl.row_bank, select_delay, "row_bank")
+        row_lane = delayed(m, ctrl.row_lane, select_delay, "row_lane")
+        row_valid = delayed(m, ctrl.row_valid, select_delay, "row_valid")
+        m.d.comb += array.commit.eq(delayed(m, ctrl.fold_start, cfg.feed_latency, "fold_start", False))
         if cfg.max_pool:
             m.d.comb += array.max_mode.eq(ctrl.instr.pool_max)
         for i in range(cfg.rows):
@@ -288,4 +318,4 @@ class SystolicTop(wiring.Component):
                             for j in range(cfg.cols):
                                 with m.Case(j):
                                     m.d.comb += code.eq(act_read[b][j].as_signed())
-            m.d.comb += array.a[i].eq(Mux(row_valid[i], code - ctrl.instr.zx, 0))
+            m.d.sync += operands[i].eq(Mux(row_valid[i], code - ctrl.instr.zx, 0))

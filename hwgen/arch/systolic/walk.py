@@ -16,6 +16,11 @@ stride``; every step adds a constant the compiler splits the same way (compile.p
 next group when the residue reaches R::
 
     (addr, r) + (words, dr) = (addr + words + [r + dr ≥ R]·stride, (r + dr) mod R)       (all 16-bit, modulo 2^16)
+
+For speed (one adder between registers) every constant step is prepared once per layer (``prepare``, in the
+controllers' DECODE state) as a :class:`SlotStep`: ``words``, ``words + stride`` and ``R - dr``, so a step is a
+small compare ``r ≥ R - dr`` choosing between two sums formed in parallel; the walks' wrap compares use the
+prepared last indices (``walk_s - 1``, ``walk_w - 1``, ``cgp - 1``, ``kw - 1``).
 """
 from __future__ import annotations
 
@@ -30,6 +35,26 @@ def slot_add(addr, r, words, dr, stride, rows: int) -> tuple:
     total = r + dr
     carry = total >= rows
     return addr + words + Mux(carry, stride, 0), Mux(carry, total - rows, total)
+
+
+class SlotStep:
+    """A constant step ``(words, dr)`` over slots kept as (word address, residue), prepared once per layer."""
+
+    def __init__(self, rows: int, name: str):
+        self.rows = rows
+        self.words = Signal(16, name=f"{name}_words")
+        self.carry_words = Signal(16, name=f"{name}_carry_words")        # words + stride
+        self.dr = Signal(index_range(rows), name=f"{name}_dr")
+        self.limit = Signal(range(rows + 1), name=f"{name}_limit")        # R - dr: a residue ≥ it carries
+
+    def prepare(self, words, dr, stride) -> list:
+        return [self.words.eq(words), self.carry_words.eq(words + stride), self.dr.eq(dr),
+                self.limit.eq(self.rows - dr)]
+
+    def add(self, addr, r) -> tuple:
+        """``(addr, r) + (words, dr)``, as :func:`slot_add`."""
+        carry = r >= self.limit
+        return Mux(carry, addr + self.carry_words, addr + self.words)[:16], Mux(carry, r - self.limit, r + self.dr)
 
 
 def mod_add(a, b, rows: int):
@@ -59,6 +84,15 @@ class PixelWalk:
             extra = [self.phx, self.phy]
         self.signals = [self.col, self.row, self.pos, self.addr, self.row_addr, self.smp_addr, self.r, self.row_r,
                         self.smp_r, *extra]
+        self.steps = {kind: SlotStep(rows, f"{name}_{kind}") for kind in ("sample", "row", "x")}
+        self.last_pos, self.last_col = Signal(16, name=f"{name}_last_pos"), Signal(16, name=f"{name}_last_col")
+
+    def prepare(self, instr, stride) -> list:
+        """The layer's step constants (``stride``: words per group of R slots)."""
+        field = lambda name: getattr(instr, f"{self.prefix}_{name}")      # noqa: E731
+        return [*(assignment for kind, step in self.steps.items()
+                  for assignment in step.prepare(field(f"{kind}_words"), field(f"{kind}_r"), stride)),
+                self.last_pos.eq(instr.walk_s - 1), self.last_col.eq(instr.walk_w - 1)]
 
     def start(self, base) -> list:
         """The first pixel of sample 0, its slot 0 at word ``base``."""
@@ -70,21 +104,18 @@ class PixelWalk:
         """The drain's pixel is an output: on the stride lattice and within the output."""
         return (self.phx == 0) & (self.phy == 0) & (self.col <= instr.lat_w) & (self.row <= instr.lat_h)
 
-    def step(self, m: Module, instr, stride) -> None:
-        """Move to the next pixel (inside the caller's condition); ``stride``: words per group of R slots."""
-        p, rows = self.prefix, self.rows
-        field = lambda name: getattr(instr, f"{p}_{name}")
-        sample_addr, sample_r = slot_add(self.smp_addr, self.smp_r, field("sample_words"), field("sample_r"),
-                                         stride, rows)
-        feed = p == "in"
-        with m.If(self.pos + 1 == instr.walk_s):                   # next sample
+    def step(self, m: Module, instr) -> None:
+        """Move to the next pixel (inside the caller's condition), with the steps :meth:`prepare` made."""
+        sample_addr, sample_r = self.steps["sample"].add(self.smp_addr, self.smp_r)
+        feed = self.prefix == "in"
+        with m.If(self.pos == self.last_pos):                      # next sample
             m.d.sync += [self.col.eq(0), self.row.eq(0), self.pos.eq(0), self.smp_addr.eq(sample_addr),
                          self.smp_r.eq(sample_r), self.row_addr.eq(sample_addr), self.row_r.eq(sample_r),
                          self.addr.eq(sample_addr), self.r.eq(sample_r)]
             m.d.sync += [self.x.eq(0), self.y.eq(0)] if feed else [self.phx.eq(0), self.phy.eq(0)]
-        with m.Elif(self.col + 1 == instr.walk_w):                 # next row
+        with m.Elif(self.col == self.last_col):                    # next row
             m.d.sync += [self.col.eq(0), self.row.eq(self.row + 1), self.pos.eq(self.pos + 1)]
-            row_addr, row_r = slot_add(self.row_addr, self.row_r, field("row_words"), field("row_r"), stride, rows)
+            row_addr, row_r = self.steps["row"].add(self.row_addr, self.row_r)
             if feed:
                 m.d.sync += [self.x.eq(0), self.y.eq(self.y + instr.px_sy), self.row_addr.eq(row_addr),
                              self.row_r.eq(row_r), self.addr.eq(row_addr), self.r.eq(row_r)]
@@ -96,7 +127,7 @@ class PixelWalk:
                              self.r.eq(new_r)]
         with m.Else():                                             # next pixel in the row
             m.d.sync += [self.col.eq(self.col + 1), self.pos.eq(self.pos + 1)]
-            addr, r = slot_add(self.addr, self.r, field("x_words"), field("x_r"), stride, rows)
+            addr, r = self.steps["x"].add(self.addr, self.r)
             if feed:
                 m.d.sync += [self.x.eq(self.x + instr.px_sx), self.addr.eq(addr), self.r.eq(r)]
             else:
@@ -126,6 +157,14 @@ class FeatureWalk:
         self.word_r = Signal(index_range(rows), name="feature_word_r")
         self.d_words, self.d_r = Signal(16, name="feature_d_words"), Signal(index_range(rows), name="feature_d_r")
         self.dx, self.dy = Signal(signed(18), name="feature_dx"), Signal(signed(18), name="feature_dy")
+        self.dx_step, self.dy_step = SlotStep(rows, "feature_dx_step"), SlotStep(rows, "feature_dy_step")
+        self.last_c, self.last_kx = Signal(16, name="feature_last_c"), Signal(16, name="feature_last_kx")
+
+    def prepare(self, instr, stride) -> list:
+        """The layer's step constants (``stride``: words per group of R slots)."""
+        return [*self.dx_step.prepare(instr.dx_words, instr.dx_r, stride),
+                *self.dy_step.prepare(instr.dy_words, instr.dy_r, stride),
+                self.last_c.eq(instr.cgp - 1), self.last_kx.eq(instr.kw - 1)]
 
     def start(self, instr) -> list:
         return [self.c.eq(0), self.kx.eq(0), self.ky.eq(0), self.word.eq(instr.c0_word), self.lane.eq(instr.c0_lane),
@@ -141,23 +180,22 @@ class FeatureWalk:
         return {"valid": self.valid(instr), "d_words": self.d_words, "d_r": self.d_r, "word": self.word,
                 "word_r": self.word_r, "lane": self.lane, "dx": self.dx, "dy": self.dy}
 
-    def step(self, m: Module, instr, stride) -> None:
-        """Move to the next feature (inside the caller's condition)."""
+    def step(self, m: Module, instr) -> None:
+        """Move to the next feature (inside the caller's condition), with the steps :meth:`prepare` made."""
         rows, cols = self.cfg.rows, self.cfg.cols
 
-        def offset(words, r):
-            addr, res = slot_add(self.d_words, self.d_r, words, r, stride, rows)
+        def offset(step: SlotStep):
+            addr, res = step.add(self.d_words, self.d_r)
             return [self.d_words.eq(addr), self.d_r.eq(res)]
 
-        with m.If(self.c == instr.cgp - 1):                       # next kernel position
+        with m.If(self.c == self.last_c):                         # next kernel position
             m.d.sync += [self.c.eq(0), self.lane.eq(instr.c0_lane), self.word.eq(instr.c0_word),
                          self.word_r.eq(instr.c0_word_r)]
-            with m.If(self.kx == instr.kw - 1):
+            with m.If(self.kx == self.last_kx):
                 m.d.sync += [self.kx.eq(0), self.ky.eq(self.ky + 1), self.dx.eq(instr.x0),
-                             self.dy.eq(self.dy + instr.sy), *offset(instr.dy_words, instr.dy_r)]
+                             self.dy.eq(self.dy + instr.sy), *offset(self.dy_step)]
             with m.Else():
-                m.d.sync += [self.kx.eq(self.kx + 1), self.dx.eq(self.dx + instr.sx),
-                             *offset(instr.dx_words, instr.dx_r)]
+                m.d.sync += [self.kx.eq(self.kx + 1), self.dx.eq(self.dx + instr.sx), *offset(self.dx_step)]
         with m.Else():
             m.d.sync += self.c.eq(self.c + 1)
             with m.If(self.lane == cols - 1):

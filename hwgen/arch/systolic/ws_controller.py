@@ -28,7 +28,13 @@ cycles (``P = period = max(M, 2R + C - 1)``), with no gap between them:
 The last fold streams for M + R + C cycles (its last sums); the layer ends when its last sample leaves the lanes.
 Exact cycles of one run (``compile.Program.predict_cycles``)::
 
-    Σ_layers [ R + (F - 1)·P + M + R + C + B + 3 ],   F = n_tiles · k_tiles folds
+    Σ_layers [ R + (F - 1)·P + M + R + C + L_feed + P_pe + L_lane + 1 ]
+    = Σ_layers [ R + (F - 1)·P + M + R + C + 2S + 9 ],   F = n_tiles · k_tiles folds
+
+(``L_feed = cfg.feed_latency``, ``P_pe = cfg.pe_stages``, ``L_lane = cfg.lane_latency = 2S + 2``). The controller
+itself is timed for operands that reach the array one cycle after it addresses them and sums that leave it at
+fold cycle m + R + C; top.py delays everything that meets the data (row selects, ``commit``, weight shifts, the
+accumulator and lane signals) by the feed pipeline and the PEs' second stage.
 """
 from __future__ import annotations
 
@@ -40,7 +46,7 @@ from amaranth.lib import data, wiring
 from amaranth.lib.wiring import Out
 
 from .config import SystolicConfig, index_range
-from .controller import controller_members, meta_layout, sequence_program
+from .controller import controller_members, last_indices, meta_layout, sequence_program
 from .walk import FeatureWalk, PixelWalk, feature_layout, mod_add, slot_add
 
 
@@ -94,17 +100,19 @@ class WeightStationaryController(wiring.Component):
                     with m.Case(i):
                         m.d.sync += [getattr(into[i], name).eq(value)
                                      for name, value in features.descriptor(instr).items()]
-            features.step(m, instr, instr.kp_words)
+            features.step(m, instr)
 
         first_k = k_tile == 0
-        last_k = k_tile == instr.k_tiles - 1
-        last_fold = last_k & (n_tile == instr.n_tiles - 1)
+        last, prepare_last = last_indices(instr, ("k_tiles", "n_tiles", "period", "samples"))
+        last_k = k_tile == last["k_tiles"]
+        last_fold = last_k & (n_tile == last["n_tiles"])
         with m.If(self.busy):
             m.d.sync += self.cycles.eq(self.cycles + 1)
         with m.FSM():
             sequence_program(m, self, layer, [
-                n_tile.eq(0), k_tile.eq(0), w_fold.eq(self.prog_data.w_base), r.eq(0), has_prev.eq(0),
-                word_r.eq(self.prog_data.out_word_r), *features.start(self.prog_data)], "PRELOAD")
+                n_tile.eq(0), k_tile.eq(0), w_fold.eq(instr.w_base), r.eq(0), has_prev.eq(0),
+                word_r.eq(instr.out_word_r), *features.start(instr), *features.prepare(instr, instr.kp_words),
+                *pixels.prepare(instr, instr.kp_words), *dest.prepare(instr, instr.out_words), *prepare_last], "PRELOAD")
             with m.State("PRELOAD"):
                 m.d.comb += [self.weight_addr.eq(w_fold + (rows - 1) - r), self.weight_shift.eq(1)]
                 m.d.sync += r.eq(r + 1)
@@ -117,7 +125,7 @@ class WeightStationaryController(wiring.Component):
                     m.next = "STREAM"
             with m.State("STREAM"):
                 self._read(m, t, pixels, cur)
-                pixels.step(m, instr, instr.kp_words)
+                pixels.step(m, instr)
                 with m.If((t < rows) & ~last_fold):             # the next fold's features
                     describe(t, nxt)
                 # the next fold's weights, behind this fold's commits
@@ -131,19 +139,19 @@ class WeightStationaryController(wiring.Component):
                 out_valid = Mux(current, 1, has_prev) & (o_sample < instr.samples)
                 m.d.comb += [self.acc_valid.eq(out_valid), self.acc_first.eq(Mux(current, first_k, p_first)),
                              self.acc_final.eq(Mux(current, last_k, p_final)), self.acc_wr_addr.eq(o_sample),
-                             self.acc_rd_addr.eq(Mux(o_sample == instr.period - 1, 0, o_sample + 1)),
+                             self.acc_rd_addr.eq(Mux(o_sample == last["period"], 0, o_sample + 1)),
                              self.lane_slot.eq(instr.slot_base + out_n),
                              self.lane_meta.row.eq(mod_add(dest.r, Mux(current, word_r, p_word_r), rows)),
                              self.lane_meta.addr.eq(dest.addr + out_n), self.lane_meta.write.eq(1),
-                             self.lane_meta.layer_last.eq(current & last_fold & (o_sample == instr.samples - 1))]
-                with m.If(o_sample == instr.period - 1):
+                             self.lane_meta.layer_last.eq(current & last_fold & (o_sample == last["samples"]))]
+                with m.If(o_sample == last["period"]):
                     m.d.sync += [o_sample.eq(0), *dest.start(instr.out_base)]
                 with m.Else():
                     m.d.sync += o_sample.eq(o_sample + 1)
-                    dest.step(m, instr, instr.out_words)
+                    dest.step(m, instr)
                 with m.If(last_fold & (t == instr.samples + (lag - 1))):
                     m.next = "WAIT"
-                with m.Elif(~last_fold & (t == instr.period - 1)):
+                with m.Elif(~last_fold & (t == last["period"])):
                     m.d.sync += [t.eq(0), *pixels.start(instr.in_base), w_fold.eq(w_fold + rows),
                                  *(c.eq(n) for c, n in zip(cur, nxt)),
                                  has_prev.eq(1), p_n_tile.eq(n_tile), p_word_r.eq(word_r), p_first.eq(first_k),

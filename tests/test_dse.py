@@ -2,6 +2,7 @@
 the CLI, Dask."""
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import itertools
 import json
@@ -169,6 +170,102 @@ def test_analytic_dataflow_equals_full_compile() -> None:
     assert result["metrics"]["cycles"] == design.predicted_cycles(3)
     assert result["metrics"]["lut"] == design.estimate("ecp5-25k").value("lut")
     assert result["units"]["lut"] == {"unit": "LUT4", "method": "analytic"}
+
+
+JET = ROOT / "examples" / "hls4ml_jet_tagger" / "jet_tagger.fml"
+
+
+@pytest.fixture(scope="module")
+def cnn_models(tmp_path_factory) -> dict[str, Path]:
+    """The conv test models (conv_models.py: padded, strided and depthwise convs + FC; a residual block)."""
+    from conv_models import digits_cnn, residual_cnn
+
+    out = tmp_path_factory.mktemp("dse_cnn")
+    made = {}
+    for name, make in (("digits_cnn", digits_cnn), ("residual_cnn", residual_cnn)):
+        make(out / f"{name}.onnx")
+        made[name] = out / f"{name}.onnx"
+    return made
+
+
+def explicit_result(model, arch: str, params: dict, target: str | None, samples: int) -> dict:
+    """Every metric of a point, with units, the slow way: ``hwgen.compile`` (load images and all) and
+    ``Design.estimate``, the way a user gets them one design at a time (the ``analytic`` evaluator must agree)."""
+    design = hwgen.compile(model, arch, **params)
+    macs = sum(layer.macs for layer in design.model.layers)
+    if arch == "dataflow":
+        program = design.program
+        mac_units = sum(layer.pe * layer.simd for layer in design.config.layers)
+        steady = {"ii_cycles": (program.predicted_ii_cycles, "cycles")}
+        utilization = macs / (mac_units * program.predicted_ii_cycles)
+    else:
+        batch = design.program.batch
+        mac_units = design.config.rows * design.config.cols
+        steady = {"batch": (batch, "samples")}
+        utilization = macs * batch / (mac_units * design.predicted_cycles(batch, stream=False))
+    cycles = design.predicted_cycles(samples)
+    figures = {**steady, "cycles": (cycles, "cycles"), "predicted_cycles": (cycles, "cycles"),
+               "macs": (macs, "MAC"), "mac_units": (mac_units, "MAC units"), "utilization": (utilization, "fraction")}
+    metrics = {name: float(value) for name, (value, _) in figures.items()}
+    units = {name: {"unit": unit, "method": "analytic"} for name, (_, unit) in figures.items()}
+    if target is not None:
+        for name, m in design.estimate(target).metrics.items():
+            metrics[name] = float(m["value"])
+            units[name] = {"unit": m["unit"], "method": m["method"]}
+    return {"metrics": metrics, "units": units}
+
+
+EXPLICIT_POINTS = [
+    # model, arch, params, targets, samples
+    ("mlp", "systolic", {"rows": 3, "cols": 5, "dataflow": "os"}, ("ecp5-25k", "sky130", None), 1),
+    ("mlp", "systolic", {"rows": 8, "cols": 8, "dataflow": "ws", "batch": 16}, ("ice40-up5k", "osu018"), 3),
+    ("mlp", "systolic", {"rows": 1, "cols": 16, "dataflow": "ws"}, ("xc7", "xcup"), 100),
+    ("mlp", "systolic", {"rows": 16, "cols": 2, "dataflow": "os", "act_depth": 4096}, ("ecp5-85k",), 1),
+    ("mlp", "dataflow", {"target_cycles": 64}, ("ecp5-25k", "ice40-up5k", "osu018"), 1),
+    ("mlp", "dataflow", {"target_cycles": 256, "max_lanes": 16}, ("xc7", "sky130"), 7),
+    ("mlp", "dataflow", {}, ("ecp5-25k",), 1),
+    ("jet", "dataflow", {"target_cycles": 16}, ("ecp5-25k", "sky130"), 1),
+    ("jet", "dataflow", {}, ("xcup",), 2),
+    ("digits_cnn", "systolic", {"rows": 4, "cols": 4, "dataflow": "os"}, ("ecp5-25k", "osu018"), 1),
+    ("digits_cnn", "systolic", {"rows": 2, "cols": 8, "dataflow": "ws", "batch": 8}, ("xc7",), 5),
+    ("digits_cnn", "dataflow", {"target_cycles": 4096}, ("ecp5-25k", "sky130"), 3),
+    ("residual_cnn", "systolic", {"rows": 8, "cols": 3, "dataflow": "ws"}, ("ice40-hx8k",), 1),
+    ("residual_cnn", "systolic", {"rows": 4, "cols": 8, "dataflow": "os"}, ("osu018",), 1),
+    ("residual_cnn", "dataflow", {"target_cycles": 4096, "max_lanes": 16}, ("ecp5-85k",), 2),
+    ("residual_cnn", "dataflow", {"target_cycles": 1024}, ("ice40-up5k",), 1),
+    ("residual_cnn", "dataflow", {}, ("xcup", "osu018"), 1),
+]
+
+
+@pytest.mark.parametrize("case", EXPLICIT_POINTS, ids=lambda c: f"{c[0]}-{c[1]}-" + "-".join(
+    f"{k}{v}" for k, v in c[2].items()))
+def test_analytic_evaluator_equals_compile_and_estimate(case, cnn_models) -> None:
+    """Every metric (value, unit, method) the analytic evaluator gives equals what ``hwgen.compile(...)`` and
+    ``Design.estimate`` give for the same point: its caches and shortcuts change the speed, never a figure. Each
+    point is evaluated twice, after other points of the same model (warm caches), and the second time must agree
+    with the first."""
+    name, arch, params, targets, samples = case
+    path = {"mlp": MODEL, "jet": JET, **cnn_models}[name]
+    model = hwgen.load(path)
+    sha = hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    for target in targets:
+        expected = explicit_result(model, arch, params, target, samples)
+        point = Point(str(path), sha, arch, canonical_params(arch, params), target, samples)
+        for _ in range(2):
+            result = evaluate(point)
+            assert result["status"] == "ok", result["error"]
+            assert result["metrics"] == expected["metrics"]
+            assert result["units"] == expected["units"]
+
+
+@pytest.mark.parametrize("arch, params", [("dataflow", {"target_cycles": 8, "max_lanes": 16}),
+                                          ("systolic", {"rows": 4, "cols": 4, "k_max": 8})])
+def test_analytic_evaluator_fails_as_compile_does(arch: str, params: dict) -> None:
+    with pytest.raises(hwgen.HwgenError) as raised:
+        hwgen.compile(MODEL, arch, **params).estimate("ecp5-25k")
+    point = Point(str(MODEL), "f" * 64, arch, canonical_params(arch, params), "ecp5-25k")
+    result = evaluate(point)
+    assert (result["status"], result["error"], result["metrics"]) == ("failed", str(raised.value), {})
 
 
 def test_analytic_sweep_records_failures_and_resumes(small_store: Path, tmp_path: Path) -> None:

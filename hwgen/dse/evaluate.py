@@ -116,13 +116,20 @@ def _analytic(entry: ModelEntry, point: Point, synth: bool, metrics: dict, units
     _put(metrics, units, "mac_units", mac_units, "MAC units")
     _put(metrics, units, "utilization", entry.macs * steady_samples / (mac_units * steady_cycles), "fraction")
     if point.target is not None:
-        if design is not None:
-            report = design.estimate(point.target, synth=synth)
-        else:
-            from ..arch.dataflow.design import estimate_config
+        if synth:
+            if design is not None:
+                figures = design.estimate(point.target, synth=True).metrics
+            else:
+                from ..arch.dataflow.design import estimate_config
 
-            report = estimate_config(config, entry.model, point.target, synth)
-        for name, m in report.metrics.items():
+                figures = estimate_config(config, entry.model, point.target, True).metrics
+        elif design is not None:
+            figures = design.analytic_metrics(point.target)
+        else:
+            from ..arch.dataflow.design import analytic_metrics
+
+            figures = analytic_metrics(config, point.target)
+        for name, m in figures.items():
             _put(metrics, units, name, m["value"], m["unit"], m["method"])
 
 

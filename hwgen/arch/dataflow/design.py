@@ -252,13 +252,28 @@ class DataflowDesign:
         return write_files(out_dir, files)
 
 
+def estimate_cycles(config: DataflowConfig):
+    """The cycle model an estimate of ``config`` uses: latency = one sample, throughput = one sample per II."""
+    from ...estimate import Cycles
+
+    return Cycles(config.predicted_latency_cycles, 1, config.predicted_ii_cycles,
+                  "dataflow cycle model: latency = one sample, throughput = one sample per II")
+
+
+def analytic_metrics(config: DataflowConfig, target: str) -> dict[str, dict]:
+    """``estimate_config(config, model, target).metrics`` (analytic) alone (see
+    :func:`hwgen.estimate.report.analytic_metrics`): they depend on the structure, not on the model's values."""
+    from ...estimate.report import analytic_metrics as metrics_of
+
+    return metrics_of(config, target, estimate_cycles(config))
+
+
 def estimate_config(config: DataflowConfig, model: Model, target: str, synth: bool = False,
                     out_dir: Path | None = None):
     """The estimate of ``model`` on ``config``: it needs the structure only (the Verilog only with ``synth``)."""
-    from ...estimate import Cycles, estimate
+    from ...estimate import estimate
 
-    cycles = Cycles(config.predicted_latency_cycles, 1, config.predicted_ii_cycles,
-                    "dataflow cycle model: latency = one sample, throughput = one sample per II")
+    cycles = estimate_cycles(config)
     design = {"top": TOP_NAME, "model_sha256": model_sha256(model)}
     verilog = render_verilog(config) if synth or (out_dir and (Path(out_dir) / "activity.json").is_file()) else None
     if verilog is not None:

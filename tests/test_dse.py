@@ -258,6 +258,36 @@ def test_analytic_evaluator_equals_compile_and_estimate(case, cnn_models) -> Non
             assert result["units"] == expected["units"]
 
 
+def instruction_cycles(program, samples: int, stream: bool) -> int:
+    """The controllers' cycle formulas (hwgen.design.CYCLE_FORMULAS) read off the program's instructions."""
+    cfg = program.cfg
+    total = 0
+    for chunk, repeat in program.segments(samples, stream):
+        cycles = chunk * (program.x_words + program.y_words) + 1 if stream else 0
+        for instr in program.instructions(chunk, stream)[:len(program.layers)]:
+            if cfg.dataflow == "ws":
+                cycles += cfg.rows + (instr["n_tiles"] * instr["k_tiles"] - 1) * instr["period"] + instr["samples"] \
+                    + cfg.rows + cfg.cols + cfg.lane_stages + 3
+            else:
+                cycles += (instr["m_tiles"] * instr["n_tiles"] - 1) * instr["period"] + instr["kp"] + 3 * cfg.rows \
+                    + cfg.cols + cfg.lane_stages + 2
+        total += repeat * cycles
+    return total
+
+
+def test_systolic_cycle_model_reads_what_the_instructions_say(cnn_models) -> None:
+    """``Program.predict_cycles`` (per-layer terms, no instructions built) equals the cycle formulas evaluated on
+    the instructions the controller runs, for dense and conv models, both dataflows, preloaded and streamed."""
+    for path in (MODEL, cnn_models["digits_cnn"], cnn_models["residual_cnn"]):
+        model = hwgen.load(path)
+        for rows, cols, dataflow in itertools.product((1, 3, 8), (2, 5, 16), ("os", "ws")):
+            program = hwgen.compile(model, rows=rows, cols=cols, dataflow=dataflow, batch=8).program
+            streams = (False, True) if program.x_layout.slots == program.y_layout.slots == 1 else (False,)
+            for stream in streams:
+                for samples in ((1, 3, 8, 21) if stream else (1, 3, program.batch)):
+                    assert program.predict_cycles(samples, stream) == instruction_cycles(program, samples, stream)
+
+
 @pytest.mark.parametrize("arch, params", [("dataflow", {"target_cycles": 8, "max_lanes": 16}),
                                           ("systolic", {"rows": 4, "cols": 4, "k_max": 8})])
 def test_analytic_evaluator_fails_as_compile_does(arch: str, params: dict) -> None:

@@ -88,9 +88,33 @@ class GemmLayer:
         """Whether the accumulators themselves are the results (no thresholds, no stages)."""
         return self.thresholds is None and not self.steps
 
-    @property
+    # Derived figures the compiler checks for every array configuration are computed once per layer (a sweep
+    # compiles one model's layers for thousands of configurations); the fields never change (frozen, and the
+    # arrays are never written in place), so they hold for the layer's lifetime.
+    @cached_property
     def stages(self) -> tuple[FixedStage, ...]:
         return tuple(FixedStage.of(step) for step in self.steps)
+
+    @cached_property
+    def stage_fields(self) -> tuple[dict, ...]:
+        """Every fixed-point stage's instruction fields (``encode_stage``); a ``ValueError`` if one does not fit
+        the lanes."""
+        return tuple(encode_stage(stage) for stage in self.stages)
+
+    @cached_property
+    def weight_bits(self) -> int:
+        """Signed bits the weights need."""
+        return _signed_bits(int(self.weight.min()), int(self.weight.max()))
+
+    @cached_property
+    def acc_bits(self) -> int:
+        """Signed bits the accumulator range needs."""
+        return _signed_bits(*self.acc_range)
+
+    @cached_property
+    def stage_value_bits(self) -> int:
+        """See :func:`stage_value_bits`."""
+        return _stage_value_bits(self)
 
     @property
     def k(self) -> int:
@@ -339,6 +363,8 @@ def _os_layout(shape: Layout, users: list, rows: int, cols: int) -> tuple[int, i
             lat_h, lat_w = feed.lattice
             walk_w = _fit(lat_w + 1, pitch, rows)
             candidates.append((pitch, _fit((h - 1) * pitch + w, lat_h * walk_w + lat_w + 1, rows)))
+    if len(set(candidates)) == 1:               # one choice (e.g. every tensor of an MLP): nothing to compare
+        return candidates[0]
     period = 2 * rows + cols - 1
 
     def cost(candidate: tuple[int, int]) -> tuple[int, int]:
@@ -358,7 +384,7 @@ def _ws_layout(shape: Layout, users: list, rows: int, cols: int) -> tuple[int, i
     def cost(pitch: int) -> tuple[int, int]:
         return sum(ceil(feed.taps * ws_channel_rows(feed, pitch, rows, cols) / rows) * _n_tiles(layer, cols) *
                    max(rows * feed.out_hw[0] * feed.out_hw[1], period) for layer, feed in users), pitch
-    pitch = min(pitches, key=cost)
+    pitch = pitches[0] if len(pitches) == 1 else min(pitches, key=cost)
     return pitch, (h - 1) * pitch + w
 
 
@@ -368,6 +394,12 @@ def plan_layouts(layers, rows: int, cols: int, dataflow: str) -> dict[str, Layou
     (mod R, :func:`os_walk`), weight-stationary ones ``pitch ≡ kw`` (mod R: then the kernel positions of a fold sit
     in consecutive banks, :func:`ws_conflict`); the two inputs of a residual Add share one layout. Among the
     candidates every reader offers, the one with the fewest array cycles (estimated for R samples) wins."""
+    return _plan_layouts(layers, rows, cols, dataflow)[0]
+
+
+def _plan_layouts(layers, rows: int, cols: int, dataflow: str) -> tuple[dict[str, Layout], tuple[Feed, ...]]:
+    """:func:`plan_layouts` and every layer's feed (a feed reads its input's channels and image size, not the
+    pitch and slots chosen here)."""
     shapes = plan_shapes(layers, cols)
     feeds = [feed_of(layer, shapes) for layer in layers]
     tied = {t: t for t in shapes}                   # union-find: the inputs of an Add share a layout
@@ -393,7 +425,7 @@ def plan_layouts(layers, rows: int, cols: int, dataflow: str) -> dict[str, Layou
         for member in shapes:
             if root(member) == t:
                 layouts[member] = replace(shapes[member], pitch=pitch, slots=slots)
-    return layouts
+    return layouts, tuple(feeds)
 
 
 def _signed_bits(lo: int, hi: int) -> int:
@@ -711,6 +743,7 @@ class Plan:
     channel_rows: tuple[int, ...]
     kp: tuple[int, ...]
     cols: int
+    placement: dict[str, int]            # code tensor → activation region (:func:`regions`)
 
     @property
     def stride(self) -> int:
@@ -730,8 +763,7 @@ class Plan:
 
 def plan(layers, rows: int, cols: int, dataflow: str) -> Plan:
     """The :class:`Plan` of ``layers`` on an R×C array of ``dataflow``."""
-    layouts = plan_layouts(layers, rows, cols, dataflow)
-    feeds = tuple(feed_of(layer, layouts) for layer in layers)
+    layouts, feeds = _plan_layouts(layers, rows, cols, dataflow)
     if dataflow == "ws":
         cgp = tuple(ws_channel_rows(feed, layouts[layer.inputs[0]].pitch, rows, cols)
                     for layer, feed in zip(layers, feeds))
@@ -739,7 +771,7 @@ def plan(layers, rows: int, cols: int, dataflow: str) -> Plan:
     else:
         cgp = tuple(feed.cg for feed in feeds)
         kp = tuple(feed.taps * feed.cg for feed in feeds)
-    return Plan(layouts, feeds, cgp, kp, cols)
+    return Plan(layouts, feeds, cgp, kp, cols, regions(layers))
 
 
 def weight_words(layers, kp, cols: int) -> int:
@@ -756,6 +788,10 @@ def threshold_slots(layers, cols: int) -> int:
 def stage_value_bits(layer: GemmLayer) -> int:
     """The lanes' ``fixed_bits`` ``layer``'s fixed-point stages need (biases and stage results in ``fixed_bits``
     signed bits, sums and shifted values in one more), from its accumulator range; 0 without stages."""
+    return layer.stage_value_bits
+
+
+def _stage_value_bits(layer: GemmLayer) -> int:
     lo, hi = np.array(layer.acc_range[0]), np.array(layer.acc_range[1])
     need = 0
     for step in layer.steps:
@@ -773,7 +809,8 @@ def stage_value_bits(layer: GemmLayer) -> int:
 
 
 def weight_bits(layer: GemmLayer) -> int:
-    return _signed_bits(int(layer.weight.min()), int(layer.weight.max()))
+    """Signed bits ``layer``'s weights need."""
+    return layer.weight_bits
 
 
 def default_config(layers: list[GemmLayer], rows: int = 8, cols: int = 8, dataflow: str = "os",
@@ -793,7 +830,7 @@ def default_config(layers: list[GemmLayer], rows: int = 8, cols: int = 8, datafl
     out_words = ceil(out.stored / cols)
     cfg = SystolicConfig(
         rows=rows, cols=cols, dataflow=dataflow, a_bits=max(1, a_bits), w_bits=w_bits, k_max=max(planned.kp),
-        out_bits=search, act_depth=max(2, (max(regions(layers).values()) + 1) * groups * words),
+        out_bits=search, act_depth=max(2, (max(planned.placement.values()) + 1) * groups * words),
         weight_depth=max(2, weight_words(layers, planned.kp, cols)), slot_depth=max(2, threshold_slots(layers, cols)),
         out_depth=max(2, ceil(batch * out.slots / rows) * out_words if to_outputs(last, layers) else 2),
         prog_depth=max(2, 2 * len(layers)), acc_depth=max(2, batch * planned.pixels),
@@ -975,9 +1012,9 @@ class Program:
         cfg = self.cfg
         fields = {"product_shift": layer.product_shift, "product_rounding": ROUNDING.index(layer.product_rounding),
                   "fixed": int(bool(layer.steps))}
-        stages = layer.stages
+        stages = layer.stage_fields
         for k in range(MAX_FIXED_STEPS):
-            values = encode_stage(stages[k]) if k < len(stages) else identity_fields(cfg.fixed_bits)
+            values = stages[k] if k < len(stages) else identity_fields(cfg.fixed_bits)
             fields.update({f"s{k}_{name}": value for name, value in values.items()})
         return fields
 
@@ -1008,20 +1045,42 @@ class Program:
             self._cycles[key] = self._predict_cycles(samples, stream)
         return self._cycles[key]
 
+    @cached_property
+    def _cycle_terms(self) -> tuple[tuple[int, ...], ...]:
+        """Per layer, what the cycle model reads of its instructions (:meth:`_layer_instructions`) that does not
+        depend on the samples: OS ``(walk_s, last + 1, n_tiles, period, kp)``, the rows computed for ``s`` samples
+        being ``(s − 1)·walk_s + last + 1`` (:func:`os_walk`); WS ``(output pixels, n_tiles · k_tiles)``, rows
+        ``s · pixels``."""
+        rows = self.cfg.rows
+        terms = []
+        for index, layer in enumerate(self.layers):
+            kp, feed = self.plan.kp[index], self.plan.feeds[index]
+            n_tiles = ceil(layer.n / self.cfg.cols)
+            if self.cfg.dataflow == "ws":
+                terms.append((feed.out_hw[0] * feed.out_hw[1], n_tiles * (kp // rows)))
+            else:
+                _, walk_s, last = os_walk(feed, self.layouts[layer.inputs[0]], rows)
+                terms.append((walk_s, last + 1, n_tiles, self.period(kp), kp))
+        return tuple(terms)
+
     def _predict_cycles(self, samples: int, stream: bool) -> int:
+        """The cycle formulas of the controllers over the instructions of every chunk (:data:`~hwgen.design.
+        CYCLE_FORMULAS`), from :attr:`_cycle_terms` (equal to reading ``m_tiles``, ``n_tiles``, ``k_tiles``,
+        ``kp``, ``period`` and ``samples`` off :meth:`_layer_instructions`, without building them)."""
         cfg = self.cfg
+        rows, drain = cfg.rows, 2 * cfg.rows + cfg.cols - 1
         total = 0
         for chunk, repeat in self.segments(samples, stream):
             cycles = chunk * (self.x_words + self.y_words) + 1 if stream else 0
-            for instr in self._layer_instructions(chunk, fixed=False):
-                if cfg.dataflow == "ws":
-                    folds = instr["n_tiles"] * instr["k_tiles"]
-                    cycles += cfg.rows + (folds - 1) * instr["period"] + instr["samples"] + cfg.rows + cfg.cols + \
+            if cfg.dataflow == "ws":
+                for pixels, folds in self._cycle_terms:
+                    m_rows = chunk * pixels
+                    cycles += rows + (folds - 1) * max(m_rows, drain) + m_rows + rows + cfg.cols + \
                         cfg.lane_stages + 3
-                else:
-                    tiles = instr["m_tiles"] * instr["n_tiles"]
-                    cycles += (tiles - 1) * instr["period"] + instr["kp"] + 3 * cfg.rows + cfg.cols + \
-                        cfg.lane_stages + 2
+            else:
+                for walk_s, first, n_tiles, period, kp in self._cycle_terms:
+                    tiles = ceil(((chunk - 1) * walk_s + first) / rows) * n_tiles
+                    cycles += (tiles - 1) * period + kp + 3 * rows + cfg.cols + cfg.lane_stages + 2
             total += repeat * cycles
         return total
 
@@ -1244,15 +1303,14 @@ def compile_layers(layers: list[GemmLayer], cfg: SystolicConfig, planned: Plan |
         if layer.search_bits > cfg.search_stages:
             raise HwgenError(f"node '{layer.requant}': {layer.search_bits}-bit requantizer, the array's lanes "
                              f"search {cfg.search_stages} bits (out_bits)")
-        if _signed_bits(*layer.acc_range) > cfg.acc_bits:
-            raise HwgenError(f"node '{layer.name}': accumulator needs {_signed_bits(*layer.acc_range)} bits, the "
+        if layer.acc_bits > cfg.acc_bits:
+            raise HwgenError(f"node '{layer.name}': accumulator needs {layer.acc_bits} bits, the "
                              f"array has {cfg.acc_bits}")
         if layer.product_shift and not cfg.product_rounding:
             raise HwgenError(f"node '{layer.name}': its products are rounded (hls4ml accumulator type), the array "
                              "has no product rounding (product_rounding=1)")
         try:
-            for stage in layer.stages:
-                encode_stage(stage)
+            layer.stage_fields
         except ValueError as exc:
             raise HwgenError(f"node '{layer.requant}': a fixed-point stage does not fit the lanes ({exc})") from None
         if len(layer.steps) > cfg.fixed_steps:
@@ -1267,7 +1325,7 @@ def compile_layers(layers: list[GemmLayer], cfg: SystolicConfig, planned: Plan |
 
     stride = planned.stride
     per_sample = planned.slots
-    placement = regions(layers)
+    placement = planned.placement
     count = max(placement.values()) + 1
     batch = rows * (cfg.act_depth // count // stride) // per_sample
     if cfg.dataflow == "ws":

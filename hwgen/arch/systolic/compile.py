@@ -33,7 +33,7 @@ Memory layout (``R`` rows, ``C`` columns):
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from functools import cached_property
+from functools import cached_property, lru_cache
 from math import ceil
 
 import numpy as np
@@ -397,11 +397,33 @@ def plan_layouts(layers, rows: int, cols: int, dataflow: str) -> dict[str, Layou
     return _plan_layouts(layers, rows, cols, dataflow)[0]
 
 
-def _plan_layouts(layers, rows: int, cols: int, dataflow: str) -> tuple[dict[str, Layout], tuple[Feed, ...]]:
-    """:func:`plan_layouts` and every layer's feed (a feed reads its input's channels and image size, not the
-    pitch and slots chosen here)."""
+class SameLayers:
+    """A cache key standing for a sequence of layers by identity: a :class:`GemmLayer` holds numpy arrays, so it
+    has no value hash, and a model's layers are built once and then only read. An entry of a cache keyed by this
+    holds the layers, so no other object can take their ids while it exists."""
+
+    __slots__ = ("layers", "_hash")
+
+    def __init__(self, layers):
+        self.layers = tuple(layers)
+        self._hash = hash(tuple(map(id, self.layers)))
+
+    def __hash__(self) -> int:
+        return self._hash
+
+    def __eq__(self, other) -> bool:
+        return (isinstance(other, SameLayers) and len(self.layers) == len(other.layers)
+                and all(a is b for a, b in zip(self.layers, other.layers)))
+
+
+@lru_cache(maxsize=256)
+def _tensor_groups(key: SameLayers, cols: int) -> tuple[dict[str, Layout], tuple[Feed, ...], tuple]:
+    """What :func:`plan_layouts` decides from the layers and the column count alone (cached per model and C; do
+    not mutate): the shapes, the feeds, and per group of tensors sharing a layout (the inputs of an Add) its
+    root tensor, shape, members and readers ``(layer, feed)``."""
+    layers = key.layers
     shapes = plan_shapes(layers, cols)
-    feeds = [feed_of(layer, shapes) for layer in layers]
+    feeds = tuple(feed_of(layer, shapes) for layer in layers)
     tied = {t: t for t in shapes}                   # union-find: the inputs of an Add share a layout
 
     def root(t: str) -> str:
@@ -416,16 +438,24 @@ def _plan_layouts(layers, rows: int, cols: int, dataflow: str) -> tuple[dict[str
     for layer, feed in zip(layers, feeds):
         for t in dict.fromkeys(layer.inputs):
             readers.setdefault(root(t), []).append((layer, feed))
+    groups = tuple((t, shape, tuple(m for m in shapes if root(m) == t), tuple(readers.get(t, [])))
+                   for t, shape in shapes.items() if root(t) == t)
+    return shapes, feeds, groups
+
+
+def _plan_layouts(layers, rows: int, cols: int, dataflow: str) -> tuple[dict[str, Layout], tuple[Feed, ...]]:
+    """:func:`plan_layouts` and every layer's feed (a feed reads its input's channels and image size, not the
+    pitch and slots chosen here)."""
+    shapes, feeds, groups = _tensor_groups(SameLayers(layers), cols)
+    choose = _os_layout if dataflow == "os" else _ws_layout
     layouts = {}
-    for t, shape in shapes.items():
-        if root(t) != t:
-            continue
-        choose = _os_layout if dataflow == "os" else _ws_layout
-        pitch, slots = choose(shape, readers.get(t, []), rows, cols)
-        for member in shapes:
-            if root(member) == t:
-                layouts[member] = replace(shapes[member], pitch=pitch, slots=slots)
-    return layouts, tuple(feeds)
+    for _, shape, members, readers in groups:
+        pitch, slots = choose(shape, list(readers), rows, cols)
+        for member in members:
+            layout = shapes[member]
+            layouts[member] = layout if (layout.pitch, layout.slots) == (pitch, slots) else \
+                replace(layout, pitch=pitch, slots=slots)
+    return layouts, feeds
 
 
 def _signed_bits(lo: int, hi: int) -> int:
@@ -771,7 +801,7 @@ def plan(layers, rows: int, cols: int, dataflow: str) -> Plan:
     else:
         cgp = tuple(feed.cg for feed in feeds)
         kp = tuple(feed.taps * feed.cg for feed in feeds)
-    return Plan(layouts, feeds, cgp, kp, cols, regions(layers))
+    return Plan(layouts, feeds, cgp, kp, cols, _facts(SameLayers(layers)).regions)
 
 
 def weight_words(layers, kp, cols: int) -> int:
@@ -813,32 +843,67 @@ def weight_bits(layer: GemmLayer) -> int:
     return layer.weight_bits
 
 
+@dataclass(frozen=True)
+class _Facts:
+    """What the compiler reads of a model's layers on every configuration, computed once per model: the
+    scratchpad regions, the widths and features the smallest configuration needs, and the largest figures
+    :func:`compile_layers` checks against a configuration."""
+
+    regions: dict[str, int]              # do not mutate (shared by every Plan of the model)
+    a_bits: int
+    w_bits: int
+    search_bits: int
+    max_pool: bool
+    product_rounding: bool
+    fixed_steps: int
+    stage_value_bits: int
+    in_bits: int
+    acc_bits: int
+    out_bits: int                        # of the layers writing the output banks (0: none)
+    stages_encode: bool                  # every fixed-point stage fits the lanes' instruction fields
+
+
+@lru_cache(maxsize=64)
+def _facts(key: SameLayers) -> _Facts:
+    layers = key.layers
+    stored = [layer.in_bits for layer in layers] + [layer.out_bits for layer in layers
+                                                     if not layer.passthrough and not to_outputs(layer, layers)]
+    try:
+        for layer in layers:
+            layer.stage_fields
+        encodes = True
+    except ValueError:
+        encodes = False
+    return _Facts(
+        regions(layers), max(stored) - 1, max(weight_bits(layer) for layer in layers),
+        max([layer.search_bits for layer in layers] + [1]), any(layer.pool == "max" for layer in layers),
+        any(layer.product_shift for layer in layers), max(len(layer.steps) for layer in layers),
+        max(stage_value_bits(layer) for layer in layers), max(layer.in_bits for layer in layers),
+        max(layer.acc_bits for layer in layers),
+        max([layer.out_bits for layer in layers if to_outputs(layer, layers)] + [0]), encodes)
+
+
 def default_config(layers: list[GemmLayer], rows: int = 8, cols: int = 8, dataflow: str = "os",
                    batch: int = 64, planned: Plan | None = None, **overrides) -> SystolicConfig:
     """The smallest configuration that runs ``layers`` on ``batch`` samples per run; ``overrides`` win.
     ``planned``: the layers' :func:`plan` on this array shape, if the caller has it."""
     planned = planned or plan(layers, rows, cols, dataflow)
+    facts = _facts(SameLayers(layers))
     words = planned.stride
     groups = ceil(batch * planned.slots / rows)
-    stored = [layer.in_bits for layer in layers] + [layer.out_bits for layer in layers
-                                                     if not layer.passthrough and not to_outputs(layer, layers)]
-    a_bits = max(stored) - 1
-    w_bits = max(weight_bits(layer) for layer in layers)
-    search = max([layer.search_bits for layer in layers] + [1])
     last = layers[-1]
     out = planned.layouts[last.output]
     out_words = ceil(out.stored / cols)
     cfg = SystolicConfig(
-        rows=rows, cols=cols, dataflow=dataflow, a_bits=max(1, a_bits), w_bits=w_bits, k_max=max(planned.kp),
-        out_bits=search, act_depth=max(2, (max(planned.placement.values()) + 1) * groups * words),
+        rows=rows, cols=cols, dataflow=dataflow, a_bits=max(1, facts.a_bits), w_bits=facts.w_bits,
+        k_max=max(planned.kp), out_bits=facts.search_bits,
+        act_depth=max(2, (max(planned.placement.values()) + 1) * groups * words),
         weight_depth=max(2, weight_words(layers, planned.kp, cols)), slot_depth=max(2, threshold_slots(layers, cols)),
         out_depth=max(2, ceil(batch * out.slots / rows) * out_words if to_outputs(last, layers) else 2),
         prog_depth=max(2, 2 * len(layers)), acc_depth=max(2, batch * planned.pixels),
-        max_pool=any(layer.pool == "max" for layer in layers),
-        product_rounding=any(layer.product_shift for layer in layers),
-        fixed_steps=max(len(layer.steps) for layer in layers))
+        max_pool=facts.max_pool, product_rounding=facts.product_rounding, fixed_steps=facts.fixed_steps)
     # the lanes' fixed-point values are acc_bits + 2 wide: a larger k_max widens them where stages need it
-    need = max(stage_value_bits(layer) for layer in layers)
+    need = facts.stage_value_bits
     while need > cfg.fixed_bits and cfg.k_max < (1 << 16):
         cfg = replace(cfg, k_max=min(1 << 16, 2 * cfg.k_max))
     return replace(cfg, **overrides) if overrides else cfg
@@ -1290,7 +1355,13 @@ def compile_layers(layers: list[GemmLayer], cfg: SystolicConfig, planned: Plan |
         raise HwgenError(f"thresholds need {slots} slots per lane, the configuration has slot_depth={cfg.slot_depth}")
     if len(layers) > cfg.prog_depth:
         raise HwgenError(f"{len(layers)} layers exceed prog_depth={cfg.prog_depth}")
-    for layer in layers:
+    facts = _facts(SameLayers(layers))
+    fits = ((cfg.max_pool or not facts.max_pool) and facts.in_bits <= cfg.store_bits and facts.w_bits <= cfg.w_bits
+            and facts.search_bits <= cfg.search_stages and facts.acc_bits <= cfg.acc_bits
+            and (cfg.product_rounding or not facts.product_rounding) and facts.stages_encode
+            and facts.fixed_steps <= cfg.fixed_steps and facts.stage_value_bits <= cfg.fixed_bits
+            and facts.out_bits <= cfg.acc_bits)
+    for layer in () if fits else layers:        # the layer-by-layer checks name the first layer that does not fit
         if layer.pool == "max" and not cfg.max_pool:
             raise HwgenError(f"node '{layer.name}': MaxPool needs PEs with a max mode; the configuration has "
                              "max_pool=False")

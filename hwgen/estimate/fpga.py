@@ -24,6 +24,7 @@ import json
 from dataclasses import dataclass, field
 from functools import lru_cache
 from math import ceil, lcm, log2
+from operator import mul
 from pathlib import Path
 from typing import NamedTuple
 
@@ -406,34 +407,36 @@ def features(config, family: str) -> tuple[dict[str, float], int, float]:
 
 def _features(parts, family: str, dsp_multipliers: bool = True) -> tuple[dict[str, float], int, float]:
     """:func:`features` of the components ``parts``; ``dsp_multipliers=False`` builds every multiplier from LUTs."""
-    f = dict.fromkeys(FEATURES, 0.0)
+    # each feature summed in local variables, component by component as listed (the same additions, in the same
+    # order, as a dict of features would do them: the figures do not depend on how they are added up)
+    reg = add = cmp = mux = logic = mul_lut = lut_ram = mem_ff = emulation_ff = mem_mux = mem_logic = memories = 0.0
     dsp = 0
     bram = 0.0
     for comp in parts:
         n = comp.count
-        f["reg"] += n * comp.reg
-        f["add"] += n * comp.add
-        f["cmp"] += n * comp.cmp
-        f["mux"] += n * comp.mux
-        f["logic"] += n * comp.logic
+        reg += n * comp.reg
+        add += n * comp.add
+        cmp += n * comp.cmp
+        mux += n * comp.mux
+        logic += n * comp.logic
         for a, b, k in comp.muls:
             blocks = uses_dsp(family, a, b) if dsp_multipliers else 0
             if blocks:
                 dsp += n * k * blocks
             else:
-                f["mul_lut"] += n * k * a * b
+                mul_lut += n * k * a * b
         for mem in comp.mems:
             k = n * mem.count
             mapped = map_memory(family, mem.depth, mem.width, mem.group, mem.shape, mem.used)
-            f["memories"] += k
+            memories += k
             bram += k * mapped.bram
-            f["lut_ram"] += k * mapped.lut_ram
-            f["mem_ff"] += k * mapped.ff
-            f["mem_emulation_ff"] += k * mapped.emulation_ff
-            f["mem_mux"] += k * mapped.mux
-            f["mem_logic"] += k * mapped.logic
-    f["one"] = 1.0
-    return f, dsp, bram
+            lut_ram += k * mapped.lut_ram
+            mem_ff += k * mapped.ff
+            emulation_ff += k * mapped.emulation_ff
+            mem_mux += k * mapped.mux
+            mem_logic += k * mapped.logic
+    values = (reg, add, cmp, mux, logic, mul_lut, lut_ram, mem_ff, emulation_ff, mem_mux, mem_logic, memories, 1.0)
+    return dict(zip(FEATURES, values)), dsp, bram
 
 
 @lru_cache(maxsize=1)
@@ -445,16 +448,26 @@ def coefficients() -> dict:
 def estimate_resources(config, family: str, coeffs: dict | None = None) -> dict[str, float]:
     """Analytic ``lut``, ``ff``, ``carry``, ``dsp``, ``bram`` of ``config`` on ``family`` (counts of the family's
     primitives; see ``targets``)."""
-    coeffs = coeffs or coefficients()["families"][family]
+    rows = _rows_of(coeffs) if coeffs else _coefficient_rows(family)
     f, dsp, bram = features(config, family)
+    values = tuple(f.values())                   # FEATURES order
     out = {}
-    for metric in ("lut", "ff", "carry"):
-        c = coeffs[metric]
+    for metric, row in rows:
         exact = f[EXACT[metric]] if metric in EXACT else 0.0
-        out[metric] = exact + max(0.0, sum(c.get(k, 0.0) * v for k, v in f.items()))
+        out[metric] = exact + max(0.0, sum(map(mul, row, values)))
     out["dsp"] = float(dsp)
     out["bram"] = float(bram)
     return out
+
+
+def _rows_of(coeffs: dict) -> tuple[tuple[str, tuple[float, ...]], ...]:
+    """Per fitted metric its coefficients in :data:`FEATURES` order (0.0 where the fit has none)."""
+    return tuple((metric, tuple(coeffs[metric].get(k, 0.0) for k in FEATURES)) for metric in ("lut", "ff", "carry"))
+
+
+@lru_cache(maxsize=None)
+def _coefficient_rows(family: str) -> tuple[tuple[str, tuple[float, ...]], ...]:
+    return _rows_of(coefficients()["families"][family])
 
 
 FOLD_COST_FAMILY = "ecp5"
@@ -491,5 +504,18 @@ def path_terms(config, family: str) -> list[dict[str, float]]:
 def estimate_fmax(config, family: str, coeffs: dict | None = None) -> float:
     """Analytic fmax (MHz): the slowest component path under the family's delay model (ns per term)."""
     delay = (coeffs or coefficients()["families"][family])["delay_ns"]
-    worst = max(sum(delay.get(k, 0.0) * v for k, v in row.items()) for row in path_terms(config, family))
+    one, mem, levels, carry_bits, chains, dsp, mul_lut = (delay.get(k, 0.0) for k in PATH_TERMS)
+    worst = None
+    for comp in components(config):             # path_terms' rows, summed term by term in PATH_TERMS order
+        for p in comp.paths:
+            dsp_term = mul_term = 0
+            if p.mul is not None:
+                if uses_dsp(family, *p.mul):
+                    dsp_term = 1
+                else:
+                    mul_term = p.mul[0] + p.mul[1]
+            total = (0 + one * 1.0 + mem * float(p.mem) + levels * float(p.levels) + carry_bits * float(p.carry_bits)
+                     + chains * float(p.chains) + dsp * float(dsp_term) + mul_lut * float(mul_term))
+            if worst is None or total > worst:
+                worst = total
     return 1000.0 / worst

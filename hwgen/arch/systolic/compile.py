@@ -775,17 +775,17 @@ class Plan:
     cols: int
     placement: dict[str, int]            # code tensor → activation region (:func:`regions`)
 
-    @property
+    @cached_property
     def stride(self) -> int:
         """Words per slot in every activation region: the widest tensor's."""
         return max(ceil(layout.stored / self.cols) for layout in self.layouts.values())
 
-    @property
+    @cached_property
     def slots(self) -> int:
         """Slots every region holds per sample: the largest tensor's."""
         return max(layout.slots for layout in self.layouts.values())
 
-    @property
+    @cached_property
     def pixels(self) -> int:
         """Output pixels per sample of the layer with the most (the weight-stationary array's M per sample)."""
         return max(feed.out_hw[0] * feed.out_hw[1] for feed in self.feeds)

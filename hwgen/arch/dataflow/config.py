@@ -22,6 +22,7 @@ input beat of ``PE`` channels (the generator emits depthwise windows channel gro
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from math import lcm
 
 import numpy as np
@@ -423,7 +424,10 @@ class DataflowConfig:
     """Layers streaming into each other. ``sources[i]``: the layers whose outputs layer ``i`` reads (−1: the
     model input; two for an add layer, the chain's input first); empty: a chain, layer ``i`` reads layer ``i−1``.
     A consumer reads its producer's output (``mh`` codes per vector, ``vectors`` pixels) as its window's image,
-    as its vectors (a 1×1 convolution, an add) or as one flat vector. A layer read by several is duplicated."""
+    as its vectors (a 1×1 convolution, an add) or as one flat vector. A layer read by several is duplicated.
+
+    The cycle model's figures (bound, FIFO depths, II, latency) are computed once per instance (cached
+    properties: the fields are frozen)."""
 
     layers: tuple[LayerConfig, ...]
     sources: tuple[tuple[int, ...], ...] = ()
@@ -534,14 +538,14 @@ class DataflowConfig:
         wide = lcm(pe, simd)
         return wide // pe, wide // simd
 
-    @property
+    @cached_property
     def predicted_bound(self) -> int:
         """The initiation interval's lower bound: the most cycles any unit needs per inference (an MVAU's steps, or
         a sliding-window generator's input beats, one per cycle)."""
         return max(max(layer.cycles, layer.in_codes // layer.in_lanes if layer.window else 0)
                    for layer in self.layers)
 
-    @property
+    @cached_property
     def fifo_depths(self) -> tuple[int, ...]:
         """Depth (words of ``lcm(PE, SIMD)`` codes) of the FIFO in front of each layer after the first
         (cycles.py; timing.py over images)."""
@@ -551,7 +555,7 @@ class DataflowConfig:
             from .cycles import fifo_depths
         return fifo_depths(self)
 
-    @property
+    @cached_property
     def predicted_ii_cycles(self) -> int:
         """Steady-state cycles between consecutive samples' last outputs (cycles.py; timing.py over images)."""
         if self.convolutional:
@@ -561,7 +565,7 @@ class DataflowConfig:
         from .cycles import ii_cycles
         return ii_cycles(self)
 
-    @property
+    @cached_property
     def predicted_latency_cycles(self) -> int:
         """Cycles from a sample's first input transfer to its last output transfer, pipeline idle (cycles.py;
         timing.py over images)."""

@@ -58,8 +58,8 @@ def _model(path: str, sha256: str) -> ModelEntry:
 
 
 def evaluate_points(points: list[dict], evaluator: str = "analytic", inputs: str | None = None) -> list[dict]:
-    """Evaluate plain-data points (``Point.as_dict()``); one result dict per point, in order (picklable in and
-    out, so local process pools and Dask workers call this directly)."""
+    """Evaluate plain-data points (``Point.task()`` or ``Point.as_dict()``); one result dict per point, in order
+    (picklable in and out, so local process pools and Dask workers call this directly)."""
     return [evaluate(Point.from_dict(p), evaluator, inputs) for p in points]
 
 
@@ -129,8 +129,9 @@ def _analytic(entry: ModelEntry, point: Point, synth: bool, metrics: dict, units
             from ..arch.dataflow.design import analytic_metrics
 
             figures = analytic_metrics(config, point.target)
-        for name, m in figures.items():
-            _put(metrics, units, name, m["value"], m["unit"], m["method"])
+        for name, m in figures.items():          # _put, inlined: a value of an estimate is never None
+            metrics[name] = float(m["value"])
+            units[name] = {"unit": m["unit"], "method": m["method"]}
 
 
 def _systolic_design(entry: ModelEntry, params: dict):
@@ -168,6 +169,19 @@ def _simulate(entry: ModelEntry, point: Point, inputs: str | None, metrics: dict
     _put(metrics, units, "sim_seconds", report["sim_seconds"], "s", "simulated")
     if report.get("ii_cycles") is not None:
         _put(metrics, units, "ii_cycles", report["ii_cycles"], "cycles", "simulated")
+
+
+def clear_point_caches() -> None:
+    """Empty the caches that the points of a sweep fill (keyed by a point's configuration, memory geometry or
+    instruction-field widths) and keep those of the models (imported models, their lowered layers, the dataflow
+    layers' ranked foldings): afterwards evaluating points costs what it costs in a fresh worker that has imported
+    the models. For benchmarks (``benchmarks/dse_throughput.py``), which time the same points more than once."""
+    from ..arch.dataflow import timing
+    from ..estimate import fpga, memmap, report
+
+    for cache in (fpga.components, fpga._instruction_used, fpga._lane_memories, memmap.map_memory, memmap._choice,
+                  report._config_json, timing._head, timing.fifo_depths, timing.window_schedule):
+        cache.cache_clear()
 
 
 @lru_cache(maxsize=4)

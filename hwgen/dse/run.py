@@ -93,7 +93,7 @@ def run_sweep(space: Space, store: str | Path | Store, evaluator: str = "analyti
             if progress is not None:
                 progress(done, failed, len(todo))
 
-        payload = [p.as_dict() for p in todo]
+        payload = [p.task() for p in todo]
         if todo:
             if scheduler is not None:
                 _run_dask(scheduler, payload, evaluator, inputs, chunk, store_results)

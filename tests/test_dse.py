@@ -347,7 +347,7 @@ def _big_spec(rows: list[int]) -> dict:
 
 
 def test_kill_9_then_resume_equals_a_clean_run(tmp_path: Path) -> None:
-    spec = _big_spec(list(range(1, 13)))            # 288 points, ~1 s
+    spec = _big_spec(list(range(1, 25)))            # 576 points, committed one by one: ~0.3 s after the import
     store = tmp_path / "killed.sqlite"
     child = multiprocessing.get_context("fork").Process(target=_sweep_in_child, args=(spec, str(store)))
     child.start()
@@ -368,14 +368,29 @@ def test_kill_9_then_resume_equals_a_clean_run(tmp_path: Path) -> None:
     assert child.exitcode == -signal.SIGKILL
     with Store(store) as db:
         kept = db.count()
-        assert 5 <= kept < 288, "the sweep should have been killed part way"
+        assert 5 <= kept < 576, "the sweep should have been killed part way"
         assert db.sweeps()[0]["finished"] is None
         assert db.db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     resumed = run_sweep(Space.from_dict(spec), store, workers=1)
-    assert resumed.skipped == kept and resumed.done + resumed.failed == 288 - kept
+    assert resumed.skipped == kept and resumed.done + resumed.failed == 576 - kept
     clean = tmp_path / "clean.sqlite"
     run_sweep(Space.from_dict(spec), clean, workers=1)
     assert comparable(rows_by_hash(store)) == comparable(rows_by_hash(clean))
+
+
+def test_a_chunk_is_stored_whole_or_not_at_all(tmp_path: Path) -> None:
+    """A sweep commits each chunk of results in one transaction: a row the store refuses rolls back the chunk."""
+    points = small_space().points()[:3]
+    results = [evaluate(p) for p in points]
+    bad = {**results[2], "status": "unknown"}                 # violates the results table's CHECK constraint
+    with Store(tmp_path / "chunks.sqlite") as db:
+        with pytest.raises(sqlite3.IntegrityError):
+            db.put_many([results[0], results[1], bad], [p.label for p in points])
+        assert db.count() == 0
+        db.put_many(results, [p.label for p in points])
+        assert db.count() == 3
+        assert {r["point_hash"]: json.loads(json.dumps(r["metrics"])) for r in db.rows()} == \
+            {r["hash"]: r["metrics"] for r in results}
 
 
 def test_concurrent_writers_do_not_corrupt_the_store(tmp_path: Path) -> None:

@@ -34,10 +34,11 @@ import operator
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from functools import cached_property, lru_cache
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from ..compat import cached_property
 from ..errors import HwgenError
 
 SPEC_KEYS = ("name", "models", "targets", "samples", "inputs", "architectures", "constraints", "objectives")

@@ -23,7 +23,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from functools import lru_cache
-from math import ceil, lcm, log2
+from math import ceil, lcm
 from operator import mul
 from pathlib import Path
 from typing import NamedTuple
@@ -140,7 +140,8 @@ def _bits(count: int) -> int:
 
 
 def _clog2(n: int) -> int:
-    return max(0, ceil(log2(n))) if n > 1 else 0
+    """⌈log₂ n⌉ (0 for n ≤ 1), in integers."""
+    return (n - 1).bit_length() if n > 1 else 0
 
 
 def _mux_levels(inputs: int) -> int:
@@ -194,8 +195,8 @@ def systolic_components(cfg) -> list[Component]:
     program = Component("program", mems=[Mem(cfg.prog_depth, 32 * chunks, group=32, used=used)], logic=chunks)
     host = Component("host_read", reg=2 + 3 + 6 + 16 + 6 + 33, mux=(2 * R * C - 1) * 32, logic=16)
     S, F = cfg.lane_stages, cfg.fixed_steps
-    lane_regs = sum(1 + slot_bits + meta_bits + acc for _ in range(S)) + sum(b + tb for b in range(B)) + \
-        (S - B) * B + 1 + meta_bits + acc
+    # per stage: valid, slot, metadata, accumulator; per search stage b: b decided bits and a threshold
+    lane_regs = S * (1 + slot_bits + meta_bits + acc) + B * (B - 1) // 2 + B * tb + (S - B) * B + 1 + meta_bits + acc
     lane = Component("requant_lane", C, reg=lane_regs, add=tb + acc + B * 0, cmp=B * tb,
                      mux=acc + B * tb, logic=B * 4,
                      mems=_lane_memories(cfg.slot_depth, tb, B),
@@ -378,10 +379,12 @@ def dataflow_components(cfg) -> list[Component]:
     return parts
 
 
-@lru_cache(maxsize=4096)
+@lru_cache(maxsize=256)
 def components(config) -> tuple[Component, ...]:
     """Structure counts of every component of ``config`` (a systolic or dataflow configuration); cached per
-    configuration (they are frozen), so resources and fmax of one point share the work. Do not mutate."""
+    configuration (they are frozen), so resources and fmax of one point (and its other targets) share the work.
+    Do not mutate. (Few entries: a sweep's configurations are all different, and thousands of kept component
+    lists only make every garbage collection slower.)"""
     kind = type(config).__name__
     if kind == "SystolicConfig":
         return tuple(systolic_components(config))

@@ -22,12 +22,12 @@ input beat of ``PE`` channels (the generator emits depthwise windows channel gro
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import cached_property
 from math import lcm
 
 import numpy as np
 from amaranth import Shape, signed, unsigned
 
+from ...compat import cached_property
 from ...ir.fixed import ROUNDING
 from ...kernels import pool_geometry
 from ...ir.types import int_range

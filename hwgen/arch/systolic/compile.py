@@ -33,11 +33,12 @@ Memory layout (``R`` rows, ``C`` columns):
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from functools import cached_property, lru_cache
+from functools import lru_cache
 from math import ceil
 
 import numpy as np
 
+from ...compat import cached_property
 from ...errors import HwgenError
 from ...ir import BipolarType, Graph, Node
 from ...ir.fixed import ROUNDING, FixedStep, apply_steps, product_matmul, round_shift

@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import cached_property
 from math import ceil, log2
+
+from ...compat import cached_property
 
 DATAFLOWS = ("os", "ws")
 MAX_FIXED_STEPS = 4         # fixed-point stage fields per instruction (controller.INSTRUCTION)

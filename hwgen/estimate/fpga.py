@@ -129,6 +129,12 @@ def _instruction_used(dataflow: str, act: int, weight: int, slot: int, operand: 
 
 
 @lru_cache(maxsize=1024)
+def _bits_in(ranges: tuple[tuple[int, int], ...]) -> int:
+    """Bits in the ``(start, stop)`` ranges."""
+    return sum(stop - start for start, stop in ranges)
+
+
+@lru_cache(maxsize=1024)
 def _lane_memories(slot_depth: int, threshold_bits: int, stages: int) -> list[Mem]:
     """A requant lane's threshold stages: stage b holds ``slot_depth · 2^b`` words (stage 0 one bit wider). Shared
     between components: do not mutate."""
@@ -161,7 +167,7 @@ def systolic_components(cfg) -> list[Component]:
     meta_bits = _bits(R) + 16 + 1
     instr, _ = _instruction_layout()
     used = instruction_used(cfg)
-    latched = sum(stop - start for start, stop in used)     # instruction bits the controller keeps
+    latched = _bits_in(used)                                # instruction bits the controller keeps
     mul = (ob, wb)
     # operand path into row 0: memory read → lane select → − zx → PE multiply → accumulate
     pool = acc if cfg.max_pool else 0                       # the max mode: a comparator and one more mux level

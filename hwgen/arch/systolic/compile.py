@@ -35,6 +35,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from functools import lru_cache
 from math import ceil
+from operator import mul
 
 import numpy as np
 
@@ -403,18 +404,25 @@ class SameLayers:
     has no value hash, and a model's layers are built once and then only read. An entry of a cache keyed by this
     holds the layers, so no other object can take their ids while it exists."""
 
-    __slots__ = ("layers", "_hash")
+    __slots__ = ("layers", "_ids", "_hash")
 
     def __init__(self, layers):
         self.layers = tuple(layers)
-        self._hash = hash(tuple(map(id, self.layers)))
+        self._ids = tuple(map(id, self.layers))     # while both keys hold their layers, equal ids: same objects
+        self._hash = hash(self._ids)
 
     def __hash__(self) -> int:
         return self._hash
 
     def __eq__(self, other) -> bool:
-        return (isinstance(other, SameLayers) and len(self.layers) == len(other.layers)
-                and all(a is b for a, b in zip(self.layers, other.layers)))
+        return isinstance(other, SameLayers) and self._ids == other._ids
+
+
+@lru_cache(maxsize=256)
+def _column_facts(key: SameLayers, cols: int) -> tuple[tuple[int, ...], int]:
+    """Output-channel tiles of every layer on C columns and the threshold slots per lane
+    (:func:`threshold_slots`), per model and C."""
+    return tuple(ceil(layer.n / cols) for layer in key.layers), threshold_slots(key.layers, cols)
 
 
 @lru_cache(maxsize=256)
@@ -889,7 +897,9 @@ def default_config(layers: list[GemmLayer], rows: int = 8, cols: int = 8, datafl
     """The smallest configuration that runs ``layers`` on ``batch`` samples per run; ``overrides`` win.
     ``planned``: the layers' :func:`plan` on this array shape, if the caller has it."""
     planned = planned or plan(layers, rows, cols, dataflow)
-    facts = _facts(SameLayers(layers))
+    key = SameLayers(layers)
+    facts = _facts(key)
+    n_tiles, slots = _column_facts(key, cols)
     words = planned.stride
     groups = ceil(batch * planned.slots / rows)
     last = layers[-1]
@@ -899,7 +909,7 @@ def default_config(layers: list[GemmLayer], rows: int = 8, cols: int = 8, datafl
         rows=rows, cols=cols, dataflow=dataflow, a_bits=max(1, facts.a_bits), w_bits=facts.w_bits,
         k_max=max(planned.kp), out_bits=facts.search_bits,
         act_depth=max(2, (max(planned.placement.values()) + 1) * groups * words),
-        weight_depth=max(2, weight_words(layers, planned.kp, cols)), slot_depth=max(2, threshold_slots(layers, cols)),
+        weight_depth=max(2, sum(map(mul, n_tiles, planned.kp))), slot_depth=max(2, slots),
         out_depth=max(2, ceil(batch * out.slots / rows) * out_words if to_outputs(last, layers) else 2),
         prog_depth=max(2, 2 * len(layers)), acc_depth=max(2, batch * planned.pixels),
         max_pool=facts.max_pool, product_rounding=facts.product_rounding, fixed_steps=facts.fixed_steps)
@@ -1347,16 +1357,17 @@ def compile_layers(layers: list[GemmLayer], cfg: SystolicConfig, planned: Plan |
     kp = planned.kp
     if max(kp) > cfg.k_max:
         raise HwgenError(f"layer K of {max(kp)} exceeds the array's k_max={cfg.k_max}")
-    need_weights = weight_words(layers, kp, cols)
+    key = SameLayers(layers)
+    n_tiles, slots = _column_facts(key, cols)
+    need_weights = sum(map(mul, n_tiles, kp))                   # weight_words
     if need_weights > cfg.weight_depth:
         raise HwgenError(f"weights need {need_weights} words per bank, the configuration has "
                          f"weight_depth={cfg.weight_depth}")
-    slots = threshold_slots(layers, cols)
     if slots > cfg.slot_depth:
         raise HwgenError(f"thresholds need {slots} slots per lane, the configuration has slot_depth={cfg.slot_depth}")
     if len(layers) > cfg.prog_depth:
         raise HwgenError(f"{len(layers)} layers exceed prog_depth={cfg.prog_depth}")
-    facts = _facts(SameLayers(layers))
+    facts = _facts(key)
     fits = ((cfg.max_pool or not facts.max_pool) and facts.in_bits <= cfg.store_bits and facts.w_bits <= cfg.w_bits
             and facts.search_bits <= cfg.search_stages and facts.acc_bits <= cfg.acc_bits
             and (cfg.product_rounding or not facts.product_rounding) and facts.stages_encode

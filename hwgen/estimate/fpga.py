@@ -118,9 +118,10 @@ def _instruction_used(dataflow: str, act: int, weight: int, slot: int, operand: 
     if not ws:
         kept.update(d0_words=act, dx_words=act, dy_words=act, c0_lane=cols, d0_r=rows, pool_max=int(max_pool))
     _, fields = _instruction_layout()
+    unused = frozenset(_UNUSED[dataflow])
     ranges: list[list[int]] = []
     for name, offset, width in fields:
-        bits = 0 if name in _UNUSED[dataflow] else min(width, kept.get(name, width))
+        bits = 0 if name in unused else min(width, kept.get(name, width))
         if bits and ranges and ranges[-1][1] == offset:
             ranges[-1][1] = offset + bits                      # joins the previous field's run
         elif bits:

@@ -273,7 +273,12 @@ def map_memory(family: str, depth: int, width: int, group: int | None = None, sh
     mapping for the whole word, then removes what drives nothing: RAM cells none of whose bits are read, and the
     flip-flops and muxes of unread bits; the figures returned are what remains."""
     group, groups, abits, choice = _choice(family, depth, width, group, shape)
-    ranges = [(start, min(stop, width) - 1) for start, stop in used if start < min(stop, width)] if used else None
+    if not used:
+        ranges = None
+    elif max(stop for _, stop in used) <= width:         # the usual case: every range inside the word
+        ranges = [(start, stop - 1) for start, stop in used if start < stop]
+    else:
+        ranges = [(start, min(stop, width) - 1) for start, stop in used if start < min(stop, width)]
     read = width if ranges is None else _count_covered(ranges)   # bits the hardware reads
     if ranges is not None:
         groups = _count_covered([(a // group, b // group) for a, b in ranges])   # write-enable groups left

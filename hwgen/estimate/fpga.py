@@ -109,6 +109,32 @@ def instruction_used(cfg) -> tuple[tuple[int, int], ...]:
                              cfg.max_pool)
 
 
+_NARROWED = ("in_base", "in_base2", "kp_words", "out_base", "out_words", "w_base", "slot_base", "zx", "base",
+             "loop_to")                                        # fields cut to their consumers' widths (both)
+_NARROWED_OS = ("d0_words", "dx_words", "dy_words", "c0_lane", "d0_r", "pool_max")
+
+
+@lru_cache(maxsize=2)
+def _instruction_items(dataflow: str) -> tuple[tuple[int, int, str | None], ...]:
+    """The instruction's fields that ``dataflow``'s hardware reads at all, as ``(offset, width, name)`` with
+    ``name`` None for a field kept whole; runs of adjacent whole fields joined into one item (they join into one
+    range whatever the configuration), so :func:`_instruction_used` walks a few dozen items, not every field."""
+    narrowed = set(_NARROWED) | (set(_NARROWED_OS) if dataflow == "os" else set())
+    unused = set(_UNUSED[dataflow])
+    _, fields = _instruction_layout()
+    items: list[list] = []
+    for name, offset, width in fields:
+        if name in unused:
+            continue
+        if name in narrowed:
+            items.append([offset, width, name])
+        elif items and items[-1][2] is None and items[-1][0] + items[-1][1] == offset:
+            items[-1][1] += width
+        else:
+            items.append([offset, width, None])
+    return tuple(tuple(item) for item in items)
+
+
 @lru_cache(maxsize=1024)
 def _instruction_used(dataflow: str, act: int, weight: int, slot: int, operand: int, prog: int, rows: int, cols: int,
                       max_pool: bool) -> tuple[tuple[int, int], ...]:
@@ -117,11 +143,9 @@ def _instruction_used(dataflow: str, act: int, weight: int, slot: int, operand: 
             "w_base": weight + ws, "slot_base": slot, "zx": operand, "base": operand, "loop_to": prog}
     if not ws:
         kept.update(d0_words=act, dx_words=act, dy_words=act, c0_lane=cols, d0_r=rows, pool_max=int(max_pool))
-    _, fields = _instruction_layout()
-    unused = frozenset(_UNUSED[dataflow])
     ranges: list[list[int]] = []
-    for name, offset, width in fields:
-        bits = 0 if name in unused else min(width, kept.get(name, width))
+    for offset, width, name in _instruction_items(dataflow):
+        bits = width if name is None else min(width, kept[name])
         if bits and ranges and ranges[-1][1] == offset:
             ranges[-1][1] = offset + bits                      # joins the previous field's run
         elif bits:

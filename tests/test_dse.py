@@ -2,6 +2,7 @@
 the CLI, Dask."""
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import importlib.util
 import itertools
@@ -286,6 +287,26 @@ def test_systolic_cycle_model_reads_what_the_instructions_say(cnn_models) -> Non
             for stream in streams:
                 for samples in ((1, 3, 8, 21) if stream else (1, 3, program.batch)):
                     assert program.predict_cycles(samples, stream) == instruction_cycles(program, samples, stream)
+
+
+def test_systolic_layout_shortcuts_choose_what_the_costing_chooses(cnn_models) -> None:
+    """The layouts ``plan`` takes from the per-model caches (one slot per sample for dense models, single
+    candidates) equal those of costing every reader's candidates for the array at hand."""
+    from hwgen.arch.systolic import compile as systolic
+
+    def costed(layers, rows, cols, dataflow):
+        shapes, _, groups, _ = systolic._tensor_groups.__wrapped__(systolic.SameLayers(layers), cols)
+        layouts = {}
+        for _, shape, members, readers in groups:
+            choose = systolic._os_layout if dataflow == "os" else systolic._ws_layout
+            pitch, slots = choose(shape, list(readers), rows, cols)
+            layouts.update({m: dataclasses.replace(shapes[m], pitch=pitch, slots=slots) for m in members})
+        return layouts
+
+    for path in (MODEL, cnn_models["digits_cnn"], cnn_models["residual_cnn"]):
+        layers = systolic.gemm_layers(hwgen.load(path).graph)
+        for rows, cols, dataflow in itertools.product((1, 2, 3, 5, 8, 13), (1, 4, 7, 16), ("os", "ws")):
+            assert systolic.plan_layouts(layers, rows, cols, dataflow) == costed(layers, rows, cols, dataflow)
 
 
 @pytest.mark.parametrize("arch, params", [("dataflow", {"target_cycles": 8, "max_lanes": 16}),

@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import __version__
+from ..design import systolic_design
 from ..errors import HwgenError
 from .space import Point
 
@@ -136,8 +137,6 @@ def _analytic(entry: ModelEntry, point: Point, synth: bool, metrics: dict, units
 
 def _systolic_design(entry: ModelEntry, params: dict):
     """``hwgen.compile(model, "systolic", **params)`` with the model's GEMM layers computed once per worker."""
-    from ..design import systolic_design
-
     if "fold" in params or "target_cycles" in params:
         raise HwgenError("--fold and --target-cycles apply to --arch dataflow")
     shape = {"rows": 8, "cols": 8, "dataflow": "os", "batch": 64}

@@ -55,9 +55,12 @@ class Cycles:
 
 
 def metric(value: float, unit: str, method: str) -> dict:
+    """``{"value", "unit", "method"}``, the value rounded to 3 decimals (a whole number is already: ``round`` with
+    digits goes through a decimal conversion, the costliest step of an analytic estimate's bookkeeping)."""
     if method not in METHODS:
         raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
-    return {"value": round(float(value), 3), "unit": unit, "method": method}
+    value = float(value)
+    return {"value": value if value.is_integer() else round(value, 3), "unit": unit, "method": method}
 
 
 @dataclass

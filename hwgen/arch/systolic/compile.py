@@ -425,11 +425,21 @@ def _column_facts(key: SameLayers, cols: int) -> tuple[tuple[int, ...], int]:
     return tuple(ceil(layer.n / cols) for layer in key.layers), threshold_slots(key.layers, cols)
 
 
+def _one_slot(shape: Layout, readers) -> bool:
+    """Whether a tensor's layout is one slot per sample (pitch = slots = 1) on every array: a 1×1 image whose
+    readers all read one pixel per output (lattice (0, 0)) with kernels one wide (or add it). Then every
+    candidate :func:`_os_layout` and :func:`_ws_layout` offer is (1, 1), whatever R and C."""
+    return (shape.h == shape.w == 1
+            and all(feed.lattice == (0, 0) and (feed.add or feed.kernel[1] == 1) for _, feed in readers))
+
+
 @lru_cache(maxsize=256)
-def _tensor_groups(key: SameLayers, cols: int) -> tuple[dict[str, Layout], tuple[Feed, ...], tuple]:
+def _tensor_groups(key: SameLayers, cols: int) -> tuple[dict[str, Layout], tuple[Feed, ...], tuple,
+                                                        dict[str, Layout] | None]:
     """What :func:`plan_layouts` decides from the layers and the column count alone (cached per model and C; do
-    not mutate): the shapes, the feeds, and per group of tensors sharing a layout (the inputs of an Add) its
-    root tensor, shape, members and readers ``(layer, feed)``."""
+    not mutate): the shapes, the feeds, per group of tensors sharing a layout (the inputs of an Add) its root
+    tensor, shape, members and readers ``(layer, feed)``, and when every group is one slot per sample
+    (:func:`_one_slot`: dense models) the layouts themselves, the same for every R and dataflow."""
     layers = key.layers
     shapes = plan_shapes(layers, cols)
     feeds = tuple(feed_of(layer, shapes) for layer in layers)
@@ -449,13 +459,19 @@ def _tensor_groups(key: SameLayers, cols: int) -> tuple[dict[str, Layout], tuple
             readers.setdefault(root(t), []).append((layer, feed))
     groups = tuple((t, shape, tuple(m for m in shapes if root(m) == t), tuple(readers.get(t, [])))
                    for t, shape in shapes.items() if root(t) == t)
-    return shapes, feeds, groups
+    fixed = None
+    if all(_one_slot(shape, readers) for _, shape, _, readers in groups):
+        fixed = {member: replace(shapes[member], pitch=1, slots=1) for _, _, members, _ in groups
+                 for member in members}
+    return shapes, feeds, groups, fixed
 
 
 def _plan_layouts(layers, rows: int, cols: int, dataflow: str) -> tuple[dict[str, Layout], tuple[Feed, ...]]:
     """:func:`plan_layouts` and every layer's feed (a feed reads its input's channels and image size, not the
     pitch and slots chosen here)."""
-    shapes, feeds, groups = _tensor_groups(SameLayers(layers), cols)
+    shapes, feeds, groups, fixed = _tensor_groups(SameLayers(layers), cols)
+    if fixed is not None:
+        return dict(fixed), feeds
     choose = _os_layout if dataflow == "os" else _ws_layout
     layouts = {}
     for _, shape, members, readers in groups:

@@ -97,6 +97,21 @@ def test_requant_lane_model():
     assert lane.cmp == 3 * cfg.threshold_bits
 
 
+def test_fixed_point_lanes_estimate_the_same_every_time():
+    """A lane's threshold memories are shared between configurations (cached); its fixed-point stages' bias
+    memories are added to a copy, so estimating one configuration again (or another with the same threshold
+    memories) gives the same figures."""
+    cfg = SystolicConfig(rows=4, cols=4, fixed_steps=2, a_bits=6, w_bits=6, k_max=64)
+    figures = []
+    for _ in range(3):
+        fpga.components.cache_clear()
+        [lane] = by_name(fpga.components(cfg), "requant_lane")
+        assert [mem.depth for mem in lane.mems] == \
+            [cfg.slot_depth << b for b in range(cfg.search_stages)] + [cfg.slot_depth] * 2   # + bias per stage
+        figures.append(fpga.estimate_resources(cfg, "ecp5"))
+    assert figures[0] == figures[1] == figures[2]
+
+
 def test_mvau_threshold_fifo_dwc_models():
     cfg = small_dataflow()
     parts = fpga.dataflow_components(cfg)

@@ -241,7 +241,7 @@ def systolic_components(cfg) -> list[Component]:
         lane.cmp += F * (2 * (fb + 1) + 3 * (fb + 2))          # rem vs half, over/under limits
         lane.mux += F * ((fb + 1) * 2 * shift_levels + 4 * fb) + fb
         lane.logic += F * 16
-        lane.mems += [Mem(cfg.slot_depth, fb) for _ in range(F)]
+        lane.mems = lane.mems + [Mem(cfg.slot_depth, fb) for _ in range(F)]     # a new list: the cached one is shared
         lane.paths.append(Path_(mem=1, levels=2 * shift_levels + 4, carry_bits=3 * fb, chains=4))
     counters = 16 * 10 + 32 if not ws else 16 * 9 + 32
     # address walkers (walk.py): the kernel walk and two pixel walks (feed, drain), ~10 16-bit registers each

@@ -271,7 +271,8 @@ class Design:
     def _estimate_inputs(self, target):
         """The cycle model an estimate uses (latency: 1 sample; throughput: a full batch; preloaded) and, for an
         ASIC target, the operation counts its energy comes from."""
-        from .estimate import Cycles, target as get_target
+        from .estimate.report import Cycles
+        from .estimate.targets import target as get_target
         from .estimate.power import systolic_workload
 
         batch = self.program.batch

@@ -254,7 +254,7 @@ class DataflowDesign:
 
 def estimate_cycles(config: DataflowConfig):
     """The cycle model an estimate of ``config`` uses: latency = one sample, throughput = one sample per II."""
-    from ...estimate import Cycles
+    from ...estimate.report import Cycles
 
     return Cycles(config.predicted_latency_cycles, 1, config.predicted_ii_cycles,
                   "dataflow cycle model: latency = one sample, throughput = one sample per II")

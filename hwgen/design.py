@@ -271,10 +271,7 @@ class Design:
     def _estimate_inputs(self, target):
         """The cycle model an estimate uses (latency: 1 sample; throughput: a full batch; preloaded) and, for an
         ASIC target, the operation counts its energy comes from."""
-        from .estimate.report import Cycles
-        from .estimate.targets import target as get_target
-        from .estimate.power import systolic_workload
-
+        Cycles, get_target, systolic_workload = _estimate_api()
         batch = self.program.batch
         cycles = Cycles(self.predicted_cycles(1, stream=False), batch, self.predicted_cycles(batch, stream=False),
                         f"Design.predicted_cycles: latency = 1 sample, throughput = {batch} samples, preloaded")
@@ -381,6 +378,17 @@ class Design:
                  "report.md": self.report_markdown(),
                  **integration_files(self, self.verilog_rom() if rom else None)}
         return write_files(out_dir, files)
+
+
+@lru_cache(maxsize=1)
+def _estimate_api():
+    """``(Cycles, target, systolic_workload)`` of :mod:`hwgen.estimate`, imported on first use (``import hwgen``
+    stays free of the estimators) and then without the import machinery's per-call cost."""
+    from .estimate.power import systolic_workload
+    from .estimate.report import Cycles
+    from .estimate.targets import target
+
+    return Cycles, target, systolic_workload
 
 
 def unit_rows(graph, units: dict[str, str], max_thresholds: int | None = None) -> list[dict]:

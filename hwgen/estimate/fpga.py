@@ -460,17 +460,26 @@ def _features(parts, family: str, dsp_multipliers: bool = True) -> tuple[dict[st
             else:
                 mul_lut += n * k * a * b
         for mem in comp.mems:
-            k = n * mem.count
-            mapped = map_memory(family, mem.depth, mem.width, mem.group, mem.shape, mem.used)
+            k = n * mem[2]                           # mem.count
+            m_bram, m_lut_ram, m_ff, m_emulation_ff, m_mux, m_logic = _mapped(family, mem)
             memories += k
-            bram += k * mapped.bram
-            lut_ram += k * mapped.lut_ram
-            mem_ff += k * mapped.ff
-            emulation_ff += k * mapped.emulation_ff
-            mem_mux += k * mapped.mux
-            mem_logic += k * mapped.logic
+            bram += k * m_bram
+            lut_ram += k * m_lut_ram
+            mem_ff += k * m_ff
+            emulation_ff += k * m_emulation_ff
+            mem_mux += k * m_mux
+            mem_logic += k * m_logic
     values = (reg, add, cmp, mux, logic, mul_lut, lut_ram, mem_ff, emulation_ff, mem_mux, mem_logic, memories, 1.0)
     return dict(zip(FEATURES, values)), dsp, bram
+
+
+@lru_cache(maxsize=8192)
+def _mapped(family: str, mem: Mem) -> tuple:
+    """What one copy of ``mem`` adds on ``family``: :func:`~hwgen.estimate.memmap.map_memory`'s ``bram``,
+    ``lut_ram``, ``ff``, ``emulation_ff``, ``mux`` and ``logic`` (cached by the memory, one lookup per memory
+    of a design)."""
+    m = map_memory(family, mem.depth, mem.width, mem.group, mem.shape, mem.used)
+    return m.bram, m.lut_ram, m.ff, m.emulation_ff, m.mux, m.logic
 
 
 @lru_cache(maxsize=1)

@@ -244,7 +244,7 @@ def _count_covered(intervals: list[tuple[int, int]]) -> int:
     total, reach = 0, -1
     for first, last in sorted(intervals):
         if last > reach:
-            total += last - max(first, reach + 1) + 1
+            total += last - (first if first > reach else reach + 1) + 1     # from max(first, reach + 1)
             reach = last
     return total
 

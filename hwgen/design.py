@@ -271,12 +271,15 @@ class Design:
     def _estimate_inputs(self, target):
         """The cycle model an estimate uses (latency: 1 sample; throughput: a full batch; preloaded) and, for an
         ASIC target, the operation counts its energy comes from."""
-        Cycles, get_target, systolic_workload = _estimate_api()
+        Cycles, get_target = _estimate_api()
         batch = self.program.batch
         cycles = Cycles(self.predicted_cycles(1, stream=False), batch, self.predicted_cycles(batch, stream=False),
                         f"Design.predicted_cycles: latency = 1 sample, throughput = {batch} samples, preloaded")
-        workload = systolic_workload(self.config, self.layers, cycles.batch_cycles / batch) \
-            if (get_target(target) if isinstance(target, str) else target).kind == "asic" else None   # ASIC energy
+        workload = None
+        if (get_target(target) if isinstance(target, str) else target).kind == "asic":      # ASIC energy
+            from .estimate.power import systolic_workload      # (with the power model's templates: ASIC only)
+
+            workload = systolic_workload(self.config, self.layers, cycles.batch_cycles / batch)
         return cycles, workload
 
     # ------------------------------------------------------------------------------------------------ outputs
@@ -382,13 +385,12 @@ class Design:
 
 @lru_cache(maxsize=1)
 def _estimate_api():
-    """``(Cycles, target, systolic_workload)`` of :mod:`hwgen.estimate`, imported on first use (``import hwgen``
-    stays free of the estimators) and then without the import machinery's per-call cost."""
-    from .estimate.power import systolic_workload
+    """``(Cycles, target)`` of :mod:`hwgen.estimate`, imported on first use (``import hwgen`` stays free of the
+    estimators) and then without the import machinery's per-call cost."""
     from .estimate.report import Cycles
     from .estimate.targets import target
 
-    return Cycles, target, systolic_workload
+    return Cycles, target
 
 
 def unit_rows(graph, units: dict[str, str], max_thresholds: int | None = None) -> list[dict]:

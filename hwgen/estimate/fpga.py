@@ -491,8 +491,13 @@ def coefficients() -> dict:
 def estimate_resources(config, family: str, coeffs: dict | None = None) -> dict[str, float]:
     """Analytic ``lut``, ``ff``, ``carry``, ``dsp``, ``bram`` of ``config`` on ``family`` (counts of the family's
     primitives; see ``targets``)."""
+    return resources_of(components(config), family, coeffs)
+
+
+def resources_of(parts, family: str, coeffs: dict | None = None) -> dict[str, float]:
+    """:func:`estimate_resources` of the components ``parts``."""
     rows = _rows_of(coeffs) if coeffs else _coefficient_rows(family)
-    f, dsp, bram = features(config, family)
+    f, dsp, bram = _features(parts, family)
     values = tuple(f.values())                   # FEATURES order
     out = {}
     for metric, row in rows:
@@ -546,10 +551,23 @@ def path_terms(config, family: str) -> list[dict[str, float]]:
 
 def estimate_fmax(config, family: str, coeffs: dict | None = None) -> float:
     """Analytic fmax (MHz): the slowest component path under the family's delay model (ns per term)."""
-    delay = (coeffs or coefficients()["families"][family])["delay_ns"]
-    one, mem, levels, carry_bits, chains, dsp, mul_lut = (delay.get(k, 0.0) for k in PATH_TERMS)
+    return fmax_of(components(config), family, coeffs)
+
+
+@lru_cache(maxsize=None)
+def _delays(family: str) -> tuple[float, ...]:
+    delay = coefficients()["families"][family]["delay_ns"]
+    return tuple(delay.get(k, 0.0) for k in PATH_TERMS)
+
+
+def fmax_of(parts, family: str, coeffs: dict | None = None) -> float:
+    """:func:`estimate_fmax` of the components ``parts``."""
+    if coeffs:
+        one, mem, levels, carry_bits, chains, dsp, mul_lut = (coeffs["delay_ns"].get(k, 0.0) for k in PATH_TERMS)
+    else:
+        one, mem, levels, carry_bits, chains, dsp, mul_lut = _delays(family)
     worst = None
-    for comp in components(config):             # path_terms' rows, summed term by term in PATH_TERMS order
+    for comp in parts:                          # path_terms' rows, summed term by term in PATH_TERMS order
         for p in comp.paths:
             dsp_term = mul_term = 0
             if p.mul is not None:

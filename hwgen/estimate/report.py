@@ -163,7 +163,8 @@ def default_cycles(config) -> Cycles:
 
 def analytic_figures(config, target: Target) -> tuple[dict[str, float], float]:
     """(resources, fmax MHz) from the analytic models."""
-    return fpga.estimate_resources(config, target.family), fpga.estimate_fmax(config, target.family)
+    parts = fpga.components(config)
+    return fpga.resources_of(parts, target.family), fpga.fmax_of(parts, target.family)
 
 
 def _resource_metrics(config, t: Target) -> tuple[dict[str, dict], dict]:

@@ -1161,18 +1161,19 @@ class Program:
         ``kp``, ``period`` and ``samples`` off :meth:`_layer_instructions`, without building them)."""
         cfg = self.cfg
         rows, drain = cfg.rows, 2 * cfg.rows + cfg.cols - 1
+        ws = cfg.dataflow == "ws"
+        fixed = 2 * rows + cfg.cols + cfg.lane_stages + 3 if ws else 3 * rows + cfg.cols + cfg.lane_stages + 2
         total = 0
         for chunk, repeat in self.segments(samples, stream):
             cycles = chunk * (self.x_words + self.y_words) + 1 if stream else 0
-            if cfg.dataflow == "ws":
+            if ws:                  # R + (folds − 1)·period + samples + R + C + lane stages + 3 per layer
                 for pixels, folds in self._cycle_terms:
                     m_rows = chunk * pixels
-                    cycles += rows + (folds - 1) * max(m_rows, drain) + m_rows + rows + cfg.cols + \
-                        cfg.lane_stages + 3
-            else:
+                    cycles += (folds - 1) * max(m_rows, drain) + m_rows + fixed
+            else:                   # (tiles − 1)·period + kp + 3R + C + lane stages + 2 per layer
                 for walk_s, first, n_tiles, period, kp in self._cycle_terms:
                     tiles = ceil(((chunk - 1) * walk_s + first) / rows) * n_tiles
-                    cycles += (tiles - 1) * period + kp + 3 * rows + cfg.cols + cfg.lane_stages + 2
+                    cycles += (tiles - 1) * period + kp + fixed
             total += repeat * cycles
         return total
 

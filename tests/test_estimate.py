@@ -97,6 +97,31 @@ def test_requant_lane_model():
     assert lane.cmp == 3 * cfg.threshold_bits
 
 
+def test_instruction_bits_read_field_by_field():
+    """The instruction's read ranges (pre-joined runs of whole fields) equal walking every field: left out if
+    unused, else cut to the width its consumer reads, adjacent runs joined."""
+    import itertools
+
+    def field_by_field(dataflow, act, weight, slot, operand, prog, rows, cols, max_pool):
+        ws = dataflow == "ws"
+        kept = {"in_base": act, "in_base2": act, "kp_words": act, "out_base": act, "out_words": act,
+                "w_base": weight + ws, "slot_base": slot, "zx": operand, "base": operand, "loop_to": prog}
+        if not ws:
+            kept.update(d0_words=act, dx_words=act, dy_words=act, c0_lane=cols, d0_r=rows, pool_max=int(max_pool))
+        ranges = []
+        for name, offset, width in fpga._instruction_layout()[1]:
+            bits = 0 if name in fpga._UNUSED[dataflow] else min(width, kept.get(name, width))
+            if bits and ranges and ranges[-1][1] == offset:
+                ranges[-1][1] = offset + bits
+            elif bits:
+                ranges.append([offset, offset + bits])
+        return tuple((start, stop) for start, stop in ranges)
+
+    for args in itertools.product(("os", "ws"), (0, 1, 9, 16, 17), (0, 4, 16, 17), (0, 6, 10), (1, 10, 18),
+                                  (0, 3, 8), (0, 3, 6), (0, 2, 6), (False, True)):
+        assert fpga._instruction_used.__wrapped__(*args) == field_by_field(*args), args
+
+
 def test_fixed_point_lanes_estimate_the_same_every_time():
     """A lane's threshold memories are shared between configurations (cached); its fixed-point stages' bias
     memories are added to a copy, so estimating one configuration again (or another with the same threshold

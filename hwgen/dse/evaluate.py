@@ -2,8 +2,13 @@
 
 - ``analytic`` (default): compile, exact cycle model, analytic estimate on the point's target. No Verilog is
   rendered. A dataflow point builds only its :class:`~hwgen.arch.dataflow.DataflowConfig` (folding and cycle
-  model) and skips the weight/threshold load images, which nothing here reads and which cost ~5× the rest;
-  ``tests/test_dse.py`` checks that this gives the same metrics as ``hwgen.compile(...).estimate(...)``.
+  model) and skips the weight/threshold load images, which nothing here reads and which cost ~5× the rest; a
+  systolic point builds its configuration and program (no images: they are built on first use) and the estimate
+  only its metrics (:func:`hwgen.estimate.report.analytic_metrics`). What depends on the model alone (its lowered
+  layers, their widths and regions, the dataflow layers' ranked foldings) or on the model and the column count
+  (tensor shapes and feeds) is cached per worker, so a point costs ~100 µs of arithmetic on those
+  (``benchmarks/dse_throughput.py``); ``tests/test_dse.py`` checks that every metric equals what
+  ``hwgen.compile(...).estimate(...)`` gives.
 - ``synth``: the same with ``estimate(synth=True)`` (Yosys, and nextpnr where it exists); tool figures replace
   the analytic ones.
 - ``sim``: compiles the full design and runs Verilator on the spec's ``inputs`` (its first ``samples``):

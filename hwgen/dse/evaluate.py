@@ -116,11 +116,11 @@ def _analytic(entry: ModelEntry, point: Point, synth: bool, metrics: dict, units
         steady_samples, steady_cycles = batch, design.predicted_cycles(batch, stream=False)
         mac_units = config.rows * config.cols
         _put(metrics, units, "batch", batch, "samples")
-    _put(metrics, units, "cycles", cycles, "cycles")
-    _put(metrics, units, "predicted_cycles", cycles, "cycles")
-    _put(metrics, units, "macs", entry.macs, "MAC")
-    _put(metrics, units, "mac_units", mac_units, "MAC units")
-    _put(metrics, units, "utilization", entry.macs * steady_samples / (mac_units * steady_cycles), "fraction")
+    for name, value, unit in (("cycles", cycles, "cycles"), ("predicted_cycles", cycles, "cycles"),
+                              ("macs", entry.macs, "MAC"), ("mac_units", mac_units, "MAC units"),
+                              ("utilization", entry.macs * steady_samples / (mac_units * steady_cycles), "fraction")):
+        metrics[name] = float(value)                  # _put, inlined (none of these is None)
+        units[name] = {"unit": unit, "method": "analytic"}
     if point.target is not None:
         if synth:
             if design is not None:

@@ -189,7 +189,8 @@ def systolic_components(cfg) -> list[Component]:
     tb = cfg.threshold_bits
     B = cfg.search_stages
     slot_bits = _bits(cfg.slot_depth)
-    meta_bits = _bits(R) + 16 + 1
+    row_index, col_index = _bits(R), _bits(C)              # bits of a row / column number
+    meta_bits = row_index + 16 + 1
     instr, _ = _instruction_layout()
     used = instruction_used(cfg)
     latched = _bits_in(used)                                # instruction bits the controller keeps
@@ -216,8 +217,8 @@ def systolic_components(cfg) -> list[Component]:
                                                                       else 0),
                       carry_bits=ob + acc + (ob + wb if cfg.product_rounding else 0),
                       chains=2 + (1 if cfg.product_rounding else 0), mul=mul)]
-    select = Component("operand_select", R, add=ob, mux=(select_inputs - 1) * sb, reg=(3 if ws else 0) + _bits(R)
-                       + _bits(C))
+    select = Component("operand_select", R, add=ob, mux=(select_inputs - 1) * sb, reg=(3 if ws else 0) + row_index
+                       + col_index)
     act = Component("activation_banks", R, mems=[Mem(cfg.act_depth, C * sb, group=sb)], mux=3 * C * sb + 3 * 16,
                     logic=C + 4)
     out = Component("output_banks", R, mems=[Mem(cfg.out_depth, C * acc)], mux=16, logic=4)
@@ -247,9 +248,9 @@ def systolic_components(cfg) -> list[Component]:
     # address walkers (walk.py): the kernel walk and two pixel walks (feed, drain), ~10 16-bit registers each
     walkers = 16 * 30 + (16 * 10 if not ws else 0)
     # per row: its pixel (OS: address, x, y) or feature (WS: offsets, word, lane, coordinates), double-buffered
-    row_bits = 48 if not ws else 16 * 2 + 2 * _bits(R) + _bits(C) + 36 + 1
+    row_bits = 48 if not ws else 16 * 2 + 2 * row_index + col_index + 36 + 1
     ctrl_reg = latched + counters + walkers + 2 * R * row_bits + _bits(cfg.prog_depth) + 8
-    ctrl_add = counters + walkers + R * (16 + (36 + 2 * _bits(R) if ws else 32))
+    ctrl_add = counters + walkers + R * (16 + (36 + 2 * row_index if ws else 32))
     controller = Component("controller", reg=ctrl_reg, add=ctrl_add, cmp=6 * 16 + R * 4 * 18,
                            mux=latched // 2 + R * row_bits + ((R - 1) * R * 16 if not ws else 0),
                            logic=64 + (R * R * 16 if ws else 0),
@@ -257,7 +258,7 @@ def systolic_components(cfg) -> list[Component]:
     accumulators = Component("accumulators", C, mems=[Mem(cfg.acc_depth, acc)], add=acc, mux=acc,
                              paths=[Path_(mem=1, levels=1, carry_bits=acc, chains=1)]) if ws else None
     stream_in = Component("stream_in", reg=4 * 16, add=4 * 16 + 32, cmp=32, logic=8)
-    stream_out = Component("stream_out", reg=4 * 16 + 2 + _bits(R) + 1 + C * acc, add=4 * 16 + 32, cmp=32,
+    stream_out = Component("stream_out", reg=4 * 16 + 2 + row_index + 1 + C * acc, add=4 * 16 + 32, cmp=32,
                            mux=(R - 1) * C * (sb + acc) + C * acc, logic=8,
                            paths=[Path_(mem=1, levels=_mux_levels(R) + 1)])
     reset = Component("reset", reg=1)

@@ -132,9 +132,7 @@ def _analytic(entry: ModelEntry, point: Point, synth: bool, metrics: dict, units
         elif design is not None:
             figures = design.analytic_metrics(point.target)
         else:
-            from ..arch.dataflow.design import analytic_metrics
-
-            figures = analytic_metrics(config, point.target)
+            figures = _dataflow_design().analytic_metrics(config, point.target)
         for name, m in figures.items():          # _put, inlined: a value of an estimate is never None
             metrics[name] = float(m["value"])
             units[name] = {"unit": m["unit"], "method": m["method"]}
@@ -146,6 +144,15 @@ def _systolic_design(entry: ModelEntry, params: dict):
         raise HwgenError("--fold and --target-cycles apply to --arch dataflow")
     shape = {"rows": 8, "cols": 8, "dataflow": "os", "batch": 64}
     return systolic_design(entry.model, list(entry.gemm_layers), **{**shape, **params})
+
+
+@lru_cache(maxsize=1)
+def _dataflow_design():
+    """:mod:`hwgen.arch.dataflow.design`, imported on first use (``import hwgen.dse`` stays light), then
+    without the import machinery's per-call cost."""
+    from ..arch.dataflow import design
+
+    return design
 
 
 def _dataflow_config(entry: ModelEntry, params: dict):

@@ -22,6 +22,7 @@ input beat of ``PE`` channels (the generator emits depthwise windows channel gro
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from math import lcm
 
 import numpy as np
@@ -549,31 +550,26 @@ class DataflowConfig:
     def fifo_depths(self) -> tuple[int, ...]:
         """Depth (words of ``lcm(PE, SIMD)`` codes) of the FIFO in front of each layer after the first
         (cycles.py; timing.py over images)."""
-        if self.convolutional:
-            from .timing import fifo_depths
-        else:
-            from .cycles import fifo_depths
-        return fifo_depths(self)
+        cycles, timing = _cycle_models()
+        return (timing if self.convolutional else cycles).fifo_depths(self)
 
     @cached_property
     def predicted_ii_cycles(self) -> int:
         """Steady-state cycles between consecutive samples' last outputs (cycles.py; timing.py over images)."""
+        cycles, timing = _cycle_models()
         if self.convolutional:
-            from .timing import STEADY, run
-            finished = run(self, STEADY + 3)
+            finished = timing.run(self, timing.STEADY + 3)
             return finished[-1] - finished[-2]
-        from .cycles import ii_cycles
-        return ii_cycles(self)
+        return cycles.ii_cycles(self)
 
     @cached_property
     def predicted_latency_cycles(self) -> int:
         """Cycles from a sample's first input transfer to its last output transfer, pipeline idle (cycles.py;
         timing.py over images)."""
+        cycles, timing = _cycle_models()
         if self.convolutional:
-            from .timing import run
-            return run(self, 1)[0]
-        from .cycles import latency_cycles
-        return latency_cycles(self)
+            return timing.run(self, 1)[0]
+        return cycles.latency_cycles(self)
 
     def predicted_cycles(self, samples: int) -> int:
         """Cycles from the first input transfer to the last output transfer of ``samples`` samples streamed back
@@ -582,3 +578,13 @@ class DataflowConfig:
             from .timing import run
             return run(self, samples)[-1]
         return self.predicted_latency_cycles + (samples - 1) * self.predicted_ii_cycles
+
+
+@lru_cache(maxsize=1)
+def _cycle_models():
+    """The modules ``cycles`` (closed form) and ``timing`` (cycle-level), which import this one: imported on first
+    use, then without the import machinery's per-call cost (the cycle figures are asked for at every point of a
+    sweep)."""
+    from . import cycles, timing
+
+    return cycles, timing

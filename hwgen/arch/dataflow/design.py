@@ -252,20 +252,24 @@ class DataflowDesign:
         return write_files(out_dir, files)
 
 
+@lru_cache(maxsize=1)
+def _report():
+    """:mod:`hwgen.estimate.report`, imported on first use (then without the import machinery's per-call cost)."""
+    from ...estimate import report
+
+    return report
+
+
 def estimate_cycles(config: DataflowConfig):
     """The cycle model an estimate of ``config`` uses: latency = one sample, throughput = one sample per II."""
-    from ...estimate.report import Cycles
-
-    return Cycles(config.predicted_latency_cycles, 1, config.predicted_ii_cycles,
-                  "dataflow cycle model: latency = one sample, throughput = one sample per II")
+    return _report().Cycles(config.predicted_latency_cycles, 1, config.predicted_ii_cycles,
+                            "dataflow cycle model: latency = one sample, throughput = one sample per II")
 
 
 def analytic_metrics(config: DataflowConfig, target: str) -> dict[str, dict]:
     """``estimate_config(config, model, target).metrics`` (analytic) alone (see
     :func:`hwgen.estimate.report.analytic_metrics`): they depend on the structure, not on the model's values."""
-    from ...estimate.report import analytic_metrics as metrics_of
-
-    return metrics_of(config, target, estimate_cycles(config))
+    return _report().analytic_metrics(config, target, estimate_cycles(config))
 
 
 def estimate_config(config: DataflowConfig, model: Model, target: str, synth: bool = False,

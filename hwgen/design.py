@@ -252,19 +252,35 @@ class Design:
         (:mod:`hwgen.estimate`; ASIC energy from the program's operation counts or ``out_dir/activity.json``);
         latency is one preloaded sample, throughput ``program.batch`` preloaded samples, both from
         :meth:`predicted_cycles`. ``synth``: Yosys / nextpnr figures, their logs under ``out_dir/synth/``."""
-        from .estimate import Cycles, estimate, target as get_target
-        from .estimate.power import systolic_workload
+        from .estimate import estimate
 
-        batch = self.program.batch
-        cycles = Cycles(self.predicted_cycles(1, stream=False), batch, self.predicted_cycles(batch, stream=False),
-                        f"Design.predicted_cycles: latency = 1 sample, throughput = {batch} samples, preloaded")
-        workload = systolic_workload(self.config, self.layers, cycles.batch_cycles / batch) \
-            if (get_target(target) if isinstance(target, str) else target).kind == "asic" else None   # ASIC energy
+        cycles, workload = self._estimate_inputs(target)
         design = {"top": TOP_NAME, "model_sha256": self._model_sha256()}
         if out_dir is not None and (Path(out_dir) / "activity.json").is_file():
             design["design_verilog_sha256"] = self.verilog_sha256    # which simulation the activity is of
         return estimate(self.config, target, synth=synth, cycles=cycles, verilog=self.verilog if synth else None,
                         top=TOP_NAME, out_dir=out_dir, workload=workload, design=design)
+
+    def analytic_metrics(self, target: str) -> dict[str, dict]:
+        """``estimate(target).metrics`` (analytic), without the rest of the report (see
+        :func:`hwgen.estimate.report.analytic_metrics`)."""
+        from .estimate.report import analytic_metrics
+
+        return analytic_metrics(self.config, target, *self._estimate_inputs(target))
+
+    def _estimate_inputs(self, target):
+        """The cycle model an estimate uses (latency: 1 sample; throughput: a full batch; preloaded) and, for an
+        ASIC target, the operation counts its energy comes from."""
+        Cycles, get_target = _estimate_api()
+        batch = self.program.batch
+        cycles = Cycles(self.predicted_cycles(1, stream=False), batch, self.predicted_cycles(batch, stream=False),
+                        f"Design.predicted_cycles: latency = 1 sample, throughput = {batch} samples, preloaded")
+        workload = None
+        if (get_target(target) if isinstance(target, str) else target).kind == "asic":      # ASIC energy
+            from .estimate.power import systolic_workload      # (with the power model's templates: ASIC only)
+
+            workload = systolic_workload(self.config, self.layers, cycles.batch_cycles / batch)
+        return cycles, workload
 
     # ------------------------------------------------------------------------------------------------ outputs
     def manifest(self, rom: bool = False) -> dict:
@@ -365,6 +381,16 @@ class Design:
                  "report.md": self.report_markdown(),
                  **integration_files(self, self.verilog_rom() if rom else None)}
         return write_files(out_dir, files)
+
+
+@lru_cache(maxsize=1)
+def _estimate_api():
+    """``(Cycles, target)`` of :mod:`hwgen.estimate`, imported on first use (``import hwgen`` stays free of the
+    estimators) and then without the import machinery's per-call cost."""
+    from .estimate.report import Cycles
+    from .estimate.targets import target
+
+    return Cycles, target
 
 
 def unit_rows(graph, units: dict[str, str], max_thresholds: int | None = None) -> list[dict]:

@@ -2,6 +2,8 @@
 the CLI, Dask."""
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import importlib.util
 import itertools
 import json
@@ -171,6 +173,152 @@ def test_analytic_dataflow_equals_full_compile() -> None:
     assert result["units"]["lut"] == {"unit": "LUT4", "method": "analytic"}
 
 
+JET = ROOT / "examples" / "hls4ml_jet_tagger" / "jet_tagger.fml"
+
+
+@pytest.fixture(scope="module")
+def cnn_models(tmp_path_factory) -> dict[str, Path]:
+    """The conv test models (conv_models.py: padded, strided and depthwise convs + FC; a residual block)."""
+    from conv_models import digits_cnn, residual_cnn
+
+    out = tmp_path_factory.mktemp("dse_cnn")
+    made = {}
+    for name, make in (("digits_cnn", digits_cnn), ("residual_cnn", residual_cnn)):
+        make(out / f"{name}.onnx")
+        made[name] = out / f"{name}.onnx"
+    return made
+
+
+def explicit_result(model, arch: str, params: dict, target: str | None, samples: int) -> dict:
+    """Every metric of a point, with units, the slow way: ``hwgen.compile`` (load images and all) and
+    ``Design.estimate``, the way a user gets them one design at a time (the ``analytic`` evaluator must agree)."""
+    design = hwgen.compile(model, arch, **params)
+    macs = sum(layer.macs for layer in design.model.layers)
+    if arch == "dataflow":
+        program = design.program
+        mac_units = sum(layer.pe * layer.simd for layer in design.config.layers)
+        steady = {"ii_cycles": (program.predicted_ii_cycles, "cycles")}
+        utilization = macs / (mac_units * program.predicted_ii_cycles)
+    else:
+        batch = design.program.batch
+        mac_units = design.config.rows * design.config.cols
+        steady = {"batch": (batch, "samples")}
+        utilization = macs * batch / (mac_units * design.predicted_cycles(batch, stream=False))
+    cycles = design.predicted_cycles(samples)
+    figures = {**steady, "cycles": (cycles, "cycles"), "predicted_cycles": (cycles, "cycles"),
+               "macs": (macs, "MAC"), "mac_units": (mac_units, "MAC units"), "utilization": (utilization, "fraction")}
+    metrics = {name: float(value) for name, (value, _) in figures.items()}
+    units = {name: {"unit": unit, "method": "analytic"} for name, (_, unit) in figures.items()}
+    if target is not None:
+        for name, m in design.estimate(target).metrics.items():
+            metrics[name] = float(m["value"])
+            units[name] = {"unit": m["unit"], "method": m["method"]}
+    return {"metrics": metrics, "units": units}
+
+
+EXPLICIT_POINTS = [
+    # model, arch, params, targets, samples
+    ("mlp", "systolic", {"rows": 3, "cols": 5, "dataflow": "os"}, ("ecp5-25k", "sky130", None), 1),
+    ("mlp", "systolic", {"rows": 8, "cols": 8, "dataflow": "ws", "batch": 16}, ("ice40-up5k", "osu018"), 3),
+    ("mlp", "systolic", {"rows": 1, "cols": 16, "dataflow": "ws"}, ("xc7", "xcup"), 100),
+    ("mlp", "systolic", {"rows": 16, "cols": 2, "dataflow": "os", "act_depth": 4096}, ("ecp5-85k",), 1),
+    ("mlp", "dataflow", {"target_cycles": 64}, ("ecp5-25k", "ice40-up5k", "osu018"), 1),
+    ("mlp", "dataflow", {"target_cycles": 256, "max_lanes": 16}, ("xc7", "sky130"), 7),
+    ("mlp", "dataflow", {}, ("ecp5-25k",), 1),
+    ("jet", "dataflow", {"target_cycles": 16}, ("ecp5-25k", "sky130"), 1),
+    ("jet", "dataflow", {}, ("xcup",), 2),
+    ("digits_cnn", "systolic", {"rows": 4, "cols": 4, "dataflow": "os"}, ("ecp5-25k", "osu018"), 1),
+    ("digits_cnn", "systolic", {"rows": 2, "cols": 8, "dataflow": "ws", "batch": 8}, ("xc7",), 5),
+    ("digits_cnn", "dataflow", {"target_cycles": 4096}, ("ecp5-25k", "sky130"), 3),
+    ("residual_cnn", "systolic", {"rows": 8, "cols": 3, "dataflow": "ws"}, ("ice40-hx8k",), 1),
+    ("residual_cnn", "systolic", {"rows": 4, "cols": 8, "dataflow": "os"}, ("osu018",), 1),
+    ("residual_cnn", "dataflow", {"target_cycles": 4096, "max_lanes": 16}, ("ecp5-85k",), 2),
+    ("residual_cnn", "dataflow", {"target_cycles": 1024}, ("ice40-up5k",), 1),
+    ("residual_cnn", "dataflow", {}, ("xcup", "osu018"), 1),
+]
+
+
+@pytest.mark.parametrize("case", EXPLICIT_POINTS, ids=lambda c: f"{c[0]}-{c[1]}-" + "-".join(
+    f"{k}{v}" for k, v in c[2].items()))
+def test_analytic_evaluator_equals_compile_and_estimate(case, cnn_models) -> None:
+    """Every metric (value, unit, method) the analytic evaluator gives equals what ``hwgen.compile(...)`` and
+    ``Design.estimate`` give for the same point: its caches and shortcuts change the speed, never a figure. Each
+    point is evaluated twice, after other points of the same model (warm caches), and the second time must agree
+    with the first."""
+    name, arch, params, targets, samples = case
+    path = {"mlp": MODEL, "jet": JET, **cnn_models}[name]
+    model = hwgen.load(path)
+    sha = hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    for target in targets:
+        expected = explicit_result(model, arch, params, target, samples)
+        point = Point(str(path), sha, arch, canonical_params(arch, params), target, samples)
+        for _ in range(2):
+            result = evaluate(point)
+            assert result["status"] == "ok", result["error"]
+            assert result["metrics"] == expected["metrics"]
+            assert result["units"] == expected["units"]
+
+
+def instruction_cycles(program, samples: int, stream: bool) -> int:
+    """The controllers' cycle formulas (hwgen.design.CYCLE_FORMULAS) read off the program's instructions."""
+    cfg = program.cfg
+    total = 0
+    for chunk, repeat in program.segments(samples, stream):
+        cycles = chunk * (program.x_words + program.y_words) + 1 if stream else 0
+        for instr in program.instructions(chunk, stream)[:len(program.layers)]:
+            if cfg.dataflow == "ws":
+                cycles += cfg.rows + (instr["n_tiles"] * instr["k_tiles"] - 1) * instr["period"] + instr["samples"] \
+                    + cfg.rows + cfg.cols + cfg.lane_stages + 3
+            else:
+                cycles += (instr["m_tiles"] * instr["n_tiles"] - 1) * instr["period"] + instr["kp"] + 3 * cfg.rows \
+                    + cfg.cols + cfg.lane_stages + 2
+        total += repeat * cycles
+    return total
+
+
+def test_systolic_cycle_model_reads_what_the_instructions_say(cnn_models) -> None:
+    """``Program.predict_cycles`` (per-layer terms, no instructions built) equals the cycle formulas evaluated on
+    the instructions the controller runs, for dense and conv models, both dataflows, preloaded and streamed."""
+    for path in (MODEL, cnn_models["digits_cnn"], cnn_models["residual_cnn"]):
+        model = hwgen.load(path)
+        for rows, cols, dataflow in itertools.product((1, 3, 8), (2, 5, 16), ("os", "ws")):
+            program = hwgen.compile(model, rows=rows, cols=cols, dataflow=dataflow, batch=8).program
+            streams = (False, True) if program.x_layout.slots == program.y_layout.slots == 1 else (False,)
+            for stream in streams:
+                for samples in ((1, 3, 8, 21) if stream else (1, 3, program.batch)):
+                    assert program.predict_cycles(samples, stream) == instruction_cycles(program, samples, stream)
+
+
+def test_systolic_layout_shortcuts_choose_what_the_costing_chooses(cnn_models) -> None:
+    """The layouts ``plan`` takes from the per-model caches (one slot per sample for dense models, single
+    candidates) equal those of costing every reader's candidates for the array at hand."""
+    from hwgen.arch.systolic import compile as systolic
+
+    def costed(layers, rows, cols, dataflow):
+        shapes, _, groups, _ = systolic._tensor_groups.__wrapped__(systolic.SameLayers(layers), cols)
+        layouts = {}
+        for _, shape, members, readers in groups:
+            choose = systolic._os_layout if dataflow == "os" else systolic._ws_layout
+            pitch, slots = choose(shape, list(readers), rows, cols)
+            layouts.update({m: dataclasses.replace(shapes[m], pitch=pitch, slots=slots) for m in members})
+        return layouts
+
+    for path in (MODEL, cnn_models["digits_cnn"], cnn_models["residual_cnn"]):
+        layers = systolic.gemm_layers(hwgen.load(path).graph)
+        for rows, cols, dataflow in itertools.product((1, 2, 3, 5, 8, 13), (1, 4, 7, 16), ("os", "ws")):
+            assert systolic.plan_layouts(layers, rows, cols, dataflow) == costed(layers, rows, cols, dataflow)
+
+
+@pytest.mark.parametrize("arch, params", [("dataflow", {"target_cycles": 8, "max_lanes": 16}),
+                                          ("systolic", {"rows": 4, "cols": 4, "k_max": 8})])
+def test_analytic_evaluator_fails_as_compile_does(arch: str, params: dict) -> None:
+    with pytest.raises(hwgen.HwgenError) as raised:
+        hwgen.compile(MODEL, arch, **params).estimate("ecp5-25k")
+    point = Point(str(MODEL), "f" * 64, arch, canonical_params(arch, params), "ecp5-25k")
+    result = evaluate(point)
+    assert (result["status"], result["error"], result["metrics"]) == ("failed", str(raised.value), {})
+
+
 def test_analytic_sweep_records_failures_and_resumes(small_store: Path, tmp_path: Path) -> None:
     rows = rows_by_hash(small_store)
     assert len(rows) == 15
@@ -220,7 +368,7 @@ def _big_spec(rows: list[int]) -> dict:
 
 
 def test_kill_9_then_resume_equals_a_clean_run(tmp_path: Path) -> None:
-    spec = _big_spec(list(range(1, 13)))            # 288 points, ~1 s
+    spec = _big_spec(list(range(1, 25)))            # 576 points, committed one by one: ~0.3 s after the import
     store = tmp_path / "killed.sqlite"
     child = multiprocessing.get_context("fork").Process(target=_sweep_in_child, args=(spec, str(store)))
     child.start()
@@ -241,14 +389,29 @@ def test_kill_9_then_resume_equals_a_clean_run(tmp_path: Path) -> None:
     assert child.exitcode == -signal.SIGKILL
     with Store(store) as db:
         kept = db.count()
-        assert 5 <= kept < 288, "the sweep should have been killed part way"
+        assert 5 <= kept < 576, "the sweep should have been killed part way"
         assert db.sweeps()[0]["finished"] is None
         assert db.db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     resumed = run_sweep(Space.from_dict(spec), store, workers=1)
-    assert resumed.skipped == kept and resumed.done + resumed.failed == 288 - kept
+    assert resumed.skipped == kept and resumed.done + resumed.failed == 576 - kept
     clean = tmp_path / "clean.sqlite"
     run_sweep(Space.from_dict(spec), clean, workers=1)
     assert comparable(rows_by_hash(store)) == comparable(rows_by_hash(clean))
+
+
+def test_a_chunk_is_stored_whole_or_not_at_all(tmp_path: Path) -> None:
+    """A sweep commits each chunk of results in one transaction: a row the store refuses rolls back the chunk."""
+    points = small_space().points()[:3]
+    results = [evaluate(p) for p in points]
+    bad = {**results[2], "status": "unknown"}                 # violates the results table's CHECK constraint
+    with Store(tmp_path / "chunks.sqlite") as db:
+        with pytest.raises(sqlite3.IntegrityError):
+            db.put_many([results[0], results[1], bad], [p.label for p in points])
+        assert db.count() == 0
+        db.put_many(results, [p.label for p in points])
+        assert db.count() == 3
+        assert {r["point_hash"]: json.loads(json.dumps(r["metrics"])) for r in db.rows()} == \
+            {r["hash"]: r["metrics"] for r in results}
 
 
 def test_concurrent_writers_do_not_corrupt_the_store(tmp_path: Path) -> None:

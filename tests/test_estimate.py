@@ -97,6 +97,46 @@ def test_requant_lane_model():
     assert lane.cmp == 3 * cfg.threshold_bits
 
 
+def test_instruction_bits_read_field_by_field():
+    """The instruction's read ranges (pre-joined runs of whole fields) equal walking every field: left out if
+    unused, else cut to the width its consumer reads, adjacent runs joined."""
+    import itertools
+
+    def field_by_field(dataflow, act, weight, slot, operand, prog, rows, cols, max_pool):
+        ws = dataflow == "ws"
+        kept = {"in_base": act, "in_base2": act, "kp_words": act, "out_base": act, "out_words": act,
+                "w_base": weight + ws, "slot_base": slot, "zx": operand, "base": operand, "loop_to": prog}
+        if not ws:
+            kept.update(d0_words=act, dx_words=act, dy_words=act, c0_lane=cols, d0_r=rows, pool_max=int(max_pool))
+        ranges = []
+        for name, offset, width in fpga._instruction_layout()[1]:
+            bits = 0 if name in fpga._UNUSED[dataflow] else min(width, kept.get(name, width))
+            if bits and ranges and ranges[-1][1] == offset:
+                ranges[-1][1] = offset + bits
+            elif bits:
+                ranges.append([offset, offset + bits])
+        return tuple((start, stop) for start, stop in ranges)
+
+    for args in itertools.product(("os", "ws"), (0, 1, 9, 16, 17), (0, 4, 16, 17), (0, 6, 10), (1, 10, 18),
+                                  (0, 3, 8), (0, 3, 6), (0, 2, 6), (False, True)):
+        assert fpga._instruction_used.__wrapped__(*args) == field_by_field(*args), args
+
+
+def test_fixed_point_lanes_estimate_the_same_every_time():
+    """A lane's threshold memories are shared between configurations (cached); its fixed-point stages' bias
+    memories are added to a copy, so estimating one configuration again (or another with the same threshold
+    memories) gives the same figures."""
+    cfg = SystolicConfig(rows=4, cols=4, fixed_steps=2, a_bits=6, w_bits=6, k_max=64)
+    figures = []
+    for _ in range(3):
+        fpga.components.cache_clear()
+        [lane] = by_name(fpga.components(cfg), "requant_lane")
+        assert [mem.depth for mem in lane.mems] == \
+            [cfg.slot_depth << b for b in range(cfg.search_stages)] + [cfg.slot_depth] * 2   # + bias per stage
+        figures.append(fpga.estimate_resources(cfg, "ecp5"))
+    assert figures[0] == figures[1] == figures[2]
+
+
 def test_mvau_threshold_fifo_dwc_models():
     cfg = small_dataflow()
     parts = fpga.dataflow_components(cfg)

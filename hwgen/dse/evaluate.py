@@ -2,8 +2,13 @@
 
 - ``analytic`` (default): compile, exact cycle model, analytic estimate on the point's target. No Verilog is
   rendered. A dataflow point builds only its :class:`~hwgen.arch.dataflow.DataflowConfig` (folding and cycle
-  model) and skips the weight/threshold load images, which nothing here reads and which cost ~5× the rest;
-  ``tests/test_dse.py`` checks that this gives the same metrics as ``hwgen.compile(...).estimate(...)``.
+  model) and skips the weight/threshold load images, which nothing here reads and which cost ~5× the rest; a
+  systolic point builds its configuration and program (no images: they are built on first use) and the estimate
+  only its metrics (:func:`hwgen.estimate.report.analytic_metrics`). What depends on the model alone (its lowered
+  layers, their widths and regions, the dataflow layers' ranked foldings) or on the model and the column count
+  (tensor shapes and feeds) is cached per worker, so a point costs 100–150 µs of arithmetic on those
+  (``benchmarks/dse_throughput.py``); ``tests/test_dse.py`` checks that every metric equals what
+  ``hwgen.compile(...).estimate(...)`` gives.
 - ``synth``: the same with ``estimate(synth=True)`` (Yosys, and nextpnr where it exists); tool figures replace
   the analytic ones.
 - ``sim``: compiles the full design and runs Verilator on the spec's ``inputs`` (its first ``samples``):
@@ -24,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import __version__
+from ..design import systolic_design
 from ..errors import HwgenError
 from .space import Point
 
@@ -58,8 +64,8 @@ def _model(path: str, sha256: str) -> ModelEntry:
 
 
 def evaluate_points(points: list[dict], evaluator: str = "analytic", inputs: str | None = None) -> list[dict]:
-    """Evaluate plain-data points (``Point.as_dict()``); one result dict per point, in order (picklable in and
-    out, so local process pools and Dask workers call this directly)."""
+    """Evaluate plain-data points (``Point.task()`` or ``Point.as_dict()``); one result dict per point, in order
+    (picklable in and out, so local process pools and Dask workers call this directly)."""
     return [evaluate(Point.from_dict(p), evaluator, inputs) for p in points]
 
 
@@ -110,30 +116,43 @@ def _analytic(entry: ModelEntry, point: Point, synth: bool, metrics: dict, units
         steady_samples, steady_cycles = batch, design.predicted_cycles(batch, stream=False)
         mac_units = config.rows * config.cols
         _put(metrics, units, "batch", batch, "samples")
-    _put(metrics, units, "cycles", cycles, "cycles")
-    _put(metrics, units, "predicted_cycles", cycles, "cycles")
-    _put(metrics, units, "macs", entry.macs, "MAC")
-    _put(metrics, units, "mac_units", mac_units, "MAC units")
-    _put(metrics, units, "utilization", entry.macs * steady_samples / (mac_units * steady_cycles), "fraction")
+    for name, value, unit in (("cycles", cycles, "cycles"), ("predicted_cycles", cycles, "cycles"),
+                              ("macs", entry.macs, "MAC"), ("mac_units", mac_units, "MAC units"),
+                              ("utilization", entry.macs * steady_samples / (mac_units * steady_cycles), "fraction")):
+        metrics[name] = float(value)                  # _put, inlined (none of these is None)
+        units[name] = {"unit": unit, "method": "analytic"}
     if point.target is not None:
-        if design is not None:
-            report = design.estimate(point.target, synth=synth)
-        else:
-            from ..arch.dataflow.design import estimate_config
+        if synth:
+            if design is not None:
+                figures = design.estimate(point.target, synth=True).metrics
+            else:
+                from ..arch.dataflow.design import estimate_config
 
-            report = estimate_config(config, entry.model, point.target, synth)
-        for name, m in report.metrics.items():
-            _put(metrics, units, name, m["value"], m["unit"], m["method"])
+                figures = estimate_config(config, entry.model, point.target, True).metrics
+        elif design is not None:
+            figures = design.analytic_metrics(point.target)
+        else:
+            figures = _dataflow_design().analytic_metrics(config, point.target)
+        for name, m in figures.items():          # _put, inlined: a value of an estimate is never None
+            metrics[name] = float(m["value"])
+            units[name] = {"unit": m["unit"], "method": m["method"]}
 
 
 def _systolic_design(entry: ModelEntry, params: dict):
     """``hwgen.compile(model, "systolic", **params)`` with the model's GEMM layers computed once per worker."""
-    from ..design import systolic_design
-
     if "fold" in params or "target_cycles" in params:
         raise HwgenError("--fold and --target-cycles apply to --arch dataflow")
     shape = {"rows": 8, "cols": 8, "dataflow": "os", "batch": 64}
     return systolic_design(entry.model, list(entry.gemm_layers), **{**shape, **params})
+
+
+@lru_cache(maxsize=1)
+def _dataflow_design():
+    """:mod:`hwgen.arch.dataflow.design`, imported on first use (``import hwgen.dse`` stays light), then
+    without the import machinery's per-call cost."""
+    from ..arch.dataflow import design
+
+    return design
 
 
 def _dataflow_config(entry: ModelEntry, params: dict):
@@ -161,6 +180,20 @@ def _simulate(entry: ModelEntry, point: Point, inputs: str | None, metrics: dict
     _put(metrics, units, "sim_seconds", report["sim_seconds"], "s", "simulated")
     if report.get("ii_cycles") is not None:
         _put(metrics, units, "ii_cycles", report["ii_cycles"], "cycles", "simulated")
+
+
+def clear_point_caches() -> None:
+    """Empty the caches that the points of a sweep fill (keyed by a point's configuration, memory geometry or
+    instruction-field widths) and keep those of the models (imported models, their lowered layers, the dataflow
+    layers' ranked foldings): afterwards evaluating points costs what it costs in a fresh worker that has imported
+    the models. For benchmarks (``benchmarks/dse_throughput.py``), which time the same points more than once."""
+    from ..arch.dataflow import timing
+    from ..estimate import fpga, memmap, report
+
+    for cache in (fpga.components, fpga._instruction_used, fpga._bits_in, fpga._lane_memories, fpga._mapped,
+                  memmap.map_memory, memmap._choice, report._config_json, timing._head, timing.fifo_depths,
+                  timing.window_schedule):
+        cache.cache_clear()
 
 
 @lru_cache(maxsize=4)

@@ -2,7 +2,7 @@
 
 ``run_sweep(space, store)`` expands the space, skips every point whose hash the store already holds for this
 evaluator and hwgen version (failed points too, unless ``retry_failed``), evaluates the rest in chunks and stores
-each result as it arrives. ``workers=1`` evaluates in this process; ``workers=N`` uses a
+each chunk of results as it arrives (one transaction per chunk). ``workers=1`` evaluates in this process; ``workers=N`` uses a
 ``ProcessPoolExecutor``; ``scheduler="tcp://host:port"`` (or a ``dask.distributed.Client``) sends the chunks to
 an existing Dask cluster, whose workers must be able to read the model (and inputs) paths.
 """
@@ -83,8 +83,8 @@ def run_sweep(space: Space, store: str | Path | Store, evaluator: str = "analyti
 
         def store_results(results: list[dict]) -> None:
             nonlocal done, failed
+            db.put_many(results, [labels[result["hash"]] for result in results], sweep_id)   # one transaction
             for result in results:
-                db.put(result, labels[result["hash"]], sweep_id)
                 if result["status"] == "ok":
                     done += 1
                 else:
@@ -93,7 +93,7 @@ def run_sweep(space: Space, store: str | Path | Store, evaluator: str = "analyti
             if progress is not None:
                 progress(done, failed, len(todo))
 
-        payload = [p.as_dict() for p in todo]
+        payload = [p.task() for p in todo]
         if todo:
             if scheduler is not None:
                 _run_dask(scheduler, payload, evaluator, inputs, chunk, store_results)

@@ -38,6 +38,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from ..compat import cached_property
 from ..errors import HwgenError
 
 SPEC_KEYS = ("name", "models", "targets", "samples", "inputs", "architectures", "constraints", "objectives")
@@ -134,8 +135,10 @@ class Point:
         return {"model_sha256": self.model_sha256, "arch": self.arch, "params": self.params,
                 "target": self.target, "samples": self.samples}
 
-    @property
+    @cached_property
     def hash(self) -> str:
+        """:func:`point_hash` of :attr:`key` (computed once per point: the sweep, the store and the evaluator all
+        ask for it)."""
         return point_hash(self.key)
 
     @property
@@ -158,8 +161,17 @@ class Point:
 
     @classmethod
     def from_dict(cls, data: Mapping) -> Point:
-        return cls(data["model"], data["model_sha256"], data["arch"], dict(data["params"]), data["target"],
-                   data.get("samples", 1))
+        """The point of :meth:`as_dict`'s data; a ``hash`` entry (:meth:`task` data, the hash the sweep computed)
+        is taken as the point's hash rather than computed again."""
+        point = cls(data["model"], data["model_sha256"], data["arch"], dict(data["params"]), data["target"],
+                    data.get("samples", 1))
+        if "hash" in data:
+            point.__dict__["hash"] = data["hash"]
+        return point
+
+    def task(self) -> dict:
+        """:meth:`as_dict` plus the point's ``hash``: what a sweep sends to its workers."""
+        return {**self.as_dict(), "hash": self.hash}
 
 
 def point_hash(key: Mapping) -> str:

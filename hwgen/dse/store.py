@@ -13,8 +13,9 @@ Schema (``schema_version`` 1)::
 Query metrics with SQLite's JSON functions, e.g.
 ``SELECT label, json_extract(metrics, '$.lut') FROM results WHERE status = 'ok'``.
 
-Durability: WAL journal; every result is committed in its own transaction as soon as it arrives, so a sweep
-killed at any moment (even ``kill -9``) keeps every point it reported and a restart computes only the rest.
+Durability: WAL journal; every chunk of results (what one worker task returns) is committed in one transaction
+as soon as it arrives, so a sweep killed at any moment (even ``kill -9``) keeps every point it reported (progress
+is reported after the commit) and a restart computes only the rest.
 Concurrent sweeps on one store wait for each other's short write transactions (``busy_timeout``) and cannot
 duplicate a row (primary key; ``INSERT ... ON CONFLICT``), so they never corrupt it.
 """
@@ -46,6 +47,12 @@ CREATE INDEX IF NOT EXISTS results_status ON results (evaluator, hwgen_version, 
 """
 COLUMNS = ("point_hash", "evaluator", "hwgen_version", "status", "error", "label", "model", "model_sha256", "arch",
            "target", "samples", "params", "metrics", "units", "seconds", "sweep_id", "created")
+
+
+_UPSERT = (f"INSERT INTO results ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))}) "
+           "ON CONFLICT (point_hash, evaluator, hwgen_version) DO UPDATE SET "
+           + ", ".join(f"{c} = excluded.{c}" for c in COLUMNS[3:])
+           + " WHERE results.status = 'failed' OR excluded.status = 'ok'")
 
 
 def _now() -> str:
@@ -121,18 +128,26 @@ class Store:
     def put(self, result: dict, label: str, sweep_id: int | None = None) -> None:
         """Store one evaluation result (``evaluate`` output) in its own transaction. An ``ok`` row is never
         replaced by a ``failed`` one (a concurrent sweep may have finished the point)."""
-        point = result["point"]
-        values = (result["hash"], result["evaluator"], result["hwgen_version"], result["status"], result["error"],
-                  label, Path(point["model"]).name, point["model_sha256"], point["arch"], point["target"],
-                  point["samples"], json.dumps(point["params"], sort_keys=True),
-                  json.dumps(result["metrics"], sort_keys=True), json.dumps(result["units"], sort_keys=True),
-                  result["seconds"], sweep_id, _now())
+        self.put_many([result], [label], sweep_id)
+
+    def put_many(self, results: list[dict], labels: list[str], sweep_id: int | None = None) -> None:
+        """Store evaluation results (``labels``: one per result) in one transaction: all of them or, if the
+        process dies while writing, none (a sweep stores each chunk of points its workers return this way; one
+        commit per chunk rather than per point). Rows are written as :meth:`put` writes them."""
+        created = _now()
+        rows = []
+        units, units_json = None, None           # the points of a chunk mostly share their units: encoded once
+        for result, label in zip(results, labels, strict=True):
+            point = result["point"]
+            if result["units"] != units:
+                units, units_json = result["units"], json.dumps(result["units"], sort_keys=True)
+            rows.append((result["hash"], result["evaluator"], result["hwgen_version"], result["status"],
+                         result["error"], label, Path(point["model"]).name, point["model_sha256"], point["arch"],
+                         point["target"], point["samples"], json.dumps(point["params"], sort_keys=True),
+                         json.dumps(result["metrics"], sort_keys=True), units_json,
+                         result["seconds"], sweep_id, created))
         with self.transaction():
-            self.db.execute(
-                f"INSERT INTO results ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))}) "
-                "ON CONFLICT (point_hash, evaluator, hwgen_version) DO UPDATE SET "
-                + ", ".join(f"{c} = excluded.{c}" for c in COLUMNS[3:])
-                + " WHERE results.status = 'failed' OR excluded.status = 'ok'", values)
+            self.db.executemany(_UPSERT, rows)
 
     def rows(self, evaluator: str | None = None, version: str | None = None) -> list[dict]:
         """Stored results (JSON columns decoded), ordered by label then hash."""

@@ -80,18 +80,10 @@ def _energy(config, t: AsicTarget, m: dict, cycles: Cycles, workload, activity: 
                          "scale": power.SKY130_ENERGY_SCALE if t.library == "sky130" else 1.0}}
 
 
-def estimate_asic(config, t: AsicTarget, *, synth: bool, cycles: Cycles, verilog: str | None, top: str | None,
-                  out_dir: Path | None, design: dict | None, workload=None) -> Estimate:
-    """Estimate ``config`` on the ASIC target ``t`` (see :func:`hwgen.estimate.report.estimate`); energy from
-    ``workload`` (or the dataflow pipeline's own), refined by ``OUT/activity.json`` when simulation recorded one."""
+def _analytic_metrics(config, t: AsicTarget) -> tuple[asic.AsicFigures, dict[str, dict]]:
+    """The analytic area, cells, timing and leakage of ``config`` on ``t``: the figures and their metrics."""
     figures = asic.analytic(config, t)
-    model = asic.coefficients()
-    tools: dict[str, object] = {"hwgen": __version__,
-                                "model": {"fitted": model.get("date"), "status": model.get("status"),
-                                          "tools": model.get("tools", {}),
-                                          "calibration_configs": len(model.get("configurations", []))}}
-    notes: list[str] = []
-    m: dict[str, dict] = {
+    return figures, {
         "area": metric(figures.area, "µm²", "analytic"),
         "cell_area": metric(figures.cell_area, "µm²", "analytic"),
         "sram_area": metric(figures.sram_area, "µm²", "analytic"),
@@ -100,6 +92,37 @@ def estimate_asic(config, t: AsicTarget, *, synth: bool, cycles: Cycles, verilog
         "fmax": metric(figures.fmax_mhz, "MHz", "analytic"),
         "power_leakage": metric(figures.leakage_mw * 1e3, "µW", "analytic"),
     }
+
+
+def _timing_metrics(m: dict[str, dict], cycles: Cycles) -> None:
+    """Add ``latency_cycles``, ``latency`` and ``throughput`` at ``m``'s fmax."""
+    f = m["fmax"]["value"]
+    m["latency_cycles"] = metric(cycles.latency_cycles, "cycles", "analytic")
+    m["latency"] = metric(cycles.latency_cycles / f, "µs", m["fmax"]["method"])
+    m["throughput"] = metric(cycles.batch_samples * f * 1e6 / cycles.batch_cycles, "inferences/s",
+                             m["fmax"]["method"])
+
+
+def asic_metrics(config, t: AsicTarget, cycles: Cycles, workload=None) -> dict[str, dict]:
+    """The metrics of :func:`estimate_asic` without ``synth`` and without an activity file, alone (no report
+    document)."""
+    _, m = _analytic_metrics(config, t)
+    _timing_metrics(m, cycles)
+    _energy(config, t, m, cycles, workload, None, [])
+    return m
+
+
+def estimate_asic(config, t: AsicTarget, *, synth: bool, cycles: Cycles, verilog: str | None, top: str | None,
+                  out_dir: Path | None, design: dict | None, workload=None) -> Estimate:
+    """Estimate ``config`` on the ASIC target ``t`` (see :func:`hwgen.estimate.report.estimate`); energy from
+    ``workload`` (or the dataflow pipeline's own), refined by ``OUT/activity.json`` when simulation recorded one."""
+    figures, m = _analytic_metrics(config, t)
+    model = asic.coefficients()
+    tools: dict[str, object] = {"hwgen": __version__,
+                                "model": {"fitted": model.get("date"), "status": model.get("status"),
+                                          "tools": model.get("tools", {}),
+                                          "calibration_configs": len(model.get("configurations", []))}}
+    notes: list[str] = []
     if t.library == "sky130":
         notes.append("sky130: timing is OSU 0.18 µm's delay model × 130/180 (the sky130 package has no timing "
                      "data); leakage per cell as OSU's (no sky130 leakage data): stated assumptions")
@@ -134,11 +157,7 @@ def estimate_asic(config, t: AsicTarget, *, synth: bool, cycles: Cycles, verilog
                      "sequential_area": result.sequential_area, "critical_path": list(result.critical_path),
                      "log_dir": f"synth/{t.name}" if out_dir is not None else None}
         design["verilog_sha256"] = hashlib.sha256(verilog.encode()).hexdigest()
-    f = m["fmax"]["value"]
-    m["latency_cycles"] = metric(cycles.latency_cycles, "cycles", "analytic")
-    m["latency"] = metric(cycles.latency_cycles / f, "µs", m["fmax"]["method"])
-    m["throughput"] = metric(cycles.batch_samples * f * 1e6 / cycles.batch_cycles, "inferences/s",
-                             m["fmax"]["method"])
+    _timing_metrics(m, cycles)
     activity = load_activity(out_dir, design.get("verilog_sha256") or design.get("design_verilog_sha256"))
     energy = _energy(config, t, m, cycles, workload, activity, notes)
     if cycles.source:

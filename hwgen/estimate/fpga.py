@@ -23,7 +23,8 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from functools import lru_cache
-from math import ceil, lcm, log2
+from math import ceil, lcm
+from operator import mul
 from pathlib import Path
 from typing import NamedTuple
 
@@ -108,6 +109,32 @@ def instruction_used(cfg) -> tuple[tuple[int, int], ...]:
                              cfg.max_pool)
 
 
+_NARROWED = ("in_base", "in_base2", "kp_words", "out_base", "out_words", "w_base", "slot_base", "zx", "base",
+             "loop_to")                                        # fields cut to their consumers' widths (both)
+_NARROWED_OS = ("d0_words", "dx_words", "dy_words", "c0_lane", "d0_r", "pool_max")
+
+
+@lru_cache(maxsize=2)
+def _instruction_items(dataflow: str) -> tuple[tuple[int, int, str | None], ...]:
+    """The instruction's fields that ``dataflow``'s hardware reads at all, as ``(offset, width, name)`` with
+    ``name`` None for a field kept whole; runs of adjacent whole fields joined into one item (they join into one
+    range whatever the configuration), so :func:`_instruction_used` walks a few dozen items, not every field."""
+    narrowed = set(_NARROWED) | (set(_NARROWED_OS) if dataflow == "os" else set())
+    unused = set(_UNUSED[dataflow])
+    _, fields = _instruction_layout()
+    items: list[list] = []
+    for name, offset, width in fields:
+        if name in unused:
+            continue
+        if name in narrowed:
+            items.append([offset, width, name])
+        elif items and items[-1][2] is None and items[-1][0] + items[-1][1] == offset:
+            items[-1][1] += width
+        else:
+            items.append([offset, width, None])
+    return tuple(tuple(item) for item in items)
+
+
 @lru_cache(maxsize=1024)
 def _instruction_used(dataflow: str, act: int, weight: int, slot: int, operand: int, prog: int, rows: int, cols: int,
                       max_pool: bool) -> tuple[tuple[int, int], ...]:
@@ -116,15 +143,20 @@ def _instruction_used(dataflow: str, act: int, weight: int, slot: int, operand: 
             "w_base": weight + ws, "slot_base": slot, "zx": operand, "base": operand, "loop_to": prog}
     if not ws:
         kept.update(d0_words=act, dx_words=act, dy_words=act, c0_lane=cols, d0_r=rows, pool_max=int(max_pool))
-    _, fields = _instruction_layout()
     ranges: list[list[int]] = []
-    for name, offset, width in fields:
-        bits = 0 if name in _UNUSED[dataflow] else min(width, kept.get(name, width))
+    for offset, width, name in _instruction_items(dataflow):
+        bits = width if name is None else min(width, kept[name])
         if bits and ranges and ranges[-1][1] == offset:
             ranges[-1][1] = offset + bits                      # joins the previous field's run
         elif bits:
             ranges.append([offset, offset + bits])
     return tuple((start, stop) for start, stop in ranges)
+
+
+@lru_cache(maxsize=1024)
+def _bits_in(ranges: tuple[tuple[int, int], ...]) -> int:
+    """Bits in the ``(start, stop)`` ranges."""
+    return sum(stop - start for start, stop in ranges)
 
 
 @lru_cache(maxsize=1024)
@@ -139,7 +171,8 @@ def _bits(count: int) -> int:
 
 
 def _clog2(n: int) -> int:
-    return max(0, ceil(log2(n))) if n > 1 else 0
+    """⌈log₂ n⌉ (0 for n ≤ 1), in integers."""
+    return (n - 1).bit_length() if n > 1 else 0
 
 
 def _mux_levels(inputs: int) -> int:
@@ -156,10 +189,11 @@ def systolic_components(cfg) -> list[Component]:
     tb = cfg.threshold_bits
     B = cfg.search_stages
     slot_bits = _bits(cfg.slot_depth)
-    meta_bits = _bits(R) + 16 + 1
+    row_index, col_index = _bits(R), _bits(C)              # bits of a row / column number
+    meta_bits = row_index + 16 + 1
     instr, _ = _instruction_layout()
     used = instruction_used(cfg)
-    latched = sum(stop - start for start, stop in used)     # instruction bits the controller keeps
+    latched = _bits_in(used)                                # instruction bits the controller keeps
     mul = (ob, wb)
     # operand path into row 0: memory read → lane select → − zx → PE multiply → accumulate
     pool = acc if cfg.max_pool else 0                       # the max mode: a comparator and one more mux level
@@ -183,8 +217,8 @@ def systolic_components(cfg) -> list[Component]:
                                                                       else 0),
                       carry_bits=ob + acc + (ob + wb if cfg.product_rounding else 0),
                       chains=2 + (1 if cfg.product_rounding else 0), mul=mul)]
-    select = Component("operand_select", R, add=ob, mux=(select_inputs - 1) * sb, reg=(3 if ws else 0) + _bits(R)
-                       + _bits(C))
+    select = Component("operand_select", R, add=ob, mux=(select_inputs - 1) * sb, reg=(3 if ws else 0) + row_index
+                       + col_index)
     act = Component("activation_banks", R, mems=[Mem(cfg.act_depth, C * sb, group=sb)], mux=3 * C * sb + 3 * 16,
                     logic=C + 4)
     out = Component("output_banks", R, mems=[Mem(cfg.out_depth, C * acc)], mux=16, logic=4)
@@ -193,8 +227,8 @@ def systolic_components(cfg) -> list[Component]:
     program = Component("program", mems=[Mem(cfg.prog_depth, 32 * chunks, group=32, used=used)], logic=chunks)
     host = Component("host_read", reg=2 + 3 + 6 + 16 + 6 + 33, mux=(2 * R * C - 1) * 32, logic=16)
     S, F = cfg.lane_stages, cfg.fixed_steps
-    lane_regs = sum(1 + slot_bits + meta_bits + acc for _ in range(S)) + sum(b + tb for b in range(B)) + \
-        (S - B) * B + 1 + meta_bits + acc
+    # per stage: valid, slot, metadata, accumulator; per search stage b: b decided bits and a threshold
+    lane_regs = S * (1 + slot_bits + meta_bits + acc) + B * (B - 1) // 2 + B * tb + (S - B) * B + 1 + meta_bits + acc
     lane = Component("requant_lane", C, reg=lane_regs, add=tb + acc + B * 0, cmp=B * tb,
                      mux=acc + B * tb, logic=B * 4,
                      mems=_lane_memories(cfg.slot_depth, tb, B),
@@ -208,15 +242,15 @@ def systolic_components(cfg) -> list[Component]:
         lane.cmp += F * (2 * (fb + 1) + 3 * (fb + 2))          # rem vs half, over/under limits
         lane.mux += F * ((fb + 1) * 2 * shift_levels + 4 * fb) + fb
         lane.logic += F * 16
-        lane.mems += [Mem(cfg.slot_depth, fb) for _ in range(F)]
+        lane.mems = lane.mems + [Mem(cfg.slot_depth, fb) for _ in range(F)]     # a new list: the cached one is shared
         lane.paths.append(Path_(mem=1, levels=2 * shift_levels + 4, carry_bits=3 * fb, chains=4))
     counters = 16 * 10 + 32 if not ws else 16 * 9 + 32
     # address walkers (walk.py): the kernel walk and two pixel walks (feed, drain), ~10 16-bit registers each
     walkers = 16 * 30 + (16 * 10 if not ws else 0)
     # per row: its pixel (OS: address, x, y) or feature (WS: offsets, word, lane, coordinates), double-buffered
-    row_bits = 48 if not ws else 16 * 2 + 2 * _bits(R) + _bits(C) + 36 + 1
+    row_bits = 48 if not ws else 16 * 2 + 2 * row_index + col_index + 36 + 1
     ctrl_reg = latched + counters + walkers + 2 * R * row_bits + _bits(cfg.prog_depth) + 8
-    ctrl_add = counters + walkers + R * (16 + (36 + 2 * _bits(R) if ws else 32))
+    ctrl_add = counters + walkers + R * (16 + (36 + 2 * row_index if ws else 32))
     controller = Component("controller", reg=ctrl_reg, add=ctrl_add, cmp=6 * 16 + R * 4 * 18,
                            mux=latched // 2 + R * row_bits + ((R - 1) * R * 16 if not ws else 0),
                            logic=64 + (R * R * 16 if ws else 0),
@@ -224,7 +258,7 @@ def systolic_components(cfg) -> list[Component]:
     accumulators = Component("accumulators", C, mems=[Mem(cfg.acc_depth, acc)], add=acc, mux=acc,
                              paths=[Path_(mem=1, levels=1, carry_bits=acc, chains=1)]) if ws else None
     stream_in = Component("stream_in", reg=4 * 16, add=4 * 16 + 32, cmp=32, logic=8)
-    stream_out = Component("stream_out", reg=4 * 16 + 2 + _bits(R) + 1 + C * acc, add=4 * 16 + 32, cmp=32,
+    stream_out = Component("stream_out", reg=4 * 16 + 2 + row_index + 1 + C * acc, add=4 * 16 + 32, cmp=32,
                            mux=(R - 1) * C * (sb + acc) + C * acc, logic=8,
                            paths=[Path_(mem=1, levels=_mux_levels(R) + 1)])
     reset = Component("reset", reg=1)
@@ -377,10 +411,12 @@ def dataflow_components(cfg) -> list[Component]:
     return parts
 
 
-@lru_cache(maxsize=4096)
+@lru_cache(maxsize=256)
 def components(config) -> tuple[Component, ...]:
     """Structure counts of every component of ``config`` (a systolic or dataflow configuration); cached per
-    configuration (they are frozen), so resources and fmax of one point share the work. Do not mutate."""
+    configuration (they are frozen), so resources and fmax of one point (and its other targets) share the work.
+    Do not mutate. (Few entries: a sweep's configurations are all different, and thousands of kept component
+    lists only make every garbage collection slower.)"""
     kind = type(config).__name__
     if kind == "SystolicConfig":
         return tuple(systolic_components(config))
@@ -406,34 +442,45 @@ def features(config, family: str) -> tuple[dict[str, float], int, float]:
 
 def _features(parts, family: str, dsp_multipliers: bool = True) -> tuple[dict[str, float], int, float]:
     """:func:`features` of the components ``parts``; ``dsp_multipliers=False`` builds every multiplier from LUTs."""
-    f = dict.fromkeys(FEATURES, 0.0)
+    # each feature summed in local variables, component by component as listed (the same additions, in the same
+    # order, as a dict of features would do them: the figures do not depend on how they are added up)
+    reg = add = cmp = mux = logic = mul_lut = lut_ram = mem_ff = emulation_ff = mem_mux = mem_logic = memories = 0.0
     dsp = 0
     bram = 0.0
     for comp in parts:
         n = comp.count
-        f["reg"] += n * comp.reg
-        f["add"] += n * comp.add
-        f["cmp"] += n * comp.cmp
-        f["mux"] += n * comp.mux
-        f["logic"] += n * comp.logic
+        reg += n * comp.reg
+        add += n * comp.add
+        cmp += n * comp.cmp
+        mux += n * comp.mux
+        logic += n * comp.logic
         for a, b, k in comp.muls:
             blocks = uses_dsp(family, a, b) if dsp_multipliers else 0
             if blocks:
                 dsp += n * k * blocks
             else:
-                f["mul_lut"] += n * k * a * b
+                mul_lut += n * k * a * b
         for mem in comp.mems:
-            k = n * mem.count
-            mapped = map_memory(family, mem.depth, mem.width, mem.group, mem.shape, mem.used)
-            f["memories"] += k
-            bram += k * mapped.bram
-            f["lut_ram"] += k * mapped.lut_ram
-            f["mem_ff"] += k * mapped.ff
-            f["mem_emulation_ff"] += k * mapped.emulation_ff
-            f["mem_mux"] += k * mapped.mux
-            f["mem_logic"] += k * mapped.logic
-    f["one"] = 1.0
-    return f, dsp, bram
+            k = n * mem[2]                           # mem.count
+            m_bram, m_lut_ram, m_ff, m_emulation_ff, m_mux, m_logic = _mapped(family, mem)
+            memories += k
+            bram += k * m_bram
+            lut_ram += k * m_lut_ram
+            mem_ff += k * m_ff
+            emulation_ff += k * m_emulation_ff
+            mem_mux += k * m_mux
+            mem_logic += k * m_logic
+    values = (reg, add, cmp, mux, logic, mul_lut, lut_ram, mem_ff, emulation_ff, mem_mux, mem_logic, memories, 1.0)
+    return dict(zip(FEATURES, values)), dsp, bram
+
+
+@lru_cache(maxsize=8192)
+def _mapped(family: str, mem: Mem) -> tuple:
+    """What one copy of ``mem`` adds on ``family``: :func:`~hwgen.estimate.memmap.map_memory`'s ``bram``,
+    ``lut_ram``, ``ff``, ``emulation_ff``, ``mux`` and ``logic`` (cached by the memory, one lookup per memory
+    of a design)."""
+    m = map_memory(family, mem.depth, mem.width, mem.group, mem.shape, mem.used)
+    return m.bram, m.lut_ram, m.ff, m.emulation_ff, m.mux, m.logic
 
 
 @lru_cache(maxsize=1)
@@ -445,16 +492,31 @@ def coefficients() -> dict:
 def estimate_resources(config, family: str, coeffs: dict | None = None) -> dict[str, float]:
     """Analytic ``lut``, ``ff``, ``carry``, ``dsp``, ``bram`` of ``config`` on ``family`` (counts of the family's
     primitives; see ``targets``)."""
-    coeffs = coeffs or coefficients()["families"][family]
-    f, dsp, bram = features(config, family)
+    return resources_of(components(config), family, coeffs)
+
+
+def resources_of(parts, family: str, coeffs: dict | None = None) -> dict[str, float]:
+    """:func:`estimate_resources` of the components ``parts``."""
+    rows = _rows_of(coeffs) if coeffs else _coefficient_rows(family)
+    f, dsp, bram = _features(parts, family)
+    values = tuple(f.values())                   # FEATURES order
     out = {}
-    for metric in ("lut", "ff", "carry"):
-        c = coeffs[metric]
+    for metric, row in rows:
         exact = f[EXACT[metric]] if metric in EXACT else 0.0
-        out[metric] = exact + max(0.0, sum(c.get(k, 0.0) * v for k, v in f.items()))
+        out[metric] = exact + max(0.0, sum(map(mul, row, values)))
     out["dsp"] = float(dsp)
     out["bram"] = float(bram)
     return out
+
+
+def _rows_of(coeffs: dict) -> tuple[tuple[str, tuple[float, ...]], ...]:
+    """Per fitted metric its coefficients in :data:`FEATURES` order (0.0 where the fit has none)."""
+    return tuple((metric, tuple(coeffs[metric].get(k, 0.0) for k in FEATURES)) for metric in ("lut", "ff", "carry"))
+
+
+@lru_cache(maxsize=None)
+def _coefficient_rows(family: str) -> tuple[tuple[str, tuple[float, ...]], ...]:
+    return _rows_of(coefficients()["families"][family])
 
 
 FOLD_COST_FAMILY = "ecp5"
@@ -490,6 +552,32 @@ def path_terms(config, family: str) -> list[dict[str, float]]:
 
 def estimate_fmax(config, family: str, coeffs: dict | None = None) -> float:
     """Analytic fmax (MHz): the slowest component path under the family's delay model (ns per term)."""
-    delay = (coeffs or coefficients()["families"][family])["delay_ns"]
-    worst = max(sum(delay.get(k, 0.0) * v for k, v in row.items()) for row in path_terms(config, family))
+    return fmax_of(components(config), family, coeffs)
+
+
+@lru_cache(maxsize=None)
+def _delays(family: str) -> tuple[float, ...]:
+    delay = coefficients()["families"][family]["delay_ns"]
+    return tuple(delay.get(k, 0.0) for k in PATH_TERMS)
+
+
+def fmax_of(parts, family: str, coeffs: dict | None = None) -> float:
+    """:func:`estimate_fmax` of the components ``parts``."""
+    if coeffs:
+        one, mem, levels, carry_bits, chains, dsp, mul_lut = (coeffs["delay_ns"].get(k, 0.0) for k in PATH_TERMS)
+    else:
+        one, mem, levels, carry_bits, chains, dsp, mul_lut = _delays(family)
+    worst = None
+    for comp in parts:                          # path_terms' rows, summed term by term in PATH_TERMS order
+        for p in comp.paths:
+            dsp_term = mul_term = 0
+            if p.mul is not None:
+                if uses_dsp(family, *p.mul):
+                    dsp_term = 1
+                else:
+                    mul_term = p.mul[0] + p.mul[1]
+            total = (0 + one * 1.0 + mem * float(p.mem) + levels * float(p.levels) + carry_bits * float(p.carry_bits)
+                     + chains * float(p.chains) + dsp * float(dsp_term) + mul_lut * float(mul_term))
+            if worst is None or total > worst:
+                worst = total
     return 1000.0 / worst

@@ -244,7 +244,7 @@ def _count_covered(intervals: list[tuple[int, int]]) -> int:
     total, reach = 0, -1
     for first, last in sorted(intervals):
         if last > reach:
-            total += last - max(first, reach + 1) + 1
+            total += last - (first if first > reach else reach + 1) + 1     # from max(first, reach + 1)
             reach = last
     return total
 
@@ -272,6 +272,42 @@ def map_memory(family: str, depth: int, width: int, group: int | None = None, sh
     ``used``: the ``(start, stop)`` bit ranges of the word the hardware reads (None: all). Yosys chooses the
     mapping for the whole word, then removes what drives nothing: RAM cells none of whose bits are read, and the
     flip-flops and muxes of unread bits; the figures returned are what remains."""
+    group, groups, abits, choice = _choice(family, depth, width, group, shape)
+    if not used:
+        ranges = None
+    elif max(stop for _, stop in used) <= width:         # the usual case: every range inside the word
+        ranges = [(start, stop - 1) for start, stop in used if start < stop]
+    else:
+        ranges = [(start, min(stop, width) - 1) for start, stop in used if start < min(stop, width)]
+    read = width if ranges is None else _count_covered(ranges)   # bits the hardware reads
+    if ranges is not None:
+        groups = _count_covered([(a // group, b // group) for a, b in ranges])   # write-enable groups left
+    if choice is None:
+        return MemoryMapping("ff", "", "", 0, 0.0, 0, depth * read + read, 0, (depth - 1) * read, depth * groups,
+                             float(depth * width))
+    ram, (cost, mult_a, repl, unit, byte) = choice
+    if ranges is not None:
+        repl = _used_replicas(ranges, width, group, byte, unit, mult_a)
+    cells = repl * ram.per_cell
+    count = mult_a * read if ram.per_bit else cells
+    mux = (mult_a - 1) * read
+    logic = mult_a * groups if mult_a > 1 else 0
+    ff = emulation_ff = 0
+    if ram.kind == "distributed":
+        ff = read                                                # the read register, outside the RAM
+    elif shape in ram.read_first:
+        emulation_ff = 2 * read + abits + 2 * groups             # delayed write (data, address, enables), bypass
+        mux += read
+        logic += abits + groups
+    return MemoryMapping(ram.kind, ram.name, ram.primitive, count, cells * ram.units, count * ram.luts, ff,
+                         emulation_ff, mux, logic, cost)
+
+
+@lru_cache(maxsize=8192)
+def _choice(family: str, depth: int, width: int, group: int | None, shape: str) -> tuple:
+    """:func:`map_memory`'s choice for the whole word (which bits are read does not enter it): ``(group, groups,
+    address bits, None or (RAM, geometry))``; cached apart, so memories differing only in the bits read (the
+    program memory of every configuration) share it."""
     group = width if group is None else min(group, width)
     groups = -(-width // group)
     abits = _clog2(depth)
@@ -303,26 +339,4 @@ def map_memory(family: str, depth: int, width: int, group: int | None = None, sh
     for _, ram, geometry in sorted(kept.values(), key=lambda kept_one: kept_one[0]):
         if geometry[0] < int(best_cost):                          # ties go to the earlier choice, logic first
             best_cost, choice = geometry[0], (ram, geometry)
-    ranges = [(start, min(stop, width) - 1) for start, stop in used if start < min(stop, width)] if used else None
-    read = width if ranges is None else _count_covered(ranges)   # bits the hardware reads
-    if ranges is not None:
-        groups = _count_covered([(a // group, b // group) for a, b in ranges])   # write-enable groups left
-    if choice is None:
-        return MemoryMapping("ff", "", "", 0, 0.0, 0, depth * read + read, 0, (depth - 1) * read, depth * groups,
-                             float(depth * width))
-    ram, (cost, mult_a, repl, unit, byte) = choice
-    if ranges is not None:
-        repl = _used_replicas(ranges, width, group, byte, unit, mult_a)
-    cells = repl * ram.per_cell
-    count = mult_a * read if ram.per_bit else cells
-    mux = (mult_a - 1) * read
-    logic = mult_a * groups if mult_a > 1 else 0
-    ff = emulation_ff = 0
-    if ram.kind == "distributed":
-        ff = read                                                # the read register, outside the RAM
-    elif shape in ram.read_first:
-        emulation_ff = 2 * read + abits + 2 * groups             # delayed write (data, address, enables), bypass
-        mux += read
-        logic += abits + groups
-    return MemoryMapping(ram.kind, ram.name, ram.primitive, count, cells * ram.units, count * ram.luts, ff,
-                         emulation_ff, mux, logic, cost)
+    return group, groups, abits, choice

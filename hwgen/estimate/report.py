@@ -55,9 +55,12 @@ class Cycles:
 
 
 def metric(value: float, unit: str, method: str) -> dict:
+    """``{"value", "unit", "method"}``, the value rounded to 3 decimals (a whole number is already: ``round`` with
+    digits goes through a decimal conversion, the costliest step of an analytic estimate's bookkeeping)."""
     if method not in METHODS:
         raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
-    return {"value": round(float(value), 3), "unit": unit, "method": method}
+    value = float(value)
+    return {"value": value if value.is_integer() else round(value, 3), "unit": unit, "method": method}
 
 
 @dataclass
@@ -160,7 +163,51 @@ def default_cycles(config) -> Cycles:
 
 def analytic_figures(config, target: Target) -> tuple[dict[str, float], float]:
     """(resources, fmax MHz) from the analytic models."""
-    return fpga.estimate_resources(config, target.family), fpga.estimate_fmax(config, target.family)
+    parts = fpga.components(config)
+    return fpga.resources_of(parts, target.family), fpga.fmax_of(parts, target.family)
+
+
+def _resource_metrics(config, t: Target) -> tuple[dict[str, dict], dict]:
+    """The analytic resource metrics of ``config`` on the FPGA ``t`` and its analytic fmax metric."""
+    units = UNITS[t.family]
+    resources, fmax = analytic_figures(config, t)
+    metrics = {name: metric(resources[name], units.get(name, t.bram_unit if name == "bram" else name), "analytic")
+               for name in RESOURCE_METRICS}
+    return metrics, metric(fmax, "MHz", "analytic")
+
+
+def _timing_metrics(metrics: dict[str, dict], fmax_metric: dict, t: Target, cycles: Cycles,
+                    notes: list[str] | None = None) -> None:
+    """Add the utilizations, ``fmax``, ``latency_cycles``, ``latency`` and ``throughput`` to ``metrics`` (the
+    resource metrics, analytic or synthesized); ``notes`` receives what the device lacks."""
+    for name in RESOURCE_METRICS:
+        capacity = t.capacity(name)
+        if capacity:
+            metrics[f"util_{name}"] = metric(100.0 * metrics[name]["value"] / capacity, "%", metrics[name]["method"])
+        elif metrics[name]["value"] and notes is not None:
+            notes.append(f"{t.device} has no {name.upper()} blocks but the design needs "
+                         f"{metrics[name]['value']:g}")
+    metrics["fmax"] = fmax_metric
+    f = fmax_metric["value"]
+    metrics["latency_cycles"] = metric(cycles.latency_cycles, "cycles", "analytic")
+    metrics["latency"] = metric(cycles.latency_cycles / f, "µs", fmax_metric["method"])
+    metrics["throughput"] = metric(cycles.batch_samples * f * 1e6 / cycles.batch_cycles, "inferences/s",
+                                   fmax_metric["method"])
+
+
+def analytic_metrics(config, target: str | Target, cycles: Cycles | None = None, workload=None) -> dict[str, dict]:
+    """The ``metrics`` of :func:`estimate` without ``synth`` (same names, values, units and methods), alone: a
+    design-space sweep stores nothing else, so the report document (configuration dump, provenance, notes) is not
+    built. ``cycles`` and ``workload`` as in :func:`estimate`."""
+    t = get_target(target) if isinstance(target, str) else target
+    cycles = cycles or default_cycles(config)
+    if t.kind == "asic":
+        from .asic_report import asic_metrics
+
+        return asic_metrics(config, t, cycles, workload)
+    metrics, fmax_metric = _resource_metrics(config, t)
+    _timing_metrics(metrics, fmax_metric, t, cycles)
+    return metrics
 
 
 def estimate(config, target: str | Target, *, synth: bool = False, cycles: Cycles | None = None,
@@ -182,17 +229,12 @@ def estimate(config, target: str | Target, *, synth: bool = False, cycles: Cycle
 
         return estimate_asic(config, t, synth=synth, cycles=cycles, verilog=verilog, top=top, out_dir=out_dir,
                              design=design, workload=workload)
-    units = UNITS[t.family]
-    resources, fmax = analytic_figures(config, t)
+    metrics, fmax_metric = _resource_metrics(config, t)
     model = fpga.coefficients()
     tools: dict[str, object] = {"hwgen": __version__,
                                 "model": {"fitted": model.get("date"), "tools": model.get("tools", {}),
                                           "calibration_configs": len(model.get("configurations", []))}}
     notes = []
-    metrics: dict[str, dict] = {}
-    for name in RESOURCE_METRICS:
-        metrics[name] = metric(resources[name], units.get(name, t.bram_unit if name == "bram" else name), "analytic")
-    fmax_metric = metric(fmax, "MHz", "analytic")
     synth_doc = None
     if design is None:
         design = {}
@@ -220,19 +262,7 @@ def estimate(config, target: str | Target, *, synth: bool = False, cycles: Cycle
         design = {**design, "verilog_sha256": hashlib.sha256(verilog.encode()).hexdigest()}
     elif t.pnr is None:
         notes.append(f"{t.family}: fmax model from datasheet-derived delays (no open place-and-route to calibrate it)")
-    for name in RESOURCE_METRICS:
-        capacity = t.capacity(name)
-        if capacity:
-            metrics[f"util_{name}"] = metric(100.0 * metrics[name]["value"] / capacity, "%", metrics[name]["method"])
-        elif metrics[name]["value"]:
-            notes.append(f"{t.device} has no {name.upper()} blocks but the design needs "
-                         f"{metrics[name]['value']:g}")
-    metrics["fmax"] = fmax_metric
-    f = fmax_metric["value"]
-    metrics["latency_cycles"] = metric(cycles.latency_cycles, "cycles", "analytic")
-    metrics["latency"] = metric(cycles.latency_cycles / f, "µs", fmax_metric["method"])
-    metrics["throughput"] = metric(cycles.batch_samples * f * 1e6 / cycles.batch_cycles, "inferences/s",
-                                   fmax_metric["method"])
+    _timing_metrics(metrics, fmax_metric, t, cycles, notes)
     if cycles.source:
         notes.append(f"cycles: {cycles.source}")
     design = {"arch": arch_of(config), "config": config_dict(config), **design}

@@ -29,7 +29,7 @@ from ...ir import BipolarType
 from ..systolic.compile import GemmLayer, gemm_layers, weight_bits
 from ..lanes import pack_lanes, unpack_lanes
 from .config import CodeType, DataflowConfig, LayerConfig, LayerFold, Window
-from .folding import auto_fold, parse_fold, reuse_fold
+from .folding import auto_fold_configs, parse_fold, reuse_fold
 from .loader import BIASES, PARAMETERS, THRESHOLDS, WEIGHTS, element_row
 
 LoadRow = tuple[int, int, int, int, int]
@@ -312,8 +312,8 @@ def fold_config(configs: Sequence[LayerConfig], names: Sequence[str], fold=None,
     if fold is not None and target_cycles is not None:
         raise HwgenError("give either a fold or a target cycle count, not both")
     if target_cycles is not None:
-        folds = auto_fold(configs, target_cycles, names, max_lanes)
-    elif fold is not None:
+        return DataflowConfig(auto_fold_configs(configs, target_cycles, names, max_lanes), sources)
+    if fold is not None:
         folds = parse_fold(fold, names)
     elif reuse:
         folds = reuse_fold(configs, names, reuse)
@@ -321,6 +321,9 @@ def fold_config(configs: Sequence[LayerConfig], names: Sequence[str], fold=None,
         folds = tuple(LayerFold() for _ in configs)
     folded = []
     for name, layer, choice in zip(names, configs, folds):
+        if (layer.pe, layer.simd) == (choice.pe, choice.simd):
+            folded.append(layer)                # already checked at this folding
+            continue
         try:
             folded.append(replace(layer, pe=choice.pe, simd=choice.simd))
         except ValueError as error:

@@ -22,11 +22,13 @@ input beat of ``PE`` channels (the generator emits depthwise windows channel gro
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from math import lcm
 
 import numpy as np
 from amaranth import Shape, signed, unsigned
 
+from ...compat import cached_property
 from ...ir.fixed import ROUNDING
 from ...kernels import pool_geometry
 from ...ir.types import int_range
@@ -423,7 +425,10 @@ class DataflowConfig:
     """Layers streaming into each other. ``sources[i]``: the layers whose outputs layer ``i`` reads (−1: the
     model input; two for an add layer, the chain's input first); empty: a chain, layer ``i`` reads layer ``i−1``.
     A consumer reads its producer's output (``mh`` codes per vector, ``vectors`` pixels) as its window's image,
-    as its vectors (a 1×1 convolution, an add) or as one flat vector. A layer read by several is duplicated."""
+    as its vectors (a 1×1 convolution, an add) or as one flat vector. A layer read by several is duplicated.
+
+    The cycle model's figures (bound, FIFO depths, II, latency) are computed once per instance (cached
+    properties: the fields are frozen)."""
 
     layers: tuple[LayerConfig, ...]
     sources: tuple[tuple[int, ...], ...] = ()
@@ -534,42 +539,37 @@ class DataflowConfig:
         wide = lcm(pe, simd)
         return wide // pe, wide // simd
 
-    @property
+    @cached_property
     def predicted_bound(self) -> int:
         """The initiation interval's lower bound: the most cycles any unit needs per inference (an MVAU's steps, or
         a sliding-window generator's input beats, one per cycle)."""
         return max(max(layer.cycles, layer.in_codes // layer.in_lanes if layer.window else 0)
                    for layer in self.layers)
 
-    @property
+    @cached_property
     def fifo_depths(self) -> tuple[int, ...]:
         """Depth (words of ``lcm(PE, SIMD)`` codes) of the FIFO in front of each layer after the first
         (cycles.py; timing.py over images)."""
-        if self.convolutional:
-            from .timing import fifo_depths
-        else:
-            from .cycles import fifo_depths
-        return fifo_depths(self)
+        cycles, timing = _cycle_models()
+        return (timing if self.convolutional else cycles).fifo_depths(self)
 
-    @property
+    @cached_property
     def predicted_ii_cycles(self) -> int:
         """Steady-state cycles between consecutive samples' last outputs (cycles.py; timing.py over images)."""
+        cycles, timing = _cycle_models()
         if self.convolutional:
-            from .timing import STEADY, run
-            finished = run(self, STEADY + 3)
+            finished = timing.run(self, timing.STEADY + 3)
             return finished[-1] - finished[-2]
-        from .cycles import ii_cycles
-        return ii_cycles(self)
+        return cycles.ii_cycles(self)
 
-    @property
+    @cached_property
     def predicted_latency_cycles(self) -> int:
         """Cycles from a sample's first input transfer to its last output transfer, pipeline idle (cycles.py;
         timing.py over images)."""
+        cycles, timing = _cycle_models()
         if self.convolutional:
-            from .timing import run
-            return run(self, 1)[0]
-        from .cycles import latency_cycles
-        return latency_cycles(self)
+            return timing.run(self, 1)[0]
+        return cycles.latency_cycles(self)
 
     def predicted_cycles(self, samples: int) -> int:
         """Cycles from the first input transfer to the last output transfer of ``samples`` samples streamed back
@@ -578,3 +578,13 @@ class DataflowConfig:
             from .timing import run
             return run(self, samples)[-1]
         return self.predicted_latency_cycles + (samples - 1) * self.predicted_ii_cycles
+
+
+@lru_cache(maxsize=1)
+def _cycle_models():
+    """The modules ``cycles`` (closed form) and ``timing`` (cycle-level), which import this one: imported on first
+    use, then without the import machinery's per-call cost (the cycle figures are asked for at every point of a
+    sweep)."""
+    from . import cycles, timing
+
+    return cycles, timing

@@ -48,7 +48,8 @@ def word_writes(first_valid: int, layer: LayerConfig, up: int) -> list[int]:
     """Cycles the FIFO words of one vector are written, when the layer's first output beat of the vector is valid
     at ``first_valid``: word ``w`` is beats ``w·up … w·up + up − 1``, one beat every ``SF`` cycles (the producer
     never waits), plus the upsizer's output register."""
-    return [first_valid + ((w + 1) * up - 1) * layer.sf + (1 if up > 1 else 0) for w in range(layer.nf // up)]
+    sf, register = layer.sf, 1 if up > 1 else 0
+    return [first_valid + ((w + 1) * up - 1) * sf + register for w in range(layer.nf // up)]
 
 
 def last_arrival(first_valid: int, layer: LayerConfig, up: int, down: int) -> int:

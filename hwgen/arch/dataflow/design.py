@@ -252,13 +252,32 @@ class DataflowDesign:
         return write_files(out_dir, files)
 
 
+@lru_cache(maxsize=1)
+def _report():
+    """:mod:`hwgen.estimate.report`, imported on first use (then without the import machinery's per-call cost)."""
+    from ...estimate import report
+
+    return report
+
+
+def estimate_cycles(config: DataflowConfig):
+    """The cycle model an estimate of ``config`` uses: latency = one sample, throughput = one sample per II."""
+    return _report().Cycles(config.predicted_latency_cycles, 1, config.predicted_ii_cycles,
+                            "dataflow cycle model: latency = one sample, throughput = one sample per II")
+
+
+def analytic_metrics(config: DataflowConfig, target: str) -> dict[str, dict]:
+    """``estimate_config(config, model, target).metrics`` (analytic) alone (see
+    :func:`hwgen.estimate.report.analytic_metrics`): they depend on the structure, not on the model's values."""
+    return _report().analytic_metrics(config, target, estimate_cycles(config))
+
+
 def estimate_config(config: DataflowConfig, model: Model, target: str, synth: bool = False,
                     out_dir: Path | None = None):
     """The estimate of ``model`` on ``config``: it needs the structure only (the Verilog only with ``synth``)."""
-    from ...estimate import Cycles, estimate
+    from ...estimate import estimate
 
-    cycles = Cycles(config.predicted_latency_cycles, 1, config.predicted_ii_cycles,
-                    "dataflow cycle model: latency = one sample, throughput = one sample per II")
+    cycles = estimate_cycles(config)
     design = {"top": TOP_NAME, "model_sha256": model_sha256(model)}
     verilog = render_verilog(config) if synth or (out_dir and (Path(out_dir) / "activity.json").is_file()) else None
     if verilog is not None:

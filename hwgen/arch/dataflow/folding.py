@@ -37,26 +37,42 @@ def legal_folds(layer: LayerConfig) -> tuple[LayerConfig, ...]:
     return tuple(result)
 
 
+@lru_cache(maxsize=1024)
+def ranked_folds(layer: LayerConfig) -> tuple[tuple[float, int, int, int, LayerConfig], ...]:
+    """Every legal folding of ``layer`` as ``(cost, cycles, pe, lanes = PE·SIMD, configuration)``, cheapest
+    first, ties to fewer cycles, then fewer PEs: the order :func:`auto_fold` chooses in (no two foldings tie on
+    all three: PE and the cycles fix SIMD). Cached per layer, so a target is a scan, not a search."""
+    return tuple(sorted(((c.cost, c.cycles, c.pe, c.pe * c.simd, c) for c in legal_folds(layer)),
+                        key=lambda row: row[:3]))
+
+
 def auto_fold(layers: Sequence[LayerConfig], target_cycles: int, names: Sequence[str] | None = None,
               max_lanes: int | None = None) -> tuple[LayerFold, ...]:
     """The cheapest legal folding of every layer with ``SF · NF ≤ target_cycles`` (cycles per inference) and at
     most ``max_lanes`` MAC lanes (``PE · SIMD``, a multiplier budget per layer; default unlimited); raises
     :class:`HwgenError` giving the best achievable cycles when a layer cannot meet the target."""
+    return tuple(layer.fold for layer in auto_fold_configs(layers, target_cycles, names, max_lanes))
+
+
+def auto_fold_configs(layers: Sequence[LayerConfig], target_cycles: int, names: Sequence[str] | None = None,
+                      max_lanes: int | None = None) -> tuple[LayerConfig, ...]:
+    """:func:`auto_fold`, as the folded layer configurations."""
     if isinstance(target_cycles, bool) or not isinstance(target_cycles, int) or target_cycles < 1:
         raise HwgenError(f"target cycles must be a positive integer, got {target_cycles!r}")
-    folds = []
+    folded = []
     for index, layer in enumerate(layers):
-        candidates = [c for c in legal_folds(layer) if max_lanes is None or c.pe * c.simd <= max_lanes]
-        meeting = [c for c in candidates if c.cycles <= target_cycles]
-        if not meeting:
+        ranked = ranked_folds(layer)
+        # the first (cheapest) folding within the lane budget that meets the target
+        choice = next((c for _, cycles, _, lanes, c in ranked
+                       if cycles <= target_cycles and (max_lanes is None or lanes <= max_lanes)), None)
+        if choice is None:
             name = names[index] if names else f"layer {index}"
-            best = min(c.cycles for c in candidates)
+            best = min(cycles for _, cycles, _, lanes, _ in ranked if max_lanes is None or lanes <= max_lanes)
             budget = "" if max_lanes is None else f" with at most {max_lanes} MAC lanes"
             raise HwgenError(f"'{name}' ({layer.mw}×{layer.mh}) cannot run in {target_cycles} cycles per inference"
                              f"{budget}; the best achievable is {best} cycles")
-        choice = min(meeting, key=lambda c: (c.cost, c.cycles, c.pe))
-        folds.append(choice.fold)
-    return tuple(folds)
+        folded.append(choice)
+    return tuple(folded)
 
 
 def reuse_fold(layers: Sequence[LayerConfig], names: Sequence[str], reuse: Mapping[str, int]) -> tuple[LayerFold, ...]:

@@ -33,11 +33,13 @@ Memory layout (``R`` rows, ``C`` columns):
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from functools import cached_property
+from functools import lru_cache
 from math import ceil
+from operator import mul
 
 import numpy as np
 
+from ...compat import cached_property
 from ...errors import HwgenError
 from ...ir import BipolarType, Graph, Node
 from ...ir.fixed import ROUNDING, FixedStep, apply_steps, product_matmul, round_shift
@@ -88,9 +90,33 @@ class GemmLayer:
         """Whether the accumulators themselves are the results (no thresholds, no stages)."""
         return self.thresholds is None and not self.steps
 
-    @property
+    # Derived figures the compiler checks for every array configuration are computed once per layer (a sweep
+    # compiles one model's layers for thousands of configurations); the fields never change (frozen, and the
+    # arrays are never written in place), so they hold for the layer's lifetime.
+    @cached_property
     def stages(self) -> tuple[FixedStage, ...]:
         return tuple(FixedStage.of(step) for step in self.steps)
+
+    @cached_property
+    def stage_fields(self) -> tuple[dict, ...]:
+        """Every fixed-point stage's instruction fields (``encode_stage``); a ``ValueError`` if one does not fit
+        the lanes."""
+        return tuple(encode_stage(stage) for stage in self.stages)
+
+    @cached_property
+    def weight_bits(self) -> int:
+        """Signed bits the weights need."""
+        return _signed_bits(int(self.weight.min()), int(self.weight.max()))
+
+    @cached_property
+    def acc_bits(self) -> int:
+        """Signed bits the accumulator range needs."""
+        return _signed_bits(*self.acc_range)
+
+    @cached_property
+    def stage_value_bits(self) -> int:
+        """See :func:`stage_value_bits`."""
+        return _stage_value_bits(self)
 
     @property
     def k(self) -> int:
@@ -339,6 +365,8 @@ def _os_layout(shape: Layout, users: list, rows: int, cols: int) -> tuple[int, i
             lat_h, lat_w = feed.lattice
             walk_w = _fit(lat_w + 1, pitch, rows)
             candidates.append((pitch, _fit((h - 1) * pitch + w, lat_h * walk_w + lat_w + 1, rows)))
+    if len(set(candidates)) == 1:               # one choice (e.g. every tensor of an MLP): nothing to compare
+        return candidates[0]
     period = 2 * rows + cols - 1
 
     def cost(candidate: tuple[int, int]) -> tuple[int, int]:
@@ -365,7 +393,7 @@ def _ws_layout(shape: Layout, users: list, rows: int, cols: int) -> tuple[int, i
     def cost(pitch: int) -> tuple[int, int]:
         return sum(ceil(feed.taps * ws_channel_rows(feed, pitch, rows, cols) / rows) * _n_tiles(layer, cols) *
                    max(rows * feed.out_hw[0] * feed.out_hw[1], period) for layer, feed in users), pitch
-    pitch = min(pitches, key=cost)
+    pitch = pitches[0] if len(pitches) == 1 else min(pitches, key=cost)
     return pitch, (h - 1) * pitch + w
 
 
@@ -375,8 +403,53 @@ def plan_layouts(layers, rows: int, cols: int, dataflow: str) -> dict[str, Layou
     (mod R, :func:`os_walk`), weight-stationary ones ``pitch ≡ kw`` (mod R: then the kernel positions of a fold sit
     in consecutive banks, :func:`ws_conflict`); the two inputs of a residual Add share one layout. Among the
     candidates every reader offers, the one with the fewest array cycles (estimated for R samples) wins."""
+    return _plan_layouts(layers, rows, cols, dataflow)[0]
+
+
+class SameLayers:
+    """A cache key standing for a sequence of layers by identity: a :class:`GemmLayer` holds numpy arrays, so it
+    has no value hash, and a model's layers are built once and then only read. An entry of a cache keyed by this
+    holds the layers, so no other object can take their ids while it exists."""
+
+    __slots__ = ("layers", "_ids", "_hash")
+
+    def __init__(self, layers):
+        self.layers = tuple(layers)
+        self._ids = tuple(map(id, self.layers))     # while both keys hold their layers, equal ids: same objects
+        self._hash = hash(self._ids)
+
+    def __hash__(self) -> int:
+        return self._hash
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, SameLayers) and self._ids == other._ids
+
+
+@lru_cache(maxsize=256)
+def _column_facts(key: SameLayers, cols: int) -> tuple[tuple[int, ...], int]:
+    """Output-channel tiles of every layer on C columns and the threshold slots per lane
+    (:func:`threshold_slots`), per model and C."""
+    return tuple(ceil(layer.n / cols) for layer in key.layers), threshold_slots(key.layers, cols)
+
+
+def _one_slot(shape: Layout, readers) -> bool:
+    """Whether a tensor's layout is one slot per sample (pitch = slots = 1) on every array: a 1×1 image whose
+    readers all read one pixel per output (lattice (0, 0)) with kernels one wide (or add it). Then every
+    candidate :func:`_os_layout` and :func:`_ws_layout` offer is (1, 1), whatever R and C."""
+    return (shape.h == shape.w == 1
+            and all(feed.lattice == (0, 0) and (feed.add or feed.kernel[1] == 1) for _, feed in readers))
+
+
+@lru_cache(maxsize=256)
+def _tensor_groups(key: SameLayers, cols: int) -> tuple[dict[str, Layout], tuple[Feed, ...], tuple,
+                                                        dict[str, Layout] | None]:
+    """What :func:`plan_layouts` decides from the layers and the column count alone (cached per model and C; do
+    not mutate): the shapes, the feeds, per group of tensors sharing a layout (the inputs of an Add) its root
+    tensor, shape, members and readers ``(layer, feed)``, and when every group is one slot per sample
+    (:func:`_one_slot`: dense models) the layouts themselves, the same for every R and dataflow."""
+    layers = key.layers
     shapes = plan_shapes(layers, cols)
-    feeds = [feed_of(layer, shapes) for layer in layers]
+    feeds = tuple(feed_of(layer, shapes) for layer in layers)
     tied = {t: t for t in shapes}                   # union-find: the inputs of an Add share a layout
 
     def root(t: str) -> str:
@@ -391,16 +464,30 @@ def plan_layouts(layers, rows: int, cols: int, dataflow: str) -> dict[str, Layou
     for layer, feed in zip(layers, feeds):
         for t in dict.fromkeys(layer.inputs):
             readers.setdefault(root(t), []).append((layer, feed))
+    groups = tuple((t, shape, tuple(m for m in shapes if root(m) == t), tuple(readers.get(t, [])))
+                   for t, shape in shapes.items() if root(t) == t)
+    fixed = None
+    if all(_one_slot(shape, readers) for _, shape, _, readers in groups):
+        fixed = {member: replace(shapes[member], pitch=1, slots=1) for _, _, members, _ in groups
+                 for member in members}
+    return shapes, feeds, groups, fixed
+
+
+def _plan_layouts(layers, rows: int, cols: int, dataflow: str) -> tuple[dict[str, Layout], tuple[Feed, ...]]:
+    """:func:`plan_layouts` and every layer's feed (a feed reads its input's channels and image size, not the
+    pitch and slots chosen here)."""
+    shapes, feeds, groups, fixed = _tensor_groups(SameLayers(layers), cols)
+    if fixed is not None:
+        return dict(fixed), feeds
+    choose = _os_layout if dataflow == "os" else _ws_layout
     layouts = {}
-    for t, shape in shapes.items():
-        if root(t) != t:
-            continue
-        choose = _os_layout if dataflow == "os" else _ws_layout
-        pitch, slots = choose(shape, readers.get(t, []), rows, cols)
-        for member in shapes:
-            if root(member) == t:
-                layouts[member] = replace(shapes[member], pitch=pitch, slots=slots)
-    return layouts
+    for _, shape, members, readers in groups:
+        pitch, slots = choose(shape, list(readers), rows, cols)
+        for member in members:
+            layout = shapes[member]
+            layouts[member] = layout if (layout.pitch, layout.slots) == (pitch, slots) else \
+                replace(layout, pitch=pitch, slots=slots)
+    return layouts, feeds
 
 
 def _signed_bits(lo: int, hi: int) -> int:
@@ -718,18 +805,19 @@ class Plan:
     channel_rows: tuple[int, ...]
     kp: tuple[int, ...]
     cols: int
+    placement: dict[str, int]            # code tensor → activation region (:func:`regions`)
 
-    @property
+    @cached_property
     def stride(self) -> int:
         """Words per slot in every activation region: the widest tensor's."""
         return max(ceil(layout.stored / self.cols) for layout in self.layouts.values())
 
-    @property
+    @cached_property
     def slots(self) -> int:
         """Slots every region holds per sample: the largest tensor's."""
         return max(layout.slots for layout in self.layouts.values())
 
-    @property
+    @cached_property
     def pixels(self) -> int:
         """Output pixels per sample of the layer with the most (the weight-stationary array's M per sample)."""
         return max(feed.out_hw[0] * feed.out_hw[1] for feed in self.feeds)
@@ -737,8 +825,7 @@ class Plan:
 
 def plan(layers, rows: int, cols: int, dataflow: str) -> Plan:
     """The :class:`Plan` of ``layers`` on an R×C array of ``dataflow``."""
-    layouts = plan_layouts(layers, rows, cols, dataflow)
-    feeds = tuple(feed_of(layer, layouts) for layer in layers)
+    layouts, feeds = _plan_layouts(layers, rows, cols, dataflow)
     if dataflow == "ws":
         cgp = tuple(ws_channel_rows(feed, layouts[layer.inputs[0]].pitch, rows, cols)
                     for layer, feed in zip(layers, feeds))
@@ -746,7 +833,7 @@ def plan(layers, rows: int, cols: int, dataflow: str) -> Plan:
     else:
         cgp = tuple(feed.cg for feed in feeds)
         kp = tuple(feed.taps * feed.cg for feed in feeds)
-    return Plan(layouts, feeds, cgp, kp, cols)
+    return Plan(layouts, feeds, cgp, kp, cols, _facts(SameLayers(layers)).regions)
 
 
 def weight_words(layers, kp, cols: int) -> int:
@@ -763,6 +850,10 @@ def threshold_slots(layers, cols: int) -> int:
 def stage_value_bits(layer: GemmLayer) -> int:
     """The lanes' ``fixed_bits`` ``layer``'s fixed-point stages need (biases and stage results in ``fixed_bits``
     signed bits, sums and shifted values in one more), from its accumulator range; 0 without stages."""
+    return layer.stage_value_bits
+
+
+def _stage_value_bits(layer: GemmLayer) -> int:
     lo, hi = np.array(layer.acc_range[0]), np.array(layer.acc_range[1])
     need = 0
     for step in layer.steps:
@@ -780,7 +871,48 @@ def stage_value_bits(layer: GemmLayer) -> int:
 
 
 def weight_bits(layer: GemmLayer) -> int:
-    return _signed_bits(int(layer.weight.min()), int(layer.weight.max()))
+    """Signed bits ``layer``'s weights need."""
+    return layer.weight_bits
+
+
+@dataclass(frozen=True)
+class _Facts:
+    """What the compiler reads of a model's layers on every configuration, computed once per model: the
+    scratchpad regions, the widths and features the smallest configuration needs, and the largest figures
+    :func:`compile_layers` checks against a configuration."""
+
+    regions: dict[str, int]              # do not mutate (shared by every Plan of the model)
+    a_bits: int
+    w_bits: int
+    search_bits: int
+    max_pool: bool
+    product_rounding: bool
+    fixed_steps: int
+    stage_value_bits: int
+    in_bits: int
+    acc_bits: int
+    out_bits: int                        # of the layers writing the output banks (0: none)
+    stages_encode: bool                  # every fixed-point stage fits the lanes' instruction fields
+
+
+@lru_cache(maxsize=64)
+def _facts(key: SameLayers) -> _Facts:
+    layers = key.layers
+    stored = [layer.in_bits for layer in layers] + [layer.out_bits for layer in layers
+                                                     if not layer.passthrough and not to_outputs(layer, layers)]
+    try:
+        for layer in layers:
+            layer.stage_fields
+        encodes = True
+    except ValueError:
+        encodes = False
+    return _Facts(
+        regions(layers), max(stored) - 1, max(weight_bits(layer) for layer in layers),
+        max([layer.search_bits for layer in layers] + [1]), any(layer.pool == "max" for layer in layers),
+        any(layer.product_shift for layer in layers), max(len(layer.steps) for layer in layers),
+        max(stage_value_bits(layer) for layer in layers), max(layer.in_bits for layer in layers),
+        max(layer.acc_bits for layer in layers),
+        max([layer.out_bits for layer in layers if to_outputs(layer, layers)] + [0]), encodes)
 
 
 def default_config(layers: list[GemmLayer], rows: int = 8, cols: int = 8, dataflow: str = "os",
@@ -788,27 +920,24 @@ def default_config(layers: list[GemmLayer], rows: int = 8, cols: int = 8, datafl
     """The smallest configuration that runs ``layers`` on ``batch`` samples per run; ``overrides`` win.
     ``planned``: the layers' :func:`plan` on this array shape, if the caller has it."""
     planned = planned or plan(layers, rows, cols, dataflow)
+    key = SameLayers(layers)
+    facts = _facts(key)
+    n_tiles, slots = _column_facts(key, cols)
     words = planned.stride
     groups = ceil(batch * planned.slots / rows)
-    stored = [layer.in_bits for layer in layers] + [layer.out_bits for layer in layers
-                                                     if not layer.passthrough and not to_outputs(layer, layers)]
-    a_bits = max(stored) - 1
-    w_bits = max(weight_bits(layer) for layer in layers)
-    search = max([layer.search_bits for layer in layers] + [1])
     last = layers[-1]
     out = planned.layouts[last.output]
     out_words = ceil(out.stored / cols)
     cfg = SystolicConfig(
-        rows=rows, cols=cols, dataflow=dataflow, a_bits=max(1, a_bits), w_bits=w_bits, k_max=max(planned.kp),
-        out_bits=search, act_depth=max(2, (max(regions(layers).values()) + 1) * groups * words),
-        weight_depth=max(2, weight_words(layers, planned.kp, cols)), slot_depth=max(2, threshold_slots(layers, cols)),
+        rows=rows, cols=cols, dataflow=dataflow, a_bits=max(1, facts.a_bits), w_bits=facts.w_bits,
+        k_max=max(planned.kp), out_bits=facts.search_bits,
+        act_depth=max(2, (max(planned.placement.values()) + 1) * groups * words),
+        weight_depth=max(2, sum(map(mul, n_tiles, planned.kp))), slot_depth=max(2, slots),
         out_depth=max(2, ceil(batch * out.slots / rows) * out_words if to_outputs(last, layers) else 2),
         prog_depth=max(2, 2 * len(layers)), acc_depth=max(2, batch * planned.pixels),
-        max_pool=any(layer.pool == "max" for layer in layers),
-        product_rounding=any(layer.product_shift for layer in layers),
-        fixed_steps=max(len(layer.steps) for layer in layers))
+        max_pool=facts.max_pool, product_rounding=facts.product_rounding, fixed_steps=facts.fixed_steps)
     # the lanes' fixed-point values are acc_bits + 2 wide: a larger k_max widens them where stages need it
-    need = max(stage_value_bits(layer) for layer in layers)
+    need = facts.stage_value_bits
     while need > cfg.fixed_bits and cfg.k_max < (1 << 16):
         cfg = replace(cfg, k_max=min(1 << 16, 2 * cfg.k_max))
     return replace(cfg, **overrides) if overrides else cfg
@@ -988,9 +1117,9 @@ class Program:
         cfg = self.cfg
         fields = {"product_shift": layer.product_shift, "product_rounding": ROUNDING.index(layer.product_rounding),
                   "fixed": int(bool(layer.steps))}
-        stages = layer.stages
+        stages = layer.stage_fields
         for k in range(MAX_FIXED_STEPS):
-            values = encode_stage(stages[k]) if k < len(stages) else identity_fields(cfg.fixed_bits)
+            values = stages[k] if k < len(stages) else identity_fields(cfg.fixed_bits)
             fields.update({f"s{k}_{name}": value for name, value in values.items()})
         return fields
 
@@ -1021,21 +1150,45 @@ class Program:
             self._cycles[key] = self._predict_cycles(samples, stream)
         return self._cycles[key]
 
+    @cached_property
+    def _cycle_terms(self) -> tuple[tuple[int, ...], ...]:
+        """Per layer, what the cycle model reads of its instructions (:meth:`_layer_instructions`) that does not
+        depend on the samples: OS ``(walk_s, last + 1, n_tiles, period, kp)``, the rows computed for ``s`` samples
+        being ``(s − 1)·walk_s + last + 1`` (:func:`os_walk`); WS ``(output pixels, n_tiles · k_tiles)``, rows
+        ``s · pixels``."""
+        rows = self.cfg.rows
+        terms = []
+        for index, layer in enumerate(self.layers):
+            kp, feed = self.plan.kp[index], self.plan.feeds[index]
+            n_tiles = ceil(layer.n / self.cfg.cols)
+            if self.cfg.dataflow == "ws":
+                terms.append((feed.out_hw[0] * feed.out_hw[1], n_tiles * (kp // rows)))
+            else:
+                _, walk_s, last = os_walk(feed, self.layouts[layer.inputs[0]], rows)
+                terms.append((walk_s, last + 1, n_tiles, self.period(kp), kp))
+        return tuple(terms)
+
     def _predict_cycles(self, samples: int, stream: bool) -> int:
+        """The cycle formulas of the controllers over the instructions of every chunk (:data:`~hwgen.design.
+        CYCLE_FORMULAS`), from :attr:`_cycle_terms` (equal to reading ``m_tiles``, ``n_tiles``, ``k_tiles``,
+        ``kp``, ``period`` and ``samples`` off :meth:`_layer_instructions`, without building them)."""
         cfg = self.cfg
+        rows, drain = cfg.rows, ws_min_period(cfg.rows, cfg.cols)
+        ws = cfg.dataflow == "ws"
+        # the pipeline's fixed part per layer: feed (controller → array), the PEs' stages, lanes
+        pipeline = cfg.feed_latency + cfg.pe_stages + cfg.lane_latency
+        fixed = 2 * rows + cfg.cols + pipeline + 1 if ws else 3 * rows + cfg.cols + pipeline
         total = 0
         for chunk, repeat in self.segments(samples, stream):
             cycles = chunk * (self.x_words + self.y_words) + 1 if stream else 0
-            # the pipeline's fixed part per layer: feed (controller → array), the PEs' stages, lanes
-            pipeline = cfg.feed_latency + cfg.pe_stages + cfg.lane_latency
-            for instr in self._layer_instructions(chunk, fixed=False):
-                if cfg.dataflow == "ws":
-                    folds = instr["n_tiles"] * instr["k_tiles"]
-                    cycles += cfg.rows + (folds - 1) * instr["period"] + instr["samples"] + cfg.rows + cfg.cols + \
-                        pipeline + 1
-                else:
-                    tiles = instr["m_tiles"] * instr["n_tiles"]
-                    cycles += (tiles - 1) * instr["period"] + instr["kp"] + 3 * cfg.rows + cfg.cols + pipeline
+            if ws:                  # R + (folds − 1)·period + samples + R + C + pipeline + 1 per layer
+                for pixels, folds in self._cycle_terms:
+                    m_rows = chunk * pixels
+                    cycles += (folds - 1) * max(m_rows, drain) + m_rows + fixed
+            else:                   # (tiles − 1)·period + kp + 3R + C + pipeline per layer
+                for walk_s, first, n_tiles, period, kp in self._cycle_terms:
+                    tiles = ceil(((chunk - 1) * walk_s + first) / rows) * n_tiles
+                    cycles += (tiles - 1) * period + kp + fixed
             total += repeat * cycles
         return total
 
@@ -1236,16 +1389,23 @@ def compile_layers(layers: list[GemmLayer], cfg: SystolicConfig, planned: Plan |
     kp = planned.kp
     if max(kp) > cfg.k_max:
         raise HwgenError(f"layer K of {max(kp)} exceeds the array's k_max={cfg.k_max}")
-    need_weights = weight_words(layers, kp, cols)
+    key = SameLayers(layers)
+    n_tiles, slots = _column_facts(key, cols)
+    need_weights = sum(map(mul, n_tiles, kp))                   # weight_words
     if need_weights > cfg.weight_depth:
         raise HwgenError(f"weights need {need_weights} words per bank, the configuration has "
                          f"weight_depth={cfg.weight_depth}")
-    slots = threshold_slots(layers, cols)
     if slots > cfg.slot_depth:
         raise HwgenError(f"thresholds need {slots} slots per lane, the configuration has slot_depth={cfg.slot_depth}")
     if len(layers) > cfg.prog_depth:
         raise HwgenError(f"{len(layers)} layers exceed prog_depth={cfg.prog_depth}")
-    for layer in layers:
+    facts = _facts(key)
+    fits = ((cfg.max_pool or not facts.max_pool) and facts.in_bits <= cfg.store_bits and facts.w_bits <= cfg.w_bits
+            and facts.search_bits <= cfg.search_stages and facts.acc_bits <= cfg.acc_bits
+            and (cfg.product_rounding or not facts.product_rounding) and facts.stages_encode
+            and facts.fixed_steps <= cfg.fixed_steps and facts.stage_value_bits <= cfg.fixed_bits
+            and facts.out_bits <= cfg.acc_bits)
+    for layer in () if fits else layers:        # the layer-by-layer checks name the first layer that does not fit
         if layer.pool == "max" and not cfg.max_pool:
             raise HwgenError(f"node '{layer.name}': MaxPool needs PEs with a max mode; the configuration has "
                              "max_pool=False")
@@ -1258,15 +1418,14 @@ def compile_layers(layers: list[GemmLayer], cfg: SystolicConfig, planned: Plan |
         if layer.search_bits > cfg.search_stages:
             raise HwgenError(f"node '{layer.requant}': {layer.search_bits}-bit requantizer, the array's lanes "
                              f"search {cfg.search_stages} bits (out_bits)")
-        if _signed_bits(*layer.acc_range) > cfg.acc_bits:
-            raise HwgenError(f"node '{layer.name}': accumulator needs {_signed_bits(*layer.acc_range)} bits, the "
+        if layer.acc_bits > cfg.acc_bits:
+            raise HwgenError(f"node '{layer.name}': accumulator needs {layer.acc_bits} bits, the "
                              f"array has {cfg.acc_bits}")
         if layer.product_shift and not cfg.product_rounding:
             raise HwgenError(f"node '{layer.name}': its products are rounded (hls4ml accumulator type), the array "
                              "has no product rounding (product_rounding=1)")
         try:
-            for stage in layer.stages:
-                encode_stage(stage)
+            layer.stage_fields
         except ValueError as exc:
             raise HwgenError(f"node '{layer.requant}': a fixed-point stage does not fit the lanes ({exc})") from None
         if len(layer.steps) > cfg.fixed_steps:
@@ -1281,7 +1440,7 @@ def compile_layers(layers: list[GemmLayer], cfg: SystolicConfig, planned: Plan |
 
     stride = planned.stride
     per_sample = planned.slots
-    placement = regions(layers)
+    placement = planned.placement
     count = max(placement.values()) + 1
     batch = rows * (cfg.act_depth // count // stride) // per_sample
     if cfg.dataflow == "ws":

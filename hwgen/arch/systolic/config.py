@@ -4,6 +4,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from math import ceil, log2
 
+from ...compat import cached_property
+
 DATAFLOWS = ("os", "ws")
 MAX_FIXED_STEPS = 4         # fixed-point stage fields per instruction (controller.INSTRUCTION)
 
@@ -88,7 +90,7 @@ class SystolicConfig:
         """Bits of ``code - zero_point`` entering the array (signed)."""
         return self.a_bits + 2
 
-    @property
+    @cached_property
     def acc_bits(self) -> int:
         """Accumulator width: the worst-case |sum of k_max products| cannot overflow it."""
         product = self.operand_bits + self.w_bits - 1          # |a*w| < 2^(product)

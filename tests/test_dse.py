@@ -262,16 +262,17 @@ def test_analytic_evaluator_equals_compile_and_estimate(case, cnn_models) -> Non
 def instruction_cycles(program, samples: int, stream: bool) -> int:
     """The controllers' cycle formulas (hwgen.design.CYCLE_FORMULAS) read off the program's instructions."""
     cfg = program.cfg
+    pipeline = cfg.feed_latency + cfg.pe_stages + cfg.lane_latency
     total = 0
     for chunk, repeat in program.segments(samples, stream):
         cycles = chunk * (program.x_words + program.y_words) + 1 if stream else 0
         for instr in program.instructions(chunk, stream)[:len(program.layers)]:
             if cfg.dataflow == "ws":
                 cycles += cfg.rows + (instr["n_tiles"] * instr["k_tiles"] - 1) * instr["period"] + instr["samples"] \
-                    + cfg.rows + cfg.cols + cfg.lane_stages + 3
+                    + cfg.rows + cfg.cols + pipeline + 1
             else:
                 cycles += (instr["m_tiles"] * instr["n_tiles"] - 1) * instr["period"] + instr["kp"] + 3 * cfg.rows \
-                    + cfg.cols + cfg.lane_stages + 2
+                    + cfg.cols + pipeline
         total += repeat * cycles
     return total
 
@@ -283,7 +284,7 @@ def test_systolic_cycle_model_reads_what_the_instructions_say(cnn_models) -> Non
         model = hwgen.load(path)
         for rows, cols, dataflow in itertools.product((1, 3, 8), (2, 5, 16), ("os", "ws")):
             program = hwgen.compile(model, rows=rows, cols=cols, dataflow=dataflow, batch=8).program
-            streams = (False, True) if program.x_layout.slots == program.y_layout.slots == 1 else (False,)
+            streams = (False, True) if program.streams else (False,)
             for stream in streams:
                 for samples in ((1, 3, 8, 21) if stream else (1, 3, program.batch)):
                     assert program.predict_cycles(samples, stream) == instruction_cycles(program, samples, stream)

@@ -12,7 +12,8 @@ Two engines run concurrently:
   every ``period`` cycles. The compiler sets ``period = max(kp, 2R + C - 1)``: a tile's first capture then comes
   after the previous tile has drained, so consecutive tiles overlap (tile t+1 streams in while tile t finishes in
   the array and drains through the requant lanes).
-- **drain** starts on the cycle the array reports the tile captured, shifts the shadow registers up for ``R``
+- **drain** starts on the cycle the array reports the tile captured (its state registered from ``capturing``, the
+  cycle before), shifts the shadow registers up for ``R``
   cycles, feeding one row per cycle (top row first) to the ``C`` requant lanes with its write address, or no
   write for a pixel that is not an output.
 
@@ -197,7 +198,7 @@ class Controller(wiring.Component):
             "feed_valid": Out(1), "feed_last": Out(1), "feed_lane": Out(index_range(cfg.cols)),
             "feed_rotate": Out(index_range(cfg.rows)),                  # row i reads bank (i + rotate) mod R
             "row_valid": Out(data.ArrayLayout(unsigned(1), cfg.rows)),  # 0: padding, the operand is 0 (x - zx)
-            "captured": In(1), "shift": Out(1),
+            "capturing": In(1), "shift": Out(1),       # capturing: the array's captured, one cycle early
             "lane_valid": Out(1), "lane_slot": Out(unsigned(slot_bits)), "lane_meta": Out(meta_layout(cfg)),
         })
 
@@ -232,8 +233,10 @@ class Controller(wiring.Component):
                                      row_regs[f"{tile}_x"][i].eq(pixels.x), row_regs[f"{tile}_y"][i].eq(pixels.y)]
 
         # ---- drain engine state
-        draining = Signal()
+        active = Signal()               # a row drains on this cycle: row r of tile (d_m, d_n)
         r = Signal(index_range(rows))
+        first_row, last_row = Signal(), Signal()                # r == 0, r == R - 1 (while active)
+        d_n_first, d_n_last = Signal(), Signal()                # d_n == 0, d_n == n_tiles - 1
         d_m = Signal(16)
         d_n = Signal(16)
         d_first = Signal(16)            # d_m * R: the walk's index of the drained tile's first row
@@ -245,7 +248,8 @@ class Controller(wiring.Component):
         with m.FSM():
             sequence_program(m, self, layer, [
                 k.eq(0), count.eq(0), m_tile.eq(0), n_tile.eq(0), walk_i.eq(0),
-                w_tile_base.eq(instr.w_base), d_m.eq(0), d_n.eq(0), d_first.eq(0), *features.start(instr),
+                w_tile_base.eq(instr.w_base), d_m.eq(0), d_n.eq(0), d_n_first.eq(1),
+                d_n_last.eq(instr.n_tiles == 1), d_first.eq(0), *features.start(instr),
                 *features.prepare(instr, instr.kp_words), *pixels.start(instr.in_base),
                 *pixels.prepare(instr, instr.kp_words), *dest.start(instr.out_base),
                 *dest.prepare(instr, instr.out_words), *prepare_last],
@@ -295,37 +299,36 @@ class Controller(wiring.Component):
                 with m.Else():
                     m.d.sync += count.eq(count + 1)
 
-        # ---- drain engine: R cycles per captured tile, rows top-first, each to its output slot (or nowhere)
-        active = self.captured | draining
-        r_now = Signal(index_range(rows))
-        m.d.comb += r_now.eq(Mux(self.captured, 0, r))
-        first_row = active & (r_now == 0)
-        last_row = active & (r_now == rows - 1)
-        if rows > 1:
-            with m.If(self.captured):
-                m.d.sync += [draining.eq(1), r.eq(1)]
-            with m.Elif(draining):
-                m.d.sync += r.eq(r + 1)
-                with m.If(r == rows - 1):
-                    m.d.sync += [draining.eq(0), r.eq(0)]
-        last_tile = (d_n == last["n_tiles"]) & (d_m == last["m_tiles"])
-        with m.If(first_row & (d_n == 0)):
+        # ---- drain engine: R cycles per captured tile, rows top-first, each to its output slot (or nowhere). Its
+        # state is registered one cycle ahead, from the array's ``capturing`` (``captured`` of the next cycle): the
+        # row draining, whether it is the tile's first or last, and whether the N tile is the first or last, so
+        # that the walker's save / rewind / step choice is made by flip-flops, not by compares in front of its muxes
+        with m.If(self.capturing):
+            m.d.sync += [active.eq(1), r.eq(0), first_row.eq(1), last_row.eq(rows == 1)]
+        with m.Elif(active & ~last_row):
+            m.d.sync += [r.eq(r + 1), first_row.eq(0), last_row.eq((r == rows - 2) if rows > 1 else 1)]
+        with m.Else():
+            m.d.sync += [active.eq(0), r.eq(0), first_row.eq(0), last_row.eq(0)]
+        last_tile = d_n_last & (d_m == last["m_tiles"])
+        saving = first_row & d_n_first
+        with m.If(saving):
             m.d.sync += [s.eq(v) for s, v in zip(saved, dest.signals)]
         with m.If(active):
-            with m.If(last_row & (d_n != last["n_tiles"])):
+            with m.If(last_row & ~d_n_last):
                 # the next N tile drains the same pixels again (R = 1: nothing to rewind on the first)
-                with m.If(~(first_row & (d_n == 0))):
+                with m.If(~saving):
                     m.d.sync += [s.eq(v) for s, v in zip(dest.signals, saved)]
             with m.Else():
                 dest.step(m, instr)
         with m.If(last_row):
-            with m.If(d_n == last["n_tiles"]):
-                m.d.sync += [d_n.eq(0), d_m.eq(d_m + 1), d_first.eq(d_first + rows)]
+            with m.If(d_n_last):
+                m.d.sync += [d_n.eq(0), d_n_first.eq(1), d_n_last.eq(last["n_tiles"] == 0), d_m.eq(d_m + 1),
+                             d_first.eq(d_first + rows)]
             with m.Else():
-                m.d.sync += d_n.eq(d_n + 1)
+                m.d.sync += [d_n.eq(d_n + 1), d_n_first.eq(0), d_n_last.eq(d_n + 1 == last["n_tiles"])]
         m.d.comb += [self.shift.eq(active), self.lane_valid.eq(active),
                      self.lane_slot.eq(instr.slot_base + d_n),
                      self.lane_meta.row.eq(dest.r), self.lane_meta.addr.eq(dest.addr + d_n),
-                     self.lane_meta.write.eq(dest.output(instr) & (d_first + r_now < instr.samples)),
+                     self.lane_meta.write.eq(dest.output(instr) & (d_first + r < instr.samples)),
                      self.lane_meta.layer_last.eq(last_row & last_tile)]
         return m

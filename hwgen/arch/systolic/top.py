@@ -274,7 +274,7 @@ class SystolicTop(wiring.Component):
         is written, so the previous fold's write (``period ≥ 3`` cycles earlier) has landed."""
         cfg = self.cfg
         if cfg.dataflow == "os":
-            m.d.comb += [array.shift.eq(ctrl.shift), ctrl.captured.eq(array.captured)]
+            m.d.comb += [array.shift.eq(ctrl.shift), ctrl.capturing.eq(array.capturing)]
             return ctrl.lane_valid, [array.drain[j] for j in range(cfg.cols)], ctrl.lane_slot, ctrl.lane_meta
         lag = cfg.feed_latency + cfg.pe_stages - 2
         acc_valid = delayed(m, ctrl.acc_valid, lag, "acc_valid", False)

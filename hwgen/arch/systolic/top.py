@@ -298,11 +298,11 @@ class SystolicTop(wiring.Component):
                 delayed(m, ctrl.lane_meta, lag, "lane_meta"))
 
     def _ws_operands(self, m: Module, ctrl, array, act_read, operands) -> None:
-        """Row i takes lane row_lane[i] of bank row_bank[i] (as the controller addressed them, delayed to meet
-        the registered memory words) into its operand register; the array skews the rows. ``commit`` travels
+        """Row i takes lane row_lane[i] of bank row_bank[i] (as the controller addressed them, one cycle after
+        its fold cycle, delayed to meet the registered memory words) into its operand register; the array skews the rows. ``commit`` travels
         with the operands."""
         cfg = self.cfg
-        select_delay = cfg.feed_latency - 1
+        select_delay = cfg.feed_latency - 2         # the controller registered them with its bank addresses
         row_bank = delayed(m, ctrl.row_bank, select_delay, "row_bank")
         row_lane = delayed(m, ctrl.row_lane, select_delay, "row_lane")
         row_valid = delayed(m, ctrl.row_valid, select_delay, "row_valid")

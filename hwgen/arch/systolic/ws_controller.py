@@ -29,12 +29,13 @@ The last fold streams for M + R + C cycles (its last sums); the layer ends when 
 Exact cycles of one run (``compile.Program.predict_cycles``)::
 
     Σ_layers [ R + (F - 1)·P + M + R + C + L_feed + P_pe + L_lane + 1 ]
-    = Σ_layers [ R + (F - 1)·P + M + R + C + 2S + 9 ],   F = n_tiles · k_tiles folds
+    = Σ_layers [ R + (F - 1)·P + M + R + C + 2S + 10 ],   F = n_tiles · k_tiles folds
 
-(``L_feed = cfg.feed_latency``, ``P_pe = cfg.pe_stages``, ``L_lane = cfg.lane_latency = 2S + 2``). The controller
-itself is timed for operands that reach the array one cycle after it addresses them and sums that leave it at
-fold cycle m + R + C; top.py delays everything that meets the data (row selects, ``commit``, weight shifts, the
-accumulator and lane signals) by the feed pipeline and the PEs' second stage.
+(``L_feed = cfg.feed_latency = 5``: the controller's registered row reads (``_read``) and top.py's four stages,
+``P_pe = cfg.pe_stages``, ``L_lane = cfg.lane_latency = 2S + 2``). The controller itself is timed for operands that
+reach the array one cycle after it addresses them and sums that leave it at fold cycle m + R + C; top.py delays
+everything that meets the data (row selects, ``commit``, weight shifts, the accumulator and lane signals) by the
+feed pipeline and the PEs' second stage.
 """
 from __future__ import annotations
 
@@ -106,6 +107,8 @@ class WeightStationaryController(wiring.Component):
         last, prepare_last = last_indices(instr, ("k_tiles", "n_tiles", "period", "samples"))
         last_k = k_tile == last["k_tiles"]
         last_fold = last_k & (n_tile == last["n_tiles"])
+        reading = Signal()                             # STREAM: the rows read pixel t
+        self._read(m, t, reading, pixels, cur)
         with m.If(self.busy):
             m.d.sync += self.cycles.eq(self.cycles + 1)
         with m.FSM():
@@ -124,7 +127,7 @@ class WeightStationaryController(wiring.Component):
                         m.d.sync += features.start(instr)
                     m.next = "STREAM"
             with m.State("STREAM"):
-                self._read(m, t, pixels, cur)
+                m.d.comb += reading.eq(1)
                 pixels.step(m, instr)
                 with m.If((t < rows) & ~last_fold):             # the next fold's features
                     describe(t, nxt)
@@ -165,9 +168,14 @@ class WeightStationaryController(wiring.Component):
                         m.d.sync += features.start(instr)
         return m
 
-    def _read(self, m: Module, t, pixels: PixelWalk, cur: list) -> None:
+    def _read(self, m: Module, t, reading, pixels: PixelWalk, cur: list) -> None:
         """Every row reads pixel t of the walk at its feature's slot offset and word; each bank takes the address
-        of the row reading it (the compiler guarantees rows in one bank read one word)."""
+        of the row reading it (the compiler guarantees rows in one bank read one word).
+
+        Two stages: each row's slot sum (address, bank) and its padding test (coordinate adders, bounds compares)
+        are registered, then every bank picks the address of the row reading it from those registers. The reads
+        (``bank_addr``, ``row_bank``, ``row_lane``, ``row_valid``) therefore leave the controller one cycle after
+        fold cycle t: ``cfg.feed_latency`` counts that register for the WS dataflow."""
         cfg = self.cfg
         rows = cfg.rows
         instr = self.instr
@@ -175,14 +183,15 @@ class WeightStationaryController(wiring.Component):
         for i, feature in enumerate(cur):
             addr, slot_r = slot_add(pixels.addr + feature.word, pixels.r, feature.d_words, feature.d_r,
                                     instr.kp_words, rows)
-            bank = Signal(index_range(rows), name=f"row{i}_bank")
-            address = Signal(16, name=f"row{i}_addr")
+            bank = Signal(index_range(rows), name=f"row{i}_bank", reset_less=True)
+            address = Signal(16, name=f"row{i}_addr", reset_less=True)
+            lane = Signal.like(self.row_lane[i], name=f"row{i}_lane", reset_less=True)
             valid = Signal(name=f"row{i}_valid")
             x, y = pixels.x + feature.dx, pixels.y + feature.dy
-            m.d.comb += [bank.eq(mod_add(slot_r, feature.word_r, rows)), address.eq(addr),
-                         valid.eq(feature.valid & (t < instr.samples) & (x >= 0) & (x <= instr.lim_x) & (y >= 0) &
-                                  (y <= instr.lim_y)),
-                         self.row_bank[i].eq(bank), self.row_lane[i].eq(feature.lane), self.row_valid[i].eq(valid)]
+            m.d.sync += [bank.eq(mod_add(slot_r, feature.word_r, rows)), address.eq(addr), lane.eq(feature.lane),
+                         valid.eq(reading & feature.valid & (t < instr.samples) & (x >= 0) & (x <= instr.lim_x) & (y >= 0) &
+                                  (y <= instr.lim_y))]
+            m.d.comb += [self.row_bank[i].eq(bank), self.row_lane[i].eq(lane), self.row_valid[i].eq(valid)]
             reads.append((bank, address, valid))
         for b in range(rows):
             m.d.comb += self.bank_addr[b].eq(reduce(or_, [Mux(valid & (bank == b), address, 0)

@@ -218,6 +218,9 @@ class Controller(wiring.Component):
         n_tile = Signal(16)
         w_tile_base = Signal(16)        # w_base + n_tile * kp
         walk_i = Signal(index_range(rows))
+        # flags registered for the cycle they gate (a 16-bit compare in front of a walker's enable is too slow):
+        # ``issuing`` ≡ k < kp, ``walking`` ≡ the next M tile's rows are walked (n_tile = 0, count < R; row walk_i)
+        issuing, walking = Signal(), Signal()
         features = FeatureWalk(cfg)
         pixels = PixelWalk(rows, "in")
         # every row's pixel (its slot's word address and coordinates): this M tile's, and the next one's
@@ -247,7 +250,7 @@ class Controller(wiring.Component):
             m.d.sync += self.cycles.eq(self.cycles + 1)
         with m.FSM():
             sequence_program(m, self, layer, [
-                k.eq(0), count.eq(0), m_tile.eq(0), n_tile.eq(0), walk_i.eq(0),
+                k.eq(0), count.eq(0), m_tile.eq(0), n_tile.eq(0), walk_i.eq(0), issuing.eq(1),
                 w_tile_base.eq(instr.w_base), d_m.eq(0), d_n.eq(0), d_n_first.eq(1),
                 d_n_last.eq(instr.n_tiles == 1), d_first.eq(0), *features.start(instr),
                 *features.prepare(instr, instr.kp_words), *pixels.start(instr.in_base),
@@ -259,10 +262,9 @@ class Controller(wiring.Component):
                 pixels.step(m, instr)
                 m.d.sync += walk_i.eq(walk_i + 1)
                 with m.If(walk_i == rows - 1):
-                    m.d.sync += walk_i.eq(0)
+                    m.d.sync += [walk_i.eq(0), walking.eq(1)]
                     m.next = "FEED"
             with m.State("FEED"):
-                issuing = k < instr.kp
                 m.d.comb += [self.feed_valid.eq(issuing), self.feed_last.eq(k == last["kp"]),
                              self.feed_lane.eq(features.lane), self.weight_addr.eq(w_tile_base + k),
                              self.feed_rotate.eq(features.d_r)]
@@ -279,15 +281,20 @@ class Controller(wiring.Component):
                     m.d.comb += self.row_valid[i].eq((y >= 0) & (y <= instr.lim_y) & (x >= 0) & (x <= instr.lim_x))
                 with m.If(issuing):
                     m.d.sync += k.eq(k + 1)
+                    with m.If(k == last["kp"]):
+                        m.d.sync += issuing.eq(0)
                     features.step(m, instr)
                 # the next M tile's rows, during this one's first tile
-                with m.If((n_tile == 0) & (count < rows)):
-                    capture(count, "next")
+                with m.If(walking):
+                    capture(walk_i, "next")
                     pixels.step(m, instr)
+                    m.d.sync += walk_i.eq(walk_i + 1)
+                    with m.If(walk_i == rows - 1):
+                        m.d.sync += [walk_i.eq(0), walking.eq(0)]
                 with m.If(count == last["period"]):
-                    m.d.sync += [count.eq(0), k.eq(0), *features.start(instr)]
+                    m.d.sync += [count.eq(0), k.eq(0), issuing.eq(1), *features.start(instr)]
                     with m.If(n_tile == last["n_tiles"]):
-                        m.d.sync += [n_tile.eq(0), w_tile_base.eq(instr.w_base)]
+                        m.d.sync += [n_tile.eq(0), w_tile_base.eq(instr.w_base), walking.eq(1)]
                         with m.If(m_tile == last["m_tiles"]):
                             m.next = "WAIT"
                         with m.Else():

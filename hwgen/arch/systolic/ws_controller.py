@@ -103,17 +103,21 @@ class WeightStationaryController(wiring.Component):
                                      for name, value in features.descriptor(instr).items()]
             features.step(m, instr)
 
-        first_k = k_tile == 0
         last, prepare_last = last_indices(instr, ("k_tiles", "n_tiles", "period", "samples"))
-        last_k = k_tile == last["k_tiles"]
-        last_fold = last_k & (n_tile == last["n_tiles"])
+        # the fold's position as flags, updated with the counters they stand for (the fold boundary's enables then
+        # come from flip-flops, not from 16-bit compares): k_tile = 0, k_tile = k_tiles - 1, n_tile = n_tiles - 1,
+        # and t = period - 1 (set a cycle ahead); the last fold's last sums come out at t = stream_end
+        first_k, last_k, last_n, fold_end = Signal(), Signal(), Signal(), Signal()
+        stream_end = Signal(16)
+        last_fold = last_k & last_n
         reading = Signal()                             # STREAM: the rows read pixel t
         self._read(m, t, reading, pixels, cur)
         with m.If(self.busy):
             m.d.sync += self.cycles.eq(self.cycles + 1)
         with m.FSM():
             sequence_program(m, self, layer, [
-                n_tile.eq(0), k_tile.eq(0), w_fold.eq(instr.w_base), r.eq(0), has_prev.eq(0),
+                n_tile.eq(0), k_tile.eq(0), w_fold.eq(instr.w_base), r.eq(0), has_prev.eq(0), first_k.eq(1),
+                last_k.eq(instr.k_tiles == 1), last_n.eq(instr.n_tiles == 1), stream_end.eq(instr.samples + (lag - 1)),
                 word_r.eq(instr.out_word_r), *features.start(instr), *features.prepare(instr, instr.kp_words),
                 *pixels.prepare(instr, instr.kp_words), *dest.prepare(instr, instr.out_words), *prepare_last], "PRELOAD")
             with m.State("PRELOAD"):
@@ -121,7 +125,7 @@ class WeightStationaryController(wiring.Component):
                 m.d.sync += r.eq(r + 1)
                 describe(r, cur)
                 with m.If(r == rows - 1):
-                    m.d.sync += [r.eq(0), t.eq(0), o_sample.eq(instr.period - lag),
+                    m.d.sync += [r.eq(0), t.eq(0), fold_end.eq(0), o_sample.eq(instr.period - lag),
                                  *pixels.start(instr.in_base), *dest.start(instr.out_base)]
                     with m.If(instr.k_tiles == 1):               # fold 1 starts the next N tile's features
                         m.d.sync += features.start(instr)
@@ -135,7 +139,7 @@ class WeightStationaryController(wiring.Component):
                 preloading = ~last_fold & (t >= rows + cols - 1) & (t < 2 * rows + cols - 1)
                 m.d.comb += [self.weight_addr.eq(w_fold + (3 * rows + cols - 2) - t),
                              self.weight_shift.eq(preloading), self.fold_start.eq(t == 0)]
-                m.d.sync += t.eq(t + 1)
+                m.d.sync += [t.eq(t + 1), fold_end.eq(t + 1 == last["period"])]
                 # aligned column sums of sample o_sample, of this fold (t ≥ lag) or the previous one
                 current = t >= lag
                 out_n = Mux(current, n_tile, p_n_tile)
@@ -152,17 +156,19 @@ class WeightStationaryController(wiring.Component):
                 with m.Else():
                     m.d.sync += o_sample.eq(o_sample + 1)
                     dest.step(m, instr)
-                with m.If(last_fold & (t == instr.samples + (lag - 1))):
+                with m.If(last_fold & (t == stream_end)):
                     m.next = "WAIT"
-                with m.Elif(~last_fold & (t == last["period"])):
-                    m.d.sync += [t.eq(0), *pixels.start(instr.in_base), w_fold.eq(w_fold + rows),
+                with m.Elif(~last_fold & fold_end):
+                    m.d.sync += [t.eq(0), fold_end.eq(0), *pixels.start(instr.in_base), w_fold.eq(w_fold + rows),
                                  *(c.eq(n) for c, n in zip(cur, nxt)),
                                  has_prev.eq(1), p_n_tile.eq(n_tile), p_word_r.eq(word_r), p_first.eq(first_k),
                                  p_final.eq(last_k)]
                     with m.If(last_k):
-                        m.d.sync += [k_tile.eq(0), n_tile.eq(n_tile + 1), word_r.eq(mod_add(word_r, 1, rows))]
+                        m.d.sync += [k_tile.eq(0), first_k.eq(1), last_k.eq(last["k_tiles"] == 0),
+                                     n_tile.eq(n_tile + 1), last_n.eq(n_tile + 1 == last["n_tiles"]),
+                                     word_r.eq(mod_add(word_r, 1, rows))]
                     with m.Else():
-                        m.d.sync += k_tile.eq(k_tile + 1)
+                        m.d.sync += [k_tile.eq(k_tile + 1), first_k.eq(0), last_k.eq(k_tile + 1 == last["k_tiles"])]
                     # the walker restarts for the fold after the new one when that fold starts the next N tile
                     with m.If(Mux(last_k, instr.k_tiles == 1, k_tile + 2 == instr.k_tiles)):
                         m.d.sync += features.start(instr)

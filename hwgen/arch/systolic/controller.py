@@ -243,6 +243,8 @@ class Controller(wiring.Component):
         d_m = Signal(16)
         d_n = Signal(16)
         d_first = Signal(16)            # d_m * R: the walk's index of the drained tile's first row
+        d_pixel = Signal(16)            # d_first + r: the walk's index of the row draining
+        in_batch = Signal()             # d_pixel < samples: the row is a pixel of the batch (registered ahead)
         dest = PixelWalk(rows, "out")
         saved = [Signal.like(s, name=f"saved_{s.name}") for s in dest.signals]   # the walk at this M tile's start
 
@@ -311,9 +313,11 @@ class Controller(wiring.Component):
         # row draining, whether it is the tile's first or last, and whether the N tile is the first or last, so
         # that the walker's save / rewind / step choice is made by flip-flops, not by compares in front of its muxes
         with m.If(self.capturing):
-            m.d.sync += [active.eq(1), r.eq(0), first_row.eq(1), last_row.eq(rows == 1)]
+            m.d.sync += [active.eq(1), r.eq(0), first_row.eq(1), last_row.eq(rows == 1), d_pixel.eq(d_first),
+                         in_batch.eq(d_first < instr.samples)]
         with m.Elif(active & ~last_row):
-            m.d.sync += [r.eq(r + 1), first_row.eq(0), last_row.eq((r == rows - 2) if rows > 1 else 1)]
+            m.d.sync += [r.eq(r + 1), first_row.eq(0), last_row.eq((r == rows - 2) if rows > 1 else 1),
+                         d_pixel.eq(d_pixel + 1), in_batch.eq(d_pixel + 1 < instr.samples)]
         with m.Else():
             m.d.sync += [active.eq(0), r.eq(0), first_row.eq(0), last_row.eq(0)]
         last_tile = d_n_last & (d_m == last["m_tiles"])
@@ -336,6 +340,6 @@ class Controller(wiring.Component):
         m.d.comb += [self.shift.eq(active), self.lane_valid.eq(active),
                      self.lane_slot.eq(instr.slot_base + d_n),
                      self.lane_meta.row.eq(dest.r), self.lane_meta.addr.eq(dest.addr + d_n),
-                     self.lane_meta.write.eq(dest.output(instr) & (d_first + r < instr.samples)),
+                     self.lane_meta.write.eq(dest.output(instr) & in_batch),
                      self.lane_meta.layer_last.eq(last_row & last_tile)]
         return m

@@ -108,6 +108,7 @@ class WeightStationaryController(wiring.Component):
         # come from flip-flops, not from 16-bit compares): k_tile = 0, k_tile = k_tiles - 1, n_tile = n_tiles - 1,
         # and t = period - 1 (set a cycle ahead); the last fold's last sums come out at t = stream_end
         first_k, last_k, last_n, fold_end = Signal(), Signal(), Signal(), Signal()
+        k_single, k_penult = Signal(), Signal()        # k_tiles = 1; k_tile = k_tiles - 2 (last_k after the next)
         stream_end = Signal(16)
         last_fold = last_k & last_n
         reading = Signal()                             # STREAM: the rows read pixel t
@@ -117,7 +118,8 @@ class WeightStationaryController(wiring.Component):
         with m.FSM():
             sequence_program(m, self, layer, [
                 n_tile.eq(0), k_tile.eq(0), w_fold.eq(instr.w_base), r.eq(0), has_prev.eq(0), first_k.eq(1),
-                last_k.eq(instr.k_tiles == 1), last_n.eq(instr.n_tiles == 1), stream_end.eq(instr.samples + (lag - 1)),
+                last_k.eq(instr.k_tiles == 1), k_single.eq(instr.k_tiles == 1), k_penult.eq(instr.k_tiles == 2),
+                last_n.eq(instr.n_tiles == 1), stream_end.eq(instr.samples + (lag - 1)),
                 word_r.eq(instr.out_word_r), *features.start(instr), *features.prepare(instr, instr.kp_words),
                 *pixels.prepare(instr, instr.kp_words), *dest.prepare(instr, instr.out_words), *prepare_last], "PRELOAD")
             with m.State("PRELOAD"):
@@ -164,13 +166,15 @@ class WeightStationaryController(wiring.Component):
                                  has_prev.eq(1), p_n_tile.eq(n_tile), p_word_r.eq(word_r), p_first.eq(first_k),
                                  p_final.eq(last_k)]
                     with m.If(last_k):
-                        m.d.sync += [k_tile.eq(0), first_k.eq(1), last_k.eq(last["k_tiles"] == 0),
+                        m.d.sync += [k_tile.eq(0), first_k.eq(1), last_k.eq(k_single),
+                                     k_penult.eq(instr.k_tiles == 2),
                                      n_tile.eq(n_tile + 1), last_n.eq(n_tile + 1 == last["n_tiles"]),
                                      word_r.eq(mod_add(word_r, 1, rows))]
                     with m.Else():
-                        m.d.sync += [k_tile.eq(k_tile + 1), first_k.eq(0), last_k.eq(k_tile + 1 == last["k_tiles"])]
+                        m.d.sync += [k_tile.eq(k_tile + 1), first_k.eq(0), last_k.eq(k_penult),
+                                     k_penult.eq(k_tile + 2 == last["k_tiles"])]
                     # the walker restarts for the fold after the new one when that fold starts the next N tile
-                    with m.If(Mux(last_k, instr.k_tiles == 1, k_tile + 2 == instr.k_tiles)):
+                    with m.If(Mux(last_k, k_single, k_penult)):        # the new fold is the last K tile
                         m.d.sync += features.start(instr)
         return m
 

@@ -221,6 +221,7 @@ class Controller(wiring.Component):
         # flags registered for the cycle they gate (a 16-bit compare in front of a walker's enable is too slow):
         # ``issuing`` ≡ k < kp, ``walking`` ≡ the next M tile's rows are walked (n_tile = 0, count < R; row walk_i)
         issuing, walking = Signal(), Signal()
+        tile_end = Signal()             # count = period - 1: the tile's last cycle (set a cycle ahead)
         features = FeatureWalk(cfg)
         pixels = PixelWalk(rows, "in")
         # every row's pixel (its slot's word address and coordinates): this M tile's, and the next one's
@@ -252,7 +253,7 @@ class Controller(wiring.Component):
             m.d.sync += self.cycles.eq(self.cycles + 1)
         with m.FSM():
             sequence_program(m, self, layer, [
-                k.eq(0), count.eq(0), m_tile.eq(0), n_tile.eq(0), walk_i.eq(0), issuing.eq(1),
+                k.eq(0), count.eq(0), m_tile.eq(0), n_tile.eq(0), walk_i.eq(0), issuing.eq(1), tile_end.eq(0),
                 w_tile_base.eq(instr.w_base), d_m.eq(0), d_n.eq(0), d_n_first.eq(1),
                 d_n_last.eq(instr.n_tiles == 1), d_first.eq(0), *features.start(instr),
                 *features.prepare(instr, instr.kp_words), *pixels.start(instr.in_base),
@@ -293,8 +294,8 @@ class Controller(wiring.Component):
                     m.d.sync += walk_i.eq(walk_i + 1)
                     with m.If(walk_i == rows - 1):
                         m.d.sync += [walk_i.eq(0), walking.eq(0)]
-                with m.If(count == last["period"]):
-                    m.d.sync += [count.eq(0), k.eq(0), issuing.eq(1), *features.start(instr)]
+                with m.If(tile_end):                    # (period ≥ 2R + C - 1 ≥ 2: never right after a start)
+                    m.d.sync += [count.eq(0), tile_end.eq(0), k.eq(0), issuing.eq(1), *features.start(instr)]
                     with m.If(n_tile == last["n_tiles"]):
                         m.d.sync += [n_tile.eq(0), w_tile_base.eq(instr.w_base), walking.eq(1)]
                         with m.If(m_tile == last["m_tiles"]):
@@ -306,7 +307,7 @@ class Controller(wiring.Component):
                     with m.Else():
                         m.d.sync += [n_tile.eq(n_tile + 1), w_tile_base.eq(w_tile_base + instr.kp)]
                 with m.Else():
-                    m.d.sync += count.eq(count + 1)
+                    m.d.sync += [count.eq(count + 1), tile_end.eq(count + 1 == last["period"])]
 
         # ---- drain engine: R cycles per captured tile, rows top-first, each to its output slot (or nowhere). Its
         # state is registered one cycle ahead, from the array's ``capturing`` (``captured`` of the next cycle): the

@@ -178,7 +178,7 @@ def _feed_registers(cfg, slot_bits: int, meta_bits: int) -> int:
         lag = L + cfg.pe_stages - 2
         acc_addr = _bits(cfg.acc_depth)
         bits += R * (_bits(R) + _bits(C) + 1) * (L - 2) + 2 * L           # row selects; commit, weight shift
-        bits += 3 * lag + acc_addr * (2 * lag - 1) + C * cfg.acc_bits + (slot_bits + meta_bits) * lag
+        bits += 3 * lag - 1 + acc_addr * (2 * lag - 1) + C * cfg.acc_bits + (slot_bits + meta_bits) * lag
     else:
         bits += (_bits(R) + _bits(C) + R) * (L - 1) + 2 * L                # rotate, lane, row valid; valid, last
     return bits

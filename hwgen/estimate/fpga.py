@@ -205,7 +205,8 @@ def systolic_components(cfg) -> list[Component]:
     tb = cfg.threshold_bits
     B = cfg.search_stages
     slot_bits = _bits(cfg.slot_depth)
-    meta_bits = _bits(R) + 16 + 2                           # row, write address, write, layer_last
+    # row, write address (the bits its scratchpads decode; Yosys drops the rest), write, layer_last
+    meta_bits = _bits(R) + _bits(max(cfg.act_depth, cfg.out_depth)) + 2
     instr, _ = _instruction_layout()
     used = instruction_used(cfg)
     latched = sum(stop - start for start, stop in used)     # instruction bits the controller keeps

@@ -108,7 +108,7 @@ class WeightStationaryController(wiring.Component):
         # come from flip-flops, not from 16-bit compares): k_tile = 0, k_tile = k_tiles - 1, n_tile = n_tiles - 1,
         # and t = period - 1 (set a cycle ahead); the last fold's last sums come out at t = stream_end
         first_k, last_k, last_n, fold_end = Signal(), Signal(), Signal(), Signal()
-        k_single, k_penult = Signal(), Signal()        # k_tiles = 1; k_tile = k_tiles - 2 (last_k after the next)
+        k_single, k_two, k_penult = Signal(), Signal(), Signal()   # k_tiles = 1, = 2; k_tile = k_tiles - 2
         stream_end = Signal(16)
         last_fold = last_k & last_n
         reading = Signal()                             # STREAM: the rows read pixel t
@@ -118,7 +118,8 @@ class WeightStationaryController(wiring.Component):
         with m.FSM():
             sequence_program(m, self, layer, [
                 n_tile.eq(0), k_tile.eq(0), w_fold.eq(instr.w_base), r.eq(0), has_prev.eq(0), first_k.eq(1),
-                last_k.eq(instr.k_tiles == 1), k_single.eq(instr.k_tiles == 1), k_penult.eq(instr.k_tiles == 2),
+                last_k.eq(instr.k_tiles == 1), k_single.eq(instr.k_tiles == 1), k_two.eq(instr.k_tiles == 2),
+                k_penult.eq(instr.k_tiles == 2),
                 last_n.eq(instr.n_tiles == 1), stream_end.eq(instr.samples + (lag - 1)),
                 word_r.eq(instr.out_word_r), *features.start(instr), *features.prepare(instr, instr.kp_words),
                 *pixels.prepare(instr, instr.kp_words), *dest.prepare(instr, instr.out_words), *prepare_last], "PRELOAD")
@@ -129,7 +130,7 @@ class WeightStationaryController(wiring.Component):
                 with m.If(r == rows - 1):
                     m.d.sync += [r.eq(0), t.eq(0), fold_end.eq(0), o_sample.eq(instr.period - lag),
                                  *pixels.start(instr.in_base), *dest.start(instr.out_base)]
-                    with m.If(instr.k_tiles == 1):               # fold 1 starts the next N tile's features
+                    with m.If(k_single):                         # fold 1 starts the next N tile's features
                         m.d.sync += features.start(instr)
                     m.next = "STREAM"
             with m.State("STREAM"):
@@ -167,7 +168,7 @@ class WeightStationaryController(wiring.Component):
                                  p_final.eq(last_k)]
                     with m.If(last_k):
                         m.d.sync += [k_tile.eq(0), first_k.eq(1), last_k.eq(k_single),
-                                     k_penult.eq(instr.k_tiles == 2),
+                                     k_penult.eq(k_two),
                                      n_tile.eq(n_tile + 1), last_n.eq(n_tile + 1 == last["n_tiles"]),
                                      word_r.eq(mod_add(word_r, 1, rows))]
                     with m.Else():

@@ -140,11 +140,12 @@ def sequence_program(m: Module, ctrl: wiring.Component, layer: Signal, latch: li
     transfer) + ``y_beats + 1`` (OUTPUT: one cycle of read latency, then one beat per cycle).
     """
     chunk = Signal(16)
+    more_chunks = Signal()          # chunk + 1 < repeat, prepared in DECODE (no adder and compare behind layer_done)
     instr = ctrl.instr
     m.d.comb += [ctrl.stream_in.eq(0), ctrl.stream_out.eq(0)]
 
     def end_of_segment():
-        with m.If(chunk + 1 < instr.repeat):
+        with m.If(more_chunks):
             m.d.sync += [chunk.eq(chunk + 1), layer.eq(instr.loop_to)]
             m.next = "FETCH"
         with m.Elif(instr.end):
@@ -164,7 +165,7 @@ def sequence_program(m: Module, ctrl: wiring.Component, layer: Signal, latch: li
         m.d.sync += ctrl.instr.eq(ctrl.prog_data)
         m.next = "DECODE"
     with m.State("DECODE"):
-        m.d.sync += latch
+        m.d.sync += [*latch, more_chunks.eq(chunk + 1 < instr.repeat)]
         with m.If(instr.stream_in):
             m.next = "INPUT"
         with m.Else():

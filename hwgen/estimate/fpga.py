@@ -191,8 +191,8 @@ def _controller_pipeline_registers(cfg) -> int:
     lane, valid)."""
     R, C = cfg.rows, cfg.cols
     step = 16 + 16 + _bits(R) + _bits(R + 1)
-    bits = 4 * 16 + (2 * 3 + 2) * step + 3 * 2 * 16 + 1  # last indices; pixel walks ×2, feature walk: steps,
-    #                                                        lasts; the segment's repeat test
+    # last indices; the steps and last indices of the pixel walks (×2) and the feature walk; the repeat test
+    bits = 4 * 16 + (2 * 3 + 2) * step + 3 * 2 * 16 + 1
     if cfg.dataflow == "ws":
         return bits + R * (_bits(R) + 16 + _bits(C) + 1) + 6 + 16      # row reads; fold flags, stream end
     return bits + 4 + 3 + 16 + 1                        # drain flags, feed flags, the draining row's index and test

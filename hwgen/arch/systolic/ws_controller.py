@@ -110,6 +110,7 @@ class WeightStationaryController(wiring.Component):
         first_k, last_k, last_n, fold_end = Signal(), Signal(), Signal(), Signal()
         k_single, k_two, k_penult = Signal(), Signal(), Signal()   # k_tiles = 1, = 2; k_tile = k_tiles - 2
         stream_end = Signal(16)
+        describing = Signal()                          # t < R: the walker describes the next fold's row r = t
         last_fold = last_k & last_n
         reading = Signal()                             # STREAM: the rows read pixel t
         self._read(m, t, reading, pixels, cur)
@@ -128,7 +129,7 @@ class WeightStationaryController(wiring.Component):
                 m.d.sync += r.eq(r + 1)
                 describe(r, cur)
                 with m.If(r == rows - 1):
-                    m.d.sync += [r.eq(0), t.eq(0), fold_end.eq(0), o_sample.eq(instr.period - lag),
+                    m.d.sync += [r.eq(0), t.eq(0), fold_end.eq(0), describing.eq(1), o_sample.eq(instr.period - lag),
                                  *pixels.start(instr.in_base), *dest.start(instr.out_base)]
                     with m.If(k_single):                         # fold 1 starts the next N tile's features
                         m.d.sync += features.start(instr)
@@ -136,8 +137,12 @@ class WeightStationaryController(wiring.Component):
             with m.State("STREAM"):
                 m.d.comb += reading.eq(1)
                 pixels.step(m, instr)
-                with m.If((t < rows) & ~last_fold):             # the next fold's features
-                    describe(t, nxt)
+                with m.If(describing):                           # the next fold's features, row r at t = r
+                    with m.If(~last_fold):
+                        describe(r, nxt)
+                    m.d.sync += r.eq(r + 1)
+                    with m.If(r == rows - 1):
+                        m.d.sync += [r.eq(0), describing.eq(0)]
                 # the next fold's weights, behind this fold's commits
                 preloading = ~last_fold & (t >= rows + cols - 1) & (t < 2 * rows + cols - 1)
                 m.d.comb += [self.weight_addr.eq(w_fold + (3 * rows + cols - 2) - t),
@@ -162,7 +167,8 @@ class WeightStationaryController(wiring.Component):
                 with m.If(last_fold & (t == stream_end)):
                     m.next = "WAIT"
                 with m.Elif(~last_fold & fold_end):
-                    m.d.sync += [t.eq(0), fold_end.eq(0), *pixels.start(instr.in_base), w_fold.eq(w_fold + rows),
+                    m.d.sync += [t.eq(0), fold_end.eq(0), describing.eq(1), *pixels.start(instr.in_base),
+                                 w_fold.eq(w_fold + rows),
                                  *(c.eq(n) for c, n in zip(cur, nxt)),
                                  has_prev.eq(1), p_n_tile.eq(n_tile), p_word_r.eq(word_r), p_first.eq(first_k),
                                  p_final.eq(last_k)]

@@ -38,7 +38,7 @@ BACKENDS = ("native", "cocotb", "axi")
 CYCLE_FORMULAS = {
     "os": "sum over layers of (tiles - 1) * period + kp + 3*rows + cols + 2*lane_stages + 8, "
           "period = max(kp, 2*rows + cols - 1), tiles = m_tiles * n_tiles",
-    "ws": "sum over layers of rows + (folds - 1) * period + samples + rows + cols + 2*lane_stages + 9, "
+    "ws": "sum over layers of rows + (folds - 1) * period + samples + rows + cols + 2*lane_stages + 10, "
           "folds = n_tiles * k_tiles, period = max(samples, 2*rows + cols - 1, 3)",
     "stream": "per chunk: samples * (x_words + y_words) + 1 more (every beat valid/ready at once)",
 }

@@ -55,8 +55,9 @@ def test_pe_model(dataflow):
     assert pe.count == 6
     assert pe.muls == [(cfg.operand_bits, cfg.w_bits, 1)]
     assert pe.add == cfg.acc_bits
+    product = cfg.operand_bits + cfg.w_bits                     # the product register (pe.py, two stages)
     expected = (cfg.operand_bits + cfg.w_bits + 2 + 2 * cfg.acc_bits if dataflow == "os"
-                else cfg.operand_bits + 1 + cfg.acc_bits + 2 * cfg.w_bits)
+                else cfg.operand_bits + 1 + cfg.acc_bits + 2 * cfg.w_bits) + product
     assert pe.reg == expected
     assert pe.paths and pe.paths[0].mul == (cfg.operand_bits, cfg.w_bits)
 

@@ -171,7 +171,7 @@ def test_controller_feed_addresses_period_and_drain() -> None:
             if ctx.get(ctrl.feed_valid):
                 reads.append((cycle, ctx.get(ctrl.bank_addr[0]), ctx.get(ctrl.bank_addr[1]),
                               ctx.get(ctrl.weight_addr), ctx.get(ctrl.feed_lane), ctx.get(ctrl.feed_last)))
-            ctx.set(ctrl.captured, cycle == 34)
+            ctx.set(ctrl.capturing, cycle == 33)             # `captured` at cycle 34
             if ctx.get(ctrl.lane_valid):
                 drains.append((ctx.get(ctrl.lane_meta.row), ctx.get(ctrl.lane_meta.addr), ctx.get(ctrl.lane_slot),
                                ctx.get(ctrl.lane_meta.write)))

@@ -181,6 +181,56 @@ def _mux_levels(inputs: int) -> int:
 
 
 # ---------------------------------------------------------------------------------------------------- systolic
+def _lane_registers(S: int, B: int, tb: int, acc: int, out_bits: int) -> int:
+    """Flip-flop bits of one requant lane's data (requant.py): two accumulator registers per stage; per search
+    stage its registered threshold word (stage 0: one bit wider, and −x; its x registers are the accumulator's),
+    else (b > 0) its prefix and x twice; a finished search's count twice per padding stage; then the count, out_acc
+    and output value registers. The valid / meta / slot registers are the same in every lane (Yosys merges them):
+    :func:`_lane_control_registers`."""
+    search = sum(tb + 1 + tb if b == 0 else tb + 2 * b + 2 * tb for b in range(B))
+    return S * 2 * acc + search + (S - B) * 2 * B + B + acc + out_bits
+
+
+def _lane_control_registers(S: int, slot_bits: int, meta_bits: int) -> int:
+    """What travels beside the values through the lanes, once for all lanes: valid and meta twice per stage, the
+    slot twice per stage that a next stage addresses with, then the out valid / meta registers twice."""
+    return S * 2 * (1 + meta_bits) + (S - 1) * 2 * slot_bits + 2 * (1 + meta_bits)
+
+
+def _feed_registers(cfg, slot_bits: int, meta_bits: int) -> int:
+    """Flip-flop bits of the feed pipeline in top.py (``cfg.feed_latency`` cycles, controller → array): the
+    registered scratchpad addresses (their memories' address bits), the memories' output registers (activation and
+    output words, also the host's read registers), the weights' output and operand registers, the operand
+    registers, and the controller's outputs that meet the data delayed to match; WS: also the accumulator and lane
+    signals delayed by the feed pipeline and the PEs' second stage, and the column sums' partials."""
+    R, C, L = cfg.rows, cfg.cols, cfg.feed_latency
+    act_addr, w_addr = _bits(cfg.act_depth), _bits(cfg.weight_depth)
+    bits = R * act_addr + w_addr + R * C * (cfg.store_bits + cfg.acc_bits) + C * cfg.w_bits * (L - 2) + \
+        R * cfg.operand_bits
+    if cfg.dataflow == "ws":
+        lag = L + cfg.pe_stages - 2
+        acc_addr = _bits(cfg.acc_depth)
+        bits += R * (_bits(R) + _bits(C) + 1) * (L - 2) + 2 * L           # row selects; commit, weight shift
+        bits += 3 * lag - 1 + acc_addr * (2 * lag - 1) + C * cfg.acc_bits + (slot_bits + meta_bits) * lag
+    else:
+        bits += (_bits(R) + _bits(C) + R) * (L - 1) + 2 * L                # rotate, lane, row valid; valid, last
+    return bits
+
+
+def _controller_pipeline_registers(cfg) -> int:
+    """Controller flip-flops for speed (controller.py, ws_controller.py, walk.py): the loop bounds' last indices
+    and the walkers' per-layer step constants prepared in DECODE (a step is words, words + stride, dr and R - dr);
+    OS: the drain's state and the feed's flags registered ahead; WS: each row's registered read (bank, address,
+    lane, valid)."""
+    R, C = cfg.rows, cfg.cols
+    step = 16 + 16 + _bits(R) + _bits(R + 1)
+    # last indices; the steps and last indices of the pixel walks (×2) and the feature walk; the repeat test
+    bits = 4 * 16 + (2 * 3 + 2) * step + 3 * 2 * 16 + 1
+    if cfg.dataflow == "ws":
+        return bits + R * (_bits(R) + 16 + _bits(C) + 1) + 6 + 16      # row reads; fold flags, stream end
+    return bits + 4 + 3 + 16 + 1                        # drain flags, feed flags, the draining row's index and test
+
+
 def systolic_components(cfg) -> list[Component]:
     """The components of a :class:`~hwgen.arch.systolic.config.SystolicConfig` design."""
     R, C = cfg.rows, cfg.cols
@@ -190,21 +240,23 @@ def systolic_components(cfg) -> list[Component]:
     B = cfg.search_stages
     slot_bits = _bits(cfg.slot_depth)
     row_index, col_index = _bits(R), _bits(C)              # bits of a row / column number
-    meta_bits = row_index + 16 + 1
+    # row, write address (the bits its scratchpads decode; Yosys drops the rest), write, layer_last
+    meta_bits = row_index + _bits(max(cfg.act_depth, cfg.out_depth)) + 2
     instr, _ = _instruction_layout()
     used = instruction_used(cfg)
     latched = _bits_in(used)                                # instruction bits the controller keeps
     mul = (ob, wb)
     # operand path into row 0: memory read → lane select → − zx → PE multiply → accumulate
     pool = acc if cfg.max_pool else 0                       # the max mode: a comparator and one more mux level
+    product = ob + wb + cfg.product_rounding                # the PE's product register (pe.py, P_pe = 2)
     if ws:
         select_inputs = R * C
-        pe = Component("pe", R * C, reg=ob + 1 + acc + 2 * wb, add=acc, mux=2 * wb + pool, cmp=pool,
+        pe = Component("pe", R * C, reg=ob + 1 + acc + 2 * wb + product, add=acc, mux=2 * wb + pool, cmp=pool,
                        muls=[(ob, wb, 1)])
         skew = Component("skew", reg=acc * (C * (C - 1) // 2) + (ob + 1) * (R * (R - 1) // 2))
     else:
         select_inputs = C
-        pe = Component("pe", R * C, reg=ob + wb + 2 + 2 * acc, add=acc, cmp=pool, mux=2 * acc + pool,
+        pe = Component("pe", R * C, reg=ob + wb + 2 + 2 * acc + product, add=acc, cmp=pool, mux=2 * acc + pool,
                        muls=[(ob, wb, 1)])
         skew = Component("skew", reg=(ob + 2) * (R * (R - 1) // 2) + wb * (C * (C - 1) // 2))
     if cfg.product_rounding:                 # barrel shifter, remainder compare and rounding increment per PE
@@ -227,8 +279,7 @@ def systolic_components(cfg) -> list[Component]:
     program = Component("program", mems=[Mem(cfg.prog_depth, 32 * chunks, group=32, used=used)], logic=chunks)
     host = Component("host_read", reg=2 + 3 + 6 + 16 + 6 + 33, mux=(2 * R * C - 1) * 32, logic=16)
     S, F = cfg.lane_stages, cfg.fixed_steps
-    # per stage: valid, slot, metadata, accumulator; per search stage b: b decided bits and a threshold
-    lane_regs = S * (1 + slot_bits + meta_bits + acc) + B * (B - 1) // 2 + B * tb + (S - B) * B + 1 + meta_bits + acc
+    lane_regs = _lane_registers(S, B, tb, acc, cfg.fixed_bits if F else acc)
     lane = Component("requant_lane", C, reg=lane_regs, add=tb + acc + B * 0, cmp=B * tb,
                      mux=acc + B * tb, logic=B * 4,
                      mems=_lane_memories(cfg.slot_depth, tb, B),
@@ -237,7 +288,7 @@ def systolic_components(cfg) -> list[Component]:
     if F:                                    # fixed-point stages (hwgen.arch.fixed): run-time shift, modes, width
         fb = cfg.fixed_bits
         shift_levels = _clog2(fb + 3)
-        lane.reg += S * fb
+        lane.reg += S * fb                       # the fixed stages' values
         lane.add += F * (3 * (fb + 1) + 2 * (fb + 2))          # bias add, rounding increment, remainder, limits
         lane.cmp += F * (2 * (fb + 1) + 3 * (fb + 2))          # rem vs half, over/under limits
         lane.mux += F * ((fb + 1) * 2 * shift_levels + 4 * fb) + fb
@@ -262,7 +313,12 @@ def systolic_components(cfg) -> list[Component]:
                            mux=(R - 1) * C * (sb + acc) + C * acc, logic=8,
                            paths=[Path_(mem=1, levels=_mux_levels(R) + 1)])
     reset = Component("reset", reg=1)
-    parts = [pe, skew, select, act, out, weights, program, host, lane, controller, stream_in, stream_out, reset]
+    feed = Component("feed_pipeline", reg=_feed_registers(cfg, slot_bits, meta_bits))
+    lane_control = Component("lane_control", reg=_lane_control_registers(S, slot_bits, meta_bits)
+                             + (2 * slot_bits if F else 0))
+    controller.reg += _controller_pipeline_registers(cfg)
+    parts = [pe, skew, select, act, out, weights, program, host, lane, controller, stream_in, stream_out, reset, feed,
+             lane_control]
     return [p for p in parts if p is not None] + ([accumulators] if accumulators else [])
 
 

@@ -37,6 +37,7 @@ class OutputStationaryArray(wiring.Component):
             **({"max_mode": In(1)} if cfg.max_pool else {}),
             "drain": Out(data.ArrayLayout(signed(cfg.acc_bits), cfg.cols)),
             "captured": Out(1),      # PE(R-1, C-1) captured the tile's last sum on the previous cycle
+            "capturing": Out(1),     # PE(R-1, C-1) captures it on this cycle (``captured`` of the next one)
             **rounding_members(cfg),
         })
 
@@ -84,7 +85,8 @@ class OutputStationaryArray(wiring.Component):
             m.d.comb += self.drain[j].eq(pes[0][j].shadow_out)
         # the corner PE accumulates (and captures) on the cycle its last_out is high: one register later, every
         # shadow holds the tile
-        m.d.sync += self.captured.eq(pes[cfg.rows - 1][cfg.cols - 1].last_out)
+        m.d.comb += self.capturing.eq(pes[cfg.rows - 1][cfg.cols - 1].last_out)
+        m.d.sync += self.captured.eq(self.capturing)
         return m
 
 

@@ -123,8 +123,9 @@ class SystolicConfig:
         """Cycles from the controller addressing the scratchpads to the operands entering the array: the address
         register, the memory read, the memory's output register and the operand register (top.py). Every other
         controller output that meets the data (operand selects, valid/last, commits, weight shifts, the WS
-        accumulator and lane addresses) is delayed to match."""
-        return 4
+        accumulator and lane addresses) is delayed to match. The WS controller registers its rows' reads once
+        more (the slot sums and padding tests, before the banks pick their addresses: ws_controller.py)."""
+        return 5 if self.dataflow == "ws" else 4
 
     @property
     def pe_stages(self) -> int:

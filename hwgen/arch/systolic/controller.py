@@ -12,7 +12,8 @@ Two engines run concurrently:
   every ``period`` cycles. The compiler sets ``period = max(kp, 2R + C - 1)``: a tile's first capture then comes
   after the previous tile has drained, so consecutive tiles overlap (tile t+1 streams in while tile t finishes in
   the array and drains through the requant lanes).
-- **drain** starts on the cycle the array reports the tile captured, shifts the shadow registers up for ``R``
+- **drain** starts on the cycle the array reports the tile captured (its state registered from ``capturing``, the
+  cycle before), shifts the shadow registers up for ``R``
   cycles, feeding one row per cycle (top row first) to the ``C`` requant lanes with its write address, or no
   write for a pixel that is not an output.
 
@@ -139,11 +140,12 @@ def sequence_program(m: Module, ctrl: wiring.Component, layer: Signal, latch: li
     transfer) + ``y_beats + 1`` (OUTPUT: one cycle of read latency, then one beat per cycle).
     """
     chunk = Signal(16)
+    more_chunks = Signal()          # chunk + 1 < repeat, prepared in DECODE (no adder and compare behind layer_done)
     instr = ctrl.instr
     m.d.comb += [ctrl.stream_in.eq(0), ctrl.stream_out.eq(0)]
 
     def end_of_segment():
-        with m.If(chunk + 1 < instr.repeat):
+        with m.If(more_chunks):
             m.d.sync += [chunk.eq(chunk + 1), layer.eq(instr.loop_to)]
             m.next = "FETCH"
         with m.Elif(instr.end):
@@ -163,7 +165,7 @@ def sequence_program(m: Module, ctrl: wiring.Component, layer: Signal, latch: li
         m.d.sync += ctrl.instr.eq(ctrl.prog_data)
         m.next = "DECODE"
     with m.State("DECODE"):
-        m.d.sync += latch
+        m.d.sync += [*latch, more_chunks.eq(chunk + 1 < instr.repeat)]
         with m.If(instr.stream_in):
             m.next = "INPUT"
         with m.Else():
@@ -197,7 +199,7 @@ class Controller(wiring.Component):
             "feed_valid": Out(1), "feed_last": Out(1), "feed_lane": Out(index_range(cfg.cols)),
             "feed_rotate": Out(index_range(cfg.rows)),                  # row i reads bank (i + rotate) mod R
             "row_valid": Out(data.ArrayLayout(unsigned(1), cfg.rows)),  # 0: padding, the operand is 0 (x - zx)
-            "captured": In(1), "shift": Out(1),
+            "capturing": In(1), "shift": Out(1),       # capturing: the array's captured, one cycle early
             "lane_valid": Out(1), "lane_slot": Out(unsigned(slot_bits)), "lane_meta": Out(meta_layout(cfg)),
         })
 
@@ -217,6 +219,10 @@ class Controller(wiring.Component):
         n_tile = Signal(16)
         w_tile_base = Signal(16)        # w_base + n_tile * kp
         walk_i = Signal(index_range(rows))
+        # flags registered for the cycle they gate (a 16-bit compare in front of a walker's enable is too slow):
+        # ``issuing`` ≡ k < kp, ``walking`` ≡ the next M tile's rows are walked (n_tile = 0, count < R; row walk_i)
+        issuing, walking = Signal(), Signal()
+        tile_end = Signal()             # count = period - 1: the tile's last cycle (set a cycle ahead)
         features = FeatureWalk(cfg)
         pixels = PixelWalk(rows, "in")
         # every row's pixel (its slot's word address and coordinates): this M tile's, and the next one's
@@ -232,11 +238,15 @@ class Controller(wiring.Component):
                                      row_regs[f"{tile}_x"][i].eq(pixels.x), row_regs[f"{tile}_y"][i].eq(pixels.y)]
 
         # ---- drain engine state
-        draining = Signal()
+        active = Signal()               # a row drains on this cycle: row r of tile (d_m, d_n)
         r = Signal(index_range(rows))
+        first_row, last_row = Signal(), Signal()                # r == 0, r == R - 1 (while active)
+        d_n_first, d_n_last = Signal(), Signal()                # d_n == 0, d_n == n_tiles - 1
         d_m = Signal(16)
         d_n = Signal(16)
         d_first = Signal(16)            # d_m * R: the walk's index of the drained tile's first row
+        d_pixel = Signal(16)            # d_first + r: the walk's index of the row draining
+        in_batch = Signal()             # d_pixel < samples: the row is a pixel of the batch (registered ahead)
         dest = PixelWalk(rows, "out")
         saved = [Signal.like(s, name=f"saved_{s.name}") for s in dest.signals]   # the walk at this M tile's start
 
@@ -244,8 +254,9 @@ class Controller(wiring.Component):
             m.d.sync += self.cycles.eq(self.cycles + 1)
         with m.FSM():
             sequence_program(m, self, layer, [
-                k.eq(0), count.eq(0), m_tile.eq(0), n_tile.eq(0), walk_i.eq(0),
-                w_tile_base.eq(instr.w_base), d_m.eq(0), d_n.eq(0), d_first.eq(0), *features.start(instr),
+                k.eq(0), count.eq(0), m_tile.eq(0), n_tile.eq(0), walk_i.eq(0), issuing.eq(1), tile_end.eq(0),
+                w_tile_base.eq(instr.w_base), d_m.eq(0), d_n.eq(0), d_n_first.eq(1),
+                d_n_last.eq(instr.n_tiles == 1), d_first.eq(0), *features.start(instr),
                 *features.prepare(instr, instr.kp_words), *pixels.start(instr.in_base),
                 *pixels.prepare(instr, instr.kp_words), *dest.start(instr.out_base),
                 *dest.prepare(instr, instr.out_words), *prepare_last],
@@ -255,10 +266,9 @@ class Controller(wiring.Component):
                 pixels.step(m, instr)
                 m.d.sync += walk_i.eq(walk_i + 1)
                 with m.If(walk_i == rows - 1):
-                    m.d.sync += walk_i.eq(0)
+                    m.d.sync += [walk_i.eq(0), walking.eq(1)]
                     m.next = "FEED"
             with m.State("FEED"):
-                issuing = k < instr.kp
                 m.d.comb += [self.feed_valid.eq(issuing), self.feed_last.eq(k == last["kp"]),
                              self.feed_lane.eq(features.lane), self.weight_addr.eq(w_tile_base + k),
                              self.feed_rotate.eq(features.d_r)]
@@ -275,15 +285,20 @@ class Controller(wiring.Component):
                     m.d.comb += self.row_valid[i].eq((y >= 0) & (y <= instr.lim_y) & (x >= 0) & (x <= instr.lim_x))
                 with m.If(issuing):
                     m.d.sync += k.eq(k + 1)
+                    with m.If(k == last["kp"]):
+                        m.d.sync += issuing.eq(0)
                     features.step(m, instr)
                 # the next M tile's rows, during this one's first tile
-                with m.If((n_tile == 0) & (count < rows)):
-                    capture(count, "next")
+                with m.If(walking):
+                    capture(walk_i, "next")
                     pixels.step(m, instr)
-                with m.If(count == last["period"]):
-                    m.d.sync += [count.eq(0), k.eq(0), *features.start(instr)]
+                    m.d.sync += walk_i.eq(walk_i + 1)
+                    with m.If(walk_i == rows - 1):
+                        m.d.sync += [walk_i.eq(0), walking.eq(0)]
+                with m.If(tile_end):                    # (period ≥ 2R + C - 1 ≥ 2: never right after a start)
+                    m.d.sync += [count.eq(0), tile_end.eq(0), k.eq(0), issuing.eq(1), *features.start(instr)]
                     with m.If(n_tile == last["n_tiles"]):
-                        m.d.sync += [n_tile.eq(0), w_tile_base.eq(instr.w_base)]
+                        m.d.sync += [n_tile.eq(0), w_tile_base.eq(instr.w_base), walking.eq(1)]
                         with m.If(m_tile == last["m_tiles"]):
                             m.next = "WAIT"
                         with m.Else():
@@ -293,39 +308,40 @@ class Controller(wiring.Component):
                     with m.Else():
                         m.d.sync += [n_tile.eq(n_tile + 1), w_tile_base.eq(w_tile_base + instr.kp)]
                 with m.Else():
-                    m.d.sync += count.eq(count + 1)
+                    m.d.sync += [count.eq(count + 1), tile_end.eq(count + 1 == last["period"])]
 
-        # ---- drain engine: R cycles per captured tile, rows top-first, each to its output slot (or nowhere)
-        active = self.captured | draining
-        r_now = Signal(index_range(rows))
-        m.d.comb += r_now.eq(Mux(self.captured, 0, r))
-        first_row = active & (r_now == 0)
-        last_row = active & (r_now == rows - 1)
-        if rows > 1:
-            with m.If(self.captured):
-                m.d.sync += [draining.eq(1), r.eq(1)]
-            with m.Elif(draining):
-                m.d.sync += r.eq(r + 1)
-                with m.If(r == rows - 1):
-                    m.d.sync += [draining.eq(0), r.eq(0)]
-        last_tile = (d_n == last["n_tiles"]) & (d_m == last["m_tiles"])
-        with m.If(first_row & (d_n == 0)):
+        # ---- drain engine: R cycles per captured tile, rows top-first, each to its output slot (or nowhere). Its
+        # state is registered one cycle ahead, from the array's ``capturing`` (``captured`` of the next cycle): the
+        # row draining, whether it is the tile's first or last, and whether the N tile is the first or last, so
+        # that the walker's save / rewind / step choice is made by flip-flops, not by compares in front of its muxes
+        with m.If(self.capturing):
+            m.d.sync += [active.eq(1), r.eq(0), first_row.eq(1), last_row.eq(rows == 1), d_pixel.eq(d_first),
+                         in_batch.eq(d_first < instr.samples)]
+        with m.Elif(active & ~last_row):
+            m.d.sync += [r.eq(r + 1), first_row.eq(0), last_row.eq((r == rows - 2) if rows > 1 else 1),
+                         d_pixel.eq(d_pixel + 1), in_batch.eq(d_pixel + 1 < instr.samples)]
+        with m.Else():
+            m.d.sync += [active.eq(0), r.eq(0), first_row.eq(0), last_row.eq(0)]
+        last_tile = d_n_last & (d_m == last["m_tiles"])
+        saving = first_row & d_n_first
+        with m.If(saving):
             m.d.sync += [s.eq(v) for s, v in zip(saved, dest.signals)]
         with m.If(active):
-            with m.If(last_row & (d_n != last["n_tiles"])):
+            with m.If(last_row & ~d_n_last):
                 # the next N tile drains the same pixels again (R = 1: nothing to rewind on the first)
-                with m.If(~(first_row & (d_n == 0))):
+                with m.If(~saving):
                     m.d.sync += [s.eq(v) for s, v in zip(dest.signals, saved)]
             with m.Else():
                 dest.step(m, instr)
         with m.If(last_row):
-            with m.If(d_n == last["n_tiles"]):
-                m.d.sync += [d_n.eq(0), d_m.eq(d_m + 1), d_first.eq(d_first + rows)]
+            with m.If(d_n_last):
+                m.d.sync += [d_n.eq(0), d_n_first.eq(1), d_n_last.eq(last["n_tiles"] == 0), d_m.eq(d_m + 1),
+                             d_first.eq(d_first + rows)]
             with m.Else():
-                m.d.sync += d_n.eq(d_n + 1)
+                m.d.sync += [d_n.eq(d_n + 1), d_n_first.eq(0), d_n_last.eq(d_n + 1 == last["n_tiles"])]
         m.d.comb += [self.shift.eq(active), self.lane_valid.eq(active),
                      self.lane_slot.eq(instr.slot_base + d_n),
                      self.lane_meta.row.eq(dest.r), self.lane_meta.addr.eq(dest.addr + d_n),
-                     self.lane_meta.write.eq(dest.output(instr) & (d_first + r_now < instr.samples)),
+                     self.lane_meta.write.eq(dest.output(instr) & in_batch),
                      self.lane_meta.layer_last.eq(last_row & last_tile)]
         return m

@@ -271,14 +271,15 @@ class SystolicTop(wiring.Component):
         accumulator and lane signals for an array whose sums leave one cycle after their operands entered it
         (ws_controller.py); they are delayed here by the feed pipeline and the PEs' extra stage. The accumulator
         SRAM is read one cycle earlier still, for its output register: an address is read two cycles before it
-        is written, so the previous fold's write (``period ≥ 3`` cycles earlier) has landed."""
+        is written, so the previous fold's write (``period ≥ 3`` cycles earlier) has landed. The first K tile's
+        zero replaces the word read as it enters that register, so the column sum is one adder behind registers."""
         cfg = self.cfg
         if cfg.dataflow == "os":
-            m.d.comb += [array.shift.eq(ctrl.shift), ctrl.captured.eq(array.captured)]
+            m.d.comb += [array.shift.eq(ctrl.shift), ctrl.capturing.eq(array.capturing)]
             return ctrl.lane_valid, [array.drain[j] for j in range(cfg.cols)], ctrl.lane_slot, ctrl.lane_meta
         lag = cfg.feed_latency + cfg.pe_stages - 2
         acc_valid = delayed(m, ctrl.acc_valid, lag, "acc_valid", False)
-        acc_first = delayed(m, ctrl.acc_first, lag, "acc_first")
+        acc_first = delayed(m, ctrl.acc_first, lag - 1, "acc_first")     # with the word read: for the next cycle
         acc_final = delayed(m, ctrl.acc_final, lag, "acc_final")
         acc_wr_addr = delayed(m, ctrl.acc_wr_addr, lag, "acc_wr_addr")
         acc_rd_addr = delayed(m, ctrl.acc_rd_addr, lag - 1, "acc_rd_addr")
@@ -288,7 +289,8 @@ class SystolicTop(wiring.Component):
             m.submodules[f"accumulators_{j}"] = mem
             rd, wr = mem.read_port(), mem.write_port()
             total = Signal(signed(cfg.acc_bits), name=f"column_sum_{j}")
-            partial = Mux(acc_first, 0, delayed(m, rd.data, 1, f"partial_{j}").as_signed())
+            partial = Signal(signed(cfg.acc_bits), name=f"partial_{j}", reset_less=True)
+            m.d.sync += partial.eq(Mux(acc_first, 0, rd.data.as_signed()))    # the output register, 0 on K tile 0
             m.d.comb += [total.eq(Mux(ctrl.instr.pool_max, Mux(array.out[j] > partial, array.out[j], partial),
                                       array.out[j] + partial)),
                          rd.addr.eq(acc_rd_addr), wr.addr.eq(acc_wr_addr), wr.data.eq(total),
@@ -298,11 +300,11 @@ class SystolicTop(wiring.Component):
                 delayed(m, ctrl.lane_meta, lag, "lane_meta"))
 
     def _ws_operands(self, m: Module, ctrl, array, act_read, operands) -> None:
-        """Row i takes lane row_lane[i] of bank row_bank[i] (as the controller addressed them, delayed to meet
-        the registered memory words) into its operand register; the array skews the rows. ``commit`` travels
+        """Row i takes lane row_lane[i] of bank row_bank[i] (as the controller addressed them, one cycle after
+        its fold cycle, delayed to meet the registered memory words) into its operand register; the array skews the rows. ``commit`` travels
         with the operands."""
         cfg = self.cfg
-        select_delay = cfg.feed_latency - 1
+        select_delay = cfg.feed_latency - 2         # the controller registered them with its bank addresses
         row_bank = delayed(m, ctrl.row_bank, select_delay, "row_bank")
         row_lane = delayed(m, ctrl.row_lane, select_delay, "row_lane")
         row_valid = delayed(m, ctrl.row_valid, select_delay, "row_valid")

@@ -29,12 +29,13 @@ The last fold streams for M + R + C cycles (its last sums); the layer ends when 
 Exact cycles of one run (``compile.Program.predict_cycles``)::
 
     Σ_layers [ R + (F - 1)·P + M + R + C + L_feed + P_pe + L_lane + 1 ]
-    = Σ_layers [ R + (F - 1)·P + M + R + C + 2S + 9 ],   F = n_tiles · k_tiles folds
+    = Σ_layers [ R + (F - 1)·P + M + R + C + 2S + 10 ],   F = n_tiles · k_tiles folds
 
-(``L_feed = cfg.feed_latency``, ``P_pe = cfg.pe_stages``, ``L_lane = cfg.lane_latency = 2S + 2``). The controller
-itself is timed for operands that reach the array one cycle after it addresses them and sums that leave it at
-fold cycle m + R + C; top.py delays everything that meets the data (row selects, ``commit``, weight shifts, the
-accumulator and lane signals) by the feed pipeline and the PEs' second stage.
+(``L_feed = cfg.feed_latency = 5``: the controller's registered row reads (``_read``) and top.py's four stages,
+``P_pe = cfg.pe_stages``, ``L_lane = cfg.lane_latency = 2S + 2``). The controller itself is timed for operands that
+reach the array one cycle after it addresses them and sums that leave it at fold cycle m + R + C; top.py delays
+everything that meets the data (row selects, ``commit``, weight shifts, the accumulator and lane signals) by the
+feed pipeline and the PEs' second stage.
 """
 from __future__ import annotations
 
@@ -102,15 +103,25 @@ class WeightStationaryController(wiring.Component):
                                      for name, value in features.descriptor(instr).items()]
             features.step(m, instr)
 
-        first_k = k_tile == 0
         last, prepare_last = last_indices(instr, ("k_tiles", "n_tiles", "period", "samples"))
-        last_k = k_tile == last["k_tiles"]
-        last_fold = last_k & (n_tile == last["n_tiles"])
+        # the fold's position as flags, updated with the counters they stand for (the fold boundary's enables then
+        # come from flip-flops, not from 16-bit compares): k_tile = 0, k_tile = k_tiles - 1, n_tile = n_tiles - 1,
+        # and t = period - 1 (set a cycle ahead); the last fold's last sums come out at t = stream_end
+        first_k, last_k, last_n, fold_end = Signal(), Signal(), Signal(), Signal()
+        k_single, k_two, k_penult = Signal(), Signal(), Signal()   # k_tiles = 1, = 2; k_tile = k_tiles - 2
+        stream_end = Signal(16)
+        describing = Signal()                          # t < R: the walker describes the next fold's row r = t
+        last_fold = last_k & last_n
+        reading = Signal()                             # STREAM: the rows read pixel t
+        self._read(m, t, reading, pixels, cur)
         with m.If(self.busy):
             m.d.sync += self.cycles.eq(self.cycles + 1)
         with m.FSM():
             sequence_program(m, self, layer, [
-                n_tile.eq(0), k_tile.eq(0), w_fold.eq(instr.w_base), r.eq(0), has_prev.eq(0),
+                n_tile.eq(0), k_tile.eq(0), w_fold.eq(instr.w_base), r.eq(0), has_prev.eq(0), first_k.eq(1),
+                last_k.eq(instr.k_tiles == 1), k_single.eq(instr.k_tiles == 1), k_two.eq(instr.k_tiles == 2),
+                k_penult.eq(instr.k_tiles == 2),
+                last_n.eq(instr.n_tiles == 1), stream_end.eq(instr.samples + (lag - 1)),
                 word_r.eq(instr.out_word_r), *features.start(instr), *features.prepare(instr, instr.kp_words),
                 *pixels.prepare(instr, instr.kp_words), *dest.prepare(instr, instr.out_words), *prepare_last], "PRELOAD")
             with m.State("PRELOAD"):
@@ -118,21 +129,25 @@ class WeightStationaryController(wiring.Component):
                 m.d.sync += r.eq(r + 1)
                 describe(r, cur)
                 with m.If(r == rows - 1):
-                    m.d.sync += [r.eq(0), t.eq(0), o_sample.eq(instr.period - lag),
+                    m.d.sync += [r.eq(0), t.eq(0), fold_end.eq(0), describing.eq(1), o_sample.eq(instr.period - lag),
                                  *pixels.start(instr.in_base), *dest.start(instr.out_base)]
-                    with m.If(instr.k_tiles == 1):               # fold 1 starts the next N tile's features
+                    with m.If(k_single):                         # fold 1 starts the next N tile's features
                         m.d.sync += features.start(instr)
                     m.next = "STREAM"
             with m.State("STREAM"):
-                self._read(m, t, pixels, cur)
+                m.d.comb += reading.eq(1)
                 pixels.step(m, instr)
-                with m.If((t < rows) & ~last_fold):             # the next fold's features
-                    describe(t, nxt)
+                with m.If(describing):                           # the next fold's features, row r at t = r
+                    with m.If(~last_fold):
+                        describe(r, nxt)
+                    m.d.sync += r.eq(r + 1)
+                    with m.If(r == rows - 1):
+                        m.d.sync += [r.eq(0), describing.eq(0)]
                 # the next fold's weights, behind this fold's commits
                 preloading = ~last_fold & (t >= rows + cols - 1) & (t < 2 * rows + cols - 1)
                 m.d.comb += [self.weight_addr.eq(w_fold + (3 * rows + cols - 2) - t),
                              self.weight_shift.eq(preloading), self.fold_start.eq(t == 0)]
-                m.d.sync += t.eq(t + 1)
+                m.d.sync += [t.eq(t + 1), fold_end.eq(t + 1 == last["period"])]
                 # aligned column sums of sample o_sample, of this fold (t ≥ lag) or the previous one
                 current = t >= lag
                 out_n = Mux(current, n_tile, p_n_tile)
@@ -149,25 +164,35 @@ class WeightStationaryController(wiring.Component):
                 with m.Else():
                     m.d.sync += o_sample.eq(o_sample + 1)
                     dest.step(m, instr)
-                with m.If(last_fold & (t == instr.samples + (lag - 1))):
+                with m.If(last_fold & (t == stream_end)):
                     m.next = "WAIT"
-                with m.Elif(~last_fold & (t == last["period"])):
-                    m.d.sync += [t.eq(0), *pixels.start(instr.in_base), w_fold.eq(w_fold + rows),
+                with m.Elif(~last_fold & fold_end):
+                    m.d.sync += [t.eq(0), fold_end.eq(0), describing.eq(1), *pixels.start(instr.in_base),
+                                 w_fold.eq(w_fold + rows),
                                  *(c.eq(n) for c, n in zip(cur, nxt)),
                                  has_prev.eq(1), p_n_tile.eq(n_tile), p_word_r.eq(word_r), p_first.eq(first_k),
                                  p_final.eq(last_k)]
                     with m.If(last_k):
-                        m.d.sync += [k_tile.eq(0), n_tile.eq(n_tile + 1), word_r.eq(mod_add(word_r, 1, rows))]
+                        m.d.sync += [k_tile.eq(0), first_k.eq(1), last_k.eq(k_single),
+                                     k_penult.eq(k_two),
+                                     n_tile.eq(n_tile + 1), last_n.eq(n_tile + 1 == last["n_tiles"]),
+                                     word_r.eq(mod_add(word_r, 1, rows))]
                     with m.Else():
-                        m.d.sync += k_tile.eq(k_tile + 1)
+                        m.d.sync += [k_tile.eq(k_tile + 1), first_k.eq(0), last_k.eq(k_penult),
+                                     k_penult.eq(k_tile + 2 == last["k_tiles"])]
                     # the walker restarts for the fold after the new one when that fold starts the next N tile
-                    with m.If(Mux(last_k, instr.k_tiles == 1, k_tile + 2 == instr.k_tiles)):
+                    with m.If(Mux(last_k, k_single, k_penult)):        # the new fold is the last K tile
                         m.d.sync += features.start(instr)
         return m
 
-    def _read(self, m: Module, t, pixels: PixelWalk, cur: list) -> None:
+    def _read(self, m: Module, t, reading, pixels: PixelWalk, cur: list) -> None:
         """Every row reads pixel t of the walk at its feature's slot offset and word; each bank takes the address
-        of the row reading it (the compiler guarantees rows in one bank read one word)."""
+        of the row reading it (the compiler guarantees rows in one bank read one word).
+
+        Two stages: each row's slot sum (address, bank) and its padding test (coordinate adders, bounds compares)
+        are registered, then every bank picks the address of the row reading it from those registers. The reads
+        (``bank_addr``, ``row_bank``, ``row_lane``, ``row_valid``) therefore leave the controller one cycle after
+        fold cycle t: ``cfg.feed_latency`` counts that register for the WS dataflow."""
         cfg = self.cfg
         rows = cfg.rows
         instr = self.instr
@@ -175,14 +200,15 @@ class WeightStationaryController(wiring.Component):
         for i, feature in enumerate(cur):
             addr, slot_r = slot_add(pixels.addr + feature.word, pixels.r, feature.d_words, feature.d_r,
                                     instr.kp_words, rows)
-            bank = Signal(index_range(rows), name=f"row{i}_bank")
-            address = Signal(16, name=f"row{i}_addr")
+            bank = Signal(index_range(rows), name=f"row{i}_bank", reset_less=True)
+            address = Signal(16, name=f"row{i}_addr", reset_less=True)
+            lane = Signal.like(self.row_lane[i], name=f"row{i}_lane", reset_less=True)
             valid = Signal(name=f"row{i}_valid")
             x, y = pixels.x + feature.dx, pixels.y + feature.dy
-            m.d.comb += [bank.eq(mod_add(slot_r, feature.word_r, rows)), address.eq(addr),
-                         valid.eq(feature.valid & (t < instr.samples) & (x >= 0) & (x <= instr.lim_x) & (y >= 0) &
-                                  (y <= instr.lim_y)),
-                         self.row_bank[i].eq(bank), self.row_lane[i].eq(feature.lane), self.row_valid[i].eq(valid)]
+            m.d.sync += [bank.eq(mod_add(slot_r, feature.word_r, rows)), address.eq(addr), lane.eq(feature.lane),
+                         valid.eq(reading & feature.valid & (t < instr.samples) & (x >= 0) & (x <= instr.lim_x) & (y >= 0) &
+                                  (y <= instr.lim_y))]
+            m.d.comb += [self.row_bank[i].eq(bank), self.row_lane[i].eq(lane), self.row_valid[i].eq(valid)]
             reads.append((bank, address, valid))
         for b in range(rows):
             m.d.comb += self.bank_addr[b].eq(reduce(or_, [Mux(valid & (bank == b), address, 0)

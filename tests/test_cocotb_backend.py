@@ -23,9 +23,10 @@ from onnx_helpers import mlp
 NATIVE_REPORT_KEYS = {"schema_version", "hwgen_version", "samples", "io", "cycles", "predicted_cycles", "bit_exact",
                       "mismatches", "sim_seconds", "build_seconds", "run_seconds", "sim_cycles",
                       "sim_cycles_per_second", "verilator_version", "verilog_sha256"}
-# s_axis_tready of the systolic top rises in cycle 3 after the start pulse (cycle 0) and done follows the last
-# m_axis transfer in the same cycle count, so with a source offering from cycle 1: io_cycles == cycles - 2
-IO_LEAD_CYCLES = 2
+# s_axis_tready of the systolic top rises in cycle 4 after the start pulse (cycle 0: IDLE; then FETCH, LATCH and
+# DECODE, controller.py) and done follows the last m_axis transfer in the same cycle count, so with a source
+# offering from cycle 1: io_cycles == cycles - 3
+IO_LEAD_CYCLES = 3
 
 
 @pytest.fixture(scope="module")

@@ -590,17 +590,20 @@ def fold_cost(layer) -> float:
     return exact + sum(c.get(k, 0.0) * v for k, v in f.items() if k != "one")
 
 
+def _mul_terms(family: str, mul: tuple[int, int] | None) -> tuple[int, int]:
+    """A path's multiplier as delay terms ``(dsp, mul_lut)``: a DSP block, or a LUT array multiplier whose depth
+    grows with a + b."""
+    if mul is None:
+        return 0, 0
+    return (1, 0) if uses_dsp(family, *mul) else (0, mul[0] + mul[1])
+
+
 def path_terms(config, family: str) -> list[dict[str, float]]:
     """Every component path of ``config`` as the terms of the delay model (:data:`PATH_TERMS`)."""
     rows = []
     for comp in components(config):
         for p in comp.paths:
-            dsp = mul_lut = 0
-            if p.mul is not None:
-                if uses_dsp(family, *p.mul):
-                    dsp = 1
-                else:
-                    mul_lut = p.mul[0] + p.mul[1]         # array multiplier depth grows with a + b
+            dsp, mul_lut = _mul_terms(family, p.mul)
             rows.append({"one": 1.0, "mem": float(p.mem), "levels": float(p.levels), "carry_bits": float(p.carry_bits),
                          "chains": float(p.chains), "dsp": float(dsp), "mul_lut": float(mul_lut)})
     return rows
@@ -626,12 +629,7 @@ def fmax_of(parts, family: str, coeffs: dict | None = None) -> float:
     worst = None
     for comp in parts:                          # path_terms' rows, summed term by term in PATH_TERMS order
         for p in comp.paths:
-            dsp_term = mul_term = 0
-            if p.mul is not None:
-                if uses_dsp(family, *p.mul):
-                    dsp_term = 1
-                else:
-                    mul_term = p.mul[0] + p.mul[1]
+            dsp_term, mul_term = _mul_terms(family, p.mul)
             total = (0 + one * 1.0 + mem * float(p.mem) + levels * float(p.levels) + carry_bits * float(p.carry_bits)
                      + chains * float(p.chains) + dsp * float(dsp_term) + mul_lut * float(mul_term))
             if worst is None or total > worst:

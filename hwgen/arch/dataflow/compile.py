@@ -26,7 +26,7 @@ import numpy as np
 
 from ...errors import HwgenError
 from ...ir import BipolarType
-from ..systolic.compile import GemmLayer, gemm_layers, weight_bits
+from ..systolic.compile import GemmLayer, gemm_layers
 from ..lanes import pack_lanes, unpack_lanes
 from .config import CodeType, DataflowConfig, LayerConfig, LayerFold, Window
 from .folding import auto_fold_configs, parse_fold, reuse_fold
@@ -292,7 +292,7 @@ def layer_configs(layers: Sequence[GemmLayer], in_type: CodeType) -> list[LayerC
             mw, mh = window.taps, window.channels
         try:
             layer = LayerConfig(mw=mw, mh=mh, pe=1, simd=1, in_type=in_type,
-                                weight_bits=1 if bipolar or pool else weight_bits(gemm), bipolar=bipolar,
+                                weight_bits=1 if bipolar or pool else gemm.weight_bits, bipolar=bipolar,
                                 **requant, **geometry)
         except ValueError as error:
             raise HwgenError(f"node '{gemm.name}': {error}") from None

@@ -115,8 +115,22 @@ class GemmLayer:
 
     @cached_property
     def stage_value_bits(self) -> int:
-        """See :func:`stage_value_bits`."""
-        return _stage_value_bits(self)
+        """The lanes' ``fixed_bits`` the fixed-point stages need (biases and stage results in ``fixed_bits``
+        signed bits, sums and shifted values in one more), from the accumulator range; 0 without stages."""
+        lo, hi = np.array(self.acc_range[0]), np.array(self.acc_range[1])
+        need = 0
+        for step in self.steps:
+            bias = np.asarray(step.bias, np.int64)
+            v_lo, v_hi = lo + bias, hi + bias
+            if step.relu:
+                v_lo, v_hi = np.maximum(v_lo, 0), np.maximum(v_hi, 0)
+            shift = step.frac - step.to.frac
+            q_lo, q_hi = round_shift(v_lo, shift, step.to.rounding), round_shift(v_hi, shift, step.to.rounding)
+            values = [int(np.min(a)) for a in (v_lo, q_lo)] + [int(np.max(a)) for a in (v_hi, q_hi)]
+            need = max(need, _signed_bits(min(values), max(values)) - 1, _signed_bits(int(bias.min()), int(bias.max())),
+                       step.to.width + (0 if step.to.signed else 1))
+            lo, hi, _ = step.bounds(lo, hi)
+        return need
 
     @property
     def k(self) -> int:
@@ -847,34 +861,6 @@ def threshold_slots(layers, cols: int) -> int:
     return sum(ceil(layer.n / cols) for layer in layers if not layer.passthrough)
 
 
-def stage_value_bits(layer: GemmLayer) -> int:
-    """The lanes' ``fixed_bits`` ``layer``'s fixed-point stages need (biases and stage results in ``fixed_bits``
-    signed bits, sums and shifted values in one more), from its accumulator range; 0 without stages."""
-    return layer.stage_value_bits
-
-
-def _stage_value_bits(layer: GemmLayer) -> int:
-    lo, hi = np.array(layer.acc_range[0]), np.array(layer.acc_range[1])
-    need = 0
-    for step in layer.steps:
-        bias = np.asarray(step.bias, np.int64)
-        v_lo, v_hi = lo + bias, hi + bias
-        if step.relu:
-            v_lo, v_hi = np.maximum(v_lo, 0), np.maximum(v_hi, 0)
-        shift = step.frac - step.to.frac
-        q_lo, q_hi = round_shift(v_lo, shift, step.to.rounding), round_shift(v_hi, shift, step.to.rounding)
-        values = [int(np.min(a)) for a in (v_lo, q_lo)] + [int(np.max(a)) for a in (v_hi, q_hi)]
-        need = max(need, _signed_bits(min(values), max(values)) - 1, _signed_bits(int(bias.min()), int(bias.max())),
-                   step.to.width + (0 if step.to.signed else 1))
-        lo, hi, _ = step.bounds(lo, hi)
-    return need
-
-
-def weight_bits(layer: GemmLayer) -> int:
-    """Signed bits ``layer``'s weights need."""
-    return layer.weight_bits
-
-
 @dataclass(frozen=True)
 class _Facts:
     """What the compiler reads of a model's layers on every configuration, computed once per model: the
@@ -907,10 +893,10 @@ def _facts(key: SameLayers) -> _Facts:
     except ValueError:
         encodes = False
     return _Facts(
-        regions(layers), max(stored) - 1, max(weight_bits(layer) for layer in layers),
+        regions(layers), max(stored) - 1, max(layer.weight_bits for layer in layers),
         max([layer.search_bits for layer in layers] + [1]), any(layer.pool == "max" for layer in layers),
         any(layer.product_shift for layer in layers), max(len(layer.steps) for layer in layers),
-        max(stage_value_bits(layer) for layer in layers), max(layer.in_bits for layer in layers),
+        max(layer.stage_value_bits for layer in layers), max(layer.in_bits for layer in layers),
         max(layer.acc_bits for layer in layers),
         max([layer.out_bits for layer in layers if to_outputs(layer, layers)] + [0]), encodes)
 
@@ -1173,7 +1159,7 @@ class Program:
         CYCLE_FORMULAS`), from :attr:`_cycle_terms` (equal to reading ``m_tiles``, ``n_tiles``, ``k_tiles``,
         ``kp``, ``period`` and ``samples`` off :meth:`_layer_instructions`, without building them)."""
         cfg = self.cfg
-        rows, drain = cfg.rows, ws_min_period(cfg.rows, cfg.cols)
+        rows, min_period = cfg.rows, ws_min_period(cfg.rows, cfg.cols)
         ws = cfg.dataflow == "ws"
         # the pipeline's fixed part per layer: feed (controller → array), the PEs' stages, lanes
         pipeline = cfg.feed_latency + cfg.pe_stages + cfg.lane_latency
@@ -1184,7 +1170,7 @@ class Program:
             if ws:                  # R + (folds − 1)·period + samples + R + C + pipeline + 1 per layer
                 for pixels, folds in self._cycle_terms:
                     m_rows = chunk * pixels
-                    cycles += (folds - 1) * max(m_rows, drain) + m_rows + fixed
+                    cycles += (folds - 1) * max(m_rows, min_period) + m_rows + fixed
             else:                   # (tiles − 1)·period + kp + 3R + C + pipeline per layer
                 for walk_s, first, n_tiles, period, kp in self._cycle_terms:
                     tiles = ceil(((chunk - 1) * walk_s + first) / rows) * n_tiles
@@ -1412,7 +1398,7 @@ def compile_layers(layers: list[GemmLayer], cfg: SystolicConfig, planned: Plan |
         if layer.in_bits > cfg.store_bits:
             raise HwgenError(f"node '{layer.name}': input codes need {layer.in_bits} bits, the array stores "
                              f"{cfg.store_bits} (a_bits={cfg.a_bits})")
-        w_need = weight_bits(layer)
+        w_need = layer.weight_bits
         if w_need > cfg.w_bits:
             raise HwgenError(f"node '{layer.name}': weights need {w_need} bits, the array has w_bits={cfg.w_bits}")
         if layer.search_bits > cfg.search_stages:
@@ -1431,8 +1417,8 @@ def compile_layers(layers: list[GemmLayer], cfg: SystolicConfig, planned: Plan |
         if len(layer.steps) > cfg.fixed_steps:
             raise HwgenError(f"node '{layer.requant}': {len(layer.steps)} fixed-point stages, the array's lanes "
                              f"have fixed_steps={cfg.fixed_steps}")
-        if stage_value_bits(layer) > cfg.fixed_bits:
-            raise HwgenError(f"node '{layer.requant}': fixed-point stage values need {stage_value_bits(layer)} bits, "
+        if layer.stage_value_bits > cfg.fixed_bits:
+            raise HwgenError(f"node '{layer.requant}': fixed-point stage values need {layer.stage_value_bits} bits, "
                              f"the lanes hold {cfg.fixed_bits} (acc_bits + 2; raise k_max or a_bits)")
         if to_outputs(layer, layers) and layer.out_bits > cfg.acc_bits:
             raise HwgenError(f"node '{layer.requant}': output codes need {layer.out_bits} bits, the output banks "

@@ -1,7 +1,23 @@
-"""Backports of standard-library behaviour newer than the oldest Python hwgen supports (3.11)."""
+"""Backports of standard-library behaviour newer than the oldest Python hwgen supports (3.11), and
+:func:`lazy_module`."""
 from __future__ import annotations
 
-__all__ = ["cached_property"]
+import importlib
+from collections.abc import Callable
+from functools import lru_cache
+from types import ModuleType
+
+__all__ = ["cached_property", "lazy_module"]
+
+
+def lazy_module(name: str) -> Callable[[], ModuleType]:
+    """A function returning module ``name`` (absolute), imported on its first call and afterwards returned without
+    going through the import machinery: for a module its caller must not load at import time (it is heavy, or it
+    imports the caller back) on a path a design-space sweep runs for every point."""
+    @lru_cache(maxsize=1)
+    def module() -> ModuleType:
+        return importlib.import_module(name)
+    return module
 
 
 class cached_property:  # noqa: N801 (named as functools' own)

@@ -27,6 +27,7 @@ from .arch.systolic.config import SystolicConfig
 from .arch.systolic.controller import INSTRUCTION
 from .arch.systolic.top import (ACTIVATIONS, LOAD, OUTPUTS, PROGRAM, READ, THRESHOLDS, WEIGHTS, SystolicTop,
                                 host_signature)
+from .compat import lazy_module
 from .errors import HwgenError
 from .model import Model, as_model, load
 from .names import display
@@ -271,12 +272,12 @@ class Design:
     def _estimate_inputs(self, target):
         """The cycle model an estimate uses (latency: 1 sample; throughput: a full batch; preloaded) and, for an
         ASIC target, the operation counts its energy comes from."""
-        Cycles, get_target = _estimate_api()
         batch = self.program.batch
-        cycles = Cycles(self.predicted_cycles(1, stream=False), batch, self.predicted_cycles(batch, stream=False),
-                        f"Design.predicted_cycles: latency = 1 sample, throughput = {batch} samples, preloaded")
+        cycles = _estimate_report().Cycles(
+            self.predicted_cycles(1, stream=False), batch, self.predicted_cycles(batch, stream=False),
+            f"Design.predicted_cycles: latency = 1 sample, throughput = {batch} samples, preloaded")
         workload = None
-        if (get_target(target) if isinstance(target, str) else target).kind == "asic":      # ASIC energy
+        if (_targets().target(target) if isinstance(target, str) else target).kind == "asic":      # ASIC energy
             from .estimate.power import systolic_workload      # (with the power model's templates: ASIC only)
 
             workload = systolic_workload(self.config, self.layers, cycles.batch_cycles / batch)
@@ -369,8 +370,9 @@ class Design:
     def write(self, out_dir: str | Path, rom: bool = False) -> Path:
         """Write the design into ``out_dir`` (created; files replaced atomically as a whole): the core's Verilog
         (``rtl/``, one module per file), manifest, images (``program.load``: ``program.batch`` samples per start,
-        streamed unless the inputs or results are images, then preloaded and read back), model, report and the integration files (:mod:`hwgen.integration`); with ``rom`` also the core
-        ``hwgen_systolic_rom`` (weights, thresholds and program in the memories' initial contents)."""
+        streamed unless the inputs or results are images, then preloaded and read back), model, report and the
+        integration files (:mod:`hwgen.integration`); with ``rom`` also the core ``hwgen_systolic_rom`` (weights,
+        thresholds and program in the memories' initial contents)."""
         from .integration import integration_files
 
         program = self.program
@@ -383,14 +385,9 @@ class Design:
         return write_files(out_dir, files)
 
 
-@lru_cache(maxsize=1)
-def _estimate_api():
-    """``(Cycles, target)`` of :mod:`hwgen.estimate`, imported on first use (``import hwgen`` stays free of the
-    estimators) and then without the import machinery's per-call cost."""
-    from .estimate.report import Cycles
-    from .estimate.targets import target
-
-    return Cycles, target
+# the estimators, imported on first use (``import hwgen`` stays free of them)
+_estimate_report = lazy_module("hwgen.estimate.report")
+_targets = lazy_module("hwgen.estimate.targets")
 
 
 def unit_rows(graph, units: dict[str, str], max_thresholds: int | None = None) -> list[dict]:

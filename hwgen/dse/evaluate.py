@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import __version__
+from ..compat import lazy_module
 from ..design import systolic_design
 from ..errors import HwgenError
 from .space import Point
@@ -146,13 +147,8 @@ def _systolic_design(entry: ModelEntry, params: dict):
     return systolic_design(entry.model, list(entry.gemm_layers), **{**shape, **params})
 
 
-@lru_cache(maxsize=1)
-def _dataflow_design():
-    """:mod:`hwgen.arch.dataflow.design`, imported on first use (``import hwgen.dse`` stays light), then
-    without the import machinery's per-call cost."""
-    from ..arch.dataflow import design
-
-    return design
+# imported on first use: ``import hwgen.dse`` stays light
+_dataflow_design = lazy_module("hwgen.arch.dataflow.design")
 
 
 def _dataflow_config(entry: ModelEntry, params: dict):

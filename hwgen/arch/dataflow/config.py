@@ -22,13 +22,12 @@ input beat of ``PE`` channels (the generator emits depthwise windows channel gro
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
 from math import lcm
 
 import numpy as np
 from amaranth import Shape, signed, unsigned
 
-from ...compat import cached_property
+from ...compat import cached_property, lazy_module
 from ...ir.fixed import ROUNDING
 from ...kernels import pool_geometry
 from ...ir.types import int_range
@@ -550,26 +549,24 @@ class DataflowConfig:
     def fifo_depths(self) -> tuple[int, ...]:
         """Depth (words of ``lcm(PE, SIMD)`` codes) of the FIFO in front of each layer after the first
         (cycles.py; timing.py over images)."""
-        cycles, timing = _cycle_models()
-        return (timing if self.convolutional else cycles).fifo_depths(self)
+        return (_timing() if self.convolutional else _cycles()).fifo_depths(self)
 
     @cached_property
     def predicted_ii_cycles(self) -> int:
         """Steady-state cycles between consecutive samples' last outputs (cycles.py; timing.py over images)."""
-        cycles, timing = _cycle_models()
         if self.convolutional:
+            timing = _timing()
             finished = timing.run(self, timing.STEADY + 3)
             return finished[-1] - finished[-2]
-        return cycles.ii_cycles(self)
+        return _cycles().ii_cycles(self)
 
     @cached_property
     def predicted_latency_cycles(self) -> int:
         """Cycles from a sample's first input transfer to its last output transfer, pipeline idle (cycles.py;
         timing.py over images)."""
-        cycles, timing = _cycle_models()
         if self.convolutional:
-            return timing.run(self, 1)[0]
-        return cycles.latency_cycles(self)
+            return _timing().run(self, 1)[0]
+        return _cycles().latency_cycles(self)
 
     def predicted_cycles(self, samples: int) -> int:
         """Cycles from the first input transfer to the last output transfer of ``samples`` samples streamed back
@@ -580,11 +577,6 @@ class DataflowConfig:
         return self.predicted_latency_cycles + (samples - 1) * self.predicted_ii_cycles
 
 
-@lru_cache(maxsize=1)
-def _cycle_models():
-    """The modules ``cycles`` (closed form) and ``timing`` (cycle-level), which import this one: imported on first
-    use, then without the import machinery's per-call cost (the cycle figures are asked for at every point of a
-    sweep)."""
-    from . import cycles, timing
-
-    return cycles, timing
+# the cycle models import this module: reached on first use
+_cycles = lazy_module("hwgen.arch.dataflow.cycles")
+_timing = lazy_module("hwgen.arch.dataflow.timing")

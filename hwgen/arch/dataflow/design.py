@@ -26,6 +26,7 @@ import numpy as np
 from ... import __version__
 from ...design import (SCHEMA_VERSION, SimResult, check_codes, format_rows, golden_codes, model_sha256, read_rows,
                        unit_rows, write_files)
+from ...compat import lazy_module
 from ...errors import HwgenError
 from ...model import Model
 from ...names import display
@@ -252,12 +253,7 @@ class DataflowDesign:
         return write_files(out_dir, files)
 
 
-@lru_cache(maxsize=1)
-def _report():
-    """:mod:`hwgen.estimate.report`, imported on first use (then without the import machinery's per-call cost)."""
-    from ...estimate import report
-
-    return report
+_report = lazy_module("hwgen.estimate.report")         # imported on first use
 
 
 def estimate_cycles(config: DataflowConfig):

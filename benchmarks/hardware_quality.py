@@ -7,8 +7,9 @@
 1. LUTs of hwgen's output-stationary int8 PE (``arch/systolic/pe.py``: operand = code − zero point, 10 bits;
    int8 weight; product register, then a 28-bit accumulator for k_max = 1024; shadow register and drain chain)
    against two hand-written Verilog modules synthesized the same way (``benchmarks/hand_mac.v``): ``hand_pe_os``
-   does the PE's whole job (with the same product register), ``hand_mac_minimal`` only ``acc += a·w`` on int8. Yosys ``synth_ecp5`` (multiplier in a MULT18X18D) and
-   ``synth_ice40`` (multiplier in LUTs). Goal: hwgen / hand ≤ 1.1.
+   does the PE's whole job (with the same product register), ``hand_mac_minimal`` only ``acc += a·w`` on int8.
+   Yosys ``synth_ecp5`` (multiplier in a MULT18X18D) and ``synth_ice40`` (multiplier in LUTs). Goal: hwgen / hand
+   ≤ 1.1.
 2. fmax of the 8×8 int8 systolic array (``SystolicConfig(rows=8, cols=8, slot_depth=16)``, other depths default)
    on ECP5-85 (speed 6) after nextpnr (out of context). Goal ≥ 150 MHz; the critical path is printed from
    nextpnr's report. (With the default ``slot_depth=64`` the requant lanes' threshold stages alone take 272

@@ -2,9 +2,9 @@
 
 ``run_sweep(space, store)`` expands the space, skips every point whose hash the store already holds for this
 evaluator and hwgen version (failed points too, unless ``retry_failed``), evaluates the rest in chunks and stores
-each chunk of results as it arrives (one transaction per chunk). ``workers=1`` evaluates in this process; ``workers=N`` uses a
-``ProcessPoolExecutor``; ``scheduler="tcp://host:port"`` (or a ``dask.distributed.Client``) sends the chunks to
-an existing Dask cluster, whose workers must be able to read the model (and inputs) paths.
+each chunk of results as it arrives (one transaction per chunk). ``workers=1`` evaluates in this process;
+``workers=N`` uses a ``ProcessPoolExecutor``; ``scheduler="tcp://host:port"`` (or a ``dask.distributed.Client``)
+sends the chunks to an existing Dask cluster, whose workers must be able to read the model (and inputs) paths.
 """
 from __future__ import annotations
 

@@ -15,8 +15,8 @@ Per-operation energies (:func:`characterize`, stored in ``energy.json`` with pro
 per cycle and per flip-flop clock energy from ``reg32`` with held data, per data-bit toggle from ``reg32`` with random
 data, a clock gate's energy per cycle and per enabled cycle from ``greg32`` (enable low / high), a signed w×w MAC
 (operand and accumulator registers included, their clock energy excluded) from ``mac_w{2,4,8}``, scratchpad
-write/read per bit from ``mem16x16``, a requantizer comparison per bit from ``requant15``. sky130 figures are OSU 0.18 µm's × :data:`SKY130_ENERGY_SCALE` = 130/180: switched capacitance
-per gate scales with the drawn feature length at the same 1.8 V supply (E = C·V²; the constant-voltage scaling
+write/read per bit from ``mem16x16``, a requantizer comparison per bit from ``requant15``. sky130 figures are
+OSU 0.18 µm's × :data:`SKY130_ENERGY_SCALE` = 130/180: switched capacitance per gate scales with the drawn feature length at the same 1.8 V supply (E = C·V²; the constant-voltage scaling
 rule), a stated assumption since the sky130 package has no power data.
 
 Clock gating (synthesis inserts integrated clock gates, :mod:`hwgen.estimate.asic`): the gate-level runs count

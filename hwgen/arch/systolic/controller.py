@@ -27,7 +27,8 @@ of one run (start → done), exactly (``compile.Program.predict_cycles``)::
 
 with ``T = m_tiles · n_tiles``, ``L_feed = cfg.feed_latency = 4`` (top.py), ``P_pe = cfg.pe_stages = 2``
 (pe.py), ``L_lane = cfg.lane_latency = 2S + 2`` and ``S`` the lanes' stages. The feed pipeline delays every
-operand alike and the drain starts on the array's ``captured``, so the pipeline adds latency per layer but changes no period.
+operand alike and the drain starts on the array's ``captured``, so the pipeline adds latency per layer but changes
+no period.
 
 **Implicit im2col.** A tensor is stored one pixel per *slot* (compile.Layout): pixel (y, x) of sample n is slot
 ``n·S + y·pitch + x``, bank ``slot % R``, channels along the lanes of ``words`` consecutive words, so the activation

@@ -180,8 +180,9 @@ class SystolicTop(wiring.Component):
                                        (load.bank == j)),
                          lane.wr_stage.eq(load.lane), lane.wr_addr.eq(load.addr), lane.wr_data.eq(load.data)]
             if cfg.fixed_steps:
+                stages = instr.as_value()[_stage_offset():_stage_offset() + lane.stages.shape().size]
                 m.d.comb += [lane.fixed.eq(instr.fixed), lane.wr_bias.eq(load.target == BIASES),
-                             lane.stages.eq(instr.as_value()[_stage_offset():_stage_offset() + lane.stages.shape().size])]
+                             lane.stages.eq(stages)]
         out_meta = data.View(meta, lanes[0].out_meta)
         writing = lanes[0].out_valid
         m.d.comb += ctrl.layer_done.eq(writing & out_meta.layer_last)
@@ -301,8 +302,8 @@ class SystolicTop(wiring.Component):
 
     def _ws_operands(self, m: Module, ctrl, array, act_read, operands) -> None:
         """Row i takes lane row_lane[i] of bank row_bank[i] (as the controller addressed them, one cycle after
-        its fold cycle, delayed to meet the registered memory words) into its operand register; the array skews the rows. ``commit`` travels
-        with the operands."""
+        its fold cycle, delayed to meet the registered memory words) into its operand register; the array skews
+        the rows. ``commit`` travels with the operands."""
         cfg = self.cfg
         select_delay = cfg.feed_latency - 2         # the controller registered them with its bank addresses
         row_bank = delayed(m, ctrl.row_bank, select_delay, "row_bank")

@@ -123,7 +123,8 @@ class WeightStationaryController(wiring.Component):
                 k_penult.eq(instr.k_tiles == 2),
                 last_n.eq(instr.n_tiles == 1), stream_end.eq(instr.samples + (lag - 1)),
                 word_r.eq(instr.out_word_r), *features.start(instr), *features.prepare(instr, instr.kp_words),
-                *pixels.prepare(instr, instr.kp_words), *dest.prepare(instr, instr.out_words), *prepare_last], "PRELOAD")
+                *pixels.prepare(instr, instr.kp_words), *dest.prepare(instr, instr.out_words), *prepare_last],
+                "PRELOAD")
             with m.State("PRELOAD"):
                 m.d.comb += [self.weight_addr.eq(w_fold + (rows - 1) - r), self.weight_shift.eq(1)]
                 m.d.sync += r.eq(r + 1)
@@ -206,8 +207,8 @@ class WeightStationaryController(wiring.Component):
             valid = Signal(name=f"row{i}_valid")
             x, y = pixels.x + feature.dx, pixels.y + feature.dy
             m.d.sync += [bank.eq(mod_add(slot_r, feature.word_r, rows)), address.eq(addr), lane.eq(feature.lane),
-                         valid.eq(reading & feature.valid & (t < instr.samples) & (x >= 0) & (x <= instr.lim_x) & (y >= 0) &
-                                  (y <= instr.lim_y))]
+                         valid.eq(reading & feature.valid & (t < instr.samples) & (x >= 0) & (x <= instr.lim_x)
+                                  & (y >= 0) & (y <= instr.lim_y))]
             m.d.comb += [self.row_bank[i].eq(bank), self.row_lane[i].eq(lane), self.row_valid[i].eq(valid)]
             reads.append((bank, address, valid))
         for b in range(rows):

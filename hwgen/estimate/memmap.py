@@ -244,7 +244,7 @@ def _count_covered(intervals: list[tuple[int, int]]) -> int:
     total, reach = 0, -1
     for first, last in sorted(intervals):
         if last > reach:
-            total += last - (first if first > reach else reach + 1) + 1     # from max(first, reach + 1)
+            total += last - max(first, reach + 1) + 1
             reach = last
     return total
 
@@ -273,12 +273,7 @@ def map_memory(family: str, depth: int, width: int, group: int | None = None, sh
     mapping for the whole word, then removes what drives nothing: RAM cells none of whose bits are read, and the
     flip-flops and muxes of unread bits; the figures returned are what remains."""
     group, groups, abits, choice = _choice(family, depth, width, group, shape)
-    if not used:
-        ranges = None
-    elif max(stop for _, stop in used) <= width:         # the usual case: every range inside the word
-        ranges = [(start, stop - 1) for start, stop in used if start < stop]
-    else:
-        ranges = [(start, min(stop, width) - 1) for start, stop in used if start < min(stop, width)]
+    ranges = [(start, min(stop, width) - 1) for start, stop in used if start < min(stop, width)] if used else None
     read = width if ranges is None else _count_covered(ranges)   # bits the hardware reads
     if ranges is not None:
         groups = _count_covered([(a // group, b // group) for a, b in ranges])   # write-enable groups left

@@ -1,10 +1,13 @@
 """The host protocol (load / start / stream / read) driven from Amaranth's simulator, shared by the hardware unit
-tests."""
+tests; every run also checks that no memory marked ``no_rw_check`` (``hwgen.arch.hdl.ram``) is read at a word
+written in the same cycle while the accelerator is busy (synthesis leaves such a read's data undefined)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
 import numpy as np
+from amaranth.hdl import Fragment
+from amaranth.lib.memory import Memory
 from amaranth.sim import Simulator
 
 
@@ -65,8 +68,41 @@ def simulate_run(top, loads, reads, x_beats=(), *, stall_seed: int | None = None
             values.append(value)
         result["run"].values = np.array(values, np.uint32).view(np.int32)
 
-    sim = Simulator(top)
+    fragment = Fragment.get(top, None)
+    collisions: list[str] = []
+    sim = Simulator(fragment)
     sim.add_clock(1e-8)
     sim.add_testbench(host)
+    sim.add_process(collision_check(top, fragment, collisions))
     sim.run()
+    assert not collisions, f"{len(collisions)} read/write collisions, first: {', '.join(collisions[:3])}"
     return result["run"]
+
+
+def _memories(fragment, path=()):
+    """(hierarchical name, Memory) of every ``no_rw_check`` memory in an elaborated design."""
+    for origin in getattr(fragment, "origins", None) or ():
+        if isinstance(origin, Memory) and origin.attrs.get("no_rw_check"):
+            yield ".".join(path), origin
+    for sub, name, *_ in fragment.subfragments:
+        yield from _memories(sub, (*path, str(name)))
+
+
+def collision_check(top, fragment, collisions: list[str]):
+    """A simulator process appending ``name@cycle[addr]`` to ``collisions`` for every cycle in which a
+    ``no_rw_check`` memory, while ``top.busy``, reads (enabled) the word one of its write ports writes."""
+    pairs = [(name, rd, wr) for name, memory in _memories(fragment)
+             for rd in memory.read_ports for wr in memory.write_ports]
+    signals = [top.busy] + [s for _, rd, wr in pairs for s in (rd.addr, rd.en, wr.addr, wr.en)]
+
+    async def process(ctx):
+        cycle = 0
+        async for _, _, busy, *values in ctx.tick().sample(*signals):
+            cycle += 1
+            if not busy:
+                continue
+            for index, (name, *_ ) in enumerate(pairs):
+                rd_addr, rd_en, wr_addr, wr_en = values[4 * index: 4 * index + 4]
+                if wr_en and rd_en and rd_addr == wr_addr:
+                    collisions.append(f"{name}@{cycle}[{rd_addr}]")
+    return process

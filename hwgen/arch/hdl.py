@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from amaranth import Module, Shape, Signal, Value
+from amaranth.lib.memory import Memory
 
 
 def select(m: Module, index: Value, values: list, shape: Shape, name: str) -> Signal:
@@ -16,3 +17,18 @@ def select(m: Module, index: Value, values: list, shape: Shape, name: str) -> Si
             with m.Case(position):
                 m.d.comb += out.eq(value)
     return out
+
+
+def ram(m: Module, name: str, *, shape, depth: int, init=()) -> Memory:
+    """A memory added to ``m`` as submodule ``name``, whose reads never see a write of the same word.
+
+    The generators never use a word read in the cycle the same word is written through the other port (weights,
+    thresholds and the program are written only while the accelerator is idle; scratchpad regions a layer reads
+    are not the ones it writes; tests/amaranth_host.py checks every simulated run for such a collision). The
+    ``no_rw_check`` attribute tells synthesis so: without it, Yosys emulates read-first collisions with a
+    registered bypass multiplexer after the block RAM, whose LUT also keeps the register that follows the RAM out
+    of the RAM's own output register (ECP5 DP16KD clock-to-output 5.83 ns without it, iCE40 and Xilinx alike).
+    """
+    memory = Memory(shape=shape, depth=depth, init=list(init), attrs={"no_rw_check": 1})
+    m.submodules[name] = memory
+    return memory

@@ -103,8 +103,8 @@ class WeightStationaryArray(wiring.Component):
                          out[0]      out[1]   …          cycle c leaves at c + R + C (each PE: 2 stages, pe.py)
 
     Weights enter at the top of each column through ``w_top`` and shift down while ``shift`` is high (R shifts
-    place row i's weight in row i); ``commit``, presented with a fold's first sample, makes the shifted weight
-    active in each PE as that sample reaches it. ``max_mode``: every PE passes ``max(psum, a·w)`` (pooling).
+    place row i's weight in row i); ``commit``, presented one cycle before a fold's first sample, makes the
+    shifted weight active in each PE as that sample reaches it. ``max_mode``: every PE passes ``max(psum, a·w)`` (pooling).
     """
 
     def __init__(self, cfg: SystolicConfig):

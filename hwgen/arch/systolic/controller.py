@@ -138,7 +138,7 @@ def sequence_program(m: Module, ctrl: wiring.Component, layer: Signal, latch: li
     while ``busy``, outside its FSM.)
 
     Cycles each chunk adds when streaming: ``x_beats`` (INPUT: one beat per cycle, the state ends with the last
-    transfer) + ``y_beats + 1`` (OUTPUT: one cycle of read latency, then one beat per cycle).
+    transfer) + ``y_beats + 2`` (OUTPUT: read, then the word registers, then one beat per cycle).
     """
     chunk = Signal(16)
     more_chunks = Signal()          # chunk + 1 < repeat, prepared in DECODE (no adder and compare behind layer_done)
@@ -197,6 +197,7 @@ class Controller(wiring.Component):
         super().__init__({
             **controller_members(cfg),
             "bank_addr": Out(data.ArrayLayout(unsigned(16), cfg.rows)), "weight_addr": Out(unsigned(16)),
+            "bank_read": Out(data.ArrayLayout(unsigned(1), cfg.rows)),  # bank b's read enable (its data is used)
             "feed_valid": Out(1), "feed_last": Out(1), "feed_lane": Out(index_range(cfg.cols)),
             "feed_rotate": Out(index_range(cfg.rows)),                  # row i reads bank (i + rotate) mod R
             "row_valid": Out(data.ArrayLayout(unsigned(1), cfg.rows)),  # 0: padding, the operand is 0 (x - zx)
@@ -270,7 +271,8 @@ class Controller(wiring.Component):
                     m.d.sync += [walk_i.eq(0), walking.eq(1)]
                     m.next = "FEED"
             with m.State("FEED"):
-                m.d.comb += [self.feed_valid.eq(issuing), self.feed_last.eq(k == last["kp"]),
+                m.d.comb += [self.feed_valid.eq(issuing), self.bank_read.eq(issuing.replicate(rows)),
+                             self.feed_last.eq(k == last["kp"]),
                              self.feed_lane.eq(features.lane), self.weight_addr.eq(w_tile_base + k),
                              self.feed_rotate.eq(features.d_r)]
                 # row i reads its pixel's slot + δ: bank (i + d_r) mod R; bank b serves row (b - d_r) mod R, one

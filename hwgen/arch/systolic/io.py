@@ -7,14 +7,15 @@ samples in one start → done, one chunk of at most ``batch`` samples at a time 
 
     s_axis ──▶ StreamIn ──(bank m % R, word base + (m // R)·stride + w)──▶ activation banks
                                                                            │ (all banks read the same word)
-    m_axis ◀── StreamOut ◀── bank (m % R) of the word read a cycle earlier ◀┘ (or the output banks: passthrough)
+    m_axis ◀── StreamOut ◀── bank (m % R) of the registered word ◀─────────┘ (or the output banks: passthrough)
 
 One beat is one scratchpad word: ``C`` codes in (lane ``j`` at bits ``[j·s, (j+1)·s)``, ``s = store_bits``), ``C``
 results out (``acc_bits`` each, sign-extended); beats run sample by sample, ``words`` beats per sample, ``last``
 on a sample's final beat. Timing with an always-valid input and an always-ready output: StreamIn takes one beat per
-cycle and raises ``done`` with the last transfer (``x_beats`` cycles); StreamOut reads in the first cycle and
-then transfers one beat per cycle, ``done`` with the last (``y_beats + 1`` cycles). Both honour backpressure
-(valid/ready) and restart from their first beat whenever ``run`` is low.
+cycle and raises ``done`` with the last transfer (``x_beats`` cycles); StreamOut reads in the first cycle, the
+banks' word registers take the word in the second, then it transfers one beat per cycle, ``done`` with the last
+(``y_beats + 2`` cycles). Both honour backpressure (valid/ready) and restart from their first beat whenever
+``run`` is low.
 """
 from __future__ import annotations
 
@@ -76,7 +77,12 @@ class StreamIn(wiring.Component):
 
 
 class StreamOut(wiring.Component):
-    """Reads ``samples × words`` scratchpad words (``addr``, ``read_en``) and sends them on ``y`` while ``run``."""
+    """Reads ``samples × words`` scratchpad words (``addr``, ``read_en``) and sends them on ``y`` while ``run``.
+
+    Two stages, so that nothing but a register follows a block RAM: the memories' outputs (a word read, held
+    while ``read_en`` is low) and the banks' word registers (``act_words``/``out_words``, loaded while
+    ``word_en``), from which the beat on ``y`` is selected. A stalled ``y`` holds the word registers while the
+    memories already hold the next word."""
 
     def __init__(self, cfg: SystolicConfig):
         self.cfg = cfg
@@ -85,25 +91,30 @@ class StreamOut(wiring.Component):
             "run": In(1), "done": Out(1),
             "y": Out(stream.Signature(data.StructLayout({"data": y_beat, "last": 1}))),
             "base": In(16), "stride": In(16), "words": In(16), "samples": In(16),
-            "addr": Out(16), "read_en": Out(1), "passthrough": In(1),
-            # every bank's word at the last address: activation banks (codes) and output banks (accumulators)
+            "addr": Out(16), "read_en": Out(1), "word_en": Out(1), "passthrough": In(1),
+            # every bank's word register: activation banks (codes) and output banks (accumulators)
             "act_words": In(data.ArrayLayout(unsigned(cfg.cols * cfg.store_bits), cfg.rows)),
             "out_words": In(data.ArrayLayout(unsigned(cfg.cols * cfg.acc_bits), cfg.rows)),
         })
 
     def elaborate(self, platform):
         m = Module()
-        advance = ~self.y.valid | self.y.ready            # the beat on y (if any) leaves: read the next word
+        advance = ~self.y.valid | self.y.ready            # the beat on y (if any) leaves: load the word registers
+        fetched = Signal()                                # the memories' outputs hold a word for a beat
+        read = ~fetched | advance                         # … or hand it on now: read the next word
         issued = Signal()                                 # every beat has been read
-        issue = self.run & ~issued & advance
+        issue = self.run & ~issued & read
         bank, addr, last_word, sample = _walk(m, self.cfg, self.run, issue, self.base, self.stride, self.words)
-        beat_bank = Signal.like(bank)
+        fetch_bank, fetch_last, beat_bank = Signal.like(bank), Signal(), Signal.like(bank)
         with m.If(~self.run):
-            m.d.sync += [issued.eq(0), self.y.valid.eq(0)]
-        with m.Elif(advance):
-            m.d.sync += [self.y.valid.eq(issue), beat_bank.eq(bank), self.y.payload.last.eq(last_word)]
-            with m.If(issue & last_word & (sample == self.samples - 1)):
-                m.d.sync += issued.eq(1)
+            m.d.sync += [issued.eq(0), fetched.eq(0), self.y.valid.eq(0)]
+        with m.Else():
+            with m.If(read):
+                m.d.sync += [fetched.eq(issue), fetch_bank.eq(bank), fetch_last.eq(last_word)]
+                with m.If(issue & last_word & (sample == self.samples - 1)):
+                    m.d.sync += issued.eq(1)
+            with m.If(advance):
+                m.d.sync += [self.y.valid.eq(fetched), beat_bank.eq(fetch_bank), self.y.payload.last.eq(fetch_last)]
         cfg = self.cfg
         codes = data.View(beat_layouts(cfg)[0], select(m, beat_bank, list(self.act_words), unsigned(
             cfg.cols * cfg.store_bits), "codes_word"))
@@ -111,5 +122,6 @@ class StreamOut(wiring.Component):
             cfg.cols * cfg.acc_bits), "accs_word"))
         for j in range(cfg.cols):
             m.d.comb += self.y.payload.data[j].eq(Mux(self.passthrough, accs[j], codes[j].as_signed()))
-        m.d.comb += [self.addr.eq(addr), self.read_en.eq(advance), self.done.eq(self.run & issued & advance)]
+        m.d.comb += [self.addr.eq(addr), self.read_en.eq(read), self.word_en.eq(advance),
+                     self.done.eq(self.run & issued & ~fetched & advance)]
         return m

@@ -118,7 +118,7 @@ class WeightStationaryPE(wiring.Component):
         a_in ──▶ ┌────┴─────────────┐ ──▶ a_out                (a, commit registered: 1 cycle per PE)
       commit_in  │ product ← a · w  │     commit_out
                  │ psum ← psum_in + │     shift:  w_chain ← w_chain_in (preload the next fold's weight)
-                 │        product   │     commit_in: w ← w_chain, already used by this cycle's product
+                 │        product   │     commit_in: w ← w_chain as it is after this cycle, for the next product
                  └────┬─────────────┘
                       ▼ psum_out, w_chain_out (registered)
 
@@ -126,9 +126,11 @@ class WeightStationaryPE(wiring.Component):
     ``psum_out = psum_in + product`` one cycle later, i.e. two cycles after ``a_in`` (with ``cfg.max_pool``,
     ``max_mode``: ``max(psum_in, product)``, MaxPool on operands ≥ 0). ``psum_in`` comes from the PE above, whose
     operand arrived one cycle earlier, so it is ready exactly when this PE's product is; ``a_out`` still moves on
-    after one cycle. Operands outside the fold arrive as 0. ``commit`` travels
-    with the first operand of a fold, so the array switches weights along the same wavefront as the data and the
-    next fold's operands follow the last ones of the previous fold with no gap.
+    after one cycle. Operands outside the fold arrive as 0. ``commit`` travels one cycle ahead of the first
+    operand of a fold, so the array switches weights along the same wavefront as the data and the next fold's
+    operands follow the last ones of the previous fold with no gap; arriving early, it loads the weight register
+    the multiplier reads (``w_chain`` as the same edge's shift leaves it), so the multiplier's operands both come
+    straight from registers (FPGA: the DSP's input registers can absorb them).
     """
 
     def __init__(self, cfg: SystolicConfig, broken: bool = False):
@@ -147,8 +149,7 @@ class WeightStationaryPE(wiring.Component):
         m = Module()
         weight = Signal(signed(self.cfg.w_bits), reset_less=True)
         a, psum, chain = (Signal.like(port, reset_less=True) for port in (self.a_out, self.psum_out, self.w_chain_out))
-        active = Mux(self.commit_in, chain, weight)
-        product = rounded_product(m, self, self.a_in, active, self.broken)
+        product = rounded_product(m, self, self.a_in, weight, self.broken)
         m.d.sync += [a.eq(self.a_in), self.commit_out.eq(self.commit_in),
                      psum.eq(Mux(self.max_mode, Mux(product > self.psum_in, product, self.psum_in),
                                  self.psum_in + product) if self.cfg.max_pool else self.psum_in + product)]
@@ -156,5 +157,5 @@ class WeightStationaryPE(wiring.Component):
         with m.If(self.shift):
             m.d.sync += chain.eq(self.w_chain_in)
         with m.If(self.commit_in):
-            m.d.sync += weight.eq(chain)
+            m.d.sync += weight.eq(Mux(self.shift, self.w_chain_in, chain))
         return m

@@ -39,10 +39,10 @@ from types import SimpleNamespace
 
 from amaranth import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, wiring
-from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from ..fixed import stage_fields, stage_var
+from ..hdl import ram
 from .config import MAX_FIXED_STEPS, SystolicConfig, index_range
 
 
@@ -105,9 +105,8 @@ class RequantLane(wiring.Component):
                 prefix.append(two(prefix[b], f"s{b}_count")[1])
                 continue
             width = 1 << b
-            mem = Memory(shape=unsigned(tbits + (1 if b == 0 else 0)), depth=cfg.slot_depth * width,
-                         init=self.init[b] if self.init else [])
-            m.submodules[f"stage{b}_mem"] = mem
+            mem = ram(m, f"stage{b}_mem", shape=unsigned(tbits + (1 if b == 0 else 0)), depth=cfg.slot_depth * width,
+                      init=self.init[b] if self.init else [])
             rd = mem.read_port()
             wr = mem.write_port()
             m.d.comb += [wr.en.eq(self.wr_en & (self.wr_stage == b) & ~self._bias_write), wr.addr.eq(self.wr_addr),
@@ -171,8 +170,8 @@ class RequantLane(wiring.Component):
             if k >= cfg.fixed_steps:
                 value = x_rr
                 continue
-            mem = Memory(shape=signed(bits), depth=cfg.slot_depth, init=self.bias_init[k] if self.bias_init else [])
-            m.submodules[f"bias{k}_mem"] = mem
+            mem = ram(m, f"bias{k}_mem", shape=signed(bits), depth=cfg.slot_depth,
+                      init=self.bias_init[k] if self.bias_init else [])
             rd, wr = mem.read_port(), mem.write_port()
             bias = Signal.like(rd.data, name=f"f{k}_bias", reset_less=True)     # the word read, registered
             m.d.comb += [wr.en.eq(self.wr_en & self.wr_bias & (self.wr_stage == k)), wr.addr.eq(self.wr_addr),

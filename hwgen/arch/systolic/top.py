@@ -26,13 +26,12 @@ from __future__ import annotations
 
 from amaranth import ClockDomain, ClockSignal, DomainRenamer, Module, Mux, ResetSignal, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
-from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from .array import OutputStationaryArray, WeightStationaryArray
 from .config import SystolicConfig
 from .controller import INSTRUCTION, INSTRUCTION_CHUNKS, Controller, meta_layout
-from ..hdl import select
+from ..hdl import ram, select
 from .io import StreamIn, StreamOut, beat_layouts
 from .requant import RequantLane
 from .ws_controller import WeightStationaryController
@@ -131,8 +130,8 @@ class SystolicTop(wiring.Component):
         streaming_in, streaming_out = ctrl.stream_in, ctrl.stream_out
 
         # ---- program memory
-        m.submodules.program = program = Memory(shape=unsigned(32 * INSTRUCTION_CHUNKS), depth=cfg.prog_depth,
-                                                init=init.get("program", []))
+        program = ram(m, "program", shape=unsigned(32 * INSTRUCTION_CHUNKS), depth=cfg.prog_depth,
+                      init=init.get("program", []))
         prog_rd = program.read_port()
         prog_wr = program.write_port(granularity=32)
         m.d.comb += [prog_rd.addr.eq(ctrl.prog_addr), ctrl.prog_data.eq(prog_rd.data[:INSTRUCTION.size]),
@@ -156,14 +155,15 @@ class SystolicTop(wiring.Component):
         # RAM's slow clock-to-output), the operands formed (lane select, − zx) and registered; the weights take
         # the same path without the select
         bank_addr = delayed(m, ctrl.bank_addr, 1, "bank_addr")
+        bank_read = delayed(m, ctrl.bank_read, 1, "bank_read", False)
         weight_addr = delayed(m, ctrl.weight_addr, 1, "weight_addr")
         if ws:
             m.d.comb += array.shift.eq(delayed(m, ctrl.weight_shift, cfg.feed_latency, "weight_shift", False))
         word_of = lambda width, count: data.ArrayLayout(unsigned(width), count)  # noqa: E731
         # ---- weight banks (one per column)
         for j in range(cols):
-            mem = Memory(shape=unsigned(cfg.w_bits), depth=cfg.weight_depth, init=init["weights"][j] if init else [])
-            m.submodules[f"weights_{j}"] = mem
+            mem = ram(m, f"weights_{j}", shape=unsigned(cfg.w_bits), depth=cfg.weight_depth,
+                      init=init["weights"][j] if init else [])
             rd, wr = mem.read_port(), mem.write_port()
             weight = delayed(m, rd.data, cfg.feed_latency - 2, f"weight_{j}")  # output and operand registers
             m.d.comb += [rd.addr.eq(weight_addr), (array.w_top if ws else array.w)[j].eq(weight.as_signed()),
@@ -192,11 +192,10 @@ class SystolicTop(wiring.Component):
         out_word = word_of(cfg.acc_bits, cols)
         act_read = []
         out_read = []
+        word_en = Mux(streaming_out, s_out.word_en, 1)
         for i in range(rows):
-            act = Memory(shape=unsigned(act_word.size), depth=cfg.act_depth, init=[])
-            out = Memory(shape=unsigned(out_word.size), depth=cfg.out_depth, init=[])
-            m.submodules[f"activations_{i}"] = act
-            m.submodules[f"outputs_{i}"] = out
+            act = ram(m, f"activations_{i}", shape=unsigned(act_word.size), depth=cfg.act_depth)
+            out = ram(m, f"outputs_{i}", shape=unsigned(out_word.size), depth=cfg.out_depth)
             a_rd, a_wr = act.read_port(), act.write_port(granularity=cfg.store_bits)
             o_rd, o_wr = out.read_port(), out.write_port()
             here = writing & out_meta.write & (out_meta.row == i)
@@ -205,13 +204,13 @@ class SystolicTop(wiring.Component):
             compute_addr = bank_addr[i]
             m.d.comb += [
                 a_rd.addr.eq(Mux(streaming_out, s_out.addr, Mux(ctrl.busy, compute_addr, self.read.payload.addr))),
-                a_rd.en.eq(~streaming_out | s_out.read_en),
+                a_rd.en.eq(Mux(streaming_out, s_out.read_en, Mux(ctrl.busy, bank_read[i], 1))),
                 a_wr.addr.eq(Mux(streaming_in, s_in.addr, Mux(ctrl.busy, out_meta.addr, load.addr))),
                 a_wr.en.eq(Mux(streaming_in, Mux(stream_write, (1 << cols) - 1, 0),
                                Mux(ctrl.busy, Mux(here & ~instr.passthrough, (1 << cols) - 1, 0),
                                    Mux(host_write, 1 << load.lane, 0)))),
                 o_rd.addr.eq(Mux(streaming_out, s_out.addr, self.read.payload.addr)),
-                o_rd.en.eq(~streaming_out | s_out.read_en),
+                o_rd.en.eq(Mux(streaming_out, s_out.read_en, idle)),       # idle: host reads
                 o_wr.addr.eq(out_meta.addr), o_wr.en.eq(here & instr.passthrough),
             ]
             a_data = data.View(act_word, a_wr.data)
@@ -219,10 +218,14 @@ class SystolicTop(wiring.Component):
             for j, lane in enumerate(lanes):
                 m.d.comb += [a_data[j].eq(Mux(streaming_in, s_in.data[j], Mux(ctrl.busy, lane.out_value, load.data))),
                              o_data[j].eq(lane.out_value)]
-            m.d.comb += [s_out.act_words[i].eq(a_rd.data), s_out.out_words[i].eq(o_rd.data)]
-            # the memories' output registers (compute operands and host reads)
-            act_read.append(data.View(act_word, delayed(m, a_rd.data, 1, f"act_word_{i}")))
-            out_read.append(data.View(out_word, delayed(m, o_rd.data, 1, f"out_word_{i}")))
+            # the memories' output registers (compute operands, host reads and streamed beats)
+            a_reg = Signal.like(a_rd.data, name=f"act_word_{i}", reset_less=True)
+            o_reg = Signal.like(o_rd.data, name=f"out_word_{i}", reset_less=True)
+            with m.If(word_en):
+                m.d.sync += [a_reg.eq(a_rd.data), o_reg.eq(o_rd.data)]
+            m.d.comb += [s_out.act_words[i].eq(a_reg), s_out.out_words[i].eq(o_reg)]
+            act_read.append(data.View(act_word, a_reg))
+            out_read.append(data.View(out_word, o_reg))
         operands = [Signal(signed(cfg.operand_bits), name=f"row{i}_operand", reset_less=True) for i in range(rows)]
         m.d.comb += [array.a[i].eq(operands[i]) for i in range(rows)]
         if ws:
@@ -272,29 +275,31 @@ class SystolicTop(wiring.Component):
         accumulator and lane signals for an array whose sums leave one cycle after their operands entered it
         (ws_controller.py); they are delayed here by the feed pipeline and the PEs' extra stage. The accumulator
         SRAM is read one cycle earlier still, for its output register: an address is read two cycles before it
-        is written, so the previous fold's write (``period ≥ 3`` cycles earlier) has landed. The first K tile's
-        zero replaces the word read as it enters that register, so the column sum is one adder behind registers."""
+        is written, so the previous fold's write (``period ≥ 3`` cycles earlier) has landed, and only when a sum
+        is coming. The first K tile's zero replaces the registered word in the adder's input (an AND in the adder's
+        LUTs), so the register stays the memory's own output register."""
         cfg = self.cfg
         if cfg.dataflow == "os":
             m.d.comb += [array.shift.eq(ctrl.shift), ctrl.capturing.eq(array.capturing)]
             return ctrl.lane_valid, [array.drain[j] for j in range(cfg.cols)], ctrl.lane_slot, ctrl.lane_meta
         lag = cfg.feed_latency + cfg.pe_stages - 2
         acc_valid = delayed(m, ctrl.acc_valid, lag, "acc_valid", False)
-        acc_first = delayed(m, ctrl.acc_first, lag - 1, "acc_first")     # with the word read: for the next cycle
+        acc_read = delayed(m, ctrl.acc_valid, lag - 2, "acc_read", False)  # with the read address
+        acc_first = delayed(m, ctrl.acc_first, lag, "acc_first")           # with the registered word
         acc_final = delayed(m, ctrl.acc_final, lag, "acc_final")
         acc_wr_addr = delayed(m, ctrl.acc_wr_addr, lag, "acc_wr_addr")
         acc_rd_addr = delayed(m, ctrl.acc_rd_addr, lag - 1, "acc_rd_addr")
         totals = []
         for j in range(cfg.cols):
-            mem = Memory(shape=unsigned(cfg.acc_bits), depth=cfg.acc_depth, init=[])
-            m.submodules[f"accumulators_{j}"] = mem
+            mem = ram(m, f"accumulators_{j}", shape=unsigned(cfg.acc_bits), depth=cfg.acc_depth)
             rd, wr = mem.read_port(), mem.write_port()
             total = Signal(signed(cfg.acc_bits), name=f"column_sum_{j}")
-            partial = Signal(signed(cfg.acc_bits), name=f"partial_{j}", reset_less=True)
-            m.d.sync += partial.eq(Mux(acc_first, 0, rd.data.as_signed()))    # the output register, 0 on K tile 0
+            word = Signal(signed(cfg.acc_bits), name=f"partial_{j}", reset_less=True)     # the output register
+            m.d.sync += word.eq(rd.data.as_signed())
+            partial = Mux(acc_first, 0, word)                                                # 0 on K tile 0
             m.d.comb += [total.eq(Mux(ctrl.instr.pool_max, Mux(array.out[j] > partial, array.out[j], partial),
                                       array.out[j] + partial)),
-                         rd.addr.eq(acc_rd_addr), wr.addr.eq(acc_wr_addr), wr.data.eq(total),
+                         rd.addr.eq(acc_rd_addr), rd.en.eq(acc_read), wr.addr.eq(acc_wr_addr), wr.data.eq(total),
                          wr.en.eq(acc_valid & ~acc_final)]
             totals.append(total)
         return (acc_valid & acc_final, totals, delayed(m, ctrl.lane_slot, lag, "lane_slot"),
@@ -303,13 +308,13 @@ class SystolicTop(wiring.Component):
     def _ws_operands(self, m: Module, ctrl, array, act_read, operands) -> None:
         """Row i takes lane row_lane[i] of bank row_bank[i] (as the controller addressed them, one cycle after
         its fold cycle, delayed to meet the registered memory words) into its operand register; the array skews
-        the rows. ``commit`` travels with the operands."""
+        the rows. ``commit`` travels one cycle ahead of the operands."""
         cfg = self.cfg
         select_delay = cfg.feed_latency - 2         # the controller registered them with its bank addresses
         row_bank = delayed(m, ctrl.row_bank, select_delay, "row_bank")
         row_lane = delayed(m, ctrl.row_lane, select_delay, "row_lane")
         row_valid = delayed(m, ctrl.row_valid, select_delay, "row_valid")
-        m.d.comb += array.commit.eq(delayed(m, ctrl.fold_start, cfg.feed_latency, "fold_start", False))
+        m.d.comb += array.commit.eq(delayed(m, ctrl.fold_start, cfg.feed_latency - 1, "fold_start", False))
         if cfg.max_pool:
             m.d.comb += array.max_mode.eq(ctrl.instr.pool_max)
         for i in range(cfg.rows):

@@ -60,6 +60,7 @@ class WeightStationaryController(wiring.Component):
             **controller_members(cfg),
             "weight_addr": Out(unsigned(16)), "weight_shift": Out(1),
             "bank_addr": Out(data.ArrayLayout(unsigned(16), rows)),
+            "bank_read": Out(data.ArrayLayout(unsigned(1), rows)),     # bank b's read enable (its data is used)
             "row_bank": Out(data.ArrayLayout(unsigned(max(1, (rows - 1).bit_length())), rows)),
             "row_lane": Out(data.ArrayLayout(unsigned(max(1, (cfg.cols - 1).bit_length())), rows)),
             "row_valid": Out(data.ArrayLayout(unsigned(1), rows)),
@@ -212,5 +213,6 @@ class WeightStationaryController(wiring.Component):
             m.d.comb += [self.row_bank[i].eq(bank), self.row_lane[i].eq(lane), self.row_valid[i].eq(valid)]
             reads.append((bank, address, valid))
         for b in range(rows):
-            m.d.comb += self.bank_addr[b].eq(reduce(or_, [Mux(valid & (bank == b), address, 0)
-                                                          for bank, address, valid in reads]))
+            m.d.comb += [self.bank_addr[b].eq(reduce(or_, [Mux(valid & (bank == b), address, 0)
+                                                           for bank, address, valid in reads])),
+                         self.bank_read[b].eq(reduce(or_, [valid & (bank == b) for bank, _, valid in reads]))]

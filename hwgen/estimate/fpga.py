@@ -467,12 +467,13 @@ def dataflow_components(cfg) -> list[Component]:
     return parts
 
 
-@lru_cache(maxsize=256)
+@lru_cache(maxsize=16)
 def components(config) -> tuple[Component, ...]:
     """Structure counts of every component of ``config`` (a systolic or dataflow configuration); cached per
     configuration (they are frozen), so resources and fmax of one point (and its other targets) share the work.
-    Do not mutate. (Few entries: a sweep's configurations are all different, and thousands of kept component
-    lists only make every garbage collection slower.)"""
+    Do not mutate. (Few entries: a sweep lists a configuration's targets one after another and its configurations
+    are all different otherwise; every kept entry is ~100 objects the garbage collector walks, and with 256 entries
+    the collections cost ~10% of a sweep's time, ``benchmarks/dse_throughput.py``.)"""
     kind = type(config).__name__
     if kind == "SystolicConfig":
         return tuple(systolic_components(config))

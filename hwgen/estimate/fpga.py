@@ -41,7 +41,7 @@ COEFFICIENTS_FILE = Path(__file__).with_name("coefficients.json")
 DSP_MAX = {"ice40": None, "ecp5": (18, 18), "xc7": (25, 18), "xcup": (27, 18), "asic": None}   # asic: gates
 
 
-@dataclass
+@dataclass(slots=True)
 class Path_:
     """A register-to-register path: a memory read at its start (``mem``), ``levels`` LUT levels, carry chains of
     ``carry_bits`` bits in total over ``chains`` chains, a multiplier (``mul``: (a, b) bits or None)."""
@@ -67,7 +67,7 @@ class Mem(NamedTuple):
     used: tuple[tuple[int, int], ...] | None = None    # bit ranges the hardware reads (None: the whole word)
 
 
-@dataclass
+@dataclass(slots=True)
 class Component:
     """Structure counts of one hardware component (all in bits unless named otherwise); ``count`` identical
     instances."""
@@ -104,6 +104,11 @@ _UNUSED = {"os": ("k_tiles", "kh"),
 
 def instruction_used(cfg) -> tuple[tuple[int, int], ...]:
     """The ``(start, stop)`` bit ranges of the instruction word that the hardware of ``cfg`` reads."""
+    return _instruction_kept(cfg)[0]
+
+
+def _instruction_kept(cfg) -> tuple[tuple[tuple[int, int], ...], int]:
+    """:func:`instruction_used` and the number of bits in its ranges."""
     return _instruction_used(cfg.dataflow, _clog2(cfg.act_depth), _clog2(cfg.weight_depth), _clog2(cfg.slot_depth),
                              cfg.operand_bits, _clog2(cfg.prog_depth), _clog2(cfg.rows), _clog2(cfg.cols),
                              cfg.max_pool)
@@ -137,7 +142,7 @@ def _instruction_items(dataflow: str) -> tuple[tuple[int, int, str | None], ...]
 
 @lru_cache(maxsize=1024)
 def _instruction_used(dataflow: str, act: int, weight: int, slot: int, operand: int, prog: int, rows: int, cols: int,
-                      max_pool: bool) -> tuple[tuple[int, int], ...]:
+                      max_pool: bool) -> tuple[tuple[tuple[int, int], ...], int]:
     ws = dataflow == "ws"
     kept = {"in_base": act, "in_base2": act, "kp_words": act, "out_base": act, "out_words": act,
             "w_base": weight + ws, "slot_base": slot, "zx": operand, "base": operand, "loop_to": prog}
@@ -150,13 +155,7 @@ def _instruction_used(dataflow: str, act: int, weight: int, slot: int, operand: 
             ranges[-1][1] = offset + bits                      # joins the previous field's run
         elif bits:
             ranges.append([offset, offset + bits])
-    return tuple((start, stop) for start, stop in ranges)
-
-
-@lru_cache(maxsize=1024)
-def _bits_in(ranges: tuple[tuple[int, int], ...]) -> int:
-    """Bits in the ``(start, stop)`` ranges."""
-    return sum(stop - start for start, stop in ranges)
+    return tuple((start, stop) for start, stop in ranges), sum(stop - start for start, stop in ranges)
 
 
 @lru_cache(maxsize=1024)
@@ -243,8 +242,7 @@ def systolic_components(cfg) -> list[Component]:
     # row, write address (the bits its scratchpads decode; Yosys drops the rest), write, layer_last
     meta_bits = row_index + _bits(max(cfg.act_depth, cfg.out_depth)) + 2
     instr, _ = _instruction_layout()
-    used = instruction_used(cfg)
-    latched = _bits_in(used)                                # instruction bits the controller keeps
+    used, latched = _instruction_kept(cfg)                 # latched: instruction bits the controller keeps
     mul = (ob, wb)
     # operand path into row 0: memory read → lane select → − zx → PE multiply → accumulate
     pool = acc if cfg.max_pool else 0                       # the max mode: a comparator and one more mux level

@@ -166,7 +166,7 @@ def _lane_memories(slot_depth: int, threshold_bits: int, stages: int) -> list[Me
 
 
 def _bits(count: int) -> int:
-    return max(1, (count - 1).bit_length())
+    return (count - 1).bit_length() or 1              # max(1, …) without the call
 
 
 def _clog2(n: int) -> int:

@@ -180,6 +180,7 @@ def _mux_levels(inputs: int) -> int:
 
 
 # ---------------------------------------------------------------------------------------------------- systolic
+@lru_cache(maxsize=256)
 def _lane_registers(S: int, B: int, tb: int, acc: int, out_bits: int) -> int:
     """Flip-flop bits of one requant lane's data (requant.py): two accumulator registers per stage; per search
     stage its registered threshold word (stage 0: one bit wider, and −x; its x registers are the accumulator's),
@@ -628,7 +629,7 @@ def fmax_of(parts, family: str, coeffs: dict | None = None) -> float:
     worst = None
     for comp in parts:                          # path_terms' rows, summed term by term in PATH_TERMS order
         for p in comp.paths:
-            dsp_term, mul_term = _mul_terms(family, p.mul)
+            dsp_term, mul_term = (0, 0) if p.mul is None else _mul_terms(family, p.mul)
             total = (0 + one * 1.0 + mem * float(p.mem) + levels * float(p.levels) + carry_bits * float(p.carry_bits)
                      + chains * float(p.chains) + dsp * float(dsp_term) + mul_lut * float(mul_term))
             if worst is None or total > worst:

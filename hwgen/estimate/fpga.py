@@ -516,9 +516,9 @@ def _features(parts, family: str, dsp_multipliers: bool = True) -> tuple[dict[st
                 dsp += n * k * blocks
             else:
                 mul_lut += n * k * a * b
-        for mem in comp.mems:
-            k = n * mem[2]                           # mem.count
-            m_bram, m_lut_ram, m_ff, m_emulation_ff, m_mux, m_logic = _mapped(family, mem)
+        for depth, width, count, group, shape, used in comp.mems:
+            k = n * count
+            m_bram, m_lut_ram, m_ff, m_emulation_ff, m_mux, m_logic = _mapped(family, depth, width, group, shape, used)
             memories += k
             bram += k * m_bram
             lut_ram += k * m_lut_ram
@@ -531,11 +531,15 @@ def _features(parts, family: str, dsp_multipliers: bool = True) -> tuple[dict[st
 
 
 @lru_cache(maxsize=8192)
-def _mapped(family: str, mem: Mem) -> tuple:
-    """What one copy of ``mem`` adds on ``family``: :func:`~hwgen.estimate.memmap.map_memory`'s ``bram``,
-    ``lut_ram``, ``ff``, ``emulation_ff``, ``mux`` and ``logic`` (cached by the memory, one lookup per memory
-    of a design)."""
-    m = map_memory(family, mem.depth, mem.width, mem.group, mem.shape, mem.used)
+def _mapped(family: str, depth: int, width: int, group: int | None, shape: str,
+            used: tuple[tuple[int, int], ...] | None) -> tuple:
+    """What one copy of a memory (:class:`Mem`'s fields but its count) adds on ``family``:
+    :func:`~hwgen.estimate.memmap.map_memory`'s ``bram``, ``lut_ram``, ``ff``, ``emulation_ff``, ``mux`` and
+    ``logic``; one lookup per memory of a design. Keys and values are plain numbers, strings and tuples of them,
+    which the garbage collector stops tracking, and ``map_memory`` is called past its own cache (it would keep a
+    :class:`~hwgen.estimate.memmap.MemoryMapping` per memory): a sweep's thousands of memories add nothing to the
+    collections' work (``benchmarks/dse_throughput.py``)."""
+    m = map_memory.__wrapped__(family, depth, width, group, shape, used)
     return m.bram, m.lut_ram, m.ff, m.emulation_ff, m.mux, m.logic
 
 

@@ -466,13 +466,14 @@ def dataflow_components(cfg) -> list[Component]:
     return parts
 
 
-@lru_cache(maxsize=16)
+@lru_cache(maxsize=4)
 def components(config) -> tuple[Component, ...]:
     """Structure counts of every component of ``config`` (a systolic or dataflow configuration); cached per
     configuration (they are frozen), so resources and fmax of one point (and its other targets) share the work.
     Do not mutate. (Few entries: a sweep lists a configuration's targets one after another and its configurations
-    are all different otherwise; every kept entry is ~100 objects the garbage collector walks, and with 256 entries
-    the collections cost ~10% of a sweep's time, ``benchmarks/dse_throughput.py``.)"""
+    are all different otherwise. Every entry is ~100 objects, and one kept for a few points outlives the young
+    garbage collections and is promoted, so the old generations fill and get walked: with 256 entries collections
+    cost ~10% of a sweep's time, with 16 ~3% more than with 4, ``benchmarks/dse_throughput.py``.)"""
     kind = type(config).__name__
     if kind == "SystolicConfig":
         return tuple(systolic_components(config))

@@ -120,7 +120,9 @@ def test_instruction_bits_read_field_by_field():
 
     for args in itertools.product(("os", "ws"), (0, 1, 9, 16, 17), (0, 4, 16, 17), (0, 6, 10), (1, 10, 18),
                                   (0, 3, 8), (0, 3, 6), (0, 2, 6), (False, True)):
-        assert fpga._instruction_used.__wrapped__(*args) == field_by_field(*args), args
+        ranges, bits = fpga._instruction_used.__wrapped__(*args)
+        assert ranges == field_by_field(*args), args
+        assert bits == sum(stop - start for start, stop in ranges), args
 
 
 def test_fixed_point_lanes_estimate_the_same_every_time():
@@ -165,6 +167,90 @@ def test_bipolar_mvau_has_no_multipliers():
     for part in fpga.dataflow_components(cfg):
         assert not part.muls
     assert fpga.estimate_resources(cfg, "ecp5")["dsp"] == 0
+
+
+def varied_configs() -> list:
+    """Systolic configurations over both dataflows, array shapes, bit widths, depths, fixed-point stages, rounding
+    and max pooling, and dataflow pipelines (thresholds; hls4ml's fixed-point stages) folded from narrow to wide:
+    what :func:`test_mapping_sums_are_the_straightforward_sums` checks."""
+    import hwgen
+    from hwgen.arch.dataflow.compile import compile_dataflow
+
+    systolic = [SystolicConfig(rows=r, cols=c, dataflow=d, a_bits=a, w_bits=w, out_bits=o, slot_depth=s,
+                               fixed_steps=f, max_pool=pool, product_rounding=rounding, act_depth=act, k_max=k)
+                for r, c in ((1, 1), (2, 3), (8, 8), (13, 5), (64, 64)) for d in ("os", "ws")
+                for a, w, o, k in ((8, 8, 8, 1024), (2, 3, 1, 16), (4, 4, 4, 300))
+                for s, f, pool, rounding, act in ((64, 0, False, False, 1024), (17, 2, True, True, 100),
+                                                  (1024, 4, False, True, 3))]
+    examples = Path(__file__).resolve().parent.parent / "examples"
+    mlp = hwgen.load(examples / "digits_mlp" / "digits_mlp.onnx")
+    jet = hwgen.load(examples / "hls4ml_jet_tagger" / "jet_tagger.fml")          # fixed-point stages
+    dataflow = [compile_dataflow(model, target_cycles=cycles, max_lanes=lanes).config
+                for model in (mlp, jet) for cycles, lanes in ((None, None), (256, 16), (512, None), (4096, 256))]
+    return systolic + dataflow + [small_dataflow()]
+
+
+def straightforward_figures(config, family: str) -> tuple[dict[str, float], float]:
+    """Resources and fmax of ``config`` on ``family`` summed the obvious way: every feature in a dict, component
+    by component, memories mapped by :func:`~hwgen.estimate.memmap.map_memory` itself (no cache in between), the
+    fitted part as coefficient × feature in :data:`~hwgen.estimate.fpga.FEATURES` order, fmax from
+    :func:`~hwgen.estimate.fpga.path_terms` in :data:`~hwgen.estimate.fpga.PATH_TERMS` order."""
+    from hwgen.estimate.memmap import map_memory
+
+    kind = type(config).__name__
+    parts = fpga.systolic_components(config) if kind == "SystolicConfig" else fpga.dataflow_components(config)
+    f = dict.fromkeys(fpga.FEATURES, 0.0)
+    dsp, bram = 0, 0.0
+    for comp in parts:
+        for name in ("reg", "add", "cmp", "mux", "logic"):
+            f[name] += comp.count * getattr(comp, name)
+        for a, b, k in comp.muls:
+            blocks = fpga.uses_dsp(family, a, b)
+            if blocks:
+                dsp += comp.count * k * blocks
+            else:
+                f["mul_lut"] += comp.count * k * a * b
+        for mem in comp.mems:
+            k = comp.count * mem.count
+            m = map_memory(family, mem.depth, mem.width, mem.group, mem.shape, mem.used)
+            f["memories"] += k
+            bram += k * m.bram
+            for name, value in (("lut_ram", m.lut_ram), ("mem_ff", m.ff), ("mem_emulation_ff", m.emulation_ff),
+                                ("mem_mux", m.mux), ("mem_logic", m.logic)):
+                f[name] += k * value
+    f["one"] = 1.0
+    coeffs = fpga.coefficients()["families"][family]
+    resources = {}
+    for metric in ("lut", "ff", "carry"):
+        fitted = 0
+        for name in fpga.FEATURES:
+            fitted += coeffs[metric].get(name, 0.0) * f[name]
+        resources[metric] = (f[fpga.EXACT[metric]] if metric in fpga.EXACT else 0.0) + max(0.0, fitted)
+    resources.update(dsp=float(dsp), bram=float(bram))
+    delay = coeffs["delay_ns"]
+    worst = max(sum(delay.get(term, 0.0) * row[term] for term in fpga.PATH_TERMS)
+                for row in fpga.path_terms(config, family))
+    return resources, 1000.0 / worst
+
+
+def test_mapping_sums_are_the_straightforward_sums():
+    """The estimator's sums (features in local variables, memory mappings cached per memory, fmax from the paths
+    without building their term rows) give exactly (==, not approximately) the figures of summing the components
+    the obvious way, on every family, for varied systolic and dataflow configurations: they change the speed,
+    never a figure. The analytic metrics of a sweep equal the full estimate's, FPGA and ASIC targets alike."""
+    configs = varied_configs()
+    for config in configs:
+        for family in ("ecp5", "ice40", "xc7", "xcup"):
+            resources, fmax = straightforward_figures(config, family)
+            assert fpga.estimate_resources(config, family) == resources, (config, family)
+            assert fpga.estimate_fmax(config, family) == fmax, (config, family)
+    from hwgen.estimate.report import analytic_metrics
+
+    for config in configs[::7]:
+        cycles = CYCLES if type(config).__name__ == "SystolicConfig" else None
+        for target in ("ecp5-25k", "ice40-up5k", "xc7", "xcup", "sky130", "osu018"):
+            if cycles is None or TARGETS.get(target):          # a systolic ASIC estimate needs its workload
+                assert analytic_metrics(config, target, cycles) == estimate(config, target, cycles=cycles).metrics
 
 
 def test_resources_grow_with_the_array():

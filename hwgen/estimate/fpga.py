@@ -41,7 +41,7 @@ COEFFICIENTS_FILE = Path(__file__).with_name("coefficients.json")
 DSP_MAX = {"ice40": None, "ecp5": (18, 18), "xc7": (25, 18), "xcup": (27, 18), "asic": None}   # asic: gates
 
 
-@dataclass
+@dataclass(slots=True)
 class Path_:
     """A register-to-register path: a memory read at its start (``mem``), ``levels`` LUT levels, carry chains of
     ``carry_bits`` bits in total over ``chains`` chains, a multiplier (``mul``: (a, b) bits or None)."""
@@ -67,7 +67,7 @@ class Mem(NamedTuple):
     used: tuple[tuple[int, int], ...] | None = None    # bit ranges the hardware reads (None: the whole word)
 
 
-@dataclass
+@dataclass(slots=True)
 class Component:
     """Structure counts of one hardware component (all in bits unless named otherwise); ``count`` identical
     instances."""
@@ -104,6 +104,11 @@ _UNUSED = {"os": ("k_tiles", "kh"),
 
 def instruction_used(cfg) -> tuple[tuple[int, int], ...]:
     """The ``(start, stop)`` bit ranges of the instruction word that the hardware of ``cfg`` reads."""
+    return _instruction_kept(cfg)[0]
+
+
+def _instruction_kept(cfg) -> tuple[tuple[tuple[int, int], ...], int]:
+    """:func:`instruction_used` and the number of bits in its ranges."""
     return _instruction_used(cfg.dataflow, _clog2(cfg.act_depth), _clog2(cfg.weight_depth), _clog2(cfg.slot_depth),
                              cfg.operand_bits, _clog2(cfg.prog_depth), _clog2(cfg.rows), _clog2(cfg.cols),
                              cfg.max_pool)
@@ -137,7 +142,7 @@ def _instruction_items(dataflow: str) -> tuple[tuple[int, int, str | None], ...]
 
 @lru_cache(maxsize=1024)
 def _instruction_used(dataflow: str, act: int, weight: int, slot: int, operand: int, prog: int, rows: int, cols: int,
-                      max_pool: bool) -> tuple[tuple[int, int], ...]:
+                      max_pool: bool) -> tuple[tuple[tuple[int, int], ...], int]:
     ws = dataflow == "ws"
     kept = {"in_base": act, "in_base2": act, "kp_words": act, "out_base": act, "out_words": act,
             "w_base": weight + ws, "slot_base": slot, "zx": operand, "base": operand, "loop_to": prog}
@@ -150,13 +155,7 @@ def _instruction_used(dataflow: str, act: int, weight: int, slot: int, operand: 
             ranges[-1][1] = offset + bits                      # joins the previous field's run
         elif bits:
             ranges.append([offset, offset + bits])
-    return tuple((start, stop) for start, stop in ranges)
-
-
-@lru_cache(maxsize=1024)
-def _bits_in(ranges: tuple[tuple[int, int], ...]) -> int:
-    """Bits in the ``(start, stop)`` ranges."""
-    return sum(stop - start for start, stop in ranges)
+    return tuple((start, stop) for start, stop in ranges), sum(stop - start for start, stop in ranges)
 
 
 @lru_cache(maxsize=1024)
@@ -167,7 +166,7 @@ def _lane_memories(slot_depth: int, threshold_bits: int, stages: int) -> list[Me
 
 
 def _bits(count: int) -> int:
-    return max(1, (count - 1).bit_length())
+    return (count - 1).bit_length() or 1              # max(1, …) without the call
 
 
 def _clog2(n: int) -> int:
@@ -181,6 +180,7 @@ def _mux_levels(inputs: int) -> int:
 
 
 # ---------------------------------------------------------------------------------------------------- systolic
+@lru_cache(maxsize=256)
 def _lane_registers(S: int, B: int, tb: int, acc: int, out_bits: int) -> int:
     """Flip-flop bits of one requant lane's data (requant.py): two accumulator registers per stage; per search
     stage its registered threshold word (stage 0: one bit wider, and −x; its x registers are the accumulator's),
@@ -243,8 +243,7 @@ def systolic_components(cfg) -> list[Component]:
     # row, write address (the bits its scratchpads decode; Yosys drops the rest), write, layer_last
     meta_bits = row_index + _bits(max(cfg.act_depth, cfg.out_depth)) + 2
     instr, _ = _instruction_layout()
-    used = instruction_used(cfg)
-    latched = _bits_in(used)                                # instruction bits the controller keeps
+    used, latched = _instruction_kept(cfg)                 # latched: instruction bits the controller keeps
     mul = (ob, wb)
     # operand path into row 0: memory read → lane select → − zx → PE multiply → accumulate
     pool = acc if cfg.max_pool else 0                       # the max mode: a comparator and one more mux level
@@ -467,12 +466,14 @@ def dataflow_components(cfg) -> list[Component]:
     return parts
 
 
-@lru_cache(maxsize=256)
+@lru_cache(maxsize=4)
 def components(config) -> tuple[Component, ...]:
     """Structure counts of every component of ``config`` (a systolic or dataflow configuration); cached per
     configuration (they are frozen), so resources and fmax of one point (and its other targets) share the work.
-    Do not mutate. (Few entries: a sweep's configurations are all different, and thousands of kept component
-    lists only make every garbage collection slower.)"""
+    Do not mutate. (Few entries: a sweep lists a configuration's targets one after another and its configurations
+    are all different otherwise. Every entry is ~100 objects, and one kept for a few points outlives the young
+    garbage collections and is promoted, so the old generations fill and get walked: with 256 entries collections
+    cost ~10% of a sweep's time, with 16 ~3% more than with 4, ``benchmarks/dse_throughput.py``.)"""
     kind = type(config).__name__
     if kind == "SystolicConfig":
         return tuple(systolic_components(config))
@@ -516,9 +517,9 @@ def _features(parts, family: str, dsp_multipliers: bool = True) -> tuple[dict[st
                 dsp += n * k * blocks
             else:
                 mul_lut += n * k * a * b
-        for mem in comp.mems:
-            k = n * mem[2]                           # mem.count
-            m_bram, m_lut_ram, m_ff, m_emulation_ff, m_mux, m_logic = _mapped(family, mem)
+        for depth, width, count, group, shape, used in comp.mems:
+            k = n * count
+            m_bram, m_lut_ram, m_ff, m_emulation_ff, m_mux, m_logic = _mapped(family, depth, width, group, shape, used)
             memories += k
             bram += k * m_bram
             lut_ram += k * m_lut_ram
@@ -531,11 +532,15 @@ def _features(parts, family: str, dsp_multipliers: bool = True) -> tuple[dict[st
 
 
 @lru_cache(maxsize=8192)
-def _mapped(family: str, mem: Mem) -> tuple:
-    """What one copy of ``mem`` adds on ``family``: :func:`~hwgen.estimate.memmap.map_memory`'s ``bram``,
-    ``lut_ram``, ``ff``, ``emulation_ff``, ``mux`` and ``logic`` (cached by the memory, one lookup per memory
-    of a design)."""
-    m = map_memory(family, mem.depth, mem.width, mem.group, mem.shape, mem.used)
+def _mapped(family: str, depth: int, width: int, group: int | None, shape: str,
+            used: tuple[tuple[int, int], ...] | None) -> tuple:
+    """What one copy of a memory (:class:`Mem`'s fields but its count) adds on ``family``:
+    :func:`~hwgen.estimate.memmap.map_memory`'s ``bram``, ``lut_ram``, ``ff``, ``emulation_ff``, ``mux`` and
+    ``logic``; one lookup per memory of a design. Keys and values are plain numbers, strings and tuples of them,
+    which the garbage collector stops tracking, and ``map_memory`` is called past its own cache (it would keep a
+    :class:`~hwgen.estimate.memmap.MemoryMapping` per memory): a sweep's thousands of memories add nothing to the
+    collections' work (``benchmarks/dse_throughput.py``)."""
+    m = map_memory.__wrapped__(family, depth, width, group, shape, used)
     return m.bram, m.lut_ram, m.ff, m.emulation_ff, m.mux, m.logic
 
 
@@ -629,7 +634,7 @@ def fmax_of(parts, family: str, coeffs: dict | None = None) -> float:
     worst = None
     for comp in parts:                          # path_terms' rows, summed term by term in PATH_TERMS order
         for p in comp.paths:
-            dsp_term, mul_term = _mul_terms(family, p.mul)
+            dsp_term, mul_term = (0, 0) if p.mul is None else _mul_terms(family, p.mul)
             total = (0 + one * 1.0 + mem * float(p.mem) + levels * float(p.levels) + carry_bits * float(p.carry_bits)
                      + chains * float(p.chains) + dsp * float(dsp_term) + mul_lut * float(mul_term))
             if worst is None or total > worst:

@@ -280,7 +280,8 @@ def map_memory(family: str, depth: int, width: int, group: int | None = None, sh
     if choice is None:
         return MemoryMapping("ff", "", "", 0, 0.0, 0, depth * read + read, 0, (depth - 1) * read, depth * groups,
                              float(depth * width))
-    ram, (cost, mult_a, repl, unit, byte) = choice
+    index, (cost, mult_a, repl, unit, byte) = choice
+    ram = LIBRARIES[family][index]
     if ranges is not None:
         repl = _used_replicas(ranges, width, group, byte, unit, mult_a)
     cells = repl * ram.per_cell
@@ -301,8 +302,9 @@ def map_memory(family: str, depth: int, width: int, group: int | None = None, sh
 @lru_cache(maxsize=8192)
 def _choice(family: str, depth: int, width: int, group: int | None, shape: str) -> tuple:
     """:func:`map_memory`'s choice for the whole word (which bits are read does not enter it): ``(group, groups,
-    address bits, None or (RAM, geometry))``; cached apart, so memories differing only in the bits read (the
-    program memory of every configuration) share it."""
+    address bits, None or (RAM's index in the family's library, geometry))``; cached apart, so memories differing
+    only in the bits read (the program memory of every configuration) share it. (An index, not the RAM: an entry of
+    plain numbers is one the garbage collector stops tracking, and a sweep fills thousands.)"""
     group = width if group is None else min(group, width)
     groups = -(-width // group)
     abits = _clog2(depth)
@@ -331,7 +333,7 @@ def _choice(family: str, depth: int, width: int, group: int | None, shape: str) 
         limit = min(limit, geometry[0] + 1)
     best_cost = float(depth * width)                              # logic fallback: 1 per RAM bit
     choice = None
-    for _, ram, geometry in sorted(kept.values(), key=lambda kept_one: kept_one[0]):
+    for index, _, geometry in sorted(kept.values(), key=lambda kept_one: kept_one[0]):
         if geometry[0] < int(best_cost):                          # ties go to the earlier choice, logic first
-            best_cost, choice = geometry[0], (ram, geometry)
+            best_cost, choice = geometry[0], (index, geometry)
     return group, groups, abits, choice

@@ -59,7 +59,10 @@ def test_pe_model(dataflow):
     expected = (cfg.operand_bits + cfg.w_bits + 2 + 2 * cfg.acc_bits if dataflow == "os"
                 else cfg.operand_bits + 1 + cfg.acc_bits + 2 * cfg.w_bits) + product
     assert pe.reg == expected
-    assert pe.paths and pe.paths[0].mul == (cfg.operand_bits, cfg.w_bits)
+    # the pipelined PE's paths: RAM → word register, select and − zx, the multiplier alone, the accumulate
+    ob, acc = cfg.operand_bits, cfg.acc_bits
+    assert pe.paths == [fpga.Path_(mem=1), fpga.Path_(levels=2 if dataflow == "os" else 3, carry_bits=ob, chains=1),
+                        fpga.Path_(mul=(ob, cfg.w_bits)), fpga.Path_(levels=1, carry_bits=acc, chains=1)]
 
 
 def test_multipliers_map_by_family():

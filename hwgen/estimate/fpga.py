@@ -201,17 +201,18 @@ def _feed_registers(cfg, slot_bits: int, meta_bits: int) -> int:
     """Flip-flop bits of the feed pipeline in top.py (``cfg.feed_latency`` cycles, controller → array): the
     registered scratchpad addresses (their memories' address bits), the memories' output registers (activation and
     output words, also the host's read registers), the weights' output and operand registers, the operand
-    registers, and the controller's outputs that meet the data delayed to match; WS: also the accumulator and lane
-    signals delayed by the feed pipeline and the PEs' second stage, and the column sums' partials."""
+    registers, the banks' read enables, and the controller's outputs that meet the data delayed to match; WS: also
+    the accumulator and lane signals delayed by the feed pipeline and the PEs' second stage (the accumulators' read
+    enable two cycles less), and the column sums' partials."""
     R, C, L = cfg.rows, cfg.cols, cfg.feed_latency
     act_addr, w_addr = _bits(cfg.act_depth), _bits(cfg.weight_depth)
     bits = R * act_addr + w_addr + R * C * (cfg.store_bits + cfg.acc_bits) + C * cfg.w_bits * (L - 2) + \
-        R * cfg.operand_bits
+        R * cfg.operand_bits + R
     if cfg.dataflow == "ws":
         lag = L + cfg.pe_stages - 2
         acc_addr = _bits(cfg.acc_depth)
-        bits += R * (_bits(R) + _bits(C) + 1) * (L - 2) + 2 * L           # row selects; commit, weight shift
-        bits += 3 * lag - 1 + acc_addr * (2 * lag - 1) + C * cfg.acc_bits + (slot_bits + meta_bits) * lag
+        bits += R * (_bits(R) + _bits(C) + 1) * (L - 2) + 2 * L - 1       # row selects; commit, weight shift
+        bits += 4 * lag - 2 + acc_addr * (2 * lag - 1) + C * cfg.acc_bits + (slot_bits + meta_bits) * lag
     else:
         bits += (_bits(R) + _bits(C) + R) * (L - 1) + 2 * L                # rotate, lane, row valid; valid, last
     return bits
@@ -264,10 +265,14 @@ def systolic_components(cfg) -> list[Component]:
         pe.add += product_bits
         pe.cmp += 2 * product_bits
         pe.logic += 8
-    pe.paths = [Path_(mem=1, levels=_mux_levels(select_inputs) + 1 + (_clog2(ob + wb + 3) if cfg.product_rounding
-                                                                      else 0),
-                      carry_bits=ob + acc + (ob + wb if cfg.product_rounding else 0),
-                      chains=2 + (1 if cfg.product_rounding else 0), mul=mul)]
+    # register-to-register paths (top.py, pe.py): a block RAM into its word register; lane select and − zx into
+    # the operand register; the multiplier between registers (with rounding: its shifter and increment behind);
+    # the accumulate (max mode: a compare and a multiplexer more)
+    pe.paths = [Path_(mem=1), Path_(levels=_mux_levels(select_inputs) + 1, carry_bits=ob, chains=1),
+                Path_(levels=_clog2(ob + wb + 3) if cfg.product_rounding else 0,
+                      carry_bits=ob + wb if cfg.product_rounding else 0, chains=1 if cfg.product_rounding else 0,
+                      mul=mul),
+                Path_(levels=1 + (1 if pool else 0), carry_bits=acc + pool, chains=1 + (1 if pool else 0))]
     select = Component("operand_select", R, add=ob, mux=(select_inputs - 1) * sb, reg=(3 if ws else 0) + row_index
                        + col_index)
     act = Component("activation_banks", R, mems=[Mem(cfg.act_depth, C * sb, group=sb)], mux=3 * C * sb + 3 * 16,
@@ -282,8 +287,9 @@ def systolic_components(cfg) -> list[Component]:
     lane = Component("requant_lane", C, reg=lane_regs, add=tb + acc + B * 0, cmp=B * tb,
                      mux=acc + B * tb, logic=B * 4,
                      mems=_lane_memories(cfg.slot_depth, tb, B),
-                     paths=[Path_(mem=1, levels=2, carry_bits=2 * tb, chains=2),
-                            Path_(mem=1, levels=2, carry_bits=tb + acc, chains=2)])
+                     # a stage's compare (registered threshold, x or −x) into the next stage's read address;
+                     # code = base + step · count into the output register
+                     paths=[Path_(levels=2, carry_bits=tb, chains=1), Path_(levels=2, carry_bits=acc, chains=1)])
     if F:                                    # fixed-point stages (hwgen.arch.fixed): run-time shift, modes, width
         fb = cfg.fixed_bits
         shift_levels = _clog2(fb + 3)
@@ -293,7 +299,7 @@ def systolic_components(cfg) -> list[Component]:
         lane.mux += F * ((fb + 1) * 2 * shift_levels + 4 * fb) + fb
         lane.logic += F * 16
         lane.mems = lane.mems + [Mem(cfg.slot_depth, fb) for _ in range(F)]     # a new list: the cached one is shared
-        lane.paths.append(Path_(mem=1, levels=2 * shift_levels + 4, carry_bits=3 * fb, chains=4))
+        lane.paths.append(Path_(levels=2 * shift_levels + 4, carry_bits=3 * fb, chains=4))
     counters = 16 * 10 + 32 if not ws else 16 * 9 + 32
     # address walkers (walk.py): the kernel walk and two pixel walks (feed, drain), ~10 16-bit registers each
     walkers = 16 * 30 + (16 * 10 if not ws else 0)
@@ -306,11 +312,11 @@ def systolic_components(cfg) -> list[Component]:
                            logic=64 + (R * R * 16 if ws else 0),
                            paths=[Path_(levels=2, carry_bits=32, chains=1)])
     accumulators = Component("accumulators", C, mems=[Mem(cfg.acc_depth, acc)], add=acc, mux=acc,
-                             paths=[Path_(mem=1, levels=1, carry_bits=acc, chains=1)]) if ws else None
+                             paths=[Path_(levels=1 + (1 if pool else 0), carry_bits=acc + pool,
+                                          chains=1 + (1 if pool else 0))]) if ws else None
     stream_in = Component("stream_in", reg=4 * 16, add=4 * 16 + 32, cmp=32, logic=8)
-    stream_out = Component("stream_out", reg=4 * 16 + 2 + row_index + 1 + C * acc, add=4 * 16 + 32, cmp=32,
-                           mux=(R - 1) * C * (sb + acc) + C * acc, logic=8,
-                           paths=[Path_(mem=1, levels=_mux_levels(R) + 1)])
+    stream_out = Component("stream_out", reg=4 * 16 + 2 * (2 + row_index) + 1 + C * acc, add=4 * 16 + 32, cmp=32,
+                           mux=(R - 1) * C * (sb + acc) + C * acc, logic=8)
     reset = Component("reset", reg=1)
     feed = Component("feed_pipeline", reg=_feed_registers(cfg, slot_bits, meta_bits))
     lane_control = Component("lane_control", reg=_lane_control_registers(S, slot_bits, meta_bits)

@@ -42,6 +42,10 @@ DESIGNS = {
     "ram_ce": RAM.format(body="if (ce) q <= rd;"),
     "ram_lut": RAM.format(body="q <= rd ^ {8{ra[1:0]}};"),
     "ram_reset": RAM.format(body="if (rst) q <= 0; else q <= rd;"),
+    "ram_other_clock": RAM.format(body="q <= rd;").replace("always @(posedge clk) begin\n    q",
+                                                          "always @(posedge ce) begin\n    q"),
+    # 512 x 36: Yosys's $__PDPW16KD_ (DP16KD with DATA_WIDTH_A = 36), read data on DOA and DOB, both of port B
+    "ram_pdp": RAM.format(body="q <= rd;").replace("[15:0]", "[35:0]"),
     # operands registered (ar also forwarded to a neighbour, as a systolic PE does), product registered with enable
     "mult": """
 module top(input clk, input ce, input signed [7:0] a, input signed [7:0] b, output reg signed [15:0] p,
@@ -132,7 +136,8 @@ def test_ram_output_register_with_enable(netlists):
 
 
 @needs_yosys
-@pytest.mark.parametrize("design, reason", [("ram_lut", "not_ff"), ("ram_reset", "ff_reset")])
+@pytest.mark.parametrize("design, reason", [("ram_lut", "not_ff"), ("ram_reset", "ff_reset"),
+                                            ("ram_other_clock", "ff_clock")])
 def test_ram_output_register_refused(netlists, design, reason):
     """Logic between the RAM and the flip-flop, or a reset on the flip-flop: nothing moves, the reason is counted."""
     before = netlists[design]
@@ -141,6 +146,21 @@ def test_ram_output_register_refused(netlists, design, reason):
     assert report.ram_ports_absorbed == 0 and report.ffs_removed == 0
     assert report.refusals == {f"DP16KD B: {reason}": 1} and reason in REFUSALS
     assert _only(_cells(packed, "DP16KD"))["parameters"]["REGMODE_B"] == "NOREG"
+
+
+@needs_yosys
+def test_ram_pdp36_output_register_absorbed(netlists):
+    """PDP 36-bit mode: all 36 read bits (DOA0..17, DOB0..17) belong to port B; both REGMODEs and OCEs are set."""
+    before = netlists["ram_pdp"]
+    packed, report = pack_ecp5(before)
+    ram = _only(_cells(packed, "DP16KD"))
+    assert int(ram["parameters"]["DATA_WIDTH_A"], 2) == 36
+    assert cell_counts(before) == {"DP16KD": 1, "TRELLIS_FF": 36} and cell_counts(packed) == {"DP16KD": 1}
+    assert report.ram_ports_absorbed == 1 and [port[1:] for port in report.ports] == [["B", "absorbed"]]
+    assert ram["parameters"]["REGMODE_A"] == ram["parameters"]["REGMODE_B"] == "OUTREG"
+    assert ram["connections"]["OCEA"] == ram["connections"]["OCEB"] == ["1"]
+    read = [ram["connections"][f"DO{half}{i}"][0] for half in "AB" for i in range(18)]
+    assert read == _port_bits(packed, "q")
 
 
 @needs_yosys

@@ -12,9 +12,9 @@ inside the blocks. This pass moves those flip-flops into the blocks, exactly pre
         DOx ──▶ TRELLIS_FF(clk, ce) ──▶ q        becomes     DOx = q,  REGMODE_x = "OUTREG",  OCEx = ce
 
     MULT18X18D
-        a ─▶ FF ─▶ A ─┐                                      A = a (D of the FF), REG_INPUTA_CLK = CLK0
-        b ─▶ FF ─▶ B ─┴▶ P ──▶ FF ──▶ p           becomes    B = b,               REG_INPUTB_CLK = CLK0
-                                                             P = p,               REG_OUTPUT_CLK = CLK0
+        a ─▶ FF ─▶ A ─┐                                 A = a (D of the FF), REG_INPUTA_CLK = CLK0
+        b ─▶ FF ─▶ B ─┴▶ P ──▶ FF ──▶ p      becomes    B = b,               REG_INPUTB_CLK = CLK0
+                                                        P = p,               REG_OUTPUT_CLK = CLK0
 
 A RAM port is absorbed when every used ``DOx`` bit drives exactly one sink, the ``DI`` of a ``TRELLIS_FF`` on the
 port's own clock net and edge, with no set/reset that can act (``LSR`` constant inactive), init value 0
@@ -346,8 +346,9 @@ def _pack_mult(index: _Index, name: str, report: PackReport) -> None:
         for i, enable in enumerate(enables):
             index.rewire_sink(name, f"CE{i}", _pin(cell, f"CE{i}", None), enable)
         for letter, plan in plans.items():
-            cell["parameters"].update({f"{regs[letter]}_CLK": "CLK0", f"{regs[letter]}_CE": f"CE{enables.index(plan[2])}",
-                                       f"{regs[letter]}_RST": "RST0"})
+            reg = regs[letter]
+            cell["parameters"].update({f"{reg}_CLK": "CLK0", f"{reg}_CE": f"CE{enables.index(plan[2])}",
+                                       f"{reg}_RST": "RST0"})
         if "P" in plans:
             _absorb_outputs(index, name, plans["P"][0], report)
             report.dsp_outputs_absorbed += 1

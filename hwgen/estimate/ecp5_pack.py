@@ -66,6 +66,7 @@ REFUSALS = {
     "ff_enable": "a flip-flop's enable is inverted or constant 0",
     "ff_enable_mismatch": "the flip-flops of one port have different enables",
     "ff_constant_input": "an input flip-flop's D is constant 1 (the DSP register would see it from cycle 0)",
+    "signed_net": "the operand's SIGNEDA/B pin is a net, not a constant (it would need registering too)",
     "other_operand": "the other operand cannot be absorbed (nextpnr has no timing class for one registered input)",
     "feedback": "a product flip-flop also drives an operand of the same DSP",
     "clock_mismatch": "the operand and product flip-flops (or the two operands) use different clocks",
@@ -81,10 +82,9 @@ def _param(cell: dict, name: str, default: str) -> str:
 
 
 def _int_param(cell: dict, name: str, default: int) -> int:
-    value = cell.get("parameters", {}).get(name)
-    if value is None:
-        return default
-    return value if isinstance(value, int) else int(value.strip(), 2) if set(value.strip()) <= set("01") else default
+    """An integer parameter (Yosys writes them as 32-character binary strings)."""
+    value = cell.get("parameters", {}).get(name, default)
+    return value if isinstance(value, int) else int(value, 2)
 
 
 def _pin(cell: dict, pin: str, default: str | int = "0") -> str | int:
@@ -284,6 +284,8 @@ def _absorb_outputs(index: _Index, name: str, found: list[tuple[str, _FF]], repo
 
 def _operand(index: _Index, cell: dict, letter: str) -> tuple[dict[str, _FF], object, object]:
     """({pin: flip-flop}, clock, enable) of DSP operand ``letter``, or :class:`_Refused`."""
+    if isinstance(_pin(cell, f"SIGNED{letter}", "0"), int):
+        raise _Refused("signed_net")
     ffs = {}
     for i in range(18):
         pin = f"{letter}{i}"

@@ -38,6 +38,10 @@ same conditions as a RAM port's read data (each used bit: one sink, a flip-flop 
 ``CLK0`` (nextpnr times a clocked MULT18X18D against ``CLK0`` only), ``RST0`` tied to 0, and ``CE0``..``CE3`` for
 the distinct enables (the output register's first: nextpnr's bitstream writer has no ``REG_OUTPUT_CE``).
 
+Limits: nextpnr times a block register like a fabric one (clock-to-output, setup) and has no minimum period for
+the blocks themselves, so a path wholly inside a DSP with input and output registers (A/B → P) is not timed at all;
+the datasheet's EBR / sysDSP maximum frequencies still apply on top of the fmax nextpnr reports.
+
 Each port considered yields one outcome, counted in :class:`PackReport` (``absorbed`` or the first refusal reason,
 see :data:`REFUSALS`) so a figure can be traced to what the pass did.
 """

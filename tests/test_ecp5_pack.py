@@ -57,12 +57,14 @@ module top(input clk, input ce, input signed [7:0] a, input signed [7:0] b, outp
   end
 endmodule
 """,
-    # the multiply-accumulate of a PE: the product feeds an adder, so only the operands can move
+    # the multiply-accumulate of a PE: the product feeds an adder, so only the operands can move (ar is also
+    # forwarded to a neighbour, as a systolic PE does)
     "mac": """
-module top(input clk, input signed [7:0] a, input signed [7:0] b, output reg signed [19:0] acc);
+module top(input clk, input signed [7:0] a, input signed [7:0] b, output reg signed [19:0] acc,
+           output reg signed [7:0] a_fwd);
   reg signed [7:0] ar, br;
   always @(posedge clk) begin
-    ar <= a; br <= b;
+    ar <= a; br <= b; a_fwd <= ar;
     acc <= acc + ar * br;
   end
 endmodule
@@ -164,31 +166,25 @@ def test_ram_pdp36_output_register_absorbed(netlists):
 
 
 @needs_yosys
-def test_mult_registers_absorbed_and_forwarded_operand_duplicated(netlists):
-    """ar (also forwarded to a_fwd) is copied into input register A, br moves into input register B, p into the
-    output register with the enable on CE0; the DSP's A pins now read a itself, its P pins drive p."""
+def test_mult_product_register_absorbed_operands_left_in_fabric(netlists):
+    """p moves into the output register with its enable on CE0; the operand registers stay in the fabric, so nextpnr
+    still times the multiply (from them into the DSP)."""
     before = netlists["mult"]
     packed, report = pack_ecp5(before)
     assert cell_counts(before) == {"MULT18X18D": 1, "TRELLIS_FF": 40}     # ar, br, a_fwd: 8 each; p: 16
-    assert cell_counts(packed) == {"MULT18X18D": 1, "TRELLIS_FF": 16}     # ar (kept for a_fwd), a_fwd
-    assert (report.dsp_inputs_absorbed, report.dsp_outputs_absorbed) == (2, 1)
-    assert (report.ffs_removed, report.ffs_duplicated) == (24, 8)
-    assert report.refusals == {}
+    assert cell_counts(packed) == {"MULT18X18D": 1, "TRELLIS_FF": 24}     # ar, br, a_fwd
+    assert (report.dsp_inputs_absorbed, report.dsp_outputs_absorbed) == (0, 1)
+    assert (report.ffs_removed, report.ffs_duplicated) == (16, 0)
+    assert report.refusals == {"MULT18X18D A: multiply_timed": 1, "MULT18X18D B: multiply_timed": 1}
     dsp = _only(_cells(packed, "MULT18X18D"))
     params = dsp["parameters"]
     assert {k: params[k] for k in sorted(params)} == {
-        "REG_INPUTA_CE": "CE1", "REG_INPUTA_CLK": "CLK0", "REG_INPUTA_RST": "RST0",
-        "REG_INPUTB_CE": "CE1", "REG_INPUTB_CLK": "CLK0", "REG_INPUTB_RST": "RST0",
         "REG_OUTPUT_CE": "CE0", "REG_OUTPUT_CLK": "CLK0", "REG_OUTPUT_RST": "RST0"}
     pins = dsp["connections"]
-    a, b, clk, ce = (_port_bits(packed, name) for name in ("a", "b", "clk", "ce"))
-    assert [pins[f"A{i}"][0] for i in range(18)] == a + [a[7]] * 10           # sign extension: A8..17 = a[7]
-    assert [pins[f"B{i}"][0] for i in range(18)] == b + [b[7]] * 10
+    clk, ce = (_port_bits(packed, name) for name in ("clk", "ce"))
     assert [pins[f"P{i}"][0] for i in range(16)] == _port_bits(packed, "p")
-    assert (pins["CLK0"], pins["CE0"], pins["CE1"], pins["RST0"]) == (clk, ce, ["1"], ["0"])
-    assert all(dsp["port_directions"][pin] == "input" for pin in ("CLK0", "CE0", "CE1", "RST0"))
-    kept = {_only_pin(cell, "Q") for cell in _cells(packed, "TRELLIS_FF").values()}
-    assert set(_port_bits(packed, "a_fwd")) < kept                        # a_fwd still fed by the kept ar
+    assert (pins["CLK0"], pins["CE0"], pins["RST0"]) == (clk, ce, ["0"])
+    assert all(dsp["port_directions"][pin] == "input" for pin in ("CLK0", "CE0", "RST0"))
 
 
 def _only_pin(cell: dict, pin: str):
@@ -196,13 +192,28 @@ def _only_pin(cell: dict, pin: str):
 
 
 @needs_yosys
-def test_mac_product_into_adder_keeps_output_combinational(netlists):
-    """acc <= acc + ar*br: the operands move in, the product feeds the adder so the output register stays off."""
-    packed, report = pack_ecp5(netlists["mac"])
-    assert (report.dsp_inputs_absorbed, report.dsp_outputs_absorbed, report.ffs_removed) == (2, 0, 16)
+def test_mac_operands_absorbed_and_forwarded_operand_duplicated(netlists):
+    """acc <= acc + ar*br: the product feeds the adder, so the operands move in instead: ar (also forwarded to
+    a_fwd) is copied into input register A, br moves into input register B; the DSP's A and B pins now read a and
+    b themselves."""
+    before = netlists["mac"]
+    packed, report = pack_ecp5(before)
+    assert (report.dsp_inputs_absorbed, report.dsp_outputs_absorbed) == (2, 0)
+    assert (report.ffs_removed, report.ffs_duplicated) == (8, 8)
     assert report.refusals == {"MULT18X18D P: not_ff": 1}
-    params = _only(_cells(packed, "MULT18X18D"))["parameters"]
-    assert params["REG_INPUTA_CLK"] == params["REG_INPUTB_CLK"] == "CLK0" and "REG_OUTPUT_CLK" not in params
+    assert cell_counts(before)["TRELLIS_FF"] - cell_counts(packed)["TRELLIS_FF"] == 8        # br only
+    dsp = _only(_cells(packed, "MULT18X18D"))
+    params = dsp["parameters"]
+    assert {k: params[k] for k in sorted(params)} == {
+        "REG_INPUTA_CE": "CE0", "REG_INPUTA_CLK": "CLK0", "REG_INPUTA_RST": "RST0",
+        "REG_INPUTB_CE": "CE0", "REG_INPUTB_CLK": "CLK0", "REG_INPUTB_RST": "RST0"}
+    pins = dsp["connections"]
+    a, b, clk = (_port_bits(packed, name) for name in ("a", "b", "clk"))
+    assert [pins[f"A{i}"][0] for i in range(18)] == a + [a[7]] * 10           # sign extension: A8..17 = a[7]
+    assert [pins[f"B{i}"][0] for i in range(18)] == b + [b[7]] * 10
+    assert (pins["CLK0"], pins["CE0"], pins["RST0"]) == (clk, ["1"], ["0"])
+    kept = {_only_pin(cell, "Q") for cell in _cells(packed, "TRELLIS_FF").values()}
+    assert set(_port_bits(packed, "a_fwd")) < kept                        # a_fwd still fed by the kept ar
 
 
 @needs_yosys

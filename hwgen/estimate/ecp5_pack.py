@@ -12,9 +12,10 @@ inside the blocks. This pass moves those flip-flops into the blocks, exactly pre
         DOx ──▶ TRELLIS_FF(clk, ce) ──▶ q        becomes     DOx = q,  REGMODE_x = "OUTREG",  OCEx = ce
 
     MULT18X18D
-        a ─▶ FF ─▶ A ─┐                                 A = a (D of the FF), REG_INPUTA_CLK = CLK0
-        b ─▶ FF ─▶ B ─┴▶ P ──▶ FF ──▶ p      becomes    B = b,               REG_INPUTB_CLK = CLK0
-                                                        P = p,               REG_OUTPUT_CLK = CLK0
+        a ─▶ FF ─▶ A ─┐
+        b ─▶ FF ─▶ B ─┴▶ P ──▶ FF ──▶ p      becomes    P = p,  REG_OUTPUT_CLK = CLK0
+        a ─▶ FF ─▶ A ─┐
+        b ─▶ FF ─▶ B ─┴▶ P ──▶ logic         becomes    A = a, B = b (the FFs' D),  REG_INPUTA/B_CLK = CLK0
 
 A RAM port is absorbed when every used ``DOx`` bit drives exactly one sink, the ``DI`` of a ``TRELLIS_FF`` on the
 port's own clock net and edge, with no set/reset that can act (``LSR`` constant inactive), init value 0
@@ -34,13 +35,15 @@ loads the flip-flop's ``D``. A flip-flop whose ``Q`` has other sinks (a systolic
 neighbour) stays and is *duplicated* into the DSP; one whose only sinks were this DSP is removed. Operands are
 absorbed in pairs only: nextpnr has timing classes for both inputs registered or neither (``MULT18X18D_REGS_INPUT``
 / ``_ALL``) and times a mixed cell as unregistered. The product (P) is absorbed into the output register under the
-same conditions as a RAM port's read data (each used bit: one sink, a flip-flop ``DI``). Every register uses
+same conditions as a RAM port's read data (each used bit: one sink, a flip-flop ``DI``). Never both: nextpnr
+times a block register like a fabric one and has no minimum period for the DSP itself, so with input and output
+registers the multiply (A/B → P, wholly inside the block) would not be timed at all; the product register is
+preferred (a plain move, no duplicated operand), the operands are taken when the product feeds logic (a MAC). Every register uses
 ``CLK0`` (nextpnr times a clocked MULT18X18D against ``CLK0`` only), ``RST0`` tied to 0, and ``CE0``..``CE3`` for
 the distinct enables (the output register's first: nextpnr's bitstream writer has no ``REG_OUTPUT_CE``).
 
-Limits: nextpnr times a block register like a fabric one (clock-to-output, setup) and has no minimum period for
-the blocks themselves, so a path wholly inside a DSP with input and output registers (A/B → P) is not timed at all;
-the datasheet's EBR / sysDSP maximum frequencies still apply on top of the fmax nextpnr reports.
+Limits: nextpnr has no minimum period for the blocks themselves; the datasheet's EBR / sysDSP maximum frequencies
+still apply on top of the fmax it reports.
 
 Each port considered yields one outcome, counted in :class:`PackReport` (``absorbed`` or the first refusal reason,
 see :data:`REFUSALS`) so a figure can be traced to what the pass did.
@@ -58,6 +61,8 @@ CONSTANTS = ("0", "1", "x", "z")
 
 REFUSALS = {
     "already_registered": "the block's register is already in use",
+    "multiply_timed": "the product went into the output register; registering the operands as well would leave "
+                      "the multiply wholly inside the DSP, where nextpnr does not time it",
     "block_reset": "the RAM port's RSTx is not constant 0 (it would clear the output register too)",
     "fanout": "an output bit drives more than one sink, or a module port",
     "not_ff": "an output bit's sink (input bit's driver) is not a TRELLIS_FF DI (Q)",
@@ -344,6 +349,9 @@ def _pack_mult(index: _Index, name: str, report: PackReport) -> None:
             plans["P"] = (found, clock, enable)
         except _Refused as refusal:
             outcomes["P"] = refusal.args[0]
+    if "P" in plans and "A" in plans:
+        del plans["A"], plans["B"]
+        outcomes.update(A="multiply_timed", B="multiply_timed")
     if plans:
         clock = next(iter(plans.values()))[1]
         enables = list(dict.fromkeys(plans[k][2] for k in ("P", "A", "B") if k in plans))   # output first: CE0

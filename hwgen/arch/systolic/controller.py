@@ -230,6 +230,10 @@ class Controller(wiring.Component):
         # every row's pixel (its slot's word address and coordinates): this M tile's, and the next one's
         row_regs = {f"{tile}_{what}": [Signal(16, name=f"{tile}_row{i}_{what}") for i in range(rows)]
                     for tile in ("cur", "next") for what in ("addr", "x", "y")}
+        # … and whether it is a pixel of the batch (a last M tile's rows beyond it read words nothing uses)
+        row_live = {tile: [Signal(name=f"{tile}_row{i}_live") for i in range(rows)] for tile in ("cur", "next")}
+        f_pixel = Signal(16)            # the walk's index of the row captured next
+        f_live = Signal()               # f_pixel < samples (registered ahead)
 
         def capture(index, tile: str) -> None:
             """Row ``index`` of ``tile`` takes the walk's pixel."""
@@ -237,7 +241,9 @@ class Controller(wiring.Component):
                 for i in range(rows):
                     with m.Case(i):
                         m.d.sync += [row_regs[f"{tile}_addr"][i].eq(pixels.addr),
-                                     row_regs[f"{tile}_x"][i].eq(pixels.x), row_regs[f"{tile}_y"][i].eq(pixels.y)]
+                                     row_regs[f"{tile}_x"][i].eq(pixels.x), row_regs[f"{tile}_y"][i].eq(pixels.y),
+                                     row_live[tile][i].eq(f_live)]
+            m.d.sync += [f_pixel.eq(f_pixel + 1), f_live.eq(f_pixel + 1 < instr.samples)]
 
         # ---- drain engine state
         active = Signal()               # a row drains on this cycle: row r of tile (d_m, d_n)
@@ -258,7 +264,7 @@ class Controller(wiring.Component):
             sequence_program(m, self, layer, [
                 k.eq(0), count.eq(0), m_tile.eq(0), n_tile.eq(0), walk_i.eq(0), issuing.eq(1), tile_end.eq(0),
                 w_tile_base.eq(instr.w_base), d_m.eq(0), d_n.eq(0), d_n_first.eq(1),
-                d_n_last.eq(instr.n_tiles == 1), d_first.eq(0), *features.start(instr),
+                d_n_last.eq(instr.n_tiles == 1), d_first.eq(0), f_pixel.eq(0), f_live.eq(1), *features.start(instr),
                 *features.prepare(instr, instr.kp_words), *pixels.start(instr.in_base),
                 *pixels.prepare(instr, instr.kp_words), *dest.start(instr.out_base),
                 *dest.prepare(instr, instr.out_words), *prepare_last],
@@ -271,8 +277,7 @@ class Controller(wiring.Component):
                     m.d.sync += [walk_i.eq(0), walking.eq(1)]
                     m.next = "FEED"
             with m.State("FEED"):
-                m.d.comb += [self.feed_valid.eq(issuing), self.bank_read.eq(issuing.replicate(rows)),
-                             self.feed_last.eq(k == last["kp"]),
+                m.d.comb += [self.feed_valid.eq(issuing), self.feed_last.eq(k == last["kp"]),
                              self.feed_lane.eq(features.lane), self.weight_addr.eq(w_tile_base + k),
                              self.feed_rotate.eq(features.d_r)]
                 # row i reads its pixel's slot + δ: bank (i + d_r) mod R; bank b serves row (b - d_r) mod R, one
@@ -282,7 +287,10 @@ class Controller(wiring.Component):
                     base = select(m, features.d_r, [row_regs["cur_addr"][(b - rv) % rows] for rv in range(rows)],
                                   unsigned(16), f"bank{b}_row_addr")
                     wraps = Mux(b < features.d_r, instr.kp_words, 0) if b < rows - 1 else 0    # (d_r < R)
-                    m.d.comb += self.bank_addr[b].eq(base + word + wraps)
+                    reads = select(m, features.d_r, [self.row_valid[(b - rv) % rows] & row_live["cur"][(b - rv) % rows]
+                                                     for rv in range(rows)],
+                                   unsigned(1), f"bank{b}_reads")       # a live row, not padding: the word is used
+                    m.d.comb += [self.bank_addr[b].eq(base + word + wraps), self.bank_read[b].eq(issuing & reads)]
                 for i in range(rows):
                     y, x = row_regs["cur_y"][i] + features.dy, row_regs["cur_x"][i] + features.dx
                     m.d.comb += self.row_valid[i].eq((y >= 0) & (y <= instr.lim_y) & (x >= 0) & (x <= instr.lim_x))
@@ -307,7 +315,8 @@ class Controller(wiring.Component):
                         with m.Else():
                             m.d.sync += [m_tile.eq(m_tile + 1),
                                          *(row_regs[f"cur_{what}"][i].eq(row_regs[f"next_{what}"][i])
-                                           for what in ("addr", "x", "y") for i in range(rows))]
+                                           for what in ("addr", "x", "y") for i in range(rows)),
+                                         *(row_live["cur"][i].eq(row_live["next"][i]) for i in range(rows))]
                     with m.Else():
                         m.d.sync += [n_tile.eq(n_tile + 1), w_tile_base.eq(w_tile_base + instr.kp)]
                 with m.Else():

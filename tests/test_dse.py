@@ -310,6 +310,21 @@ def test_systolic_layout_shortcuts_choose_what_the_costing_chooses(cnn_models) -
             assert systolic.plan_layouts(layers, rows, cols, dataflow) == costed(layers, rows, cols, dataflow)
 
 
+def test_systolic_plans_shared_across_rows_equal_new_plans(cnn_models) -> None:
+    """``plan`` takes a dense model's plan on C columns from a per-(model, C) cache (OS: the plan itself, WS: its
+    layouts, feeds and derived figures): equal, figure for figure, to the plan built for the array at hand."""
+    from hwgen.arch.systolic import compile as systolic
+
+    for path in (MODEL, cnn_models["digits_cnn"], cnn_models["residual_cnn"]):
+        layers = systolic.gemm_layers(hwgen.load(path).graph)
+        key = systolic.SameLayers(layers)
+        for rows, cols, dataflow in itertools.product((1, 2, 3, 5, 8, 13), (1, 4, 7, 16), ("os", "ws")):
+            planned, fresh = systolic.plan(layers, rows, cols, dataflow), systolic._new_plan(key, rows, cols, dataflow)
+            assert planned == fresh
+            assert (planned.stride, planned.slots, planned.pixels) == (fresh.stride, fresh.slots, fresh.pixels)
+        assert (systolic._plan_any_rows(key, 4) is not None) == (path == MODEL)     # dense: shared
+
+
 @pytest.mark.parametrize("arch, params", [("dataflow", {"target_cycles": 8, "max_lanes": 16}),
                                           ("systolic", {"rows": 4, "cols": 4, "k_max": 8})])
 def test_analytic_evaluator_fails_as_compile_does(arch: str, params: dict) -> None:

@@ -838,16 +838,50 @@ class Plan:
 
 
 def plan(layers, rows: int, cols: int, dataflow: str) -> Plan:
-    """The :class:`Plan` of ``layers`` on an R×C array of ``dataflow``."""
-    layouts, feeds = _plan_layouts(layers, rows, cols, dataflow)
+    """The :class:`Plan` of ``layers`` on an R×C array of ``dataflow`` (do not mutate: plans, and the layouts of
+    plans, that do not depend on R are shared, :func:`_plan_any_rows`)."""
+    key = SameLayers(layers)
+    shared = _plan_any_rows(key, cols)
+    if shared is None:
+        return _new_plan(key, rows, cols, dataflow)
+    if dataflow == "os":
+        return shared
+    return _ws_plan(key, shared.layouts, shared.feeds, rows, cols, shared)
+
+
+def _new_plan(key: SameLayers, rows: int, cols: int, dataflow: str) -> Plan:
+    layouts, feeds = _plan_layouts(key.layers, rows, cols, dataflow)
     if dataflow == "ws":
-        cgp = tuple(ws_channel_rows(feed, layouts[layer.inputs[0]].pitch, rows, cols)
-                    for layer, feed in zip(layers, feeds))
-        kp = tuple(ceil(feed.taps * c / rows) * rows for feed, c in zip(feeds, cgp))
-    else:
-        cgp = tuple(feed.cg for feed in feeds)
-        kp = tuple(feed.taps * feed.cg for feed in feeds)
-    return Plan(layouts, feeds, cgp, kp, cols, _facts(SameLayers(layers)).regions)
+        return _ws_plan(key, layouts, feeds, rows, cols)
+    return Plan(layouts, feeds, tuple(feed.cg for feed in feeds), tuple(feed.taps * feed.cg for feed in feeds), cols,
+                _facts(key).regions)
+
+
+def _ws_plan(key: SameLayers, layouts: dict[str, Layout], feeds: tuple[Feed, ...], rows: int, cols: int,
+             shared: Plan | None = None) -> Plan:
+    """The weight-stationary plan with these layouts and feeds: per layer its rows per kernel position
+    (:func:`ws_channel_rows`) and K padded to whole folds of R. ``shared``: a plan with the same layouts, feeds
+    and C, whose derived figures (they read nothing else) this one takes instead of computing them again."""
+    cgp = tuple(ws_channel_rows(feed, layouts[layer.inputs[0]].pitch, rows, cols)
+                for layer, feed in zip(key.layers, feeds))
+    kp = tuple(ceil(feed.taps * c / rows) * rows for feed, c in zip(feeds, cgp))
+    planned = Plan(layouts, feeds, cgp, kp, cols, _facts(key).regions)
+    if shared is not None:
+        for figure in ("stride", "slots", "pixels"):     # what their cached_property would store
+            planned.__dict__[figure] = getattr(shared, figure)
+    return planned
+
+
+@lru_cache(maxsize=256)
+def _plan_any_rows(key: SameLayers, cols: int) -> Plan | None:
+    """When a model's layouts on C columns are the same for every R and dataflow (every tensor one slot per sample:
+    :func:`_tensor_groups`' fixed layouts, dense models), its output-stationary plan, which is then the same for
+    every R (the feeds are per C, and the OS rows per kernel position ``cg`` and K ``taps · cg`` read only them);
+    else None. A weight-stationary plan shares its layouts, feeds and derived figures (:func:`_ws_plan`). One
+    plan per model and C, not one per point of a sweep over R × C × dataflow."""
+    if _tensor_groups(key, cols)[3] is None:
+        return None
+    return _new_plan(key, 1, cols, "os")
 
 
 def weight_words(layers, kp, cols: int) -> int:

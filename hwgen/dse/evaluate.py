@@ -139,21 +139,26 @@ def _analytic(entry: ModelEntry, point: Point, synth: bool, metrics: dict, units
                               ("utilization", entry.macs * steady_samples / (mac_units * steady_cycles), "fraction")):
         metrics[name] = float(value)                  # _put, inlined (none of these is None)
         units[name] = {"unit": unit, "method": "analytic"}
-    if point.target is not None:
-        if synth:
-            if design is not None:
-                figures = design.estimate(point.target, synth=True).metrics
-            else:
-                from ..arch.dataflow.design import estimate_config
-
-                figures = estimate_config(config, entry.model, point.target, True).metrics
-        elif design is not None:
-            figures = design.analytic_metrics(point.target)
+    if point.target is None:
+        return
+    if synth:
+        if design is not None:
+            figures = design.estimate(point.target, synth=True).metrics
         else:
-            figures = _dataflow_design().analytic_metrics(config, point.target)
+            from ..arch.dataflow.design import estimate_config
+
+            figures = estimate_config(config, entry.model, point.target, True).metrics
         for name, m in figures.items():          # _put, inlined: a value of an estimate is never None
             metrics[name] = float(m["value"])
             units[name] = {"unit": m["unit"], "method": m["method"]}
+        return
+    if design is not None:
+        figures = design.analytic_metrics(point.target)
+    else:
+        figures = _dataflow_design().analytic_metrics(config, point.target)
+    for name, m in figures.items():      # new {"value", "unit", "method"} dicts: without the value, the unit entry
+        metrics[name] = float(m.pop("value"))
+        units[name] = m
 
 
 def _systolic_design(entry: ModelEntry, params: dict):

@@ -352,6 +352,8 @@ def ws_channel_rows(feed: Feed, pitch: int, rows: int, cols: int) -> int:
     which no fold reads two words of one bank (at most a multiple of R: a fold within one kernel position reads
     consecutive words, distinct banks)."""
     cg = feed.cg
+    if feed.kernel == (1, 1):               # never a conflict (ws_conflict): no options to try
+        return cg
     options = [cg] + [p for p in (1 << (cg - 1).bit_length(),) if p <= rows and rows % p == 0 and p > cg]
     for cgp in options:
         if not ws_conflict(feed, pitch, cgp, rows, cols):
@@ -1176,16 +1178,16 @@ class Program:
         depend on the samples: OS ``(walk_s, last + 1, n_tiles, period, kp)``, the rows computed for ``s`` samples
         being ``(s − 1)·walk_s + last + 1`` (:func:`os_walk`); WS ``(output pixels, n_tiles · k_tiles)``, rows
         ``s · pixels``."""
-        rows = self.cfg.rows
+        cfg, planned = self.cfg, self.plan
+        rows, cols, layouts = cfg.rows, cfg.cols, planned.layouts
+        if cfg.dataflow == "ws":
+            return tuple((feed.out_hw[0] * feed.out_hw[1], ceil(layer.n / cols) * (kp // rows))
+                         for layer, kp, feed in zip(self.layers, planned.kp, planned.feeds))
+        drain = 2 * rows + cols - 1                        # period(kp) = max(kp, drain)
         terms = []
-        for index, layer in enumerate(self.layers):
-            kp, feed = self.plan.kp[index], self.plan.feeds[index]
-            n_tiles = ceil(layer.n / self.cfg.cols)
-            if self.cfg.dataflow == "ws":
-                terms.append((feed.out_hw[0] * feed.out_hw[1], n_tiles * (kp // rows)))
-            else:
-                _, walk_s, last = os_walk(feed, self.layouts[layer.inputs[0]], rows)
-                terms.append((walk_s, last + 1, n_tiles, self.period(kp), kp))
+        for layer, kp, feed in zip(self.layers, planned.kp, planned.feeds):
+            _, walk_s, last = os_walk(feed, layouts[layer.inputs[0]], rows)
+            terms.append((walk_s, last + 1, ceil(layer.n / cols), max(kp, drain), kp))
         return tuple(terms)
 
     def _predict_cycles(self, samples: int, stream: bool) -> int:

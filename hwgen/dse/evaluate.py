@@ -6,8 +6,8 @@
   systolic point builds its configuration and program (no images: they are built on first use) and the estimate
   only its metrics (:func:`hwgen.estimate.report.analytic_metrics`). What depends on the model alone (its lowered
   layers, their widths and regions, the dataflow layers' ranked foldings) or on the model and the column count
-  (tensor shapes and feeds) is cached per worker, so a point costs 100–150 µs of arithmetic on those
-  (``benchmarks/dse_throughput.py``); ``tests/test_dse.py`` checks that every metric equals what
+  (tensor shapes and feeds; a dense model's plan) is cached per worker, so a point costs 80–120 µs of arithmetic
+  on those (``benchmarks/dse_throughput.py``); ``tests/test_dse.py`` checks that every metric equals what
   ``hwgen.compile(...).estimate(...)`` gives.
 - ``synth``: the same with ``estimate(synth=True)`` (Yosys, and nextpnr where it exists); tool figures replace
   the analytic ones.

@@ -21,11 +21,12 @@ costs tens of microseconds (``benchmarks/estimate_speed.py``).
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import lru_cache
 from math import ceil, lcm
 from operator import mul
 from pathlib import Path
+from collections.abc import Sequence
 from typing import NamedTuple
 
 from .memmap import map_memory
@@ -70,7 +71,9 @@ class Mem(NamedTuple):
 @dataclass(slots=True)
 class Component:
     """Structure counts of one hardware component (all in bits unless named otherwise); ``count`` identical
-    instances."""
+    instances. ``muls``, ``mems`` and ``paths`` are lists where given and empty tuples where not (most components
+    have none of one or the other: a sweep builds ~16 components per point, and 36 empty lists per point were the
+    most objects it made and kept in the components cache)."""
 
     name: str
     count: int = 1
@@ -79,9 +82,9 @@ class Component:
     cmp: int = 0                      # magnitude-comparator bits
     mux: int = 0                      # 2:1 mux bit equivalents (an n:1 mux of w bits = (n − 1)·w)
     logic: int = 0                    # other gate bits (XNOR lanes, decoders, popcount inputs, enables)
-    muls: list[tuple[int, int, int]] = field(default_factory=list)   # (a_bits, b_bits, how many)
-    mems: list[Mem] = field(default_factory=list)
-    paths: list[Path_] = field(default_factory=list)
+    muls: Sequence[tuple[int, int, int]] = ()     # (a_bits, b_bits, how many)
+    mems: Sequence[Mem] = ()
+    paths: Sequence[Path_] = ()
 
 
 @lru_cache(maxsize=1)
@@ -334,7 +337,7 @@ def _layer_components(index: int, layer) -> list[Component]:
     lanes = layer.in_lanes
     counters = _bits(layer.sf) + nf_bits + _bits(layer.steps)
     mvau = Component(f"mvau{index}", reg=counters + 4 + nf_bits + lanes * in_bits + 3 + nf_bits + pe * dot_bits
-                     + pe * accb + 1 + (0 if layer.bipolar else in_bits),
+                     + pe * accb + 1 + (0 if layer.bipolar else in_bits), muls=[], mems=[],
                      add=counters + pe * accb, mux=pe * accb, logic=8)
     if layer.weighted:
         mvau.mems.append(Mem(max(2, layer.steps), simd * wbits, pe, group=wbits))   # loaded one weight at a time

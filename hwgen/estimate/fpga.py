@@ -37,6 +37,7 @@ from .memmap import map_memory
 FEATURES = ("reg", "add", "cmp", "mux", "logic", "mul_lut", "lut_ram", "mem_ff", "mem_emulation_ff", "mem_mux",
             "mem_logic", "memories", "one")
 EXACT = {"lut": "lut_ram", "ff": "mem_ff"}       # features that count a resource exactly (coefficient 1, not fitted)
+_EXACT_INDEX = {metric: FEATURES.index(feature) for metric, feature in EXACT.items()}
 PATH_TERMS = ("one", "mem", "levels", "carry_bits", "chains", "dsp", "mul_lut")
 COEFFICIENTS_FILE = Path(__file__).with_name("coefficients.json")
 DSP_MAX = {"ice40": None, "ecp5": (18, 18), "xc7": (25, 18), "xcup": (27, 18), "asic": None}   # asic: gates
@@ -502,6 +503,12 @@ def features(config, family: str) -> tuple[dict[str, float], int, float]:
 
 def _features(parts, family: str, dsp_multipliers: bool = True) -> tuple[dict[str, float], int, float]:
     """:func:`features` of the components ``parts``; ``dsp_multipliers=False`` builds every multiplier from LUTs."""
+    values, dsp, bram = _feature_values(parts, family, dsp_multipliers)
+    return dict(zip(FEATURES, values)), dsp, bram
+
+
+def _feature_values(parts, family: str, dsp_multipliers: bool = True) -> tuple[tuple[float, ...], int, float]:
+    """:func:`_features` with the features as a tuple in :data:`FEATURES` order."""
     # each feature summed in local variables, component by component as listed (the same additions, in the same
     # order, as a dict of features would do them: the figures do not depend on how they are added up)
     reg = add = cmp = mux = logic = mul_lut = lut_ram = mem_ff = emulation_ff = mem_mux = mem_logic = memories = 0.0
@@ -530,8 +537,8 @@ def _features(parts, family: str, dsp_multipliers: bool = True) -> tuple[dict[st
             emulation_ff += k * m_emulation_ff
             mem_mux += k * m_mux
             mem_logic += k * m_logic
-    values = (reg, add, cmp, mux, logic, mul_lut, lut_ram, mem_ff, emulation_ff, mem_mux, mem_logic, memories, 1.0)
-    return dict(zip(FEATURES, values)), dsp, bram
+    return (reg, add, cmp, mux, logic, mul_lut, lut_ram, mem_ff, emulation_ff, mem_mux, mem_logic, memories, 1.0), \
+        dsp, bram
 
 
 @lru_cache(maxsize=8192)
@@ -562,11 +569,10 @@ def estimate_resources(config, family: str, coeffs: dict | None = None) -> dict[
 def resources_of(parts, family: str, coeffs: dict | None = None) -> dict[str, float]:
     """:func:`estimate_resources` of the components ``parts``."""
     rows = _rows_of(coeffs) if coeffs else _coefficient_rows(family)
-    f, dsp, bram = _features(parts, family)
-    values = tuple(f.values())                   # FEATURES order
+    values, dsp, bram = _feature_values(parts, family)
     out = {}
     for metric, row in rows:
-        exact = f[EXACT[metric]] if metric in EXACT else 0.0
+        exact = values[_EXACT_INDEX[metric]] if metric in _EXACT_INDEX else 0.0
         out[metric] = exact + max(0.0, sum(map(mul, row, values)))
     out["dsp"] = float(dsp)
     out["bram"] = float(bram)

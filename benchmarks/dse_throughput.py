@@ -8,9 +8,10 @@ figures exclude the one-off work per model (the import, its lowered layers, the 
 cached per worker, done here by one point of each architecture first, after what a sweep's worker process does
 before its first point: ``setup_worker``, the pool's initializer, which imports the models and freezes what is
 alive then out of the garbage collector's walks) and start every pass with the caches the points fill emptied
-(``clear_point_caches``), so a pass costs what a fresh worker pays for new points; the best of ``--repeat`` passes is reported (CPU time: other processes on the machine do not count). The pool figure is end
-to end as ``hwgen sweep`` runs it: in a fresh process that has imported nothing but ``hwgen.dse`` (so every worker
-imports the model), pool start and SQLite writes included; the best of ``--repeat`` sweeps into fresh stores.
+(``clear_point_caches``), so a pass costs what a fresh worker pays for new points; the best of ``--repeat`` passes
+is reported (CPU time: other processes on the machine do not count). The pool figure is end to end as ``hwgen
+sweep`` runs it: in a fresh process that has imported nothing but ``hwgen.dse`` (so every worker imports the
+model), pool start and SQLite writes included; the best of ``--repeat`` sweeps into fresh stores.
 """
 from __future__ import annotations
 

@@ -5,11 +5,13 @@
 Points come from ``examples/sweep_digits.yaml``'s model over systolic rows × cols × dataflow and dataflow
 target_cycles × max_lanes (cycled to ``--points``), each with an analytic estimate on ecp5-25k. The per-core
 figures exclude the one-off work per model (the import, its lowered layers, the dataflow layers' ranked foldings:
-cached per worker, done here by one point of each architecture first) and start every pass with the caches the
-points fill emptied (``clear_point_caches``), so a pass costs what a fresh worker pays for new points; the best of
-``--repeat`` passes is reported (CPU time: other processes on the machine do not count). The pool figure is end
-to end as ``hwgen sweep`` runs it: in a fresh process that has imported nothing but ``hwgen.dse`` (so every worker
-imports the model), pool start and SQLite writes included; the best of ``--repeat`` sweeps into fresh stores.
+cached per worker, done here by one point of each architecture first, after what a sweep's worker process does
+before its first point: ``setup_worker``, the pool's initializer, which imports the models and freezes what is
+alive then out of the garbage collector's walks) and start every pass with the caches the points fill emptied
+(``clear_point_caches``), so a pass costs what a fresh worker pays for new points; the best of ``--repeat`` passes
+is reported (CPU time: other processes on the machine do not count). The pool figure is end to end as ``hwgen
+sweep`` runs it: in a fresh process that has imported nothing but ``hwgen.dse`` (so every worker imports the
+model), pool start and SQLite writes included; the best of ``--repeat`` sweeps into fresh stores.
 """
 from __future__ import annotations
 
@@ -22,7 +24,7 @@ import time
 from pathlib import Path
 
 from hwgen.dse import Space, evaluate, run_sweep
-from hwgen.dse.evaluate import clear_point_caches
+from hwgen.dse.evaluate import clear_point_caches, setup_worker
 
 MODEL = Path(__file__).resolve().parent.parent / "examples" / "digits_mlp" / "digits_mlp.onnx"
 
@@ -66,6 +68,7 @@ def main() -> None:
     if args.sweep_only:
         return sweep(args.points, args.workers)
     points = space(args.points).points()[:args.points]
+    setup_worker(sorted({(p.model, p.model_sha256) for p in points}))     # as the pool's initializer does
     for arch in ("systolic", "dataflow"):            # per model, once per worker: import, layers, foldings
         evaluate(next(p for p in space(args.points).points() if p.arch == arch))
     for arch in ("systolic", "dataflow", None):

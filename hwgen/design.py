@@ -265,9 +265,7 @@ class Design:
     def analytic_metrics(self, target: str) -> dict[str, dict]:
         """``estimate(target).metrics`` (analytic), without the rest of the report (see
         :func:`hwgen.estimate.report.analytic_metrics`)."""
-        from .estimate.report import analytic_metrics
-
-        return analytic_metrics(self.config, target, *self._estimate_inputs(target))
+        return _estimate_report().analytic_metrics(self.config, target, *self._estimate_inputs(target))
 
     def _estimate_inputs(self, target):
         """The cycle model an estimate uses (latency: 1 sample; throughput: a full batch; preloaded) and, for an

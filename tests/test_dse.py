@@ -265,7 +265,7 @@ def instruction_cycles(program, samples: int, stream: bool) -> int:
     pipeline = cfg.feed_latency + cfg.pe_stages + cfg.lane_latency
     total = 0
     for chunk, repeat in program.segments(samples, stream):
-        cycles = chunk * (program.x_words + program.y_words) + 1 if stream else 0
+        cycles = chunk * (program.x_words + program.y_words) + 2 if stream else 0
         for instr in program.instructions(chunk, stream)[:len(program.layers)]:
             if cfg.dataflow == "ws":
                 cycles += cfg.rows + (instr["n_tiles"] * instr["k_tiles"] - 1) * instr["period"] + instr["samples"] \
@@ -308,6 +308,21 @@ def test_systolic_layout_shortcuts_choose_what_the_costing_chooses(cnn_models) -
         layers = systolic.gemm_layers(hwgen.load(path).graph)
         for rows, cols, dataflow in itertools.product((1, 2, 3, 5, 8, 13), (1, 4, 7, 16), ("os", "ws")):
             assert systolic.plan_layouts(layers, rows, cols, dataflow) == costed(layers, rows, cols, dataflow)
+
+
+def test_systolic_plans_shared_across_rows_equal_new_plans(cnn_models) -> None:
+    """``plan`` takes a dense model's plan on C columns from a per-(model, C) cache (OS: the plan itself, WS: its
+    layouts, feeds and derived figures): equal, figure for figure, to the plan built for the array at hand."""
+    from hwgen.arch.systolic import compile as systolic
+
+    for path in (MODEL, cnn_models["digits_cnn"], cnn_models["residual_cnn"]):
+        layers = systolic.gemm_layers(hwgen.load(path).graph)
+        key = systolic.SameLayers(layers)
+        for rows, cols, dataflow in itertools.product((1, 2, 3, 5, 8, 13), (1, 4, 7, 16), ("os", "ws")):
+            planned, fresh = systolic.plan(layers, rows, cols, dataflow), systolic._new_plan(key, rows, cols, dataflow)
+            assert planned == fresh
+            assert (planned.stride, planned.slots, planned.pixels) == (fresh.stride, fresh.slots, fresh.pixels)
+        assert (systolic._plan_any_rows(key, 4) is not None) == (path == MODEL)     # dense: shared
 
 
 @pytest.mark.parametrize("arch, params", [("dataflow", {"target_cycles": 8, "max_lanes": 16}),

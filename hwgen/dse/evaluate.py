@@ -6,8 +6,8 @@
   systolic point builds its configuration and program (no images: they are built on first use) and the estimate
   only its metrics (:func:`hwgen.estimate.report.analytic_metrics`). What depends on the model alone (its lowered
   layers, their widths and regions, the dataflow layers' ranked foldings) or on the model and the column count
-  (tensor shapes and feeds) is cached per worker, so a point costs 100–150 µs of arithmetic on those
-  (``benchmarks/dse_throughput.py``); ``tests/test_dse.py`` checks that every metric equals what
+  (tensor shapes and feeds; a dense model's plan) is cached per worker, so a point costs 80–120 µs of arithmetic
+  on those (``benchmarks/dse_throughput.py``); ``tests/test_dse.py`` checks that every metric equals what
   ``hwgen.compile(...).estimate(...)`` gives.
 - ``synth``: the same with ``estimate(synth=True)`` (Yosys, and nextpnr where it exists); tool figures replace
   the analytic ones.
@@ -21,6 +21,7 @@ failed result with the message; they never stop the sweep.
 """
 from __future__ import annotations
 
+import gc
 import time
 from dataclasses import dataclass
 from functools import lru_cache
@@ -62,6 +63,22 @@ def _model(path: str, sha256: str) -> ModelEntry:
     except HwgenError as exc:
         dataflow, error = None, str(exc)
     return ModelEntry(model, sum(layer.macs for layer in model.layers), layers, dataflow, error)
+
+
+def setup_worker(models: list[tuple[str, str]] | tuple = ()) -> None:
+    """What a sweep's worker process does before its first point (the local pool's initializer): import the sweep's
+    ``models`` (``(path, sha256)`` pairs; one that fails to load is left to its points, which report why), then
+    ``gc.freeze()``. Everything alive then (the imported modules, the models, their lowered layers) lives as long as
+    the worker, and frozen objects are never walked again by the garbage collector: without it every full collection
+    walks the ~74k objects of the imports and the model, ~36 ms, once every ~1,000 points
+    (``benchmarks/dse_throughput.py``). Only for a process that exists to evaluate points: the objects frozen are
+    never freed, so the library never calls this in a caller's own process (``run_sweep(workers=1)`` does not)."""
+    for path, sha256 in models:
+        try:
+            _model(path, sha256)
+        except Exception:           # noqa: BLE001 (the model's points fail with the message)
+            pass
+    gc.freeze()
 
 
 def evaluate_points(points: list[dict], evaluator: str = "analytic", inputs: str | None = None) -> list[dict]:
@@ -122,21 +139,26 @@ def _analytic(entry: ModelEntry, point: Point, synth: bool, metrics: dict, units
                               ("utilization", entry.macs * steady_samples / (mac_units * steady_cycles), "fraction")):
         metrics[name] = float(value)                  # _put, inlined (none of these is None)
         units[name] = {"unit": unit, "method": "analytic"}
-    if point.target is not None:
-        if synth:
-            if design is not None:
-                figures = design.estimate(point.target, synth=True).metrics
-            else:
-                from ..arch.dataflow.design import estimate_config
-
-                figures = estimate_config(config, entry.model, point.target, True).metrics
-        elif design is not None:
-            figures = design.analytic_metrics(point.target)
+    if point.target is None:
+        return
+    if synth:
+        if design is not None:
+            figures = design.estimate(point.target, synth=True).metrics
         else:
-            figures = _dataflow_design().analytic_metrics(config, point.target)
+            from ..arch.dataflow.design import estimate_config
+
+            figures = estimate_config(config, entry.model, point.target, True).metrics
         for name, m in figures.items():          # _put, inlined: a value of an estimate is never None
             metrics[name] = float(m["value"])
             units[name] = {"unit": m["unit"], "method": m["method"]}
+        return
+    if design is not None:
+        figures = design.analytic_metrics(point.target)
+    else:
+        figures = _dataflow_design().analytic_metrics(config, point.target)
+    for name, m in figures.items():      # new {"value", "unit", "method"} dicts: without the value, the unit entry
+        metrics[name] = float(m.pop("value"))
+        units[name] = m
 
 
 def _systolic_design(entry: ModelEntry, params: dict):

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import HwgenError
-from .evaluate import EVALUATORS, evaluate_points
+from .evaluate import EVALUATORS, evaluate_points, setup_worker
 from .space import Point, Space
 from .store import Store
 
@@ -122,7 +122,9 @@ def _chunks(payload: list[dict], workers: int, chunk: int | None) -> list[list[d
 def _run_pool(workers: int, payload: list[dict], evaluator: str, inputs: str | None, chunk: int | None,
               store_results: Callable[[list[dict]], None]) -> None:
     tasks = _chunks(payload, workers, chunk)
-    with ProcessPoolExecutor(max_workers=min(workers, len(tasks))) as pool:
+    models = sorted({(p["model"], p["model_sha256"]) for p in payload})
+    with ProcessPoolExecutor(max_workers=min(workers, len(tasks)), initializer=setup_worker,
+                             initargs=(models,)) as pool:
         # at most 2 tasks in flight per worker: a kill loses little and memory stays flat for huge sweeps
         queue = iter(tasks)
         running = set()

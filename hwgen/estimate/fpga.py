@@ -21,11 +21,12 @@ costs tens of microseconds (``benchmarks/estimate_speed.py``).
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import lru_cache
 from math import ceil, lcm
 from operator import mul
 from pathlib import Path
+from collections.abc import Sequence
 from typing import NamedTuple
 
 from .memmap import map_memory
@@ -36,6 +37,7 @@ from .memmap import map_memory
 FEATURES = ("reg", "add", "cmp", "mux", "logic", "mul_lut", "lut_ram", "mem_ff", "mem_emulation_ff", "mem_mux",
             "mem_logic", "memories", "one")
 EXACT = {"lut": "lut_ram", "ff": "mem_ff"}       # features that count a resource exactly (coefficient 1, not fitted)
+_EXACT_INDEX = {metric: FEATURES.index(feature) for metric, feature in EXACT.items()}
 PATH_TERMS = ("one", "mem", "levels", "carry_bits", "chains", "dsp", "mul_lut")
 COEFFICIENTS_FILE = Path(__file__).with_name("coefficients.json")
 DSP_MAX = {"ice40": None, "ecp5": (18, 18), "xc7": (25, 18), "xcup": (27, 18), "asic": None}   # asic: gates
@@ -70,7 +72,9 @@ class Mem(NamedTuple):
 @dataclass(slots=True)
 class Component:
     """Structure counts of one hardware component (all in bits unless named otherwise); ``count`` identical
-    instances."""
+    instances. ``muls``, ``mems`` and ``paths`` are lists where given and empty tuples where not (most components
+    have none of one or the other: a sweep builds ~16 components per point, and 36 empty lists per point were the
+    most objects it made and kept in the components cache)."""
 
     name: str
     count: int = 1
@@ -79,9 +83,9 @@ class Component:
     cmp: int = 0                      # magnitude-comparator bits
     mux: int = 0                      # 2:1 mux bit equivalents (an n:1 mux of w bits = (n − 1)·w)
     logic: int = 0                    # other gate bits (XNOR lanes, decoders, popcount inputs, enables)
-    muls: list[tuple[int, int, int]] = field(default_factory=list)   # (a_bits, b_bits, how many)
-    mems: list[Mem] = field(default_factory=list)
-    paths: list[Path_] = field(default_factory=list)
+    muls: Sequence[tuple[int, int, int]] = ()     # (a_bits, b_bits, how many)
+    mems: Sequence[Mem] = ()
+    paths: Sequence[Path_] = ()
 
 
 @lru_cache(maxsize=1)
@@ -341,7 +345,7 @@ def _layer_components(index: int, layer) -> list[Component]:
     lanes = layer.in_lanes
     counters = _bits(layer.sf) + nf_bits + _bits(layer.steps)
     mvau = Component(f"mvau{index}", reg=counters + 4 + nf_bits + lanes * in_bits + 3 + nf_bits + pe * dot_bits
-                     + pe * accb + 1 + (0 if layer.bipolar else in_bits),
+                     + pe * accb + 1 + (0 if layer.bipolar else in_bits), muls=[], mems=[],
                      add=counters + pe * accb, mux=pe * accb, logic=8)
     if layer.weighted:
         mvau.mems.append(Mem(max(2, layer.steps), simd * wbits, pe, group=wbits))   # loaded one weight at a time
@@ -506,6 +510,12 @@ def features(config, family: str) -> tuple[dict[str, float], int, float]:
 
 def _features(parts, family: str, dsp_multipliers: bool = True) -> tuple[dict[str, float], int, float]:
     """:func:`features` of the components ``parts``; ``dsp_multipliers=False`` builds every multiplier from LUTs."""
+    values, dsp, bram = _feature_values(parts, family, dsp_multipliers)
+    return dict(zip(FEATURES, values)), dsp, bram
+
+
+def _feature_values(parts, family: str, dsp_multipliers: bool = True) -> tuple[tuple[float, ...], int, float]:
+    """:func:`_features` with the features as a tuple in :data:`FEATURES` order."""
     # each feature summed in local variables, component by component as listed (the same additions, in the same
     # order, as a dict of features would do them: the figures do not depend on how they are added up)
     reg = add = cmp = mux = logic = mul_lut = lut_ram = mem_ff = emulation_ff = mem_mux = mem_logic = memories = 0.0
@@ -534,8 +544,8 @@ def _features(parts, family: str, dsp_multipliers: bool = True) -> tuple[dict[st
             emulation_ff += k * m_emulation_ff
             mem_mux += k * m_mux
             mem_logic += k * m_logic
-    values = (reg, add, cmp, mux, logic, mul_lut, lut_ram, mem_ff, emulation_ff, mem_mux, mem_logic, memories, 1.0)
-    return dict(zip(FEATURES, values)), dsp, bram
+    return (reg, add, cmp, mux, logic, mul_lut, lut_ram, mem_ff, emulation_ff, mem_mux, mem_logic, memories, 1.0), \
+        dsp, bram
 
 
 @lru_cache(maxsize=8192)
@@ -566,11 +576,10 @@ def estimate_resources(config, family: str, coeffs: dict | None = None) -> dict[
 def resources_of(parts, family: str, coeffs: dict | None = None) -> dict[str, float]:
     """:func:`estimate_resources` of the components ``parts``."""
     rows = _rows_of(coeffs) if coeffs else _coefficient_rows(family)
-    f, dsp, bram = _features(parts, family)
-    values = tuple(f.values())                   # FEATURES order
+    values, dsp, bram = _feature_values(parts, family)
     out = {}
     for metric, row in rows:
-        exact = f[EXACT[metric]] if metric in EXACT else 0.0
+        exact = values[_EXACT_INDEX[metric]] if metric in _EXACT_INDEX else 0.0
         out[metric] = exact + max(0.0, sum(map(mul, row, values)))
     out["dsp"] = float(dsp)
     out["bram"] = float(bram)

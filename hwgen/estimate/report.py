@@ -55,12 +55,17 @@ class Cycles:
 
 
 def metric(value: float, unit: str, method: str) -> dict:
-    """``{"value", "unit", "method"}``, the value rounded to 3 decimals (a whole number is already: ``round`` with
-    digits goes through a decimal conversion, the costliest step of an analytic estimate's bookkeeping)."""
+    """``{"value", "unit", "method"}``, the value rounded to 3 decimals (:func:`_rounded`)."""
     if method not in METHODS:
         raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
+    return {"value": _rounded(value), "unit": unit, "method": method}
+
+
+def _rounded(value: float) -> float:
+    """``value`` as a float rounded to 3 decimals (a whole number is already: ``round`` with digits goes through a
+    decimal conversion, the costliest step of an analytic estimate's bookkeeping)."""
     value = float(value)
-    return {"value": value if value.is_integer() else round(value, 3), "unit": unit, "method": method}
+    return value if value.is_integer() else round(value, 3)
 
 
 @dataclass
@@ -167,38 +172,46 @@ def analytic_figures(config, target: Target) -> tuple[dict[str, float], float]:
     return fpga.resources_of(parts, target.family), fpga.fmax_of(parts, target.family)
 
 
+@lru_cache(maxsize=None)
+def _resource_columns(t: Target) -> tuple[tuple[str, str, int, str], ...]:
+    """Per resource metric of the FPGA ``t`` (:data:`RESOURCE_METRICS` order): its name, unit, the device's
+    capacity and the name of its utilization metric (what every estimate on ``t`` reads, looked up once)."""
+    units = UNITS[t.family]
+    return tuple((name, units.get(name, t.bram_unit if name == "bram" else name), t.capacity(name), f"util_{name}")
+                 for name in RESOURCE_METRICS)
+
+
 def _resource_metrics(config, t: Target) -> tuple[dict[str, dict], dict]:
     """The analytic resource metrics of ``config`` on the FPGA ``t`` and its analytic fmax metric."""
-    units = UNITS[t.family]
     resources, fmax = analytic_figures(config, t)
-    metrics = {name: metric(resources[name], units.get(name, t.bram_unit if name == "bram" else name), "analytic")
-               for name in RESOURCE_METRICS}
-    return metrics, metric(fmax, "MHz", "analytic")
+    metrics = {name: {"value": _rounded(resources[name]), "unit": unit, "method": "analytic"}
+               for name, unit, _, _ in _resource_columns(t)}
+    return metrics, {"value": _rounded(fmax), "unit": "MHz", "method": "analytic"}
 
 
 def _timing_metrics(metrics: dict[str, dict], fmax_metric: dict, t: Target, cycles: Cycles,
                     notes: list[str] | None = None) -> None:
     """Add the utilizations, ``fmax``, ``latency_cycles``, ``latency`` and ``throughput`` to ``metrics`` (the
     resource metrics, analytic or synthesized); ``notes`` receives what the device lacks."""
-    for name in RESOURCE_METRICS:
-        capacity = t.capacity(name)
+    for name, _, capacity, util in _resource_columns(t):
+        m = metrics[name]
         if capacity:
-            metrics[f"util_{name}"] = metric(100.0 * metrics[name]["value"] / capacity, "%", metrics[name]["method"])
-        elif metrics[name]["value"] and notes is not None:
-            notes.append(f"{t.device} has no {name.upper()} blocks but the design needs "
-                         f"{metrics[name]['value']:g}")
+            metrics[util] = {"value": _rounded(100.0 * m["value"] / capacity), "unit": "%", "method": m["method"]}
+        elif m["value"] and notes is not None:
+            notes.append(f"{t.device} has no {name.upper()} blocks but the design needs {m['value']:g}")
     metrics["fmax"] = fmax_metric
-    f = fmax_metric["value"]
-    metrics["latency_cycles"] = metric(cycles.latency_cycles, "cycles", "analytic")
-    metrics["latency"] = metric(cycles.latency_cycles / f, "µs", fmax_metric["method"])
-    metrics["throughput"] = metric(cycles.batch_samples * f * 1e6 / cycles.batch_cycles, "inferences/s",
-                                   fmax_metric["method"])
+    f, method = fmax_metric["value"], fmax_metric["method"]
+    metrics["latency_cycles"] = {"value": _rounded(cycles.latency_cycles), "unit": "cycles", "method": "analytic"}
+    metrics["latency"] = {"value": _rounded(cycles.latency_cycles / f), "unit": "µs", "method": method}
+    metrics["throughput"] = {"value": _rounded(cycles.batch_samples * f * 1e6 / cycles.batch_cycles),
+                             "unit": "inferences/s", "method": method}
 
 
 def analytic_metrics(config, target: str | Target, cycles: Cycles | None = None, workload=None) -> dict[str, dict]:
     """The ``metrics`` of :func:`estimate` without ``synth`` (same names, values, units and methods), alone: a
     design-space sweep stores nothing else, so the report document (configuration dump, provenance, notes) is not
-    built. ``cycles`` and ``workload`` as in :func:`estimate`."""
+    built. ``cycles`` and ``workload`` as in :func:`estimate`. Every metric is a new ``{"value", "unit",
+    "method"}`` dict, the caller's to keep or take apart (a sweep's evaluator does)."""
     t = get_target(target) if isinstance(target, str) else target
     cycles = cycles or default_cycles(config)
     if t.kind == "asic":

@@ -352,6 +352,8 @@ def ws_channel_rows(feed: Feed, pitch: int, rows: int, cols: int) -> int:
     which no fold reads two words of one bank (at most a multiple of R: a fold within one kernel position reads
     consecutive words, distinct banks)."""
     cg = feed.cg
+    if feed.kernel == (1, 1):               # never a conflict (ws_conflict): no options to try
+        return cg
     options = [cg] + [p for p in (1 << (cg - 1).bit_length(),) if p <= rows and rows % p == 0 and p > cg]
     for cgp in options:
         if not ws_conflict(feed, pitch, cgp, rows, cols):
@@ -838,16 +840,50 @@ class Plan:
 
 
 def plan(layers, rows: int, cols: int, dataflow: str) -> Plan:
-    """The :class:`Plan` of ``layers`` on an R×C array of ``dataflow``."""
-    layouts, feeds = _plan_layouts(layers, rows, cols, dataflow)
+    """The :class:`Plan` of ``layers`` on an R×C array of ``dataflow`` (do not mutate: plans, and the layouts of
+    plans, that do not depend on R are shared, :func:`_plan_any_rows`)."""
+    key = SameLayers(layers)
+    shared = _plan_any_rows(key, cols)
+    if shared is None:
+        return _new_plan(key, rows, cols, dataflow)
+    if dataflow == "os":
+        return shared
+    return _ws_plan(key, shared.layouts, shared.feeds, rows, cols, shared)
+
+
+def _new_plan(key: SameLayers, rows: int, cols: int, dataflow: str) -> Plan:
+    layouts, feeds = _plan_layouts(key.layers, rows, cols, dataflow)
     if dataflow == "ws":
-        cgp = tuple(ws_channel_rows(feed, layouts[layer.inputs[0]].pitch, rows, cols)
-                    for layer, feed in zip(layers, feeds))
-        kp = tuple(ceil(feed.taps * c / rows) * rows for feed, c in zip(feeds, cgp))
-    else:
-        cgp = tuple(feed.cg for feed in feeds)
-        kp = tuple(feed.taps * feed.cg for feed in feeds)
-    return Plan(layouts, feeds, cgp, kp, cols, _facts(SameLayers(layers)).regions)
+        return _ws_plan(key, layouts, feeds, rows, cols)
+    return Plan(layouts, feeds, tuple(feed.cg for feed in feeds), tuple(feed.taps * feed.cg for feed in feeds), cols,
+                _facts(key).regions)
+
+
+def _ws_plan(key: SameLayers, layouts: dict[str, Layout], feeds: tuple[Feed, ...], rows: int, cols: int,
+             shared: Plan | None = None) -> Plan:
+    """The weight-stationary plan with these layouts and feeds: per layer its rows per kernel position
+    (:func:`ws_channel_rows`) and K padded to whole folds of R. ``shared``: a plan with the same layouts, feeds
+    and C, whose derived figures (they read nothing else) this one takes instead of computing them again."""
+    cgp = tuple(ws_channel_rows(feed, layouts[layer.inputs[0]].pitch, rows, cols)
+                for layer, feed in zip(key.layers, feeds))
+    kp = tuple(ceil(feed.taps * c / rows) * rows for feed, c in zip(feeds, cgp))
+    planned = Plan(layouts, feeds, cgp, kp, cols, _facts(key).regions)
+    if shared is not None:
+        for figure in ("stride", "slots", "pixels"):     # what their cached_property would store
+            planned.__dict__[figure] = getattr(shared, figure)
+    return planned
+
+
+@lru_cache(maxsize=256)
+def _plan_any_rows(key: SameLayers, cols: int) -> Plan | None:
+    """When a model's layouts on C columns are the same for every R and dataflow (every tensor one slot per sample:
+    :func:`_tensor_groups`' fixed layouts, dense models), its output-stationary plan, which is then the same for
+    every R (the feeds are per C, and the OS rows per kernel position ``cg`` and K ``taps · cg`` read only them);
+    else None. A weight-stationary plan shares its layouts, feeds and derived figures (:func:`_ws_plan`). One
+    plan per model and C, not one per point of a sweep over R × C × dataflow."""
+    if _tensor_groups(key, cols)[3] is None:
+        return None
+    return _new_plan(key, 1, cols, "os")
 
 
 def weight_words(layers, kp, cols: int) -> int:
@@ -1142,16 +1178,16 @@ class Program:
         depend on the samples: OS ``(walk_s, last + 1, n_tiles, period, kp)``, the rows computed for ``s`` samples
         being ``(s − 1)·walk_s + last + 1`` (:func:`os_walk`); WS ``(output pixels, n_tiles · k_tiles)``, rows
         ``s · pixels``."""
-        rows = self.cfg.rows
+        cfg, planned = self.cfg, self.plan
+        rows, cols, layouts = cfg.rows, cfg.cols, planned.layouts
+        if cfg.dataflow == "ws":
+            return tuple((feed.out_hw[0] * feed.out_hw[1], ceil(layer.n / cols) * (kp // rows))
+                         for layer, kp, feed in zip(self.layers, planned.kp, planned.feeds))
+        drain = 2 * rows + cols - 1                        # period(kp) = max(kp, drain)
         terms = []
-        for index, layer in enumerate(self.layers):
-            kp, feed = self.plan.kp[index], self.plan.feeds[index]
-            n_tiles = ceil(layer.n / self.cfg.cols)
-            if self.cfg.dataflow == "ws":
-                terms.append((feed.out_hw[0] * feed.out_hw[1], n_tiles * (kp // rows)))
-            else:
-                _, walk_s, last = os_walk(feed, self.layouts[layer.inputs[0]], rows)
-                terms.append((walk_s, last + 1, n_tiles, self.period(kp), kp))
+        for layer, kp, feed in zip(self.layers, planned.kp, planned.feeds):
+            _, walk_s, last = os_walk(feed, layouts[layer.inputs[0]], rows)
+            terms.append((walk_s, last + 1, ceil(layer.n / cols), max(kp, drain), kp))
         return tuple(terms)
 
     def _predict_cycles(self, samples: int, stream: bool) -> int:

@@ -211,3 +211,38 @@ def test_scratchpads_round_trip_through_the_host_protocol() -> None:
     reads = [(ACTIVATIONS, b, a, lane) for b in range(2) for a in range(4) for lane in range(3)]
     got = simulate_run(SystolicTop(cfg), loads, reads).values
     np.testing.assert_array_equal(got.reshape(values.shape), values)
+
+
+def test_collision_check_replaces_a_word_read_as_it_is_written() -> None:
+    """The Amaranth host's check for ``no_rw_check`` memories: a read of the word written in the same cycle gets a
+    random word (what synthesis leaves undefined), a read of another word its contents; each collision is listed."""
+    from amaranth import Module, Signal
+    from amaranth.hdl import Fragment
+    from amaranth.sim import Simulator
+
+    from amaranth_host import collision_check
+    from hwgen.arch.hdl import ram
+
+    m = Module()
+    memory = ram(m, "mem", shape=8, depth=4, init=[10, 11, 12, 13])
+    rd, wr = memory.read_port(), memory.write_port()
+    fragment = Fragment.get(m, None)
+    collisions: list[str] = []
+    seen = []
+
+    async def bench(ctx):
+        for addr, write in ((1, False), (2, True), (3, False)):
+            ctx.set(rd.addr, addr)
+            ctx.set(wr.addr, 2)
+            ctx.set(wr.data, 99)
+            ctx.set(wr.en, write)
+            await ctx.tick()
+            seen.append(ctx.get(rd.data))
+
+    sim = Simulator(fragment)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.add_process(collision_check(fragment, collisions, seed=1))
+    sim.run()
+    assert collisions == ["mem@2[2]"]
+    assert seen[0] == 11 and seen[2] == 13 and seen[1] not in (12, 99)

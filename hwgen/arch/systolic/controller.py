@@ -287,10 +287,9 @@ class Controller(wiring.Component):
                     base = select(m, features.d_r, [row_regs["cur_addr"][(b - rv) % rows] for rv in range(rows)],
                                   unsigned(16), f"bank{b}_row_addr")
                     wraps = Mux(b < features.d_r, instr.kp_words, 0) if b < rows - 1 else 0    # (d_r < R)
-                    reads = select(m, features.d_r, [self.row_valid[(b - rv) % rows] & row_live["cur"][(b - rv) % rows]
-                                                     for rv in range(rows)],
-                                   unsigned(1), f"bank{b}_reads")       # a live row, not padding: the word is used
-                    m.d.comb += [self.bank_addr[b].eq(base + word + wraps), self.bank_read[b].eq(issuing & reads)]
+                    live = select(m, features.d_r, [row_live["cur"][(b - rv) % rows] for rv in range(rows)],
+                                  unsigned(1), f"bank{b}_live")           # read for a pixel of the batch
+                    m.d.comb += [self.bank_addr[b].eq(base + word + wraps), self.bank_read[b].eq(issuing & live)]
                 for i in range(rows):
                     y, x = row_regs["cur_y"][i] + features.dy, row_regs["cur_x"][i] + features.dx
                     m.d.comb += self.row_valid[i].eq((y >= 0) & (y <= instr.lim_y) & (x >= 0) & (x <= instr.lim_x))

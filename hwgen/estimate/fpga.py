@@ -234,7 +234,8 @@ def _controller_pipeline_registers(cfg) -> int:
     if cfg.dataflow == "ws":
         return bits + R * (_bits(R) + 16 + _bits(C) + 1) + 6 + 16      # row reads; fold flags, stream end
     # drain flags, feed flags, the draining row's index and test; the feed's row index and test, rows' live bits
-    return bits + 4 + 3 + 16 + 1 + 16 + 1 + 2 * R
+    # and their registered coordinates (the padding test)
+    return bits + 4 + 3 + 16 + 1 + 16 + 1 + 2 * R + 2 * R * 19
 
 
 def systolic_components(cfg) -> list[Component]:

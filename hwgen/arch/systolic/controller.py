@@ -200,7 +200,8 @@ class Controller(wiring.Component):
             "bank_read": Out(data.ArrayLayout(unsigned(1), cfg.rows)),  # bank b's read enable (its data is used)
             "feed_valid": Out(1), "feed_last": Out(1), "feed_lane": Out(index_range(cfg.cols)),
             "feed_rotate": Out(index_range(cfg.rows)),                  # row i reads bank (i + rotate) mod R
-            "row_valid": Out(data.ArrayLayout(unsigned(1), cfg.rows)),  # 0: padding, the operand is 0 (x - zx)
+            # 0: padding, the operand is 0 (x - zx); a cycle after its feed cycle (the coordinates are registered)
+            "row_valid": Out(data.ArrayLayout(unsigned(1), cfg.rows)),
             "capturing": In(1), "shift": Out(1),       # capturing: the array's captured, one cycle early
             "lane_valid": Out(1), "lane_slot": Out(unsigned(slot_bits)), "lane_meta": Out(meta_layout(cfg)),
         })
@@ -258,6 +259,14 @@ class Controller(wiring.Component):
         dest = PixelWalk(rows, "out")
         saved = [Signal.like(s, name=f"saved_{s.name}") for s in dest.signals]   # the walk at this M tile's start
 
+        # the padding test, a cycle after the feed cycle whose coordinates it tests (in any state: read only then)
+        for i in range(rows):
+            y, x = row_regs["cur_y"][i] + features.dy, row_regs["cur_x"][i] + features.dx
+            y_r = Signal.like(y, name=f"row{i}_y", reset_less=True)
+            x_r = Signal.like(x, name=f"row{i}_x", reset_less=True)
+            m.d.sync += [y_r.eq(y), x_r.eq(x)]
+            m.d.comb += self.row_valid[i].eq((y_r >= 0) & (y_r <= instr.lim_y) & (x_r >= 0) & (x_r <= instr.lim_x))
+
         with m.If(self.busy):
             m.d.sync += self.cycles.eq(self.cycles + 1)
         with m.FSM():
@@ -290,9 +299,6 @@ class Controller(wiring.Component):
                     live = select(m, features.d_r, [row_live["cur"][(b - rv) % rows] for rv in range(rows)],
                                   unsigned(1), f"bank{b}_live")           # read for a pixel of the batch
                     m.d.comb += [self.bank_addr[b].eq(base + word + wraps), self.bank_read[b].eq(issuing & live)]
-                for i in range(rows):
-                    y, x = row_regs["cur_y"][i] + features.dy, row_regs["cur_x"][i] + features.dx
-                    m.d.comb += self.row_valid[i].eq((y >= 0) & (y <= instr.lim_y) & (x >= 0) & (x <= instr.lim_x))
                 with m.If(issuing):
                     m.d.sync += k.eq(k + 1)
                     with m.If(k == last["kp"]):

@@ -236,7 +236,7 @@ class SystolicTop(wiring.Component):
             select_delay = cfg.feed_latency - 1
             feed_rotate = delayed(m, ctrl.feed_rotate, select_delay, "feed_rotate")
             feed_lane = delayed(m, ctrl.feed_lane, select_delay, "feed_lane")
-            row_valid = delayed(m, ctrl.row_valid, select_delay, "row_valid")
+            row_valid = delayed(m, ctrl.row_valid, select_delay - 1, "row_valid")     # registered in ctrl
             for i in range(rows):
                 word = select(m, feed_rotate, [act_read[(i + r) % rows].as_value() for r in range(rows)],
                               unsigned(act_word.size), f"row{i}_word")

@@ -37,9 +37,9 @@ TOP_NAME = "hwgen_systolic"
 ARCHS = ("systolic", "dataflow")
 BACKENDS = ("native", "cocotb", "axi")
 CYCLE_FORMULAS = {
-    "os": "sum over layers of (tiles - 1) * period + kp + 3*rows + cols + 2*lane_stages + 8, "
+    "os": "sum over layers of (tiles - 1) * period + kp + 3*rows + cols + 2*lane_stages + 9, "
           "period = max(kp, 2*rows + cols - 1), tiles = m_tiles * n_tiles",
-    "ws": "sum over layers of rows + (folds - 1) * period + samples + rows + cols + 2*lane_stages + 10, "
+    "ws": "sum over layers of rows + (folds - 1) * period + samples + rows + cols + 2*lane_stages + 11, "
           "folds = n_tiles * k_tiles, period = max(samples, 2*rows + cols - 1, 3)",
     "stream": "per chunk: samples * (x_words + y_words) + 2 more (every beat valid/ready at once)",
 }

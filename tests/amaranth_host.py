@@ -103,12 +103,17 @@ def collision_check(fragment, collisions: list[str], seed: int = 0):
 
     async def process(ctx):
         cycle = 0
-        async for _, _, *values in ctx.tick().sample(*signals):
+        while True:
+            _, _, *values = await ctx.tick().sample(*signals)
             cycle += 1
+            hits = []
             for index, (name, rd, _) in enumerate(pairs):
                 rd_addr, rd_en, wr_addr, wr_en = values[4 * index: 4 * index + 4]
                 if wr_en and rd_en and rd_addr == wr_addr:
                     collisions.append(f"{name}@{cycle}[{rd_addr}]")
-                    width = len(rd.data)
-                    ctx.set(rd.data, int.from_bytes(rng.bytes((width + 7) // 8), "little") & ((1 << width) - 1))
+                    hits.append(rd.data)
+            if hits:
+                await ctx.delay(1e-10)          # after the read ports have taken the edge's words, before the next
+                for data in hits:
+                    ctx.set(data, int.from_bytes(rng.bytes((len(data) + 7) // 8), "little") & ((1 << len(data)) - 1))
     return process

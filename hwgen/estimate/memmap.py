@@ -14,7 +14,10 @@ RAM's cost (ties go to flip-flops; costs are compared truncated to integers, as 
 that rule for the port shapes hwgen's generators build, all of them one synchronous write port and one synchronous,
 non-transparent (read-first) read port in the same clock domain:
 
-- ``sdp``: separate read and write addresses (weights, activations, thresholds, FIFOs, program, lanes);
+- ``sdp``: separate read and write addresses (the dataflow pipeline's weights, thresholds, FIFOs);
+- ``sdpx``: the same with read-during-write undefined (``no_rw_check``: ``hwgen.arch.hdl.ram``, the systolic
+  array's memories): Yosys emulates no read-first behaviour, so block RAMs score 1 (the read port that does not
+  share the write port) and bring no soft logic;
 - ``sp``: one address for both (the MVAU input buffer), which single-port RAMs can take. hwgen reads such a
   memory whenever it writes it, so a shared block-RAM port needs no read-enable emulation (Yosys proves the write
   implies the read); a single-port memory whose reads and writes are independent would cost one more register.
@@ -78,6 +81,9 @@ class RamDef:
     per_cell: int = 1                            # primitives per Yosys cell (a cascaded pair: 2)
 
     def score(self, shape: str) -> int | None:
+        if shape == "sdpx":                      # no read-first emulation: only the separate read port's 1
+            sdp = self.score("sdp")
+            return None if sdp is None else (1 if "sdp" in self.read_first else sdp)
         return dict(self.scores).get(shape)
 
 
@@ -216,7 +222,8 @@ def _plans(rams: tuple[RamDef, ...], shape: str) -> tuple:
     return tuple(sorted(out, key=lambda plan: (plan[6], plan[2], plan[0])))
 
 
-_PLANS = {family: {shape: _plans(rams, shape) for shape in ("sdp", "sp")} for family, rams in LIBRARIES.items()}
+_PLANS = {family: {shape: _plans(rams, shape) for shape in ("sdp", "sdpx", "sp")}
+          for family, rams in LIBRARIES.items()}
 
 
 def _geometry(plan, depth: int, width: int, group: int, groups: int) -> tuple[float, int, int, int, int] | None:

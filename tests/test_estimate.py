@@ -212,11 +212,15 @@ def straightforward_figures(config, family: str) -> tuple[dict[str, float], floa
             blocks = fpga.uses_dsp(family, a, b)
             if blocks:
                 dsp += comp.count * k * blocks
+                if family == "ecp5" and comp.product_register:     # the DSP's output register (ecp5_pack)
+                    f["reg"] -= comp.count * k * (a + b)
             else:
                 f["mul_lut"] += comp.count * k * a * b
         for mem in comp.mems:
             k = comp.count * mem.count
             m = map_memory(family, mem.depth, mem.width, mem.group, mem.shape, mem.used)
+            if family == "ecp5" and m.bram and mem.shape == "sdpx":  # the block RAM's output register
+                f["reg"] -= k * (mem.width if mem.used is None else sum(b - a for a, b in mem.used))
             f["memories"] += k
             bram += k * m.bram
             for name, value in (("lut_ram", m.lut_ram), ("mem_ff", m.ff), ("mem_emulation_ff", m.emulation_ff),

@@ -4,7 +4,7 @@
 
     python -m hwgen.estimate.calibrate collect [--jobs 2] [--families ecp5,xc7] [--archs dataflow] [--stale]
                                                           # Yosys (all families) + nextpnr (ECP5, iCE40)
-    python -m hwgen.estimate.calibrate fit                  # coefficients.json from the calibration rows only
+    python -m hwgen.estimate.calibrate fit [--families ecp5] # coefficients.json from the calibration rows only
     python -m hwgen.estimate.calibrate collect --asic       # Yosys + Liberty (sky130, osu018) and OpenSTA (osu018)
     python -m hwgen.estimate.calibrate fit --asic           # asic_coefficients.json
 
@@ -187,8 +187,9 @@ def _delay_fit(rows: list[tuple[list[dict], float]], start: dict[str, float]) ->
     return {k: round(float(v), 4) for k, v in zip(names, solution.x)}
 
 
-def fit() -> dict:
-    """Fit ``coefficients.json`` from the ``calibration`` rows of ``calibration_data.json``."""
+def fit(families_to_fit: tuple[str, ...] = FAMILIES) -> dict:
+    """Fit ``coefficients.json`` from the ``calibration`` rows of ``calibration_data.json``; the families not in
+    ``families_to_fit`` keep their coefficients (e.g. while their rows are stale: measured on older hardware)."""
     data = json.loads(DATA_FILE.read_text())
     heldout = {json.dumps(e, sort_keys=True) for e in entries("heldout")}
     rows = [r for r in data["rows"] if r["set"] == "calibration"]
@@ -198,6 +199,9 @@ def fit() -> dict:
     families = {}
     for family in FAMILIES:
         mine = [r for r in rows if r["family"] == family]
+        if family not in families_to_fit:
+            families[family] = previous["families"][family]
+            continue
         if len(mine) < 8:
             families[family] = {**previous["families"][family], "status": f"not fitted ({len(mine)} rows measured)"}
             like = SAME_FABRIC.get(family)
@@ -352,7 +356,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("step", choices=("collect", "fit"))
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--no-pnr", action="store_true")
-    parser.add_argument("--families", default=",".join(FAMILY_ORDER), help="comma-separated (collect only)")
+    parser.add_argument("--families", default=",".join(FAMILY_ORDER),
+                        help="comma-separated (collect; fit: the others keep their coefficients)")
     parser.add_argument("--archs", default="systolic,dataflow", help="comma-separated (collect only)")
     parser.add_argument("--stale", action="store_true",
                         help="collect: measure again the rows whose design changed since they were measured")
@@ -373,15 +378,15 @@ def main(argv: list[str] | None = None) -> None:
         else:
             json.dump(fit_asic()["libraries"], sys.stdout, indent=1)
         return
+    families = tuple(args.families.split(","))
+    unknown = [f for f in families if f not in FAMILY_ORDER]
+    if unknown:
+        parser.error(f"--families: unknown {', '.join(unknown)}; known: {', '.join(FAMILY_ORDER)}")
     if args.step == "collect":
-        families = tuple(args.families.split(","))
-        unknown = [f for f in families if f not in FAMILY_ORDER]
-        if unknown:
-            parser.error(f"--families: unknown {', '.join(unknown)}; known: {', '.join(FAMILY_ORDER)}")
         collect(args.jobs, pnr=not args.no_pnr, families=families, stale=args.stale,
                 archs=tuple(args.archs.split(",")))
     else:
-        doc = fit()
+        doc = fit(families)
         json.dump(doc["families"], sys.stdout, indent=1)
 
 

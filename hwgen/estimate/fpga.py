@@ -86,6 +86,7 @@ class Component:
     muls: Sequence[tuple[int, int, int]] = ()     # (a_bits, b_bits, how many)
     mems: Sequence[Mem] = ()
     paths: Sequence[Path_] = ()
+    product_register: bool = False    # each product goes straight into an (a + b)-bit register
 
 
 @lru_cache(maxsize=1)
@@ -259,12 +260,12 @@ def systolic_components(cfg) -> list[Component]:
     if ws:
         select_inputs = R * C
         pe = Component("pe", R * C, reg=ob + 1 + acc + 2 * wb + product, add=acc, mux=2 * wb + pool, cmp=pool,
-                       muls=[(ob, wb, 1)])
+                       muls=[(ob, wb, 1)], product_register=not cfg.product_rounding)
         skew = Component("skew", reg=acc * (C * (C - 1) // 2) + (ob + 1) * (R * (R - 1) // 2))
     else:
         select_inputs = C
         pe = Component("pe", R * C, reg=ob + wb + 2 + 2 * acc + product, add=acc, cmp=pool, mux=2 * acc + pool,
-                       muls=[(ob, wb, 1)])
+                       muls=[(ob, wb, 1)], product_register=not cfg.product_rounding)
         skew = Component("skew", reg=(ob + 2) * (R * (R - 1) // 2) + wb * (C * (C - 1) // 2))
     if cfg.product_rounding:                 # barrel shifter, remainder compare and rounding increment per PE
         product_bits = ob + wb + 1
@@ -524,6 +525,9 @@ def _feature_values(parts, family: str, dsp_multipliers: bool = True) -> tuple[t
     # order, as a dict of features would do them: the figures do not depend on how they are added up)
     reg = add = cmp = mux = logic = mul_lut = lut_ram = mem_ff = emulation_ff = mem_mux = mem_logic = memories = 0.0
     dsp = 0
+    # ECP5 (hwgen.estimate.ecp5_pack): the register that reads an hdl.ram block RAM (every sdpx memory is read into
+    # one) becomes the RAM's output register, a registered product the DSP's: flip-flops no longer
+    packs = family == "ecp5"
     bram = 0.0
     for comp in parts:
         n = comp.count
@@ -536,11 +540,15 @@ def _feature_values(parts, family: str, dsp_multipliers: bool = True) -> tuple[t
             blocks = uses_dsp(family, a, b) if dsp_multipliers else 0
             if blocks:
                 dsp += n * k * blocks
+                if packs and comp.product_register:           # ecp5_pack: the DSP's output register
+                    reg -= n * k * (a + b)
             else:
                 mul_lut += n * k * a * b
         for depth, width, count, group, shape, used in comp.mems:
             k = n * count
             m_bram, m_lut_ram, m_ff, m_emulation_ff, m_mux, m_logic = _mapped(family, depth, width, group, shape, used)
+            if packs and m_bram and shape == "sdpx":            # ecp5_pack: the block RAM's output register
+                reg -= k * (width if used is None else sum(stop - start for start, stop in used))
             memories += k
             bram += k * m_bram
             lut_ram += k * m_lut_ram

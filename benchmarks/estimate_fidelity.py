@@ -38,9 +38,9 @@ def error(model: float, measured: float) -> float | None:
     return 100.0 * (model - measured) / measured
 
 
-def report(which: str, data: list[dict], stale: set[str] = frozenset()) -> dict:
-    """The table of ``data`` and its summary; rows of a design in ``stale`` (JSON of its configuration: measured
-    on hardware the generators no longer build) are shown, marked, and left out of the summary."""
+def report(which: str, data: list[dict], stale: set[tuple[str, str]] = frozenset()) -> dict:
+    """The table of ``data`` and its summary; rows in ``stale`` ((family, JSON of the configuration): measured on
+    hardware the generators no longer build) are shown, marked, and left out of the summary."""
     print(f"\n## {which}: analytic vs synthesized (error %, model − measured)\n")
     print("| family | design | " + " | ".join(f"{m} (meas → err)" for m in METRICS) + " | fmax MHz (nextpnr → err) |")
     print("| --- | --- | " + " | ".join("---:" for _ in METRICS) + " | ---: |")
@@ -48,7 +48,7 @@ def report(which: str, data: list[dict], stale: set[str] = frozenset()) -> dict:
     for r in data:
         family = r["family"]
         config = build_config(r["config"])
-        old = json.dumps(r["config"], sort_keys=True) in stale
+        old = (family, json.dumps(r["config"], sort_keys=True)) in stale
         model = fpga.estimate_resources(config, family)
         cells = []
         for m in METRICS:
@@ -139,10 +139,10 @@ def main() -> None:
     args = parser.parse_args()
     doc = fpga.coefficients()
     print(f"coefficients fitted {doc.get('date')} with {doc.get('tools')}; synthesis targets {SYNTH_TARGET}")
-    stale: set[str] = set()
+    stale: set[tuple[str, str]] = set()
     if not args.synth:
         old = stale_rows(json.loads(DATA_FILE.read_text())["rows"])
-        stale = {json.dumps(r["config"], sort_keys=True) for r in old}
+        stale = {(r["family"], json.dumps(r["config"], sort_keys=True)) for r in old}
         if old:
             print(f"{len(old)} rows measured hardware the generators no longer build (marked stale, left out of "
                   "the summaries); `python -m hwgen.estimate.calibrate collect --stale` measures them again")

@@ -20,11 +20,12 @@ def select(m: Module, index: Value, values: list, shape: Shape, name: str) -> Si
 
 
 def ram(m: Module, name: str, *, shape, depth: int, init=()) -> Memory:
-    """A memory added to ``m`` as submodule ``name``, whose reads never see a write of the same word.
+    """A memory added to ``m`` as submodule ``name``, marked so that a read of the word being written is undefined.
 
     The generators never use a word read in the cycle the same word is written through the other port (weights,
     thresholds and the program are written only while the accelerator is idle; scratchpad regions a layer reads
-    are not the ones it writes; tests/amaranth_host.py checks every simulated run for such a collision). The
+    are not the ones it writes; reads are enabled only when their word is used; tests/amaranth_host.py replaces
+    every such read with a random word in the simulated runs, which stay bit-exact). The
     ``no_rw_check`` attribute tells synthesis so: without it, Yosys emulates read-first collisions with a
     registered bypass multiplexer after the block RAM, whose LUT also keeps the register that follows the RAM out
     of the RAM's own output register (ECP5 DP16KD clock-to-output 5.83 ns without it, iCE40 and Xilinx alike).

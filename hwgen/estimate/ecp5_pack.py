@@ -38,9 +38,10 @@ absorbed in pairs only: nextpnr has timing classes for both inputs registered or
 same conditions as a RAM port's read data (each used bit: one sink, a flip-flop ``DI``). Never both: nextpnr
 times a block register like a fabric one and has no minimum period for the DSP itself, so with input and output
 registers the multiply (A/B → P, wholly inside the block) would not be timed at all; the product register is
-preferred (a plain move, no duplicated operand), the operands are taken when the product feeds logic (a MAC). Every register uses
-``CLK0`` (nextpnr times a clocked MULT18X18D against ``CLK0`` only), ``RST0`` tied to 0, and ``CE0``..``CE3`` for
-the distinct enables (the output register's first: nextpnr's bitstream writer has no ``REG_OUTPUT_CE``).
+tried first (a plain move, no duplicated operand), the operands only when it cannot be taken (a MAC, whose
+product feeds an adder). Every register uses ``CLK0`` (nextpnr times a clocked MULT18X18D against ``CLK0`` only),
+``RST0`` tied to 0, and ``CE0`` (``CE1`` too when the operands' enables differ; the output register's enable is
+``CE0``: nextpnr's bitstream writer has no ``REG_OUTPUT_CE``).
 
 Limits: nextpnr has no minimum period for the blocks themselves; the datasheet's EBR / sysDSP maximum frequencies
 still apply on top of the fmax it reports.
@@ -77,8 +78,7 @@ REFUSALS = {
     "ff_constant_input": "an input flip-flop's D is constant 1 (the DSP register would see it from cycle 0)",
     "signed_net": "the operand's SIGNEDA/B pin is a net, not a constant (it would need registering too)",
     "other_operand": "the other operand cannot be absorbed (nextpnr has no timing class for one registered input)",
-    "feedback": "a product flip-flop also drives an operand of the same DSP",
-    "clock_mismatch": "the operand and product flip-flops (or the two operands) use different clocks",
+    "clock_mismatch": "the two operands' flip-flops use different clocks",
 }
 
 
@@ -100,6 +100,11 @@ def _pin(cell: dict, pin: str, default: str | int = "0") -> str | int:
     """The single bit on ``pin`` (a net number or a constant ``"0"``/``"1"``/``"x"``)."""
     bits = cell["connections"].get(pin)
     return bits[0] if bits else default
+
+
+def _never_active(pin, inverted: bool) -> bool:
+    """A reset pin tied so that it never acts: constant 0 (or undriven), or constant 1 through an inverting mux."""
+    return pin in ("0", "x") and not inverted or pin == "1" and inverted
 
 
 def _find_top(netlist: dict) -> str:
@@ -201,9 +206,7 @@ def _flip_flop(cells: dict, name: str) -> _FF:
     """The flip-flop ``name`` if a block register can stand in for it (no reset, init 0, plain enable), else
     :class:`_Refused`. TRELLIS_FF semantics: ``common_sim.vh`` in Yosys's ``share/lattice``."""
     cell = cells[name]
-    lsr = _pin(cell, "LSR", "0")
-    lsr_inverted = _param(cell, "LSRMUX", "LSR") == "INV"
-    if not (lsr in ("0", "x") and not lsr_inverted or lsr == "1" and lsr_inverted):
+    if not _never_active(_pin(cell, "LSR", "0"), _param(cell, "LSRMUX", "LSR") == "INV"):
         raise _Refused("ff_reset")
     if _param(cell, "REGSET", "RESET") != "RESET":
         raise _Refused("ff_init_one")
@@ -262,9 +265,7 @@ def _pack_ram(index: _Index, name: str, report: PackReport) -> None:
         try:
             if any(_param(cell, regmode, "NOREG") != "NOREG" for regmode in regmodes):
                 raise _Refused("already_registered")
-            rst = _pin(cell, f"RST{port}", "0")
-            rst_inverted = _param(cell, f"RST{port}MUX", f"RST{port}") == "INV"
-            if not (rst in ("0", "x") and not rst_inverted or rst == "1" and rst_inverted):
+            if not _never_active(_pin(cell, f"RST{port}", "0"), _param(cell, f"RST{port}MUX", f"RST{port}") == "INV"):
                 raise _Refused("block_reset")
             found = _output_ffs(index, used)
             rising = _param(cell, f"CLK{port}MUX", f"CLK{port}") != "INV"
@@ -319,21 +320,8 @@ def _operand(index: _Index, cell: dict, letter: str) -> tuple[dict[str, _FF], ob
 def _pack_mult(index: _Index, name: str, report: PackReport) -> None:
     cell = index.cells[name]
     regs = {"A": "REG_INPUTA", "B": "REG_INPUTB", "P": "REG_OUTPUT"}
-    plans: dict[str, tuple] = {}
+    plans: dict[str, tuple] = {}                    # the product's register, or both operands' (never both kinds)
     outcomes: dict[str, str] = {}
-    for letter in "AB":
-        try:
-            if _param(cell, f"{regs[letter]}_CLK", "NONE") != "NONE":
-                raise _Refused("already_registered")
-            plans[letter] = _operand(index, cell, letter)
-        except _Refused as refusal:
-            outcomes[letter] = refusal.args[0]
-    if len(plans) == 1:
-        outcomes[next(iter(plans))] = "other_operand"
-        plans.clear()
-    elif len(plans) == 2 and plans["A"][1] != plans["B"][1]:
-        outcomes.update(A="clock_mismatch", B="clock_mismatch")
-        plans.clear()
     used = _used_outputs(index, cell, [f"P{i}" for i in range(36)])
     if used:
         try:
@@ -341,44 +329,51 @@ def _pack_mult(index: _Index, name: str, report: PackReport) -> None:
                 raise _Refused("already_registered")
             found = _output_ffs(index, used)
             clock = found[0][1].clock
-            enable = _common([ff for _, ff in found], clock, rising=True)
-            if plans and plans["A"][1] != clock:
-                raise _Refused("clock_mismatch")
-            if {ff.name for _, ff in found} & {ff.name for k in plans for ff in plans[k][0].values()}:
-                raise _Refused("feedback")
-            plans["P"] = (found, clock, enable)
+            plans["P"] = (found, clock, _common([ff for _, ff in found], clock, rising=True))
         except _Refused as refusal:
             outcomes["P"] = refusal.args[0]
-    if "P" in plans and "A" in plans:
-        del plans["A"], plans["B"]
-        outcomes.update(A="multiply_timed", B="multiply_timed")
     if plans:
-        clock = next(iter(plans.values()))[1]
-        enables = list(dict.fromkeys(plans[k][2] for k in ("P", "A", "B") if k in plans))   # output first: CE0
-        index.rewire_sink(name, "CLK0", _pin(cell, "CLK0", None), clock)
-        index.rewire_sink(name, "RST0", _pin(cell, "RST0", None), "0")
-        for i, enable in enumerate(enables):
-            index.rewire_sink(name, f"CE{i}", _pin(cell, f"CE{i}", None), enable)
-        for letter, plan in plans.items():
-            reg = regs[letter]
-            cell["parameters"].update({f"{reg}_CLK": "CLK0", f"{reg}_CE": f"CE{enables.index(plan[2])}",
-                                       f"{reg}_RST": "RST0"})
-        if "P" in plans:
-            _absorb_outputs(index, name, plans["P"][0], report)
-            report.dsp_outputs_absorbed += 1
-            outcomes["P"] = "absorbed"
-        inputs = [ff for letter in "AB" if letter in plans for ff in plans[letter][0].values()]
+        outcomes.update(A="multiply_timed", B="multiply_timed")
+    else:
         for letter in "AB":
-            if letter in plans:
-                for pin, ff in plans[letter][0].items():
-                    index.rewire_sink(name, pin, _pin(cell, pin), _pin(index.cells[ff.name], "DI", "x"))
-                report.dsp_inputs_absorbed += 1
-                outcomes[letter] = "absorbed"
-        for ff_name in dict.fromkeys(ff.name for ff in inputs):
-            if ff_name not in index.cells:
-                continue
-            q = _pin(index.cells[ff_name], "Q")
-            if index.sinks.get(q):
+            try:
+                if _param(cell, f"{regs[letter]}_CLK", "NONE") != "NONE":
+                    raise _Refused("already_registered")
+                plans[letter] = _operand(index, cell, letter)
+            except _Refused as refusal:
+                outcomes[letter] = refusal.args[0]
+        if len(plans) == 1:
+            outcomes[next(iter(plans))] = "other_operand"
+            plans.clear()
+        elif len(plans) == 2 and plans["A"][1] != plans["B"][1]:
+            outcomes.update(A="clock_mismatch", B="clock_mismatch")
+            plans.clear()
+    if not plans:
+        for letter in "ABP":
+            if letter in outcomes:
+                report._outcome(MULT, name, letter, outcomes[letter])
+        return
+    clock = next(iter(plans.values()))[1]
+    enables = list(dict.fromkeys(plan[2] for plan in plans.values()))
+    index.rewire_sink(name, "CLK0", _pin(cell, "CLK0", None), clock)
+    index.rewire_sink(name, "RST0", _pin(cell, "RST0", None), "0")
+    for i, enable in enumerate(enables):
+        index.rewire_sink(name, f"CE{i}", _pin(cell, f"CE{i}", None), enable)
+    for letter, plan in plans.items():
+        reg = regs[letter]
+        cell["parameters"].update({f"{reg}_CLK": "CLK0", f"{reg}_CE": f"CE{enables.index(plan[2])}",
+                                   f"{reg}_RST": "RST0"})
+        outcomes[letter] = "absorbed"
+    if "P" in plans:
+        _absorb_outputs(index, name, plans["P"][0], report)
+        report.dsp_outputs_absorbed += 1
+    else:
+        for letter in "AB":
+            for pin, ff in plans[letter][0].items():
+                index.rewire_sink(name, pin, _pin(cell, pin), _pin(index.cells[ff.name], "DI", "x"))
+            report.dsp_inputs_absorbed += 1
+        for ff_name in dict.fromkeys(ff.name for letter in "AB" for ff in plans[letter][0].values()):
+            if index.sinks.get(_pin(index.cells[ff_name], "Q")):
                 report.ffs_duplicated += 1
             else:
                 index.remove(ff_name)

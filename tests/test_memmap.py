@@ -172,7 +172,8 @@ def single_memory_verilog(depth: int, width: int, group: int, shape: str) -> str
 @pytest.mark.parametrize("key", [("ecp5", 512, 36, 9, "sdp"), ("ecp5", 512, 36, 9, "sdpx"), ("ecp5", 64, 8, 8, "sdp"),
                                  ("ice40", 16, 30, 30, "sdp"), ("ice40", 16, 30, 30, "sdpx"),
                                  ("ice40", 2, 24, 24, "sdp"), ("xc7", 8, 608, 32, "sdp"),
-                                 ("xc7", 1024, 8, 8, "sdp")], ids=lambda k: "{}-{}x{}-{}".format(k[0], k[1], k[2], k[4]))
+                                 ("xc7", 1024, 8, 8, "sdp")],
+                         ids=lambda k: "{}-{}x{}-{}".format(k[0], k[1], k[2], k[4]))
 def test_single_memory_synthesizes_as_modelled(key):
     """A few ``MICRO`` runs repeated with the installed Yosys (cached by design hash): the primitives, block-RAM
     units and flip-flops ``map_memory`` predicts are the ones in Yosys' netlist."""

@@ -206,10 +206,10 @@ def _feed_registers(cfg, slot_bits: int, meta_bits: int) -> int:
     """Flip-flop bits of the feed pipeline in top.py (``cfg.feed_latency`` cycles, controller → array): the
     registered scratchpad addresses (their memories' address bits), the memories' output registers (activation and
     output words, also the host's read registers), the activation words again beside the operand logic, the
-    weights' output and operand registers, the operand
-    registers, the banks' read enables, and the controller's outputs that meet the data delayed to match; WS: also
-    the accumulator and lane signals delayed by the feed pipeline and the PEs' second stage (the accumulators' read
-    enable two cycles less), and the column sums' partials."""
+    weights' output and operand registers, the operand registers, the banks' read enables, and the controller's
+    outputs that meet the data delayed to match; WS: also the accumulator and lane signals delayed by the feed
+    pipeline and the PEs' second stage (the accumulators' read enable two cycles less), and the column sums'
+    partials."""
     R, C, L = cfg.rows, cfg.cols, cfg.feed_latency
     act_addr, w_addr = _bits(cfg.act_depth), _bits(cfg.weight_depth)
     bits = R * act_addr + w_addr + R * C * (2 * cfg.store_bits + cfg.acc_bits) + C * cfg.w_bits * (L - 2) + \
@@ -308,7 +308,8 @@ def systolic_components(cfg) -> list[Component]:
         lane.cmp += F * (2 * (fb + 1) + 3 * (fb + 2))          # rem vs half, over/under limits
         lane.mux += F * ((fb + 1) * 2 * shift_levels + 4 * fb) + fb
         lane.logic += F * 16
-        lane.mems = lane.mems + [Mem(cfg.slot_depth, fb, shape="sdpx") for _ in range(F)]     # a new list: the cached one is shared
+        # a new list: the cached one is shared
+        lane.mems = lane.mems + [Mem(cfg.slot_depth, fb, shape="sdpx") for _ in range(F)]
         lane.paths.append(Path_(levels=2 * shift_levels + 4, carry_bits=3 * fb, chains=4))
     counters = 16 * 10 + 32 if not ws else 16 * 9 + 32
     # address walkers (walk.py): the kernel walk and two pixel walks (feed, drain), ~10 16-bit registers each

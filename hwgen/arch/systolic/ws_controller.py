@@ -213,6 +213,6 @@ class WeightStationaryController(wiring.Component):
             m.d.comb += [self.row_bank[i].eq(bank), self.row_lane[i].eq(lane), self.row_valid[i].eq(valid)]
             reads.append((bank, address, valid))
         for b in range(rows):
-            m.d.comb += [self.bank_addr[b].eq(reduce(or_, [Mux(valid & (bank == b), address, 0)
-                                                           for bank, address, valid in reads])),
-                         self.bank_read[b].eq(reduce(or_, [valid & (bank == b) for bank, _, valid in reads]))]
+            hits = [(valid & (bank == b), address) for bank, address, valid in reads]      # rows reading bank b
+            m.d.comb += [self.bank_addr[b].eq(reduce(or_, [Mux(hit, address, 0) for hit, address in hits])),
+                         self.bank_read[b].eq(reduce(or_, [hit for hit, _ in hits]))]

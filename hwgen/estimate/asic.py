@@ -85,8 +85,9 @@ CLOCK_GATES = {
 def clock_gate_groups(config, min_flops: int = CLOCK_GATE_MIN_FLOPS) -> tuple[int, int]:
     """(clock gates, flip-flops behind them) that clock gating gives ``config``'s flip-flop memories: every word
     slice written under its own enable (``Mem.group`` bits, the whole word if None) of at least ``min_flops`` bits is
-    one gate. Registers loaded under a condition are gated by synthesis too, but the structure counts do not say
-    which registers have enables, so they are not counted here (the energy model clocks them every cycle)."""
+    one gate. Reset-less registers loaded under an enable are gated by synthesis too; the energy model knows them
+    (:func:`hwgen.estimate.power.systolic_register_gates`, :func:`~hwgen.estimate.power.dataflow_register_gates`),
+    the area model's fitted gating terms count only these memory gates."""
     gates = bits = 0
     for comp in fpga.components(config):
         for mem in comp.mems:

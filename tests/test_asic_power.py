@@ -308,6 +308,11 @@ def test_simulate_activity_then_estimate(example_dir, tmp_path):
     design.write(out)
     x = np.load(example_dir / "test_x.npy")[:2]
     analytic = design.estimate("osu018").to_dict()["energy"]
+    # the gated top-row shadows (2 × 2 OS array: 1 row × 2 columns) are enabled R + 1 cycles per tile of the program
+    batch = design.program.batch
+    tiles = sum(i["m_tiles"] * i["n_tiles"] for i in design.program.instructions(batch)) / batch
+    shadow = next(g for g in analytic["workload"]["register_gates"] if g["name"] == "pe.shadow")
+    assert (shadow["gates"], shadow["bits"], shadow["enabled"]) == (2, design.config.acc_bits, tiles * 3)
 
     def run(inputs: np.ndarray) -> tuple[dict, dict]:
         np.save(tmp_path / "x.npy", inputs)

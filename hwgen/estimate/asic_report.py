@@ -63,7 +63,9 @@ def _energy(config, t: AsicTarget, m: dict, cycles: Cycles, workload, activity: 
     if clock > 0.5 * parts["total"]:
         notes.append(f"the clock is {100 * clock / parts['total']:.0f}% of the dynamic energy: "
                      f"{workload.ungated_flops:,} flip-flops clocked every cycle, {workload.gated_flops:,} behind "
-                     f"{workload.clock_gates:,} clock gates (flip-flop memory words, clocked when written)")
+                     f"{workload.clock_gates:,} clock gates (flip-flop memory words, clocked when written), "
+                     f"{workload.register_gated_flops:,} behind {sum(g.gates for g in workload.register_gates):,} "
+                     "(registers loaded under an enable, clocked when enabled)")
     seconds = workload.cycles / (m["fmax"]["value"] * 1e6)
     leak_pj = m["power_leakage"]["value"] * 1e-6 * seconds * 1e12
     m["energy_per_inference"] = metric((parts["total"] + leak_pj) / 1000.0, "nJ", method)
@@ -75,6 +77,8 @@ def _energy(config, t: AsicTarget, m: dict, cycles: Cycles, workload, activity: 
                          "flops": workload.flops, "cycles": workload.cycles, "clock_gates": workload.clock_gates,
                          "gated_flops": workload.gated_flops, "gated_clocked": workload.gated_clocked,
                          "gate_enables": workload.gate_enables, "activity": workload.activity,
+                         "register_gates": [{"name": g.name, "gates": g.gates, "bits": g.bits, "enabled": g.enabled}
+                                            for g in workload.register_gates],
                          "sram_accesses": [list(x) for x in workload.sram_accesses], "source": workload.source},
             "energies": {"characterized": power.energies().get("date"), "library": power.energies().get("library"),
                          "scale": power.SKY130_ENERGY_SCALE if t.library == "sky130" else 1.0}}

@@ -5,7 +5,8 @@
     python -m hwgen.estimate.calibrate collect [--jobs 2] [--families ecp5,xc7] [--archs dataflow] [--stale]
                                                           # Yosys (all families) + nextpnr (ECP5, iCE40)
     python -m hwgen.estimate.calibrate fit [--families ecp5] # coefficients.json from the calibration rows only
-    python -m hwgen.estimate.calibrate collect --asic       # Yosys + Liberty (sky130, osu018) and OpenSTA (osu018)
+    python -m hwgen.estimate.calibrate collect --asic [--clock-gating] [--stale] [--only calibration:12;heldout:5]
+                                                          # Yosys + Liberty (sky130, osu018) and OpenSTA (osu018)
     python -m hwgen.estimate.calibrate fit --asic           # asic_coefficients.json
 
 ``calibration_set.json`` lists the configurations: ``calibration`` (fitted) and ``heldout`` (written before any
@@ -232,6 +233,15 @@ ASIC_DATA_FILE = HERE / "asic_calibration_data.json"
 ASIC_LIBRARIES = ("osu018", "sky130")
 
 
+def asic_stale_rows(rows: list[dict]) -> list[dict]:
+    """The ASIC rows :func:`stale_rows` finds (measured on another design, or recording none) and those measured
+    by an older flow than :data:`hwgen.estimate.asic.FLOW_VERSION` of their library (no ``flow``: version 1)."""
+    from . import asic
+
+    old = {id(r) for r in stale_rows(rows)}
+    return [r for r in rows if id(r) in old or r.get("flow", 1) != asic.FLOW_VERSION[r["library"]]]
+
+
 def _measure_asic(entry: dict, library: str, clock_gating: bool = False) -> dict:
     from . import asic
     from .report import default_verilog
@@ -243,7 +253,8 @@ def _measure_asic(entry: dict, library: str, clock_gating: bool = False) -> dict
           f"area {result.cell_area:11.0f} fmax {result.fmax_mhz or 0:6.1f}  {result.seconds:5.1f} s", flush=True)
     row = {"library": library, "cells": result.cell_count, "cell_area": result.cell_area,
            "srams": [list(x) for x in result.srams], "fmax_mhz": result.fmax_mhz, "leakage_mw": result.leakage_mw,
-           "tools": result.tools, "seconds": round(result.seconds, 1), "design": design_hash(verilog)}
+           "tools": result.tools, "seconds": round(result.seconds, 1), "design": design_hash(verilog),
+           "flow": asic.FLOW_VERSION[library]}
     if clock_gating:
         row.update(clock_gating=True, clock_gates=result.clock_gates, gated_flops=result.gated_flops)
     return row
@@ -254,15 +265,22 @@ def _gated(row: dict) -> bool:
 
 
 def collect_asic(jobs: int = 1, sets: tuple[str, ...] = ("calibration", "heldout"), clock_gating: bool = False,
-                 only: dict[str, list[int]] | None = None) -> dict:
+                 only: dict[str, list[int]] | None = None, stale: bool = False) -> dict:
     """Synthesize every configuration of ``sets`` (``only``: these indices per set) onto every ASIC library,
-    clock-gated or not, appending rows to ``asic_calibration_data.json`` as they complete (rows already there are
-    kept). The ungated rows fit the base area model; the gated ones, beside them, its clock-gating terms."""
+    clock-gated or not, appending rows to ``asic_calibration_data.json`` as they complete. Rows already there are
+    kept, except, with ``stale``, those of the flow measured (gated or not) that :func:`asic_stale_rows` finds (no
+    recorded design hash, or a different one: an older design; or an older flow): they are measured again and
+    replaced. The ungated
+    rows fit the base area model; the gated ones, beside them, its clock-gating terms."""
     data = json.loads(ASIC_DATA_FILE.read_text()) if ASIC_DATA_FILE.is_file() else {
         "schema_version": 1, "date": datetime.date.today().isoformat(), "tools": {},
         "note": "measured by `python -m hwgen.estimate.calibrate collect --asic`; see calibration_set.json",
         "rows": []}
-    have = {(r["set"], r["index"], r["library"], _gated(r)) for r in data["rows"]}
+    key = lambda r: (r["set"], r["index"], r["library"], _gated(r))
+    asked = [r for r in data["rows"] if _gated(r) == clock_gating and r["set"] in sets
+             and (only is None or r["index"] in only.get(r["set"], ()))]
+    redo = {key(r) for r in asic_stale_rows(asked)} if stale else set()
+    have = {key(r) for r in data["rows"]} - redo
     # the ASIC subset of each set; dataflow designs (seconds each) before systolic ones (minutes)
     subset = only or json.loads(SET_FILE.read_text())["asic"]
     ordered = sorted(((name, i, entry) for name in sets for i, entry in enumerate(entries(name))
@@ -275,8 +293,9 @@ def collect_asic(jobs: int = 1, sets: tuple[str, ...] = ("calibration", "heldout
     def one(w):
         name, i, entry, lib = w
         row = _measure_asic(entry, lib, clock_gating)
-        with lock:
+        with lock:                                                # a stale row stays until its new one is in
             data["tools"].update(row.pop("tools"))
+            data["rows"] = [r for r in data["rows"] if key(r) != (name, i, lib, clock_gating)]
             data["rows"].append({"set": name, "index": i, "config": entry, **row})
             data["rows"].sort(key=lambda r: (r["set"], r["index"], r["library"], _gated(r)))
             ASIC_DATA_FILE.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
@@ -374,7 +393,7 @@ def main(argv: list[str] | None = None) -> None:
             if args.only:
                 only = {name: [int(i) for i in ids.split(",")] for name, ids in
                         (part.split(":") for part in args.only.split(";"))}
-            collect_asic(args.jobs, clock_gating=args.clock_gating, only=only)
+            collect_asic(args.jobs, clock_gating=args.clock_gating, only=only, stale=args.stale)
         else:
             json.dump(fit_asic()["libraries"], sys.stdout, indent=1)
         return

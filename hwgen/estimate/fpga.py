@@ -165,9 +165,11 @@ def _instruction_used(dataflow: str, act: int, weight: int, slot: int, operand: 
 
 @lru_cache(maxsize=1024)
 def _lane_memories(slot_depth: int, threshold_bits: int, stages: int) -> list[Mem]:
-    """A requant lane's threshold stages: stage b holds ``slot_depth · 2^b`` words (stage 0 one bit wider). Shared
-    between components: do not mutate."""
-    return [Mem(slot_depth << b, threshold_bits + (1 if b == 0 else 0), shape="sdpx") for b in range(stages)]
+    """A requant lane's threshold stages: stage 0 holds ``slot_depth`` words one bit wider, stage ``b ≥ 1`` two
+    memories of ``slot_depth · 2^(b-1)`` words (a node's two children). Shared between components: do not
+    mutate."""
+    return [Mem(slot_depth, threshold_bits + 1, shape="sdpx"),
+            *(Mem(slot_depth << (b - 1), threshold_bits, shape="sdpx") for b in range(1, stages) for _ in range(2))]
 
 
 def _bits(count: int) -> int:
@@ -188,11 +190,11 @@ def _mux_levels(inputs: int) -> int:
 @lru_cache(maxsize=256)
 def _lane_registers(S: int, B: int, tb: int, acc: int, out_bits: int) -> int:
     """Flip-flop bits of one requant lane's data (requant.py): two accumulator registers per stage; per search
-    stage its registered threshold word (stage 0: one bit wider, and −x; its x registers are the accumulator's),
-    else (b > 0) its prefix and x twice; a finished search's count twice per padding stage; then the count, out_acc
-    and output value registers. The valid / meta / slot registers are the same in every lane (Yosys merges them):
+    stage its registered threshold words (stage 0: one word one bit wider, and −x; its x registers are the
+    accumulator's; b > 0: the two children, its prefix and x twice); a finished search's count twice per padding
+    stage; then the count, out_acc and output value registers. The valid / meta / slot registers are the same in every lane (Yosys merges them):
     :func:`_lane_control_registers`."""
-    search = sum(tb + 1 + tb if b == 0 else tb + 2 * b + 2 * tb for b in range(B))
+    search = sum(tb + 1 + tb if b == 0 else 2 * tb + 2 * b + 2 * tb for b in range(B))
     return S * 2 * acc + search + (S - B) * 2 * B + B + acc + out_bits
 
 
@@ -297,8 +299,8 @@ def systolic_components(cfg) -> list[Component]:
     lane = Component("requant_lane", C, reg=lane_regs, add=tb + acc + B * 0, cmp=B * tb,
                      mux=acc + B * tb, logic=B * 4,
                      mems=_lane_memories(cfg.slot_depth, tb, B),
-                     # a stage's compare (registered threshold, x or −x) into the next stage's read address;
-                     # code = base + step · count into the output register
+                     # a stage's choice of child and compare (registered thresholds and bit, x or −x) into
+                     # its bit's register; code = base + step · count into the output register
                      paths=[Path_(levels=2, carry_bits=tb, chains=1), Path_(levels=2, carry_bits=acc, chains=1)])
     if F:                                    # fixed-point stages (hwgen.arch.fixed): run-time shift, modes, width
         fb = cfg.fixed_bits

@@ -274,8 +274,8 @@ class Controller(wiring.Component):
                 k.eq(0), count.eq(0), m_tile.eq(0), n_tile.eq(0), walk_i.eq(0), issuing.eq(1), tile_end.eq(0),
                 w_tile_base.eq(instr.w_base), d_m.eq(0), d_n.eq(0), d_n_first.eq(1),
                 d_n_last.eq(instr.n_tiles == 1), d_first.eq(0), f_pixel.eq(0), f_live.eq(1), *features.start(instr),
-                *features.prepare(instr, instr.kp_words), *pixels.start(instr.in_base),
-                *pixels.prepare(instr, instr.kp_words), *dest.start(instr.out_base),
+                *features.prepare(instr, instr.kp_words), *pixels.start(instr, instr.in_base),
+                *pixels.prepare(instr, instr.kp_words), *dest.start(instr, instr.out_base),
                 *dest.prepare(instr, instr.out_words), *prepare_last],
                 "PREP")
             with m.State("PREP"):                      # the first tile's rows, one per cycle

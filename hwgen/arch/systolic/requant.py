@@ -1,8 +1,8 @@
 """Requantization lane: multi-threshold activation by a pipelined binary search.
 
 One lane per array column. For channel slot ``s`` the lane holds that channel's thresholds ``T[1..2^B - 1]``
-(ascending; unused entries are +inf), split over ``B`` stage memories like a heap: stage ``b`` holds, for every
-prefix ``P`` of ``b`` result bits, the threshold ``T[(P << (B - b)) | (1 << (B - b - 1))]`` at address
+(ascending; unused entries are +inf), split over ``B`` stages like a heap: stage ``b`` holds, for every
+prefix ``P`` of ``b`` result bits, the threshold ``T[(P << (B - b)) | (1 << (B - b - 1))]`` at (host) address
 ``(s << b) | P``. Stage ``b`` compares and appends one bit, so after ``B`` stages ``count = #{j: x >= T[j]}``.
 ``x`` is the accumulator, negated on channels whose requantizer decreases (the compiler negates and sorts their
 thresholds), and the output code is ``base + step * count``; in ``passthrough`` mode the accumulator itself
@@ -13,17 +13,18 @@ leaves the lane (the last layer, dequantized on the host).
     acc, slot, meta ─▶ [stage 0] ─▶ … ─▶ [stage B-1] ─▶ [count reg] ─▶ [out reg] ─▶ code, meta   (2B + 2 cycles)
                          ▲ mem0       ▲ mem1               ▲ mem B-1
 
-Each stage takes two cycles: its memory is read synchronously at the address formed combinationally by the stage
-before (``(slot << b) | prefix``), the word read goes straight into a register (a block RAM's clock-to-output
-leaves no time for logic behind it), and the stage compares that registered threshold with ``x`` on the next
-cycle, forming the next stage's address; the last compare's count is registered, and ``base + step · count``
-goes to the output register. The lane accepts one value per cycle with a fixed latency of
-``cfg.lane_latency = 2S + 2`` cycles, ``S = cfg.lane_stages``. ``meta`` (row, write address, flags) travels
-alongside unchanged::
+Each stage takes two cycles, and no memory sits between a compare and a register. Stage ``b ≥ 1`` keeps its
+thresholds in two memories by the prefix's lowest bit, the two children of a node of stage ``b - 1``, both at
+``(slot << (b - 1)) | parent prefix``: it reads them while stage ``b - 1`` compares, at an address made of
+registers only; the words read go straight into registers (a block RAM's clock-to-output leaves no time for logic
+behind it), and on the next cycle the bit stage ``b - 1`` found chooses one and the stage compares it with ``x``.
+The last compare's count is registered, and ``base + step · count`` goes to the output register. The lane accepts
+one value per cycle with a fixed latency of ``cfg.lane_latency = 2S + 2`` cycles, ``S = cfg.lane_stages``.
+``meta`` (row, write address, flags) travels alongside unchanged::
 
-    cycle    0                 1                      2
-    stage b  read T at         T → register;          compare x ≥ T → bit; stage b + 1 reads at
-             (slot, prefix)    x, −x → registers      (slot, prefix·bit)
+    cycle    0                       1                      2
+    stage b  read both children at   words → registers;     the bit chooses a child T; compare x ≥ T → bit
+             (slot, parent prefix)   x, −x, bit → regs      (stage b + 1 reads at (slot, prefix) meanwhile)
 
 **Fixed-point mode** (``cfg.fixed_steps = F > 0``, hwgen.arch.fixed; ``fixed`` set by the instruction): beside the
 search runs a pipeline of ``F`` stages, stage ``k`` reading the bias of the channel slot from its memory (written
@@ -104,29 +105,31 @@ class RequantLane(wiring.Component):
             if b >= stages:                         # the search is done: its count waits for the fixed stages
                 prefix.append(two(prefix[b], f"s{b}_count")[1])
                 continue
-            width = 1 << b
-            mem = ram(m, f"stage{b}_mem", shape=unsigned(tbits + (1 if b == 0 else 0)), depth=cfg.slot_depth * width,
-                      init=self.init[b] if self.init else [])
-            rd = mem.read_port()
-            wr = mem.write_port()
-            m.d.comb += [wr.en.eq(self.wr_en & (self.wr_stage == b) & ~self._bias_write), wr.addr.eq(self.wr_addr),
-                         wr.data.eq(self.wr_data)]
-            m.d.comb += rd.addr.eq((slot[b] << b) | prefix[b] if b else slot[b])
-            # the word read, registered
-            word = Signal.like(rd.data, name=f"s{b}_threshold", reset_less=True)
-            m.d.sync += word.eq(rd.data)
-            threshold = word[:tbits].as_signed()
+            if b == 0:
+                mem = ram(m, "stage0_mem", shape=unsigned(tbits + 1), depth=cfg.slot_depth,
+                          init=self.init[0] if self.init else [])
+                words = [self._threshold_memory(m, mem, 0, 0, slot[0])]
+                threshold = words[0][:tbits].as_signed()
+            else:
+                # the two children of the parent node the previous stage compares with, read while it compares:
+                # at (slot << (b-1)) | the parent's prefix, registers only (prefix[b] = Cat(bit, parent prefix))
+                address = (slot[b] << (b - 1)) | prefix[b][1:] if b > 1 else slot[b]
+                words = [self._threshold_memory(
+                    m, ram(m, f"stage{b}_{side}_mem", shape=unsigned(tbits), depth=cfg.slot_depth << (b - 1),
+                           init=self.init[b][index::2] if self.init else []), b, index, address)
+                    for index, side in enumerate(("left", "right"))]
 
             # this stage's operands (data: read with valid), held while its threshold is read and registered
             if b:
                 p_r = two(prefix[b], f"s{b}_prefix")[1]
                 x_here = two(x[b], f"s{b}_x")[1]
+                threshold = Mux(p_r[0], words[1], words[0]).as_signed()      # the child the previous bit chose
             else:
                 first, x_r = two(self.acc, "s0_x")
                 negated = Signal(x_shape, name="s0_x_negated", reset_less=True)    # −x beside x: no negation
                 m.d.sync += negated.eq(-first)                                     # before the compare
                 x_here = Signal(x_shape, name="s0_x_signed")
-                m.d.comb += x_here.eq(Mux(word[tbits], negated, x_r))
+                m.d.comb += x_here.eq(Mux(words[0][tbits], negated, x_r))
             bit = x_here >= threshold
             new_prefix = Signal(unsigned(b + 1), name=f"s{b}_next_prefix")
             m.d.comb += new_prefix.eq(Cat(bit, p_r) if b else bit)
@@ -152,6 +155,19 @@ class RequantLane(wiring.Component):
         m.d.sync += [self.out_valid.eq(valid_r), out_meta.eq(meta_r), out_value.eq(result)]
         m.d.comb += [self.out_meta.eq(out_meta), self.out_value.eq(out_value)]
         return m
+
+    def _threshold_memory(self, m: Module, mem, stage: int, side: int, address) -> Signal:
+        """The word of ``mem`` (search stage ``stage``; for ``stage > 0`` the ``side`` = 0 / 1 half of its
+        thresholds, addresses with that lowest bit) read at ``address``, registered. The host writes threshold
+        ``(slot << stage) | prefix`` of the stage: at word ``address >> 1`` of the half its lowest bit names."""
+        rd, wr = mem.read_port(), mem.write_port()
+        write = self.wr_en & (self.wr_stage == stage) & ~self._bias_write
+        m.d.comb += [wr.en.eq(write & (self.wr_addr[0] == side) if stage else write),
+                     wr.addr.eq(self.wr_addr[1:] if stage else self.wr_addr), wr.data.eq(self.wr_data),
+                     rd.addr.eq(address)]
+        word = Signal.like(rd.data, name=f"s{stage}_threshold" + (f"_{side}" if stage else ""), reset_less=True)
+        m.d.sync += word.eq(rd.data)
+        return word
 
     @property
     def _bias_write(self):

@@ -19,8 +19,9 @@ next group when the residue reaches R::
 
 For speed (one adder between registers) every constant step is prepared once per layer (``prepare``, in the
 controllers' DECODE state) as a :class:`SlotStep`: ``words``, ``words + stride`` and ``R - dr``, so a step is a
-small compare ``r ≥ R - dr`` choosing between two sums formed in parallel; the walks' wrap compares use the
-prepared last indices (``walk_s - 1``, ``walk_w - 1``, ``cgp - 1``, ``kw - 1``).
+small compare ``r ≥ R - dr`` choosing between two sums formed in parallel; the walks' wraps are chosen by
+registered flags (:class:`Index`: the pixel's position in its sample and row, the feature's channel and kernel
+column), set with the indices from compares against prepared ``n - 2``.
 """
 from __future__ import annotations
 
@@ -57,6 +58,31 @@ class SlotStep:
         return Mux(carry, addr + self.carry_words, addr + self.words)[:16], Mux(carry, r - self.limit, r + self.dr)
 
 
+class Index:
+    """A 16-bit index counting ``0 … n - 1`` with a registered flag ``last`` (≡ ``value == n - 1``).
+
+    A walker's step chooses between its wrap and its increment by this flag: a flip-flop in front of every walker
+    register's multiplexer, where a 16-bit compare there was the controller's critical path. The flag is set with the
+    value it describes: from ``n == 1`` when the index restarts (``single``, prepared once per layer; from the
+    instruction in :meth:`start`, which may run in the cycle that prepares), else from ``value == n - 2``."""
+
+    def __init__(self, name: str):
+        self.value, self.last = Signal(16, name=name), Signal(name=f"{name}_is_last")
+        self.before_last, self.single = Signal(16, name=f"{name}_before_last"), Signal(name=f"{name}_single")
+
+    def prepare(self, n) -> list:
+        return [self.before_last.eq(n - 2), self.single.eq(n == 1)]
+
+    def start(self, n) -> list:
+        return [self.value.eq(0), self.last.eq(n == 1)]
+
+    def restart(self) -> list:
+        return [self.value.eq(0), self.last.eq(self.single)]
+
+    def advance(self) -> list:
+        return [self.value.eq(self.value + 1), self.last.eq(self.value == self.before_last)]
+
+
 def mod_add(a, b, rows: int):
     """``(a + b) mod rows`` for ``a, b < rows``."""
     total = a + b
@@ -71,7 +97,8 @@ class PixelWalk:
         self.rows = rows
         self.prefix = prefix
         name = f"{prefix}_walk"
-        self.col, self.row, self.pos = (Signal(16, name=f"{name}_{n}") for n in ("col", "row", "pos"))
+        self.col_index, self.pos_index = Index(f"{name}_col"), Index(f"{name}_pos")
+        self.col, self.pos, self.row = self.col_index.value, self.pos_index.value, Signal(16, name=f"{name}_row")
         self.addr, self.row_addr, self.smp_addr = (Signal(16, name=f"{name}_{n}") for n in ("addr", "row_addr",
                                                                                              "smp_addr"))
         self.r, self.row_r, self.smp_r = (Signal(index_range(rows), name=f"{name}_{n}") for n in ("r", "row_r",
@@ -82,23 +109,23 @@ class PixelWalk:
         else:
             self.phx, self.phy = Signal(8, name=f"{name}_phx"), Signal(8, name=f"{name}_phy")
             extra = [self.phx, self.phy]
-        self.signals = [self.col, self.row, self.pos, self.addr, self.row_addr, self.smp_addr, self.r, self.row_r,
-                        self.smp_r, *extra]
+        self.signals = [self.col, self.col_index.last, self.row, self.pos, self.pos_index.last, self.addr,
+                        self.row_addr, self.smp_addr, self.r, self.row_r, self.smp_r, *extra]
         self.steps = {kind: SlotStep(rows, f"{name}_{kind}") for kind in ("sample", "row", "x")}
-        self.last_pos, self.last_col = Signal(16, name=f"{name}_last_pos"), Signal(16, name=f"{name}_last_col")
 
     def prepare(self, instr, stride) -> list:
         """The layer's step constants (``stride``: words per group of R slots)."""
         field = lambda name: getattr(instr, f"{self.prefix}_{name}")      # noqa: E731
         return [*(assignment for kind, step in self.steps.items()
                   for assignment in step.prepare(field(f"{kind}_words"), field(f"{kind}_r"), stride)),
-                self.last_pos.eq(instr.walk_s - 1), self.last_col.eq(instr.walk_w - 1)]
+                *self.pos_index.prepare(instr.walk_s), *self.col_index.prepare(instr.walk_w)]
 
-    def start(self, base) -> list:
+    def start(self, instr, base) -> list:
         """The first pixel of sample 0, its slot 0 at word ``base``."""
         addresses = (self.addr, self.row_addr, self.smp_addr)
-        return [*(s.eq(0) for s in self.signals if not any(s is a for a in addresses)),
-                *(a.eq(base) for a in addresses)]
+        own = (*addresses, self.col, self.col_index.last, self.pos, self.pos_index.last)
+        return [*(s.eq(0) for s in self.signals if not any(s is o for o in own)), *(a.eq(base) for a in addresses),
+                *self.pos_index.start(instr.walk_s), *self.col_index.start(instr.walk_w)]
 
     def output(self, instr):
         """The drain's pixel is an output: on the stride lattice and within the output."""
@@ -108,13 +135,14 @@ class PixelWalk:
         """Move to the next pixel (inside the caller's condition), with the steps :meth:`prepare` made."""
         sample_addr, sample_r = self.steps["sample"].add(self.smp_addr, self.smp_r)
         feed = self.prefix == "in"
-        with m.If(self.pos == self.last_pos):                      # next sample
-            m.d.sync += [self.col.eq(0), self.row.eq(0), self.pos.eq(0), self.smp_addr.eq(sample_addr),
+        with m.If(self.pos_index.last):                            # next sample
+            m.d.sync += [*self.col_index.restart(), self.row.eq(0), *self.pos_index.restart(),
+                         self.smp_addr.eq(sample_addr),
                          self.smp_r.eq(sample_r), self.row_addr.eq(sample_addr), self.row_r.eq(sample_r),
                          self.addr.eq(sample_addr), self.r.eq(sample_r)]
             m.d.sync += [self.x.eq(0), self.y.eq(0)] if feed else [self.phx.eq(0), self.phy.eq(0)]
-        with m.Elif(self.col == self.last_col):                    # next row
-            m.d.sync += [self.col.eq(0), self.row.eq(self.row + 1), self.pos.eq(self.pos + 1)]
+        with m.Elif(self.col_index.last):                          # next row
+            m.d.sync += [*self.col_index.restart(), self.row.eq(self.row + 1), *self.pos_index.advance()]
             row_addr, row_r = self.steps["row"].add(self.row_addr, self.row_r)
             if feed:
                 m.d.sync += [self.x.eq(0), self.y.eq(self.y + instr.px_sy), self.row_addr.eq(row_addr),
@@ -126,7 +154,7 @@ class PixelWalk:
                              self.row_addr.eq(new_addr), self.row_r.eq(new_r), self.addr.eq(new_addr),
                              self.r.eq(new_r)]
         with m.Else():                                             # next pixel in the row
-            m.d.sync += [self.col.eq(self.col + 1), self.pos.eq(self.pos + 1)]
+            m.d.sync += [*self.col_index.advance(), *self.pos_index.advance()]
             addr, r = self.steps["x"].add(self.addr, self.r)
             if feed:
                 m.d.sync += [self.x.eq(self.x + instr.px_sx), self.addr.eq(addr), self.r.eq(r)]
@@ -151,23 +179,22 @@ class FeatureWalk:
     def __init__(self, cfg: SystolicConfig):
         self.cfg = cfg
         rows, cols = cfg.rows, cfg.cols
-        self.c, self.kx, self.ky = Signal(16, name="feature_c"), Signal(16, name="feature_kx"), \
-            Signal(16, name="feature_ky")
+        self.c_index, self.kx_index = Index("feature_c"), Index("feature_kx")
+        self.c, self.kx, self.ky = self.c_index.value, self.kx_index.value, Signal(16, name="feature_ky")
         self.word, self.lane = Signal(16, name="feature_word"), Signal(index_range(cols), name="feature_lane")
         self.word_r = Signal(index_range(rows), name="feature_word_r")
         self.d_words, self.d_r = Signal(16, name="feature_d_words"), Signal(index_range(rows), name="feature_d_r")
         self.dx, self.dy = Signal(signed(18), name="feature_dx"), Signal(signed(18), name="feature_dy")
         self.dx_step, self.dy_step = SlotStep(rows, "feature_dx_step"), SlotStep(rows, "feature_dy_step")
-        self.last_c, self.last_kx = Signal(16, name="feature_last_c"), Signal(16, name="feature_last_kx")
 
     def prepare(self, instr, stride) -> list:
         """The layer's step constants (``stride``: words per group of R slots)."""
         return [*self.dx_step.prepare(instr.dx_words, instr.dx_r, stride),
                 *self.dy_step.prepare(instr.dy_words, instr.dy_r, stride),
-                self.last_c.eq(instr.cgp - 1), self.last_kx.eq(instr.kw - 1)]
+                *self.c_index.prepare(instr.cgp), *self.kx_index.prepare(instr.kw)]
 
     def start(self, instr) -> list:
-        return [self.c.eq(0), self.kx.eq(0), self.ky.eq(0), self.word.eq(instr.c0_word), self.lane.eq(instr.c0_lane),
+        return [*self.c_index.start(instr.cgp), *self.kx_index.start(instr.kw), self.ky.eq(0), self.word.eq(instr.c0_word), self.lane.eq(instr.c0_lane),
                 self.word_r.eq(instr.c0_word_r), self.d_words.eq(instr.d0_words), self.d_r.eq(instr.d0_r),
                 self.dx.eq(instr.x0), self.dy.eq(instr.y0)]
 
@@ -188,16 +215,16 @@ class FeatureWalk:
             addr, res = step.add(self.d_words, self.d_r)
             return [self.d_words.eq(addr), self.d_r.eq(res)]
 
-        with m.If(self.c == self.last_c):                         # next kernel position
-            m.d.sync += [self.c.eq(0), self.lane.eq(instr.c0_lane), self.word.eq(instr.c0_word),
+        with m.If(self.c_index.last):                             # next kernel position
+            m.d.sync += [*self.c_index.restart(), self.lane.eq(instr.c0_lane), self.word.eq(instr.c0_word),
                          self.word_r.eq(instr.c0_word_r)]
-            with m.If(self.kx == self.last_kx):
-                m.d.sync += [self.kx.eq(0), self.ky.eq(self.ky + 1), self.dx.eq(instr.x0),
+            with m.If(self.kx_index.last):
+                m.d.sync += [*self.kx_index.restart(), self.ky.eq(self.ky + 1), self.dx.eq(instr.x0),
                              self.dy.eq(self.dy + instr.sy), *offset(self.dy_step)]
             with m.Else():
-                m.d.sync += [self.kx.eq(self.kx + 1), self.dx.eq(self.dx + instr.sx), *offset(self.dx_step)]
+                m.d.sync += [*self.kx_index.advance(), self.dx.eq(self.dx + instr.sx), *offset(self.dx_step)]
         with m.Else():
-            m.d.sync += self.c.eq(self.c + 1)
+            m.d.sync += self.c_index.advance()
             with m.If(self.lane == cols - 1):
                 m.d.sync += [self.lane.eq(0), self.word.eq(self.word + 1),
                              self.word_r.eq(mod_add(self.word_r, 1, rows))]

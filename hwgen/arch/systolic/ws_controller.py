@@ -132,7 +132,7 @@ class WeightStationaryController(wiring.Component):
                 describe(r, cur)
                 with m.If(r == rows - 1):
                     m.d.sync += [r.eq(0), t.eq(0), fold_end.eq(0), describing.eq(1), o_sample.eq(instr.period - lag),
-                                 *pixels.start(instr.in_base), *dest.start(instr.out_base)]
+                                 *pixels.start(instr, instr.in_base), *dest.start(instr, instr.out_base)]
                     with m.If(k_single):                         # fold 1 starts the next N tile's features
                         m.d.sync += features.start(instr)
                     m.next = "STREAM"
@@ -162,14 +162,14 @@ class WeightStationaryController(wiring.Component):
                              self.lane_meta.addr.eq(dest.addr + out_n), self.lane_meta.write.eq(1),
                              self.lane_meta.layer_last.eq(current & last_fold & (o_sample == last["samples"]))]
                 with m.If(o_sample == last["period"]):
-                    m.d.sync += [o_sample.eq(0), *dest.start(instr.out_base)]
+                    m.d.sync += [o_sample.eq(0), *dest.start(instr, instr.out_base)]
                 with m.Else():
                     m.d.sync += o_sample.eq(o_sample + 1)
                     dest.step(m, instr)
                 with m.If(last_fold & (t == stream_end)):
                     m.next = "WAIT"
                 with m.Elif(~last_fold & fold_end):
-                    m.d.sync += [t.eq(0), fold_end.eq(0), describing.eq(1), *pixels.start(instr.in_base),
+                    m.d.sync += [t.eq(0), fold_end.eq(0), describing.eq(1), *pixels.start(instr, instr.in_base),
                                  w_fold.eq(w_fold + rows),
                                  *(c.eq(n) for c, n in zip(cur, nxt)),
                                  has_prev.eq(1), p_n_tile.eq(n_tile), p_word_r.eq(word_r), p_first.eq(first_k),

@@ -20,9 +20,9 @@
   ``Assert `GetSize(conn.first) == GetSize(conn.second)'``, a Yosys bug; two ECP5 dataflow calibration designs hit
   it). When the log ends in an assertion inside an ABC9 pass, the run is retried once with the classic ABC LUT
   mapper in ABC9's place (``flows/synth_<family>_abc.ys.j2``; Yosys 0.70 has no working ``-noabc9``: synth_ecp5
-  ignores it, synth_xilinx refuses it) and ``result.json`` / :attr:`SynthResult.yosys_fallback` record it (the reason, the crashed run's log
-  ``yosys_abc9_failed.log``, the fallback script's hash), so the figure says how it was obtained. ECP5 and Xilinx
-  only (iCE40 has not hit it).
+  ignores it, synth_xilinx refuses it) and ``result.json`` / :attr:`SynthResult.yosys_fallback` record it (the
+  reason, the crashed run's log ``yosys_abc9_failed.log``, the fallback script's hash), so the figure says how it
+  was obtained. ECP5 and Xilinx only (iCE40 has not hit it).
 
 Runs are cached by a hash of the Verilog, the target, the flow script and the tool versions under
 ``$HWGEN_CACHE/synth/<sha256>`` (default ``~/.cache/hwgen/synth``); every log and report of a run is copied to the
@@ -47,7 +47,7 @@ from ..errors import HwgenError
 from ..resources import data_dir
 from ..templates import render
 from ..verilator import exclusive_lock
-from .ecp5_pack import cell_counts, pack_ecp5
+from .ecp5_pack_run import pack_file
 from .targets import Target
 
 log = logging.getLogger(__name__)
@@ -276,16 +276,7 @@ def _critical_path(report: dict) -> list[str]:
 def _pack_ecp5_run(run_dir: Path) -> dict[str, int]:
     """Pack ``run_dir/netlist.json`` (:func:`~hwgen.estimate.ecp5_pack.pack_ecp5`) into ``netlist_packed.json``,
     record what was absorbed in ``ecp5_pack.json``; the packed netlist's cells by type."""
-    netlist = json.loads((run_dir / "netlist.json").read_text())
-    packed, report = pack_ecp5(netlist)
-    (run_dir / "netlist_packed.json").write_text(json.dumps(packed))
-    record = report.to_dict()
-    record["cells_before"] = cell_counts(netlist)
-    record["cells_after"] = cell_counts(packed)
-    (run_dir / "ecp5_pack.json").write_text(json.dumps(record, indent=1) + "\n")
-    log.info("ecp5_pack: %d RAM ports, %d DSP inputs, %d DSP outputs absorbed; %d FFs removed, %d duplicated",
-             report.ram_ports_absorbed, report.dsp_inputs_absorbed, report.dsp_outputs_absorbed, report.ffs_removed,
-             report.ffs_duplicated)
+    record = pack_file(run_dir / "netlist.json", run_dir / "netlist_packed.json", run_dir / "ecp5_pack.json")
     return record["cells_after"]
 
 

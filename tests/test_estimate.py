@@ -104,29 +104,48 @@ def test_requant_lane_model():
 
 def test_instruction_bits_read_field_by_field():
     """The instruction's read ranges (pre-joined runs of whole fields) equal walking every field: left out if
-    unused, else cut to the width its consumer reads, adjacent runs joined."""
+    unread, else cut to the width its consumer reads, adjacent runs joined."""
     import itertools
 
-    def field_by_field(dataflow, act, weight, slot, operand, prog, rows, cols, max_pool):
-        ws = dataflow == "ws"
-        kept = {"in_base": act, "in_base2": act, "kp_words": act, "out_base": act, "out_words": act,
-                "w_base": weight + ws, "slot_base": slot, "zx": operand, "base": operand, "loop_to": prog}
-        if not ws:
-            kept.update(d0_words=act, dx_words=act, dy_words=act, c0_lane=cols, d0_r=rows, pool_max=int(max_pool))
+    def field_by_field(dataflow, act, weight, slot, operand, prog, rows, rows_bits, cols, max_pool, fixed_steps,
+                       rounding):
+        kept = {"act": act, "w_base": weight + (dataflow == "ws"), "slot_base": slot, "zx": operand,
+                "base": operand, "loop_to": prog, "c0_lane": cols, "start_residue": rows, "step_residue": rows_bits}
+        unread = fpga._fields_unread(dataflow, max_pool, fixed_steps, rounding) | fpga._READ_BUT_DEAD[dataflow]
         ranges = []
         for name, offset, width in fpga._instruction_layout()[1]:
-            bits = 0 if name in fpga._UNUSED[dataflow] else min(width, kept.get(name, width))
+            kind = fpga._narrowed_kind(name)
+            bits = 0 if name in unread else width if kind is None else min(width, kept[kind])
             if bits and ranges and ranges[-1][1] == offset:
                 ranges[-1][1] = offset + bits
             elif bits:
                 ranges.append([offset, offset + bits])
         return tuple((start, stop) for start, stop in ranges)
 
-    for args in itertools.product(("os", "ws"), (0, 1, 9, 16, 17), (0, 4, 16, 17), (0, 6, 10), (1, 10, 18),
-                                  (0, 3, 8), (0, 3, 6), (0, 2, 6), (False, True)):
+    for *args, options in itertools.product(("os", "ws"), (0, 1, 9, 16, 17), (0, 4, 16, 17), (0, 6, 10),
+                                            (1, 10, 18), (0, 3, 8), ((0, 1), (1, 2), (2, 3), (3, 4)), (0, 2, 6),
+                                            (False, True), ((0, False), (2, True))):
+        args = (*args[:6], *args[6], *args[7:], *options)
         ranges, bits = fpga._instruction_used.__wrapped__(*args)
         assert ranges == field_by_field(*args), args
         assert bits == sum(stop - start for start, stop in ranges), args
+
+
+def test_unread_instruction_fields_follow_the_hardware():
+    """The fields no hardware reads are found by elaborating it: the fixed-point fields only with fixed-point
+    stages / product rounding, ``pool_max`` only with a max mode, and fields of one dataflow's controller only."""
+    from hwgen.arch.systolic.controller import FIXED_FIELDS
+
+    fixed = {name for name, _ in FIXED_FIELDS}
+    plain_os = fpga._fields_unread("os", False, 0, False)
+    assert fixed <= plain_os and "pool_max" in plain_os
+    assert "pool_max" not in fpga._fields_unread("os", True, 0, False)
+    assert not fixed & fpga._fields_unread("os", False, 2, True)
+    assert {"product_shift", "product_rounding"} <= fpga._fields_unread("os", False, 2, False)
+    assert {"k_tiles", "kh", "cg"} <= plain_os and not {"k_tiles", "kh"} & fpga._fields_unread("ws", False, 0, False)
+    assert {"m_tiles", "kp"} <= fpga._fields_unread("ws", False, 0, False) and not {"m_tiles", "kp"} & plain_os
+    for name in ("in_base", "out_base", "zx", "loop_to", "walk_w", "samples"):
+        assert name not in plain_os and name not in fpga._fields_unread("ws", False, 0, False)
 
 
 def test_fixed_point_lanes_estimate_the_same_every_time():
@@ -407,7 +426,8 @@ ABC9_CRASH_LOG = """\
 2.46.16.6. Executing ABC9_OPS pass (helper functions for ABC9).
 2.46.16.7. Executing ABC_OPS_REINTEGRATE pass (reintegrate ABC mapped design into module).
 <suppressed ~46673 debug messages>
-ERROR: Assert `GetSize(conn.first) == GetSize(conn.second)' failed in /workspace/YoWASP/yosys/yosys-src/kernel/rtlil.cc:3091.
+ERROR: Assert `GetSize(conn.first) == GetSize(conn.second)' failed in \
+/workspace/YoWASP/yosys/yosys-src/kernel/rtlil.cc:3091.
 """
 FAKE_YOSYS = """#!{python}
 # The real Yosys, except that a script mapping with ABC9 (no classic `abc -` step) fails the way Yosys 0.70 does
@@ -426,7 +446,8 @@ def test_abc9_crash_is_recognized():
                                                 "/workspace/YoWASP/yosys/yosys-src/kernel/rtlil.cc:3091.")
     elsewhere = ABC9_CRASH_LOG.replace("ABC_OPS_REINTEGRATE pass", "OPT_CLEAN pass")
     assert synth.abc9_crash(elsewhere) is None
-    assert synth.abc9_crash("1. Executing Verilog-2005 frontend: design.v\nERROR: syntax error, unexpected ';'\n") is None
+    syntax_error = "1. Executing Verilog-2005 frontend: design.v\nERROR: syntax error, unexpected ';'\n"
+    assert synth.abc9_crash(syntax_error) is None
     assert synth.abc9_crash("") is None
 
 

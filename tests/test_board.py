@@ -226,6 +226,8 @@ def test_ecp5_board_build_uses_block_ram_output_registers(small_model, tmp_path:
     report = json.loads((tmp_path / "build" / "board.json").read_text())
     assert report["ecp5_pack"]["rams_outreg"] == len(outreg)
     assert report["placed"]["fmax_mhz"] >= report["clock_hz"] / 1e6
+    assert (f"ECP5 register packing: {len(outreg)} block RAMs with output registers, 4 DSP registers absorbed "
+            "(hwgen_board.ecp5_pack.json)") in result.stdout
 
 
 def test_ecp5_board_script_packs_registers_between_yosys_and_nextpnr() -> None:

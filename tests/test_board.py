@@ -199,7 +199,61 @@ def test_board_bitstream_built_and_cached(board: str, arch: str, request, tmp_pa
     assert again.returncode == 0, again.stderr
     assert "(cached in" in again.stdout
     assert (tmp_path / "again" / name).read_bytes() == (tmp_path / "build" / name).read_bytes()
+    if board == "ulx3s-85f":                # nextpnr placed the register-packed netlist (the pass's record kept)
+        record = json.loads((tmp_path / "build" / "hwgen_board.ecp5_pack.json").read_text())
+        assert record["cells_after"]["TRELLIS_FF"] == record["cells_before"]["TRELLIS_FF"] - record["ffs_removed"] \
+            + record["ffs_duplicated"]
+        assert report["ecp5_pack"]["ram_ports_absorbed"] == record["ram_ports_absorbed"]
+        assert "--json hwgen_board.packed.json" in (tmp_path / "build" / "build_hwgen_board.sh").read_text()
     print(f"{board} {arch}: first build {first:.1f} s (cached: {report['cached']}), second {cached:.1f} s")
+
+
+def test_ecp5_board_build_uses_block_ram_output_registers(small_model, tmp_path: Path) -> None:
+    """The 2×2 systolic test design with activation and output banks deep enough for DP16KDs (512 words), on the
+    ULX3S: the register after each bank's read port is inside its DP16KD (``REGMODE = "OUTREG"``) in the netlist
+    nextpnr placed, and each PE's product register inside its MULT18X18D, as ``hwgen estimate --synth`` packs them."""
+    design = hwgen.compile(small_model, rows=2, cols=2, batch=4, act_depth=512, out_depth=512)
+    out = design.write(tmp_path / "design")
+    result = hwgen_cli("board", str(out), "--board", "ulx3s-85f", "-o", str(tmp_path / "build"))
+    assert result.returncode == 0, result.stderr
+    record = json.loads((tmp_path / "build" / "hwgen_board.ecp5_pack.json").read_text())
+    rams = {cell: modes for cell, modes in record["block_registers"].items() if "REGMODE_A" in modes}
+    outreg = sorted(cell for cell, modes in rams.items() if "OUTREG" in modes.values())
+    banks = [cell for cell in rams if ".core.activations_" in cell or ".core.outputs_" in cell]
+    assert len(banks) == 4 and set(banks) <= set(outreg), (banks, outreg)     # R = 2 banks of each
+    assert record["ram_ports_absorbed"] >= len(outreg) and record["cells_after"]["DP16KD"] == len(rams)
+    assert [outcome for _, port, outcome in record["ports"] if port == "P"] == ["absorbed"] * 4
+    report = json.loads((tmp_path / "build" / "board.json").read_text())
+    assert report["ecp5_pack"]["rams_outreg"] == len(outreg)
+    assert report["placed"]["fmax_mhz"] >= report["clock_hz"] / 1e6
+    assert (f"ECP5 register packing: {len(outreg)} block RAMs with output registers, 4 DSP registers absorbed "
+            "(hwgen_board.ecp5_pack.json)") in result.stdout
+
+
+def test_ecp5_board_script_packs_registers_between_yosys_and_nextpnr() -> None:
+    """The ECP5 build script: Yosys writes hwgen_board.json, the packing step writes hwgen_board.packed.json (and
+    its record), nextpnr-ecp5 places the packed netlist; iCE40 scripts are Amaranth's own."""
+    from amaranth import Elaboratable, Module
+
+    from hwgen.board.build import BUILD_NAME, _platform, find_board
+
+    class Loopback(Elaboratable):
+        def elaborate(self, platform):
+            m = Module()
+            uart = platform.request("uart", 0)
+            m.d.comb += uart.tx.o.eq(uart.rx.i)
+            return m
+
+    def script(board: str) -> list[str]:
+        plan = _platform(find_board(board)).build(Loopback(), name=BUILD_NAME, do_build=False)
+        return [line for line in plan.files[f"build_{BUILD_NAME}.sh"].splitlines() if line.startswith('"$')]
+
+    yosys, pack, nextpnr, ecppack = script("ulx3s-85f")
+    assert yosys.startswith('"$YOSYS"') and ecppack.startswith('"$ECPPACK"')
+    assert pack == ('"$HWGEN_PYTHON" -m hwgen.estimate.ecp5_pack_run hwgen_board.json -o hwgen_board.packed.json '
+                    '--record hwgen_board.ecp5_pack.json')
+    assert nextpnr.startswith('"$NEXTPNR_ECP5"') and "--json hwgen_board.packed.json" in nextpnr
+    assert not any("ecp5_pack" in line for line in script("icebreaker"))
 
 
 def test_board_refuses_a_design_that_does_not_fit(example_dir: Path, tmp_path: Path) -> None:

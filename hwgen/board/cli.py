@@ -47,6 +47,11 @@ def board(design_dir: Path = typer.Argument(..., help="Folder written by `hwgen 
     console.print(f"{timing} (board clock {clock:g} MHz{'' if fmax and fmax >= clock else ', FAILS TIMING'}); "
                   f"analytic estimate {needs['lut']:.0f}/{capacity['lut']} LUT4, {needs['bram']:.0f}/"
                   f"{capacity['bram']} BRAM; UART {baud} baud (divisor {report['uart']['divisor']})")
+    if "ecp5_pack" in report:
+        pack = report["ecp5_pack"]
+        console.print(f"ECP5 register packing: {pack['rams_outreg']} block RAMs with output registers, "
+                      f"{pack['dsp_inputs_absorbed'] + pack['dsp_outputs_absorbed']} DSP registers absorbed "
+                      f"({pack['record']})")
     console.print(f"wrote {result.bitstream} ({'cached' if result.cached else 'built'} in {result.seconds:.1f} s), "
                   f"{output / 'board.json'}")
 

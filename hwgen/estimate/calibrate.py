@@ -109,6 +109,8 @@ def _measure(entry: dict, family: str, pnr: bool) -> dict:
         row["pnr_error"] = str(exc).splitlines()[0]
     row.update(resources=result.resources, cells=result.cells, fmax_mhz=result.fmax_mhz, tools=result.tools,
                seconds=round(result.seconds, 1))
+    if result.yosys_fallback:                     # Yosys crashed in ABC9: LUTs mapped by classic ABC (see synth)
+        row["yosys_fallback"] = result.yosys_fallback["mapper"]
     print(f"  {family:5s} {json.dumps(entry)[:70]:70s} lut {result.resources['lut']:7.0f} "
           f"fmax {result.fmax_mhz or 0:6.1f}  {result.seconds:5.1f} s", flush=True)
     return row

@@ -96,15 +96,77 @@ def _instruction_layout() -> tuple[int, tuple[tuple[str, int, int], ...]]:
     return INSTRUCTION.size, tuple((name, f.offset, f.shape.width) for name, f in INSTRUCTION)
 
 
-# Instruction fields (systolic controllers) of which synthesis keeps only the low bits their consumers use: the
-# controllers read whole 16-bit fields, but an address only reaches as far as its memory is deep, so Yosys removes
-# the rest of the field, its latch in ``ctrl.instr`` and the program-memory bits behind it (and RAM cells left
-# holding nothing). Read off the netlists of synth_ecp5 (which bits of the program memory still drive a cell, for
-# calibration designs 0 (os), 6 and 8 (ws)); a field missing here and from ``_UNUSED`` is kept whole.
-_UNUSED = {"os": ("k_tiles", "kh"),
-           "ws": ("m_tiles", "kp", "conv", "kh", "kw", "cg", "c0_word", "c0_lane", "d0_words", "d0_r", "dx_words",
-                  "dx_r", "dy_words", "dy_r", "x0", "y0", "sx", "sy", "lim_x", "lim_y", "grid_w", "grid_h", "tile_x",
-                  "tile_y", "pool_max")}
+@lru_cache(maxsize=None)
+def _fields_read(dataflow: str, max_pool: bool, fixed_steps: int, product_rounding: bool) -> frozenset[str]:
+    """The instruction fields the systolic hardware with these options reads at all (a field no logic reads leaves
+    the netlist whole: its latch in ``ctrl.instr`` and the program-memory bits behind it).
+
+    Derived from the hardware itself, not listed: a 2×2 array with the same dataflow and optional hardware (the
+    only configuration fields that decide, in Python, which fields the generators touch) is elaborated once while
+    every read of an ``INSTRUCTION`` view is recorded: by field name (``View.__getitem__``, which ``instr.name``
+    goes through), or as a bit range of ``instr.as_value()[a:b]`` taken by hwgen's own code (the lanes' fixed-point
+    stages; Amaranth's own ``as_value`` calls, e.g. to format signals, are not reads). ~0.2 s per option set, cached.
+    """
+    import sys
+
+    from amaranth.hdl import Fragment
+    from amaranth.lib import data
+
+    from ..arch.systolic.config import SystolicConfig
+    from ..arch.systolic.controller import INSTRUCTION
+    from ..arch.systolic.top import SystolicTop
+
+    names: set[str] = set()
+    spans: list[tuple[int, int]] = []
+
+    class RawReads:
+        """``instr.as_value()`` as hwgen's code gets it while recording: slicing records the range read."""
+
+        def __init__(self, value):
+            self.value = value
+
+        def __getitem__(self, key):
+            if not isinstance(key, slice):
+                raise TypeError(f"instr.as_value()[{key!r}]: only slices of the instruction word can be recorded")
+            start, stop, _ = key.indices(len(self.value))
+            spans.append((start, stop))
+            return self.value[key]
+
+    getitem, as_value = data.View.__getitem__, data.View.as_value
+
+    def recorded_getitem(view, key):
+        if isinstance(key, str) and view.shape() is INSTRUCTION:
+            names.add(key)
+        return getitem(view, key)
+
+    def recorded_as_value(view):
+        caller = sys._getframe(1).f_globals.get("__name__", "")
+        if view.shape() is INSTRUCTION and caller.startswith("hwgen."):
+            return RawReads(as_value(view))
+        return as_value(view)
+
+    cfg = SystolicConfig(rows=2, cols=2, dataflow=dataflow, max_pool=max_pool, fixed_steps=fixed_steps,
+                         product_rounding=product_rounding)
+    data.View.__getitem__, data.View.as_value = recorded_getitem, recorded_as_value
+    try:
+        Fragment.get(SystolicTop(cfg), None)
+    finally:
+        data.View.__getitem__, data.View.as_value = getitem, as_value
+    for name, field in INSTRUCTION:
+        if any(field.offset < stop and start < field.offset + field.shape.width for start, stop in spans):
+            names.add(name)
+    return frozenset(names)
+
+
+def instruction_fields_unread(cfg) -> frozenset[str]:
+    """The instruction fields no hardware of ``cfg`` reads (:func:`_fields_read`)."""
+    return _fields_unread(cfg.dataflow, cfg.max_pool, cfg.fixed_steps, cfg.product_rounding)
+
+
+@lru_cache(maxsize=None)
+def _fields_unread(dataflow: str, max_pool: bool, fixed_steps: int, product_rounding: bool) -> frozenset[str]:
+    read = _fields_read(dataflow, max_pool, fixed_steps, product_rounding)
+    return frozenset(name for name, _, _ in _instruction_layout()[1] if name not in read)
 
 
 def instruction_used(cfg) -> tuple[tuple[int, int], ...]:
@@ -115,29 +177,56 @@ def instruction_used(cfg) -> tuple[tuple[int, int], ...]:
 def _instruction_kept(cfg) -> tuple[tuple[tuple[int, int], ...], int]:
     """:func:`instruction_used` and the number of bits in its ranges."""
     return _instruction_used(cfg.dataflow, _clog2(cfg.act_depth), _clog2(cfg.weight_depth), _clog2(cfg.slot_depth),
-                             cfg.operand_bits, _clog2(cfg.prog_depth), _clog2(cfg.rows), _clog2(cfg.cols),
-                             cfg.max_pool)
+                             cfg.operand_bits, _clog2(cfg.prog_depth), _clog2(cfg.rows), cfg.rows.bit_length(),
+                             _clog2(cfg.cols), cfg.max_pool, cfg.fixed_steps, cfg.product_rounding)
 
 
-_NARROWED = ("in_base", "in_base2", "kp_words", "out_base", "out_words", "w_base", "slot_base", "zx", "base",
-             "loop_to")                                        # fields cut to their consumers' widths (both)
-_NARROWED_OS = ("d0_words", "dx_words", "dy_words", "c0_lane", "d0_r", "pool_max")
+# Fields read but cut by synthesis to the low bits their consumers use: the controllers read whole 16-bit fields
+# (6-bit residues), but an address only reaches as far as its memory is deep, so Yosys removes the rest of the
+# field, its latch in ``ctrl.instr`` and the program-memory bits behind it (and RAM cells left holding nothing).
+# By kind, from the field's name in the layout (checked against synth_ecp5 netlists: which ``ctrl.instr`` bits
+# still have a driver, calibration designs 0 (os) and 6 (ws)):
+# - word addresses and word steps into the activation banks (``*_words`` but the stream counts ``x_words`` /
+#   ``y_words``, ``*_base`` but ``w_base`` / ``slot_base``, ``c0_word``): the activation address bits;
+# - residues (slot mod R, ``*_r``): a walk's step residue feeds ``SlotStep.limit = R − dr`` (``range(R + 1)``, the
+#   bits of R); a start residue (``d0_r``, ``c0_word_r``, ``out_word_r``) goes into an ``index_range(R)`` register;
+# - ``w_base`` (weight address; WS: one bit more), ``slot_base``, ``zx`` / ``base`` (operand width), ``loop_to``
+#   (program address), ``c0_lane`` (column).
+# Fields no hardware reads at all are found by :func:`_fields_read`; one more is read but dead: the OS feed
+# takes the feature walker's descriptor without ``word_r`` (the WS rows' channel word residue), so ``c0_word_r``.
+_START_RESIDUES = ("d0_r", "c0_word_r", "out_word_r")
+_COUNTS = ("x_words", "y_words")          # words a streamed sample has (beat counts, compared whole)
+_READ_BUT_DEAD = {"os": frozenset({"c0_word_r"}), "ws": frozenset()}
 
 
-@lru_cache(maxsize=2)
-def _instruction_items(dataflow: str) -> tuple[tuple[int, int, str | None], ...]:
-    """The instruction's fields that ``dataflow``'s hardware reads at all, as ``(offset, width, name)`` with
-    ``name`` None for a field kept whole; runs of adjacent whole fields joined into one item (they join into one
+def _narrowed_kind(name: str) -> str | None:
+    """How a field is cut (a key of the widths :func:`_instruction_used` computes), None if it is kept whole."""
+    if name in ("w_base", "slot_base", "zx", "base", "loop_to", "c0_lane"):
+        return name
+    if name.endswith(("_words", "_base")) and name not in _COUNTS or name == "c0_word":
+        return "act"
+    if name in _START_RESIDUES:
+        return "start_residue"
+    if name.endswith("_r"):
+        return "step_residue"
+    return None
+
+
+@lru_cache(maxsize=None)
+def _instruction_items(dataflow: str, max_pool: bool, fixed_steps: int, product_rounding: bool
+                       ) -> tuple[tuple[int, int, str | None], ...]:
+    """The instruction's fields that the hardware with these options reads, as ``(offset, width, kind)`` with
+    ``kind`` None for a field kept whole; runs of adjacent whole fields joined into one item (they join into one
     range whatever the configuration), so :func:`_instruction_used` walks a few dozen items, not every field."""
-    narrowed = set(_NARROWED) | (set(_NARROWED_OS) if dataflow == "os" else set())
-    unused = set(_UNUSED[dataflow])
+    unread = _fields_unread(dataflow, max_pool, fixed_steps, product_rounding) | _READ_BUT_DEAD[dataflow]
     _, fields = _instruction_layout()
     items: list[list] = []
     for name, offset, width in fields:
-        if name in unused:
+        if name in unread:
             continue
-        if name in narrowed:
-            items.append([offset, width, name])
+        kind = _narrowed_kind(name)
+        if kind is not None:
+            items.append([offset, width, kind])
         elif items and items[-1][2] is None and items[-1][0] + items[-1][1] == offset:
             items[-1][1] += width
         else:
@@ -146,16 +235,15 @@ def _instruction_items(dataflow: str) -> tuple[tuple[int, int, str | None], ...]
 
 
 @lru_cache(maxsize=1024)
-def _instruction_used(dataflow: str, act: int, weight: int, slot: int, operand: int, prog: int, rows: int, cols: int,
-                      max_pool: bool) -> tuple[tuple[tuple[int, int], ...], int]:
-    ws = dataflow == "ws"
-    kept = {"in_base": act, "in_base2": act, "kp_words": act, "out_base": act, "out_words": act,
-            "w_base": weight + ws, "slot_base": slot, "zx": operand, "base": operand, "loop_to": prog}
-    if not ws:
-        kept.update(d0_words=act, dx_words=act, dy_words=act, c0_lane=cols, d0_r=rows, pool_max=int(max_pool))
+def _instruction_used(dataflow: str, act: int, weight: int, slot: int, operand: int, prog: int, rows: int,
+                      rows_bits: int, cols: int, max_pool: bool, fixed_steps: int, product_rounding: bool
+                      ) -> tuple[tuple[tuple[int, int], ...], int]:
+    """``rows`` / ``cols``: the bits of a row / column index (``clog2``); ``rows_bits``: the bits of R itself."""
+    kept = {"act": act, "w_base": weight + (dataflow == "ws"), "slot_base": slot, "zx": operand, "base": operand,
+            "loop_to": prog, "c0_lane": cols, "start_residue": rows, "step_residue": rows_bits}
     ranges: list[list[int]] = []
-    for offset, width, name in _instruction_items(dataflow):
-        bits = width if name is None else min(width, kept[name])
+    for offset, width, kind in _instruction_items(dataflow, max_pool, fixed_steps, product_rounding):
+        bits = width if kind is None else min(width, kept[kind])
         if bits and ranges and ranges[-1][1] == offset:
             ranges[-1][1] = offset + bits                      # joins the previous field's run
         elif bits:

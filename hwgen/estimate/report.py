@@ -8,7 +8,8 @@ JSON (``schema_version`` 1), shared with the ASIC estimates::
      "design": {"arch": "systolic", "top": "hwgen_systolic", "config": {...}, "verilog_sha256": "..."},
      "metrics": {"lut": {"value": 1234.0, "unit": "LUT4", "method": "synthesized",
                          "analytic": {"value": 1190.0, "unit": "LUT4", "method": "analytic"}}, ...},
-     "notes": ["..."], "synth": {"cells": {...}, "placed": {...}, "critical_path": [...], "log_dir": "synth/…"}}
+     "notes": ["..."], "synth": {"cells": {...}, "placed": {...}, "critical_path": [...], "log_dir": "synth/…",
+                                 "yosys_fallback": {...}}}   # only when Yosys crashed in ABC9 and was run again
 
 Metrics: ``lut``, ``ff``, ``carry``, ``dsp``, ``bram`` (the family's primitives), ``util_<resource>`` (% of the
 device), ``fmax`` (MHz), ``latency_cycles`` (exact, from the cycle model), ``latency`` (µs at fmax),
@@ -272,6 +273,11 @@ def estimate(config, target: str | Target, *, synth: bool = False, cycles: Cycle
                          "(datasheet-derived delays, not calibrated against a placed design)")
         synth_doc = {"cells": result.cells, "placed": result.placed, "critical_path": list(result.critical_path),
                      "log_dir": f"synth/{t.name}" if out_dir is not None else None}
+        if result.yosys_fallback:
+            synth_doc["yosys_fallback"] = result.yosys_fallback
+            notes.append(f"yosys: ABC9 crashed ({result.yosys_fallback['reason']}); the resources come from a "
+                         f"second run mapping LUTs with {result.yosys_fallback['mapper']}, "
+                         f"see {result.yosys_fallback['failed_log']}")
         design = {**design, "verilog_sha256": hashlib.sha256(verilog.encode()).hexdigest()}
     elif t.pnr is None:
         notes.append(f"{t.family}: fmax model from datasheet-derived delays (no open place-and-route to calibrate it)")

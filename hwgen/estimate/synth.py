@@ -16,6 +16,14 @@
   around every port) and the shell is placed; resources still come from the unwrapped design.
 - Xilinx (``xc7``, ``xcup``): Yosys only; there is no open place-and-route, so fmax comes from the model.
 
+- ABC9 crashes: Yosys 0.70 aborts inside ABC9 on some designs (``ABC_OPS_REINTEGRATE``:
+  ``Assert `GetSize(conn.first) == GetSize(conn.second)'``, a Yosys bug; two ECP5 dataflow calibration designs hit
+  it). When the log ends in an assertion inside an ABC9 pass, the run is retried once with the classic ABC LUT
+  mapper in ABC9's place (``flows/synth_<family>_abc.ys.j2``; Yosys 0.70 has no working ``-noabc9``: synth_ecp5
+  ignores it, synth_xilinx refuses it) and ``result.json`` / :attr:`SynthResult.yosys_fallback` record it (the
+  reason, the crashed run's log ``yosys_abc9_failed.log``, the fallback script's hash), so the figure says how it
+  was obtained. ECP5 and Xilinx only (iCE40 has not hit it).
+
 Runs are cached by a hash of the Verilog, the target, the flow script and the tool versions under
 ``$HWGEN_CACHE/synth/<sha256>`` (default ``~/.cache/hwgen/synth``); every log and report of a run is copied to the
 caller's ``OUT/synth/<target>/`` so each figure can be traced to the tool output it came from.
@@ -39,7 +47,7 @@ from ..errors import HwgenError
 from ..resources import data_dir
 from ..templates import render
 from ..verilator import exclusive_lock
-from .ecp5_pack import cell_counts, pack_ecp5
+from .ecp5_pack_run import pack_file
 from .targets import Target
 
 log = logging.getLogger(__name__)
@@ -129,6 +137,7 @@ class SynthResult:
     files: tuple[Path, ...] = ()
     cached: bool = False
     seconds: float = 0.0
+    yosys_fallback: dict | None = None        # the classic-ABC retry after an ABC9 crash (see the module docstring)
 
 
 def resources_from_cells(family: str, cells: dict[str, int]) -> dict[str, float]:
@@ -165,13 +174,68 @@ def ice40_shell(verilog: str, top: str) -> str:
                   in_bits=max(1, sum(p["bits"] for p in inputs)), out_bits=max(1, sum(p["bits"] for p in outputs)))
 
 
-def _flow(family: str) -> str:
-    return "synth_xilinx.ys.j2" if family in ("xc7", "xcup") else f"synth_{family}.ys.j2"
+def _flow(family: str, fallback: bool = False) -> str:
+    """The Yosys script template of ``family``; ``fallback``: the one mapping LUTs with classic ABC instead of ABC9
+    (:data:`ABC_FALLBACK_FAMILIES` only)."""
+    name = "synth_xilinx" if family in ("xc7", "xcup") else f"synth_{family}"
+    return f"{name}_abc.ys.j2" if fallback else f"{name}.ys.j2"
 
 
-def _script(family: str, sources: list[str], top: str, stat: str, netlist: str | None) -> str:
-    return render(_flow(family), folder="flows", sources=sources, top=top, stat=stat, netlist=netlist,
+def _script(family: str, sources: list[str], top: str, stat: str, netlist: str | None, fallback: bool = False
+            ) -> str:
+    return render(_flow(family, fallback), folder="flows", sources=sources, top=top, stat=stat, netlist=netlist,
                   family=family)
+
+
+ABC_FALLBACK_FAMILIES = ("ecp5", "xc7", "xcup")
+ABC_FALLBACK_MAPPER = "classic ABC LUT mapping in place of ABC9"
+_PASS = re.compile(r"^[\d.]+ Executing (\S+) pass", re.M)
+_ASSERT = re.compile(r"^ERROR: Assert .*$", re.M)
+
+
+def abc9_crash(log_text: str) -> str | None:
+    """The ``ERROR: Assert …`` line if a Yosys log ends in an assertion failure inside an ABC9 pass (``ABC9``,
+    ``ABC9_OPS``, ``ABC_OPS_REINTEGRATE`` …: the last pass the log entered before the error), else None. A failure
+    anywhere else (a syntax error, an assertion in another pass) is not one the classic-ABC retry would cure."""
+    errors = list(_ASSERT.finditer(log_text))
+    if not errors:
+        return None
+    error = errors[-1]
+    passes = _PASS.findall(log_text, 0, error.start())
+    if passes and re.match(r"ABC9|ABC_OPS", passes[-1]):
+        return error.group(0).strip()
+    return None
+
+
+def _fallback_sha(family: str) -> str:
+    return hashlib.sha256((data_dir("flows") / _flow(family, True)).read_text().encode()).hexdigest()[:16]
+
+
+def _yosys(yosys: str, run_dir: Path, family: str, sources: list[str], top: str, stat: str, netlist: str | None,
+           stem: str = "synth", what: str = "yosys") -> dict | None:
+    """Run Yosys on the script ``run_dir/<stem>.ys`` (log ``yosys.log`` for ``synth``, ``yosys_<x>.log`` for
+    ``synth_<x>``); on an ABC9 crash (:func:`abc9_crash`) of a family with a fallback script, once more with the
+    classic ABC mapper: the crashed log is kept as ``yosys…_abc9_failed.log`` and the script actually run replaces
+    ``<stem>.ys``. The fallback's record, None when ABC9 ran."""
+    log_stem = "yosys" + stem.removeprefix("synth")
+    log_path = run_dir / f"{log_stem}.log"
+
+    def run(fallback: bool, what: str) -> None:
+        (run_dir / f"{stem}.ys").write_text(_script(family, sources, top, stat, netlist, fallback))
+        _run([yosys, "-q", "-l", log_path.name, "-s", f"{stem}.ys"], run_dir, f"{log_stem}.out", what)
+
+    try:
+        run(False, what)
+        return None
+    except SynthesisError:
+        reason = abc9_crash(log_path.read_text(errors="replace")) if log_path.is_file() else None
+        if reason is None or family not in ABC_FALLBACK_FAMILIES:
+            raise
+    failed = log_path.rename(run_dir / f"{log_stem}_abc9_failed.log")
+    log.warning("%s: Yosys crashed in ABC9 (%s); synthesizing again with the classic ABC mapper", top, reason)
+    run(True, f"{what} (classic ABC fallback after an ABC9 crash)")
+    return {"mapper": ABC_FALLBACK_MAPPER, "reason": reason, "failed_log": failed.name,
+            "script": _flow(family, True), "script_sha256": _fallback_sha(family)}
 
 
 def _key(verilog: str, top: str, target: Target, pnr: bool) -> str:
@@ -212,16 +276,7 @@ def _critical_path(report: dict) -> list[str]:
 def _pack_ecp5_run(run_dir: Path) -> dict[str, int]:
     """Pack ``run_dir/netlist.json`` (:func:`~hwgen.estimate.ecp5_pack.pack_ecp5`) into ``netlist_packed.json``,
     record what was absorbed in ``ecp5_pack.json``; the packed netlist's cells by type."""
-    netlist = json.loads((run_dir / "netlist.json").read_text())
-    packed, report = pack_ecp5(netlist)
-    (run_dir / "netlist_packed.json").write_text(json.dumps(packed))
-    record = report.to_dict()
-    record["cells_before"] = cell_counts(netlist)
-    record["cells_after"] = cell_counts(packed)
-    (run_dir / "ecp5_pack.json").write_text(json.dumps(record, indent=1) + "\n")
-    log.info("ecp5_pack: %d RAM ports, %d DSP inputs, %d DSP outputs absorbed; %d FFs removed, %d duplicated",
-             report.ram_ports_absorbed, report.dsp_inputs_absorbed, report.dsp_outputs_absorbed, report.ffs_removed,
-             report.ffs_duplicated)
+    record = pack_file(run_dir / "netlist.json", run_dir / "netlist_packed.json", run_dir / "ecp5_pack.json")
     return record["cells_after"]
 
 
@@ -241,7 +296,7 @@ def synthesize(verilog: str, top: str, target: Target, *, pnr: bool = True, out_
     started = time.perf_counter()
     with exclusive_lock(run_dir.parent / f"{key}.lock"):
         done = run_dir / "result.json"
-        cached = done.is_file()
+        cached = done.is_file() and _fallback_current(json.loads(done.read_text()), target.family)
         if not cached:
             scratch = run_dir.with_name(key + ".tmp")
             shutil.rmtree(scratch, ignore_errors=True)
@@ -249,25 +304,24 @@ def synthesize(verilog: str, top: str, target: Target, *, pnr: bool = True, out_
             (scratch / "design.v").write_text(verilog)
             family = target.family
             netlist = "netlist.json" if family == "ecp5" else None
-            (scratch / "synth.ys").write_text(_script(family, ["design.v"], top, "stat.json", netlist))
             log.info("yosys %s for %s", top, target.name)
-            _run([yosys, "-q", "-l", "yosys.log", "-s", "synth.ys"], scratch, "yosys.out", "yosys")
+            fallback = _yosys(yosys, scratch, family, ["design.v"], top, "stat.json", netlist)
             if family == "ecp5":
                 cells = _pack_ecp5_run(scratch)
             else:
                 cells = json.loads((scratch / "stat.json").read_text())["design"]["num_cells_by_type"]
                 cells = {k: v for k, v in sorted(cells.items()) if not k.startswith("$scopeinfo")}
             result = {"cells": cells, "resources": resources_from_cells(family, cells), "tools": tools}
+            if fallback:
+                result["yosys_fallback"] = fallback
             if pnr:
                 placed_netlist = "netlist_packed.json" if target.pnr == "ecp5" else "netlist.json"
                 common = ["--json", placed_netlist, "--report", "nextpnr_report.json", "--freq", str(PNR_FREQ_MHZ),
                           "--timing-allow-fail", "--seed", str(PNR_SEED), *target.pnr_args]
                 if target.pnr == "ice40":
                     (scratch / "shell.v").write_text(ice40_shell(verilog, top))
-                    (scratch / "synth_shell.ys").write_text(
-                        _script(family, ["design.v", "shell.v"], SHELL, "stat_shell.json", "netlist.json"))
-                    _run([yosys, "-q", "-l", "yosys_shell.log", "-s", "synth_shell.ys"], scratch, "yosys_shell.out",
-                         "yosys (iCE40 shell)")
+                    _yosys(yosys, scratch, family, ["design.v", "shell.v"], SHELL, "stat_shell.json", "netlist.json",
+                           stem="synth_shell", what="yosys (iCE40 shell)")
                     command = [nextpnr, *common]
                 else:
                     command = [nextpnr, *common, "--out-of-context"]
@@ -289,7 +343,15 @@ def synthesize(verilog: str, top: str, target: Target, *, pnr: bool = True, out_
     return SynthResult(target=target.name, resources=result["resources"], cells=result["cells"],
                        tools=result["tools"], fmax_mhz=result.get("fmax_mhz"), placed=result.get("placed"),
                        critical_path=tuple(result.get("critical_path", ())), files=files, cached=cached,
-                       seconds=time.perf_counter() - started)
+                       seconds=time.perf_counter() - started, yosys_fallback=result.get("yosys_fallback"))
+
+
+def _fallback_current(result: dict, family: str) -> bool:
+    """Whether a cached ``result.json`` still stands: it used no fallback, or the fallback script it used is the
+    current one (the fallback script is not part of the cache key, which would otherwise change for every design
+    whenever it is edited)."""
+    fallback = result.get("yosys_fallback")
+    return fallback is None or fallback.get("script_sha256") == _fallback_sha(family)
 
 
 def publish_run(run_dir: Path, out_dir: str | Path | None, target: str, key: str) -> tuple[Path, ...]:

@@ -179,31 +179,24 @@ def test_missing_osu018_message(monkeypatch, tmp_path):
         estimate(small_dataflow(), "osu018", synth=True)
 
 
-def test_missing_opensta_message(monkeypatch, tmp_path):
+@pytest.mark.parametrize("tool, package, hidden, patch", [
+    ("opensta", "opensta", ("apt-get", "sta"), None),
+    ("blif_fanout", "qflow", ("apt-get",), ("BLIF_FANOUT", "no/such/qflow/blifFanout")),   # no system install
+])
+def test_missing_debian_tool_message(monkeypatch, tmp_path, tool, package, hidden, patch):
     monkeypatch.setenv("HWGEN_CACHE", str(tmp_path))
-    pdk.opensta.cache_clear()
+    if patch:
+        monkeypatch.setattr(pdk, *patch)
+    fetch = getattr(pdk, tool)
+    fetch.cache_clear()
     real_which = shutil.which
-    monkeypatch.setattr(shutil, "which", lambda name: None if name in ("apt-get", "sta") else real_which(name))
+    monkeypatch.setattr(shutil, "which", lambda name: None if name in hidden else real_which(name))
     try:
-        with pytest.raises(pdk.PdkMissingError, match=r"opensta is not installed and could not be fetched.*"
-                                                      r"apt-get install opensta"):
-            pdk.opensta()
+        with pytest.raises(pdk.PdkMissingError, match=rf"{package} is not installed and could not be fetched.*"
+                                                      rf"apt-get install {package}"):
+            fetch()
     finally:
-        pdk.opensta.cache_clear()
-
-
-def test_missing_blif_fanout_message(monkeypatch, tmp_path):
-    monkeypatch.setenv("HWGEN_CACHE", str(tmp_path))
-    monkeypatch.setattr(pdk, "BLIF_FANOUT", "no/such/qflow/blifFanout")          # no system install either
-    pdk.blif_fanout.cache_clear()
-    real_which = shutil.which
-    monkeypatch.setattr(shutil, "which", lambda name: None if name == "apt-get" else real_which(name))
-    try:
-        with pytest.raises(pdk.PdkMissingError, match=r"qflow is not installed and could not be fetched.*"
-                                                      r"apt-get install qflow"):
-            pdk.blif_fanout()
-    finally:
-        pdk.blif_fanout.cache_clear()
+        fetch.cache_clear()
 
 
 def test_missing_sky130_message(monkeypatch, tmp_path):

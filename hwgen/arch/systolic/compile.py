@@ -1190,16 +1190,25 @@ class Program:
             terms.append((walk_s, last + 1, ceil(layer.n / cols), max(kp, drain), kp))
         return tuple(terms)
 
+    @cached_property
+    def _cycle_constants(self) -> tuple[int, int]:
+        """What the cycle model adds per layer whatever the samples (OS ``3R + C + pipeline``, WS ``2R + C +
+        pipeline + 1``; pipeline: the feed from controller to array, the PEs' stages, the lanes) and the WS array's
+        shortest fold (:func:`ws_min_period`), in cycles: read off the configuration once per program, not once per
+        prediction (an analytic point asks for one sample and for a batch)."""
+        cfg = self.cfg
+        pipeline = cfg.feed_latency + cfg.pe_stages + cfg.lane_latency
+        fixed = (2 * cfg.rows + 1 if cfg.dataflow == "ws" else 3 * cfg.rows) + cfg.cols + pipeline
+        return fixed, ws_min_period(cfg.rows, cfg.cols)
+
     def _predict_cycles(self, samples: int, stream: bool) -> int:
         """The cycle formulas of the controllers over the instructions of every chunk (:data:`~hwgen.design.
-        CYCLE_FORMULAS`), from :attr:`_cycle_terms` (equal to reading ``m_tiles``, ``n_tiles``, ``k_tiles``,
-        ``kp``, ``period`` and ``samples`` off :meth:`_layer_instructions`, without building them)."""
-        cfg = self.cfg
-        rows, min_period = cfg.rows, ws_min_period(cfg.rows, cfg.cols)
-        ws = cfg.dataflow == "ws"
-        # the pipeline's fixed part per layer: feed (controller → array), the PEs' stages, lanes
-        pipeline = cfg.feed_latency + cfg.pe_stages + cfg.lane_latency
-        fixed = 2 * rows + cfg.cols + pipeline + 1 if ws else 3 * rows + cfg.cols + pipeline
+        CYCLE_FORMULAS`), from :attr:`_cycle_terms` and :attr:`_cycle_constants` (equal to reading ``m_tiles``,
+        ``n_tiles``, ``k_tiles``, ``kp``, ``period`` and ``samples`` off :meth:`_layer_instructions`, without
+        building them)."""
+        rows = self.cfg.rows
+        ws = self.cfg.dataflow == "ws"
+        fixed, min_period = self._cycle_constants
         total = 0
         for chunk, repeat in self.segments(samples, stream):
             cycles = chunk * (self.x_words + self.y_words) + 2 if stream else 0

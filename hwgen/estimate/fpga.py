@@ -524,8 +524,10 @@ def components(config) -> tuple[Component, ...]:
 
 
 # ---------------------------------------------------------------------------------------------------- mapping
+@lru_cache(maxsize=1024)
 def uses_dsp(family: str, a: int, b: int) -> int:
-    """DSP blocks Yosys' ``mul2dsp`` gives an ``a × b`` multiplier on ``family`` (0: built from LUTs)."""
+    """DSP blocks Yosys' ``mul2dsp`` gives an ``a × b`` multiplier on ``family`` (0: built from LUTs); cached (a
+    design's few multiplier shapes are asked for by its resources and by its fmax)."""
     limits = DSP_MAX[family]
     if limits is None or min(a, b) < 2 or (family in ("xc7", "xcup") and a + b < 9):   # synth_xilinx: Y ≥ 9 bits
         return 0

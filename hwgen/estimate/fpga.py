@@ -178,10 +178,11 @@ def _mux_levels(inputs: int) -> int:
 
 
 # ---------------------------------------------------------------------------------------------------- systolic
-# Components that read nothing of a configuration but the column count and the widths and depths of the PEs and
-# lanes are built by cached functions (_pe_paths, _requant_lanes, _accumulators, _stream_in, _reset) and shared by
-# every configuration that has the same arguments: a sweep over the array's rows builds them once per column count
-# and dataflow, not once per point (benchmarks/dse_throughput.py). They are shared: do not mutate.
+# Components (and paths) that read nothing of a configuration but the column count and the widths and depths of
+# the PEs and lanes are built by cached functions (_pe_paths, _requant_lanes, _accumulators, _controller_paths,
+# _stream_in, _reset) and shared by every configuration that has the same arguments: a sweep over the array's rows
+# builds them once per column count and dataflow, not once per point (benchmarks/dse_throughput.py). They are
+# shared: do not mutate.
 def _lane_registers(S: int, B: int, tb: int, acc: int, out_bits: int) -> int:
     """Flip-flop bits of one requant lane's data (requant.py): two accumulator registers per stage; per search
     stage its registered threshold word (stage 0: one bit wider, and −x; its x registers are the accumulator's),
@@ -282,6 +283,13 @@ def _accumulators(C: int, acc_depth: int, acc: int, pool: int) -> Component:
 
 
 @lru_cache(maxsize=1)
+def _controller_paths() -> list[Path_]:
+    """The controller's register-to-register path (two LUT levels and a 32-bit carry chain, whatever the
+    configuration)."""
+    return [Path_(levels=2, carry_bits=32, chains=1)]
+
+
+@lru_cache(maxsize=1)
 def _stream_in() -> Component:
     return Component("stream_in", reg=4 * 16, add=4 * 16 + 32, cmp=32, logic=8)
 
@@ -346,8 +354,7 @@ def systolic_components(cfg) -> list[Component]:
     ctrl_add = counters + walkers + R * (16 + (36 + 2 * row_index if ws else 32))
     controller = Component("controller", reg=ctrl_reg, add=ctrl_add, cmp=6 * 16 + R * 4 * 18,
                            mux=latched // 2 + R * row_bits + ((R - 1) * R * 16 if not ws else 0),
-                           logic=64 + (R * R * 16 if ws else 0),
-                           paths=[Path_(levels=2, carry_bits=32, chains=1)])
+                           logic=64 + (R * R * 16 if ws else 0), paths=_controller_paths())
     accumulators = _accumulators(C, cfg.acc_depth, acc, pool) if ws else None
     stream_in = _stream_in()
     stream_out = Component("stream_out", reg=4 * 16 + 2 * (2 + row_index) + 1 + C * acc, add=4 * 16 + 32, cmp=32,
@@ -687,11 +694,13 @@ def fmax_of(parts, family: str, coeffs: dict | None = None) -> float:
     else:
         one, mem, levels, carry_bits, chains, dsp, mul_lut = _delays(family)
     worst = None
-    for comp in parts:                          # path_terms' rows, summed term by term in PATH_TERMS order
+    # path_terms' rows, summed term by term in PATH_TERMS order (a float times an int is the float times the int
+    # as a float: path_terms' float() of each term is left out, the figures are the same)
+    for comp in parts:
         for p in comp.paths:
             dsp_term, mul_term = (0, 0) if p.mul is None else _mul_terms(family, p.mul)
-            total = (0 + one * 1.0 + mem * float(p.mem) + levels * float(p.levels) + carry_bits * float(p.carry_bits)
-                     + chains * float(p.chains) + dsp * float(dsp_term) + mul_lut * float(mul_term))
+            total = (0 + one * 1.0 + mem * p.mem + levels * p.levels + carry_bits * p.carry_bits + chains * p.chains
+                     + dsp * dsp_term + mul_lut * mul_term)
             if worst is None or total > worst:
                 worst = total
     return 1000.0 / worst

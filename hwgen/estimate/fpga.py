@@ -570,6 +570,8 @@ def _feature_values(parts, family: str, dsp_multipliers: bool = True) -> tuple[t
         cmp += n * comp.cmp
         mux += n * comp.mux
         logic += n * comp.logic
+        if not comp.muls and not comp.mems:       # most components have neither
+            continue
         for a, b, k in comp.muls:
             blocks = uses_dsp(family, a, b) if dsp_multipliers else 0
             if blocks:

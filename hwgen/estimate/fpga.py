@@ -238,13 +238,14 @@ def _controller_pipeline_registers(cfg) -> int:
 
 
 @lru_cache(maxsize=256)
-def _pe_paths(select_inputs: int, ob: int, wb: int, acc: int, pool: int, rounding: bool) -> list[Path_]:
-    """A PE's register-to-register paths (top.py, pe.py) with ``select_inputs`` operand words to select among,
-    ``ob``-bit operands, ``wb``-bit weights, ``acc``-bit accumulators (``pool``: the max mode's comparator bits, 0
+def _pe_paths(select_levels: int, ob: int, wb: int, acc: int, pool: int, rounding: bool) -> list[Path_]:
+    """A PE's register-to-register paths (top.py, pe.py) with ``select_levels`` LUT levels to select its operand
+    word (:func:`_mux_levels` of the words to select among: C, or R·C on the weight-stationary array), ``ob``-bit
+    operands, ``wb``-bit weights, ``acc``-bit accumulators (``pool``: the max mode's comparator bits, 0
     without it), ``rounding``: product rounding. A block RAM into its word register; lane select and − zx into the
     operand register; the multiplier between registers (with rounding: its shifter and increment behind); the
     accumulate (max mode: a compare and a multiplexer more)."""
-    return [Path_(mem=1), Path_(levels=_mux_levels(select_inputs) + 1, carry_bits=ob, chains=1),
+    return [Path_(mem=1), Path_(levels=select_levels + 1, carry_bits=ob, chains=1),
             Path_(levels=_clog2(ob + wb + 3) if rounding else 0, carry_bits=ob + wb if rounding else 0,
                   chains=1 if rounding else 0, mul=(ob, wb)),
             Path_(levels=1 + (1 if pool else 0), carry_bits=acc + pool, chains=1 + (1 if pool else 0))]
@@ -331,7 +332,7 @@ def systolic_components(cfg) -> list[Component]:
         pe.add += product_bits
         pe.cmp += 2 * product_bits
         pe.logic += 8
-    pe.paths = _pe_paths(select_inputs, ob, wb, acc, pool, cfg.product_rounding)
+    pe.paths = _pe_paths(_mux_levels(select_inputs), ob, wb, acc, pool, cfg.product_rounding)
     select = Component("operand_select", R, add=ob, mux=(select_inputs - 1) * sb, reg=(3 if ws else 0) + row_index
                        + col_index)
     # the systolic memories are hdl.ram's: read-during-write undefined ("sdpx", no read-first emulation)

@@ -325,6 +325,34 @@ def test_systolic_plans_shared_across_rows_equal_new_plans(cnn_models) -> None:
         assert (systolic._plan_any_rows(key, 4) is not None) == (path == MODEL)     # dense: shared
 
 
+def test_sweep_results_equal_points_evaluated_alone(cnn_models) -> None:
+    """The sub-results a worker shares between the points of a sweep (per model, per column count, per lane
+    geometry, per memory: ``clear_point_caches``' caches) change the speed, never a figure: every metric and unit
+    of a few hundred varied points evaluated one after another (the bundled example spec's points on both its
+    targets and an ASIC one, the conv models over rows × cols × dataflow) equals the same point evaluated alone,
+    in a worker that has evaluated nothing else (every point cache emptied first)."""
+    from hwgen.dse.evaluate import clear_point_caches
+
+    spec = Space.from_yaml(ROOT / "examples" / "sweep_digits.yaml")
+    points = [dataclasses.replace(p, target=target) for p in spec.points() for target in (p.target, "osu018")
+              if p.arch == "systolic" or target != "osu018"]
+    for path in (cnn_models["digits_cnn"], cnn_models["residual_cnn"]):
+        sha = hashlib.sha256(Path(path).read_bytes()).hexdigest()
+        points += [Point(str(path), sha, "systolic", canonical_params("systolic", {"rows": rows, "cols": cols,
+                                                                                   "dataflow": dataflow}), target)
+                   for rows, cols, dataflow in itertools.product((1, 3, 8), (2, 5, 16), ("os", "ws"))
+                   for target in ("ecp5-25k", "xc7")]
+    assert len(points) > 500
+    clear_point_caches()
+    in_sweep = [evaluate(p) for p in points]
+    assert sum(r["status"] == "ok" for r in in_sweep) > 400
+    for point, result in zip(points, in_sweep):
+        clear_point_caches()
+        alone = evaluate(point)
+        assert (result["status"], result["error"]) == (alone["status"], alone["error"]), point
+        assert (result["metrics"], result["units"]) == (alone["metrics"], alone["units"]), point
+
+
 @pytest.mark.parametrize("arch, params", [("dataflow", {"target_cycles": 8, "max_lanes": 16}),
                                           ("systolic", {"rows": 4, "cols": 4, "k_max": 8})])
 def test_analytic_evaluator_fails_as_compile_does(arch: str, params: dict) -> None:

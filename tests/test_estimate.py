@@ -283,6 +283,25 @@ def test_mapping_sums_are_the_straightforward_sums():
                 assert analytic_metrics(config, target, cycles) == estimate(config, target, cycles=cycles).metrics
 
 
+def test_shared_components_equal_fresh_ones():
+    """The components built once and shared by every configuration with the same arguments (PE paths, requant
+    lanes with their fixed-point stages, accumulators, the constant ones) equal those a configuration gets in a
+    fresh process: for varied systolic configurations estimated one after another, each one's components (field for
+    field) and figures on every family equal those built with every point cache emptied first."""
+    from hwgen.dse.evaluate import clear_point_caches
+
+    configs = [config for config in varied_configs() if isinstance(config, SystolicConfig)]
+    clear_point_caches()
+    shared = [(fpga.systolic_components(config), [(fpga.estimate_resources(config, family),
+                                                    fpga.estimate_fmax(config, family)) for family in FAMILIES])
+              for config in configs]
+    for config, (parts, figures) in zip(configs, shared):
+        clear_point_caches()
+        assert fpga.systolic_components(config) == parts, config
+        assert [(fpga.estimate_resources(config, family), fpga.estimate_fmax(config, family))
+                for family in FAMILIES] == figures, config
+
+
 def test_resources_grow_with_the_array():
     small = fpga.estimate_resources(SMALL, "ecp5")
     big = fpga.estimate_resources(SystolicConfig(rows=8, cols=8), "ecp5")

@@ -5,10 +5,12 @@
   model) and skips the weight/threshold load images, which nothing here reads and which cost ~5× the rest; a
   systolic point builds its configuration and program (no images: they are built on first use) and the estimate
   only its metrics (:func:`hwgen.estimate.report.analytic_metrics`). What depends on the model alone (its lowered
-  layers, their widths and regions, the dataflow layers' ranked foldings) or on the model and the column count
-  (tensor shapes and feeds; a dense model's plan) is cached per worker, so a point costs 80–120 µs of arithmetic
-  on those (``benchmarks/dse_throughput.py``); ``tests/test_dse.py`` checks that every metric equals what
-  ``hwgen.compile(...).estimate(...)`` gives.
+  layers, their widths and regions, the dataflow layers' ranked foldings), on the model and the column count
+  (tensor shapes and feeds; a dense model's plan) or on the column count and the PE and lane widths and depths
+  (the PEs' paths, the requant lanes, the WS accumulators: :mod:`hwgen.estimate.fpga`) is cached per worker, so a
+  point costs 80–120 µs of arithmetic on those (``benchmarks/dse_throughput.py``); ``tests/test_dse.py`` checks
+  that every metric equals what ``hwgen.compile(...).estimate(...)`` gives, and what the point gives evaluated
+  alone in a fresh worker.
 - ``synth``: the same with ``estimate(synth=True)`` (Yosys, and nextpnr where it exists); tool figures replace
   the analytic ones.
 - ``sim``: compiles the full design and runs Verilator on the spec's ``inputs`` (its first ``samples``):
@@ -201,16 +203,17 @@ def _simulate(entry: ModelEntry, point: Point, inputs: str | None, metrics: dict
 
 
 def clear_point_caches() -> None:
-    """Empty the caches that the points of a sweep fill (keyed by a point's configuration, memory geometry or
-    instruction-field widths) and keep those of the models (imported models, their lowered layers, the dataflow
-    layers' ranked foldings): afterwards evaluating points costs what it costs in a fresh worker that has imported
-    the models. For benchmarks (``benchmarks/dse_throughput.py``), which time the same points more than once."""
+    """Empty the caches that the points of a sweep fill (keyed by a point's configuration, memory geometry, PE and
+    lane geometry or instruction-field widths) and keep those of the models (imported models, their lowered layers,
+    the dataflow layers' ranked foldings): afterwards evaluating points costs what it costs in a fresh worker that
+    has imported the models. For benchmarks (``benchmarks/dse_throughput.py``), which time the same points more
+    than once, and for tests that compare a point evaluated in a sweep with the point evaluated alone."""
     from ..arch.dataflow import timing
     from ..estimate import fpga, memmap, report
 
-    for cache in (fpga.components, fpga._instruction_used, fpga._lane_memories, fpga._lane_registers, fpga._mapped,
-                  memmap.map_memory, memmap._choice, report._config_json, timing._head, timing.fifo_depths,
-                  timing.window_schedule):
+    for cache in (fpga.components, fpga._instruction_used, fpga._pe_paths, fpga._requant_lanes, fpga._accumulators,
+                  fpga._mapped, memmap.map_memory, memmap._choice, report._config_json, timing._head,
+                  timing.fifo_depths, timing.window_schedule):
         cache.cache_clear()
 
 

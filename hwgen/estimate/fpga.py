@@ -251,15 +251,6 @@ def _instruction_used(dataflow: str, act: int, weight: int, slot: int, operand: 
     return tuple((start, stop) for start, stop in ranges), sum(stop - start for start, stop in ranges)
 
 
-@lru_cache(maxsize=1024)
-def _lane_memories(slot_depth: int, threshold_bits: int, stages: int) -> list[Mem]:
-    """A requant lane's threshold stages: stage 0 holds ``slot_depth`` words one bit wider, stage ``b ≥ 1`` two
-    memories of ``slot_depth · 2^(b-1)`` words (a node's two children). Shared between components: do not
-    mutate."""
-    return [Mem(slot_depth, threshold_bits + 1, shape="sdpx"),
-            *(Mem(slot_depth << (b - 1), threshold_bits, shape="sdpx") for b in range(1, stages) for _ in range(2))]
-
-
 def _bits(count: int) -> int:
     return (count - 1).bit_length() or 1              # max(1, …) without the call
 
@@ -275,13 +266,17 @@ def _mux_levels(inputs: int) -> int:
 
 
 # ---------------------------------------------------------------------------------------------------- systolic
-@lru_cache(maxsize=256)
+# Components (and paths) that read nothing of a configuration but the column count and the widths and depths of
+# the PEs and lanes are built by cached functions (_pe_paths, _requant_lanes, _accumulators, _controller_paths,
+# _stream_in, _reset) and shared by every configuration that has the same arguments: a sweep over the array's rows
+# builds them once per column count and dataflow, not once per point (benchmarks/dse_throughput.py). They are
+# shared: do not mutate.
 def _lane_registers(S: int, B: int, tb: int, acc: int, out_bits: int) -> int:
     """Flip-flop bits of one requant lane's data (requant.py): two accumulator registers per stage; per search
     stage its registered threshold words (stage 0: one word one bit wider, and −x; its x registers are the
     accumulator's; b > 0: the two children, its prefix and x twice); a finished search's count twice per padding
-    stage; then the count, out_acc and output value registers. The valid / meta / slot registers are the same in every lane (Yosys merges them):
-    :func:`_lane_control_registers`."""
+    stage; then the count, out_acc and output value registers. The valid / meta / slot registers are the same in
+    every lane (Yosys merges them): :func:`_lane_control_registers`."""
     search = sum(tb + 1 + tb if b == 0 else 2 * tb + 2 * b + 2 * tb for b in range(B))
     return S * 2 * acc + search + (S - B) * 2 * B + B + acc + out_bits
 
@@ -330,6 +325,70 @@ def _controller_pipeline_registers(cfg) -> int:
     return bits + 4 + 3 + 16 + 1 + 16 + 1 + 2 * R + 2 * R * 19
 
 
+@lru_cache(maxsize=256)
+def _pe_paths(select_levels: int, ob: int, wb: int, acc: int, pool: int, rounding: bool) -> list[Path_]:
+    """A PE's register-to-register paths (top.py, pe.py) with ``select_levels`` LUT levels to select its operand
+    word (:func:`_mux_levels` of the words to select among: C, or R·C on the weight-stationary array), ``ob``-bit
+    operands, ``wb``-bit weights, ``acc``-bit accumulators (``pool``: the max mode's comparator bits, 0
+    without it), ``rounding``: product rounding. A block RAM into its word register; lane select and − zx into the
+    operand register; the multiplier between registers (with rounding: its shifter and increment behind); the
+    accumulate (max mode: a compare and a multiplexer more)."""
+    return [Path_(mem=1), Path_(levels=select_levels + 1, carry_bits=ob, chains=1),
+            Path_(levels=_clog2(ob + wb + 3) if rounding else 0, carry_bits=ob + wb if rounding else 0,
+                  chains=1 if rounding else 0, mul=(ob, wb)),
+            Path_(levels=1 + (1 if pool else 0), carry_bits=acc + pool, chains=1 + (1 if pool else 0))]
+
+
+@lru_cache(maxsize=256)
+def _requant_lanes(C: int, S: int, B: int, tb: int, acc: int, slot_depth: int, F: int, fb: int) -> Component:
+    """The ``C`` requant lanes (requant.py): ``S`` stages, ``B`` of them searching ``tb``-bit thresholds of
+    ``acc``-bit accumulators, ``slot_depth`` threshold slots; ``F`` fixed-point stages of ``fb``-bit values
+    (hwgen.arch.fixed: run-time shift, modes and width, a bias memory each). Search stage 0 holds ``slot_depth``
+    words one bit wider, stage ``b ≥ 1`` two memories of ``slot_depth · 2^(b-1)`` words (a node's two children)."""
+    lane = Component("requant_lane", C, reg=_lane_registers(S, B, tb, acc, fb if F else acc), add=tb + acc + B * 0,
+                     cmp=B * tb, mux=acc + B * tb, logic=B * 4,
+                     mems=[Mem(slot_depth, tb + 1, shape="sdpx"),
+                           *(Mem(slot_depth << (b - 1), tb, shape="sdpx") for b in range(1, B) for _ in "lr")],
+                     # a stage's choice of child and compare (registered thresholds and bit, x or −x) into
+                     # its bit's register; code = base + step · count into the output register
+                     paths=[Path_(levels=2, carry_bits=tb, chains=1), Path_(levels=2, carry_bits=acc, chains=1)])
+    if F:
+        shift_levels = _clog2(fb + 3)
+        lane.reg += S * fb                       # the fixed stages' values
+        lane.add += F * (3 * (fb + 1) + 2 * (fb + 2))          # bias add, rounding increment, remainder, limits
+        lane.cmp += F * (2 * (fb + 1) + 3 * (fb + 2))          # rem vs half, over/under limits
+        lane.mux += F * ((fb + 1) * 2 * shift_levels + 4 * fb) + fb
+        lane.logic += F * 16
+        lane.mems += [Mem(slot_depth, fb, shape="sdpx") for _ in range(F)]
+        lane.paths.append(Path_(levels=2 * shift_levels + 4, carry_bits=3 * fb, chains=4))
+    return lane
+
+
+@lru_cache(maxsize=256)
+def _accumulators(C: int, acc_depth: int, acc: int, pool: int) -> Component:
+    """The weight-stationary array's ``C`` column accumulators (``acc_depth`` partial sums of ``acc`` bits; ``pool``
+    as in :func:`_pe_paths`)."""
+    return Component("accumulators", C, mems=[Mem(acc_depth, acc, shape="sdpx")], add=acc, mux=acc,
+                     paths=[Path_(levels=1 + (1 if pool else 0), carry_bits=acc + pool, chains=1 + (1 if pool else 0))])
+
+
+@lru_cache(maxsize=1)
+def _controller_paths() -> list[Path_]:
+    """The controller's register-to-register path (two LUT levels and a 32-bit carry chain, whatever the
+    configuration)."""
+    return [Path_(levels=2, carry_bits=32, chains=1)]
+
+
+@lru_cache(maxsize=1)
+def _stream_in() -> Component:
+    return Component("stream_in", reg=4 * 16, add=4 * 16 + 32, cmp=32, logic=8)
+
+
+@lru_cache(maxsize=1)
+def _reset() -> Component:
+    return Component("reset", reg=1)
+
+
 def systolic_components(cfg) -> list[Component]:
     """The components of a :class:`~hwgen.arch.systolic.config.SystolicConfig` design."""
     R, C = cfg.rows, cfg.cols
@@ -343,7 +402,6 @@ def systolic_components(cfg) -> list[Component]:
     meta_bits = row_index + _bits(max(cfg.act_depth, cfg.out_depth)) + 2
     instr, _ = _instruction_layout()
     used, latched = _instruction_kept(cfg)                 # latched: instruction bits the controller keeps
-    mul = (ob, wb)
     # operand path into row 0: memory read → lane select → − zx → PE multiply → accumulate
     pool = acc if cfg.max_pool else 0                       # the max mode: a comparator and one more mux level
     product = ob + wb + cfg.product_rounding                # the PE's product register (pe.py, P_pe = 2)
@@ -363,14 +421,7 @@ def systolic_components(cfg) -> list[Component]:
         pe.add += product_bits
         pe.cmp += 2 * product_bits
         pe.logic += 8
-    # register-to-register paths (top.py, pe.py): a block RAM into its word register; lane select and − zx into
-    # the operand register; the multiplier between registers (with rounding: its shifter and increment behind);
-    # the accumulate (max mode: a compare and a multiplexer more)
-    pe.paths = [Path_(mem=1), Path_(levels=_mux_levels(select_inputs) + 1, carry_bits=ob, chains=1),
-                Path_(levels=_clog2(ob + wb + 3) if cfg.product_rounding else 0,
-                      carry_bits=ob + wb if cfg.product_rounding else 0, chains=1 if cfg.product_rounding else 0,
-                      mul=mul),
-                Path_(levels=1 + (1 if pool else 0), carry_bits=acc + pool, chains=1 + (1 if pool else 0))]
+    pe.paths = _pe_paths(_mux_levels(select_inputs), ob, wb, acc, pool, cfg.product_rounding)
     select = Component("operand_select", R, add=ob, mux=(select_inputs - 1) * sb, reg=(3 if ws else 0) + row_index
                        + col_index)
     # the systolic memories are hdl.ram's: read-during-write undefined ("sdpx", no read-first emulation)
@@ -383,24 +434,7 @@ def systolic_components(cfg) -> list[Component]:
                         logic=chunks)
     host = Component("host_read", reg=2 + 3 + 6 + 16 + 6 + 33, mux=(2 * R * C - 1) * 32, logic=16)
     S, F = cfg.lane_stages, cfg.fixed_steps
-    lane_regs = _lane_registers(S, B, tb, acc, cfg.fixed_bits if F else acc)
-    lane = Component("requant_lane", C, reg=lane_regs, add=tb + acc + B * 0, cmp=B * tb,
-                     mux=acc + B * tb, logic=B * 4,
-                     mems=_lane_memories(cfg.slot_depth, tb, B),
-                     # a stage's choice of child and compare (registered thresholds and bit, x or −x) into
-                     # its bit's register; code = base + step · count into the output register
-                     paths=[Path_(levels=2, carry_bits=tb, chains=1), Path_(levels=2, carry_bits=acc, chains=1)])
-    if F:                                    # fixed-point stages (hwgen.arch.fixed): run-time shift, modes, width
-        fb = cfg.fixed_bits
-        shift_levels = _clog2(fb + 3)
-        lane.reg += S * fb                       # the fixed stages' values
-        lane.add += F * (3 * (fb + 1) + 2 * (fb + 2))          # bias add, rounding increment, remainder, limits
-        lane.cmp += F * (2 * (fb + 1) + 3 * (fb + 2))          # rem vs half, over/under limits
-        lane.mux += F * ((fb + 1) * 2 * shift_levels + 4 * fb) + fb
-        lane.logic += F * 16
-        # a new list: the cached one is shared
-        lane.mems = lane.mems + [Mem(cfg.slot_depth, fb, shape="sdpx") for _ in range(F)]
-        lane.paths.append(Path_(levels=2 * shift_levels + 4, carry_bits=3 * fb, chains=4))
+    lane = _requant_lanes(C, S, B, tb, acc, cfg.slot_depth, F, cfg.fixed_bits)
     counters = 16 * 10 + 32 if not ws else 16 * 9 + 32
     # address walkers (walk.py): the kernel walk and two pixel walks (feed, drain), ~10 16-bit registers each
     walkers = 16 * 30 + (16 * 10 if not ws else 0)
@@ -410,15 +444,12 @@ def systolic_components(cfg) -> list[Component]:
     ctrl_add = counters + walkers + R * (16 + (36 + 2 * row_index if ws else 32))
     controller = Component("controller", reg=ctrl_reg, add=ctrl_add, cmp=6 * 16 + R * 4 * 18,
                            mux=latched // 2 + R * row_bits + ((R - 1) * R * 16 if not ws else 0),
-                           logic=64 + (R * R * 16 if ws else 0),
-                           paths=[Path_(levels=2, carry_bits=32, chains=1)])
-    accumulators = Component("accumulators", C, mems=[Mem(cfg.acc_depth, acc, shape="sdpx")], add=acc, mux=acc,
-                             paths=[Path_(levels=1 + (1 if pool else 0), carry_bits=acc + pool,
-                                          chains=1 + (1 if pool else 0))]) if ws else None
-    stream_in = Component("stream_in", reg=4 * 16, add=4 * 16 + 32, cmp=32, logic=8)
+                           logic=64 + (R * R * 16 if ws else 0), paths=_controller_paths())
+    accumulators = _accumulators(C, cfg.acc_depth, acc, pool) if ws else None
+    stream_in = _stream_in()
     stream_out = Component("stream_out", reg=4 * 16 + 2 * (2 + row_index) + 1 + C * acc, add=4 * 16 + 32, cmp=32,
                            mux=(R - 1) * C * (sb + acc) + C * acc, logic=8)
-    reset = Component("reset", reg=1)
+    reset = _reset()
     feed = Component("feed_pipeline", reg=_feed_registers(cfg, slot_bits, meta_bits))
     lane_control = Component("lane_control", reg=_lane_control_registers(S, slot_bits, meta_bits)
                              + (2 * slot_bits if F else 0))
@@ -590,8 +621,10 @@ def components(config) -> tuple[Component, ...]:
 
 
 # ---------------------------------------------------------------------------------------------------- mapping
+@lru_cache(maxsize=1024)
 def uses_dsp(family: str, a: int, b: int) -> int:
-    """DSP blocks Yosys' ``mul2dsp`` gives an ``a × b`` multiplier on ``family`` (0: built from LUTs)."""
+    """DSP blocks Yosys' ``mul2dsp`` gives an ``a × b`` multiplier on ``family`` (0: built from LUTs); cached (a
+    design's few multiplier shapes are asked for by its resources and by its fmax)."""
     limits = DSP_MAX[family]
     if limits is None or min(a, b) < 2 or (family in ("xc7", "xcup") and a + b < 9):   # synth_xilinx: Y ≥ 9 bits
         return 0
@@ -627,6 +660,8 @@ def _feature_values(parts, family: str, dsp_multipliers: bool = True) -> tuple[t
         cmp += n * comp.cmp
         mux += n * comp.mux
         logic += n * comp.logic
+        if not comp.muls and not comp.mems:       # most components have neither
+            continue
         for a, b, k in comp.muls:
             blocks = uses_dsp(family, a, b) if dsp_multipliers else 0
             if blocks:
@@ -751,11 +786,13 @@ def fmax_of(parts, family: str, coeffs: dict | None = None) -> float:
     else:
         one, mem, levels, carry_bits, chains, dsp, mul_lut = _delays(family)
     worst = None
-    for comp in parts:                          # path_terms' rows, summed term by term in PATH_TERMS order
+    # path_terms' rows, summed term by term in PATH_TERMS order (a float times an int is the float times the int
+    # as a float: path_terms' float() of each term is left out, the figures are the same)
+    for comp in parts:
         for p in comp.paths:
             dsp_term, mul_term = (0, 0) if p.mul is None else _mul_terms(family, p.mul)
-            total = (0 + one * 1.0 + mem * float(p.mem) + levels * float(p.levels) + carry_bits * float(p.carry_bits)
-                     + chains * float(p.chains) + dsp * float(dsp_term) + mul_lut * float(mul_term))
+            total = (0 + one * 1.0 + mem * p.mem + levels * p.levels + carry_bits * p.carry_bits + chains * p.chains
+                     + dsp * dsp_term + mul_lut * mul_term)
             if worst is None or total > worst:
                 worst = total
     return 1000.0 / worst

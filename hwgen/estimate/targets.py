@@ -46,6 +46,11 @@ class Target:
     def capacity(self, metric: str) -> int:
         return getattr(self, metric)
 
+    def __hash__(self) -> int:
+        """The name's hash (equal targets have equal names): a target keys caches that every estimate on it reads
+        (its metric columns), and hashing all its fields cost more than the lookups."""
+        return hash(self.name)
+
 
 TARGETS: dict[str, Target] = {t.name: t for t in (
     Target("ice40-up5k", "ice40", "iCE40UP5K-SG48", 5280, 5280, 5280, 8, 30, "SB_RAM40_4K (4 Kbit)", "ice40",

@@ -32,7 +32,7 @@ Memory layout (``R`` rows, ``C`` columns):
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from math import ceil
 from operator import mul
@@ -822,6 +822,7 @@ class Plan:
     kp: tuple[int, ...]
     cols: int
     placement: dict[str, int]            # code tensor → activation region (:func:`regions`)
+    key: SameLayers = field(compare=False, repr=False)   # the layers planned: the key of their per-model facts
 
     @cached_property
     def stride(self) -> int:
@@ -856,7 +857,7 @@ def _new_plan(key: SameLayers, rows: int, cols: int, dataflow: str) -> Plan:
     if dataflow == "ws":
         return _ws_plan(key, layouts, feeds, rows, cols)
     return Plan(layouts, feeds, tuple(feed.cg for feed in feeds), tuple(feed.taps * feed.cg for feed in feeds), cols,
-                _facts(key).regions)
+                _facts(key).regions, key)
 
 
 def _ws_plan(key: SameLayers, layouts: dict[str, Layout], feeds: tuple[Feed, ...], rows: int, cols: int,
@@ -867,7 +868,7 @@ def _ws_plan(key: SameLayers, layouts: dict[str, Layout], feeds: tuple[Feed, ...
     cgp = tuple(ws_channel_rows(feed, layouts[layer.inputs[0]].pitch, rows, cols)
                 for layer, feed in zip(key.layers, feeds))
     kp = tuple(ceil(feed.taps * c / rows) * rows for feed, c in zip(feeds, cgp))
-    planned = Plan(layouts, feeds, cgp, kp, cols, _facts(key).regions)
+    planned = Plan(layouts, feeds, cgp, kp, cols, _facts(key).regions, key)
     if shared is not None:
         for figure in ("stride", "slots", "pixels"):     # what their cached_property would store
             planned.__dict__[figure] = getattr(shared, figure)
@@ -942,7 +943,7 @@ def default_config(layers: list[GemmLayer], rows: int = 8, cols: int = 8, datafl
     """The smallest configuration that runs ``layers`` on ``batch`` samples per run; ``overrides`` win.
     ``planned``: the layers' :func:`plan` on this array shape, if the caller has it."""
     planned = planned or plan(layers, rows, cols, dataflow)
-    key = SameLayers(layers)
+    key = planned.key
     facts = _facts(key)
     n_tiles, slots = _column_facts(key, cols)
     words = planned.stride
@@ -1190,16 +1191,25 @@ class Program:
             terms.append((walk_s, last + 1, ceil(layer.n / cols), max(kp, drain), kp))
         return tuple(terms)
 
+    @cached_property
+    def _cycle_constants(self) -> tuple[int, int]:
+        """What the cycle model adds per layer whatever the samples (OS ``3R + C + pipeline``, WS ``2R + C +
+        pipeline + 1``; pipeline: the feed from controller to array, the PEs' stages, the lanes) and the WS array's
+        shortest fold (:func:`ws_min_period`), in cycles: read off the configuration once per program, not once per
+        prediction (an analytic point asks for one sample and for a batch)."""
+        cfg = self.cfg
+        pipeline = cfg.feed_latency + cfg.pe_stages + cfg.lane_latency
+        fixed = (2 * cfg.rows + 1 if cfg.dataflow == "ws" else 3 * cfg.rows) + cfg.cols + pipeline
+        return fixed, ws_min_period(cfg.rows, cfg.cols)
+
     def _predict_cycles(self, samples: int, stream: bool) -> int:
         """The cycle formulas of the controllers over the instructions of every chunk (:data:`~hwgen.design.
-        CYCLE_FORMULAS`), from :attr:`_cycle_terms` (equal to reading ``m_tiles``, ``n_tiles``, ``k_tiles``,
-        ``kp``, ``period`` and ``samples`` off :meth:`_layer_instructions`, without building them)."""
-        cfg = self.cfg
-        rows, min_period = cfg.rows, ws_min_period(cfg.rows, cfg.cols)
-        ws = cfg.dataflow == "ws"
-        # the pipeline's fixed part per layer: feed (controller → array), the PEs' stages, lanes
-        pipeline = cfg.feed_latency + cfg.pe_stages + cfg.lane_latency
-        fixed = 2 * rows + cfg.cols + pipeline + 1 if ws else 3 * rows + cfg.cols + pipeline
+        CYCLE_FORMULAS`), from :attr:`_cycle_terms` and :attr:`_cycle_constants` (equal to reading ``m_tiles``,
+        ``n_tiles``, ``k_tiles``, ``kp``, ``period`` and ``samples`` off :meth:`_layer_instructions`, without
+        building them)."""
+        rows = self.cfg.rows
+        ws = self.cfg.dataflow == "ws"
+        fixed, min_period = self._cycle_constants
         total = 0
         for chunk, repeat in self.segments(samples, stream):
             cycles = chunk * (self.x_words + self.y_words) + 2 if stream else 0
@@ -1354,15 +1364,15 @@ def pack_instruction(fields: dict) -> int:
     word = 0
     # a GEMM instruction may leave the im2col and fixed-point fields out (0)
     optional = {name for name, _ in CONV_FIELDS} | {name for name, _ in FIXED_FIELDS}
-    for name, field in INSTRUCTION:
-        width = field.shape.width
+    for name, entry in INSTRUCTION:
+        width = entry.shape.width
         value = int(fields[name] if name in fields or name not in optional else 0)
-        if field.shape.signed:
+        if entry.shape.signed:
             if not -(1 << (width - 1)) <= value < (1 << (width - 1)):
                 raise HwgenError(f"instruction field {name}={value} does not fit {width} signed bits")
         elif not 0 <= value < (1 << width):
             raise HwgenError(f"instruction field {name}={value} does not fit {width} bits")
-        word |= (value & ((1 << width) - 1)) << field.offset
+        word |= (value & ((1 << width) - 1)) << entry.offset
     return word
 
 
@@ -1411,7 +1421,7 @@ def compile_layers(layers: list[GemmLayer], cfg: SystolicConfig, planned: Plan |
     kp = planned.kp
     if max(kp) > cfg.k_max:
         raise HwgenError(f"layer K of {max(kp)} exceeds the array's k_max={cfg.k_max}")
-    key = SameLayers(layers)
+    key = planned.key
     n_tiles, slots = _column_facts(key, cols)
     need_weights = sum(map(mul, n_tiles, kp))                   # weight_words
     if need_weights > cfg.weight_depth:

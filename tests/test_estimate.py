@@ -100,7 +100,7 @@ def test_requant_lane_model():
     assert lane.count == 5
     # stage 0: slot_depth words one bit wider; stage b ≥ 1: two halves of slot_depth · 2^(b-1) words
     tb = cfg.threshold_bits
-    assert [(mem.depth, mem.width) for mem in lane.mems] == [(16, tb + 1), (16, tb), (16, tb), (32, tb), (32, tb)]
+    assert [(mem.depth, mem.width, mem.count) for mem in lane.mems] == [(16, tb + 1, 1), (16, tb, 2), (32, tb, 2)]
     assert lane.cmp == 3 * cfg.threshold_bits
 
 
@@ -159,9 +159,9 @@ def test_fixed_point_lanes_estimate_the_same_every_time():
     for _ in range(3):
         fpga.components.cache_clear()
         [lane] = by_name(fpga.components(cfg), "requant_lane")
-        assert [mem.depth for mem in lane.mems] == \
-            [cfg.slot_depth] + [cfg.slot_depth << (b - 1) for b in range(1, cfg.search_stages) for _ in "lr"] \
-            + [cfg.slot_depth] * 2                                                             # + bias per stage
+        assert [(mem.depth, mem.count) for mem in lane.mems] == \
+            [(cfg.slot_depth, 1)] + [(cfg.slot_depth << (b - 1), 2) for b in range(1, cfg.search_stages)] \
+            + [(cfg.slot_depth, 1)] * 2                                                        # + bias per stage
         figures.append(fpga.estimate_resources(cfg, "ecp5"))
     assert figures[0] == figures[1] == figures[2]
 

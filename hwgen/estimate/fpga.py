@@ -348,7 +348,7 @@ def _requant_lanes(C: int, S: int, B: int, tb: int, acc: int, slot_depth: int, F
     lane = Component("requant_lane", C, reg=_lane_registers(S, B, tb, acc, fb if F else acc), add=tb + acc + B * 0,
                      cmp=B * tb, mux=acc + B * tb, logic=B * 4,
                      mems=[Mem(slot_depth, tb + 1, shape="sdpx"),
-                           *(Mem(slot_depth << (b - 1), tb, shape="sdpx") for b in range(1, B) for _ in "lr")],
+                           *(Mem(slot_depth << (b - 1), tb, count=2, shape="sdpx") for b in range(1, B))],
                      # a stage's choice of child and compare (registered thresholds and bit, x or −x) into
                      # its bit's register; code = base + step · count into the output register
                      paths=[Path_(levels=2, carry_bits=tb, chains=1), Path_(levels=2, carry_bits=acc, chains=1)])

@@ -194,9 +194,9 @@ class FeatureWalk:
                 *self.c_index.prepare(instr.cgp), *self.kx_index.prepare(instr.kw)]
 
     def start(self, instr) -> list:
-        return [*self.c_index.start(instr.cgp), *self.kx_index.start(instr.kw), self.ky.eq(0), self.word.eq(instr.c0_word), self.lane.eq(instr.c0_lane),
-                self.word_r.eq(instr.c0_word_r), self.d_words.eq(instr.d0_words), self.d_r.eq(instr.d0_r),
-                self.dx.eq(instr.x0), self.dy.eq(instr.y0)]
+        return [*self.c_index.start(instr.cgp), *self.kx_index.start(instr.kw), self.ky.eq(0),
+                self.word.eq(instr.c0_word), self.lane.eq(instr.c0_lane), self.word_r.eq(instr.c0_word_r),
+                self.d_words.eq(instr.d0_words), self.d_r.eq(instr.d0_r), self.dx.eq(instr.x0), self.dy.eq(instr.y0)]
 
     def valid(self, instr):
         """The feature is a channel of a kernel position (not padding of a channel group or of the last fold)."""

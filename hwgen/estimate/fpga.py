@@ -267,10 +267,10 @@ def _mux_levels(inputs: int) -> int:
 
 # ---------------------------------------------------------------------------------------------------- systolic
 # Components (and paths) that read nothing of a configuration but the column count and the widths and depths of
-# the PEs and lanes are built by cached functions (_pe_paths, _requant_lanes, _accumulators, _controller_paths,
-# _stream_in, _reset) and shared by every configuration that has the same arguments: a sweep over the array's rows
-# builds them once per column count and dataflow, not once per point (benchmarks/dse_throughput.py). They are
-# shared: do not mutate.
+# the PEs and lanes are built by cached functions (_pe_paths, _requant_lanes, _accumulators), those that read
+# nothing of it are constants (_CONTROLLER_PATHS, _STREAM_IN, _RESET); all are shared by every configuration that
+# has the same arguments: a sweep over the array's rows builds them once per column count and dataflow, not once per
+# point (benchmarks/dse_throughput.py). They are shared: do not mutate.
 def _lane_registers(S: int, B: int, tb: int, acc: int, out_bits: int) -> int:
     """Flip-flop bits of one requant lane's data (requant.py): two accumulator registers per stage; per search
     stage its registered threshold words (stage 0: one word one bit wider, and −x; its x registers are the
@@ -325,6 +325,12 @@ def _controller_pipeline_registers(cfg) -> int:
     return bits + 4 + 3 + 16 + 1 + 16 + 1 + 2 * R + 2 * R * 19
 
 
+def _accumulate_path(acc: int, pool: int) -> Path_:
+    """The accumulate into an ``acc``-bit register (``pool``: the max mode's comparator bits, 0 without it: a
+    compare and a multiplexer more), in a PE and in a WS column accumulator."""
+    return Path_(levels=1 + (1 if pool else 0), carry_bits=acc + pool, chains=1 + (1 if pool else 0))
+
+
 @lru_cache(maxsize=256)
 def _pe_paths(select_levels: int, ob: int, wb: int, acc: int, pool: int, rounding: bool) -> list[Path_]:
     """A PE's register-to-register paths (top.py, pe.py) with ``select_levels`` LUT levels to select its operand
@@ -336,7 +342,7 @@ def _pe_paths(select_levels: int, ob: int, wb: int, acc: int, pool: int, roundin
     return [Path_(mem=1), Path_(levels=select_levels + 1, carry_bits=ob, chains=1),
             Path_(levels=_clog2(ob + wb + 3) if rounding else 0, carry_bits=ob + wb if rounding else 0,
                   chains=1 if rounding else 0, mul=(ob, wb)),
-            Path_(levels=1 + (1 if pool else 0), carry_bits=acc + pool, chains=1 + (1 if pool else 0))]
+            _accumulate_path(acc, pool)]
 
 
 @lru_cache(maxsize=256)
@@ -369,24 +375,13 @@ def _accumulators(C: int, acc_depth: int, acc: int, pool: int) -> Component:
     """The weight-stationary array's ``C`` column accumulators (``acc_depth`` partial sums of ``acc`` bits; ``pool``
     as in :func:`_pe_paths`)."""
     return Component("accumulators", C, mems=[Mem(acc_depth, acc, shape="sdpx")], add=acc, mux=acc,
-                     paths=[Path_(levels=1 + (1 if pool else 0), carry_bits=acc + pool, chains=1 + (1 if pool else 0))])
+                     paths=[_accumulate_path(acc, pool)])
 
 
-@lru_cache(maxsize=1)
-def _controller_paths() -> list[Path_]:
-    """The controller's register-to-register path (two LUT levels and a 32-bit carry chain, whatever the
-    configuration)."""
-    return [Path_(levels=2, carry_bits=32, chains=1)]
-
-
-@lru_cache(maxsize=1)
-def _stream_in() -> Component:
-    return Component("stream_in", reg=4 * 16, add=4 * 16 + 32, cmp=32, logic=8)
-
-
-@lru_cache(maxsize=1)
-def _reset() -> Component:
-    return Component("reset", reg=1)
+# the controller's register-to-register path (two LUT levels and a 32-bit carry chain, whatever the configuration)
+_CONTROLLER_PATHS = (Path_(levels=2, carry_bits=32, chains=1),)
+_STREAM_IN = Component("stream_in", reg=4 * 16, add=4 * 16 + 32, cmp=32, logic=8)
+_RESET = Component("reset", reg=1)
 
 
 def systolic_components(cfg) -> list[Component]:
@@ -444,12 +439,12 @@ def systolic_components(cfg) -> list[Component]:
     ctrl_add = counters + walkers + R * (16 + (36 + 2 * row_index if ws else 32))
     controller = Component("controller", reg=ctrl_reg, add=ctrl_add, cmp=6 * 16 + R * 4 * 18,
                            mux=latched // 2 + R * row_bits + ((R - 1) * R * 16 if not ws else 0),
-                           logic=64 + (R * R * 16 if ws else 0), paths=_controller_paths())
+                           logic=64 + (R * R * 16 if ws else 0), paths=_CONTROLLER_PATHS)
     accumulators = _accumulators(C, cfg.acc_depth, acc, pool) if ws else None
-    stream_in = _stream_in()
+    stream_in = _STREAM_IN
     stream_out = Component("stream_out", reg=4 * 16 + 2 * (2 + row_index) + 1 + C * acc, add=4 * 16 + 32, cmp=32,
                            mux=(R - 1) * C * (sb + acc) + C * acc, logic=8)
-    reset = _reset()
+    reset = _RESET
     feed = Component("feed_pipeline", reg=_feed_registers(cfg, slot_bits, meta_bits))
     lane_control = Component("lane_control", reg=_lane_control_registers(S, slot_bits, meta_bits)
                              + (2 * slot_bits if F else 0))

@@ -689,6 +689,11 @@ def dataflow_register_gates(config) -> tuple[RegisterGates, ...]:
     return tuple(out)
 
 
+def _positions(layer) -> int:
+    """M of a systolic GEMM layer (``Design.layers``): its output positions (1 for a dense layer)."""
+    return layer.conv.out_hw[0] * layer.conv.out_hw[1] if layer.conv is not None else 1
+
+
 def systolic_register_gates(config, layers, instructions=None, batch: int = 1) -> tuple[RegisterGates, ...]:
     """The clock-gated registers of a systolic array and their enabled cycles per inference (``instructions``: the
     program's, one per layer, for ``batch`` samples, whose tile counts are exact; without them the tiles of one
@@ -708,7 +713,7 @@ def systolic_register_gates(config, layers, instructions=None, batch: int = 1) -
     acc, wb, sb = config.acc_bits, config.w_bits, config.store_bits
     tiles = act_words = 0.0
     for index, layer in enumerate(layers):
-        m = layer.conv.out_hw[0] * layer.conv.out_hw[1] if layer.conv is not None else 1
+        m = _positions(layer)
         if instructions is not None:
             instr = instructions[index]
             count = instr["n_tiles"] * (instr["k_tiles"] if config.dataflow == "ws" else instr["m_tiles"]) / batch
@@ -789,7 +794,7 @@ def systolic_workload(config, layers, cycles_per_inference: float, instructions=
     macs, reads, writes, srams = [], [], [], []
     compare = 0
     for layer in layers:
-        m = layer.conv.out_hw[0] * layer.conv.out_hw[1] if layer.conv is not None else 1
+        m = _positions(layer)
         k, n = layer.k, layer.n
         macs.append((m * k * n, ob, wb))
         _memory_traffic(config.act_depth, C * sb, m * k * -(-n // C) * sb, m * n * sb, reads, writes, srams)

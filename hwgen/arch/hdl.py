@@ -33,3 +33,34 @@ def ram(m: Module, name: str, *, shape, depth: int, init=()) -> Memory:
     memory = Memory(shape=shape, depth=depth, init=list(init), attrs={"no_rw_check": 1})
     m.submodules[name] = memory
     return memory
+
+
+def delayed(m: Module, value, cycles: int, name: str, reset_less: bool = True):
+    """``value`` ``cycles`` cycles later, through a chain of registers named ``{name}_d1`` … (data registers
+    need no reset; control flags pass ``reset_less=False``)."""
+    for stage in range(cycles):
+        register = Signal.like(value, name=f"{name}_d{stage + 1}", reset_less=reset_less)
+        m.d.sync += register.eq(value)
+        value = register
+    return value
+
+
+REPLICA = "hwgen_replica"       # the attribute hwgen's Yosys flows look for (flows/*.ys.j2): keep the flip-flop
+
+
+def replica(m: Module, value, name: str, enable=None, reset_less: bool = True) -> Signal:
+    """``value`` registered in a copy of its own, loaded while ``enable`` (always without): a flip-flop synthesis
+    must not merge with identical ones.
+
+    A register whose loads are spread over the device (the ports of every bank's or every lane's block RAMs) is
+    copied per group of loads, so that each copy is placed beside its group and no route crosses the device in
+    front of a block RAM. Identical flip-flops are merged by Yosys (``opt_merge``) and by vendor tools
+    (equivalent-register removal), so a copy carries ``keep`` (vendor tools) and :data:`REPLICA`: hwgen's Yosys
+    flows mark the flip-flops driving such wires ``keep`` before synthesis."""
+    register = Signal.like(value, name=name, reset_less=reset_less, attrs={"keep": 1, REPLICA: 1})
+    if enable is None:
+        m.d.sync += register.eq(value)
+    else:
+        with m.If(enable):
+            m.d.sync += register.eq(value)
+    return register

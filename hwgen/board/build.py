@@ -55,6 +55,7 @@ from .. import __version__
 from ..errors import HwgenError
 from ..estimate.synth import ToolMissingError, _critical_path, tool_path, tool_version
 from ..estimate.targets import TARGETS, Target
+from ..templates import render
 from ..verilator import exclusive_lock
 from .bridge import BridgeConfig, UartBridge, bridge_config
 from .protocol import DEFAULT_BAUD
@@ -398,6 +399,7 @@ def build(design, board_name: str, out_dir: Path, *, baud: int = DEFAULT_BAUD, f
     platform = _platform(board)
     platform.add_file(f"{cfg.top}.v", design.verilog)
     plan = platform.build(BoardTop(cfg), name=BUILD_NAME, do_build=False, emit_src=False,
+                          script_after_read=render("keep_replicas.ys.j2", folder="flows"),
                           nextpnr_opts=f"--report {BUILD_NAME}.report.json --timing-allow-fail --seed {PNR_SEED}")
     digest = hashlib.sha256()
     packing = ECP5_PACK_SOURCE.read_text() if board.family == "ecp5" else ""

@@ -271,41 +271,48 @@ def _mux_levels(inputs: int) -> int:
 # nothing of it are constants (_CONTROLLER_PATHS, _STREAM_IN, _RESET); all are shared by every configuration that
 # has the same arguments: a sweep over the array's rows builds them once per column count and dataflow, not once per
 # point (benchmarks/dse_throughput.py). They are shared: do not mutate.
-def _lane_registers(S: int, B: int, tb: int, acc: int, out_bits: int) -> int:
-    """Flip-flop bits of one requant lane's data (requant.py): two accumulator registers per stage; per search
-    stage its registered threshold words (stage 0: one word one bit wider, and −x; its x registers are the
-    accumulator's; b > 0: the two children, its prefix and x twice); a finished search's count twice per padding
-    stage; then the count, out_acc and output value registers. The valid / meta / slot registers are the same in
-    every lane (Yosys merges them): :func:`_lane_control_registers`."""
-    search = sum(tb + 1 + tb if b == 0 else 2 * tb + 2 * b + 2 * tb for b in range(B))
-    return S * 2 * acc + search + (S - B) * 2 * B + B + acc + out_bits
+def _lane_registers(S: int, B: int, tb: int, acc: int, out_bits: int, slot_bits: int) -> int:
+    """Flip-flop bits of one requant lane's data (requant.py, three cycles per stage: ``lane_stage_cycles``):
+    three accumulator registers per stage; per search stage its threshold words registered twice (stage 0: one
+    word one bit wider, and −x; its x registers are the accumulator's; b > 0: the two children, its prefix and x
+    three times); a finished search's count three times per padding stage; then the count, out_acc and output value
+    registers; the lane's own copies of the slot its next stages read at, and of the host's write (enable, stage,
+    the address bits its memories decode, data). The valid / meta / slot registers are the same in every lane
+    (Yosys merges them): :func:`_lane_control_registers`."""
+    search = sum(2 * (tb + 1) + tb if b == 0 else 4 * tb + 3 * b + 3 * tb for b in range(B))
+    write = 1 + _bits(S) + slot_bits + B + tb + 1
+    return S * 3 * acc + search + (S - B) * 3 * B + B + acc + out_bits + (B - 1) * slot_bits + write
 
 
 def _lane_control_registers(S: int, slot_bits: int, meta_bits: int) -> int:
-    """What travels beside the values through the lanes, once for all lanes: valid and meta twice per stage, the
-    slot twice per stage that a next stage addresses with, then the out valid / meta registers twice."""
-    return S * 2 * (1 + meta_bits) + (S - 1) * 2 * slot_bits + 2 * (1 + meta_bits)
+    """What travels beside the values through the lanes, once for all lanes: valid and meta three times per stage,
+    the slot three times per stage that a next stage addresses with, then the out valid / meta registers twice."""
+    return S * 3 * (1 + meta_bits) + (S - 1) * 3 * slot_bits + 2 * (1 + meta_bits)
 
 
 def _feed_registers(cfg, slot_bits: int, meta_bits: int) -> int:
     """Flip-flop bits of the feed pipeline in top.py (``cfg.feed_latency`` cycles, controller → array): the
-    registered scratchpad addresses (their memories' address bits), the memories' output registers (activation and
-    output words, also the host's read registers), the activation words again beside the operand logic, the
+    registered scratchpad addresses (their memories' address bits), every bank's own port registers (read
+    addresses, write address, data and enables), the memories' output registers (activation and output words, also
+    the host's read registers), the activation words again beside the operand logic, each row's chosen word, the
     weights' output and operand registers, the operand registers, the banks' read enables, and the controller's
     outputs that meet the data delayed to match; WS: also the accumulator and lane signals delayed by the feed
     pipeline and the PEs' second stage (the accumulators' read enable two cycles less), and the column sums'
     partials."""
     R, C, L = cfg.rows, cfg.cols, cfg.feed_latency
-    act_addr, w_addr = _bits(cfg.act_depth), _bits(cfg.weight_depth)
-    bits = R * act_addr + w_addr + R * C * (2 * cfg.store_bits + cfg.acc_bits) + C * cfg.w_bits * (L - 2) + \
-        R * cfg.operand_bits + R
+    act_addr, w_addr, out_addr = _bits(cfg.act_depth), _bits(cfg.weight_depth), _bits(cfg.out_depth)
+    sb, acc = cfg.store_bits, cfg.acc_bits
+    ports = R * (2 * act_addr + C + C * sb + 2 * out_addr + 1 + C * acc) + C * (2 * w_addr + cfg.w_bits + 1)
+    bits = R * act_addr + w_addr + ports + R * C * (3 * sb + acc) + C * cfg.w_bits * (L - 3) + \
+        R * cfg.operand_bits + 2 * R
+    row, col = _bits(R), _bits(C)
     if cfg.dataflow == "ws":
         lag = L + cfg.pe_stages - 2
         acc_addr = _bits(cfg.acc_depth)
-        bits += R * (_bits(R) + _bits(C) + 1) * (L - 2) + 2 * L - 1       # row selects; commit, weight shift
-        bits += 4 * lag - 2 + acc_addr * (2 * lag - 1) + C * cfg.acc_bits + (slot_bits + meta_bits) * lag
+        bits += R * (row * (L - 3) + (col + 1) * (L - 2)) + 2 * L - 1       # row selects; commit, weight shift
+        bits += 4 * lag - 2 + acc_addr * (2 * lag - 1) + C * acc + (slot_bits + meta_bits) * lag
     else:
-        bits += (_bits(R) + _bits(C) + R) * (L - 1) + 2 * L                # rotate, lane, row valid; valid, last
+        bits += (row + R) * (L - 2) + col * (L - 1) + 2 * L                 # rotate, row valid, lane; valid, last
     return bits
 
 
@@ -320,9 +327,10 @@ def _controller_pipeline_registers(cfg) -> int:
     bits = 4 * 16 + (2 * 3 + 2) * step + 3 * 2 * 16 + 1
     if cfg.dataflow == "ws":
         return bits + R * (_bits(R) + 16 + _bits(C) + 1) + 6 + 16      # row reads; fold flags, stream end
-    # drain flags, feed flags, the draining row's index and test; the feed's row index and test, rows' live bits
-    # and their registered coordinates (the padding test)
-    return bits + 4 + 3 + 16 + 1 + 16 + 1 + 2 * R + 2 * R * 19
+    # drain flags, feed flags, the tile counters' flags and prepared n − 2; the draining row's index and test, its
+    # lanes' slot; the feed's row index and test, rows' live bits and their registered coordinates (the padding
+    # test)
+    return bits + 4 + 4 + 2 * 18 + 16 + 1 + _bits(cfg.slot_depth) + 16 + 1 + 2 * R + 2 * R * 19
 
 
 def _accumulate_path(acc: int, pool: int) -> Path_:
@@ -351,7 +359,8 @@ def _requant_lanes(C: int, S: int, B: int, tb: int, acc: int, slot_depth: int, F
     ``acc``-bit accumulators, ``slot_depth`` threshold slots; ``F`` fixed-point stages of ``fb``-bit values
     (hwgen.arch.fixed: run-time shift, modes and width, a bias memory each). Search stage 0 holds ``slot_depth``
     words one bit wider, stage ``b ≥ 1`` two memories of ``slot_depth · 2^(b-1)`` words (a node's two children)."""
-    lane = Component("requant_lane", C, reg=_lane_registers(S, B, tb, acc, fb if F else acc), add=tb + acc + B * 0,
+    lane = Component("requant_lane", C, reg=_lane_registers(S, B, tb, acc, fb if F else acc, _bits(slot_depth)),
+                     add=tb + acc + B * 0,
                      cmp=B * tb, mux=acc + B * tb, logic=B * 4,
                      mems=[Mem(slot_depth, tb + 1, shape="sdpx"),
                            *(Mem(slot_depth << (b - 1), tb, count=2, shape="sdpx") for b in range(1, B))],
@@ -360,7 +369,7 @@ def _requant_lanes(C: int, S: int, B: int, tb: int, acc: int, slot_depth: int, F
                      paths=[Path_(levels=2, carry_bits=tb, chains=1), Path_(levels=2, carry_bits=acc, chains=1)])
     if F:
         shift_levels = _clog2(fb + 3)
-        lane.reg += S * fb                       # the fixed stages' values
+        lane.reg += S * fb + F * fb              # the fixed stages' values, their biases' second registers
         lane.add += F * (3 * (fb + 1) + 2 * (fb + 2))          # bias add, rounding increment, remainder, limits
         lane.cmp += F * (2 * (fb + 1) + 3 * (fb + 2))          # rem vs half, over/under limits
         lane.mux += F * ((fb + 1) * 2 * shift_levels + 4 * fb) + fb
@@ -380,7 +389,7 @@ def _accumulators(C: int, acc_depth: int, acc: int, pool: int) -> Component:
 
 # the controller's register-to-register path (two LUT levels and a 32-bit carry chain, whatever the configuration)
 _CONTROLLER_PATHS = (Path_(levels=2, carry_bits=32, chains=1),)
-_STREAM_IN = Component("stream_in", reg=4 * 16, add=4 * 16 + 32, cmp=32, logic=8)
+_STREAM_IN = Component("stream_in", reg=4 * 16 + 1, add=4 * 16 + 32, cmp=32, logic=8)
 _RESET = Component("reset", reg=1)
 
 
@@ -427,7 +436,9 @@ def systolic_components(cfg) -> list[Component]:
     chunks = -(-instr // 32)
     program = Component("program", mems=[Mem(cfg.prog_depth, 32 * chunks, group=32, shape="sdpx", used=used)],
                         logic=chunks)
-    host = Component("host_read", reg=2 + 3 + 6 + 16 + 6 + 33, mux=(2 * R * C - 1) * 32, logic=16)
+    # the request, its four stages, the bank's two words, the answer; the stored load (weight and lane writes)
+    host = Component("host_read", reg=4 + 3 + 6 + 16 + 6 + C * (sb + acc) + 33 + 64,
+                     mux=(R - 1) * C * (sb + acc) + (2 * C - 1) * 32, logic=16)
     S, F = cfg.lane_stages, cfg.fixed_steps
     lane = _requant_lanes(C, S, B, tb, acc, cfg.slot_depth, F, cfg.fixed_bits)
     counters = 16 * 10 + 32 if not ws else 16 * 9 + 32
@@ -442,7 +453,7 @@ def systolic_components(cfg) -> list[Component]:
                            logic=64 + (R * R * 16 if ws else 0), paths=_CONTROLLER_PATHS)
     accumulators = _accumulators(C, cfg.acc_depth, acc, pool) if ws else None
     stream_in = _STREAM_IN
-    stream_out = Component("stream_out", reg=4 * 16 + 2 * (2 + row_index) + 1 + C * acc, add=4 * 16 + 32, cmp=32,
+    stream_out = Component("stream_out", reg=4 * 16 + 3 * (2 + row_index) + 2 + C * acc, add=4 * 16 + 32, cmp=32,
                            mux=(R - 1) * C * (sb + acc) + C * acc, logic=8)
     reset = _RESET
     feed = Component("feed_pipeline", reg=_feed_registers(cfg, slot_bits, meta_bits))

@@ -112,22 +112,30 @@ class SystolicConfig:
         return max(self.search_stages, self.fixed_steps)
 
     @property
-    def lane_latency(self) -> int:
-        """Cycles from a value entering a requant lane to its result leaving it: two per stage (the stage's
-        memory read, then its registered output compared), the count register and the output register
+    def lane_stage_cycles(self) -> int:
+        """Cycles of one requant lane stage: its memory read, the memory's output register (inside an FPGA block
+        RAM), a register beside the compare (the block RAMs stand apart from the logic), then the compare
         (requant.py)."""
-        return 2 * self.lane_stages + 2
+        return 3
+
+    @property
+    def lane_latency(self) -> int:
+        """Cycles from a value entering a requant lane to its result leaving it: ``lane_stage_cycles`` per stage,
+        the count register and the output register (requant.py)."""
+        return self.lane_stage_cycles * self.lane_stages + 2
 
     @property
     def feed_latency(self) -> int:
         """Cycles from the controller addressing the scratchpads to the operands entering the array: the address
-        register, the memory read, the memory's output register (inside an FPGA block RAM), a word register beside
-        the logic (the block RAMs stand apart from it: ~4.5 ns of routing on ECP5) and the operand register
-        (top.py). Every other controller output that meets the data (operand selects, valid/last, commits, weight
-        shifts, the WS accumulator and lane addresses) is delayed to match. The WS controller registers its rows'
-        reads once more (the slot sums and padding tests, before the banks pick their addresses:
-        ws_controller.py)."""
-        return 6 if self.dataflow == "ws" else 5
+        register, each bank's own address register beside its block RAMs (the register that the source multiplexer
+        — compute, streamed output, host read — feeds, so that nothing but a route reaches a block RAM's address),
+        the memory read, the memory's output register (inside an FPGA block RAM), a word register beside the logic
+        (the block RAMs stand apart from it: ~4.5 ns of routing on ECP5), each row's word (the bank its input pixel
+        is in, chosen from the R words) and the operand register (the lane chosen, − zx) (top.py). Every other
+        controller output that meets the data (operand selects, valid/last, commits, weight shifts, the WS
+        accumulator and lane addresses) is delayed to match. The WS controller registers its rows' reads once more
+        (the slot sums and padding tests, before the banks pick their addresses: ws_controller.py)."""
+        return 8 if self.dataflow == "ws" else 7
 
     @property
     def pe_stages(self) -> int:

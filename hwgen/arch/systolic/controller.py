@@ -23,10 +23,10 @@ of one run (start → done), exactly (``compile.Program.predict_cycles``)::
     Σ_layers [ 3 (fetch, latch, decode) + R (rows of the first tile) + (T - 1)·period + kp (last tile's reads)
                + L_feed + R + C - 2 + P_pe (last operands → ``captured``) + R - 1 (drain) + L_lane ] − 1 + 1 (done)
     = Σ_layers [ (T - 1)·period + kp + 3R + C + L_feed + P_pe + L_lane ]
-    = Σ_layers [ (T - 1)·period + kp + 3R + C + 2S + 9 ]
+    = Σ_layers [ (T - 1)·period + kp + 3R + C + 3S + 11 ]
 
-with ``T = m_tiles · n_tiles``, ``L_feed = cfg.feed_latency = 5`` (top.py), ``P_pe = cfg.pe_stages = 2``
-(pe.py), ``L_lane = cfg.lane_latency = 2S + 2`` and ``S`` the lanes' stages. The feed pipeline delays every
+with ``T = m_tiles · n_tiles``, ``L_feed = cfg.feed_latency = 7`` (top.py), ``P_pe = cfg.pe_stages = 2``
+(pe.py), ``L_lane = cfg.lane_latency = 3S + 2`` and ``S`` the lanes' stages. The feed pipeline delays every
 operand alike and the drain starts on the array's ``captured``, so the pipeline adds latency per layer but changes
 no period.
 
@@ -59,7 +59,7 @@ from amaranth.lib.wiring import In, Out
 from ..fixed import stage_fields
 from ..hdl import select
 from .config import MAX_FIXED_STEPS, SystolicConfig, index_range
-from .walk import FeatureWalk, PixelWalk
+from .walk import FeatureWalk, Index, PixelWalk
 
 RESIDUE = unsigned(6)           # a slot mod R (R ≤ 64)
 # implicit im2col (see the module docstring and walk.py): the kernel walk over (ky, kx, c), the pixel walk and the
@@ -137,8 +137,9 @@ def sequence_program(m: Module, ctrl: wiring.Component, layer: Signal, latch: li
     repeats the segment, goes on to the next one or finishes the run. (Each controller also counts ``cycles``
     while ``busy``, outside its FSM.)
 
-    Cycles each chunk adds when streaming: ``x_beats`` (INPUT: one beat per cycle, the state ends with the last
-    transfer) + ``y_beats + 2`` (OUTPUT: read, then the word registers, then one beat per cycle).
+    Cycles each chunk adds when streaming: ``x_beats + 1`` (INPUT: one beat per cycle, the state ends on the cycle
+    after the last transfer) + ``y_beats + 4`` (OUTPUT: the address registers, the read, the word registers, one
+    beat per cycle, then the registered ``done``; io.py).
     """
     chunk = Signal(16)
     more_chunks = Signal()          # chunk + 1 < repeat, prepared in DECODE (no adder and compare behind layer_done)
@@ -218,14 +219,16 @@ class Controller(wiring.Component):
         # ---- feed engine state
         k = Signal(16)
         count = Signal(16)
-        m_tile = Signal(16)
-        n_tile = Signal(16)
+        # the tile counters, with registered flags m_tile = m_tiles − 1, n_tile = n_tiles − 1 (walk.Index)
+        m_index, n_index = Index("m_tile"), Index("n_tile")
         w_tile_base = Signal(16)        # w_base + n_tile * kp
         walk_i = Signal(index_range(rows))
         # flags registered for the cycle they gate (a 16-bit compare in front of a walker's enable is too slow):
-        # ``issuing`` ≡ k < kp, ``walking`` ≡ the next M tile's rows are walked (n_tile = 0, count < R; row walk_i)
-        issuing, walking = Signal(), Signal()
+        # ``feeding`` ≡ the state is FEED, ``issuing`` ≡ FEED and k < kp, ``walking`` ≡ FEED and the next M tile's
+        # rows are walked (n_tile = 0, count < R; row walk_i)
+        feeding, issuing, walking = Signal(), Signal(), Signal()
         tile_end = Signal()             # count = period - 1: the tile's last cycle (set a cycle ahead)
+        feed_last_tile = n_index.last & m_index.last
         features = FeatureWalk(cfg)
         pixels = PixelWalk(rows, "in")
         # every row's pixel (its slot's word address and coordinates): this M tile's, and the next one's
@@ -253,6 +256,7 @@ class Controller(wiring.Component):
         d_n_first, d_n_last = Signal(), Signal()                # d_n == 0, d_n == n_tiles - 1
         d_m = Signal(16)
         d_n = Signal(16)
+        d_slot = Signal(self.lane_slot.shape())  # slot_base + d_n: the lanes' threshold slot, from a register
         d_first = Signal(16)            # d_m * R: the walk's index of the drained tile's first row
         d_pixel = Signal(16)            # d_first + r: the walk's index of the row draining
         in_batch = Signal()             # d_pixel < samples: the row is a pixel of the batch (registered ahead)
@@ -271,8 +275,9 @@ class Controller(wiring.Component):
             m.d.sync += self.cycles.eq(self.cycles + 1)
         with m.FSM():
             sequence_program(m, self, layer, [
-                k.eq(0), count.eq(0), m_tile.eq(0), n_tile.eq(0), walk_i.eq(0), issuing.eq(1), tile_end.eq(0),
-                w_tile_base.eq(instr.w_base), d_m.eq(0), d_n.eq(0), d_n_first.eq(1),
+                k.eq(0), count.eq(0), *m_index.start(instr.m_tiles), *n_index.start(instr.n_tiles),
+                *m_index.prepare(instr.m_tiles), *n_index.prepare(instr.n_tiles), walk_i.eq(0), tile_end.eq(0),
+                w_tile_base.eq(instr.w_base), d_m.eq(0), d_n.eq(0), d_slot.eq(instr.slot_base), d_n_first.eq(1),
                 d_n_last.eq(instr.n_tiles == 1), d_first.eq(0), f_pixel.eq(0), f_live.eq(1), *features.start(instr),
                 *features.prepare(instr, instr.kp_words), *pixels.start(instr, instr.in_base),
                 *pixels.prepare(instr, instr.kp_words), *dest.start(instr, instr.out_base),
@@ -283,49 +288,54 @@ class Controller(wiring.Component):
                 pixels.step(m, instr)
                 m.d.sync += walk_i.eq(walk_i + 1)
                 with m.If(walk_i == rows - 1):
-                    m.d.sync += [walk_i.eq(0), walking.eq(1)]
+                    m.d.sync += [walk_i.eq(0), feeding.eq(1), issuing.eq(1), walking.eq(1)]
                     m.next = "FEED"
             with m.State("FEED"):
-                m.d.comb += [self.feed_valid.eq(issuing), self.feed_last.eq(k == last["kp"]),
-                             self.feed_lane.eq(features.lane), self.weight_addr.eq(w_tile_base + k),
-                             self.feed_rotate.eq(features.d_r)]
-                # row i reads its pixel's slot + δ: bank (i + d_r) mod R; bank b serves row (b - d_r) mod R, one
-                # group of R slots further on when b < d_r
-                word = features.d_words + features.word
-                for b in range(rows):
-                    base = select(m, features.d_r, [row_regs["cur_addr"][(b - rv) % rows] for rv in range(rows)],
-                                  unsigned(16), f"bank{b}_row_addr")
-                    wraps = Mux(b < features.d_r, instr.kp_words, 0) if b < rows - 1 else 0    # (d_r < R)
-                    live = select(m, features.d_r, [row_live["cur"][(b - rv) % rows] for rv in range(rows)],
-                                  unsigned(1), f"bank{b}_live")           # read for a pixel of the batch
-                    m.d.comb += [self.bank_addr[b].eq(base + word + wraps), self.bank_read[b].eq(issuing & live)]
-                with m.If(issuing):
-                    m.d.sync += k.eq(k + 1)
-                    with m.If(k == last["kp"]):
-                        m.d.sync += issuing.eq(0)
-                    features.step(m, instr)
-                # the next M tile's rows, during this one's first tile
-                with m.If(walking):
-                    capture(walk_i, "next")
-                    pixels.step(m, instr)
-                    m.d.sync += walk_i.eq(walk_i + 1)
-                    with m.If(walk_i == rows - 1):
-                        m.d.sync += [walk_i.eq(0), walking.eq(0)]
-                with m.If(tile_end):                    # (period ≥ 2R + C - 1 ≥ 2: never right after a start)
-                    m.d.sync += [count.eq(0), tile_end.eq(0), k.eq(0), issuing.eq(1), *features.start(instr)]
-                    with m.If(n_tile == last["n_tiles"]):
-                        m.d.sync += [n_tile.eq(0), w_tile_base.eq(instr.w_base), walking.eq(1)]
-                        with m.If(m_tile == last["m_tiles"]):
-                            m.next = "WAIT"
-                        with m.Else():
-                            m.d.sync += [m_tile.eq(m_tile + 1),
-                                         *(row_regs[f"cur_{what}"][i].eq(row_regs[f"next_{what}"][i])
-                                           for what in ("addr", "x", "y") for i in range(rows)),
-                                         *(row_live["cur"][i].eq(row_live["next"][i]) for i in range(rows))]
-                    with m.Else():
-                        m.d.sync += [n_tile.eq(n_tile + 1), w_tile_base.eq(w_tile_base + instr.kp)]
+                with m.If(tile_end & feed_last_tile):
+                    m.next = "WAIT"
+
+        # ---- feed engine (FEED), driven by its registered flags, not by the state: they are its enables, and an
+        # enable decoded from the state in front of every walker register was the controller's critical path
+        m.d.comb += [self.feed_valid.eq(issuing), self.feed_last.eq(k == last["kp"]),
+                     self.feed_lane.eq(features.lane), self.weight_addr.eq(w_tile_base + k),
+                     self.feed_rotate.eq(features.d_r)]
+        # row i reads its pixel's slot + δ: bank (i + d_r) mod R; bank b serves row (b - d_r) mod R, one group of R
+        # slots further on when b < d_r
+        word = features.d_words + features.word
+        for b in range(rows):
+            base = select(m, features.d_r, [row_regs["cur_addr"][(b - rv) % rows] for rv in range(rows)],
+                          unsigned(16), f"bank{b}_row_addr")
+            wraps = Mux(b < features.d_r, instr.kp_words, 0) if b < rows - 1 else 0    # (d_r < R)
+            live = select(m, features.d_r, [row_live["cur"][(b - rv) % rows] for rv in range(rows)],
+                          unsigned(1), f"bank{b}_live")           # read for a pixel of the batch
+            m.d.comb += [self.bank_addr[b].eq(base + word + wraps), self.bank_read[b].eq(issuing & live)]
+        with m.If(issuing):
+            m.d.sync += k.eq(k + 1)
+            with m.If(k == last["kp"]):
+                m.d.sync += issuing.eq(0)
+            features.step(m, instr)
+        # the next M tile's rows, during this one's first tile
+        with m.If(walking):
+            capture(walk_i, "next")
+            pixels.step(m, instr)
+            m.d.sync += walk_i.eq(walk_i + 1)
+            with m.If(walk_i == rows - 1):
+                m.d.sync += [walk_i.eq(0), walking.eq(0)]
+        with m.If(tile_end):                    # (period ≥ 2R + C - 1 ≥ 2: never right after a start)
+            m.d.sync += [count.eq(0), tile_end.eq(0), k.eq(0), issuing.eq(~feed_last_tile), *features.start(instr)]
+            with m.If(n_index.last):
+                m.d.sync += [*n_index.restart(), w_tile_base.eq(instr.w_base), walking.eq(~m_index.last)]
+                with m.If(m_index.last):
+                    m.d.sync += feeding.eq(0)
                 with m.Else():
-                    m.d.sync += [count.eq(count + 1), tile_end.eq(count + 1 == last["period"])]
+                    m.d.sync += [*m_index.advance(),
+                                 *(row_regs[f"cur_{what}"][i].eq(row_regs[f"next_{what}"][i])
+                                   for what in ("addr", "x", "y") for i in range(rows)),
+                                 *(row_live["cur"][i].eq(row_live["next"][i]) for i in range(rows))]
+            with m.Else():
+                m.d.sync += [*n_index.advance(), w_tile_base.eq(w_tile_base + instr.kp)]
+        with m.Elif(feeding):
+            m.d.sync += [count.eq(count + 1), tile_end.eq(count + 1 == last["period"])]
 
         # ---- drain engine: R cycles per captured tile, rows top-first, each to its output slot (or nowhere). Its
         # state is registered one cycle ahead, from the array's ``capturing`` (``captured`` of the next cycle): the
@@ -352,12 +362,14 @@ class Controller(wiring.Component):
                 dest.step(m, instr)
         with m.If(last_row):
             with m.If(d_n_last):
-                m.d.sync += [d_n.eq(0), d_n_first.eq(1), d_n_last.eq(last["n_tiles"] == 0), d_m.eq(d_m + 1),
+                m.d.sync += [d_n.eq(0), d_slot.eq(instr.slot_base), d_n_first.eq(1),
+                             d_n_last.eq(last["n_tiles"] == 0), d_m.eq(d_m + 1),
                              d_first.eq(d_first + rows)]
             with m.Else():
-                m.d.sync += [d_n.eq(d_n + 1), d_n_first.eq(0), d_n_last.eq(d_n + 1 == last["n_tiles"])]
+                m.d.sync += [d_n.eq(d_n + 1), d_slot.eq(d_slot + 1), d_n_first.eq(0),
+                             d_n_last.eq(d_n + 1 == last["n_tiles"])]
         m.d.comb += [self.shift.eq(active), self.lane_valid.eq(active),
-                     self.lane_slot.eq(instr.slot_base + d_n),
+                     self.lane_slot.eq(d_slot),
                      self.lane_meta.row.eq(dest.r), self.lane_meta.addr.eq(dest.addr + d_n),
                      self.lane_meta.write.eq(dest.output(instr) & in_batch),
                      self.lane_meta.layer_last.eq(last_row & last_tile)]

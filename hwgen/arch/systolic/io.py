@@ -12,9 +12,11 @@ samples in one start → done, one chunk of at most ``batch`` samples at a time 
 One beat is one scratchpad word: ``C`` codes in (lane ``j`` at bits ``[j·s, (j+1)·s)``, ``s = store_bits``), ``C``
 results out (``acc_bits`` each, sign-extended); beats run sample by sample, ``words`` beats per sample, ``last``
 on a sample's final beat. Timing with an always-valid input and an always-ready output: StreamIn takes one beat per
-cycle and raises ``done`` with the last transfer (``x_beats`` cycles); StreamOut reads in the first cycle, the
-banks' word registers take the word in the second, then it transfers one beat per cycle, ``done`` with the last
-(``y_beats + 2`` cycles). Both honour backpressure (valid/ready) and restart from their first beat whenever
+cycle and raises ``done`` on the cycle after the last transfer (``x_beats + 1`` cycles); StreamOut addresses in the
+first cycle (the banks' address registers), reads in the second, the banks' word registers take the word in the
+third, then it transfers one beat per cycle, ``done`` on the cycle after the last (``y_beats + 4`` cycles). Both
+``done`` are registers: the controller's state follows them, and a ``done`` decoded from the handshake in front of
+its state register was the controller's critical path. Both honour backpressure (valid/ready) and restart from their first beat whenever
 ``run`` is low.
 """
 from __future__ import annotations
@@ -70,19 +72,23 @@ class StreamIn(wiring.Component):
         m = Module()
         transfer = self.x.valid & self.x.ready
         bank, addr, last_word, sample = _walk(m, self.cfg, self.run, transfer, self.base, self.stride, self.words)
-        m.d.comb += [self.x.ready.eq(self.run), self.write.eq(transfer), self.bank.eq(bank), self.addr.eq(addr),
-                     self.data.eq(self.x.payload),
-                     self.done.eq(transfer & last_word & (sample == self.samples - 1))]
+        with m.If(~self.run):
+            m.d.sync += self.done.eq(0)
+        with m.Elif(transfer & last_word & (sample == self.samples - 1)):
+            m.d.sync += self.done.eq(1)
+        m.d.comb += [self.x.ready.eq(self.run & ~self.done), self.write.eq(transfer), self.bank.eq(bank),
+                     self.addr.eq(addr), self.data.eq(self.x.payload)]
         return m
 
 
 class StreamOut(wiring.Component):
     """Reads ``samples × words`` scratchpad words (``addr``, ``read_en``) and sends them on ``y`` while ``run``.
 
-    Two stages, so that nothing but a register follows a block RAM: the memories' outputs (a word read, held
-    while ``read_en`` is low) and the banks' word registers (``act_words``/``out_words``, loaded while
-    ``word_en``), from which the beat on ``y`` is selected. A stalled ``y`` holds the word registers while the
-    memories already hold the next word."""
+    Three stages, so that nothing but a register drives a block RAM and nothing but a register follows one: the
+    banks' address registers (loaded from ``addr`` unless ``read_en`` is low while streaming), the memories'
+    outputs (a word read, held while ``read_en`` is low) and the banks' word registers (``act_words``/``out_words``,
+    loaded while ``word_en``), from which the beat on ``y`` is selected. The stages move together: a stalled ``y``
+    holds all three (``read_en = word_en``), so every word keeps its place."""
 
     def __init__(self, cfg: SystolicConfig):
         self.cfg = cfg
@@ -99,22 +105,24 @@ class StreamOut(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        advance = ~self.y.valid | self.y.ready            # the beat on y (if any) leaves: load the word registers
+        advance = ~self.y.valid | self.y.ready            # the beat on y (if any) leaves: every stage moves on
+        addressed = Signal()                              # the address registers hold a word's address
         fetched = Signal()                                # the memories' outputs hold a word for a beat
-        read = ~fetched | advance                         # … or hand it on now: read the next word
-        issued = Signal()                                 # every beat has been read
-        issue = self.run & ~issued & read
+        issued = Signal()                                 # every beat has been addressed
+        issue = self.run & ~issued & advance
         bank, addr, last_word, sample = _walk(m, self.cfg, self.run, issue, self.base, self.stride, self.words)
+        address_bank, address_last = Signal.like(bank), Signal()
         fetch_bank, fetch_last, beat_bank = Signal.like(bank), Signal(), Signal.like(bank)
         with m.If(~self.run):
-            m.d.sync += [issued.eq(0), fetched.eq(0), self.y.valid.eq(0)]
-        with m.Else():
-            with m.If(read):
-                m.d.sync += [fetched.eq(issue), fetch_bank.eq(bank), fetch_last.eq(last_word)]
-                with m.If(issue & last_word & (sample == self.samples - 1)):
-                    m.d.sync += issued.eq(1)
-            with m.If(advance):
-                m.d.sync += [self.y.valid.eq(fetched), beat_bank.eq(fetch_bank), self.y.payload.last.eq(fetch_last)]
+            m.d.sync += [issued.eq(0), addressed.eq(0), fetched.eq(0), self.y.valid.eq(0), self.done.eq(0)]
+        with m.Elif(issued & ~addressed & ~fetched & advance):       # the last beat leaves: nothing behind it
+            m.d.sync += [self.y.valid.eq(0), self.done.eq(1)]
+        with m.Elif(advance):
+            m.d.sync += [addressed.eq(issue), address_bank.eq(bank), address_last.eq(last_word),
+                         fetched.eq(addressed), fetch_bank.eq(address_bank), fetch_last.eq(address_last),
+                         self.y.valid.eq(fetched), beat_bank.eq(fetch_bank), self.y.payload.last.eq(fetch_last)]
+            with m.If(issue & last_word & (sample == self.samples - 1)):
+                m.d.sync += issued.eq(1)
         cfg = self.cfg
         codes = data.View(beat_layouts(cfg)[0], select(m, beat_bank, list(self.act_words), unsigned(
             cfg.cols * cfg.store_bits), "codes_word"))
@@ -122,6 +130,5 @@ class StreamOut(wiring.Component):
             cfg.cols * cfg.acc_bits), "accs_word"))
         for j in range(cfg.cols):
             m.d.comb += self.y.payload.data[j].eq(Mux(self.passthrough, accs[j], codes[j].as_signed()))
-        m.d.comb += [self.addr.eq(addr), self.read_en.eq(read), self.word_en.eq(advance),
-                     self.done.eq(self.run & issued & ~fetched & advance)]
+        m.d.comb += [self.addr.eq(addr), self.read_en.eq(advance), self.word_en.eq(advance)]
         return m

@@ -10,27 +10,29 @@ leaves the lane (the last layer, dequantized on the host).
 
 ::
 
-    acc, slot, meta ─▶ [stage 0] ─▶ … ─▶ [stage B-1] ─▶ [count reg] ─▶ [out reg] ─▶ code, meta   (2B + 2 cycles)
+    acc, slot, meta ─▶ [stage 0] ─▶ … ─▶ [stage B-1] ─▶ [count reg] ─▶ [out reg] ─▶ code, meta   (3B + 2 cycles)
                          ▲ mem0       ▲ mem1               ▲ mem B-1
 
-Each stage takes two cycles, and no memory sits between a compare and a register. Stage ``b ≥ 1`` keeps its
+Each stage takes three cycles, and no memory sits between a compare and a register. Stage ``b ≥ 1`` keeps its
 thresholds in two memories by the prefix's lowest bit, the two children of a node of stage ``b - 1``, both at
 ``(slot << (b - 1)) | parent prefix``: it reads them while stage ``b - 1`` compares, at an address made of
-registers only; the words read go straight into registers (a block RAM's clock-to-output leaves no time for logic
-behind it), and on the next cycle the bit stage ``b - 1`` found chooses one and the stage compares it with ``x``.
-The last compare's count is registered, and ``base + step · count`` goes to the output register. The lane accepts
-one value per cycle with a fixed latency of ``cfg.lane_latency = 2S + 2`` cycles, ``S = cfg.lane_stages``.
-``meta`` (row, write address, flags) travels alongside unchanged::
+registers only; the words read go straight into two registers (the block RAM's own output register: its
+clock-to-output leaves no time for logic behind it; then one beside the compare: the block RAMs stand apart from
+the logic, a route of ~5 ns on ECP5), and on the next cycle the bit stage ``b - 1`` found chooses one and the stage
+compares it with ``x``. The last compare's count is registered, and ``base + step · count`` goes to the output
+register. The lane accepts one value per cycle with a fixed latency of ``cfg.lane_latency = 3S + 2`` cycles,
+``S = cfg.lane_stages``. ``meta`` (row, write address, flags) travels alongside unchanged::
 
-    cycle    0                       1                      2
-    stage b  read both children at   words → registers;     the bit chooses a child T; compare x ≥ T → bit
-             (slot, parent prefix)   x, −x, bit → regs      (stage b + 1 reads at (slot, prefix) meanwhile)
+    cycle    0                       1                      2                    3
+    stage b  read both children at   words → output regs;   words → registers;   the bit chooses a child T;
+             (slot, parent prefix)   x, −x, bit → regs      x, −x, bit → regs    compare x ≥ T → bit (stage b + 1
+                                                                                 reads at (slot, prefix) meanwhile)
 
 **Fixed-point mode** (``cfg.fixed_steps = F > 0``, hwgen.arch.fixed; ``fixed`` set by the instruction): beside the
 search runs a pipeline of ``F`` stages, stage ``k`` reading the bias of the channel slot from its memory (written
 through ``wr_bias``: stage ``k`` at address ``slot``) and applying ``fit(round_shift(relu?(x + bias)))`` with the
 layer's fields ``s{k}_*``; unused stages are the identity. Like a search stage, a fixed-point stage reads its
-bias in one cycle, registers it, and computes on the next. Whichever of the two pipelines is shorter is padded
+bias in one cycle, registers it twice, and computes on the next. Whichever of the two pipelines is shorter is padded
 with registers up to ``S = max(B, F)`` stages, so the latency does not depend on the mode. ``out_value`` is the last
 stage's value (``cfg.fixed_bits`` wide, sign-extended).
 """
@@ -43,7 +45,7 @@ from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..fixed import stage_fields, stage_var
-from ..hdl import ram
+from ..hdl import delayed, ram, replica
 from .config import MAX_FIXED_STEPS, SystolicConfig, index_range
 
 
@@ -90,20 +92,29 @@ class RequantLane(wiring.Component):
         meta = [self.meta]
         acc = [self.acc]
 
-        def two(value, name, reset_less=True):
-            """``value`` through the stage's two registers: (after one cycle, after two)."""
-            first = Signal.like(value, name=f"{name}_r", reset_less=reset_less)
-            second = Signal.like(value, name=f"{name}_rr", reset_less=reset_less)
-            m.d.sync += [first.eq(value), second.eq(first)]
-            return first, second
+        def staged(value, name, reset_less=True, addresses=False) -> list:
+            """``value`` through the stage's registers (one per cycle of the stage), the last one first; with
+            ``addresses`` (the slot, which the next stage's memories read at) the last one is the lane's own copy
+            (every lane's chain is the same: merged, it would address every lane's memories from one place)."""
+            registers = []
+            for k in range(cfg.lane_stage_cycles):
+                name_k = f"{name}_r{k + 1}"
+                if addresses and k == cfg.lane_stage_cycles - 1:
+                    register = replica(m, value, name_k)
+                else:
+                    register = Signal.like(value, name=name_k, reset_less=reset_less)
+                    m.d.sync += register.eq(value)
+                registers.insert(0, register)
+                value = register
+            return registers
 
         for b in range(depth):
-            valid.append(two(valid[b], f"s{b}_valid", reset_less=False)[1])
-            slot.append(two(slot[b], f"s{b}_slot")[1])
-            meta.append(two(meta[b], f"s{b}_meta")[1])
-            acc.append(two(acc[b], f"s{b}_acc")[1])
+            valid.append(staged(valid[b], f"s{b}_valid", reset_less=False)[0])
+            slot.append(staged(slot[b], f"s{b}_slot", addresses=b + 1 < stages)[0])
+            meta.append(staged(meta[b], f"s{b}_meta")[0])
+            acc.append(staged(acc[b], f"s{b}_acc")[0])
             if b >= stages:                         # the search is done: its count waits for the fixed stages
-                prefix.append(two(prefix[b], f"s{b}_count")[1])
+                prefix.append(staged(prefix[b], f"s{b}_count")[0])
                 continue
             if b == 0:
                 mem = ram(m, "stage0_mem", shape=unsigned(tbits + 1), depth=cfg.slot_depth,
@@ -121,13 +132,13 @@ class RequantLane(wiring.Component):
 
             # this stage's operands (data: read with valid), held while its threshold is read and registered
             if b:
-                p_r = two(prefix[b], f"s{b}_prefix")[1]
-                x_here = two(x[b], f"s{b}_x")[1]
+                p_r = staged(prefix[b], f"s{b}_prefix")[0]
+                x_here = staged(x[b], f"s{b}_x")[0]
                 threshold = Mux(p_r[0], words[1], words[0]).as_signed()      # the child the previous bit chose
             else:
-                first, x_r = two(self.acc, "s0_x")
+                x_r, before = staged(self.acc, "s0_x")[:2]
                 negated = Signal(x_shape, name="s0_x_negated", reset_less=True)    # −x beside x: no negation
-                m.d.sync += negated.eq(-first)                                     # before the compare
+                m.d.sync += negated.eq(-before)                                    # before the compare
                 x_here = Signal(x_shape, name="s0_x_signed")
                 m.d.comb += x_here.eq(Mux(words[0][tbits], negated, x_r))
             bit = x_here >= threshold
@@ -158,16 +169,16 @@ class RequantLane(wiring.Component):
 
     def _threshold_memory(self, m: Module, mem, stage: int, side: int, address) -> Signal:
         """The word of ``mem`` (search stage ``stage``; for ``stage > 0`` the ``side`` = 0 / 1 half of its
-        thresholds, addresses with that lowest bit) read at ``address``, registered. The host writes threshold
+        thresholds, addresses with that lowest bit) read at ``address``, registered twice (the memory's output
+        register, then the register beside the compare). The host writes threshold
         ``(slot << stage) | prefix`` of the stage: at word ``address >> 1`` of the half its lowest bit names."""
         rd, wr = mem.read_port(), mem.write_port()
         write = self.wr_en & (self.wr_stage == stage) & ~self._bias_write
         m.d.comb += [wr.en.eq(write & (self.wr_addr[0] == side) if stage else write),
                      wr.addr.eq(self.wr_addr[1:] if stage else self.wr_addr), wr.data.eq(self.wr_data),
                      rd.addr.eq(address)]
-        word = Signal.like(rd.data, name=f"s{stage}_threshold" + (f"_{side}" if stage else ""), reset_less=True)
-        m.d.sync += word.eq(rd.data)
-        return word
+        name = f"s{stage}_threshold" + (f"_{side}" if stage else "")
+        return delayed(m, rd.data, self.cfg.lane_stage_cycles - 1, name)
 
     @property
     def _bias_write(self):
@@ -180,19 +191,20 @@ class RequantLane(wiring.Component):
         bits = cfg.fixed_bits
         value = self.acc
         for k in range(cfg.lane_stages):
-            x_r = Signal(signed(bits), name=f"f{k}_x", reset_less=True)
-            x_rr = Signal(signed(bits), name=f"f{k}_x_r", reset_less=True)
-            m.d.sync += [x_r.eq(value), x_rr.eq(x_r)]
+            x_r = value
+            for cycle in range(cfg.lane_stage_cycles):
+                register = Signal(signed(bits), name=f"f{k}_x_r{cycle + 1}", reset_less=True)
+                m.d.sync += register.eq(x_r)
+                x_r = register
             if k >= cfg.fixed_steps:
-                value = x_rr
+                value = x_r
                 continue
             mem = ram(m, f"bias{k}_mem", shape=signed(bits), depth=cfg.slot_depth,
                       init=self.bias_init[k] if self.bias_init else [])
             rd, wr = mem.read_port(), mem.write_port()
-            bias = Signal.like(rd.data, name=f"f{k}_bias", reset_less=True)     # the word read, registered
+            bias = delayed(m, rd.data, cfg.lane_stage_cycles - 1, f"f{k}_bias")     # the word read, registered
             m.d.comb += [wr.en.eq(self.wr_en & self.wr_bias & (self.wr_stage == k)), wr.addr.eq(self.wr_addr),
                          wr.data.eq(self.wr_data[:bits]), rd.addr.eq(slot[k])]
-            m.d.sync += bias.eq(rd.data)
             fields = SimpleNamespace(**{name: self.stages[f"s{k}_{name}"] for name in stage_fields()})
-            value = stage_var(m, x_rr, bias, fields, bits, f"f{k}_out")
+            value = stage_var(m, x_r, bias, fields, bits, f"f{k}_out")
         return value

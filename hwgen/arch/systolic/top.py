@@ -31,7 +31,7 @@ from amaranth.lib.wiring import In, Out
 from .array import OutputStationaryArray, WeightStationaryArray
 from .config import SystolicConfig
 from .controller import INSTRUCTION, INSTRUCTION_CHUNKS, Controller, meta_layout
-from ..hdl import ram, select
+from ..hdl import delayed, ram, replica, select
 from .io import StreamIn, StreamOut, beat_layouts
 from .requant import RequantLane
 from .ws_controller import WeightStationaryController
@@ -51,16 +51,6 @@ def host_members(x_bits: int, y_bits: int) -> dict:
         "s_axis_tdata": In(x_bits), "s_axis_tvalid": In(1), "s_axis_tready": Out(1), "s_axis_tlast": In(1),
         "m_axis_tdata": Out(y_bits), "m_axis_tvalid": Out(1), "m_axis_tready": In(1), "m_axis_tlast": Out(1),
     }
-
-
-def delayed(m: Module, value, cycles: int, name: str, reset_less: bool = True):
-    """``value`` ``cycles`` cycles later, through a chain of registers named ``{name}_d1`` … (data registers
-    need no reset; control flags pass ``reset_less=False``)."""
-    for stage in range(cycles):
-        register = Signal.like(value, name=f"{name}_d{stage + 1}", reset_less=reset_less)
-        m.d.sync += register.eq(value)
-        value = register
-    return value
 
 
 def _stage_offset() -> int:
@@ -138,37 +128,48 @@ class SystolicTop(wiring.Component):
                      prog_wr.addr.eq(load.addr), prog_wr.data.eq(load.data.replicate(INSTRUCTION_CHUNKS)),
                      prog_wr.en.eq(Mux(loading & (load.target == PROGRAM), 1 << load.lane, 0))]
 
-        # ---- read requests (idle only): one outstanding, answered two cycles later (the memory read, then its
-        # output register)
-        pending = Signal()
-        fetched = Signal()
+        # ---- read requests (idle only): one outstanding, answered five cycles later: the banks' address
+        # registers, the memory read, its output register, the bank's word chosen, then the element
         req = Signal(READ)
-        m.d.comb += self.read.ready.eq(idle & ~pending & ~fetched & ~self.rdata.valid)
+        reading = [Signal(name=f"read_stage{k}") for k in range(4)]
+        m.d.comb += self.read.ready.eq(idle & ~self.rdata.valid & ~reading[0] & ~reading[1] & ~reading[2] &
+                                       ~reading[3])
         accepting = self.read.valid & self.read.ready
+        m.d.sync += [now.eq(before) for before, now in zip([accepting, *reading], reading)]
         with m.If(accepting):
-            m.d.sync += [pending.eq(1), req.eq(self.read.payload)]
+            m.d.sync += req.eq(self.read.payload)
         with m.If(self.rdata.valid & self.rdata.ready):
             m.d.sync += self.rdata.valid.eq(0)
 
         # ---- the feed pipeline (cfg.feed_latency cycles from the controller to the array): the scratchpad
-        # addresses are registered, the memories read, their outputs registered (nothing but routing after a block
-        # RAM's slow clock-to-output), the operands formed (lane select, − zx) and registered; the weights take
-        # the same path without the select
+        # addresses are registered, registered again in each bank's own address register, the memories read, their
+        # outputs registered (nothing but routing after a block RAM's slow clock-to-output), each row's bank word
+        # chosen and registered, the operands formed (lane select, − zx) and registered; the weights take the same
+        # path without the selects
         bank_addr = delayed(m, ctrl.bank_addr, 1, "bank_addr")
-        bank_read = delayed(m, ctrl.bank_read, 1, "bank_read", False)
+        bank_read = delayed(m, ctrl.bank_read, 2, "bank_read", False)      # with the banks' address registers
         weight_addr = delayed(m, ctrl.weight_addr, 1, "weight_addr")
         if ws:
             m.d.comb += array.shift.eq(delayed(m, ctrl.weight_shift, cfg.feed_latency, "weight_shift", False))
         word_of = lambda width, count: data.ArrayLayout(unsigned(width), count)  # noqa: E731
+        # host writes into the weight banks and the lanes land two cycles after their transfer: from a registered
+        # copy of it (``loading`` depends on ``busy``, whose loads span the device), then from each bank's and each
+        # lane's own registers; like the banks' write enables, they have no reset
+        stored, stored_load = delayed(m, loading, 1, "stored"), data.View(LOAD, delayed(m, load.as_value(), 1, "load"))
+
         # ---- weight banks (one per column)
         for j in range(cols):
             mem = ram(m, f"weights_{j}", shape=unsigned(cfg.w_bits), depth=cfg.weight_depth,
                       init=init["weights"][j] if init else [])
             rd, wr = mem.read_port(), mem.write_port()
-            weight = delayed(m, rd.data, cfg.feed_latency - 2, f"weight_{j}")  # output and operand registers
-            m.d.comb += [rd.addr.eq(weight_addr), (array.w_top if ws else array.w)[j].eq(weight.as_signed()),
-                         wr.addr.eq(load.addr), wr.data.eq(load.data),
-                         wr.en.eq(loading & (load.target == WEIGHTS) & (load.bank == j))]
+            # after the bank's address register and the memory: the output, word, row word and operand registers
+            weight = delayed(m, rd.data, cfg.feed_latency - 3, f"weight_{j}")
+            m.d.comb += [rd.addr.eq(replica(m, weight_addr, f"weight_read_addr_{j}")),
+                         (array.w_top if ws else array.w)[j].eq(weight.as_signed()),
+                         wr.addr.eq(replica(m, stored_load.addr, f"weight_write_addr_{j}")),
+                         wr.data.eq(replica(m, stored_load.data, f"weight_write_data_{j}")),
+                         wr.en.eq(delayed(m, stored & (stored_load.target == WEIGHTS) & (stored_load.bank == j), 1,
+                                          f"weight_write_en_{j}"))]
 
         # ---- requant lanes, fed by the array's drain
         lane_valid, lane_acc, lane_slot, lane_meta = self._lane_inputs(m, ctrl, array)
@@ -176,12 +177,16 @@ class SystolicTop(wiring.Component):
             m.d.comb += [lane.valid.eq(lane_valid), lane.acc.eq(lane_acc[j]), lane.slot.eq(lane_slot),
                          lane.meta.eq(lane_meta), lane.base.eq(instr.base), lane.step.eq(instr.step),
                          lane.passthrough.eq(instr.passthrough),
-                         lane.wr_en.eq(loading & ((load.target == THRESHOLDS) | (load.target == BIASES)) &
-                                       (load.bank == j)),
-                         lane.wr_stage.eq(load.lane), lane.wr_addr.eq(load.addr), lane.wr_data.eq(load.data)]
+                         lane.wr_en.eq(delayed(m, stored & (stored_load.bank == j) &
+                                               ((stored_load.target == THRESHOLDS) | (stored_load.target == BIASES)),
+                                               1, f"lane{j}_write_en")),
+                         lane.wr_stage.eq(replica(m, stored_load.lane, f"lane{j}_write_stage")),
+                         lane.wr_addr.eq(replica(m, stored_load.addr, f"lane{j}_write_addr")),
+                         lane.wr_data.eq(replica(m, stored_load.data, f"lane{j}_write_data"))]
             if cfg.fixed_steps:
                 stages = instr.as_value()[_stage_offset():_stage_offset() + lane.stages.shape().size]
-                m.d.comb += [lane.fixed.eq(instr.fixed), lane.wr_bias.eq(load.target == BIASES),
+                m.d.comb += [lane.fixed.eq(instr.fixed),
+                             lane.wr_bias.eq(replica(m, stored_load.target == BIASES, f"lane{j}_write_bias")),
                              lane.stages.eq(stages)]
         out_meta = data.View(meta, lanes[0].out_meta)
         writing = lanes[0].out_valid
@@ -194,6 +199,12 @@ class SystolicTop(wiring.Component):
         out_read = []
         act_operands = []       # the words again, registered beside the operand logic
         word_en = Mux(streaming_out, s_out.word_en, 1)
+        # every bank's ports are driven by registers of its own, placed beside its block RAMs: the read address
+        # (held while a streamed read waits for the stalled beat ahead of it), the write address, data and enables
+        # (a write lands a cycle after its source: results a layer writes are read from the next layer on, streamed
+        # samples after the walk's first row, host writes by later host reads or runs; the write enables have no
+        # reset, as the memories' ports had none: a load accepted while the core's reset is still high lands)
+        hold_read = streaming_out & ~s_out.read_en
         for i in range(rows):
             act = ram(m, f"activations_{i}", shape=unsigned(act_word.size), depth=cfg.act_depth)
             out = ram(m, f"outputs_{i}", shape=unsigned(out_word.size), depth=cfg.out_depth)
@@ -202,32 +213,36 @@ class SystolicTop(wiring.Component):
             here = writing & out_meta.write & (out_meta.row == i)
             host_write = loading & (load.target == ACTIVATIONS) & (load.bank == i)
             stream_write = s_in.write & (s_in.bank == i)
-            compute_addr = bank_addr[i]
-            m.d.comb += [
-                a_rd.addr.eq(Mux(streaming_out, s_out.addr, Mux(ctrl.busy, compute_addr, self.read.payload.addr))),
-                a_rd.en.eq(Mux(streaming_out, s_out.read_en, Mux(ctrl.busy, bank_read[i], 1))),
-                a_wr.addr.eq(Mux(streaming_in, s_in.addr, Mux(ctrl.busy, out_meta.addr, load.addr))),
-                a_wr.en.eq(Mux(streaming_in, Mux(stream_write, (1 << cols) - 1, 0),
-                               Mux(ctrl.busy, Mux(here & ~instr.passthrough, (1 << cols) - 1, 0),
-                                   Mux(host_write, 1 << load.lane, 0)))),
-                o_rd.addr.eq(Mux(streaming_out, s_out.addr, self.read.payload.addr)),
-                o_rd.en.eq(Mux(streaming_out, s_out.read_en, idle)),       # idle: host reads
-                o_wr.addr.eq(out_meta.addr), o_wr.en.eq(here & instr.passthrough),
-            ]
-            a_data = data.View(act_word, a_wr.data)
-            o_data = data.View(out_word, o_wr.data)
+            a_raddr = replica(m, Mux(streaming_out, s_out.addr, Mux(ctrl.busy, bank_addr[i], self.read.payload.addr)),
+                              f"act_read_addr_{i}", enable=~hold_read)
+            o_raddr = replica(m, Mux(streaming_out, s_out.addr, self.read.payload.addr), f"out_read_addr_{i}",
+                              enable=~hold_read)
+            a_wdata, o_wdata = Signal(act_word), Signal(out_word)
             for j, lane in enumerate(lanes):
-                m.d.comb += [a_data[j].eq(Mux(streaming_in, s_in.data[j], Mux(ctrl.busy, lane.out_value, load.data))),
-                             o_data[j].eq(lane.out_value)]
+                m.d.comb += [a_wdata[j].eq(Mux(streaming_in, s_in.data[j], Mux(ctrl.busy, lane.out_value, load.data))),
+                             o_wdata[j].eq(lane.out_value)]
+            m.d.comb += [
+                a_rd.addr.eq(a_raddr), a_rd.en.eq(Mux(streaming_out, s_out.read_en, Mux(ctrl.busy, bank_read[i], 1))),
+                a_wr.addr.eq(replica(m, Mux(streaming_in, s_in.addr, Mux(ctrl.busy, out_meta.addr, load.addr)),
+                                     f"act_write_addr_{i}")),
+                a_wr.en.eq(delayed(m, Mux(streaming_in, Mux(stream_write, (1 << cols) - 1, 0),
+                                          Mux(ctrl.busy, Mux(here & ~instr.passthrough, (1 << cols) - 1, 0),
+                                              Mux(host_write, 1 << load.lane, 0))), 1, f"act_write_en_{i}")),
+                a_wr.data.eq(replica(m, a_wdata, f"act_write_data_{i}")),
+                o_rd.addr.eq(o_raddr), o_rd.en.eq(Mux(streaming_out, s_out.read_en, idle)),       # idle: host reads
+                o_wr.addr.eq(replica(m, out_meta.addr, f"out_write_addr_{i}")),
+                o_wr.en.eq(delayed(m, here & instr.passthrough, 1, f"out_write_en_{i}")),
+                o_wr.data.eq(replica(m, o_wdata, f"out_write_data_{i}")),
+            ]
             # the memories' output registers (compute operands, host reads and streamed beats)
             a_reg = Signal.like(a_rd.data, name=f"act_word_{i}", reset_less=True)
             o_reg = Signal.like(o_rd.data, name=f"out_word_{i}", reset_less=True)
             with m.If(word_en):
                 m.d.sync += [a_reg.eq(a_rd.data), o_reg.eq(o_rd.data)]
             m.d.comb += [s_out.act_words[i].eq(a_reg), s_out.out_words[i].eq(o_reg)]
-            act_read.append(data.View(act_word, a_reg))
-            act_operands.append(data.View(act_word, delayed(m, a_reg, 1, f"act_operand_word_{i}")))
-            out_read.append(data.View(out_word, o_reg))
+            act_read.append(a_reg)
+            act_operands.append(delayed(m, a_reg, 1, f"act_operand_word_{i}"))
+            out_read.append(o_reg)
         operands = [Signal(signed(cfg.operand_bits), name=f"row{i}_operand", reset_less=True) for i in range(rows)]
         m.d.comb += [array.a[i].eq(operands[i]) for i in range(rows)]
         if ws:
@@ -235,16 +250,14 @@ class SystolicTop(wiring.Component):
         else:
             # implicit im2col: row i takes bank (i + rotate) mod R (its input pixel's slot), or 0 where the kernel
             # reads padding (the zero point, 0 after - zx); the selects arrive with the registered memory words
-            select_delay = cfg.feed_latency - 1
-            feed_rotate = delayed(m, ctrl.feed_rotate, select_delay, "feed_rotate")
-            feed_lane = delayed(m, ctrl.feed_lane, select_delay, "feed_lane")
-            row_valid = delayed(m, ctrl.row_valid, select_delay - 1, "row_valid")     # registered in ctrl
+            feed_rotate = delayed(m, ctrl.feed_rotate, cfg.feed_latency - 2, "feed_rotate")  # for the row word
+            feed_lane = delayed(m, ctrl.feed_lane, cfg.feed_latency - 1, "feed_lane")        # for the operand
+            row_valid = delayed(m, ctrl.row_valid, cfg.feed_latency - 2, "row_valid")      # (registered in ctrl)
             for i in range(rows):
-                word = select(m, feed_rotate, [act_operands[(i + r) % rows].as_value() for r in range(rows)],
-                              unsigned(act_word.size), f"row{i}_word")
-                code = select(m, feed_lane, [lane.as_signed() for lane in data.View(act_word, word)],
-                              signed(cfg.store_bits), f"row{i}_code")
-                m.d.sync += operands[i].eq(Mux(row_valid[i], code - instr.zx, 0))
+                word = select(m, feed_rotate, [act_operands[(i + r) % rows] for r in range(rows)],
+                              unsigned(act_word.size), f"row{i}_bank_word")
+                self._operand(m, i, operands[i], delayed(m, word, 1, f"row{i}_word"), feed_lane, row_valid[i],
+                              instr.zx)
             m.d.comb += [array.valid.eq(delayed(m, ctrl.feed_valid, cfg.feed_latency, "feed_valid", False)),
                          array.last.eq(delayed(m, ctrl.feed_last & ctrl.feed_valid, cfg.feed_latency, "feed_last"))]
             if cfg.max_pool:
@@ -253,22 +266,26 @@ class SystolicTop(wiring.Component):
             m.d.comb += [array.product_shift.eq(instr.product_shift),
                          array.product_rounding.eq(instr.product_rounding)]
 
-        # ---- read answers (host)
-        with m.If(pending):
-            m.d.sync += [pending.eq(0), fetched.eq(1)]
-        with m.If(fetched):
-            m.d.sync += [fetched.eq(0), self.rdata.valid.eq(1)]
-            with m.Switch(req.bank):
-                for i in range(rows):
-                    with m.Case(i):
-                        with m.Switch(req.lane):
-                            for j in range(cols):
-                                with m.Case(j):
-                                    with m.If(req.target == OUTPUTS):
-                                        m.d.sync += self.rdata.payload.eq(out_read[i][j].as_signed())
-                                    with m.Else():
-                                        m.d.sync += self.rdata.payload.eq(act_read[i][j].as_signed())
+        # ---- read answers (host): the bank's word, then the element
+        read_words = [Signal(unsigned(layout.size), name=f"read_{kind}_word", reset_less=True)
+                      for kind, layout in (("act", act_word), ("out", out_word))]
+        with m.If(reading[2]):
+            m.d.sync += [register.eq(select(m, req.bank, words, register.shape(), f"read_{kind}_bank_word"))
+                         for register, words, kind in zip(read_words, (act_read, out_read), ("act", "out"))]
+        with m.If(reading[3]):
+            act_lanes, out_lanes = data.View(act_word, read_words[0]), data.View(out_word, read_words[1])
+            element = select(m, req.lane, [Mux(req.target == OUTPUTS, out_lanes[j].as_signed(), act_lanes[j].as_signed())
+                                           for j in range(cols)], signed(32), "read_element")
+            m.d.sync += [self.rdata.valid.eq(1), self.rdata.payload.eq(element)]
         return m
+
+    def _operand(self, m: Module, row: int, operand: Signal, word, lane, valid, zx) -> None:
+        """The operand register of ``row``: lane ``lane`` of its registered bank ``word`` − ``zx``, or 0 where
+        ``valid`` is low (padding)."""
+        cfg = self.cfg
+        codes = data.View(data.ArrayLayout(unsigned(cfg.store_bits), cfg.cols), word)
+        code = select(m, lane, [c.as_signed() for c in codes], signed(cfg.store_bits), f"row{row}_code")
+        m.d.sync += operand.eq(Mux(valid, code - zx, 0))
 
     def _lane_inputs(self, m: Module, ctrl, array):
         """What enters the requant lanes (valid, values, slot, meta): the OS drain (timed by the array's
@@ -308,24 +325,19 @@ class SystolicTop(wiring.Component):
                 delayed(m, ctrl.lane_meta, lag, "lane_meta"))
 
     def _ws_operands(self, m: Module, ctrl, array, act_read, operands) -> None:
-        """Row i takes lane row_lane[i] of bank row_bank[i] (as the controller addressed them, one cycle after
-        its fold cycle, delayed to meet the registered memory words) into its operand register; the array skews
-        the rows. ``commit`` travels one cycle ahead of the operands."""
+        """Row i takes bank row_bank[i]'s word into its row word register, then lane row_lane[i] of it into its
+        operand register (the selects as the controller addressed them, one cycle after its fold cycle, delayed to
+        meet the registered memory words); the array skews the rows. ``commit`` travels one cycle ahead of the
+        operands."""
         cfg = self.cfg
-        select_delay = cfg.feed_latency - 2         # the controller registered them with its bank addresses
-        row_bank = delayed(m, ctrl.row_bank, select_delay, "row_bank")
-        row_lane = delayed(m, ctrl.row_lane, select_delay, "row_lane")
-        row_valid = delayed(m, ctrl.row_valid, select_delay, "row_valid")
+        # the controller registered them with its bank addresses
+        row_bank = delayed(m, ctrl.row_bank, cfg.feed_latency - 3, "row_bank")        # for the row word
+        row_lane = delayed(m, ctrl.row_lane, cfg.feed_latency - 2, "row_lane")        # for the operand
+        row_valid = delayed(m, ctrl.row_valid, cfg.feed_latency - 2, "row_valid")
         m.d.comb += array.commit.eq(delayed(m, ctrl.fold_start, cfg.feed_latency - 1, "fold_start", False))
         if cfg.max_pool:
             m.d.comb += array.max_mode.eq(ctrl.instr.pool_max)
         for i in range(cfg.rows):
-            code = Signal(signed(cfg.store_bits), name=f"row{i}_code")
-            with m.Switch(row_bank[i]):
-                for b in range(cfg.rows):
-                    with m.Case(b):
-                        with m.Switch(row_lane[i]):
-                            for j in range(cfg.cols):
-                                with m.Case(j):
-                                    m.d.comb += code.eq(act_read[b][j].as_signed())
-            m.d.sync += operands[i].eq(Mux(row_valid[i], code - ctrl.instr.zx, 0))
+            word = select(m, row_bank[i], act_read, act_read[0].shape(), f"row{i}_bank_word")
+            self._operand(m, i, operands[i], delayed(m, word, 1, f"row{i}_word"), row_lane[i], row_valid[i],
+                          ctrl.instr.zx)

@@ -29,10 +29,10 @@ The last fold streams for M + R + C cycles (its last sums); the layer ends when 
 Exact cycles of one run (``compile.Program.predict_cycles``)::
 
     Σ_layers [ R + (F - 1)·P + M + R + C + L_feed + P_pe + L_lane + 1 ]
-    = Σ_layers [ R + (F - 1)·P + M + R + C + 2S + 11 ],   F = n_tiles · k_tiles folds
+    = Σ_layers [ R + (F - 1)·P + M + R + C + 3S + 13 ],   F = n_tiles · k_tiles folds
 
-(``L_feed = cfg.feed_latency = 6``: the controller's registered row reads (``_read``) and top.py's five stages,
-``P_pe = cfg.pe_stages``, ``L_lane = cfg.lane_latency = 2S + 2``). The controller itself is timed for operands that
+(``L_feed = cfg.feed_latency = 8``: the controller's registered row reads (``_read``) and top.py's seven stages,
+``P_pe = cfg.pe_stages``, ``L_lane = cfg.lane_latency = 3S + 2``). The controller itself is timed for operands that
 reach the array one cycle after it addresses them and sums that leave it at fold cycle m + R + C; top.py delays
 everything that meets the data (row selects, ``commit``, weight shifts, the accumulator and lane signals) by the
 feed pipeline and the PEs' second stage.

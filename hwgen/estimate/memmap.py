@@ -209,7 +209,7 @@ def _bases(ram: RamDef) -> tuple[tuple[int, int, int, bool], ...]:
 
 def _plans(rams: tuple[RamDef, ...], shape: str) -> tuple:
     """The RAMs that can take ``shape`` as ``(library index, RAM, fixed cost per replica, widthscale, 2 × emulation
-    score, base widths, cost per bit of its fullest block, its widest unit)``, cheapest per bit first (so the
+    score, base widths, cost per bit of its fullest block, its widest unit, its kind)``, cheapest per bit first (so the
     RAMs tried later are mostly cut by :func:`map_memory`'s lower bound)."""
     out = []
     for i, ram in enumerate(rams):
@@ -218,7 +218,7 @@ def _plans(rams: tuple[RamDef, ...], shape: str) -> tuple:
         bases = _bases(ram)
         per_bit = ram.cost / max(words * unit for words, unit, _, _ in bases)
         out.append((i, ram, ram.cost - ram.widthscale, ram.widthscale, FACTOR_EMU * ram.score(shape), bases, per_bit,
-                    max(unit for _, unit, _, _ in bases)))
+                    max(unit for _, unit, _, _ in bases), ram.kind))
     return tuple(sorted(out, key=lambda plan: (plan[6], plan[2], plan[0])))
 
 
@@ -230,13 +230,16 @@ def _geometry(plan, depth: int, width: int, group: int, groups: int) -> tuple[fl
     """Yosys' ``handle_geom`` for one write port of ``groups`` enables: ``(cost, mult_a, repl, unit width, byte
     width)`` of the cheapest base width (costs compared truncated to integers, as Yosys does), or None when none
     fits the write port."""
-    _, _, fixed, widthscale, emulation, bases, _, _ = plan
+    _, _, fixed, widthscale, emulation, bases, _, _, _ = plan
     best = None
+    swizzle_byte = swizzle = 0                   # the swizzle of the last byte width (the bases mostly share it)
     for words, unit_width, byte, capped in bases:
         if capped and best is not None:
             break
         mult_a = -(-depth // words)
-        swizzle = _swizzle_bits(width, group, byte) if group != width else -(-width // byte) * byte
+        if byte != swizzle_byte:
+            swizzle_byte = byte
+            swizzle = _swizzle_bits(width, group, byte) if group != width else -(-width // byte) * byte
         repl = -(-mult_a * swizzle // unit_width)
         cost = fixed * repl + widthscale * mult_a * width / unit_width + emulation
         if mult_a != 1:
@@ -332,33 +335,36 @@ def _choice(family: str, depth: int, width: int, group: int | None, shape: str) 
     plain numbers is one the garbage collector stops tracking, and a sweep fills thousands.)"""
     group = width if group is None else min(group, width)
     groups = -(-width // group)
-    abits = _clog2(depth)
-    kept: dict[str, tuple] = {}
+    abits = (depth - 1).bit_length() or 1                         # _clog2, inlined
     bits = depth * width
     # RAMs in order of a cost none of their geometries undercuts (a replica holds at most a full block, and
     # ⌈width / widest unit⌉ replicas are needed); once that bound reaches the flip-flop fallback's cost or a found
     # choice's cost + 1, no RAM left can be chosen (Yosys picks a later choice only if it is below the truncated
     # cost of the earlier one)
-    bounds = sorted((plan[4] + max(plan[6] * bits, plan[2] * -(-width // plan[7]) + plan[3] * width / plan[7]),
-                     plan[0], plan) for plan in _PLANS[family][shape])
+    bounds = sorted([(plan[4] + max(plan[6] * bits, plan[2] * -(-width // plan[7]) + plan[3] * width / plan[7]),
+                      plan[0], plan) for plan in _PLANS[family][shape]])
     limit = int(bits)
+    block = distributed = None                                    # the cheapest choice of each kind so far
     for bound, index, plan in bounds:
         if bound >= limit:
             break
-        ram = plan[1]
-        other = kept.get(ram.kind)
-        if other is not None and (bound, index) > (other[2][0], other[0]):
+        other = block if plan[8] == "block" else distributed
+        if other is not None and (bound, index) > (other[1][0], other[0]):
             continue                                              # cannot beat its kind's choice
         geometry = _geometry(plan, depth, width, group, groups)
         if geometry is None:
             continue
-        if other is not None and (geometry[0], index) > (other[2][0], other[0]):
+        if other is not None and (geometry[0], index) > (other[1][0], other[0]):
             continue                                              # post-geometry prune: cheapest per kind, first
-        kept[ram.kind] = (index, ram, geometry)                   # in library order on a tie
-        limit = min(limit, geometry[0] + 1)
+        if plan[8] == "block":                                    # in library order on a tie
+            block = (index, geometry)
+        else:
+            distributed = (index, geometry)
+        if geometry[0] + 1 < limit:
+            limit = geometry[0] + 1
     best_cost = float(depth * width)                              # logic fallback: 1 per RAM bit
     choice = None
-    for index, _, geometry in sorted(kept.values(), key=lambda kept_one: kept_one[0]):
-        if geometry[0] < int(best_cost):                          # ties go to the earlier choice, logic first
-            best_cost, choice = geometry[0], (index, geometry)
+    for kept in sorted(kind for kind in (block, distributed) if kind is not None):
+        if kept[1][0] < int(best_cost):                           # ties go to the earlier choice, logic first
+            best_cost, choice = kept[1][0], kept
     return group, groups, abits, choice

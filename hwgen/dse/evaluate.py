@@ -4,7 +4,7 @@
   rendered. A dataflow point builds only its :class:`~hwgen.arch.dataflow.DataflowConfig` (folding and cycle
   model) and skips the weight/threshold load images, which nothing here reads and which cost ~5× the rest; a
   systolic point builds its configuration and program (no images: they are built on first use) and the estimate
-  only its metrics (:func:`hwgen.estimate.report.analytic_metrics`). What depends on the model alone (its lowered
+  only its metrics (:func:`hwgen.estimate.report.analytic_columns`). What depends on the model alone (its lowered
   layers, their widths and regions, the dataflow layers' ranked foldings), on the model and the column count
   (tensor shapes and feeds; a dense model's plan) or on the column count and the PE and lane widths and depths
   (the PEs' paths, the requant lanes, the WS accumulators: :mod:`hwgen.estimate.fpga`) is cached per worker, so a
@@ -155,12 +155,11 @@ def _analytic(entry: ModelEntry, point: Point, synth: bool, metrics: dict, units
             units[name] = {"unit": m["unit"], "method": m["method"]}
         return
     if design is not None:
-        figures = design.analytic_metrics(point.target)
+        columns = design.analytic_columns(point.target)
     else:
-        figures = _dataflow_design().analytic_metrics(config, point.target)
-    for name, m in figures.items():      # new {"value", "unit", "method"} dicts: without the value, the unit entry
-        metrics[name] = float(m.pop("value"))
-        units[name] = m
+        columns = _dataflow_design().analytic_columns(config, point.target)
+    metrics.update(zip(columns.names, columns.values))       # floats; an FPGA target's unit entries are shared
+    units.update(zip(columns.names, columns.units))
 
 
 def _systolic_design(entry: ModelEntry, params: dict):

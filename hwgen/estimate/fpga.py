@@ -678,9 +678,10 @@ def _feature_values(parts, family: str, dsp_multipliers: bool = True) -> tuple[t
                 mul_lut += n * k * a * b
         for depth, width, count, group, shape, used in comp.mems:
             k = n * count
-            m_bram, m_lut_ram, m_ff, m_emulation_ff, m_mux, m_logic = _mapped(family, depth, width, group, shape, used)
+            m_bram, m_lut_ram, m_ff, m_emulation_ff, m_mux, m_logic, read = _mapped(family, depth, width, group,
+                                                                                   shape, used)
             if packs and m_bram and shape == "sdpx":            # ecp5_pack: the block RAM's output register
-                reg -= k * (width if used is None else sum(stop - start for start, stop in used))
+                reg -= k * read
             memories += k
             bram += k * m_bram
             lut_ram += k * m_lut_ram
@@ -697,12 +698,14 @@ def _mapped(family: str, depth: int, width: int, group: int | None, shape: str,
             used: tuple[tuple[int, int], ...] | None) -> tuple:
     """What one copy of a memory (:class:`Mem`'s fields but its count) adds on ``family``:
     :func:`~hwgen.estimate.memmap.map_memory`'s ``bram``, ``lut_ram``, ``ff``, ``emulation_ff``, ``mux`` and
-    ``logic``; one lookup per memory of a design. Keys and values are plain numbers, strings and tuples of them,
+    ``logic``, then the bits of its word in ``used`` (a systolic program memory's ~30 ranges summed once per memory,
+    not once per point); one lookup per memory of a design. Keys and values are plain numbers, strings and tuples of them,
     which the garbage collector stops tracking, and ``map_memory`` is called past its own cache (it would keep a
     :class:`~hwgen.estimate.memmap.MemoryMapping` per memory): a sweep's thousands of memories add nothing to the
     collections' work (``benchmarks/dse_throughput.py``)."""
     m = map_memory.__wrapped__(family, depth, width, group, shape, used)
-    return m.bram, m.lut_ram, m.ff, m.emulation_ff, m.mux, m.logic
+    return m.bram, m.lut_ram, m.ff, m.emulation_ff, m.mux, m.logic, \
+        width if used is None else sum(stop - start for start, stop in used)
 
 
 @lru_cache(maxsize=1)

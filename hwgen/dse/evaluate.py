@@ -219,8 +219,8 @@ def clear_point_caches() -> None:
     from ..estimate import fpga, memmap, report
 
     for cache in (fpga.components, fpga._instruction_used, fpga._pe_paths, fpga._requant_lanes, fpga._accumulators,
-                  fpga._mapped, memmap.map_memory, memmap._choice, report._config_json, timing._head,
-                  timing.fifo_depths, timing.window_schedule):
+                  fpga._mapped, memmap.map_memory, memmap._choice, memmap._word_plans, report._config_json,
+                  timing._head, timing.fifo_depths, timing.window_schedule):
         cache.cache_clear()
 
 

@@ -226,20 +226,34 @@ _PLANS = {family: {shape: _plans(rams, shape) for shape in ("sdp", "sdpx", "sp")
           for family, rams in LIBRARIES.items()}
 
 
-def _geometry(plan, depth: int, width: int, group: int, groups: int) -> tuple[float, int, int, int, int] | None:
-    """Yosys' ``handle_geom`` for one write port of ``groups`` enables: ``(cost, mult_a, repl, unit width, byte
-    width)`` of the cheapest base width (costs compared truncated to integers, as Yosys does), or None when none
-    fits the write port."""
-    _, _, fixed, widthscale, emulation, bases, _, _, _ = plan
+@lru_cache(maxsize=1024)
+def _word_plans(family: str, width: int, group: int, shape: str) -> tuple:
+    """The plans (:data:`_PLANS`) of ``family`` for ``shape`` with what their costs read of a ``width``-bit word of
+    ``group``-bit write-enable groups alone (``group`` ≤ ``width``), as ``(library index, kind, fixed cost per
+    replica, widthscale, 2 × emulation score, cost per bit of its fullest block, the least cost of the replicas
+    the word needs whatever the depth, base widths as ``(words per address block, unit width, byte width, capped,
+    the swizzle's bits)``)``: computed once per word shape, not once per memory (a sweep's memories have a few
+    dozen word shapes and a thousand depths, ``benchmarks/dse_throughput.py``)."""
+    out = []
+    for index, _, fixed, widthscale, emulation, bases, per_bit, widest, kind in _PLANS[family][shape]:
+        swizzles = {byte: _swizzle_bits(width, group, byte) if group != width else -(-width // byte) * byte
+                    for _, _, byte, _ in bases}
+        out.append((index, kind, fixed, widthscale, emulation, per_bit,
+                    fixed * -(-width // widest) + widthscale * width / widest,
+                    tuple((words, unit, byte, capped, swizzles[byte]) for words, unit, byte, capped in bases)))
+    return tuple(out)
+
+
+def _geometry(plan, depth: int, width: int, groups: int) -> tuple[float, int, int, int, int] | None:
+    """Yosys' ``handle_geom`` for one write port of ``groups`` enables (``plan``: one of :func:`_word_plans`):
+    ``(cost, mult_a, repl, unit width, byte width)`` of the cheapest base width (costs compared truncated to
+    integers, as Yosys does), or None when none fits the write port."""
+    _, _, fixed, widthscale, emulation, _, _, bases = plan
     best = None
-    swizzle_byte = swizzle = 0                   # the swizzle of the last byte width (the bases mostly share it)
-    for words, unit_width, byte, capped in bases:
+    for words, unit_width, byte, capped, swizzle in bases:
         if capped and best is not None:
             break
         mult_a = -(-depth // words)
-        if byte != swizzle_byte:
-            swizzle_byte = byte
-            swizzle = _swizzle_bits(width, group, byte) if group != width else -(-width // byte) * byte
         repl = -(-mult_a * swizzle // unit_width)
         cost = fixed * repl + widthscale * mult_a * width / unit_width + emulation
         if mult_a != 1:
@@ -341,22 +355,22 @@ def _choice(family: str, depth: int, width: int, group: int | None, shape: str) 
     # ⌈width / widest unit⌉ replicas are needed); once that bound reaches the flip-flop fallback's cost or a found
     # choice's cost + 1, no RAM left can be chosen (Yosys picks a later choice only if it is below the truncated
     # cost of the earlier one)
-    bounds = sorted([(plan[4] + max(plan[6] * bits, plan[2] * -(-width // plan[7]) + plan[3] * width / plan[7]),
-                      plan[0], plan) for plan in _PLANS[family][shape]])
+    bounds = sorted([(plan[4] + max(plan[5] * bits, plan[6]), plan[0], plan)
+                     for plan in _word_plans(family, width, group, shape)])
     limit = int(bits)
     block = distributed = None                                    # the cheapest choice of each kind so far
     for bound, index, plan in bounds:
         if bound >= limit:
             break
-        other = block if plan[8] == "block" else distributed
+        other = block if plan[1] == "block" else distributed
         if other is not None and (bound, index) > (other[1][0], other[0]):
             continue                                              # cannot beat its kind's choice
-        geometry = _geometry(plan, depth, width, group, groups)
+        geometry = _geometry(plan, depth, width, groups)
         if geometry is None:
             continue
         if other is not None and (geometry[0], index) > (other[1][0], other[0]):
             continue                                              # post-geometry prune: cheapest per kind, first
-        if plan[8] == "block":                                    # in library order on a tie
+        if plan[1] == "block":                                    # in library order on a tie
             block = (index, geometry)
         else:
             distributed = (index, geometry)

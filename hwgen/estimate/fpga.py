@@ -651,9 +651,10 @@ def _features(parts, family: str, dsp_multipliers: bool = True) -> tuple[dict[st
 
 def _feature_values(parts, family: str, dsp_multipliers: bool = True) -> tuple[tuple[float, ...], int, float]:
     """:func:`_features` with the features as a tuple in :data:`FEATURES` order."""
-    # each feature summed in local variables, component by component as listed (the same additions, in the same
-    # order, as a dict of features would do them: the figures do not depend on how they are added up)
-    reg = add = cmp = mux = logic = mul_lut = lut_ram = mem_ff = emulation_ff = mem_mux = mem_logic = memories = 0.0
+    # each feature summed in local variables, component by component as listed, in integers (every count is whole)
+    # and made a float at the end: the sums are exact either way, and integer additions are the interpreter's
+    # fast ones where an integer added to a float is not
+    reg = add = cmp = mux = logic = mul_lut = lut_ram = mem_ff = emulation_ff = mem_mux = mem_logic = memories = 0
     dsp = 0
     # ECP5 (hwgen.estimate.ecp5_pack): the register that reads an hdl.ram block RAM (every sdpx memory is read into
     # one) becomes the RAM's output register, a registered product the DSP's: flip-flops no longer
@@ -689,8 +690,8 @@ def _feature_values(parts, family: str, dsp_multipliers: bool = True) -> tuple[t
             emulation_ff += k * m_emulation_ff
             mem_mux += k * m_mux
             mem_logic += k * m_logic
-    return (reg, add, cmp, mux, logic, mul_lut, lut_ram, mem_ff, emulation_ff, mem_mux, mem_logic, memories, 1.0), \
-        dsp, bram
+    return (float(reg), float(add), float(cmp), float(mux), float(logic), float(mul_lut), float(lut_ram),
+            float(mem_ff), float(emulation_ff), float(mem_mux), float(mem_logic), float(memories), 1.0), dsp, bram
 
 
 @lru_cache(maxsize=8192)

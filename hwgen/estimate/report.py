@@ -45,10 +45,10 @@ UNITS = {
 }
 
 
-@dataclass(frozen=True)
-class Cycles:
+class Cycles(NamedTuple):
     """The design's exact cycle model: one sample start → result (``latency_cycles``) and ``batch_samples``
-    samples in ``batch_cycles`` (throughput)."""
+    samples in ``batch_cycles`` (throughput). (A named tuple: a design-space sweep makes one per point, and a
+    frozen dataclass costs twice as much to make.)"""
 
     latency_cycles: int
     batch_samples: int

@@ -699,11 +699,11 @@ def _mapped(family: str, depth: int, width: int, group: int | None, shape: str,
             used: tuple[tuple[int, int], ...] | None) -> tuple:
     """What one copy of a memory (:class:`Mem`'s fields but its count) adds on ``family``:
     :func:`~hwgen.estimate.memmap.map_memory`'s ``bram``, ``lut_ram``, ``ff``, ``emulation_ff``, ``mux`` and
-    ``logic``, then the bits of its word in ``used`` (a systolic program memory's ~30 ranges summed once per memory,
-    not once per point); one lookup per memory of a design. Keys and values are plain numbers, strings and tuples of them,
-    which the garbage collector stops tracking, and ``map_memory`` is called past its own cache (it would keep a
-    :class:`~hwgen.estimate.memmap.MemoryMapping` per memory): a sweep's thousands of memories add nothing to the
-    collections' work (``benchmarks/dse_throughput.py``)."""
+    ``logic``, then the bits of its word in ``used`` (a systolic program memory's ~30 ranges summed once per
+    memory, not once per point); one lookup per memory of a design. Keys and values are plain numbers, strings and
+    tuples of them, which the garbage collector stops tracking, and ``map_memory`` is called past its own cache (it
+    would keep a :class:`~hwgen.estimate.memmap.MemoryMapping` per memory): a sweep's thousands of memories add
+    nothing to the collections' work (``benchmarks/dse_throughput.py``)."""
     m = map_memory.__wrapped__(family, depth, width, group, shape, used)
     return m.bram, m.lut_ram, m.ff, m.emulation_ff, m.mux, m.logic, \
         width if used is None else sum(stop - start for start, stop in used)

@@ -262,10 +262,10 @@ class Design:
         return estimate(self.config, target, synth=synth, cycles=cycles, verilog=self.verilog if synth else None,
                         top=TOP_NAME, out_dir=out_dir, workload=workload, design=design)
 
-    def analytic_metrics(self, target: str) -> dict[str, dict]:
-        """``estimate(target).metrics`` (analytic), without the rest of the report (see
-        :func:`hwgen.estimate.report.analytic_metrics`)."""
-        return _estimate_report().analytic_metrics(self.config, target, *self._estimate_inputs(target))
+    def analytic_columns(self, target: str):
+        """``estimate(target).metrics`` (analytic), without the rest of the report, as columns (see
+        :func:`hwgen.estimate.report.analytic_columns`)."""
+        return _estimate_report().analytic_columns(self.config, target, *self._estimate_inputs(target))
 
     def _estimate_inputs(self, target):
         """The cycle model an estimate uses (latency: 1 sample; throughput: a full batch; preloaded) and, for an

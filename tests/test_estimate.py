@@ -434,6 +434,30 @@ def test_unknown_target():
         estimate(SMALL, "ecp6", cycles=CYCLES)
 
 
+def test_rounded_is_round_to_3_decimals_bit_for_bit():
+    """A metric's value is ``round(value, 3)`` bit for bit (sign of zero included), also where ``_rounded`` takes
+    its shortcut: random values of every scale, thousandths at and near ties, halves, zeros, huge and special
+    values."""
+    import math
+    import random
+    import struct
+
+    from hwgen.estimate.report import _rounded
+
+    rng = random.Random(3)
+    values = [rng.uniform(-1e4, 1e4) for _ in range(20000)]
+    values += [rng.randint(-10**7, 10**7) / 1000 + rng.choice((0.0, 5e-4, -5e-4, 1e-12, -1e-12)) for _ in range(20000)]
+    values += [rng.choice((1, -1)) * 10 ** rng.uniform(-8, 16) for _ in range(20000)]
+    values += [rng.randint(1, 10**6) / rng.randint(1, 10**4) for _ in range(20000)]
+    values += [struct.unpack("d", struct.pack("Q", rng.getrandbits(64)))[0] for _ in range(20000)]
+    values += [0.0005, 0.0015, 2.675, 0.4995, -0.0004, 0.0, -0.0, 1e12 + 0.0005, 1e15 + 0.5, 5e-324, math.inf,
+               -math.inf, 7, 12.5]
+    for value in values:
+        if not math.isnan(value):
+            assert struct.pack("d", _rounded(value)) == struct.pack("d", round(float(value), 3)), value
+    assert math.isnan(_rounded(math.nan))
+
+
 # ------------------------------------------------------------------------------------------------ optional tools
 def test_missing_tool_message(monkeypatch, tmp_path):
     monkeypatch.setattr(sys, "executable", str(tmp_path / "python"))

@@ -4,7 +4,7 @@
   rendered. A dataflow point builds only its :class:`~hwgen.arch.dataflow.DataflowConfig` (folding and cycle
   model) and skips the weight/threshold load images, which nothing here reads and which cost ~5× the rest; a
   systolic point builds its configuration and program (no images: they are built on first use) and the estimate
-  only its metrics (:func:`hwgen.estimate.report.analytic_metrics`). What depends on the model alone (its lowered
+  only its metrics (:func:`hwgen.estimate.report.analytic_columns`). What depends on the model alone (its lowered
   layers, their widths and regions, the dataflow layers' ranked foldings), on the model and the column count
   (tensor shapes and feeds; a dense model's plan) or on the column count and the PE and lane widths and depths
   (the PEs' paths, the requant lanes, the WS accumulators: :mod:`hwgen.estimate.fpga`) is cached per worker, so a
@@ -119,6 +119,15 @@ def _put(metrics: dict, units: dict, name: str, value, unit: str, method: str = 
     units[name] = {"unit": unit, "method": method}
 
 
+# The unit entries of the metrics every analytic point has besides its estimate's: one dict per metric shared by
+# every result (do not mutate), as an FPGA target's are (:func:`hwgen.estimate.report.analytic_columns`)
+_ARCH_UNITS = {name: {"unit": unit, "method": "analytic"} for name, unit in (("ii_cycles", "cycles"),
+                                                                               ("batch", "samples"))}
+_PERFORMANCE_UNITS = {name: {"unit": unit, "method": "analytic"} for name, unit in (
+    ("cycles", "cycles"), ("predicted_cycles", "cycles"), ("macs", "MAC"), ("mac_units", "MAC units"),
+    ("utilization", "fraction"))}
+
+
 def _analytic(entry: ModelEntry, point: Point, synth: bool, metrics: dict, units: dict) -> None:
     if point.arch == "dataflow":
         design = None
@@ -126,7 +135,7 @@ def _analytic(entry: ModelEntry, point: Point, synth: bool, metrics: dict, units
         latency, ii = config.predicted_latency_cycles, config.predicted_ii_cycles
         cycles = latency + (point.samples - 1) * ii
         mac_units = sum(layer.pe * layer.simd for layer in config.layers)
-        _put(metrics, units, "ii_cycles", ii, "cycles")
+        metrics["ii_cycles"], units["ii_cycles"] = float(ii), _ARCH_UNITS["ii_cycles"]
         steady_cycles, steady_samples = ii, 1
     else:
         design = _systolic_design(entry, point.params)
@@ -135,12 +144,11 @@ def _analytic(entry: ModelEntry, point: Point, synth: bool, metrics: dict, units
         batch = design.program.batch
         steady_samples, steady_cycles = batch, design.predicted_cycles(batch, stream=False)
         mac_units = config.rows * config.cols
-        _put(metrics, units, "batch", batch, "samples")
-    for name, value, unit in (("cycles", cycles, "cycles"), ("predicted_cycles", cycles, "cycles"),
-                              ("macs", entry.macs, "MAC"), ("mac_units", mac_units, "MAC units"),
-                              ("utilization", entry.macs * steady_samples / (mac_units * steady_cycles), "fraction")):
-        metrics[name] = float(value)                  # _put, inlined (none of these is None)
-        units[name] = {"unit": unit, "method": "analytic"}
+        metrics["batch"], units["batch"] = float(batch), _ARCH_UNITS["batch"]
+    metrics.update(cycles=float(cycles), predicted_cycles=float(cycles), macs=float(entry.macs),
+                   mac_units=float(mac_units),
+                   utilization=float(entry.macs * steady_samples / (mac_units * steady_cycles)))
+    units.update(_PERFORMANCE_UNITS)
     if point.target is None:
         return
     if synth:
@@ -155,12 +163,11 @@ def _analytic(entry: ModelEntry, point: Point, synth: bool, metrics: dict, units
             units[name] = {"unit": m["unit"], "method": m["method"]}
         return
     if design is not None:
-        figures = design.analytic_metrics(point.target)
+        columns = design.analytic_columns(point.target)
     else:
-        figures = _dataflow_design().analytic_metrics(config, point.target)
-    for name, m in figures.items():      # new {"value", "unit", "method"} dicts: without the value, the unit entry
-        metrics[name] = float(m.pop("value"))
-        units[name] = m
+        columns = _dataflow_design().analytic_columns(config, point.target)
+    metrics.update(zip(columns.names, columns.values))       # floats; an FPGA target's unit entries are shared
+    units.update(zip(columns.names, columns.units))
 
 
 def _systolic_design(entry: ModelEntry, params: dict):
@@ -212,8 +219,8 @@ def clear_point_caches() -> None:
     from ..estimate import fpga, memmap, report
 
     for cache in (fpga.components, fpga._instruction_used, fpga._pe_paths, fpga._requant_lanes, fpga._accumulators,
-                  fpga._mapped, memmap.map_memory, memmap._choice, report._config_json, timing._head,
-                  timing.fifo_depths, timing.window_schedule):
+                  fpga._mapped, memmap.map_memory, memmap._choice, memmap._word_plans, report._config_json,
+                  timing._head, timing.fifo_depths, timing.window_schedule):
         cache.cache_clear()
 
 

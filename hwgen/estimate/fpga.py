@@ -238,17 +238,28 @@ def _instruction_items(dataflow: str, max_pool: bool, fixed_steps: int, product_
 def _instruction_used(dataflow: str, act: int, weight: int, slot: int, operand: int, prog: int, rows: int,
                       rows_bits: int, cols: int, max_pool: bool, fixed_steps: int, product_rounding: bool
                       ) -> tuple[tuple[tuple[int, int], ...], int]:
-    """``rows`` / ``cols``: the bits of a row / column index (``clog2``); ``rows_bits``: the bits of R itself."""
+    """``rows`` / ``cols``: the bits of a row / column index (``clog2``); ``rows_bits``: the bits of R itself. (The
+    current run of kept bits is held in locals, not as the last entry of a list of lists: a sweep's configurations
+    have hundreds of different bit widths, so this runs for a quarter of its points.)"""
     kept = {"act": act, "w_base": weight + (dataflow == "ws"), "slot_base": slot, "zx": operand, "base": operand,
             "loop_to": prog, "c0_lane": cols, "start_residue": rows, "step_residue": rows_bits}
-    ranges: list[list[int]] = []
+    ranges: list[tuple[int, int]] = []
+    start = stop = -1                                          # the run being joined ([start, stop))
     for offset, width, kind in _instruction_items(dataflow, max_pool, fixed_steps, product_rounding):
-        bits = width if kind is None else min(width, kept[kind])
-        if bits and ranges and ranges[-1][1] == offset:
-            ranges[-1][1] = offset + bits                      # joins the previous field's run
-        elif bits:
-            ranges.append([offset, offset + bits])
-    return tuple((start, stop) for start, stop in ranges), sum(stop - start for start, stop in ranges)
+        bits = width if kind is None else kept[kind]
+        if bits > width:
+            bits = width
+        if not bits:
+            continue
+        if offset == stop:
+            stop = offset + bits                               # joins the previous field's run
+        else:
+            if stop > 0:
+                ranges.append((start, stop))
+            start, stop = offset, offset + bits
+    if stop > 0:
+        ranges.append((start, stop))
+    return tuple(ranges), sum(stop - start for start, stop in ranges)
 
 
 def _bits(count: int) -> int:
@@ -651,9 +662,10 @@ def _features(parts, family: str, dsp_multipliers: bool = True) -> tuple[dict[st
 
 def _feature_values(parts, family: str, dsp_multipliers: bool = True) -> tuple[tuple[float, ...], int, float]:
     """:func:`_features` with the features as a tuple in :data:`FEATURES` order."""
-    # each feature summed in local variables, component by component as listed (the same additions, in the same
-    # order, as a dict of features would do them: the figures do not depend on how they are added up)
-    reg = add = cmp = mux = logic = mul_lut = lut_ram = mem_ff = emulation_ff = mem_mux = mem_logic = memories = 0.0
+    # each feature summed in local variables, component by component as listed, in integers (every count is whole)
+    # and made a float at the end: the sums are exact either way, and integer additions are the interpreter's
+    # fast ones where an integer added to a float is not
+    reg = add = cmp = mux = logic = mul_lut = lut_ram = mem_ff = emulation_ff = mem_mux = mem_logic = memories = 0
     dsp = 0
     # ECP5 (hwgen.estimate.ecp5_pack): the register that reads an hdl.ram block RAM (every sdpx memory is read into
     # one) becomes the RAM's output register, a registered product the DSP's: flip-flops no longer
@@ -678,9 +690,10 @@ def _feature_values(parts, family: str, dsp_multipliers: bool = True) -> tuple[t
                 mul_lut += n * k * a * b
         for depth, width, count, group, shape, used in comp.mems:
             k = n * count
-            m_bram, m_lut_ram, m_ff, m_emulation_ff, m_mux, m_logic = _mapped(family, depth, width, group, shape, used)
+            m_bram, m_lut_ram, m_ff, m_emulation_ff, m_mux, m_logic, read = _mapped(family, depth, width, group,
+                                                                                   shape, used)
             if packs and m_bram and shape == "sdpx":            # ecp5_pack: the block RAM's output register
-                reg -= k * (width if used is None else sum(stop - start for start, stop in used))
+                reg -= k * read
             memories += k
             bram += k * m_bram
             lut_ram += k * m_lut_ram
@@ -688,8 +701,8 @@ def _feature_values(parts, family: str, dsp_multipliers: bool = True) -> tuple[t
             emulation_ff += k * m_emulation_ff
             mem_mux += k * m_mux
             mem_logic += k * m_logic
-    return (reg, add, cmp, mux, logic, mul_lut, lut_ram, mem_ff, emulation_ff, mem_mux, mem_logic, memories, 1.0), \
-        dsp, bram
+    return (float(reg), float(add), float(cmp), float(mux), float(logic), float(mul_lut), float(lut_ram),
+            float(mem_ff), float(emulation_ff), float(mem_mux), float(mem_logic), float(memories), 1.0), dsp, bram
 
 
 @lru_cache(maxsize=8192)
@@ -697,12 +710,14 @@ def _mapped(family: str, depth: int, width: int, group: int | None, shape: str,
             used: tuple[tuple[int, int], ...] | None) -> tuple:
     """What one copy of a memory (:class:`Mem`'s fields but its count) adds on ``family``:
     :func:`~hwgen.estimate.memmap.map_memory`'s ``bram``, ``lut_ram``, ``ff``, ``emulation_ff``, ``mux`` and
-    ``logic``; one lookup per memory of a design. Keys and values are plain numbers, strings and tuples of them,
-    which the garbage collector stops tracking, and ``map_memory`` is called past its own cache (it would keep a
-    :class:`~hwgen.estimate.memmap.MemoryMapping` per memory): a sweep's thousands of memories add nothing to the
-    collections' work (``benchmarks/dse_throughput.py``)."""
+    ``logic``, then the bits of its word in ``used`` (a systolic program memory's ~30 ranges summed once per
+    memory, not once per point); one lookup per memory of a design. Keys and values are plain numbers, strings and
+    tuples of them, which the garbage collector stops tracking, and ``map_memory`` is called past its own cache (it
+    would keep a :class:`~hwgen.estimate.memmap.MemoryMapping` per memory): a sweep's thousands of memories add
+    nothing to the collections' work (``benchmarks/dse_throughput.py``)."""
     m = map_memory.__wrapped__(family, depth, width, group, shape, used)
-    return m.bram, m.lut_ram, m.ff, m.emulation_ff, m.mux, m.logic
+    return m.bram, m.lut_ram, m.ff, m.emulation_ff, m.mux, m.logic, \
+        width if used is None else sum(stop - start for start, stop in used)
 
 
 @lru_cache(maxsize=1)

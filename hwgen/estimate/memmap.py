@@ -209,7 +209,7 @@ def _bases(ram: RamDef) -> tuple[tuple[int, int, int, bool], ...]:
 
 def _plans(rams: tuple[RamDef, ...], shape: str) -> tuple:
     """The RAMs that can take ``shape`` as ``(library index, RAM, fixed cost per replica, widthscale, 2 × emulation
-    score, base widths, cost per bit of its fullest block, its widest unit)``, cheapest per bit first (so the
+    score, base widths, cost per bit of its fullest block, its widest unit, its kind)``, cheapest per bit first (so the
     RAMs tried later are mostly cut by :func:`map_memory`'s lower bound)."""
     out = []
     for i, ram in enumerate(rams):
@@ -218,7 +218,7 @@ def _plans(rams: tuple[RamDef, ...], shape: str) -> tuple:
         bases = _bases(ram)
         per_bit = ram.cost / max(words * unit for words, unit, _, _ in bases)
         out.append((i, ram, ram.cost - ram.widthscale, ram.widthscale, FACTOR_EMU * ram.score(shape), bases, per_bit,
-                    max(unit for _, unit, _, _ in bases)))
+                    max(unit for _, unit, _, _ in bases), ram.kind))
     return tuple(sorted(out, key=lambda plan: (plan[6], plan[2], plan[0])))
 
 
@@ -226,17 +226,34 @@ _PLANS = {family: {shape: _plans(rams, shape) for shape in ("sdp", "sdpx", "sp")
           for family, rams in LIBRARIES.items()}
 
 
-def _geometry(plan, depth: int, width: int, group: int, groups: int) -> tuple[float, int, int, int, int] | None:
-    """Yosys' ``handle_geom`` for one write port of ``groups`` enables: ``(cost, mult_a, repl, unit width, byte
-    width)`` of the cheapest base width (costs compared truncated to integers, as Yosys does), or None when none
-    fits the write port."""
-    _, _, fixed, widthscale, emulation, bases, _, _ = plan
+@lru_cache(maxsize=1024)
+def _word_plans(family: str, width: int, group: int, shape: str) -> tuple:
+    """The plans (:data:`_PLANS`) of ``family`` for ``shape`` with what their costs read of a ``width``-bit word of
+    ``group``-bit write-enable groups alone (``group`` ≤ ``width``), as ``(library index, kind, fixed cost per
+    replica, widthscale, 2 × emulation score, cost per bit of its fullest block, the least cost of the replicas
+    the word needs whatever the depth, base widths as ``(words per address block, unit width, byte width, capped,
+    the swizzle's bits)``)``: computed once per word shape, not once per memory (a sweep's memories have a few
+    dozen word shapes and a thousand depths, ``benchmarks/dse_throughput.py``)."""
+    out = []
+    for index, _, fixed, widthscale, emulation, bases, per_bit, widest, kind in _PLANS[family][shape]:
+        swizzles = {byte: _swizzle_bits(width, group, byte) if group != width else -(-width // byte) * byte
+                    for _, _, byte, _ in bases}
+        out.append((index, kind, fixed, widthscale, emulation, per_bit,
+                    fixed * -(-width // widest) + widthscale * width / widest,
+                    tuple((words, unit, byte, capped, swizzles[byte]) for words, unit, byte, capped in bases)))
+    return tuple(out)
+
+
+def _geometry(plan, depth: int, width: int, groups: int) -> tuple[float, int, int, int, int] | None:
+    """Yosys' ``handle_geom`` for one write port of ``groups`` enables (``plan``: one of :func:`_word_plans`):
+    ``(cost, mult_a, repl, unit width, byte width)`` of the cheapest base width (costs compared truncated to
+    integers, as Yosys does), or None when none fits the write port."""
+    _, _, fixed, widthscale, emulation, _, _, bases = plan
     best = None
-    for words, unit_width, byte, capped in bases:
+    for words, unit_width, byte, capped, swizzle in bases:
         if capped and best is not None:
             break
         mult_a = -(-depth // words)
-        swizzle = _swizzle_bits(width, group, byte) if group != width else -(-width // byte) * byte
         repl = -(-mult_a * swizzle // unit_width)
         cost = fixed * repl + widthscale * mult_a * width / unit_width + emulation
         if mult_a != 1:
@@ -246,28 +263,46 @@ def _geometry(plan, depth: int, width: int, group: int, groups: int) -> tuple[fl
     return best
 
 
-def _count_covered(intervals: list[tuple[int, int]]) -> int:
-    """Integers covered by the inclusive ``(first, last)`` intervals."""
-    total, reach = 0, -1
-    for first, last in sorted(intervals):
-        if last > reach:
-            total += last - max(first, reach + 1) + 1
-            reach = last
-    return total
+def _mask(used: tuple[tuple[int, int], ...], width: int) -> int:
+    """The ``(start, stop)`` bit ranges ``used`` of a ``width``-bit word as an integer with those bits set. What
+    :func:`map_memory` counts of them (bits, write-enable groups and RAM cells holding a used bit) are counts of
+    set bits and of fields with a set bit, a few big-integer operations each instead of a pass over the ranges per
+    count (a systolic program memory's word has ~30 ranges, and a sweep's configurations have hundreds of different
+    ones: ~7 µs a memory instead of ~30, ``benchmarks/dse_throughput.py``)."""
+    mask = 0
+    for start, stop in used:
+        if start < stop:
+            mask |= (1 << stop) - (1 << start)
+    return mask & ((1 << width) - 1)
 
 
-def _used_replicas(ranges: list[tuple[int, int]], width: int, group: int, byte: int, unit: int, mult_a: int
-                   ) -> int:
-    """RAM cells that hold at least one used bit: Yosys lays ``mult_a`` copies of the swizzle (one per address
-    block) end to end and cuts them into ``unit``-bit cells; bit ``b`` sits at ``(b // group)·padded + b % group``.
-    The padding between groups is shorter than a cell, so a run of used bits covers every cell from its first
-    bit's to its last's."""
+def _fields_touched(mask: int, size: int, count: int) -> int:
+    """How many of the ``count`` ``size``-bit fields of ``mask`` (field ``i``: bits ``i·size`` on) hold a set bit:
+    each field's bits ORed down into its lowest bit (shifts that double the span folded), then those bits counted."""
+    span = 1
+    while span < size:
+        step = min(span, size - span)
+        mask |= mask >> step
+        span += step
+    return (mask & ((1 << (size * count)) - 1) // ((1 << size) - 1)).bit_count()
+
+
+def _used_replicas(mask: int, width: int, group: int, byte: int, unit: int, mult_a: int) -> int:
+    """RAM cells that hold at least one used bit (``mask``: :func:`_mask`): Yosys lays ``mult_a`` copies of the
+    swizzle (one per address block) end to end and cuts them into ``unit``-bit cells; bit ``b`` sits at
+    ``(b // group)·padded + b % group``. (The padding between groups is shorter than a cell, so no cell
+    between two used bits of a run holds padding alone: counting cells with a used bit counts every cell from a
+    run's first bit's to its last's.)"""
     padded = -(-group // byte) * byte
     swizzle = _swizzle_bits(width, group, byte)
-    spans = [((first // group) * padded + first % group, (last // group) * padded + last % group)
-             for first, last in ranges]
-    return _count_covered([((block * swizzle + a) // unit, (block * swizzle + b) // unit)
-                           for block in range(mult_a) for a, b in spans])
+    if padded != group:
+        field, spread = (1 << group) - 1, 0
+        for index in range(-(-width // group)):
+            spread |= ((mask >> (index * group)) & field) << (index * padded)
+        mask = spread
+    if mult_a > 1:                    # the copies do not overlap (mask < 2^swizzle): a product ORs them
+        mask *= ((1 << (swizzle * mult_a)) - 1) // ((1 << swizzle) - 1)
+    return _fields_touched(mask, unit, -(-swizzle * mult_a // unit))
 
 
 @lru_cache(maxsize=8192)
@@ -280,17 +315,17 @@ def map_memory(family: str, depth: int, width: int, group: int | None = None, sh
     mapping for the whole word, then removes what drives nothing: RAM cells none of whose bits are read, and the
     flip-flops and muxes of unread bits; the figures returned are what remains."""
     group, groups, abits, choice = _choice(family, depth, width, group, shape)
-    ranges = [(start, min(stop, width) - 1) for start, stop in used if start < min(stop, width)] if used else None
-    read = width if ranges is None else _count_covered(ranges)   # bits the hardware reads
-    if ranges is not None:
-        groups = _count_covered([(a // group, b // group) for a, b in ranges])   # write-enable groups left
+    mask = _mask(used, width) if used else None
+    read = width if mask is None else mask.bit_count()                  # bits the hardware reads
+    if mask is not None:
+        groups = _fields_touched(mask, group, groups)                   # write-enable groups left
     if choice is None:
         return MemoryMapping("ff", "", "", 0, 0.0, 0, depth * read + read, 0, (depth - 1) * read, depth * groups,
                              float(depth * width))
     index, (cost, mult_a, repl, unit, byte) = choice
     ram = LIBRARIES[family][index]
-    if ranges is not None:
-        repl = _used_replicas(ranges, width, group, byte, unit, mult_a)
+    if mask is not None:
+        repl = _used_replicas(mask, width, group, byte, unit, mult_a)
     cells = repl * ram.per_cell
     count = mult_a * read if ram.per_bit else cells
     mux = (mult_a - 1) * read
@@ -314,33 +349,36 @@ def _choice(family: str, depth: int, width: int, group: int | None, shape: str) 
     plain numbers is one the garbage collector stops tracking, and a sweep fills thousands.)"""
     group = width if group is None else min(group, width)
     groups = -(-width // group)
-    abits = _clog2(depth)
-    kept: dict[str, tuple] = {}
+    abits = (depth - 1).bit_length() or 1                         # _clog2, inlined
     bits = depth * width
     # RAMs in order of a cost none of their geometries undercuts (a replica holds at most a full block, and
     # ⌈width / widest unit⌉ replicas are needed); once that bound reaches the flip-flop fallback's cost or a found
     # choice's cost + 1, no RAM left can be chosen (Yosys picks a later choice only if it is below the truncated
     # cost of the earlier one)
-    bounds = sorted((plan[4] + max(plan[6] * bits, plan[2] * -(-width // plan[7]) + plan[3] * width / plan[7]),
-                     plan[0], plan) for plan in _PLANS[family][shape])
+    bounds = sorted([(plan[4] + max(plan[5] * bits, plan[6]), plan[0], plan)
+                     for plan in _word_plans(family, width, group, shape)])
     limit = int(bits)
+    block = distributed = None                                    # the cheapest choice of each kind so far
     for bound, index, plan in bounds:
         if bound >= limit:
             break
-        ram = plan[1]
-        other = kept.get(ram.kind)
-        if other is not None and (bound, index) > (other[2][0], other[0]):
+        other = block if plan[1] == "block" else distributed
+        if other is not None and (bound, index) > (other[1][0], other[0]):
             continue                                              # cannot beat its kind's choice
-        geometry = _geometry(plan, depth, width, group, groups)
+        geometry = _geometry(plan, depth, width, groups)
         if geometry is None:
             continue
-        if other is not None and (geometry[0], index) > (other[2][0], other[0]):
+        if other is not None and (geometry[0], index) > (other[1][0], other[0]):
             continue                                              # post-geometry prune: cheapest per kind, first
-        kept[ram.kind] = (index, ram, geometry)                   # in library order on a tie
-        limit = min(limit, geometry[0] + 1)
+        if plan[1] == "block":                                    # in library order on a tie
+            block = (index, geometry)
+        else:
+            distributed = (index, geometry)
+        if geometry[0] + 1 < limit:
+            limit = geometry[0] + 1
     best_cost = float(depth * width)                              # logic fallback: 1 per RAM bit
     choice = None
-    for index, _, geometry in sorted(kept.values(), key=lambda kept_one: kept_one[0]):
-        if geometry[0] < int(best_cost):                          # ties go to the earlier choice, logic first
-            best_cost, choice = geometry[0], (index, geometry)
+    for kept in sorted(kind for kind in (block, distributed) if kind is not None):
+        if kept[1][0] < int(best_cost):                           # ties go to the earlier choice, logic first
+            best_cost, choice = kept[1][0], kept
     return group, groups, abits, choice

@@ -28,6 +28,7 @@ import json
 from dataclasses import asdict, dataclass, field, is_dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import NamedTuple
 
 from .. import __version__
 from . import fpga
@@ -44,10 +45,10 @@ UNITS = {
 }
 
 
-@dataclass(frozen=True)
-class Cycles:
+class Cycles(NamedTuple):
     """The design's exact cycle model: one sample start → result (``latency_cycles``) and ``batch_samples``
-    samples in ``batch_cycles`` (throughput)."""
+    samples in ``batch_cycles`` (throughput). (A named tuple: a design-space sweep makes one per point, and a
+    frozen dataclass costs twice as much to make.)"""
 
     latency_cycles: int
     batch_samples: int
@@ -63,10 +64,23 @@ def metric(value: float, unit: str, method: str) -> dict:
 
 
 def _rounded(value: float) -> float:
-    """``value`` as a float rounded to 3 decimals (a whole number is already: ``round`` with digits goes through a
-    decimal conversion, the costliest step of an analytic estimate's bookkeeping)."""
+    """``value`` as a float rounded to 3 decimals, bit for bit what ``round(value, 3)`` gives, mostly without it:
+    ``round`` with digits goes through a decimal conversion (the costliest step of an analytic estimate's
+    bookkeeping), which neither a whole number needs nor a number whose thousandths are not near a tie. That one is
+    ``n / 1000.0``, ``n`` the integer nearest to ``value · 1000``: the float product is within ``2⁻⁵³·|product|``
+    (< 0.0002 below 10¹²) of the exact one, so ``n`` is the integer nearest to the exact product when the float one
+    is not within 0.001 of a tie, as ``round`` finds it; and a quotient of two exact floats is the float nearest to
+    it, as ``round``'s conversion of its decimal back is. Ties, zeros (``round`` keeps the sign), huge values,
+    infinities and NaN take ``round``."""
     value = float(value)
-    return value if value.is_integer() else round(value, 3)
+    if value.is_integer():
+        return value
+    scaled = value * 1000.0
+    if -1e12 < scaled < 1e12:
+        nearest = round(scaled)
+        if nearest and abs(scaled - nearest) < 0.499:
+            return nearest / 1000.0
+    return round(value, 3)
 
 
 @dataclass
@@ -182,46 +196,87 @@ def _resource_columns(t: Target) -> tuple[tuple[str, str, int, str], ...]:
                  for name in RESOURCE_METRICS)
 
 
-def _resource_metrics(config, t: Target) -> tuple[dict[str, dict], dict]:
-    """The analytic resource metrics of ``config`` on the FPGA ``t`` and its analytic fmax metric."""
+class MetricColumns(NamedTuple):
+    """Metrics as columns: their ``names``, ``units`` (``{"unit", "method"}`` per metric) and ``values``, in the
+    order :func:`estimate` lists them. A design-space sweep keeps the values and the unit entries of a point
+    without building a ``{"value", "unit", "method"}`` dict per metric; on an FPGA target the names and unit
+    entries are built once per target and shared by every point (do not mutate them)."""
+
+    names: tuple[str, ...]
+    units: tuple[dict[str, str], ...]
+    values: tuple[float, ...]
+
+    def metrics(self) -> dict[str, dict]:
+        """As an estimate's ``metrics``: a new ``{"value", "unit", "method"}`` dict per metric."""
+        return {name: {"value": value, **unit} for name, unit, value in zip(self.names, self.units, self.values)}
+
+
+@lru_cache(maxsize=None)
+def _analytic_columns(t: Target) -> tuple[tuple[str, ...], tuple[dict[str, str], ...]]:
+    """The names and unit entries of the analytic metrics on the FPGA ``t`` (:func:`_analytic_values` order)."""
+    columns = _resource_columns(t)
+    names = (*(name for name, _, _, _ in columns), *(util for _, _, capacity, util in columns if capacity),
+             "fmax", "latency_cycles", "latency", "throughput")
+    units = (*(unit for _, unit, _, _ in columns), *("%" for _, _, capacity, _ in columns if capacity),
+             "MHz", "cycles", "µs", "inferences/s")
+    return names, tuple({"unit": unit, "method": "analytic"} for unit in units)
+
+
+def _analytic_values(config, t: Target, cycles: Cycles) -> tuple[float, ...]:
+    """The analytic resources of ``config`` on the FPGA ``t``, then :func:`_timing_values` at its analytic fmax."""
     resources, fmax = analytic_figures(config, t)
-    metrics = {name: {"value": _rounded(resources[name]), "unit": unit, "method": "analytic"}
-               for name, unit, _, _ in _resource_columns(t)}
-    return metrics, {"value": _rounded(fmax), "unit": "MHz", "method": "analytic"}
+    values = [_rounded(resources[name]) for name in RESOURCE_METRICS]
+    fmax = _rounded(fmax)
+    utils, timing = _timing_values(values, fmax, t, cycles)
+    return (*values, *utils, fmax, *timing)
 
 
-def _timing_metrics(metrics: dict[str, dict], fmax_metric: dict, t: Target, cycles: Cycles,
-                    notes: list[str] | None = None) -> None:
-    """Add the utilizations, ``fmax``, ``latency_cycles``, ``latency`` and ``throughput`` to ``metrics`` (the
-    resource metrics, analytic or synthesized); ``notes`` receives what the device lacks."""
-    for name, _, capacity, util in _resource_columns(t):
-        m = metrics[name]
-        if capacity:
-            metrics[util] = {"value": _rounded(100.0 * m["value"] / capacity), "unit": "%", "method": m["method"]}
-        elif m["value"] and notes is not None:
-            notes.append(f"{t.device} has no {name.upper()} blocks but the design needs {m['value']:g}")
+def _timing_values(resources: list[float], fmax: float, t: Target, cycles: Cycles
+                   ) -> tuple[list[float], tuple[float, float, float]]:
+    """(the utilizations of the ``resources`` (values in :data:`RESOURCE_METRICS` order) that ``t`` has, %;
+    ``latency_cycles``, ``latency`` (µs) and ``throughput`` (inferences/s) at ``fmax`` MHz)."""
+    utils = [_rounded(100.0 * value / capacity)
+             for value, (_, _, capacity, _) in zip(resources, _resource_columns(t)) if capacity]
+    return utils, (_rounded(cycles.latency_cycles), _rounded(cycles.latency_cycles / fmax),
+                   _rounded(cycles.batch_samples * fmax * 1e6 / cycles.batch_cycles))
+
+
+def _timing_metrics(metrics: dict[str, dict], fmax_metric: dict, t: Target, cycles: Cycles) -> None:
+    """Set the utilizations, ``fmax``, ``latency_cycles``, ``latency`` and ``throughput`` of ``metrics`` from its
+    resource metrics (synthesized: a utilization takes its resource's method) and ``fmax_metric`` (placed: the
+    latency and throughput take its method)."""
+    columns = [column for column in _resource_columns(t) if column[2]]
+    utils, (latency_cycles, latency, throughput) = _timing_values(
+        [metrics[name]["value"] for name in RESOURCE_METRICS], fmax_metric["value"], t, cycles)
+    for (name, _, _, util), value in zip(columns, utils):
+        metrics[util] = {"value": value, "unit": "%", "method": metrics[name]["method"]}
+    method = fmax_metric["method"]
     metrics["fmax"] = fmax_metric
-    f, method = fmax_metric["value"], fmax_metric["method"]
-    metrics["latency_cycles"] = {"value": _rounded(cycles.latency_cycles), "unit": "cycles", "method": "analytic"}
-    metrics["latency"] = {"value": _rounded(cycles.latency_cycles / f), "unit": "µs", "method": method}
-    metrics["throughput"] = {"value": _rounded(cycles.batch_samples * f * 1e6 / cycles.batch_cycles),
-                             "unit": "inferences/s", "method": method}
+    metrics["latency_cycles"] = {"value": latency_cycles, "unit": "cycles", "method": "analytic"}
+    metrics["latency"] = {"value": latency, "unit": "µs", "method": method}
+    metrics["throughput"] = {"value": throughput, "unit": "inferences/s", "method": method}
 
 
-def analytic_metrics(config, target: str | Target, cycles: Cycles | None = None, workload=None) -> dict[str, dict]:
-    """The ``metrics`` of :func:`estimate` without ``synth`` (same names, values, units and methods), alone: a
-    design-space sweep stores nothing else, so the report document (configuration dump, provenance, notes) is not
-    built. ``cycles`` and ``workload`` as in :func:`estimate`. Every metric is a new ``{"value", "unit",
-    "method"}`` dict, the caller's to keep or take apart (a sweep's evaluator does)."""
+def analytic_columns(config, target: str | Target, cycles: Cycles | None = None, workload=None) -> MetricColumns:
+    """The ``metrics`` of :func:`estimate` without ``synth`` (same names, values, units and methods), alone, as
+    columns: a design-space sweep stores nothing else, so the report document (configuration dump, provenance,
+    notes) is not built. ``cycles`` and ``workload`` as in :func:`estimate`."""
     t = get_target(target) if isinstance(target, str) else target
     cycles = cycles or default_cycles(config)
     if t.kind == "asic":
         from .asic_report import asic_metrics
 
-        return asic_metrics(config, t, cycles, workload)
-    metrics, fmax_metric = _resource_metrics(config, t)
-    _timing_metrics(metrics, fmax_metric, t, cycles)
-    return metrics
+        metrics = asic_metrics(config, t, cycles, workload)
+        return MetricColumns(tuple(metrics), tuple({"unit": m["unit"], "method": m["method"]}
+                                                   for m in metrics.values()),
+                             tuple(m["value"] for m in metrics.values()))
+    return MetricColumns(*_analytic_columns(t), _analytic_values(config, t, cycles))
+
+
+def analytic_metrics(config, target: str | Target, cycles: Cycles | None = None, workload=None) -> dict[str, dict]:
+    """:func:`analytic_columns` as an estimate's ``metrics`` (a new ``{"value", "unit", "method"}`` dict per
+    metric)."""
+    return analytic_columns(config, target, cycles, workload).metrics()
 
 
 def estimate(config, target: str | Target, *, synth: bool = False, cycles: Cycles | None = None,
@@ -243,7 +298,7 @@ def estimate(config, target: str | Target, *, synth: bool = False, cycles: Cycle
 
         return estimate_asic(config, t, synth=synth, cycles=cycles, verilog=verilog, top=top, out_dir=out_dir,
                              design=design, workload=workload)
-    metrics, fmax_metric = _resource_metrics(config, t)
+    metrics = MetricColumns(*_analytic_columns(t), _analytic_values(config, t, cycles)).metrics()
     model = fpga.coefficients()
     tools: dict[str, object] = {"hwgen": __version__,
                                 "model": {"fitted": model.get("date"), "tools": model.get("tools", {}),
@@ -264,6 +319,7 @@ def estimate(config, target: str | Target, *, synth: bool = False, cycles: Cycle
             tool = metric(result.resources[name], metrics[name]["unit"], "synthesized")
             tool["analytic"] = metrics[name]
             metrics[name] = tool
+        fmax_metric = metrics["fmax"]
         if result.fmax_mhz is not None:
             placed = metric(result.fmax_mhz, "MHz", "placed")
             placed["analytic"] = fmax_metric
@@ -271,6 +327,7 @@ def estimate(config, target: str | Target, *, synth: bool = False, cycles: Cycle
         elif t.pnr is None:
             notes.append(f"{t.family}: no open-source place-and-route exists, so fmax is the analytic model's figure "
                          "(datasheet-derived delays, not calibrated against a placed design)")
+        _timing_metrics(metrics, fmax_metric, t, cycles)          # of the tools' figures
         synth_doc = {"cells": result.cells, "placed": result.placed, "critical_path": list(result.critical_path),
                      "log_dir": f"synth/{t.name}" if out_dir is not None else None}
         if result.yosys_fallback:
@@ -281,7 +338,9 @@ def estimate(config, target: str | Target, *, synth: bool = False, cycles: Cycle
         design = {**design, "verilog_sha256": hashlib.sha256(verilog.encode()).hexdigest()}
     elif t.pnr is None:
         notes.append(f"{t.family}: fmax model from datasheet-derived delays (no open place-and-route to calibrate it)")
-    _timing_metrics(metrics, fmax_metric, t, cycles, notes)
+    for name, _, capacity, _ in _resource_columns(t):
+        if not capacity and metrics[name]["value"]:
+            notes.append(f"{t.device} has no {name.upper()} blocks but the design needs {metrics[name]['value']:g}")
     if cycles.source:
         notes.append(f"cycles: {cycles.source}")
     design = {"arch": arch_of(config), "config": config_dict(config), **design}

@@ -262,10 +262,10 @@ def estimate_cycles(config: DataflowConfig):
                             "dataflow cycle model: latency = one sample, throughput = one sample per II")
 
 
-def analytic_metrics(config: DataflowConfig, target: str) -> dict[str, dict]:
-    """``estimate_config(config, model, target).metrics`` (analytic) alone (see
-    :func:`hwgen.estimate.report.analytic_metrics`): they depend on the structure, not on the model's values."""
-    return _report().analytic_metrics(config, target, estimate_cycles(config))
+def analytic_columns(config: DataflowConfig, target: str):
+    """``estimate_config(config, model, target).metrics`` (analytic) alone, as columns (see
+    :func:`hwgen.estimate.report.analytic_columns`): they depend on the structure, not on the model's values."""
+    return _report().analytic_columns(config, target, estimate_cycles(config))
 
 
 def estimate_config(config: DataflowConfig, model: Model, target: str, synth: bool = False,

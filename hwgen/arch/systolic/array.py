@@ -16,7 +16,7 @@ complete everywhere) is high at cycle c_last + R + C.
 """
 from __future__ import annotations
 
-from amaranth import Module, Signal, signed
+from amaranth import Module, Signal, signed, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -32,7 +32,7 @@ class OutputStationaryArray(wiring.Component):
             "valid": In(1),
             "last": In(1),
             "w": In(data.ArrayLayout(signed(cfg.w_bits), cfg.cols)),
-            "shift": In(1),
+            "shift": In(data.ArrayLayout(unsigned(1), cfg.cols)),        # per column (a copy each)
             # every PE takes max(acc, a·w) instead of acc + a·w (MaxPool; per layer)
             **({"max_mode": In(1)} if cfg.max_pool else {}),
             "drain": Out(data.ArrayLayout(signed(cfg.acc_bits), cfg.cols)),
@@ -74,7 +74,7 @@ class OutputStationaryArray(wiring.Component):
             for i in range(1, cfg.rows):
                 m.d.comb += pes[i][j].w_in.eq(pes[i - 1][j].w_out)
             for i in range(cfg.rows):
-                m.d.comb += pes[i][j].shift.eq(self.shift)
+                m.d.comb += pes[i][j].shift.eq(self.shift[j])
                 if cfg.max_pool:
                     m.d.comb += pes[i][j].max_mode.eq(self.max_mode)
                 if cfg.product_rounding:

@@ -314,16 +314,17 @@ def _feed_registers(cfg, slot_bits: int, meta_bits: int) -> int:
     registered scratchpad addresses (their memories' address bits), every bank's own port registers (read
     addresses, write address, data and enables, its copies of busy and stream_out), the memories' output registers
     (activation and output words), the activation words again beside the operand logic, each row's chosen word, the
-    weights' output and operand registers, the operand registers, the banks' read enables, and the controller's
-    outputs that meet the data delayed to match; WS: also the accumulator and lane signals delayed by the feed
-    pipeline and the PEs' second stage (the accumulators' read enable two cycles less, the lanes' meta one more),
-    and the column sums' partials."""
+    weights' output and operand registers, the operand registers and each row's copy of zx, the banks' read enables,
+    and the controller's outputs that meet the data delayed to match (OS: the rotate and lane selects' last
+    registers one per row); WS: also the accumulator and lane signals delayed by the feed pipeline and the PEs'
+    second stage (the accumulators' read enable two cycles less, the lanes' meta one more), and the column sums'
+    partials."""
     R, C, L = cfg.rows, cfg.cols, cfg.feed_latency
     act_addr, w_addr, out_addr = _bits(cfg.act_depth), _bits(cfg.weight_depth), _bits(cfg.out_depth)
     sb, acc = cfg.store_bits, cfg.acc_bits
     ports = R * (2 * act_addr + C + C * sb + 2 * out_addr + 1 + C * acc + 2) + C * (2 * w_addr + cfg.w_bits + 1)
     bits = R * act_addr + w_addr + ports + R * C * (3 * sb + acc) + C * cfg.w_bits * (L - 3) + \
-        R * cfg.operand_bits + 2 * R
+        2 * R * cfg.operand_bits + 2 * R
     row, col = _bits(R), _bits(C)
     if cfg.dataflow == "ws":
         lag = L + cfg.pe_stages - 2
@@ -331,27 +332,30 @@ def _feed_registers(cfg, slot_bits: int, meta_bits: int) -> int:
         bits += R * (row * (L - 3) + (col + 1) * (L - 2)) + 2 * L - 1       # row selects; commit, weight shift
         bits += 4 * lag - 2 + acc_addr * (2 * lag - 1) + C * acc + slot_bits * lag + meta_bits * (lag + 1)
     else:
-        bits += (row + R) * (L - 2) + col * (L - 1) + 2 * L                 # rotate, row valid, lane; valid, last
+        # rotate and lane (their last registers one per row), row valid; valid, last
+        bits += row * (L - 3 + R) + col * (L - 2 + R) + R * (L - 2) + 2 * L
     return bits
 
 
 def _controller_pipeline_registers(cfg) -> int:
     """Controller flip-flops for speed (controller.py, ws_controller.py, walk.py): the loop bounds' last indices
     and the walkers' per-layer step constants prepared in DECODE (a step is words, words + stride, dr and R - dr);
-    the streaming flags; OS: the drain's state and the feed's flags registered ahead, whether each row is a pixel of
-    the batch, and each array column's copy of the drain's shift; WS: each row's registered read (bank, address,
+    the streaming flags, the layer's end (a copy of the lanes' output flags, beside it) and the drain walk's
+    lattice-phase zero flags; OS: the drain's state and the feed's flags registered ahead, whether each row is a
+    pixel of the batch, each array column's copy of the drain's shift, the copy of the array's capturing and the
+    saved phase flags; WS: each row's registered read (bank, address,
     lane, valid)."""
     R, C = cfg.rows, cfg.cols
     step = 16 + 16 + _bits(R) + _bits(R + 1)
     # last indices; the steps and last indices of the pixel walks (×2) and the feature walk; the repeat test; the
-    # streaming flags
-    bits = 4 * 16 + (2 * 3 + 2) * step + 3 * 2 * 16 + 1 + 2
+    # streaming flags, the layer's end, the phase flags
+    bits = 4 * 16 + (2 * 3 + 2) * step + 3 * 2 * 16 + 1 + 2 + 1 + 2
     if cfg.dataflow == "ws":
         return bits + R * (_bits(R) + 16 + _bits(C) + 1) + 6 + 16      # row reads; fold flags, stream end
     # drain flags, feed flags, the tile counters' flags and prepared n − 2; the draining row's index and test, its
     # lanes' slot; the feed's row index and test, rows' live bits and their registered coordinates (the padding
-    # test); the columns' shift copies
-    return bits + 4 + 4 + 2 * 18 + 16 + 1 + _bits(cfg.slot_depth) + 16 + 1 + 2 * R + 2 * R * 19 + C
+    # test); the columns' shift copies, capturing, the saved phase flags
+    return bits + 4 + 4 + 2 * 18 + 16 + 1 + _bits(cfg.slot_depth) + 16 + 1 + 2 * R + 2 * R * 19 + C + 1 + 2
 
 
 def _accumulate_path(acc: int, pool: int) -> Path_:
@@ -415,7 +419,7 @@ _CONTROLLER_PATHS = (Path_(levels=2, carry_bits=32, chains=1),)
 # tests, the sample's address and the address counted, the bank's last flag; its adders (the indices, the prepared
 # n − 2, the two addresses) and compares (index = n − 2, n = 1)
 _STREAM_WALK_REGISTERS, _STREAM_WALK_ADDERS, _STREAM_WALK_COMPARES = 6 * 16 + 5, 6 * 16, 4 * 16
-_STREAM_IN = Component("stream_in", reg=_STREAM_WALK_REGISTERS + 1, add=_STREAM_WALK_ADDERS,
+_STREAM_IN = Component("stream_in", reg=_STREAM_WALK_REGISTERS + 2, add=_STREAM_WALK_ADDERS,     # + done, open
                        cmp=_STREAM_WALK_COMPARES, logic=8)
 _RESET = Component("reset", reg=1)
 

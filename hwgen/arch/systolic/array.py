@@ -20,6 +20,7 @@ from amaranth import Module, Signal, signed, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
+from ..hdl import replica
 from .config import SystolicConfig
 from .pe import OutputStationaryPE, WeightStationaryPE, rounding_members
 
@@ -84,8 +85,10 @@ class OutputStationaryArray(wiring.Component):
                     m.d.comb += pes[i][j].shadow_in.eq(pes[i + 1][j].shadow_out)
             m.d.comb += self.drain[j].eq(pes[0][j].shadow_out)
         # the corner PE accumulates (and captures) on the cycle its last_out is high: one register later, every
-        # shadow holds the tile
-        m.d.comb += self.capturing.eq(pes[cfg.rows - 1][cfg.cols - 1].last_out)
+        # shadow holds the tile. ``capturing`` is a copy of that last_out (its own flip-flop, placed beside the
+        # controller that reads it)
+        corner = pes[cfg.rows - 1][cfg.cols - 1]
+        m.d.comb += self.capturing.eq(replica(m, corner.last & corner.valid, "capturing", reset_less=False))
         m.d.sync += self.captured.eq(self.capturing)
         return m
 

@@ -115,6 +115,7 @@ def controller_members(cfg: SystolicConfig) -> dict:
         "prog_addr": Out(index_range(cfg.prog_depth)), "prog_data": In(INSTRUCTION), "instr": Out(INSTRUCTION),
         "layer_done": In(1), "stream_in": Out(1), "stream_in_done": In(1), "stream_out": Out(1),
         "stream_out_done": In(1),
+        "stream_in_start": Out(1),      # stream_in rises on the next cycle (StreamIn opens its input then)
     }
 
 
@@ -123,6 +124,15 @@ def last_indices(instr, names) -> tuple[dict, list]:
     assignments for the DECODE state: a wrap test is then one compare, no subtraction."""
     last = {name: Signal(16, name=f"last_{name}") for name in names}
     return last, [last[name].eq(getattr(instr, name) - 1) for name in names]
+
+
+def count_cycles(m: Module, ctrl: wiring.Component) -> None:
+    """``cycles``: counted while ``busy``, cleared by ``start`` while idle (≡ the state is IDLE), outside the FSM:
+    its 32 flip-flops' inputs read two registers and a port, not a decode of the state."""
+    with m.If(ctrl.busy):
+        m.d.sync += ctrl.cycles.eq(ctrl.cycles + 1)
+    with m.Elif(ctrl.start):
+        m.d.sync += ctrl.cycles.eq(0)
 
 
 def sequence_program(m: Module, ctrl: wiring.Component, layer: Signal, latch: list, first_state: str) -> None:
@@ -135,7 +145,7 @@ def sequence_program(m: Module, ctrl: wiring.Component, layer: Signal, latch: li
     in; WAIT holds until the layer's last result leaves the lanes, then fetches
     the next instruction, or (a segment's last layer) goes through OUTPUT when it streams results out and then
     repeats the segment, goes on to the next one or finishes the run. (Each controller also counts ``cycles``
-    while ``busy``, outside its FSM.)
+    while ``busy``, outside its FSM: :func:`count_cycles`.)
 
     Cycles each chunk adds when streaming: ``x_beats + 1`` (INPUT: one beat per cycle, the state ends on the cycle
     after the last transfer) + ``y_beats + 4`` (OUTPUT: the address registers, the read, the word registers, one
@@ -160,7 +170,7 @@ def sequence_program(m: Module, ctrl: wiring.Component, layer: Signal, latch: li
 
     with m.State("IDLE"):
         with m.If(ctrl.start):
-            m.d.sync += [layer.eq(0), chunk.eq(0), ctrl.busy.eq(1), ctrl.done.eq(0), ctrl.cycles.eq(0)]
+            m.d.sync += [layer.eq(0), chunk.eq(0), ctrl.busy.eq(1), ctrl.done.eq(0)]
             m.next = "FETCH"
     with m.State("FETCH"):
         m.next = "LATCH"
@@ -171,6 +181,7 @@ def sequence_program(m: Module, ctrl: wiring.Component, layer: Signal, latch: li
         m.d.sync += [*latch, more_chunks.eq(chunk + 1 < instr.repeat)]
         with m.If(instr.stream_in):
             m.d.sync += ctrl.stream_in.eq(1)
+            m.d.comb += ctrl.stream_in_start.eq(1)
             m.next = "INPUT"
         with m.Else():
             m.next = first_state
@@ -275,8 +286,7 @@ class Controller(wiring.Component):
             m.d.sync += [y_r.eq(y), x_r.eq(x)]
             m.d.comb += self.row_valid[i].eq((y_r >= 0) & (y_r <= instr.lim_y) & (x_r >= 0) & (x_r <= instr.lim_x))
 
-        with m.If(self.busy):
-            m.d.sync += self.cycles.eq(self.cycles + 1)
+        count_cycles(m, self)
         with m.FSM():
             sequence_program(m, self, layer, [
                 k.eq(0), count.eq(0), *m_index.start(instr.m_tiles), *n_index.start(instr.n_tiles),

@@ -68,27 +68,38 @@ def _walk(m: Module, cfg: SystolicConfig, run, step, base, stride, words, sample
 
 
 class StreamIn(wiring.Component):
-    """Writes ``samples × words`` beats from ``x`` into the activation banks while ``run`` is high."""
+    """Writes ``samples × words`` beats from ``x`` into the activation banks while ``run`` is high.
+
+    ``x.ready`` is a register (``open``: run and not done): it rises with ``run``, told a cycle ahead by ``start``,
+    and falls with the last transfer. The walk restarts while it is low and steps on every valid beat while it is
+    high, so the walk's registers are enabled by ``x.valid`` and that register alone (an enable decoded from
+    ``run``, ``done`` and the handshake in front of them was the critical path)."""
 
     def __init__(self, cfg: SystolicConfig):
         self.cfg = cfg
         x_beat, _ = beat_layouts(cfg)
         super().__init__({
-            "run": In(1), "done": Out(1), "x": In(stream.Signature(x_beat)),
+            "run": In(1), "start": In(1), "done": Out(1), "x": In(stream.Signature(x_beat)),
             "base": In(16), "stride": In(16), "words": In(16), "samples": In(16),
             "write": Out(1), "bank": Out(index_range(cfg.rows)), "addr": Out(16), "data": Out(x_beat),
         })
 
     def elaborate(self, platform):
         m = Module()
-        transfer = self.x.valid & self.x.ready
-        bank, addr, last_word, last_sample = _walk(m, self.cfg, self.run, transfer, self.base, self.stride,
+        open_ = Signal()                # ≡ run & ~done
+        transfer = self.x.valid & open_
+        bank, addr, last_word, last_sample = _walk(m, self.cfg, open_, self.x.valid, self.base, self.stride,
                                                    self.words, self.samples)
+        ending = transfer & last_word & last_sample
         with m.If(~self.run):
             m.d.sync += self.done.eq(0)
-        with m.Elif(transfer & last_word & last_sample):
+        with m.Elif(ending):
             m.d.sync += self.done.eq(1)
-        m.d.comb += [self.x.ready.eq(self.run & ~self.done), self.write.eq(transfer), self.bank.eq(bank),
+        with m.If(self.start):
+            m.d.sync += open_.eq(1)
+        with m.Elif(ending):
+            m.d.sync += open_.eq(0)
+        m.d.comb += [self.x.ready.eq(open_), self.write.eq(transfer), self.bank.eq(bank),
                      self.addr.eq(addr), self.data.eq(self.x.payload)]
         return m
 

@@ -70,6 +70,8 @@ class RequantLane(wiring.Component):
             "meta": In(unsigned(meta_bits)),
             "base": In(signed(cfg.store_bits + 1)), "step": In(unsigned(2)), "passthrough": In(1),
             "out_valid": Out(1), "out_value": Out(signed(cfg.acc_bits)), "out_meta": Out(unsigned(meta_bits)),
+            # out_valid and out_meta a cycle ahead (the registers in front of them)
+            "ahead_valid": Out(1), "ahead_meta": Out(unsigned(meta_bits)),
             # host writes: stage memory `stage` (stage 0 also holds the negate flag in bit threshold_bits), or
             # with wr_bias the bias memory of fixed-point stage `stage`
             "wr_en": In(1), "wr_stage": In(index_range(cfg.lane_stages)), "wr_addr": In(unsigned(16)),
@@ -167,7 +169,8 @@ class RequantLane(wiring.Component):
         out_meta = Signal.like(self.out_meta, reset_less=True)
         out_value = Signal.like(self.out_value, reset_less=True)
         m.d.sync += [self.out_valid.eq(valid_r), out_meta.eq(meta_r), out_value.eq(result)]
-        m.d.comb += [self.out_meta.eq(out_meta), self.out_value.eq(out_value)]
+        m.d.comb += [self.out_meta.eq(out_meta), self.out_value.eq(out_value), self.ahead_valid.eq(valid_r),
+                     self.ahead_meta.eq(meta_r)]
         return m
 
     def _threshold_memory(self, m: Module, mem, stage: int, side: int, address) -> Signal:

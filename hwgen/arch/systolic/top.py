@@ -112,9 +112,10 @@ class SystolicTop(wiring.Component):
         instr = ctrl.instr
         m.submodules.stream_in = s_in = StreamIn(cfg)
         m.submodules.stream_out = s_out = StreamOut(cfg)
-        m.d.comb += [s_in.run.eq(ctrl.stream_in), ctrl.stream_in_done.eq(s_in.done),
-                     s_in.x.valid.eq(self.s_axis_tvalid), self.s_axis_tready.eq(s_in.x.ready),
-                     s_in.x.payload.eq(self.s_axis_tdata), s_in.base.eq(instr.in_base),
+        m.d.comb += [s_in.run.eq(ctrl.stream_in), s_in.start.eq(ctrl.stream_in_start),
+                     ctrl.stream_in_done.eq(s_in.done), s_in.x.valid.eq(self.s_axis_tvalid),
+                     self.s_axis_tready.eq(s_in.x.ready), s_in.x.payload.eq(self.s_axis_tdata),
+                     s_in.base.eq(instr.in_base),
                      s_in.stride.eq(instr.kp_words), s_in.words.eq(instr.x_words), s_in.samples.eq(instr.samples),
                      s_out.run.eq(ctrl.stream_out), ctrl.stream_out_done.eq(s_out.done),
                      self.m_axis_tvalid.eq(s_out.y.valid), s_out.y.ready.eq(self.m_axis_tready),
@@ -203,7 +204,11 @@ class SystolicTop(wiring.Component):
                              lane.stages.eq(stages)]
         out_meta = data.View(meta, lanes[0].out_meta)
         writing = lanes[0].out_valid
-        m.d.comb += ctrl.layer_done.eq(writing & out_meta.layer_last)
+        # the layer's last result leaves the lanes: registered from the lane's registers a cycle ahead (a flip-flop
+        # beside the controller, whose state it moves)
+        ahead_meta = data.View(meta, lanes[0].ahead_meta)
+        m.d.comb += ctrl.layer_done.eq(replica(m, lanes[0].ahead_valid & ahead_meta.layer_last, "layer_done",
+                                               reset_less=False))
 
         # ---- activation banks (one per row) and output banks
         act_word = word_of(cfg.store_bits, cols)
@@ -283,15 +288,17 @@ class SystolicTop(wiring.Component):
             self._ws_operands(m, ctrl, array, act_operands, operands)
         else:
             # implicit im2col: row i takes bank (i + rotate) mod R (its input pixel's slot), or 0 where the kernel
-            # reads padding (the zero point, 0 after - zx); the selects arrive with the registered memory words
-            feed_rotate = delayed(m, ctrl.feed_rotate, cfg.feed_latency - 2, "feed_rotate")  # for the row word
-            feed_lane = delayed(m, ctrl.feed_lane, cfg.feed_latency - 1, "feed_lane")        # for the operand
+            # reads padding (the zero point, 0 after - zx); the selects arrive with the registered memory words,
+            # each row's from its own last register (a select's index drives every bit of its row's words)
+            feed_rotate = delayed(m, ctrl.feed_rotate, cfg.feed_latency - 3, "feed_rotate")  # for the row word
+            feed_lane = delayed(m, ctrl.feed_lane, cfg.feed_latency - 2, "feed_lane")        # for the operand
             row_valid = delayed(m, ctrl.row_valid, cfg.feed_latency - 2, "row_valid")      # (registered in ctrl)
             for i in range(rows):
-                word = select(m, feed_rotate, [act_operands[(i + r) % rows] for r in range(rows)],
-                              unsigned(act_word.size), f"row{i}_bank_word")
-                self._operand(m, i, operands[i], delayed(m, word, 1, f"row{i}_word"), feed_lane, row_valid[i],
-                              instr.zx)
+                word = select(m, replica(m, feed_rotate, f"row{i}_rotate"),
+                              [act_operands[(i + r) % rows] for r in range(rows)], unsigned(act_word.size),
+                              f"row{i}_bank_word")
+                self._operand(m, i, operands[i], delayed(m, word, 1, f"row{i}_word"),
+                              replica(m, feed_lane, f"row{i}_lane"), row_valid[i], instr.zx)
             m.d.comb += [array.valid.eq(delayed(m, ctrl.feed_valid, cfg.feed_latency, "feed_valid", False)),
                          array.last.eq(delayed(m, ctrl.feed_last & ctrl.feed_valid, cfg.feed_latency, "feed_last"))]
             if cfg.max_pool:
@@ -311,11 +318,14 @@ class SystolicTop(wiring.Component):
 
     def _operand(self, m: Module, row: int, operand: Signal, word, lane, valid, zx) -> None:
         """The operand register of ``row``: lane ``lane`` of its registered bank ``word`` − ``zx``, or 0 where
-        ``valid`` is low (padding)."""
+        ``valid`` is low (padding). ``zx`` from the row's own copy (the operand's bits of it: the subtraction's
+        low bits are all the operand keeps), registered a cycle after the instruction's latch, long before the
+        layer's first operand."""
         cfg = self.cfg
         codes = data.View(beat_layouts(cfg)[0], word)
         code = select(m, lane, [c.as_signed() for c in codes], signed(cfg.store_bits), f"row{row}_code")
-        m.d.sync += operand.eq(Mux(valid, code - zx, 0))
+        zx_row = replica(m, zx[:cfg.operand_bits], f"row{row}_zx")
+        m.d.sync += operand.eq(Mux(valid, code - zx_row, 0))
 
     def _lane_inputs(self, m: Module, ctrl, array):
         """What enters the requant lanes (valid, values, slot, meta): the OS drain (timed by the array's

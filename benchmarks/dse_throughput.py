@@ -3,7 +3,9 @@
     .venv/bin/python benchmarks/dse_throughput.py [--points 1000] [--workers 2] [--repeat 3]
 
 Points come from ``examples/sweep_digits.yaml``'s model over systolic rows × cols × dataflow and dataflow
-target_cycles × max_lanes (cycled to ``--points``), each with an analytic estimate on ecp5-25k. The per-core
+target_cycles × max_lanes (cycled to ``--points``), each with an analytic estimate on ecp5-25k: every point a
+different configuration, the worst case. The ``2 targets`` pass is the same space on the example's two targets
+(each configuration on ecp5-25k, then on ice40-up5k: its second target reuses its design). The per-core
 figures exclude the one-off work per model (the import, its lowered layers, the dataflow layers' ranked foldings:
 cached per worker, done here by one point of each architecture first, after what a sweep's worker process does
 before its first point: ``setup_worker``, the pool's initializer, which imports the models and freezes what is
@@ -27,13 +29,14 @@ from hwgen.dse import Space, evaluate, run_sweep
 from hwgen.dse.evaluate import clear_point_caches, setup_worker
 
 MODEL = Path(__file__).resolve().parent.parent / "examples" / "digits_mlp" / "digits_mlp.onnx"
+TWO_TARGETS = ("ecp5-25k", "ice40-up5k")          # examples/sweep_digits.yaml's
 
 
-def space(points: int) -> Space:
+def space(points: int, targets: tuple[str, ...] = ("ecp5-25k",)) -> Space:
     side = 1
-    while (side * side * 2 + 40) < points:
+    while (side * side * 2 + 40) * len(targets) < points:
         side += 1
-    return Space(models=[MODEL], targets=["ecp5-25k"], architectures={
+    return Space(models=[MODEL], targets=list(targets), architectures={
         "systolic": {"rows": list(range(1, side + 1)), "cols": list(range(1, side + 1)), "dataflow": ["os", "ws"]},
         "dataflow": {"target_cycles": [8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096],
                      "max_lanes": [None, 16, 64, 256]}})
@@ -71,10 +74,12 @@ def main() -> None:
     setup_worker(sorted({(p.model, p.model_sha256) for p in points}))     # as the pool's initializer does
     for arch in ("systolic", "dataflow"):            # per model, once per worker: import, layers, foldings
         evaluate(next(p for p in space(args.points).points() if p.arch == arch))
-    for arch in ("systolic", "dataflow", None):
-        chosen = [p for p in points if arch is None or p.arch == arch]
+    two = space(args.points, TWO_TARGETS).points()[:args.points]
+    for label, chosen in (("systolic", [p for p in points if p.arch == "systolic"]),
+                          ("dataflow", [p for p in points if p.arch == "dataflow"]), ("all", points),
+                          ("2 targets", two)):
         seconds, failed = per_core(chosen, args.repeat)
-        print(f"analytic {arch or 'all':9s}: {len(chosen)} points ({failed} failed) in {seconds:.3f} s = "
+        print(f"analytic {label:9s}: {len(chosen)} points ({failed} failed) in {seconds:.3f} s = "
               f"{len(chosen) / seconds:,.0f} points/s per core ({1e6 * seconds / len(chosen):.0f} µs/point)")
     runs = [json.loads(subprocess.run([sys.executable, __file__, "--sweep-only", "--points", str(args.points),
                                        "--workers", str(args.workers)], check=True, capture_output=True,

@@ -329,8 +329,9 @@ def test_sweep_results_equal_points_evaluated_alone(cnn_models) -> None:
     """The sub-results a worker shares between the points of a sweep (per model, per column count, per lane
     geometry, per memory: ``clear_point_caches``' caches) change the speed, never a figure: every metric and unit
     of a few hundred varied points evaluated one after another (the bundled example spec's points on both its
-    targets and an ASIC one, the conv models over rows × cols × dataflow) equals the same point evaluated alone,
-    in a worker that has evaluated nothing else (every point cache emptied first)."""
+    targets and an ASIC one, the conv models over rows × cols × dataflow; a configuration's targets in a row share
+    its design, ``_hardware``) equals the same point evaluated alone, in a worker that has evaluated nothing else
+    (every point cache emptied first)."""
     from hwgen.dse.evaluate import clear_point_caches
 
     spec = Space.from_yaml(ROOT / "examples" / "sweep_digits.yaml")

@@ -241,3 +241,22 @@ def test_synthesize_places_packed_netlist(netlists, tmp_path, monkeypatch):
     assert unpacked_path[0].startswith("clk-to-q  5.830 ns  mem.")
     assert not result.critical_path[0].startswith("clk-to-q  5.830")
     assert result.fmax_mhz > 1.3 * unpacked_fmax
+
+
+@needs_yosys
+@needs_nextpnr
+def test_synthesize_target_clock(tmp_path, monkeypatch):
+    """``freq_mhz`` is nextpnr's --freq; a run at another target clock is cached apart from the default's, whose
+    cache key is the one it had before the option existed (no figure measured at the default goes stale)."""
+    monkeypatch.setenv("HWGEN_CACHE", str(tmp_path / "cache"))
+    target = TARGETS["ecp5-25k"]
+    verilog = DESIGNS["ram_acc"]
+    assert synth._key(verilog, "top", target, True) == synth._key(verilog, "top", target, True, synth.PNR_FREQ_MHZ)
+    assert synth._key(verilog, "top", target, True, 150) != synth._key(verilog, "top", target, True)
+    assert synth._key(verilog, "top", target, False, 150) == synth._key(verilog, "top", target, False)
+    default = synth.synthesize(verilog, "top", target, out_dir=tmp_path / "default")
+    goal = synth.synthesize(verilog, "top", target, out_dir=tmp_path / "goal", freq_mhz=150)
+    assert not goal.cached and goal.cells == default.cells
+    for out, freq in (("default", synth.PNR_FREQ_MHZ), ("goal", 150)):
+        command = (tmp_path / out / "synth" / target.name / "nextpnr.cmd").read_text().split()
+        assert command[command.index("--freq") + 1] == str(freq)

@@ -8,7 +8,9 @@
   layers, their widths and regions, the dataflow layers' ranked foldings), on the model and the column count
   (tensor shapes and feeds; a dense model's plan) or on the column count and the PE and lane widths and depths
   (the PEs' paths, the requant lanes, the WS accumulators: :mod:`hwgen.estimate.fpga`) is cached per worker, so a
-  point costs 80–120 µs of arithmetic on those (``benchmarks/dse_throughput.py``); ``tests/test_dse.py`` checks
+  point costs 80–120 µs of arithmetic on those (``benchmarks/dse_throughput.py``); a configuration's next targets
+  (listed one after another) reuse its design, cycle model and components (the benchmark's two-target pass);
+  ``tests/test_dse.py`` checks
   that every metric equals what ``hwgen.compile(...).estimate(...)`` gives, and what the point gives evaluated
   alone in a fresh worker.
 - ``synth``: the same with ``estimate(synth=True)`` (Yosys, and nextpnr where it exists); tool figures replace
@@ -129,16 +131,16 @@ _PERFORMANCE_UNITS = {name: {"unit": unit, "method": "analytic"} for name, unit 
 
 
 def _analytic(entry: ModelEntry, point: Point, synth: bool, metrics: dict, units: dict) -> None:
+    hardware = _hardware(entry, point)
     if point.arch == "dataflow":
-        design = None
-        config = _dataflow_config(entry, point.params)
+        design, config = None, hardware
         latency, ii = config.predicted_latency_cycles, config.predicted_ii_cycles
         cycles = latency + (point.samples - 1) * ii
         mac_units = sum(layer.pe * layer.simd for layer in config.layers)
         metrics["ii_cycles"], units["ii_cycles"] = float(ii), _ARCH_UNITS["ii_cycles"]
         steady_cycles, steady_samples = ii, 1
     else:
-        design = _systolic_design(entry, point.params)
+        design = hardware
         config = design.config
         cycles = design.predicted_cycles(point.samples)
         batch = design.program.batch
@@ -168,6 +170,26 @@ def _analytic(entry: ModelEntry, point: Point, synth: bool, metrics: dict, units
         columns = _dataflow_design().analytic_columns(config, point.target)
     metrics.update(zip(columns.names, columns.values))       # floats; an FPGA target's unit entries are shared
     units.update(zip(columns.names, columns.units))
+
+
+# the hardware of the last point evaluated in this process: ((model, sha256, arch, params), design or dataflow
+# configuration); a space lists a configuration's targets one after another (Space.points), so its other targets
+# reuse the compiled design, its cycle model and its components instead of building them again
+_last_hardware: list = [None, None]
+
+
+def _hardware(entry: ModelEntry, point: Point):
+    """The point's :class:`~hwgen.design.Design` (systolic) or dataflow configuration, shared with the point
+    before it when only the target differs."""
+    key = (point.model, point.model_sha256, point.arch, point.params)
+    if _last_hardware[0] == key:
+        return _last_hardware[1]
+    if point.arch == "dataflow":
+        hardware = _dataflow_config(entry, point.params)
+    else:
+        hardware = _systolic_design(entry, point.params)
+    _last_hardware[:] = key, hardware
+    return hardware
 
 
 def _systolic_design(entry: ModelEntry, params: dict):
@@ -217,6 +239,8 @@ def clear_point_caches() -> None:
     than once, and for tests that compare a point evaluated in a sweep with the point evaluated alone."""
     from ..arch.dataflow import timing
     from ..estimate import fpga, memmap, report
+
+    _last_hardware[:] = None, None
 
     for cache in (fpga.components, fpga._instruction_used, fpga._pe_paths, fpga._requant_lanes, fpga._accumulators,
                   fpga._mapped, memmap.map_memory, memmap._choice, memmap._word_plans, report._config_json,

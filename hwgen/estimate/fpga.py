@@ -177,9 +177,11 @@ def instruction_used(cfg) -> tuple[tuple[int, int], ...]:
 
 def _instruction_kept(cfg) -> tuple[tuple[tuple[int, int], ...], int]:
     """:func:`instruction_used` and the number of bits in its ranges."""
-    return _instruction_used(cfg.dataflow, _clog2(cfg.act_depth), _clog2(cfg.weight_depth), _clog2(cfg.slot_depth),
-                             cfg.operand_bits, _clog2(cfg.prog_depth), _clog2(cfg.rows), cfg.rows.bit_length(),
-                             _clog2(cfg.cols), cfg.max_pool, cfg.fixed_steps, cfg.product_rounding)
+    rows = cfg.rows                     # the depths are ≥ 2, R and C ≥ 1: (n − 1).bit_length() is _clog2(n)
+    return _instruction_used(cfg.dataflow, (cfg.act_depth - 1).bit_length(), (cfg.weight_depth - 1).bit_length(),
+                             (cfg.slot_depth - 1).bit_length(), cfg.operand_bits, (cfg.prog_depth - 1).bit_length(),
+                             (rows - 1).bit_length(), rows.bit_length(), (cfg.cols - 1).bit_length(), cfg.max_pool,
+                             cfg.fixed_steps, cfg.product_rounding)
 
 
 # Fields read but cut by synthesis to the low bits their consumers use: the controllers read whole 16-bit fields
@@ -497,7 +499,9 @@ def systolic_components(cfg) -> list[Component]:
     controller.reg += _controller_pipeline_registers(cfg)
     parts = [pe, skew, select, act, out, weights, program, host, lane, controller, stream_in, stream_out, reset, feed,
              lane_control]
-    return [p for p in parts if p is not None] + ([accumulators] if accumulators else [])
+    if accumulators is not None:
+        parts.append(accumulators)
+    return parts
 
 
 # ---------------------------------------------------------------------------------------------------- dataflow

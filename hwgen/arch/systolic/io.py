@@ -134,7 +134,10 @@ class StreamOut(wiring.Component):
         # y.valid again in a copy per bank, each bank's advance from its own (the enables are spread over the
         # device: one y.valid and a LUT in front of them all was a critical path)
         valid = copies("y_valid", self.cfg.rows)
-        set_valid = lambda value: [self.y.valid.eq(value), *(v.eq(value) for v in valid)]  # noqa: E731
+
+        def set_valid(value):                             # y.valid and every bank's copy of it
+            return [self.y.valid.eq(value), *(v.eq(value) for v in valid)]
+
         addressed = Signal()                              # the address registers hold a word's address
         fetched = Signal()                                # the memories' outputs hold a word for a beat
         issued = Signal()                                 # every beat has been addressed

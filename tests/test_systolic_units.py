@@ -72,7 +72,7 @@ def test_array_skew_and_drain_order() -> None:
             await ctx.tick()
             waited += 1
         assert (5 + waited) - 4 == 3 + 2              # last operands at cycle 4, `captured` at cycle 5 + waited
-        ctx.set(array.shift, 1)
+        ctx.set(array.shift, [1, 1])                  # every column (a copy of the drain's shift each)
         drained = []
         for _ in range(3):
             drained.append([ctx.get(array.drain[j]) for j in range(2)])
@@ -106,28 +106,29 @@ def test_requant_lane_thresholds_negation_and_passthrough() -> None:
                     ctx.set(lane.wr_en, 1)
                     await ctx.tick()
         ctx.set(lane.wr_en, 0)
-        ctx.set(lane.base, -2)
-        ctx.set(lane.step, 1)
-        outputs = []
-        for cycle in range(len(values) + cfg.lane_latency):
-            if cycle < len(values):
-                ctx.set(lane.valid, 1)
-                ctx.set(lane.acc, int(values[cycle]))
-                ctx.set(lane.slot, cycle % 2)
-                ctx.set(lane.meta, cycle % 16)
-            else:
-                ctx.set(lane.valid, 0)
-            await ctx.tick()
-            if ctx.get(lane.out_valid):
-                outputs.append((ctx.get(lane.out_value), ctx.get(lane.out_meta)))
-        assert len(outputs) == len(values)        # one result per cycle, fixed latency 2B + 1
-        expected = []
-        for cycle, v in enumerate(values):
-            slot = cycle % 2
-            x = -v if negate[slot] else v
-            expected.append((-2 + int(multithreshold(np.array([x]), tables[slot][None], np.array([False]), 0, 1,
-                                                     None)[0]), cycle % 16))
-        assert outputs == expected
+        for base, step in ((-2, 1), (3, 2)):              # code = base + step · count
+            ctx.set(lane.base, base)
+            ctx.set(lane.step, step)
+            outputs = []
+            for cycle in range(len(values) + cfg.lane_latency):
+                if cycle < len(values):
+                    ctx.set(lane.valid, 1)
+                    ctx.set(lane.acc, int(values[cycle]))
+                    ctx.set(lane.slot, cycle % 2)
+                else:
+                    ctx.set(lane.valid, 0)
+                ctx.set(lane.meta, (cycle - 1) % 16)          # a value's meta enters a cycle after it
+                await ctx.tick()
+                if ctx.get(lane.out_valid):
+                    outputs.append((ctx.get(lane.out_value), ctx.get(lane.out_meta)))
+            assert len(outputs) == len(values)        # one result per cycle, fixed latency
+            expected = []
+            for cycle, v in enumerate(values):
+                slot = cycle % 2
+                x = -v if negate[slot] else v
+                count = int(multithreshold(np.array([x]), tables[slot][None], np.array([False]), 0, 1, None)[0])
+                expected.append((base + step * count, cycle % 16))
+            assert outputs == expected
         ctx.set(lane.passthrough, 1)
         ctx.set(lane.valid, 1)
         ctx.set(lane.acc, -123)
@@ -167,14 +168,16 @@ def test_controller_feed_addresses_period_and_drain() -> None:
         ctx.set(ctrl.start, 1)
         await ctx.tick()
         ctx.set(ctrl.start, 0)
+        slot = None
         for cycle in range(44):
             if ctx.get(ctrl.feed_valid):
                 reads.append((cycle, ctx.get(ctrl.bank_addr[0]), ctx.get(ctrl.bank_addr[1]),
                               ctx.get(ctrl.weight_addr), ctx.get(ctrl.feed_lane), ctx.get(ctrl.feed_last)))
             ctx.set(ctrl.capturing, cycle == 33)             # `captured` at cycle 34
-            if ctx.get(ctrl.lane_valid):
-                drains.append((ctx.get(ctrl.lane_meta.row), ctx.get(ctrl.lane_meta.addr), ctx.get(ctrl.lane_slot),
+            if slot is not None:                             # a row's meta comes a cycle after it (its slot)
+                drains.append((ctx.get(ctrl.lane_meta.row), ctx.get(ctrl.lane_meta.addr), slot,
                                ctx.get(ctrl.lane_meta.write)))
+            slot = ctx.get(ctrl.lane_slot) if ctx.get(ctrl.lane_valid) else None
             await ctx.tick()
 
     run(ctrl, bench)

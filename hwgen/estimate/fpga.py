@@ -30,6 +30,7 @@ from collections.abc import Sequence
 from typing import NamedTuple
 
 from .memmap import map_memory
+from ..arch.systolic.config import LANE_STAGE_CYCLES
 
 # lut_ram (LUT-equivalents of LUT RAM primitives) and mem_ff (flip-flop memories, LUT RAM read registers) are exact
 # counts; mem_emulation_ff (read-first emulation of block RAM, partly shared between memories on one write bus),
@@ -282,66 +283,79 @@ def _mux_levels(inputs: int) -> int:
 # nothing of it are constants (_CONTROLLER_PATHS, _STREAM_IN, _RESET); all are shared by every configuration that
 # has the same arguments: a sweep over the array's rows builds them once per column count and dataflow, not once per
 # point (benchmarks/dse_throughput.py). They are shared: do not mutate.
-def _lane_registers(S: int, B: int, tb: int, acc: int, out_bits: int, slot_bits: int) -> int:
-    """Flip-flop bits of one requant lane's data (requant.py, three cycles per stage: ``lane_stage_cycles``):
-    three accumulator registers per stage; per search stage its threshold words registered twice (stage 0: one
-    word one bit wider, and −x; its x registers are the accumulator's; b > 0: the two children, its prefix and x
-    three times); a finished search's count three times per padding stage; then the count, out_acc and output value
-    registers; the lane's own copies of the slot its next stages read at, and of the host's write (enable, stage,
-    the address bits its memories decode, data). The valid / meta / slot registers are the same in every lane
-    (Yosys merges them): :func:`_lane_control_registers`."""
-    search = sum(2 * (tb + 1) + tb if b == 0 else 4 * tb + 3 * b + 3 * tb for b in range(B))
+def _lane_registers(S: int, B: int, tb: int, acc: int, out_bits: int, slot_bits: int, sb: int) -> int:
+    """Flip-flop bits of one requant lane's data (requant.py, ``K = LANE_STAGE_CYCLES`` cycles per stage, the
+    first two of a memory's: its address, its output register): ``K`` accumulator registers per stage; per search
+    stage its threshold words registered ``K - 1`` times (stage 0: one word one bit wider, and −x; its x registers
+    are the accumulator's; b > 0: the two children, its prefix and x ``K`` times); a finished search's count ``K``
+    times per padding stage; then the count's lowest bit with the two codes it chooses between (base + step · count,
+    signed: ``sb + 1``-bit base plus ``B + 1`` bits), out_acc and the output value registers; the lane's own copies of
+    the slot its next stages read at, of the layer's base, step and passthrough, and of the host's write (enable,
+    stage, the address bits its memories decode, data). The valid / meta / slot registers are the same in every
+    lane (Yosys merges them): :func:`_lane_control_registers`."""
+    K = LANE_STAGE_CYCLES
+    search = sum((K - 1) * (tb + 1) + tb if b == 0 else 2 * (K - 1) * tb + K * b + K * tb for b in range(B))
     write = 1 + _bits(S) + slot_bits + B + tb + 1
-    return S * 3 * acc + search + (S - B) * 3 * B + B + acc + out_bits + (B - 1) * slot_bits + write
+    codes = 1 + 2 * (max(sb + 1, B + 2) + 1)
+    layer = sb + 1 + 2 + 1
+    return S * K * acc + search + (S - B) * K * B + codes + acc + out_bits + (B - 1) * slot_bits + layer + write
 
 
 def _lane_control_registers(S: int, slot_bits: int, meta_bits: int) -> int:
-    """What travels beside the values through the lanes, once for all lanes: valid and meta three times per stage,
-    the slot three times per stage that a next stage addresses with, then the out valid / meta registers twice."""
-    return S * 3 * (1 + meta_bits) + (S - 1) * 3 * slot_bits + 2 * (1 + meta_bits)
+    """What travels beside the values through the lanes, once for all lanes: valid and meta ``LANE_STAGE_CYCLES``
+    times per stage (meta's first register is the controller's: it enters the lanes a cycle late), the slot as
+    often per stage that a next stage addresses with, then the out valid / meta registers twice."""
+    K = LANE_STAGE_CYCLES
+    return S * K * (1 + meta_bits) + (S - 1) * K * slot_bits + 2 * (1 + meta_bits)
 
 
 def _feed_registers(cfg, slot_bits: int, meta_bits: int) -> int:
     """Flip-flop bits of the feed pipeline in top.py (``cfg.feed_latency`` cycles, controller → array): the
     registered scratchpad addresses (their memories' address bits), every bank's own port registers (read
-    addresses, write address, data and enables), the memories' output registers (activation and output words, also
-    the host's read registers), the activation words again beside the operand logic, each row's chosen word, the
-    weights' output and operand registers, the operand registers, the banks' read enables, and the controller's
-    outputs that meet the data delayed to match; WS: also the accumulator and lane signals delayed by the feed
-    pipeline and the PEs' second stage (the accumulators' read enable two cycles less), and the column sums'
+    addresses, write address, data and enables, its copies of busy and stream_out), the memories' output registers
+    (activation and output words), the activation words again beside the operand logic, each row's chosen word, the
+    weights' output and operand registers, the operand registers and each row's copy of zx, the banks' read enables,
+    and the controller's outputs that meet the data delayed to match (OS: the rotate and lane selects' last
+    registers one per row); WS: also the accumulator and lane signals delayed by the feed pipeline and the PEs'
+    second stage (the accumulators' read enable two cycles less, the lanes' meta one more), and the column sums'
     partials."""
     R, C, L = cfg.rows, cfg.cols, cfg.feed_latency
     act_addr, w_addr, out_addr = _bits(cfg.act_depth), _bits(cfg.weight_depth), _bits(cfg.out_depth)
     sb, acc = cfg.store_bits, cfg.acc_bits
-    ports = R * (2 * act_addr + C + C * sb + 2 * out_addr + 1 + C * acc) + C * (2 * w_addr + cfg.w_bits + 1)
+    ports = R * (2 * act_addr + C + C * sb + 2 * out_addr + 1 + C * acc + 2) + C * (2 * w_addr + cfg.w_bits + 1)
     bits = R * act_addr + w_addr + ports + R * C * (3 * sb + acc) + C * cfg.w_bits * (L - 3) + \
-        R * cfg.operand_bits + 2 * R
+        2 * R * cfg.operand_bits + 2 * R
     row, col = _bits(R), _bits(C)
     if cfg.dataflow == "ws":
         lag = L + cfg.pe_stages - 2
         acc_addr = _bits(cfg.acc_depth)
         bits += R * (row * (L - 3) + (col + 1) * (L - 2)) + 2 * L - 1       # row selects; commit, weight shift
-        bits += 4 * lag - 2 + acc_addr * (2 * lag - 1) + C * acc + (slot_bits + meta_bits) * lag
+        bits += 4 * lag - 2 + acc_addr * (2 * lag - 1) + C * acc + slot_bits * lag + meta_bits * (lag + 1)
     else:
-        bits += (row + R) * (L - 2) + col * (L - 1) + 2 * L                 # rotate, row valid, lane; valid, last
+        # rotate and lane (their last registers one per row), row valid; valid, last
+        bits += row * (L - 3 + R) + col * (L - 2 + R) + R * (L - 2) + 2 * L
     return bits
 
 
 def _controller_pipeline_registers(cfg) -> int:
     """Controller flip-flops for speed (controller.py, ws_controller.py, walk.py): the loop bounds' last indices
     and the walkers' per-layer step constants prepared in DECODE (a step is words, words + stride, dr and R - dr);
-    OS: the drain's state and the feed's flags registered ahead, and whether each row is a pixel of the batch;
-    WS: each row's registered read (bank, address, lane, valid)."""
+    the streaming flags, the layer's end (a copy of the lanes' output flags, beside it) and the drain walk's
+    lattice-phase zero flags; OS: the drain's state and the feed's flags registered ahead, whether each row is a
+    pixel of the batch, each array column's copy of the drain's shift, the copy of the array's capturing and the
+    saved phase flags; WS: each row's registered read (bank, address,
+    lane, valid)."""
     R, C = cfg.rows, cfg.cols
     step = 16 + 16 + _bits(R) + _bits(R + 1)
-    # last indices; the steps and last indices of the pixel walks (×2) and the feature walk; the repeat test
-    bits = 4 * 16 + (2 * 3 + 2) * step + 3 * 2 * 16 + 1
+    # last indices; the steps and last indices of the pixel walks (×2) and the feature walk; the repeat test; the
+    # streaming flags, the layer's end, the phase flags
+    bits = 4 * 16 + (2 * 3 + 2) * step + 3 * 2 * 16 + 1 + 2 + 1 + 2
     if cfg.dataflow == "ws":
         return bits + R * (_bits(R) + 16 + _bits(C) + 1) + 6 + 16      # row reads; fold flags, stream end
     # drain flags, feed flags, the tile counters' flags and prepared n − 2; the draining row's index and test, its
     # lanes' slot; the feed's row index and test, rows' live bits and their registered coordinates (the padding
-    # test)
-    return bits + 4 + 4 + 2 * 18 + 16 + 1 + _bits(cfg.slot_depth) + 16 + 1 + 2 * R + 2 * R * 19
+    # test); the columns' shift copies, capturing, the saved phase flags
+    return bits + 4 + 4 + 2 * 18 + 16 + 1 + _bits(cfg.slot_depth) + 16 + 1 + 2 * R + 2 * R * 19 + C + 1 + 2
 
 
 def _accumulate_path(acc: int, pool: int) -> Path_:
@@ -365,12 +379,13 @@ def _pe_paths(select_levels: int, ob: int, wb: int, acc: int, pool: int, roundin
 
 
 @lru_cache(maxsize=256)
-def _requant_lanes(C: int, S: int, B: int, tb: int, acc: int, slot_depth: int, F: int, fb: int) -> Component:
+def _requant_lanes(C: int, S: int, B: int, tb: int, acc: int, slot_depth: int, F: int, fb: int, sb: int
+                   ) -> Component:
     """The ``C`` requant lanes (requant.py): ``S`` stages, ``B`` of them searching ``tb``-bit thresholds of
     ``acc``-bit accumulators, ``slot_depth`` threshold slots; ``F`` fixed-point stages of ``fb``-bit values
     (hwgen.arch.fixed: run-time shift, modes and width, a bias memory each). Search stage 0 holds ``slot_depth``
     words one bit wider, stage ``b ≥ 1`` two memories of ``slot_depth · 2^(b-1)`` words (a node's two children)."""
-    lane = Component("requant_lane", C, reg=_lane_registers(S, B, tb, acc, fb if F else acc, _bits(slot_depth)),
+    lane = Component("requant_lane", C, reg=_lane_registers(S, B, tb, acc, fb if F else acc, _bits(slot_depth), sb),
                      add=tb + acc + B * 0,
                      cmp=B * tb, mux=acc + B * tb, logic=B * 4,
                      mems=[Mem(slot_depth, tb + 1, shape="sdpx"),
@@ -400,7 +415,12 @@ def _accumulators(C: int, acc_depth: int, acc: int, pool: int) -> Component:
 
 # the controller's register-to-register path (two LUT levels and a 32-bit carry chain, whatever the configuration)
 _CONTROLLER_PATHS = (Path_(levels=2, carry_bits=32, chains=1),)
-_STREAM_IN = Component("stream_in", reg=4 * 16 + 1, add=4 * 16 + 32, cmp=32, logic=8)
+# a stream engine's walk (io.py ``_walk``): word and sample indices with their last flags, prepared n − 2 and n = 1
+# tests, the sample's address and the address counted, the bank's last flag; its adders (the indices, the prepared
+# n − 2, the two addresses) and compares (index = n − 2, n = 1)
+_STREAM_WALK_REGISTERS, _STREAM_WALK_ADDERS, _STREAM_WALK_COMPARES = 6 * 16 + 5, 6 * 16, 4 * 16
+_STREAM_IN = Component("stream_in", reg=_STREAM_WALK_REGISTERS + 2, add=_STREAM_WALK_ADDERS,     # + done, open
+                       cmp=_STREAM_WALK_COMPARES, logic=8)
 _RESET = Component("reset", reg=1)
 
 
@@ -446,12 +466,14 @@ def systolic_components(cfg) -> list[Component]:
     weights = Component("weight_banks", C, mems=[Mem(cfg.weight_depth, wb, shape="sdpx")], logic=4)
     chunks = -(-instr // 32)
     program = Component("program", mems=[Mem(cfg.prog_depth, 32 * chunks, group=32, shape="sdpx", used=used)],
-                        logic=chunks)
-    # the request, its four stages, the bank's two words, the answer; the stored load (weight and lane writes)
-    host = Component("host_read", reg=4 + 3 + 6 + 16 + 6 + C * (sb + acc) + 33 + 64,
-                     mux=(R - 1) * C * (sb + acc) + (2 * C - 1) * 32, logic=16)
+                        logic=chunks, reg=chunks)                   # the chunks' registered write enables
+    # the request's lane, its five stages, each bank's tests of it (this bank, outputs) and its masked word (the
+    # accumulators or the codes sign-extended, or 0), the ORed word, the answer; the stored load (weight and lane
+    # writes)
+    host = Component("host_read", reg=6 + 5 + R * (2 + C * acc) + C * acc + 33 + 64,
+                     mux=R * C * acc + (C - 1) * 32, logic=16 + 2 * R + (R - 1) * C * acc)
     S, F = cfg.lane_stages, cfg.fixed_steps
-    lane = _requant_lanes(C, S, B, tb, acc, cfg.slot_depth, F, cfg.fixed_bits)
+    lane = _requant_lanes(C, S, B, tb, acc, cfg.slot_depth, F, cfg.fixed_bits, sb)
     counters = 16 * 10 + 32 if not ws else 16 * 9 + 32
     # address walkers (walk.py): the kernel walk and two pixel walks (feed, drain), ~10 16-bit registers each
     walkers = 16 * 30 + (16 * 10 if not ws else 0)
@@ -464,7 +486,9 @@ def systolic_components(cfg) -> list[Component]:
                            logic=64 + (R * R * 16 if ws else 0), paths=_CONTROLLER_PATHS)
     accumulators = _accumulators(C, cfg.acc_depth, acc, pool) if ws else None
     stream_in = _STREAM_IN
-    stream_out = Component("stream_out", reg=4 * 16 + 3 * (2 + row_index) + 2 + C * acc, add=4 * 16 + 32, cmp=32,
+    # its walk, the three stages' flags and banks, valid and last, the banks' copies of valid, the beat
+    stream_out = Component("stream_out", reg=_STREAM_WALK_REGISTERS + 3 * (2 + row_index) + 2 + R + C * acc,
+                           add=_STREAM_WALK_ADDERS, cmp=_STREAM_WALK_COMPARES,
                            mux=(R - 1) * C * (sb + acc) + C * acc, logic=8)
     reset = _RESET
     feed = Component("feed_pipeline", reg=_feed_registers(cfg, slot_bits, meta_bits))

@@ -16,10 +16,11 @@ complete everywhere) is high at cycle c_last + R + C.
 """
 from __future__ import annotations
 
-from amaranth import Module, Signal, signed
+from amaranth import Module, Signal, signed, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
+from ..hdl import replica
 from .config import SystolicConfig
 from .pe import OutputStationaryPE, WeightStationaryPE, rounding_members
 
@@ -32,7 +33,7 @@ class OutputStationaryArray(wiring.Component):
             "valid": In(1),
             "last": In(1),
             "w": In(data.ArrayLayout(signed(cfg.w_bits), cfg.cols)),
-            "shift": In(1),
+            "shift": In(data.ArrayLayout(unsigned(1), cfg.cols)),        # per column (a copy each)
             # every PE takes max(acc, a·w) instead of acc + a·w (MaxPool; per layer)
             **({"max_mode": In(1)} if cfg.max_pool else {}),
             "drain": Out(data.ArrayLayout(signed(cfg.acc_bits), cfg.cols)),
@@ -74,7 +75,7 @@ class OutputStationaryArray(wiring.Component):
             for i in range(1, cfg.rows):
                 m.d.comb += pes[i][j].w_in.eq(pes[i - 1][j].w_out)
             for i in range(cfg.rows):
-                m.d.comb += pes[i][j].shift.eq(self.shift)
+                m.d.comb += pes[i][j].shift.eq(self.shift[j])
                 if cfg.max_pool:
                     m.d.comb += pes[i][j].max_mode.eq(self.max_mode)
                 if cfg.product_rounding:
@@ -84,8 +85,10 @@ class OutputStationaryArray(wiring.Component):
                     m.d.comb += pes[i][j].shadow_in.eq(pes[i + 1][j].shadow_out)
             m.d.comb += self.drain[j].eq(pes[0][j].shadow_out)
         # the corner PE accumulates (and captures) on the cycle its last_out is high: one register later, every
-        # shadow holds the tile
-        m.d.comb += self.capturing.eq(pes[cfg.rows - 1][cfg.cols - 1].last_out)
+        # shadow holds the tile. ``capturing`` is a copy of that last_out (its own flip-flop, placed beside the
+        # controller that reads it)
+        corner = pes[cfg.rows - 1][cfg.cols - 1]
+        m.d.comb += self.capturing.eq(replica(m, corner.last & corner.valid, "capturing", reset_less=False))
         m.d.sync += self.captured.eq(self.capturing)
         return m
 

@@ -8,6 +8,7 @@ from ...compat import cached_property
 
 DATAFLOWS = ("os", "ws")
 MAX_FIXED_STEPS = 4         # fixed-point stage fields per instruction (controller.INSTRUCTION)
+LANE_STAGE_CYCLES = 3       # cycles of a requant lane stage (SystolicConfig.lane_stage_cycles)
 
 
 def index_range(count: int) -> range:
@@ -116,7 +117,7 @@ class SystolicConfig:
         """Cycles of one requant lane stage: its memory read, the memory's output register (inside an FPGA block
         RAM), a register beside the compare (the block RAMs stand apart from the logic), then the compare
         (requant.py)."""
-        return 3
+        return LANE_STAGE_CYCLES
 
     @property
     def lane_latency(self) -> int:

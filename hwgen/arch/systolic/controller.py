@@ -57,7 +57,7 @@ from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..fixed import stage_fields
-from ..hdl import select
+from ..hdl import copies, select
 from .config import MAX_FIXED_STEPS, SystolicConfig, index_range
 from .walk import FeatureWalk, Index, PixelWalk
 
@@ -115,6 +115,7 @@ def controller_members(cfg: SystolicConfig) -> dict:
         "prog_addr": Out(index_range(cfg.prog_depth)), "prog_data": In(INSTRUCTION), "instr": Out(INSTRUCTION),
         "layer_done": In(1), "stream_in": Out(1), "stream_in_done": In(1), "stream_out": Out(1),
         "stream_out_done": In(1),
+        "stream_in_start": Out(1),      # stream_in rises on the next cycle (StreamIn opens its input then)
     }
 
 
@@ -123,6 +124,15 @@ def last_indices(instr, names) -> tuple[dict, list]:
     assignments for the DECODE state: a wrap test is then one compare, no subtraction."""
     last = {name: Signal(16, name=f"last_{name}") for name in names}
     return last, [last[name].eq(getattr(instr, name) - 1) for name in names]
+
+
+def count_cycles(m: Module, ctrl: wiring.Component) -> None:
+    """``cycles``: counted while ``busy``, cleared by ``start`` while idle (≡ the state is IDLE), outside the FSM:
+    its 32 flip-flops' inputs read two registers and a port, not a decode of the state."""
+    with m.If(ctrl.busy):
+        m.d.sync += ctrl.cycles.eq(ctrl.cycles + 1)
+    with m.Elif(ctrl.start):
+        m.d.sync += ctrl.cycles.eq(0)
 
 
 def sequence_program(m: Module, ctrl: wiring.Component, layer: Signal, latch: list, first_state: str) -> None:
@@ -135,7 +145,7 @@ def sequence_program(m: Module, ctrl: wiring.Component, layer: Signal, latch: li
     in; WAIT holds until the layer's last result leaves the lanes, then fetches
     the next instruction, or (a segment's last layer) goes through OUTPUT when it streams results out and then
     repeats the segment, goes on to the next one or finishes the run. (Each controller also counts ``cycles``
-    while ``busy``, outside its FSM.)
+    while ``busy``, outside its FSM: :func:`count_cycles`.)
 
     Cycles each chunk adds when streaming: ``x_beats + 1`` (INPUT: one beat per cycle, the state ends on the cycle
     after the last transfer) + ``y_beats + 4`` (OUTPUT: the address registers, the read, the word registers, one
@@ -144,7 +154,8 @@ def sequence_program(m: Module, ctrl: wiring.Component, layer: Signal, latch: li
     chunk = Signal(16)
     more_chunks = Signal()          # chunk + 1 < repeat, prepared in DECODE (no adder and compare behind layer_done)
     instr = ctrl.instr
-    m.d.comb += [ctrl.stream_in.eq(0), ctrl.stream_out.eq(0)]
+    # the streaming flags (≡ the state is INPUT / OUTPUT) are registers set and cleared with the state, not decodes
+    # of it
 
     def end_of_segment():
         with m.If(more_chunks):
@@ -159,7 +170,7 @@ def sequence_program(m: Module, ctrl: wiring.Component, layer: Signal, latch: li
 
     with m.State("IDLE"):
         with m.If(ctrl.start):
-            m.d.sync += [layer.eq(0), chunk.eq(0), ctrl.busy.eq(1), ctrl.done.eq(0), ctrl.cycles.eq(0)]
+            m.d.sync += [layer.eq(0), chunk.eq(0), ctrl.busy.eq(1), ctrl.done.eq(0)]
             m.next = "FETCH"
     with m.State("FETCH"):
         m.next = "LATCH"
@@ -169,12 +180,14 @@ def sequence_program(m: Module, ctrl: wiring.Component, layer: Signal, latch: li
     with m.State("DECODE"):
         m.d.sync += [*latch, more_chunks.eq(chunk + 1 < instr.repeat)]
         with m.If(instr.stream_in):
+            m.d.sync += ctrl.stream_in.eq(1)
+            m.d.comb += ctrl.stream_in_start.eq(1)
             m.next = "INPUT"
         with m.Else():
             m.next = first_state
     with m.State("INPUT"):
-        m.d.comb += ctrl.stream_in.eq(1)
         with m.If(ctrl.stream_in_done):
+            m.d.sync += ctrl.stream_in.eq(0)
             m.next = first_state
     with m.State("WAIT"):
         with m.If(ctrl.layer_done):
@@ -182,12 +195,13 @@ def sequence_program(m: Module, ctrl: wiring.Component, layer: Signal, latch: li
                 m.d.sync += layer.eq(layer + 1)
                 m.next = "FETCH"
             with m.Elif(instr.stream_out):
+                m.d.sync += ctrl.stream_out.eq(1)
                 m.next = "OUTPUT"
             with m.Else():
                 end_of_segment()
     with m.State("OUTPUT"):
-        m.d.comb += ctrl.stream_out.eq(1)
         with m.If(ctrl.stream_out_done):
+            m.d.sync += ctrl.stream_out.eq(0)
             end_of_segment()
 
 
@@ -203,7 +217,8 @@ class Controller(wiring.Component):
             "feed_rotate": Out(index_range(cfg.rows)),                  # row i reads bank (i + rotate) mod R
             # 0: padding, the operand is 0 (x - zx); a cycle after its feed cycle (the coordinates are registered)
             "row_valid": Out(data.ArrayLayout(unsigned(1), cfg.rows)),
-            "capturing": In(1), "shift": Out(1),       # capturing: the array's captured, one cycle early
+            # capturing: the array's captured, one cycle early; shift: the drain's, one copy per array column
+            "capturing": In(1), "shift": Out(data.ArrayLayout(unsigned(1), cfg.cols)),
             "lane_valid": Out(1), "lane_slot": Out(unsigned(slot_bits)), "lane_meta": Out(meta_layout(cfg)),
         })
 
@@ -271,8 +286,7 @@ class Controller(wiring.Component):
             m.d.sync += [y_r.eq(y), x_r.eq(x)]
             m.d.comb += self.row_valid[i].eq((y_r >= 0) & (y_r <= instr.lim_y) & (x_r >= 0) & (x_r <= instr.lim_x))
 
-        with m.If(self.busy):
-            m.d.sync += self.cycles.eq(self.cycles + 1)
+        count_cycles(m, self)
         with m.FSM():
             sequence_program(m, self, layer, [
                 k.eq(0), count.eq(0), *m_index.start(instr.m_tiles), *n_index.start(instr.n_tiles),
@@ -341,14 +355,16 @@ class Controller(wiring.Component):
         # state is registered one cycle ahead, from the array's ``capturing`` (``captured`` of the next cycle): the
         # row draining, whether it is the tile's first or last, and whether the N tile is the first or last, so
         # that the walker's save / rewind / step choice is made by flip-flops, not by compares in front of its muxes
+        # ``active`` again in a copy per array column: the column's shadow registers' shift enable
+        shift = copies("shift", cfg.cols)
         with m.If(self.capturing):
-            m.d.sync += [active.eq(1), r.eq(0), first_row.eq(1), last_row.eq(rows == 1), d_pixel.eq(d_first),
-                         in_batch.eq(d_first < instr.samples)]
+            m.d.sync += [active.eq(1), *(s.eq(1) for s in shift), r.eq(0), first_row.eq(1), last_row.eq(rows == 1),
+                         d_pixel.eq(d_first), in_batch.eq(d_first < instr.samples)]
         with m.Elif(active & ~last_row):
             m.d.sync += [r.eq(r + 1), first_row.eq(0), last_row.eq((r == rows - 2) if rows > 1 else 1),
                          d_pixel.eq(d_pixel + 1), in_batch.eq(d_pixel + 1 < instr.samples)]
         with m.Else():
-            m.d.sync += [active.eq(0), r.eq(0), first_row.eq(0), last_row.eq(0)]
+            m.d.sync += [active.eq(0), *(s.eq(0) for s in shift), r.eq(0), first_row.eq(0), last_row.eq(0)]
         last_tile = d_n_last & (d_m == last["m_tiles"])
         saving = first_row & d_n_first
         with m.If(saving):
@@ -368,9 +384,10 @@ class Controller(wiring.Component):
             with m.Else():
                 m.d.sync += [d_n.eq(d_n + 1), d_slot.eq(d_slot + 1), d_n_first.eq(0),
                              d_n_last.eq(d_n + 1 == last["n_tiles"])]
-        m.d.comb += [self.shift.eq(active), self.lane_valid.eq(active),
-                     self.lane_slot.eq(d_slot),
-                     self.lane_meta.row.eq(dest.r), self.lane_meta.addr.eq(dest.addr + d_n),
+        # the row's meta is registered: it enters the lanes a cycle after the row (requant.py)
+        m.d.comb += [*(self.shift[j].eq(shift[j]) for j in range(cfg.cols)), self.lane_valid.eq(active),
+                     self.lane_slot.eq(d_slot)]
+        m.d.sync += [self.lane_meta.row.eq(dest.r), self.lane_meta.addr.eq(dest.addr + d_n),
                      self.lane_meta.write.eq(dest.output(instr) & in_batch),
                      self.lane_meta.layer_last.eq(last_row & last_tile)]
         return m

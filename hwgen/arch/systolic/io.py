@@ -25,8 +25,9 @@ from amaranth import Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from ..hdl import select
+from ..hdl import copies, select
 from .config import SystolicConfig, index_range
+from .walk import Index
 
 
 def beat_layouts(cfg: SystolicConfig) -> tuple[data.ArrayLayout, data.ArrayLayout]:
@@ -34,49 +35,71 @@ def beat_layouts(cfg: SystolicConfig) -> tuple[data.ArrayLayout, data.ArrayLayou
     return data.ArrayLayout(unsigned(cfg.store_bits), cfg.cols), data.ArrayLayout(signed(cfg.acc_bits), cfg.cols)
 
 
-def _walk(m: Module, cfg: SystolicConfig, run, step, base, stride, words):
-    """Counters over (sample, word): reset while ``run`` is low, advanced by ``step``; returns
-    (bank, addr, last word of a sample, sample index). Sample m's word w is in bank m mod R, or ``(m + w) mod R``
-    on the weight-stationary array, whose tensors rotate their words across the banks (compile.py ``Layout``)."""
-    w = Signal(16)
+def _walk(m: Module, cfg: SystolicConfig, run, step, base, stride, words, samples):
+    """Counters over (sample, word): reset while ``run`` is low, advanced by ``step``; returns (bank, addr, last
+    word of a sample, last sample). Sample m's word w is in bank m mod R, or ``(m + w) mod R`` on the
+    weight-stationary array, whose tensors rotate their words across the banks (compile.py ``Layout``), at
+    ``base + (m // R) · stride + w``. Everything returned is a register: the address is counted (one adder per
+    step, not base + group + w), and the last word / last sample / last bank tests are flags set with their
+    counters (walk.Index, prepared from ``words`` and ``samples`` while ``run`` is low), not compares of the
+    counters against the instruction's fields minus one in front of the engines' enables."""
+    word, sample = Index("stream_word"), Index("stream_sample")
     bank = Signal(index_range(cfg.rows))
+    last_bank = Signal()                    # bank = R - 1
     word_bank = Signal(index_range(cfg.rows))   # (m + w) mod R
-    group = Signal(16)                      # (m // R) * stride
-    sample = Signal(16)
-    last_word = w == words - 1
-    next_bank = Mux(bank == cfg.rows - 1, 0, bank + 1)
+    sample_addr = Signal(16)                # base + (m // R) * stride
+    addr = Signal(16)                       # sample_addr + w
+    next_bank = Mux(last_bank, 0, bank + 1)
     with m.If(~run):
-        m.d.sync += [w.eq(0), bank.eq(0), word_bank.eq(0), group.eq(0), sample.eq(0)]
+        m.d.sync += [*word.start(words), *word.prepare(words), *sample.start(samples), *sample.prepare(samples),
+                     bank.eq(0), last_bank.eq(cfg.rows == 1), word_bank.eq(0), sample_addr.eq(base), addr.eq(base)]
     with m.Elif(step):
-        m.d.sync += [w.eq(w + 1), word_bank.eq(Mux(word_bank == cfg.rows - 1, 0, word_bank + 1))]
-        with m.If(last_word):
-            m.d.sync += [w.eq(0), sample.eq(sample + 1), bank.eq(next_bank), word_bank.eq(next_bank)]
-            with m.If(bank == cfg.rows - 1):
-                m.d.sync += group.eq(group + stride)
-    return word_bank if cfg.dataflow == "ws" else bank, base + group + w, last_word, sample
+        m.d.sync += word_bank.eq(Mux(word_bank == cfg.rows - 1, 0, word_bank + 1))
+        with m.If(word.last):
+            m.d.sync += [*word.restart(), *sample.advance(), bank.eq(next_bank), word_bank.eq(next_bank),
+                         last_bank.eq(bank == cfg.rows - 2 if cfg.rows > 1 else 1)]
+            with m.If(last_bank):
+                m.d.sync += [sample_addr.eq(sample_addr + stride), addr.eq(sample_addr + stride)]
+            with m.Else():
+                m.d.sync += addr.eq(sample_addr)
+        with m.Else():
+            m.d.sync += [*word.advance(), addr.eq(addr + 1)]
+    return word_bank if cfg.dataflow == "ws" else bank, addr, word.last, sample.last
 
 
 class StreamIn(wiring.Component):
-    """Writes ``samples × words`` beats from ``x`` into the activation banks while ``run`` is high."""
+    """Writes ``samples × words`` beats from ``x`` into the activation banks while ``run`` is high.
+
+    ``x.ready`` is a register (``open``: run and not done): it rises with ``run``, told a cycle ahead by ``start``,
+    and falls with the last transfer. The walk restarts while it is low and steps on every valid beat while it is
+    high, so the walk's registers are enabled by ``x.valid`` and that register alone (an enable decoded from
+    ``run``, ``done`` and the handshake in front of them was the critical path)."""
 
     def __init__(self, cfg: SystolicConfig):
         self.cfg = cfg
         x_beat, _ = beat_layouts(cfg)
         super().__init__({
-            "run": In(1), "done": Out(1), "x": In(stream.Signature(x_beat)),
+            "run": In(1), "start": In(1), "done": Out(1), "x": In(stream.Signature(x_beat)),
             "base": In(16), "stride": In(16), "words": In(16), "samples": In(16),
             "write": Out(1), "bank": Out(index_range(cfg.rows)), "addr": Out(16), "data": Out(x_beat),
         })
 
     def elaborate(self, platform):
         m = Module()
-        transfer = self.x.valid & self.x.ready
-        bank, addr, last_word, sample = _walk(m, self.cfg, self.run, transfer, self.base, self.stride, self.words)
+        open_ = Signal()                # ≡ run & ~done
+        transfer = self.x.valid & open_
+        bank, addr, last_word, last_sample = _walk(m, self.cfg, open_, self.x.valid, self.base, self.stride,
+                                                   self.words, self.samples)
+        ending = transfer & last_word & last_sample
         with m.If(~self.run):
             m.d.sync += self.done.eq(0)
-        with m.Elif(transfer & last_word & (sample == self.samples - 1)):
+        with m.Elif(ending):
             m.d.sync += self.done.eq(1)
-        m.d.comb += [self.x.ready.eq(self.run & ~self.done), self.write.eq(transfer), self.bank.eq(bank),
+        with m.If(self.start):
+            m.d.sync += open_.eq(1)
+        with m.Elif(ending):
+            m.d.sync += open_.eq(0)
+        m.d.comb += [self.x.ready.eq(open_), self.write.eq(transfer), self.bank.eq(bank),
                      self.addr.eq(addr), self.data.eq(self.x.payload)]
         return m
 
@@ -87,8 +110,8 @@ class StreamOut(wiring.Component):
     Three stages, so that nothing but a register drives a block RAM and nothing but a register follows one: the
     banks' address registers (loaded from ``addr`` unless ``read_en`` is low while streaming), the memories'
     outputs (a word read, held while ``read_en`` is low) and the banks' word registers (``act_words``/``out_words``,
-    loaded while ``word_en``), from which the beat on ``y`` is selected. The stages move together: a stalled ``y``
-    holds all three (``read_en = word_en``), so every word keeps its place."""
+    loaded while ``read_en``), from which the beat on ``y`` is selected. The stages move together: a stalled ``y``
+    holds all three, so every word keeps its place."""
 
     def __init__(self, cfg: SystolicConfig):
         self.cfg = cfg
@@ -97,7 +120,9 @@ class StreamOut(wiring.Component):
             "run": In(1), "done": Out(1),
             "y": Out(stream.Signature(data.StructLayout({"data": y_beat, "last": 1}))),
             "base": In(16), "stride": In(16), "words": In(16), "samples": In(16),
-            "addr": Out(16), "read_en": Out(1), "word_en": Out(1), "passthrough": In(1),
+            # every bank's own copy of the pipeline's advance (the beat on y leaves or none is there): it enables
+            # the bank's address register, memory read and word register
+            "addr": Out(16), "read_en": Out(data.ArrayLayout(unsigned(1), cfg.rows)), "passthrough": In(1),
             # every bank's word register: activation banks (codes) and output banks (accumulators)
             "act_words": In(data.ArrayLayout(unsigned(cfg.cols * cfg.store_bits), cfg.rows)),
             "out_words": In(data.ArrayLayout(unsigned(cfg.cols * cfg.acc_bits), cfg.rows)),
@@ -106,22 +131,30 @@ class StreamOut(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         advance = ~self.y.valid | self.y.ready            # the beat on y (if any) leaves: every stage moves on
+        # y.valid again in a copy per bank, each bank's advance from its own (the enables are spread over the
+        # device: one y.valid and a LUT in front of them all was a critical path)
+        valid = copies("y_valid", self.cfg.rows)
+
+        def set_valid(value):                             # y.valid and every bank's copy of it
+            return [self.y.valid.eq(value), *(v.eq(value) for v in valid)]
+
         addressed = Signal()                              # the address registers hold a word's address
         fetched = Signal()                                # the memories' outputs hold a word for a beat
         issued = Signal()                                 # every beat has been addressed
         issue = self.run & ~issued & advance
-        bank, addr, last_word, sample = _walk(m, self.cfg, self.run, issue, self.base, self.stride, self.words)
+        bank, addr, last_word, last_sample = _walk(m, self.cfg, self.run, issue, self.base, self.stride, self.words,
+                                                   self.samples)
         address_bank, address_last = Signal.like(bank), Signal()
         fetch_bank, fetch_last, beat_bank = Signal.like(bank), Signal(), Signal.like(bank)
         with m.If(~self.run):
-            m.d.sync += [issued.eq(0), addressed.eq(0), fetched.eq(0), self.y.valid.eq(0), self.done.eq(0)]
+            m.d.sync += [issued.eq(0), addressed.eq(0), fetched.eq(0), *set_valid(0), self.done.eq(0)]
         with m.Elif(issued & ~addressed & ~fetched & advance):       # the last beat leaves: nothing behind it
-            m.d.sync += [self.y.valid.eq(0), self.done.eq(1)]
+            m.d.sync += [*set_valid(0), self.done.eq(1)]
         with m.Elif(advance):
             m.d.sync += [addressed.eq(issue), address_bank.eq(bank), address_last.eq(last_word),
                          fetched.eq(addressed), fetch_bank.eq(address_bank), fetch_last.eq(address_last),
-                         self.y.valid.eq(fetched), beat_bank.eq(fetch_bank), self.y.payload.last.eq(fetch_last)]
-            with m.If(issue & last_word & (sample == self.samples - 1)):
+                         *set_valid(fetched), beat_bank.eq(fetch_bank), self.y.payload.last.eq(fetch_last)]
+            with m.If(issue & last_word & last_sample):
                 m.d.sync += issued.eq(1)
         cfg = self.cfg
         codes = data.View(beat_layouts(cfg)[0], select(m, beat_bank, list(self.act_words), unsigned(
@@ -130,5 +163,5 @@ class StreamOut(wiring.Component):
             cfg.cols * cfg.acc_bits), "accs_word"))
         for j in range(cfg.cols):
             m.d.comb += self.y.payload.data[j].eq(Mux(self.passthrough, accs[j], codes[j].as_signed()))
-        m.d.comb += [self.addr.eq(addr), self.read_en.eq(advance), self.word_en.eq(advance)]
+        m.d.comb += [self.addr.eq(addr), *(self.read_en[i].eq(~valid[i] | self.y.ready) for i in range(cfg.rows))]
         return m

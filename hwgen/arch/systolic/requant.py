@@ -10,7 +10,7 @@ leaves the lane (the last layer, dequantized on the host).
 
 ::
 
-    acc, slot, meta ─▶ [stage 0] ─▶ … ─▶ [stage B-1] ─▶ [count reg] ─▶ [out reg] ─▶ code, meta   (3B + 2 cycles)
+    acc, slot, meta ─▶ [stage 0] ─▶ … ─▶ [stage B-1] ─▶ [codes reg] ─▶ [out reg] ─▶ code, meta   (3B + 2 cycles)
                          ▲ mem0       ▲ mem1               ▲ mem B-1
 
 Each stage takes three cycles, and no memory sits between a compare and a register. Stage ``b ≥ 1`` keeps its
@@ -21,7 +21,8 @@ clock-to-output leaves no time for logic behind it; then one beside the compare:
 the logic, a route of ~5 ns on ECP5), and on the next cycle the bit stage ``b - 1`` found chooses one and the stage
 compares it with ``x``. The last compare's count is registered, and ``base + step · count`` goes to the output
 register. The lane accepts one value per cycle with a fixed latency of ``cfg.lane_latency = 3S + 2`` cycles,
-``S = cfg.lane_stages``. ``meta`` (row, write address, flags) travels alongside unchanged::
+``S = cfg.lane_stages``. ``meta`` (row, write address, flags) enters a cycle after its value (the controllers
+register it: it is formed by logic) and travels alongside unchanged, leaving with the value::
 
     cycle    0                       1                      2                    3
     stage b  read both children at   words → output regs;   words → registers;   the bit chooses a child T;
@@ -69,6 +70,8 @@ class RequantLane(wiring.Component):
             "meta": In(unsigned(meta_bits)),
             "base": In(signed(cfg.store_bits + 1)), "step": In(unsigned(2)), "passthrough": In(1),
             "out_valid": Out(1), "out_value": Out(signed(cfg.acc_bits)), "out_meta": Out(unsigned(meta_bits)),
+            # out_valid and out_meta a cycle ahead (the registers in front of them)
+            "ahead_valid": Out(1), "ahead_meta": Out(unsigned(meta_bits)),
             # host writes: stage memory `stage` (stage 0 also holds the negate flag in bit threshold_bits), or
             # with wr_bias the bias memory of fixed-point stage `stage`
             "wr_en": In(1), "wr_stage": In(index_range(cfg.lane_stages)), "wr_addr": In(unsigned(16)),
@@ -92,29 +95,24 @@ class RequantLane(wiring.Component):
         meta = [self.meta]
         acc = [self.acc]
 
-        def staged(value, name, reset_less=True, addresses=False) -> list:
-            """``value`` through the stage's registers (one per cycle of the stage), the last one first; with
-            ``addresses`` (the slot, which the next stage's memories read at) the last one is the lane's own copy
-            (every lane's chain is the same: merged, it would address every lane's memories from one place)."""
-            registers = []
-            for k in range(cfg.lane_stage_cycles):
-                name_k = f"{name}_r{k + 1}"
-                if addresses and k == cfg.lane_stage_cycles - 1:
-                    register = replica(m, value, name_k)
-                else:
-                    register = Signal.like(value, name=name_k, reset_less=reset_less)
-                    m.d.sync += register.eq(value)
-                registers.insert(0, register)
-                value = register
-            return registers
-
+        cycles = cfg.lane_stage_cycles
         for b in range(depth):
-            valid.append(staged(valid[b], f"s{b}_valid", reset_less=False)[0])
-            slot.append(staged(slot[b], f"s{b}_slot", addresses=b + 1 < stages)[0])
-            meta.append(staged(meta[b], f"s{b}_meta")[0])
-            acc.append(staged(acc[b], f"s{b}_acc")[0])
+            # valid, slot, meta and the value through the stage's registers (one per cycle of the stage); the slot
+            # the next stage's memories read at is the lane's own copy in its last register (every lane's chain is
+            # the same: merged, it would address every lane's memories from one place)
+            valid.append(delayed(m, valid[b], cycles, f"s{b}_valid", reset_less=False))
+            if b + 1 < stages:
+                slot.append(replica(m, delayed(m, slot[b], cycles - 1, f"s{b}_slot"), f"s{b}_slot_d{cycles}"))
+            else:
+                slot.append(delayed(m, slot[b], cycles, f"s{b}_slot"))
+            meta.append(delayed(m, meta[b], cycles - 1 if b == 0 else cycles, f"s{b}_meta"))   # (a cycle late)
+            if b:
+                acc.append(delayed(m, acc[b], cycles, f"s{b}_acc"))
+            else:                                   # stage 0 compares x (its last accumulator register) or −x
+                before = delayed(m, acc[0], cycles - 1, "s0_acc")
+                acc.append(delayed(m, before, 1, "s0_x"))
             if b >= stages:                         # the search is done: its count waits for the fixed stages
-                prefix.append(staged(prefix[b], f"s{b}_count")[0])
+                prefix.append(delayed(m, prefix[b], cycles, f"s{b}_count"))
                 continue
             if b == 0:
                 mem = ram(m, "stage0_mem", shape=unsigned(tbits + 1), depth=cfg.slot_depth,
@@ -132,31 +130,38 @@ class RequantLane(wiring.Component):
 
             # this stage's operands (data: read with valid), held while its threshold is read and registered
             if b:
-                p_r = staged(prefix[b], f"s{b}_prefix")[0]
-                x_here = staged(x[b], f"s{b}_x")[0]
+                p_r = delayed(m, prefix[b], cycles, f"s{b}_prefix")
+                x_here = delayed(m, x[b], cycles, f"s{b}_x")
                 threshold = Mux(p_r[0], words[1], words[0]).as_signed()      # the child the previous bit chose
             else:
-                x_r, before = staged(self.acc, "s0_x")[:2]
                 negated = Signal(x_shape, name="s0_x_negated", reset_less=True)    # −x beside x: no negation
                 m.d.sync += negated.eq(-before)                                    # before the compare
                 x_here = Signal(x_shape, name="s0_x_signed")
-                m.d.comb += x_here.eq(Mux(words[0][tbits], negated, x_r))
+                m.d.comb += x_here.eq(Mux(words[0][tbits], negated, acc[1]))
             bit = x_here >= threshold
             new_prefix = Signal(unsigned(b + 1), name=f"s{b}_next_prefix")
             m.d.comb += new_prefix.eq(Cat(bit, p_r) if b else bit)
             x.append(x_here)
             prefix.append(new_prefix)
 
-        # the count register (the last compare ends a cycle), then code = base + step · count into the output
-        count = prefix[depth] if stages else Const(0, 1)
-        count_r = Signal.like(count, name="count", reset_less=True)
+        # the count register (the last compare ends a cycle), then code = base + step · count into the output. The
+        # count's upper bits are registers while its lowest bit is still being compared: both codes it may give are
+        # formed beside the compare (base + step · 2h and base + step · (2h + 1)), registered with the bit, which
+        # then chooses one (no adder in front of the output register, which the banks' loads pull away)
+        count = prefix[depth]
+        high = count[1:]
+        double = self.step == 2
+        even = self.base + Mux(double, high.shift_left(2), high.shift_left(1))
+        odd = self.base + Mux(double, high.shift_left(2) | 2, high.shift_left(1) | 1)
+        code_even = Signal.like(even, name="code_even", reset_less=True)
+        code_odd = Signal.like(odd, name="code_odd", reset_less=True)
+        count_low = Signal(name="count_low", reset_less=True)
         acc_r = Signal.like(self.acc, name="out_acc", reset_less=True)
         valid_r = Signal(name="out_valid_r")
         meta_r = Signal.like(self.meta, name="out_meta_r", reset_less=True)
-        m.d.sync += [count_r.eq(count), acc_r.eq(acc[depth]), valid_r.eq(valid[depth]), meta_r.eq(meta[depth])]
-        code = Signal(signed(cfg.acc_bits))
-        m.d.comb += code.eq(self.base + Mux(self.step == 2, count_r << 1, count_r))
-        result = Mux(self.passthrough, acc_r, code)
+        m.d.sync += [code_even.eq(even), code_odd.eq(odd),
+                     count_low.eq(count[0]), acc_r.eq(acc[depth]), valid_r.eq(valid[depth]), meta_r.eq(meta[depth])]
+        result = Mux(self.passthrough, acc_r, Mux(count_low, code_odd, code_even))
         if cfg.fixed_steps:
             fixed_r = Signal(signed(cfg.fixed_bits), name="fixed_value", reset_less=True)
             m.d.sync += fixed_r.eq(self._fixed_stages(m, slot))
@@ -164,7 +169,8 @@ class RequantLane(wiring.Component):
         out_meta = Signal.like(self.out_meta, reset_less=True)
         out_value = Signal.like(self.out_value, reset_less=True)
         m.d.sync += [self.out_valid.eq(valid_r), out_meta.eq(meta_r), out_value.eq(result)]
-        m.d.comb += [self.out_meta.eq(out_meta), self.out_value.eq(out_value)]
+        m.d.comb += [self.out_meta.eq(out_meta), self.out_value.eq(out_value), self.ahead_valid.eq(valid_r),
+                     self.ahead_meta.eq(meta_r)]
         return m
 
     def _threshold_memory(self, m: Module, mem, stage: int, side: int, address) -> Signal:
@@ -189,13 +195,10 @@ class RequantLane(wiring.Component):
         value; the result is padded with registers to the lane's depth."""
         cfg = self.cfg
         bits = cfg.fixed_bits
-        value = self.acc
+        value = Signal(signed(bits), name="f_in")             # the accumulator, sign-extended
+        m.d.comb += value.eq(self.acc)
         for k in range(cfg.lane_stages):
-            x_r = value
-            for cycle in range(cfg.lane_stage_cycles):
-                register = Signal(signed(bits), name=f"f{k}_x_r{cycle + 1}", reset_less=True)
-                m.d.sync += register.eq(x_r)
-                x_r = register
+            x_r = delayed(m, value, cfg.lane_stage_cycles, f"f{k}_x")
             if k >= cfg.fixed_steps:
                 value = x_r
                 continue

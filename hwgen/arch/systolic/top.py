@@ -15,7 +15,8 @@ io.py) when the program says so: any number of samples then runs in one start �
 
 Host protocol (shared by every hwgen design, see ``hwgen.verilator``): ``load`` writes one element
 ``(target, bank, addr, lane, data)``; ``read`` requests one element, answered in order on ``rdata``; both only
-while idle (``load.ready``/``read.ready`` are low while busy). ``start`` runs the loaded program; ``cycles`` holds
+while idle (``load.ready``/``read.ready`` are low while busy). A load lands a cycle or two after its transfer:
+``start`` may come on the next cycle. ``start`` runs the loaded program; ``cycles`` holds
 the start → done cycle count. Targets: :data:`PROGRAM` (lane = 32-bit chunk of an instruction),
 :data:`ACTIVATIONS` (bank = array row, lane = code within the word), :data:`WEIGHTS` (bank = array column),
 :data:`THRESHOLDS` (bank = lane/column, lane = search stage; stage 0 words carry the negate flag above the
@@ -24,7 +25,10 @@ threshold), :data:`OUTPUTS` (read only; bank = array row, lane = accumulator wit
 """
 from __future__ import annotations
 
-from amaranth import ClockDomain, ClockSignal, DomainRenamer, Module, Mux, ResetSignal, Signal, signed, unsigned
+import operator
+from functools import reduce
+
+from amaranth import Cat, ClockDomain, ClockSignal, DomainRenamer, Module, Mux, ResetSignal, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -108,9 +112,10 @@ class SystolicTop(wiring.Component):
         instr = ctrl.instr
         m.submodules.stream_in = s_in = StreamIn(cfg)
         m.submodules.stream_out = s_out = StreamOut(cfg)
-        m.d.comb += [s_in.run.eq(ctrl.stream_in), ctrl.stream_in_done.eq(s_in.done),
-                     s_in.x.valid.eq(self.s_axis_tvalid), self.s_axis_tready.eq(s_in.x.ready),
-                     s_in.x.payload.eq(self.s_axis_tdata), s_in.base.eq(instr.in_base),
+        m.d.comb += [s_in.run.eq(ctrl.stream_in), s_in.start.eq(ctrl.stream_in_start),
+                     ctrl.stream_in_done.eq(s_in.done), s_in.x.valid.eq(self.s_axis_tvalid),
+                     self.s_axis_tready.eq(s_in.x.ready), s_in.x.payload.eq(self.s_axis_tdata),
+                     s_in.base.eq(instr.in_base),
                      s_in.stride.eq(instr.kp_words), s_in.words.eq(instr.x_words), s_in.samples.eq(instr.samples),
                      s_out.run.eq(ctrl.stream_out), ctrl.stream_out_done.eq(s_out.done),
                      self.m_axis_tvalid.eq(s_out.y.valid), s_out.y.ready.eq(self.m_axis_tready),
@@ -119,21 +124,27 @@ class SystolicTop(wiring.Component):
                      s_out.samples.eq(instr.samples), s_out.passthrough.eq(instr.passthrough)]
         streaming_in, streaming_out = ctrl.stream_in, ctrl.stream_out
 
-        # ---- program memory
+        # the host's writes, registered (``loading`` depends on ``busy``, whose loads span the device)
+        stored, stored_load = delayed(m, loading, 1, "stored"), data.View(LOAD, delayed(m, load.as_value(), 1, "load"))
+
+        # ---- program memory: a host write lands a cycle after its transfer, from the stored copy and its chunk's
+        # registered enable (so ``start`` may come on the cycle after the last load: FETCH reads a cycle later)
         program = ram(m, "program", shape=unsigned(32 * INSTRUCTION_CHUNKS), depth=cfg.prog_depth,
                       init=init.get("program", []))
         prog_rd = program.read_port()
         prog_wr = program.write_port(granularity=32)
+        program_write = Signal(INSTRUCTION_CHUNKS)
+        m.d.comb += program_write.eq(Mux(loading & (load.target == PROGRAM), 1 << load.lane, 0))
         m.d.comb += [prog_rd.addr.eq(ctrl.prog_addr), ctrl.prog_data.eq(prog_rd.data[:INSTRUCTION.size]),
-                     prog_wr.addr.eq(load.addr), prog_wr.data.eq(load.data.replicate(INSTRUCTION_CHUNKS)),
-                     prog_wr.en.eq(Mux(loading & (load.target == PROGRAM), 1 << load.lane, 0))]
+                     prog_wr.addr.eq(stored_load.addr), prog_wr.data.eq(stored_load.data.replicate(INSTRUCTION_CHUNKS)),
+                     prog_wr.en.eq(delayed(m, program_write, 1, "program_write_en"))]
 
-        # ---- read requests (idle only): one outstanding, answered five cycles later: the banks' address
-        # registers, the memory read, its output register, the bank's word chosen, then the element
+        # ---- read requests (idle only): one outstanding, answered six cycles later: the banks' address
+        # registers, the memory read, its output register, each bank's word masked by its own registered test of
+        # the request (is it this bank, which target) beside the bank, the masked words ORed, then the element
         req = Signal(READ)
-        reading = [Signal(name=f"read_stage{k}") for k in range(4)]
-        m.d.comb += self.read.ready.eq(idle & ~self.rdata.valid & ~reading[0] & ~reading[1] & ~reading[2] &
-                                       ~reading[3])
+        reading = [Signal(name=f"read_stage{k}") for k in range(5)]
+        m.d.comb += self.read.ready.eq(idle & ~self.rdata.valid & ~Cat(*reading).any())
         accepting = self.read.valid & self.read.ready
         m.d.sync += [now.eq(before) for before, now in zip([accepting, *reading], reading)]
         with m.If(accepting):
@@ -152,10 +163,9 @@ class SystolicTop(wiring.Component):
         if ws:
             m.d.comb += array.shift.eq(delayed(m, ctrl.weight_shift, cfg.feed_latency, "weight_shift", False))
         word_of = lambda width, count: data.ArrayLayout(unsigned(width), count)  # noqa: E731
-        # host writes into the weight banks and the lanes land two cycles after their transfer: from a registered
-        # copy of it (``loading`` depends on ``busy``, whose loads span the device), then from each bank's and each
-        # lane's own registers; like the banks' write enables, they have no reset
-        stored, stored_load = delayed(m, loading, 1, "stored"), data.View(LOAD, delayed(m, load.as_value(), 1, "load"))
+        # host writes into the weight banks and the lanes land two cycles after their transfer: from the stored
+        # copy of it, then from each bank's and each lane's own registers; like the banks' write enables, they have
+        # no reset
 
         # ---- weight banks (one per column)
         for j in range(cols):
@@ -172,11 +182,15 @@ class SystolicTop(wiring.Component):
                                           f"weight_write_en_{j}"))]
 
         # ---- requant lanes, fed by the array's drain
+        # the layer's fields each lane reads come from the lane's own copies (registered a cycle after the
+        # instruction's latch, long before a value of the layer reaches the lanes)
         lane_valid, lane_acc, lane_slot, lane_meta = self._lane_inputs(m, ctrl, array)
         for j, lane in enumerate(lanes):
             m.d.comb += [lane.valid.eq(lane_valid), lane.acc.eq(lane_acc[j]), lane.slot.eq(lane_slot),
-                         lane.meta.eq(lane_meta), lane.base.eq(instr.base), lane.step.eq(instr.step),
-                         lane.passthrough.eq(instr.passthrough),
+                         lane.meta.eq(lane_meta),
+                         lane.base.eq(replica(m, instr.base[:len(lane.base)], f"lane{j}_base")),
+                         lane.step.eq(replica(m, instr.step, f"lane{j}_step")),
+                         lane.passthrough.eq(replica(m, instr.passthrough, f"lane{j}_passthrough")),
                          lane.wr_en.eq(delayed(m, stored & (stored_load.bank == j) &
                                                ((stored_load.target == THRESHOLDS) | (stored_load.target == BIASES)),
                                                1, f"lane{j}_write_en")),
@@ -185,12 +199,16 @@ class SystolicTop(wiring.Component):
                          lane.wr_data.eq(replica(m, stored_load.data, f"lane{j}_write_data"))]
             if cfg.fixed_steps:
                 stages = instr.as_value()[_stage_offset():_stage_offset() + lane.stages.shape().size]
-                m.d.comb += [lane.fixed.eq(instr.fixed),
+                m.d.comb += [lane.fixed.eq(replica(m, instr.fixed, f"lane{j}_fixed")),
                              lane.wr_bias.eq(replica(m, stored_load.target == BIASES, f"lane{j}_write_bias")),
                              lane.stages.eq(stages)]
         out_meta = data.View(meta, lanes[0].out_meta)
         writing = lanes[0].out_valid
-        m.d.comb += ctrl.layer_done.eq(writing & out_meta.layer_last)
+        # the layer's last result leaves the lanes: registered from the lane's registers a cycle ahead (a flip-flop
+        # beside the controller, whose state it moves)
+        ahead_meta = data.View(meta, lanes[0].ahead_meta)
+        m.d.comb += ctrl.layer_done.eq(replica(m, lanes[0].ahead_valid & ahead_meta.layer_last, "layer_done",
+                                               reset_less=False))
 
         # ---- activation banks (one per row) and output banks
         act_word = word_of(cfg.store_bits, cols)
@@ -198,13 +216,22 @@ class SystolicTop(wiring.Component):
         act_read = []
         out_read = []
         act_operands = []       # the words again, registered beside the operand logic
-        word_en = Mux(streaming_out, s_out.word_en, 1)
+        read_parts = []         # each bank's host read stage
         # every bank's ports are driven by registers of its own, placed beside its block RAMs: the read address
         # (held while a streamed read waits for the stalled beat ahead of it), the write address, data and enables
         # (a write lands a cycle after its source: results a layer writes are read from the next layer on, streamed
         # samples after the walk's first row, host writes by later host reads or runs; the write enables have no
-        # reset, as the memories' ports had none: a load accepted while the core's reset is still high lands)
-        hold_read = streaming_out & ~s_out.read_en
+        # reset, as the memories' ports had none: a load accepted while the core's reset is still high lands). Its
+        # read enables and holds come from the bank's own copies of StreamOut's advance and of ``busy`` and
+        # ``stream_out`` registered, a cycle late: the cycle after each change of either reads a word nothing uses,
+        # or none (a run's first cycle FETCH reads as if idle; the first cycle of OUTPUT and the one after a run read
+        # nothing, as StreamOut's first word and the next host read are read a cycle later), and only a register and
+        # a LUT stand in front of a bank's enables. The words written are the same for every bank (each bank
+        # registers its own copy):
+        a_wdata, o_wdata = Signal(act_word), Signal(out_word)
+        for j, lane in enumerate(lanes):
+            m.d.comb += [a_wdata[j].eq(Mux(streaming_in, s_in.data[j], Mux(ctrl.busy, lane.out_value, load.data))),
+                         o_wdata[j].eq(lane.out_value)]
         for i in range(rows):
             act = ram(m, f"activations_{i}", shape=unsigned(act_word.size), depth=cfg.act_depth)
             out = ram(m, f"outputs_{i}", shape=unsigned(out_word.size), depth=cfg.out_depth)
@@ -213,23 +240,25 @@ class SystolicTop(wiring.Component):
             here = writing & out_meta.write & (out_meta.row == i)
             host_write = loading & (load.target == ACTIVATIONS) & (load.bank == i)
             stream_write = s_in.write & (s_in.bank == i)
+            bank_streaming, bank_busy = replica(m, streaming_out, f"stream_out_{i}", reset_less=False), \
+                replica(m, ctrl.busy, f"busy_{i}", reset_less=False)
+            advance = s_out.read_en[i]
+            # (not the inverse of a hold: the block RAMs' output registers, which the word registers become,
+            # have no inverted enable)
+            moving = Mux(bank_streaming, advance, 1)
             a_raddr = replica(m, Mux(streaming_out, s_out.addr, Mux(ctrl.busy, bank_addr[i], self.read.payload.addr)),
-                              f"act_read_addr_{i}", enable=~hold_read)
+                              f"act_read_addr_{i}", enable=moving)
             o_raddr = replica(m, Mux(streaming_out, s_out.addr, self.read.payload.addr), f"out_read_addr_{i}",
-                              enable=~hold_read)
-            a_wdata, o_wdata = Signal(act_word), Signal(out_word)
-            for j, lane in enumerate(lanes):
-                m.d.comb += [a_wdata[j].eq(Mux(streaming_in, s_in.data[j], Mux(ctrl.busy, lane.out_value, load.data))),
-                             o_wdata[j].eq(lane.out_value)]
+                              enable=moving)
             m.d.comb += [
-                a_rd.addr.eq(a_raddr), a_rd.en.eq(Mux(streaming_out, s_out.read_en, Mux(ctrl.busy, bank_read[i], 1))),
+                a_rd.addr.eq(a_raddr), a_rd.en.eq(Mux(bank_streaming, advance, Mux(bank_busy, bank_read[i], 1))),
                 a_wr.addr.eq(replica(m, Mux(streaming_in, s_in.addr, Mux(ctrl.busy, out_meta.addr, load.addr)),
                                      f"act_write_addr_{i}")),
                 a_wr.en.eq(delayed(m, Mux(streaming_in, Mux(stream_write, (1 << cols) - 1, 0),
                                           Mux(ctrl.busy, Mux(here & ~instr.passthrough, (1 << cols) - 1, 0),
                                               Mux(host_write, 1 << load.lane, 0))), 1, f"act_write_en_{i}")),
                 a_wr.data.eq(replica(m, a_wdata, f"act_write_data_{i}")),
-                o_rd.addr.eq(o_raddr), o_rd.en.eq(Mux(streaming_out, s_out.read_en, idle)),       # idle: host reads
+                o_rd.addr.eq(o_raddr), o_rd.en.eq(Mux(bank_streaming, advance, ~bank_busy)),   # idle: host reads
                 o_wr.addr.eq(replica(m, out_meta.addr, f"out_write_addr_{i}")),
                 o_wr.en.eq(delayed(m, here & instr.passthrough, 1, f"out_write_en_{i}")),
                 o_wr.data.eq(replica(m, o_wdata, f"out_write_data_{i}")),
@@ -237,27 +266,39 @@ class SystolicTop(wiring.Component):
             # the memories' output registers (compute operands, host reads and streamed beats)
             a_reg = Signal.like(a_rd.data, name=f"act_word_{i}", reset_less=True)
             o_reg = Signal.like(o_rd.data, name=f"out_word_{i}", reset_less=True)
-            with m.If(word_en):
+            with m.If(moving):
                 m.d.sync += [a_reg.eq(a_rd.data), o_reg.eq(o_rd.data)]
             m.d.comb += [s_out.act_words[i].eq(a_reg), s_out.out_words[i].eq(o_reg)]
             act_read.append(a_reg)
             act_operands.append(delayed(m, a_reg, 1, f"act_operand_word_{i}"))
             out_read.append(o_reg)
+            # the host read's stage beside the bank: its word (the accumulators, or the codes sign-extended) if the
+            # request names the bank, else 0, from the bank's own registered tests of the request
+            names_bank = replica(m, self.read.payload.bank == i, f"read_bank_{i}", enable=accepting)
+            names_outputs = replica(m, self.read.payload.target == OUTPUTS, f"read_outputs_{i}", enable=accepting)
+            codes, extended = data.View(act_word, a_reg), Signal(out_word, name=f"read_codes_{i}")
+            m.d.comb += [extended[j].eq(codes[j].as_signed()) for j in range(cols)]
+            part = Signal(out_word, name=f"read_part_{i}", reset_less=True)
+            with m.If(reading[2]):
+                m.d.sync += part.eq(Mux(names_bank, Mux(names_outputs, o_reg, extended.as_value()), 0))
+            read_parts.append(part)
         operands = [Signal(signed(cfg.operand_bits), name=f"row{i}_operand", reset_less=True) for i in range(rows)]
         m.d.comb += [array.a[i].eq(operands[i]) for i in range(rows)]
         if ws:
             self._ws_operands(m, ctrl, array, act_operands, operands)
         else:
             # implicit im2col: row i takes bank (i + rotate) mod R (its input pixel's slot), or 0 where the kernel
-            # reads padding (the zero point, 0 after - zx); the selects arrive with the registered memory words
-            feed_rotate = delayed(m, ctrl.feed_rotate, cfg.feed_latency - 2, "feed_rotate")  # for the row word
-            feed_lane = delayed(m, ctrl.feed_lane, cfg.feed_latency - 1, "feed_lane")        # for the operand
+            # reads padding (the zero point, 0 after - zx); the selects arrive with the registered memory words,
+            # each row's from its own last register (a select's index drives every bit of its row's words)
+            feed_rotate = delayed(m, ctrl.feed_rotate, cfg.feed_latency - 3, "feed_rotate")  # for the row word
+            feed_lane = delayed(m, ctrl.feed_lane, cfg.feed_latency - 2, "feed_lane")        # for the operand
             row_valid = delayed(m, ctrl.row_valid, cfg.feed_latency - 2, "row_valid")      # (registered in ctrl)
             for i in range(rows):
-                word = select(m, feed_rotate, [act_operands[(i + r) % rows] for r in range(rows)],
-                              unsigned(act_word.size), f"row{i}_bank_word")
-                self._operand(m, i, operands[i], delayed(m, word, 1, f"row{i}_word"), feed_lane, row_valid[i],
-                              instr.zx)
+                word = select(m, replica(m, feed_rotate, f"row{i}_rotate"),
+                              [act_operands[(i + r) % rows] for r in range(rows)], unsigned(act_word.size),
+                              f"row{i}_bank_word")
+                self._operand(m, i, operands[i], delayed(m, word, 1, f"row{i}_word"),
+                              replica(m, feed_lane, f"row{i}_lane"), row_valid[i], instr.zx)
             m.d.comb += [array.valid.eq(delayed(m, ctrl.feed_valid, cfg.feed_latency, "feed_valid", False)),
                          array.last.eq(delayed(m, ctrl.feed_last & ctrl.feed_valid, cfg.feed_latency, "feed_last"))]
             if cfg.max_pool:
@@ -266,26 +307,25 @@ class SystolicTop(wiring.Component):
             m.d.comb += [array.product_shift.eq(instr.product_shift),
                          array.product_rounding.eq(instr.product_rounding)]
 
-        # ---- read answers (host): the bank's word, then the element
-        read_words = [Signal(unsigned(layout.size), name=f"read_{kind}_word", reset_less=True)
-                      for kind, layout in (("act", act_word), ("out", out_word))]
-        with m.If(reading[2]):
-            m.d.sync += [register.eq(select(m, req.bank, words, register.shape(), f"read_{kind}_bank_word"))
-                         for register, words, kind in zip(read_words, (act_read, out_read), ("act", "out"))]
+        # ---- read answers (host): the banks' stages ORed (all but the requested bank's are 0), then the element
+        read_word = Signal(out_word, name="read_word", reset_less=True)
         with m.If(reading[3]):
-            act_lanes, out_lanes = data.View(act_word, read_words[0]), data.View(out_word, read_words[1])
-            element = select(m, req.lane, [Mux(req.target == OUTPUTS, out_lanes[j].as_signed(), act_lanes[j].as_signed())
-                                           for j in range(cols)], signed(32), "read_element")
+            m.d.sync += read_word.eq(reduce(operator.or_, (part.as_value() for part in read_parts)))
+        with m.If(reading[4]):
+            element = select(m, req.lane, [read_word[j].as_signed() for j in range(cols)], signed(32), "read_element")
             m.d.sync += [self.rdata.valid.eq(1), self.rdata.payload.eq(element)]
         return m
 
     def _operand(self, m: Module, row: int, operand: Signal, word, lane, valid, zx) -> None:
         """The operand register of ``row``: lane ``lane`` of its registered bank ``word`` − ``zx``, or 0 where
-        ``valid`` is low (padding)."""
+        ``valid`` is low (padding). ``zx`` from the row's own copy (the operand's bits of it: the subtraction's
+        low bits are all the operand keeps), registered a cycle after the instruction's latch, long before the
+        layer's first operand."""
         cfg = self.cfg
-        codes = data.View(data.ArrayLayout(unsigned(cfg.store_bits), cfg.cols), word)
+        codes = data.View(beat_layouts(cfg)[0], word)
         code = select(m, lane, [c.as_signed() for c in codes], signed(cfg.store_bits), f"row{row}_code")
-        m.d.sync += operand.eq(Mux(valid, code - zx, 0))
+        zx_row = replica(m, zx[:cfg.operand_bits], f"row{row}_zx")
+        m.d.sync += operand.eq(Mux(valid, code - zx_row, 0))
 
     def _lane_inputs(self, m: Module, ctrl, array):
         """What enters the requant lanes (valid, values, slot, meta): the OS drain (timed by the array's
@@ -322,7 +362,7 @@ class SystolicTop(wiring.Component):
                          wr.en.eq(acc_valid & ~acc_final)]
             totals.append(total)
         return (acc_valid & acc_final, totals, delayed(m, ctrl.lane_slot, lag, "lane_slot"),
-                delayed(m, ctrl.lane_meta, lag, "lane_meta"))
+                delayed(m, ctrl.lane_meta, lag + 1, "lane_meta"))                  # a cycle late (requant.py)
 
     def _ws_operands(self, m: Module, ctrl, array, act_read, operands) -> None:
         """Row i takes bank row_bank[i]'s word into its row word register, then lane row_lane[i] of it into its

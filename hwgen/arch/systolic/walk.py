@@ -106,9 +106,11 @@ class PixelWalk:
         if prefix == "in":
             self.x, self.y = Signal(16, name=f"{name}_x"), Signal(16, name=f"{name}_y")
             extra = [self.x, self.y]
-        else:
+        else:           # the lattice phases, and whether each is 0 (registered with it: the output test and the
+            # step's choices read flip-flops, not compares)
             self.phx, self.phy = Signal(8, name=f"{name}_phx"), Signal(8, name=f"{name}_phy")
-            extra = [self.phx, self.phy]
+            self.phx_zero, self.phy_zero = Signal(name=f"{name}_phx_zero"), Signal(name=f"{name}_phy_zero")
+            extra = [self.phx, self.phy, self.phx_zero, self.phy_zero]
         self.signals = [self.col, self.col_index.last, self.row, self.pos, self.pos_index.last, self.addr,
                         self.row_addr, self.smp_addr, self.r, self.row_r, self.smp_r, *extra]
         self.steps = {kind: SlotStep(rows, f"{name}_{kind}") for kind in ("sample", "row", "x")}
@@ -123,13 +125,14 @@ class PixelWalk:
     def start(self, instr, base) -> list:
         """The first pixel of sample 0, its slot 0 at word ``base``."""
         addresses = (self.addr, self.row_addr, self.smp_addr)
-        own = (*addresses, self.col, self.col_index.last, self.pos, self.pos_index.last)
+        zeros = (self.phx_zero, self.phy_zero) if self.prefix == "out" else ()
+        own = (*addresses, self.col, self.col_index.last, self.pos, self.pos_index.last, *zeros)
         return [*(s.eq(0) for s in self.signals if not any(s is o for o in own)), *(a.eq(base) for a in addresses),
-                *self.pos_index.start(instr.walk_s), *self.col_index.start(instr.walk_w)]
+                *(z.eq(1) for z in zeros), *self.pos_index.start(instr.walk_s), *self.col_index.start(instr.walk_w)]
 
     def output(self, instr):
         """The drain's pixel is an output: on the stride lattice and within the output."""
-        return (self.phx == 0) & (self.phy == 0) & (self.col <= instr.lat_w) & (self.row <= instr.lat_h)
+        return self.phx_zero & self.phy_zero & (self.col <= instr.lat_w) & (self.row <= instr.lat_h)
 
     def step(self, m: Module, instr) -> None:
         """Move to the next pixel (inside the caller's condition), with the steps :meth:`prepare` made."""
@@ -140,7 +143,8 @@ class PixelWalk:
                          self.smp_addr.eq(sample_addr),
                          self.smp_r.eq(sample_r), self.row_addr.eq(sample_addr), self.row_r.eq(sample_r),
                          self.addr.eq(sample_addr), self.r.eq(sample_r)]
-            m.d.sync += [self.x.eq(0), self.y.eq(0)] if feed else [self.phx.eq(0), self.phy.eq(0)]
+            m.d.sync += [self.x.eq(0), self.y.eq(0)] if feed else [self.phx.eq(0), self.phy.eq(0),
+                                                                      self.phx_zero.eq(1), self.phy_zero.eq(1)]
         with m.Elif(self.col_index.last):                          # next row
             m.d.sync += [*self.col_index.restart(), self.row.eq(self.row + 1), *self.pos_index.advance()]
             row_addr, row_r = self.steps["row"].add(self.row_addr, self.row_r)
@@ -148,9 +152,11 @@ class PixelWalk:
                 m.d.sync += [self.x.eq(0), self.y.eq(self.y + instr.px_sy), self.row_addr.eq(row_addr),
                              self.row_r.eq(row_r), self.addr.eq(row_addr), self.r.eq(row_r)]
             else:        # the output row advances when the walk leaves a lattice row
-                on_lattice = self.phy == 0
+                on_lattice = self.phy_zero
                 new_addr, new_r = Mux(on_lattice, row_addr, self.row_addr), Mux(on_lattice, row_r, self.row_r)
-                m.d.sync += [self.phx.eq(0), self.phy.eq(Mux(self.phy + 1 == instr.lat_sy, 0, self.phy + 1)),
+                wrap = self.phy + 1 == instr.lat_sy
+                m.d.sync += [self.phx.eq(0), self.phx_zero.eq(1), self.phy.eq(Mux(wrap, 0, self.phy + 1)),
+                             self.phy_zero.eq(wrap),
                              self.row_addr.eq(new_addr), self.row_r.eq(new_r), self.addr.eq(new_addr),
                              self.r.eq(new_r)]
         with m.Else():                                             # next pixel in the row
@@ -159,9 +165,10 @@ class PixelWalk:
             if feed:
                 m.d.sync += [self.x.eq(self.x + instr.px_sx), self.addr.eq(addr), self.r.eq(r)]
             else:
-                with m.If(self.phx == 0):
+                with m.If(self.phx_zero):
                     m.d.sync += [self.addr.eq(addr), self.r.eq(r)]
-                m.d.sync += self.phx.eq(Mux(self.phx + 1 == instr.lat_sx, 0, self.phx + 1))
+                wrap = self.phx + 1 == instr.lat_sx
+                m.d.sync += [self.phx.eq(Mux(wrap, 0, self.phx + 1)), self.phx_zero.eq(wrap)]
 
 
 def feature_layout(cfg: SystolicConfig) -> data.StructLayout:

@@ -47,7 +47,7 @@ from amaranth.lib import data, wiring
 from amaranth.lib.wiring import Out
 
 from .config import SystolicConfig, index_range
-from .controller import controller_members, last_indices, meta_layout, sequence_program
+from .controller import controller_members, count_cycles, last_indices, meta_layout, sequence_program
 from .walk import FeatureWalk, PixelWalk, feature_layout, mod_add, slot_add
 
 
@@ -115,8 +115,7 @@ class WeightStationaryController(wiring.Component):
         last_fold = last_k & last_n
         reading = Signal()                             # STREAM: the rows read pixel t
         self._read(m, t, reading, pixels, cur)
-        with m.If(self.busy):
-            m.d.sync += self.cycles.eq(self.cycles + 1)
+        count_cycles(m, self)
         with m.FSM():
             sequence_program(m, self, layer, [
                 n_tile.eq(0), k_tile.eq(0), w_fold.eq(instr.w_base), r.eq(0), has_prev.eq(0), first_k.eq(1),

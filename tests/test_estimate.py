@@ -418,6 +418,24 @@ def test_fmax_beyond_the_placed_designs_says_it_is_extrapolated():
         assert not any("extrapolated" in n for n in estimate(config, target, cycles=CYCLES).notes)
 
 
+def test_a_design_larger_than_the_device_is_noted():
+    """Every resource over the device's capacity is named with its figures; a design that fits gets no such note.
+    (The default 8×8 configuration fits no ECP5: its int8 lanes hold 255 thresholds for 64 slots each.)"""
+    big = SystolicConfig(rows=8, cols=8)
+    report = estimate(big, "ecp5-25k", cycles=CYCLES)
+    m = report.metrics
+    capacity = {"lut": 24288, "ff": 24288, "carry": 12144, "dsp": 28, "bram": 56}          # LFE5U-25F
+    assert {name: TARGETS["ecp5-25k"].capacity(name) for name in RESOURCE_METRICS} == capacity
+    over = [name for name in RESOURCE_METRICS if m[name]["value"] > capacity[name]]
+    assert over == ["lut", "ff", "dsp", "bram"]
+    assert [n for n in report.notes if "does not fit" in n] == [
+        "the design does not fit the LFE5U-25F-6BG381C (ecp5-25k): " + ", ".join(
+            f"{m[name]['value']:,.0f} {m[name]['unit']} of {capacity[name]:,} ({m['util_' + name]['value']:.1f} %)"
+            for name in over)]
+    fits = SystolicConfig(rows=8, cols=8, slot_depth=8, out_depth=16)     # benchmarks/hardware_quality.py's
+    assert not any("does not fit" in n for n in estimate(fits, "ecp5-85k", cycles=CYCLES).notes)
+
+
 def check_schema(doc: dict, target: str) -> None:
     assert doc["schema_version"] == SCHEMA_VERSION
     assert doc["target"] == target and doc["kind"] == "fpga"

@@ -345,9 +345,14 @@ def estimate(config, target: str | Target, *, synth: bool = False, cycles: Cycle
                      f"{placed_max:,} LUTs, this one {lut:,.0f}; a larger design spreads over more of the device and "
                      "its routes lengthen, which the model's paths do not see, so expect a lower placed fmax (--synth "
                      "places it)")
-    for name, _, capacity, _ in _resource_columns(t):
+    over = []
+    for name, unit, capacity, util in _resource_columns(t):
         if not capacity and metrics[name]["value"]:
             notes.append(f"{t.device} has no {name.upper()} blocks but the design needs {metrics[name]['value']:g}")
+        elif capacity and metrics[name]["value"] > capacity:
+            over.append(f"{metrics[name]['value']:,.0f} {unit} of {capacity:,} ({metrics[util]['value']:.1f} %)")
+    if over:
+        notes.append(f"the design does not fit the {t.device} ({t.name}): {', '.join(over)}")
     if cycles.source:
         notes.append(f"cycles: {cycles.source}")
     design = {"arch": arch_of(config), "config": config_dict(config), **design}

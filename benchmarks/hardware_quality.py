@@ -62,16 +62,17 @@ ARRAY = SystolicConfig(rows=8, cols=8, a_bits=8, w_bits=8, slot_depth=8, out_dep
 
 
 def array_fmax(out: Path, config: SystolicConfig, freq_mhz: float, seeds: list[int]):
-    """(the placement of ``config`` with each of ``seeds``, its analytic block RAM count); the design is rendered
-    and checked against the device once."""
+    """(the placement of ``config`` with each of ``seeds``, its analytic resources); the design is rendered and
+    checked against the device once."""
     target = TARGETS["ecp5-85k"]
-    bram = fpga.estimate_resources(config, target.family)["bram"]
+    analytic = fpga.estimate_resources(config, target.family)
+    bram = analytic["bram"]
     if bram > target.bram:
         raise SystemExit(f"the {config.rows}×{config.cols} array needs {bram:.0f} {target.bram_unit} (analytic), "
                          f"{target.name} has {target.bram}: it cannot be placed")
     verilog = render_verilog(config)
     return [synthesize(verilog, TOP_NAME, target, out_dir=out / f"array{config.rows}x{config.cols}_{freq_mhz:g}_{seed}",
-                       freq_mhz=freq_mhz, seed=seed) for seed in seeds], bram
+                       freq_mhz=freq_mhz, seed=seed) for seed in seeds], analytic
 
 
 def _array(text: str) -> SystolicConfig:
@@ -104,16 +105,16 @@ def main() -> None:
     config = args.array
     print(f"\n## {config.rows}×{config.cols} int8 systolic array on ECP5-85 (speed 6), nextpnr out of context, "
           f"--freq {args.freq:g}\n")
-    results, bram = array_fmax(args.out, config, args.freq, args.seeds)
+    results, analytic = array_fmax(args.out, config, args.freq, args.seeds)
     model = fpga.estimate_fmax(config, "ecp5")
     print(f"analytic fmax model: {model:.1f} MHz (fitted on placed designs up to "
           f"{fpga.coefficients()['families']['ecp5']['placed_lut_max']:,} LUTs; this one: "
-          f"{fpga.estimate_resources(config, 'ecp5')['lut']:,.0f} analytic)\n")
+          f"{analytic['lut']:,.0f} analytic)\n")
     for seed, result in zip(args.seeds, results):
         print(f"seed {seed}: fmax {result.fmax_mhz:.1f} MHz (goal, 8×8: ≥ {GOAL_MHZ} MHz; "
               f"placed / model {result.fmax_mhz / model:.2f}); "
               f"LUT {result.resources['lut']:.0f}, FF {result.resources['ff']:.0f}, DSP {result.resources['dsp']:.0f}, "
-              f"BRAM {result.resources['bram']:.0f} (analytic {bram:.0f} of {TARGETS['ecp5-85k'].bram})")
+              f"BRAM {result.resources['bram']:.0f} (analytic {analytic['bram']:.0f} of {TARGETS['ecp5-85k'].bram})")
         print("critical path (nextpnr):")
         for line in result.critical_path:
             print("   " + line)

@@ -407,9 +407,10 @@ def test_fmax_beyond_the_placed_designs_says_it_is_extrapolated():
     assert max(r["resources"]["lut"] for r in rows if r["fmax_mhz"]) == placed_max
     assert not any(r["fmax_mhz"] for r in data["rows"] if r["family"] != "ecp5")   # no other family's is placed
     big = SystolicConfig(rows=8, cols=8)
-    lut = estimate(big, "ecp5-85k", cycles=CYCLES).metrics["lut"]["value"]
+    report = estimate(big, "ecp5-85k", cycles=CYCLES)
+    lut = report.metrics["lut"]["value"]
     assert lut > placed_max
-    notes = [n for n in estimate(big, "ecp5-85k", cycles=CYCLES).notes if n.startswith("fmax is extrapolated")]
+    notes = [n for n in report.notes if n.startswith("fmax is extrapolated")]
     assert notes == [f"fmax is extrapolated: the largest design placed to fit the ecp5 delay model has "
                      f"{placed_max:,} LUTs, this one {lut:,.0f}; a larger design spreads over more of the device and "
                      "its routes lengthen, which the model's paths do not see, so expect a lower placed fmax (--synth "

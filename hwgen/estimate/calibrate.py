@@ -223,12 +223,13 @@ def fit(families_to_fit: tuple[str, ...] = FAMILIES) -> dict:
         coeffs = {metric: _nnls_fit([(f, r["resources"][metric]) for f, r in feats], names, fpga.EXACT.get(metric))
                   for metric, names in RESOURCE_FEATURES.items()}
         timed = [(fpga.path_terms(build_config(r["config"]), family), r["fmax_mhz"]) for r in mine if r["fmax_mhz"]]
-        start = previous["families"][family]["delay_ns"]
-        coeffs["delay_ns"] = _delay_fit(timed, start) if len(timed) >= 5 else start
-        coeffs["delay_source"] = (f"fitted to nextpnr on {SYNTH_TARGET[family]} ({len(timed)} designs)"
-                                  if len(timed) >= 5 else "datasheet-derived guess (no open place-and-route)")
         if len(timed) >= 5:
+            coeffs["delay_ns"] = _delay_fit(timed, previous["families"][family]["delay_ns"])
+            coeffs["delay_source"] = f"fitted to nextpnr on {SYNTH_TARGET[family]} ({len(timed)} designs)"
             coeffs["placed_lut_max"] = placed_lut_max(mine)
+        else:
+            coeffs["delay_ns"] = previous["families"][family]["delay_ns"]
+            coeffs["delay_source"] = "datasheet-derived guess (no open place-and-route)"
         families[family] = coeffs
     doc = {"schema_version": 1, "date": data["date"], "status": "fitted", "tools": data["tools"],
            "method": "per family: NNLS on relative error (lut, ff, carry); bounded least squares on path delay",

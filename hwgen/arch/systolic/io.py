@@ -110,8 +110,11 @@ class StreamOut(wiring.Component):
     Three stages, so that nothing but a register drives a block RAM and nothing but a register follows one: the
     banks' address registers (loaded from ``addr`` unless ``read_en`` is low while streaming), the memories'
     outputs (a word read, held while ``read_en`` is low) and the banks' word registers (``act_words``/``out_words``,
-    loaded while ``read_en``), from which the beat on ``y`` is selected. The stages move together: a stalled ``y``
-    holds all three, so every word keeps its place."""
+    loaded while ``read_en``), from which the beat is selected. The stages move together, on a register: a skid
+    register behind them takes the beat that ``y`` refuses (``y.ready`` low), and while it holds one the stages
+    stand still, so every word keeps its place. ``y.ready`` reaches that register and ``done`` alone, not the
+    walk's and the banks' enables (the handshake in front of them all was the critical path); with ``y`` always
+    ready the skid register stays empty and the stages move every cycle, as without it."""
 
     def __init__(self, cfg: SystolicConfig):
         self.cfg = cfg
@@ -130,38 +133,47 @@ class StreamOut(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        advance = ~self.y.valid | self.y.ready            # the beat on y (if any) leaves: every stage moves on
-        # y.valid again in a copy per bank, each bank's advance from its own (the enables are spread over the
-        # device: one y.valid and a LUT in front of them all was a critical path)
-        valid = copies("y_valid", self.cfg.rows)
+        cfg = self.cfg
+        ready = self.y.ready
+        # the skid register holds a beat (y refused it), in a copy per bank too: the stages move while it is empty
+        skid, skid_copies = Signal(), copies("y_skid", cfg.rows)
+        advance = ~skid
+        beat = Signal()                                   # the word registers hold a beat (selected by beat_bank)
+        beat_payload = Signal.like(self.y.payload)
+        skid_payload = Signal.like(self.y.payload)
 
-        def set_valid(value):                             # y.valid and every bank's copy of it
-            return [self.y.valid.eq(value), *(v.eq(value) for v in valid)]
+        def set_skid(value):                              # the skid flag and every bank's copy of it
+            return [skid.eq(value), *(c.eq(value) for c in skid_copies)]
 
         addressed = Signal()                              # the address registers hold a word's address
         fetched = Signal()                                # the memories' outputs hold a word for a beat
         issued = Signal()                                 # every beat has been addressed
         issue = self.run & ~issued & advance
-        bank, addr, last_word, last_sample = _walk(m, self.cfg, self.run, issue, self.base, self.stride, self.words,
+        bank, addr, last_word, last_sample = _walk(m, cfg, self.run, issue, self.base, self.stride, self.words,
                                                    self.samples)
         address_bank, address_last = Signal.like(bank), Signal()
         fetch_bank, fetch_last, beat_bank = Signal.like(bank), Signal(), Signal.like(bank)
+        # the last beat leaves y (the skid's, with no beat behind it; or the beat, or none, with the skid empty)
+        leaves = Mux(skid, ready & ~beat, ~beat | ready)
         with m.If(~self.run):
-            m.d.sync += [issued.eq(0), addressed.eq(0), fetched.eq(0), *set_valid(0), self.done.eq(0)]
-        with m.Elif(issued & ~addressed & ~fetched & advance):       # the last beat leaves: nothing behind it
-            m.d.sync += [*set_valid(0), self.done.eq(1)]
-        with m.Elif(advance):
-            m.d.sync += [addressed.eq(issue), address_bank.eq(bank), address_last.eq(last_word),
-                         fetched.eq(addressed), fetch_bank.eq(address_bank), fetch_last.eq(address_last),
-                         *set_valid(fetched), beat_bank.eq(fetch_bank), self.y.payload.last.eq(fetch_last)]
-            with m.If(issue & last_word & last_sample):
-                m.d.sync += issued.eq(1)
-        cfg = self.cfg
+            m.d.sync += [issued.eq(0), addressed.eq(0), fetched.eq(0), beat.eq(0), *set_skid(0), self.done.eq(0)]
+        with m.Elif(issued & ~addressed & ~fetched & leaves):       # nothing behind it
+            m.d.sync += [beat.eq(0), *set_skid(0), self.done.eq(1)]
+        with m.Else():
+            m.d.sync += set_skid(~ready & (skid | beat))  # y refuses the beat it is offered: the skid has it
+            with m.If(advance):
+                m.d.sync += [addressed.eq(issue), address_bank.eq(bank), address_last.eq(last_word),
+                             fetched.eq(addressed), fetch_bank.eq(address_bank), fetch_last.eq(address_last),
+                             beat.eq(fetched), beat_bank.eq(fetch_bank), beat_payload.last.eq(fetch_last),
+                             skid_payload.eq(beat_payload)]         # loaded while the skid is empty
+                with m.If(issue & last_word & last_sample):
+                    m.d.sync += issued.eq(1)
         codes = data.View(beat_layouts(cfg)[0], select(m, beat_bank, list(self.act_words), unsigned(
             cfg.cols * cfg.store_bits), "codes_word"))
         accs = data.View(self.y.payload.data.shape(), select(m, beat_bank, list(self.out_words), unsigned(
             cfg.cols * cfg.acc_bits), "accs_word"))
         for j in range(cfg.cols):
-            m.d.comb += self.y.payload.data[j].eq(Mux(self.passthrough, accs[j], codes[j].as_signed()))
-        m.d.comb += [self.addr.eq(addr), *(self.read_en[i].eq(~valid[i] | self.y.ready) for i in range(cfg.rows))]
+            m.d.comb += beat_payload.data[j].eq(Mux(self.passthrough, accs[j], codes[j].as_signed()))
+        m.d.comb += [self.y.valid.eq(skid | beat), self.y.payload.eq(Mux(skid, skid_payload, beat_payload)),
+                     self.addr.eq(addr), *(self.read_en[i].eq(~skid_copies[i]) for i in range(cfg.rows))]
         return m

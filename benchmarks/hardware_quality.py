@@ -13,12 +13,13 @@
 2. fmax of the 8×8 int8 systolic array (``SystolicConfig(rows=8, cols=8, slot_depth=8, out_depth=16)``: the
    default activation and weight scratchpads, thresholds for 8 output-channel groups per lane, 16 words per
    output bank) on ECP5-85 (speed 6) after nextpnr (out of context, given the goal as its target clock:
-   ``--freq 150``). Goal ≥ 150 MHz; the critical path is printed from nextpnr's report. The block RAMs are sized
-   to leave the device room: an int8 lane holds 255 thresholds per channel, so with the default ``slot_depth=64``
-   the lanes alone take 272 DP16KD and the design 368, more than the 208 of the LFE5U-85F (the analytic estimate
-   says so before any synthesis; this benchmark checks it does), and a design that fills 96 % of them
-   (``slot_depth=16``, the output banks in block RAM: 200) spreads its memories over the whole device, with routes
-   across it that no pipelining of the logic shortens.
+   ``--freq 150``). Goal ≥ 150 MHz; the critical path is printed from nextpnr's report, and the analytic model's
+   figure beside the placed one (the model is fitted on smaller placed designs: see its note on extrapolation).
+   The block RAMs are sized to leave the device room: an int8 lane holds 255 thresholds per channel, so with the
+   default ``slot_depth=64`` the lanes alone take 272 DP16KD and the design 368, more than the 208 of the LFE5U-85F
+   (the analytic estimate says so before any synthesis; this benchmark checks it does), and a design that fills
+   96 % of them (``slot_depth=16``, the output banks in block RAM: 200) spreads its memories over the whole device,
+   with routes across it that no pipelining of the logic shortens.
 
 ``--array 4x4`` places a smaller array of the same configuration (a quicker proxy while working on the RTL's
 speed: the 8×8 array's routing alone takes over half an hour on a 2-core machine, at 100 MHz as at 150), ``--freq``
@@ -104,8 +105,13 @@ def main() -> None:
     print(f"\n## {config.rows}×{config.cols} int8 systolic array on ECP5-85 (speed 6), nextpnr out of context, "
           f"--freq {args.freq:g}\n")
     results, bram = array_fmax(args.out, config, args.freq, args.seeds)
+    model = fpga.estimate_fmax(config, "ecp5")
+    print(f"analytic fmax model: {model:.1f} MHz (fitted on placed designs up to "
+          f"{fpga.coefficients()['families']['ecp5']['placed_lut_max']:,} LUTs; this one: "
+          f"{fpga.estimate_resources(config, 'ecp5')['lut']:,.0f} analytic)\n")
     for seed, result in zip(args.seeds, results):
-        print(f"seed {seed}: fmax {result.fmax_mhz:.1f} MHz (goal, 8×8: ≥ {GOAL_MHZ} MHz); "
+        print(f"seed {seed}: fmax {result.fmax_mhz:.1f} MHz (goal, 8×8: ≥ {GOAL_MHZ} MHz; "
+              f"placed / model {result.fmax_mhz / model:.2f}); "
               f"LUT {result.resources['lut']:.0f}, FF {result.resources['ff']:.0f}, DSP {result.resources['dsp']:.0f}, "
               f"BRAM {result.resources['bram']:.0f} (analytic {bram:.0f} of {TARGETS['ecp5-85k'].bram})")
         print("critical path (nextpnr):")

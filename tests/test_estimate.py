@@ -18,7 +18,7 @@ import pytest
 
 from hwgen.arch.dataflow.config import CodeType, DataflowConfig, LayerConfig
 from hwgen.arch.systolic.config import SystolicConfig
-from hwgen.estimate import TARGETS, Cycles, estimate, fpga, synth
+from hwgen.estimate import TARGETS, Cycles, calibrate, estimate, fpga, synth
 from hwgen.estimate.report import METHODS, SCHEMA_VERSION
 from hwgen.estimate.targets import FAMILIES, RESOURCE_METRICS
 
@@ -397,6 +397,45 @@ def test_asic_collect_stale_measures_again(tmp_path, monkeypatch):
 
 
 # ------------------------------------------------------------------------------------------------ report schema
+def test_fmax_beyond_the_placed_designs_says_it_is_extrapolated():
+    """The ECP5 delay model is fitted on placed designs up to the largest calibration row's LUTs (recorded by
+    ``fit``); an analytic estimate of a larger design says so, with both figures, and a smaller one does not."""
+    data = json.loads(calibrate.DATA_FILE.read_text())
+    rows = [r for r in data["rows"] if r["set"] == "calibration" and r["family"] == "ecp5"]
+    placed_max = calibrate.placed_lut_max(rows)
+    assert fpga.coefficients()["families"]["ecp5"]["placed_lut_max"] == placed_max
+    assert max(r["resources"]["lut"] for r in rows if r["fmax_mhz"]) == placed_max
+    assert not any(r["fmax_mhz"] for r in data["rows"] if r["family"] != "ecp5")   # no other family's is placed
+    big = SystolicConfig(rows=8, cols=8)
+    lut = estimate(big, "ecp5-85k", cycles=CYCLES).metrics["lut"]["value"]
+    assert lut > placed_max
+    notes = [n for n in estimate(big, "ecp5-85k", cycles=CYCLES).notes if n.startswith("fmax is extrapolated")]
+    assert notes == [f"fmax is extrapolated: the largest design placed to fit the ecp5 delay model has "
+                     f"{placed_max:,} LUTs, this one {lut:,.0f}; a larger design spreads over more of the device and "
+                     "its routes lengthen, which the model's paths do not see, so expect a lower placed fmax (--synth "
+                     "places it)"]
+    for config, target in ((SMALL, "ecp5-85k"), (big, "ice40-hx8k"), (big, "xc7")):
+        assert not any("extrapolated" in n for n in estimate(config, target, cycles=CYCLES).notes)
+
+
+def test_a_design_larger_than_the_device_is_noted():
+    """Every resource over the device's capacity is named with its figures; a design that fits gets no such note.
+    (The default 8×8 configuration fits no ECP5: its int8 lanes hold 255 thresholds for 64 slots each.)"""
+    big = SystolicConfig(rows=8, cols=8)
+    report = estimate(big, "ecp5-25k", cycles=CYCLES)
+    m = report.metrics
+    capacity = {"lut": 24288, "ff": 24288, "carry": 12144, "dsp": 28, "bram": 56}          # LFE5U-25F
+    assert {name: TARGETS["ecp5-25k"].capacity(name) for name in RESOURCE_METRICS} == capacity
+    over = [name for name in RESOURCE_METRICS if m[name]["value"] > capacity[name]]
+    assert over == ["lut", "ff", "dsp", "bram"]
+    assert [n for n in report.notes if "does not fit" in n] == [
+        "the design does not fit the LFE5U-25F-6BG381C (ecp5-25k): " + ", ".join(
+            f"{m[name]['value']:,.0f} {m[name]['unit']} of {capacity[name]:,} ({m['util_' + name]['value']:.1f} %)"
+            for name in over)]
+    fits = SystolicConfig(rows=8, cols=8, slot_depth=8, out_depth=16)     # benchmarks/hardware_quality.py's
+    assert not any("does not fit" in n for n in estimate(fits, "ecp5-85k", cycles=CYCLES).notes)
+
+
 def check_schema(doc: dict, target: str) -> None:
     assert doc["schema_version"] == SCHEMA_VERSION
     assert doc["target"] == target and doc["kind"] == "fpga"

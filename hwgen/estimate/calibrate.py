@@ -190,6 +190,12 @@ def _delay_fit(rows: list[tuple[list[dict], float]], start: dict[str, float]) ->
     return {k: round(float(v), 4) for k, v in zip(names, solution.x)}
 
 
+def placed_lut_max(rows: list[dict]) -> int:
+    """The LUTs of the largest of ``rows`` (one family's calibration rows) placed and timed with nextpnr: the delay
+    model is fitted up to there, and an estimate of a larger design says its fmax is extrapolated."""
+    return int(max(r["resources"]["lut"] for r in rows if r["fmax_mhz"]))
+
+
 def fit(families_to_fit: tuple[str, ...] = FAMILIES) -> dict:
     """Fit ``coefficients.json`` from the ``calibration`` rows of ``calibration_data.json``; the families not in
     ``families_to_fit`` keep their coefficients (e.g. while their rows are stale: measured on older hardware)."""
@@ -221,6 +227,8 @@ def fit(families_to_fit: tuple[str, ...] = FAMILIES) -> dict:
         coeffs["delay_ns"] = _delay_fit(timed, start) if len(timed) >= 5 else start
         coeffs["delay_source"] = (f"fitted to nextpnr on {SYNTH_TARGET[family]} ({len(timed)} designs)"
                                   if len(timed) >= 5 else "datasheet-derived guess (no open place-and-route)")
+        if len(timed) >= 5:
+            coeffs["placed_lut_max"] = placed_lut_max(mine)
         families[family] = coeffs
     doc = {"schema_version": 1, "date": data["date"], "status": "fitted", "tools": data["tools"],
            "method": "per family: NNLS on relative error (lut, ff, carry); bounded least squares on path delay",

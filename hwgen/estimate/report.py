@@ -338,9 +338,21 @@ def estimate(config, target: str | Target, *, synth: bool = False, cycles: Cycle
         design = {**design, "verilog_sha256": hashlib.sha256(verilog.encode()).hexdigest()}
     elif t.pnr is None:
         notes.append(f"{t.family}: fmax model from datasheet-derived delays (no open place-and-route to calibrate it)")
-    for name, _, capacity, _ in _resource_columns(t):
+    placed_max = model["families"][t.family].get("placed_lut_max")
+    lut = metrics["lut"].get("analytic", metrics["lut"])["value"]
+    if metrics["fmax"]["method"] == "analytic" and placed_max and lut > placed_max:
+        notes.append(f"fmax is extrapolated: the largest design placed to fit the {t.family} delay model has "
+                     f"{placed_max:,} LUTs, this one {lut:,.0f}; a larger design spreads over more of the device and "
+                     "its routes lengthen, which the model's paths do not see, so expect a lower placed fmax (--synth "
+                     "places it)")
+    over = []
+    for name, unit, capacity, util in _resource_columns(t):
         if not capacity and metrics[name]["value"]:
             notes.append(f"{t.device} has no {name.upper()} blocks but the design needs {metrics[name]['value']:g}")
+        elif capacity and metrics[name]["value"] > capacity:
+            over.append(f"{metrics[name]['value']:,.0f} {unit} of {capacity:,} ({metrics[util]['value']:.1f} %)")
+    if over:
+        notes.append(f"the design does not fit the {t.device} ({t.name}): {', '.join(over)}")
     if cycles.source:
         notes.append(f"cycles: {cycles.source}")
     design = {"arch": arch_of(config), "config": config_dict(config), **design}

@@ -486,10 +486,11 @@ def systolic_components(cfg) -> list[Component]:
                            logic=64 + (R * R * 16 if ws else 0), paths=_CONTROLLER_PATHS)
     accumulators = _accumulators(C, cfg.acc_depth, acc, pool) if ws else None
     stream_in = _STREAM_IN
-    # its walk, the three stages' flags and banks, valid and last, the beat; the skid register (its flag, the banks'
-    # copies of it, the beat it holds) and its multiplexer
-    stream_out = Component("stream_out", reg=_STREAM_WALK_REGISTERS + 3 * (2 + row_index) + 2 + C * acc
-                           + 1 + R + C * acc + 1, add=_STREAM_WALK_ADDERS, cmp=_STREAM_WALK_COMPARES,
+    # its walk, issued and done, the address, read and word stages' flags, banks and last flags, the beat register
+    # (flag, last, the word chosen); the skid register (its flag, the banks' copies of it, the beat it holds) and its
+    # multiplexer
+    stream_out = Component("stream_out", reg=_STREAM_WALK_REGISTERS + 2 + 3 * (2 + row_index) + 2 + C * acc
+                           + 1 + R + 1 + C * acc, add=_STREAM_WALK_ADDERS, cmp=_STREAM_WALK_COMPARES,
                            mux=(R - 1) * C * (sb + acc) + C * acc + C * acc + 1, logic=8)
     reset = _RESET
     feed = Component("feed_pipeline", reg=_feed_registers(cfg, slot_bits, meta_bits))

@@ -148,8 +148,8 @@ def sequence_program(m: Module, ctrl: wiring.Component, layer: Signal, latch: li
     while ``busy``, outside its FSM: :func:`count_cycles`.)
 
     Cycles each chunk adds when streaming: ``x_beats + 1`` (INPUT: one beat per cycle, the state ends on the cycle
-    after the last transfer) + ``y_beats + 4`` (OUTPUT: the address registers, the read, the word registers, one
-    beat per cycle, then the registered ``done``; io.py).
+    after the last transfer) + ``y_beats + 5`` (OUTPUT: the address registers, the read, the word registers, the
+    beat register, one beat per cycle, then the registered ``done``; io.py).
     """
     chunk = Signal(16)
     more_chunks = Signal()          # chunk + 1 < repeat, prepared in DECODE (no adder and compare behind layer_done)

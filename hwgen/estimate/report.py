@@ -339,7 +339,7 @@ def estimate(config, target: str | Target, *, synth: bool = False, cycles: Cycle
     elif t.pnr is None:
         notes.append(f"{t.family}: fmax model from datasheet-derived delays (no open place-and-route to calibrate it)")
     placed_max = model["families"][t.family].get("placed_lut_max")
-    lut = metrics["lut"].get("analytic", metrics["lut"])["value"]
+    lut = metrics["lut"]["value"]
     if metrics["fmax"]["method"] == "analytic" and placed_max and lut > placed_max:
         notes.append(f"fmax is extrapolated: the largest design placed to fit the {t.family} delay model has "
                      f"{placed_max:,} LUTs, this one {lut:,.0f}; a larger design spreads over more of the device and "

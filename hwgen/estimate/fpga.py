@@ -467,11 +467,11 @@ def systolic_components(cfg) -> list[Component]:
     chunks = -(-instr // 32)
     program = Component("program", mems=[Mem(cfg.prog_depth, 32 * chunks, group=32, shape="sdpx", used=used)],
                         logic=chunks, reg=chunks)                   # the chunks' registered write enables
-    # the request's lane, its five stages, each bank's tests of it (this bank, outputs) and its masked word (the
-    # accumulators or the codes sign-extended, or 0), the ORed word, the answer; the stored load (weight and lane
-    # writes)
-    host = Component("host_read", reg=6 + 5 + R * (2 + C * acc) + C * acc + 33 + 64,
-                     mux=R * C * acc + (C - 1) * 32, logic=16 + 2 * R + (R - 1) * C * acc)
+    # the request's five stages, each bank's copies of it (this bank, outputs, the lane) and its masked element (an
+    # accumulator or a code sign-extended, or 0: the word's target and lane chosen beside the bank), the ORed
+    # element, the answer; the stored load (weight and lane writes)
+    host = Component("host_read", reg=5 + R * (2 + 6 + 32) + 32 + 33 + 64,
+                     mux=R * C * acc + R * (C - 1) * 32, logic=16 + 2 * R + (R - 1) * 32)
     S, F = cfg.lane_stages, cfg.fixed_steps
     lane = _requant_lanes(C, S, B, tb, acc, cfg.slot_depth, F, cfg.fixed_bits, sb)
     counters = 16 * 10 + 32 if not ws else 16 * 9 + 32

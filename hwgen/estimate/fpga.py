@@ -30,7 +30,7 @@ from collections.abc import Sequence
 from typing import NamedTuple
 
 from .memmap import map_memory
-from ..arch.systolic.config import LANE_STAGE_CYCLES
+from ..arch.systolic.config import DECODE_COPIES, LANE_STAGE_CYCLES
 
 # lut_ram (LUT-equivalents of LUT RAM primitives) and mem_ff (flip-flop memories, LUT RAM read registers) are exact
 # counts; mem_emulation_ff (read-first emulation of block RAM, partly shared between memories on one write bus),
@@ -343,15 +343,16 @@ def _controller_pipeline_registers(cfg) -> int:
     """Controller flip-flops for speed (controller.py, ws_controller.py, walk.py): the loop bounds' last indices
     and the walkers' per-layer step constants prepared in DECODE (a step is words, words + stride, dr and R - dr);
     the streaming flags, the layer's end (a copy of the lanes' output flags, beside it) and the drain walk's
-    lattice-phase zero flags; OS: the drain's state and the feed's flags registered ahead, whether each row is a
+    lattice-phase zero flags; the sequencer's DECODE flag copies, ``busy`` copies per activation bank, ``repeat −
+    1`` and the run's end flags; OS: the drain's state and the feed's flags registered ahead, whether each row is a
     pixel of the batch, each array column's copy of the drain's shift, the copy of the array's capturing and the
     saved phase flags; WS: each row's registered read (bank, address,
     lane, valid)."""
     R, C = cfg.rows, cfg.cols
     step = 16 + 16 + _bits(R) + _bits(R + 1)
     # last indices; the steps and last indices of the pixel walks (×2) and the feature walk; the repeat test; the
-    # streaming flags, the layer's end, the phase flags
-    bits = 4 * 16 + (2 * 3 + 2) * step + 3 * 2 * 16 + 1 + 2 + 1 + 2
+    # streaming flags, the layer's end, the phase flags; the sequencer's
+    bits = 4 * 16 + (2 * 3 + 2) * step + 3 * 2 * 16 + 1 + 2 + 1 + 2 + DECODE_COPIES + R + 17 + 2
     if cfg.dataflow == "ws":
         return bits + R * (_bits(R) + 16 + _bits(C) + 1) + 6 + 16      # row reads; fold flags, stream end
     # drain flags, feed flags, the tile counters' flags and prepared n − 2; the draining row's index and test, its

@@ -58,7 +58,7 @@ from amaranth.lib.wiring import In, Out
 
 from ..fixed import stage_fields
 from ..hdl import copies, select
-from .config import MAX_FIXED_STEPS, SystolicConfig, index_range
+from .config import DECODE_COPIES, MAX_FIXED_STEPS, SystolicConfig, index_range
 from .walk import FeatureWalk, Index, PixelWalk
 
 RESIDUE = unsigned(6)           # a slot mod R (R ≤ 64)
@@ -116,6 +116,7 @@ def controller_members(cfg: SystolicConfig) -> dict:
         "layer_done": In(1), "stream_in": Out(1), "stream_in_done": In(1), "stream_out": Out(1),
         "stream_out_done": In(1),
         "stream_in_start": Out(1),      # stream_in rises on the next cycle (StreamIn opens its input then)
+        "bank_busy": Out(data.ArrayLayout(unsigned(1), cfg.rows)),   # busy again, an exact copy per activation bank
     }
 
 
@@ -135,74 +136,111 @@ def count_cycles(m: Module, ctrl: wiring.Component) -> None:
         m.d.sync += ctrl.cycles.eq(0)
 
 
-def sequence_program(m: Module, ctrl: wiring.Component, layer: Signal, latch: list, first_state: str) -> None:
-    """The states both controllers share; call inside ``with m.FSM():``.
+
+class Sequencer:
+    """The program sequence both controllers share: the FSM states (:meth:`states`, inside ``with m.FSM():``) and,
+    after the FSM, the per-layer loads and the run's ``busy`` / ``done`` (:meth:`decode`).
 
     IDLE waits for ``start``; FETCH presents instruction ``layer`` to the program memory; LATCH copies the word
     read into ``ctrl.instr`` (a register straight behind the memory: nothing else may follow a block RAM's slow
-    clock-to-output); DECODE makes the caller's ``latch`` assignments (from ``ctrl.instr``, including the walkers'
-    per-layer step constants) and enters ``first_state``, through INPUT when the instruction streams its samples
-    in; WAIT holds until the layer's last result leaves the lanes, then fetches
-    the next instruction, or (a segment's last layer) goes through OUTPUT when it streams results out and then
-    repeats the segment, goes on to the next one or finishes the run. (Each controller also counts ``cycles``
-    while ``busy``, outside its FSM: :func:`count_cycles`.)
+    clock-to-output); DECODE makes the caller's per-layer assignments (from ``ctrl.instr``, including the walkers'
+    start values and per-layer step constants) and enters ``first_state``, through INPUT when the instruction
+    streams its samples in; WAIT holds until the layer's last result leaves the lanes, then fetches the next
+    instruction, or (a segment's last layer) goes through OUTPUT when it streams results out and then repeats the
+    segment, goes on to the next one or finishes the run. (Each controller also counts ``cycles`` while ``busy``,
+    outside its FSM: :func:`count_cycles`.)
+
+    Nothing but the FSM's own transitions decodes its state. The per-layer loads (hundreds of flip-flops) are
+    enabled by registered copies of "the state is DECODE" (set in LATCH), each loading a share of them; the
+    streaming flags are registers set and cleared with the state; ``busy`` and ``done`` fall on the run's last
+    ``layer_done`` or ``stream_out_done`` (each arrives only in WAIT / OUTPUT), gated by flags registered from the
+    instruction and the chunk count (a step per cycle), and rise on ``start`` while not ``busy`` (≡ IDLE); ``bank_busy`` are exact
+    copies of ``busy``, one per activation bank (a host write's decode beside the bank).
 
     Cycles each chunk adds when streaming: ``x_beats + 1`` (INPUT: one beat per cycle, the state ends on the cycle
     after the last transfer) + ``y_beats + 4`` (OUTPUT: the address registers, the read, the word registers, one
     beat per cycle, then the registered ``done``; io.py).
     """
-    chunk = Signal(16)
-    more_chunks = Signal()          # chunk + 1 < repeat, prepared in DECODE (no adder and compare behind layer_done)
-    instr = ctrl.instr
-    # the streaming flags (≡ the state is INPUT / OUTPUT) are registers set and cleared with the state, not decodes
-    # of it
 
-    def end_of_segment():
-        with m.If(more_chunks):
+    def __init__(self, ctrl: wiring.Component, layer: Signal, first_state: str):
+        self.ctrl, self.layer, self.first_state = ctrl, layer, first_state
+        self.chunk = Signal(16)
+        # registered from ``chunk`` and the instruction, one step per cycle (both hold from DECODE to the layer's
+        # end, many cycles later): repeat − 1; chunk + 1 < repeat; no more chunks and the segment ends the run; that,
+        # and the layer ends its segment without streaming out
+        self.repeat_last = Signal(range(-1, 1 << 16))
+        self.more_chunks, self.finishes, self.done_at_wait = Signal(), Signal(), Signal()
+        self.decoding = copies("decoding", DECODE_COPIES)
+        self.busy = [ctrl.busy, *copies("busy", len(ctrl.bank_busy))]      # busy and its exact copies
+
+    def _end_of_segment(self, m: Module) -> None:
+        instr, layer, chunk = self.ctrl.instr, self.layer, self.chunk
+        with m.If(self.more_chunks):
             m.d.sync += [chunk.eq(chunk + 1), layer.eq(instr.loop_to)]
             m.next = "FETCH"
         with m.Elif(instr.end):
-            m.d.sync += [ctrl.busy.eq(0), ctrl.done.eq(1)]
             m.next = "IDLE"
         with m.Else():
             m.d.sync += [chunk.eq(0), layer.eq(layer + 1)]
             m.next = "FETCH"
 
-    with m.State("IDLE"):
-        with m.If(ctrl.start):
-            m.d.sync += [layer.eq(0), chunk.eq(0), ctrl.busy.eq(1), ctrl.done.eq(0)]
-            m.next = "FETCH"
-    with m.State("FETCH"):
-        m.next = "LATCH"
-    with m.State("LATCH"):
-        m.d.sync += ctrl.instr.eq(ctrl.prog_data)
-        m.next = "DECODE"
-    with m.State("DECODE"):
-        m.d.sync += [*latch, more_chunks.eq(chunk + 1 < instr.repeat)]
-        with m.If(instr.stream_in):
-            m.d.sync += ctrl.stream_in.eq(1)
-            m.d.comb += ctrl.stream_in_start.eq(1)
-            m.next = "INPUT"
-        with m.Else():
-            m.next = first_state
-    with m.State("INPUT"):
-        with m.If(ctrl.stream_in_done):
-            m.d.sync += ctrl.stream_in.eq(0)
-            m.next = first_state
-    with m.State("WAIT"):
-        with m.If(ctrl.layer_done):
-            with m.If(~instr.last_layer):
-                m.d.sync += layer.eq(layer + 1)
+    def states(self, m: Module) -> None:
+        """The shared states; call inside ``with m.FSM():``."""
+        ctrl, instr, layer, chunk = self.ctrl, self.ctrl.instr, self.layer, self.chunk
+        with m.State("IDLE"):
+            with m.If(ctrl.start):
+                m.d.sync += [layer.eq(0), chunk.eq(0)]
                 m.next = "FETCH"
-            with m.Elif(instr.stream_out):
-                m.d.sync += ctrl.stream_out.eq(1)
-                m.next = "OUTPUT"
+        with m.State("FETCH"):
+            m.next = "LATCH"
+        with m.State("LATCH"):
+            m.d.sync += [ctrl.instr.eq(ctrl.prog_data), *(flag.eq(1) for flag in self.decoding)]
+            m.next = "DECODE"
+        with m.State("DECODE"):
+            m.d.sync += [flag.eq(0) for flag in self.decoding]
+            with m.If(instr.stream_in):
+                m.d.sync += ctrl.stream_in.eq(1)
+                m.d.comb += ctrl.stream_in_start.eq(1)
+                m.next = "INPUT"
             with m.Else():
-                end_of_segment()
-    with m.State("OUTPUT"):
-        with m.If(ctrl.stream_out_done):
-            m.d.sync += ctrl.stream_out.eq(0)
-            end_of_segment()
+                m.next = self.first_state
+        with m.State("INPUT"):
+            with m.If(ctrl.stream_in_done):
+                m.d.sync += ctrl.stream_in.eq(0)
+                m.next = self.first_state
+        with m.State("WAIT"):
+            with m.If(ctrl.layer_done):
+                with m.If(~instr.last_layer):
+                    m.d.sync += layer.eq(layer + 1)
+                    m.next = "FETCH"
+                with m.Elif(instr.stream_out):
+                    m.d.sync += ctrl.stream_out.eq(1)
+                    m.next = "OUTPUT"
+                with m.Else():
+                    self._end_of_segment(m)
+        with m.State("OUTPUT"):
+            with m.If(ctrl.stream_out_done):
+                m.d.sync += ctrl.stream_out.eq(0)
+                self._end_of_segment(m)
+
+    def decode(self, m: Module, latch: list) -> None:
+        """After the FSM: the caller's per-layer assignments ``latch`` in DECODE, in :data:`DECODE_COPIES` shares
+        of consecutive assignments (a walker's stay together), each under its own copy of the DECODE flag; then
+        ``busy`` and ``done``."""
+        share = -(-len(latch) // len(self.decoding))
+        for k, flag in enumerate(self.decoding):
+            with m.If(flag):
+                m.d.sync += latch[k * share:(k + 1) * share]
+        ctrl, instr = self.ctrl, self.ctrl.instr
+        more = self.chunk < self.repeat_last
+        m.d.sync += [self.repeat_last.eq(instr.repeat - 1), self.more_chunks.eq(more),
+                     self.finishes.eq(~more & instr.end),
+                     self.done_at_wait.eq(self.finishes & instr.last_layer & ~instr.stream_out)]
+        with m.If(ctrl.layer_done & self.done_at_wait | ctrl.stream_out_done & self.finishes):
+            m.d.sync += [*(busy.eq(0) for busy in self.busy), ctrl.done.eq(1)]
+        with m.Elif(ctrl.start & ~ctrl.busy):
+            m.d.sync += [*(busy.eq(1) for busy in self.busy), ctrl.done.eq(0)]
+        m.d.comb += [port.eq(busy) for port, busy in zip(ctrl.bank_busy, self.busy[1:])]
 
 
 class Controller(wiring.Component):
@@ -287,16 +325,9 @@ class Controller(wiring.Component):
             m.d.comb += self.row_valid[i].eq((y_r >= 0) & (y_r <= instr.lim_y) & (x_r >= 0) & (x_r <= instr.lim_x))
 
         count_cycles(m, self)
+        sequencer = Sequencer(self, layer, "PREP")
         with m.FSM():
-            sequence_program(m, self, layer, [
-                k.eq(0), count.eq(0), *m_index.start(instr.m_tiles), *n_index.start(instr.n_tiles),
-                *m_index.prepare(instr.m_tiles), *n_index.prepare(instr.n_tiles), walk_i.eq(0), tile_end.eq(0),
-                w_tile_base.eq(instr.w_base), d_m.eq(0), d_n.eq(0), d_slot.eq(instr.slot_base), d_n_first.eq(1),
-                d_n_last.eq(instr.n_tiles == 1), d_first.eq(0), f_pixel.eq(0), f_live.eq(1), *features.start(instr),
-                *features.prepare(instr, instr.kp_words), *pixels.start(instr, instr.in_base),
-                *pixels.prepare(instr, instr.kp_words), *dest.start(instr, instr.out_base),
-                *dest.prepare(instr, instr.out_words), *prepare_last],
-                "PREP")
+            sequencer.states(m)
             with m.State("PREP"):                      # the first tile's rows, one per cycle
                 capture(walk_i, "cur")
                 pixels.step(m, instr)
@@ -307,6 +338,14 @@ class Controller(wiring.Component):
             with m.State("FEED"):
                 with m.If(tile_end & feed_last_tile):
                     m.next = "WAIT"
+        sequencer.decode(m, [
+            k.eq(0), count.eq(0), *m_index.start(instr.m_tiles), *n_index.start(instr.n_tiles),
+            *m_index.prepare(instr.m_tiles), *n_index.prepare(instr.n_tiles), walk_i.eq(0), tile_end.eq(0),
+            w_tile_base.eq(instr.w_base), d_m.eq(0), d_n.eq(0), d_slot.eq(instr.slot_base), d_n_first.eq(1),
+            d_n_last.eq(instr.n_tiles == 1), d_first.eq(0), f_pixel.eq(0), f_live.eq(1), *features.start(instr),
+            *features.prepare(instr, instr.kp_words), *pixels.start(instr, instr.in_base),
+            *pixels.prepare(instr, instr.kp_words), *dest.start(instr, instr.out_base),
+            *dest.prepare(instr, instr.out_words), *prepare_last])
 
         # ---- feed engine (FEED), driven by its registered flags, not by the state: they are its enables, and an
         # enable decoded from the state in front of every walker register was the controller's critical path

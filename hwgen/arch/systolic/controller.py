@@ -13,9 +13,9 @@ Two engines run concurrently:
   after the previous tile has drained, so consecutive tiles overlap (tile t+1 streams in while tile t finishes in
   the array and drains through the requant lanes).
 - **drain** starts on the cycle the array reports the tile captured (its state registered from ``capturing``, the
-  cycle before), shifts the shadow registers up for ``R``
-  cycles, feeding one row per cycle (top row first) to the ``C`` requant lanes with its write address, or no
-  write for a pixel that is not an output.
+  cycle before), shifts the shadow registers up for ``R`` cycles, feeding one row per cycle (top row first) to
+  the ``C`` requant lanes with its write address, or no write for a pixel that is not an output. The rows' bank
+  rows and addresses come from a table of the M tile's ``R`` rows, which the output walk fills a tile ahead.
 
 A layer ends when its last row leaves the lanes (``layer_done``); the next instruction is then fetched. Cycles
 of one run (start → done), exactly (``compile.Program.predict_cycles``)::
@@ -305,16 +305,23 @@ class Controller(wiring.Component):
         # ---- drain engine state
         active = Signal()               # a row drains on this cycle: row r of tile (d_m, d_n)
         r = Signal(index_range(rows))
-        first_row, last_row = Signal(), Signal()                # r == 0, r == R - 1 (while active)
+        last_row = Signal()             # r == R - 1 (while active)
         d_n_first, d_n_last = Signal(), Signal()                # d_n == 0, d_n == n_tiles - 1
         d_m = Signal(16)
         d_n = Signal(16)
         d_slot = Signal(self.lane_slot.shape())  # slot_base + d_n: the lanes' threshold slot, from a register
-        d_first = Signal(16)            # d_m * R: the walk's index of the drained tile's first row
-        d_pixel = Signal(16)            # d_first + r: the walk's index of the row draining
-        in_batch = Signal()             # d_pixel < samples: the row is a pixel of the batch (registered ahead)
+        # every row of the M tile draining (its bank row, word address and whether it is written: an output pixel of
+        # the batch), and of the next M tile, which the output walk fills one row per cycle while this one drains
         dest = PixelWalk(rows, "out")
-        saved = [Signal.like(s, name=f"saved_{s.name}") for s in dest.signals]   # the walk at this M tile's start
+        row_shape = unsigned(len(dest.r))
+        table = {f"{tile}_{what}": [Signal(shape, name=f"drain_{tile}_row{i}_{what}") for i in range(rows)]
+                 for tile in ("cur", "next") for what, shape in (("row", row_shape), ("addr", 16), ("write", 1))}
+        filling = Signal()              # the walk fills row fill_i of the next table
+        fill_step = Signal()            # … on this cycle (every other cycle: registered steps, walk.PixelWalk.step)
+        fill_i = Signal(index_range(rows))
+        is_output = Signal()            # the walk's pixel is an output (registered, as its steps are)
+        w_pixel = Signal(16)            # the walk's index of the row it fills
+        w_live = Signal()               # w_pixel < samples (registered ahead)
 
         # the padding test, a cycle after the feed cycle whose coordinates it tests (in any state: read only then)
         for i in range(rows):
@@ -342,7 +349,9 @@ class Controller(wiring.Component):
             k.eq(0), count.eq(0), *m_index.start(instr.m_tiles), *n_index.start(instr.n_tiles),
             *m_index.prepare(instr.m_tiles), *n_index.prepare(instr.n_tiles), walk_i.eq(0), tile_end.eq(0),
             w_tile_base.eq(instr.w_base), d_m.eq(0), d_n.eq(0), d_slot.eq(instr.slot_base), d_n_first.eq(1),
-            d_n_last.eq(instr.n_tiles == 1), d_first.eq(0), f_pixel.eq(0), f_live.eq(1), *features.start(instr),
+            d_n_last.eq(instr.n_tiles == 1), w_pixel.eq(0), w_live.eq(1), filling.eq(1), fill_step.eq(0), fill_i.eq(0),
+            f_pixel.eq(0),
+            f_live.eq(1), *features.start(instr),
             *features.prepare(instr, instr.kp_words), *pixels.start(instr, instr.in_base),
             *pixels.prepare(instr, instr.kp_words), *dest.start(instr, instr.out_base),
             *dest.prepare(instr, instr.out_words), *prepare_last])
@@ -390,43 +399,55 @@ class Controller(wiring.Component):
         with m.Elif(feeding):
             m.d.sync += [count.eq(count + 1), tile_end.eq(count + 1 == last["period"])]
 
-        # ---- drain engine: R cycles per captured tile, rows top-first, each to its output slot (or nowhere). Its
-        # state is registered one cycle ahead, from the array's ``capturing`` (``captured`` of the next cycle): the
-        # row draining, whether it is the tile's first or last, and whether the N tile is the first or last, so
-        # that the walker's save / rewind / step choice is made by flip-flops, not by compares in front of its muxes
-        # ``active`` again in a copy per array column: the column's shadow registers' shift enable
+        # ---- drain engine: R cycles per captured tile, rows top-first, each to its output slot (or nowhere), from
+        # the table of its M tile: the walk runs ahead, filling the next M tile's rows (one every other cycle, its
+        # steps' sums registered a cycle before they are taken), so no walker register is on the drain's path and
+        # the walk's step is a multiplexer behind flip-flops. The drain's state is
+        # registered one cycle ahead, from the array's ``capturing`` (``captured`` of the next cycle); an M tile's
+        # first capture moves the next table into the current one. ``active`` again in a copy per array column: the
+        # column's shadow registers' shift enable
         shift = copies("shift", cfg.cols)
         with m.If(self.capturing):
-            m.d.sync += [active.eq(1), *(s.eq(1) for s in shift), r.eq(0), first_row.eq(1), last_row.eq(rows == 1),
-                         d_pixel.eq(d_first), in_batch.eq(d_first < instr.samples)]
+            m.d.sync += [active.eq(1), *(s.eq(1) for s in shift), r.eq(0), last_row.eq(rows == 1)]
         with m.Elif(active & ~last_row):
-            m.d.sync += [r.eq(r + 1), first_row.eq(0), last_row.eq((r == rows - 2) if rows > 1 else 1),
-                         d_pixel.eq(d_pixel + 1), in_batch.eq(d_pixel + 1 < instr.samples)]
+            m.d.sync += [r.eq(r + 1), last_row.eq((r == rows - 2) if rows > 1 else 1)]
         with m.Else():
-            m.d.sync += [active.eq(0), *(s.eq(0) for s in shift), r.eq(0), first_row.eq(0), last_row.eq(0)]
+            m.d.sync += [active.eq(0), *(s.eq(0) for s in shift), r.eq(0), last_row.eq(0)]
+        # (a fill takes 2R - 1 cycles from an M tile's first capture, which comes at least 2R + C - 1 cycles after
+        # the one before; the first M tile's takes 2R cycles from DECODE, as the walk starts there)
+        with m.If(self.capturing & d_n_first):
+            m.d.sync += [table[f"cur_{what}"][i].eq(table[f"next_{what}"][i]) for what in ("row", "addr", "write")
+                         for i in range(rows)]
+            m.d.sync += [filling.eq(1), fill_step.eq(1), fill_i.eq(0)]
+        m.d.sync += is_output.eq(dest.output(instr))
+        dest_next = dest.registered_next(m, instr)
+        with m.If(filling):
+            m.d.sync += fill_step.eq(~fill_step)
+            with m.If(fill_step):
+                with m.Switch(fill_i):
+                    for i in range(rows):
+                        with m.Case(i):
+                            m.d.sync += [table["next_row"][i].eq(dest.r), table["next_addr"][i].eq(dest.addr),
+                                         table["next_write"][i].eq(is_output & w_live)]
+                dest.step(m, instr, dest_next)
+                m.d.sync += [fill_i.eq(fill_i + 1), w_pixel.eq(w_pixel + 1),
+                             w_live.eq(w_pixel + 1 < instr.samples)]
+                with m.If(fill_i == rows - 1):
+                    m.d.sync += [filling.eq(0), fill_step.eq(0)]
         last_tile = d_n_last & (d_m == last["m_tiles"])
-        saving = first_row & d_n_first
-        with m.If(saving):
-            m.d.sync += [s.eq(v) for s, v in zip(saved, dest.signals)]
-        with m.If(active):
-            with m.If(last_row & ~d_n_last):
-                # the next N tile drains the same pixels again (R = 1: nothing to rewind on the first)
-                with m.If(~saving):
-                    m.d.sync += [s.eq(v) for s, v in zip(dest.signals, saved)]
-            with m.Else():
-                dest.step(m, instr)
         with m.If(last_row):
             with m.If(d_n_last):
                 m.d.sync += [d_n.eq(0), d_slot.eq(instr.slot_base), d_n_first.eq(1),
-                             d_n_last.eq(last["n_tiles"] == 0), d_m.eq(d_m + 1),
-                             d_first.eq(d_first + rows)]
+                             d_n_last.eq(last["n_tiles"] == 0), d_m.eq(d_m + 1)]
             with m.Else():
                 m.d.sync += [d_n.eq(d_n + 1), d_slot.eq(d_slot + 1), d_n_first.eq(0),
                              d_n_last.eq(d_n + 1 == last["n_tiles"])]
         # the row's meta is registered: it enters the lanes a cycle after the row (requant.py)
         m.d.comb += [*(self.shift[j].eq(shift[j]) for j in range(cfg.cols)), self.lane_valid.eq(active),
                      self.lane_slot.eq(d_slot)]
-        m.d.sync += [self.lane_meta.row.eq(dest.r), self.lane_meta.addr.eq(dest.addr + d_n),
-                     self.lane_meta.write.eq(dest.output(instr) & in_batch),
+        row_entry = {what: select(m, r, table[f"cur_{what}"], shape, f"drain_{what}")
+                     for what, shape in (("row", row_shape), ("addr", unsigned(16)), ("write", unsigned(1)))}
+        m.d.sync += [self.lane_meta.row.eq(row_entry["row"]), self.lane_meta.addr.eq(row_entry["addr"] + d_n),
+                     self.lane_meta.write.eq(row_entry["write"]),
                      self.lane_meta.layer_last.eq(last_row & last_tile)]
         return m

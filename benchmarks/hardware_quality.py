@@ -13,10 +13,10 @@
 2. fmax of the 8×8 int8 systolic array (``SystolicConfig(rows=8, cols=8, slot_depth=8, out_depth=16)``: the
    default activation and weight scratchpads, thresholds for 8 output-channel groups per lane, 16 words per
    output bank) on ECP5-85 (speed 6) after nextpnr (out of context, given the goal as its target clock:
-   ``--freq 150``). Goal ≥ 150 MHz; the critical path is printed from nextpnr's report. The block RAMs are sized to leave the device room: an int8 lane holds 255
-   thresholds per channel, so with the default ``slot_depth=64`` the lanes alone take 272 DP16KD and the design
-   368, more than the 208 of the LFE5U-85F (the analytic estimate says so before any synthesis; this benchmark
-   checks it does), and a design that fills 96 % of them (``slot_depth=16``, the output banks in block RAM: 200)
+   ``--freq 150``). Goal ≥ 150 MHz; the critical path is printed from nextpnr's report. The block RAMs are sized
+   to leave the device room: an int8 lane holds 255 thresholds per channel, so with the default ``slot_depth=64``
+   the lanes alone take 272 DP16KD and the design 368, more than the 208 of the LFE5U-85F (the analytic estimate
+   says so before any synthesis; this benchmark checks it does), and a design that fills 96 % of them (``slot_depth=16``, the output banks in block RAM: 200)
    spreads its memories over the whole device, with routes across it that no pipelining of the logic shortens.
 
 All runs go through ``hwgen.estimate.synth`` (cached by design hash; logs under OUT/synth/).

@@ -177,11 +177,9 @@ def instruction_used(cfg) -> tuple[tuple[int, int], ...]:
 
 def _instruction_kept(cfg) -> tuple[tuple[tuple[int, int], ...], int]:
     """:func:`instruction_used` and the number of bits in its ranges."""
-    rows = cfg.rows                     # the depths are ≥ 2, R and C ≥ 1: (n − 1).bit_length() is _clog2(n)
-    return _instruction_used(cfg.dataflow, (cfg.act_depth - 1).bit_length(), (cfg.weight_depth - 1).bit_length(),
-                             (cfg.slot_depth - 1).bit_length(), cfg.operand_bits, (cfg.prog_depth - 1).bit_length(),
-                             (rows - 1).bit_length(), rows.bit_length(), (cfg.cols - 1).bit_length(), cfg.max_pool,
-                             cfg.fixed_steps, cfg.product_rounding)
+    return _instruction_used(cfg.dataflow, _clog2(cfg.act_depth), _clog2(cfg.weight_depth), _clog2(cfg.slot_depth),
+                             cfg.operand_bits, _clog2(cfg.prog_depth), _clog2(cfg.rows), cfg.rows.bit_length(),
+                             _clog2(cfg.cols), cfg.max_pool, cfg.fixed_steps, cfg.product_rounding)
 
 
 # Fields read but cut by synthesis to the low bits their consumers use: the controllers read whole 16-bit fields

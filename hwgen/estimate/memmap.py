@@ -236,8 +236,7 @@ def _word_plans(family: str, width: int, group: int, shape: str) -> tuple:
     dozen word shapes and a thousand depths, ``benchmarks/dse_throughput.py``)."""
     out = []
     for index, _, fixed, widthscale, emulation, bases, per_bit, widest, kind in _PLANS[family][shape]:
-        swizzles = {byte: _swizzle_bits(width, group, byte) if group != width else -(-width // byte) * byte
-                    for _, _, byte, _ in bases}
+        swizzles = {byte: _swizzle_bits(width, group, byte) for _, _, byte, _ in bases}
         out.append((index, kind, fixed, widthscale, emulation, per_bit,
                     fixed * -(-width // widest) + widthscale * width / widest,
                     tuple((words, unit, byte, capped, swizzles[byte]) for words, unit, byte, capped in bases)))

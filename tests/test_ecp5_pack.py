@@ -245,18 +245,25 @@ def test_synthesize_places_packed_netlist(netlists, tmp_path, monkeypatch):
 
 @needs_yosys
 @needs_nextpnr
-def test_synthesize_target_clock(tmp_path, monkeypatch):
-    """``freq_mhz`` is nextpnr's --freq; a run at another target clock is cached apart from the default's, whose
-    cache key is the one it had before the option existed (no figure measured at the default goes stale)."""
+def test_synthesize_target_clock_and_seed(tmp_path, monkeypatch):
+    """``freq_mhz`` is nextpnr's --freq and ``seed`` its --seed; a run at another target clock or seed is cached
+    apart from the default's, whose cache key is the one it had before the options existed (no figure measured at
+    the default goes stale)."""
     monkeypatch.setenv("HWGEN_CACHE", str(tmp_path / "cache"))
     target = TARGETS["ecp5-25k"]
     verilog = DESIGNS["ram_acc"]
     assert synth._key(verilog, "top", target, True) == synth._key(verilog, "top", target, True, synth.PNR_FREQ_MHZ)
     assert synth._key(verilog, "top", target, True, 150) != synth._key(verilog, "top", target, True)
     assert synth._key(verilog, "top", target, False, 150) == synth._key(verilog, "top", target, False)
+    assert synth._key(verilog, "top", target, True, seed=2) not in (synth._key(verilog, "top", target, True),
+                                                                    synth._key(verilog, "top", target, True, 150))
+    assert synth._key(verilog, "top", target, False, seed=2) == synth._key(verilog, "top", target, False)
     default = synth.synthesize(verilog, "top", target, out_dir=tmp_path / "default")
     goal = synth.synthesize(verilog, "top", target, out_dir=tmp_path / "goal", freq_mhz=150)
-    assert not goal.cached and goal.cells == default.cells
-    for out, freq in (("default", synth.PNR_FREQ_MHZ), ("goal", 150)):
+    seeded = synth.synthesize(verilog, "top", target, out_dir=tmp_path / "seeded", seed=2)
+    assert not goal.cached and not seeded.cached and goal.cells == default.cells == seeded.cells
+    for out, freq, seed in (("default", synth.PNR_FREQ_MHZ, synth.PNR_SEED), ("goal", 150, synth.PNR_SEED),
+                            ("seeded", synth.PNR_FREQ_MHZ, 2)):
         command = (tmp_path / out / "synth" / target.name / "nextpnr.cmd").read_text().split()
         assert command[command.index("--freq") + 1] == str(freq)
+        assert command[command.index("--seed") + 1] == str(seed)

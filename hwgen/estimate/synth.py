@@ -238,10 +238,13 @@ def _yosys(yosys: str, run_dir: Path, family: str, sources: list[str], top: str,
             "script": _flow(family, True), "script_sha256": _fallback_sha(family)}
 
 
-def _key(verilog: str, top: str, target: Target, pnr: bool, freq_mhz: float = PNR_FREQ_MHZ) -> str:
+def _key(verilog: str, top: str, target: Target, pnr: bool, freq_mhz: float = PNR_FREQ_MHZ,
+         seed: int = PNR_SEED) -> str:
     digest = hashlib.sha256()
     if pnr and freq_mhz != PNR_FREQ_MHZ:                   # (the default's runs keep the keys they had)
         digest.update(f"freq {freq_mhz}\0".encode())
+    if pnr and seed != PNR_SEED:
+        digest.update(f"seed {seed}\0".encode())
     tools = [tool_version(TOOLS["yosys"])] + ([tool_version(TOOLS[f"nextpnr-{target.pnr}"])] if pnr else [])
     for part in (str(CACHE_LAYOUT), verilog, top, target.family, " ".join(target.pnr_args) if pnr else "",
                  (data_dir("flows") / _flow(target.family)).read_text(), *tools,
@@ -283,19 +286,21 @@ def _pack_ecp5_run(run_dir: Path) -> dict[str, int]:
 
 
 def synthesize(verilog: str, top: str, target: Target, *, pnr: bool = True, out_dir: Path | None = None,
-               freq_mhz: float = PNR_FREQ_MHZ) -> SynthResult:
+               freq_mhz: float = PNR_FREQ_MHZ, seed: int = PNR_SEED) -> SynthResult:
     """Synthesize ``verilog`` (module ``top``) for ``target`` with Yosys and, where an open flow exists and ``pnr``,
     place and route it with nextpnr; cached by design hash; logs copied to ``out_dir`` if given. ``freq_mhz``:
     nextpnr's target clock (its timing-driven placer and router work on the paths that miss it; a design that meets
     it is not pushed further): the estimates and calibration use :data:`PNR_FREQ_MHZ`, a check against a goal
-    (``benchmarks/hardware_quality.py``: ≥ 150 MHz) constrains the goal."""
+    (``benchmarks/hardware_quality.py``: ≥ 150 MHz) constrains the goal. ``seed``: nextpnr's placement seed (a
+    placed fmax varies by several MHz from seed to seed: comparing two designs takes a few seeds of each). Runs at
+    another target clock or seed are cached apart."""
     pnr = pnr and target.pnr is not None
     yosys = tool_path(TOOLS["yosys"])
     nextpnr = tool_path(TOOLS[f"nextpnr-{target.pnr}"]) if pnr else None
     tools = {"yosys": tool_version(TOOLS["yosys"])}
     if pnr:
         tools[f"nextpnr-{target.pnr}"] = tool_version(TOOLS[f"nextpnr-{target.pnr}"])
-    key = _key(verilog, top, target, pnr, freq_mhz)
+    key = _key(verilog, top, target, pnr, freq_mhz, seed)
     run_dir = _cache_root() / key
     run_dir.parent.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
@@ -322,7 +327,7 @@ def synthesize(verilog: str, top: str, target: Target, *, pnr: bool = True, out_
             if pnr:
                 placed_netlist = "netlist_packed.json" if target.pnr == "ecp5" else "netlist.json"
                 common = ["--json", placed_netlist, "--report", "nextpnr_report.json", "--freq", str(freq_mhz),
-                          "--timing-allow-fail", "--seed", str(PNR_SEED), *target.pnr_args]
+                          "--timing-allow-fail", "--seed", str(seed), *target.pnr_args]
                 if target.pnr == "ice40":
                     (scratch / "shell.v").write_text(ice40_shell(verilog, top))
                     _yosys(yosys, scratch, family, ["design.v", "shell.v"], SHELL, "stat_shell.json", "netlist.json",

@@ -21,8 +21,8 @@
    across it that no pipelining of the logic shortens.
 
 ``--array 4x4`` places a smaller array of the same configuration (a quicker proxy while working on the RTL's
-speed), ``--freq`` gives nextpnr another target clock (a router given a clock far out of reach can route for hours:
-the 8×8 array of 2026-12-07 did not converge in 50 minutes at 150 MHz), ``--seeds`` places it with each seed.
+speed: the 8×8 array's routing alone takes over half an hour on a 2-core machine, at 100 MHz as at 150), ``--freq``
+gives nextpnr another target clock, ``--seeds`` places it with each seed.
 All runs go through ``hwgen.estimate.synth`` (cached by design hash, target clock and seed; logs under OUT/).
 """
 from __future__ import annotations

@@ -60,15 +60,17 @@ GOAL_MHZ = 150                 # nextpnr is given the goal as its target clock
 ARRAY = SystolicConfig(rows=8, cols=8, a_bits=8, w_bits=8, slot_depth=8, out_depth=16)
 
 
-def array_fmax(out: Path, config: SystolicConfig, freq_mhz: float, seed: int):
+def array_fmax(out: Path, config: SystolicConfig, freq_mhz: float, seeds: list[int]):
+    """(the placement of ``config`` with each of ``seeds``, its analytic block RAM count); the design is rendered
+    and checked against the device once."""
     target = TARGETS["ecp5-85k"]
-    size = f"{config.rows}×{config.cols}"
     bram = fpga.estimate_resources(config, target.family)["bram"]
     if bram > target.bram:
-        raise SystemExit(f"the {size} array needs {bram:.0f} {target.bram_unit} (analytic), {target.name} has "
-                         f"{target.bram}: it cannot be placed")
-    run = out / f"array{config.rows}x{config.cols}_{freq_mhz:g}_{seed}"
-    return synthesize(render_verilog(config), TOP_NAME, target, out_dir=run, freq_mhz=freq_mhz, seed=seed), bram
+        raise SystemExit(f"the {config.rows}×{config.cols} array needs {bram:.0f} {target.bram_unit} (analytic), "
+                         f"{target.name} has {target.bram}: it cannot be placed")
+    verilog = render_verilog(config)
+    return [synthesize(verilog, TOP_NAME, target, out_dir=out / f"array{config.rows}x{config.cols}_{freq_mhz:g}_{seed}",
+                       freq_mhz=freq_mhz, seed=seed) for seed in seeds], bram
 
 
 def _array(text: str) -> SystolicConfig:
@@ -101,16 +103,15 @@ def main() -> None:
     config = args.array
     print(f"\n## {config.rows}×{config.cols} int8 systolic array on ECP5-85 (speed 6), nextpnr out of context, "
           f"--freq {args.freq:g}\n")
-    figures = []
-    for seed in args.seeds:
-        result, bram = array_fmax(args.out, config, args.freq, seed)
-        figures.append(result.fmax_mhz)
+    results, bram = array_fmax(args.out, config, args.freq, args.seeds)
+    for seed, result in zip(args.seeds, results):
         print(f"seed {seed}: fmax {result.fmax_mhz:.1f} MHz (goal, 8×8: ≥ {GOAL_MHZ} MHz); "
               f"LUT {result.resources['lut']:.0f}, FF {result.resources['ff']:.0f}, DSP {result.resources['dsp']:.0f}, "
               f"BRAM {result.resources['bram']:.0f} (analytic {bram:.0f} of {TARGETS['ecp5-85k'].bram})")
         print("critical path (nextpnr):")
         for line in result.critical_path:
             print("   " + line)
+    figures = [result.fmax_mhz for result in results]
     if len(figures) > 1:
         print(f"\nfmax over {len(figures)} seeds: min {min(figures):.1f}, mean {sum(figures) / len(figures):.1f}, "
               f"max {max(figures):.1f} MHz")

@@ -236,7 +236,8 @@ class SystolicTop(wiring.Component):
             a_rd, a_wr = act.read_port(), act.write_port(granularity=cfg.store_bits)
             o_rd, o_wr = out.read_port(), out.write_port()
             here = writing & out_meta.write & (out_meta.row == i)
-            host_write = loading & (load.target == ACTIVATIONS) & (load.bank == i)
+            # (the load's handshake again, from the bank's own exact copy of busy)
+            host_write = self.load.valid & ~ctrl.bank_busy[i] & (load.target == ACTIVATIONS) & (load.bank == i)
             stream_write = s_in.write & (s_in.bank == i)
             bank_streaming, bank_busy = replica(m, streaming_out, f"stream_out_{i}", reset_less=False), \
                 replica(m, ctrl.busy, f"busy_{i}", reset_less=False)
@@ -252,9 +253,11 @@ class SystolicTop(wiring.Component):
                 a_rd.addr.eq(a_raddr), a_rd.en.eq(Mux(bank_streaming, advance, Mux(bank_busy, bank_read[i], 1))),
                 a_wr.addr.eq(replica(m, Mux(streaming_in, s_in.addr, Mux(ctrl.busy, out_meta.addr, load.addr)),
                                      f"act_write_addr_{i}")),
-                a_wr.en.eq(delayed(m, Mux(streaming_in, Mux(stream_write, (1 << cols) - 1, 0),
-                                          Mux(ctrl.busy, Mux(here & ~instr.passthrough, (1 << cols) - 1, 0),
-                                              Mux(host_write, 1 << load.lane, 0))), 1, f"act_write_en_{i}")),
+                # the three writers' enables ORed: each is gated by its own phase (the stream's input, the lanes'
+                # results of a run, the host's load while idle), so none needs the phase as a select
+                a_wr.en.eq(delayed(m, Mux(stream_write, (1 << cols) - 1, 0)
+                                   | Mux(here & ~instr.passthrough, (1 << cols) - 1, 0)
+                                   | Mux(host_write, 1 << load.lane, 0), 1, f"act_write_en_{i}")),
                 a_wr.data.eq(replica(m, a_wdata, f"act_write_data_{i}")),
                 o_rd.addr.eq(o_raddr), o_rd.en.eq(Mux(bank_streaming, advance, ~bank_busy)),   # idle: host reads
                 o_wr.addr.eq(replica(m, out_meta.addr, f"out_write_addr_{i}")),

@@ -30,7 +30,7 @@ from collections.abc import Sequence
 from typing import NamedTuple
 
 from .memmap import map_memory
-from ..arch.systolic.config import LANE_STAGE_CYCLES
+from ..arch.systolic.config import DECODE_COPIES, LANE_STAGE_CYCLES
 
 # lut_ram (LUT-equivalents of LUT RAM primitives) and mem_ff (flip-flop memories, LUT RAM read registers) are exact
 # counts; mem_emulation_ff (read-first emulation of block RAM, partly shared between memories on one write bus),
@@ -341,21 +341,25 @@ def _controller_pipeline_registers(cfg) -> int:
     """Controller flip-flops for speed (controller.py, ws_controller.py, walk.py): the loop bounds' last indices
     and the walkers' per-layer step constants prepared in DECODE (a step is words, words + stride, dr and R - dr);
     the streaming flags, the layer's end (a copy of the lanes' output flags, beside it) and the drain walk's
-    lattice-phase zero flags; OS: the drain's state and the feed's flags registered ahead, whether each row is a
-    pixel of the batch, each array column's copy of the drain's shift, the copy of the array's capturing and the
-    saved phase flags; WS: each row's registered read (bank, address,
-    lane, valid)."""
+    lattice-phase zero flags; the sequencer's DECODE flag copies, ``busy`` copies per activation bank, ``repeat −
+    1`` and the run's end flags; OS: the drain's state and the feed's flags registered ahead, the drain walk's fill
+    state, whether each row is a pixel of the batch, each array column's copy of the drain's shift, the copy of the
+    array's capturing; WS: each row's registered read (bank, address, lane, valid)."""
     R, C = cfg.rows, cfg.cols
     step = 16 + 16 + _bits(R) + _bits(R + 1)
     # last indices; the steps and last indices of the pixel walks (×2) and the feature walk; the repeat test; the
-    # streaming flags, the layer's end, the phase flags
-    bits = 4 * 16 + (2 * 3 + 2) * step + 3 * 2 * 16 + 1 + 2 + 1 + 2
+    # streaming flags, the layer's end, the phase flags; the sequencer's
+    bits = 4 * 16 + (2 * 3 + 2) * step + 3 * 2 * 16 + 1 + 2 + 1 + 2 + DECODE_COPIES + R + 17 + 2
     if cfg.dataflow == "ws":
         return bits + R * (_bits(R) + 16 + _bits(C) + 1) + 6 + 16      # row reads; fold flags, stream end
-    # drain flags, feed flags, the tile counters' flags and prepared n − 2; the draining row's index and test, its
-    # lanes' slot; the feed's row index and test, rows' live bits and their registered coordinates (the padding
-    # test); the columns' shift copies, capturing, the saved phase flags
-    return bits + 4 + 4 + 2 * 18 + 16 + 1 + _bits(cfg.slot_depth) + 16 + 1 + 2 * R + 2 * R * 19 + C + 1 + 2
+    # drain flags, feed flags, the tile counters' flags and prepared n − 2; the drain walk's row index and test,
+    # its fill flags and table row, its registered next values (three slot sums, row, column and position with
+    # their flags, the lattice phases and wraps) and output test; the drained rows' lanes' slot; the feed's row
+    # index and test, rows' live bits and their registered coordinates (the padding test); the columns' shift
+    # copies, capturing, the phase flags
+    next_values = 3 * (16 + _bits(R)) + 3 * 16 + 2 + 2 * (8 + 1) + 1
+    return bits + 3 + 4 + 2 * 18 + 16 + 1 + 2 + _bits(R) + next_values + _bits(cfg.slot_depth) + 16 + 1 + 2 * R \
+        + 2 * R * 19 + C + 1 + 2
 
 
 def _accumulate_path(acc: int, pool: int) -> Path_:
@@ -467,16 +471,17 @@ def systolic_components(cfg) -> list[Component]:
     chunks = -(-instr // 32)
     program = Component("program", mems=[Mem(cfg.prog_depth, 32 * chunks, group=32, shape="sdpx", used=used)],
                         logic=chunks, reg=chunks)                   # the chunks' registered write enables
-    # the request's lane, its five stages, each bank's tests of it (this bank, outputs) and its masked word (the
-    # accumulators or the codes sign-extended, or 0), the ORed word, the answer; the stored load (weight and lane
-    # writes)
-    host = Component("host_read", reg=6 + 5 + R * (2 + C * acc) + C * acc + 33 + 64,
-                     mux=R * C * acc + (C - 1) * 32, logic=16 + 2 * R + (R - 1) * C * acc)
+    # the request's five stages, each bank's copies of it (this bank, outputs, the lane) and its masked element (an
+    # accumulator or a code sign-extended, or 0: the word's target and lane chosen beside the bank), the ORed
+    # element, the answer; the stored load (weight and lane writes)
+    host = Component("host_read", reg=5 + R * (2 + 6 + 32) + 32 + 33 + 64,
+                     mux=R * C * acc + R * (C - 1) * 32, logic=16 + 2 * R + (R - 1) * 32)
     S, F = cfg.lane_stages, cfg.fixed_steps
     lane = _requant_lanes(C, S, B, tb, acc, cfg.slot_depth, F, cfg.fixed_bits, sb)
     counters = 16 * 10 + 32 if not ws else 16 * 9 + 32
-    # address walkers (walk.py): the kernel walk and two pixel walks (feed, drain), ~10 16-bit registers each
-    walkers = 16 * 30 + (16 * 10 if not ws else 0)
+    # address walkers (walk.py): the kernel walk and two pixel walks (feed, drain), ~10 16-bit registers each; OS:
+    # the drain's tables of the current and the next M tile's rows (bank row, word address, written)
+    walkers = 16 * 30 + (2 * R * (row_index + 16 + 1) if not ws else 0)
     # per row: its pixel (OS: address, x, y) or feature (WS: offsets, word, lane, coordinates), double-buffered
     row_bits = 48 if not ws else 16 * 2 + 2 * row_index + col_index + 36 + 1
     ctrl_reg = latched + counters + walkers + 2 * R * row_bits + _bits(cfg.prog_depth) + 8
@@ -486,10 +491,12 @@ def systolic_components(cfg) -> list[Component]:
                            logic=64 + (R * R * 16 if ws else 0), paths=_CONTROLLER_PATHS)
     accumulators = _accumulators(C, cfg.acc_depth, acc, pool) if ws else None
     stream_in = _STREAM_IN
-    # its walk, the three stages' flags and banks, valid and last, the banks' copies of valid, the beat
-    stream_out = Component("stream_out", reg=_STREAM_WALK_REGISTERS + 3 * (2 + row_index) + 2 + R + C * acc,
-                           add=_STREAM_WALK_ADDERS, cmp=_STREAM_WALK_COMPARES,
-                           mux=(R - 1) * C * (sb + acc) + C * acc, logic=8)
+    # its walk, issued and done, the address, read and word stages' flags, banks and last flags, the beat register
+    # (flag, last, the word chosen); the skid register (its flag, the banks' copies of it, the beat it holds) and its
+    # multiplexer
+    stream_out = Component("stream_out", reg=_STREAM_WALK_REGISTERS + 2 + 3 * (2 + row_index) + 2 + C * acc
+                           + 1 + R + 1 + C * acc, add=_STREAM_WALK_ADDERS, cmp=_STREAM_WALK_COMPARES,
+                           mux=(R - 1) * C * (sb + acc) + C * acc + C * acc + 1, logic=8)
     reset = _RESET
     feed = Component("feed_pipeline", reg=_feed_registers(cfg, slot_bits, meta_bits))
     lane_control = Component("lane_control", reg=_lane_control_registers(S, slot_bits, meta_bits)

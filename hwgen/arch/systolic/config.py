@@ -9,6 +9,7 @@ from ...compat import cached_property
 DATAFLOWS = ("os", "ws")
 MAX_FIXED_STEPS = 4         # fixed-point stage fields per instruction (controller.INSTRUCTION)
 LANE_STAGE_CYCLES = 3       # cycles of a requant lane stage (SystolicConfig.lane_stage_cycles)
+DECODE_COPIES = 4           # copies of the controllers' DECODE flag, each loading a share of the per-layer registers
 
 
 def index_range(count: int) -> range:

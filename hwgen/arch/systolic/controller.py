@@ -13,9 +13,9 @@ Two engines run concurrently:
   after the previous tile has drained, so consecutive tiles overlap (tile t+1 streams in while tile t finishes in
   the array and drains through the requant lanes).
 - **drain** starts on the cycle the array reports the tile captured (its state registered from ``capturing``, the
-  cycle before), shifts the shadow registers up for ``R``
-  cycles, feeding one row per cycle (top row first) to the ``C`` requant lanes with its write address, or no
-  write for a pixel that is not an output.
+  cycle before), shifts the shadow registers up for ``R`` cycles, feeding one row per cycle (top row first) to
+  the ``C`` requant lanes with its write address, or no write for a pixel that is not an output. The rows' bank
+  rows and addresses come from a table of the M tile's ``R`` rows, which the output walk fills a tile ahead.
 
 A layer ends when its last row leaves the lanes (``layer_done``); the next instruction is then fetched. Cycles
 of one run (start → done), exactly (``compile.Program.predict_cycles``)::
@@ -58,7 +58,7 @@ from amaranth.lib.wiring import In, Out
 
 from ..fixed import stage_fields
 from ..hdl import copies, select
-from .config import MAX_FIXED_STEPS, SystolicConfig, index_range
+from .config import DECODE_COPIES, MAX_FIXED_STEPS, SystolicConfig, index_range
 from .walk import FeatureWalk, Index, PixelWalk
 
 RESIDUE = unsigned(6)           # a slot mod R (R ≤ 64)
@@ -116,6 +116,7 @@ def controller_members(cfg: SystolicConfig) -> dict:
         "layer_done": In(1), "stream_in": Out(1), "stream_in_done": In(1), "stream_out": Out(1),
         "stream_out_done": In(1),
         "stream_in_start": Out(1),      # stream_in rises on the next cycle (StreamIn opens its input then)
+        "bank_busy": Out(data.ArrayLayout(unsigned(1), cfg.rows)),   # busy again, an exact copy per activation bank
     }
 
 
@@ -135,74 +136,111 @@ def count_cycles(m: Module, ctrl: wiring.Component) -> None:
         m.d.sync += ctrl.cycles.eq(0)
 
 
-def sequence_program(m: Module, ctrl: wiring.Component, layer: Signal, latch: list, first_state: str) -> None:
-    """The states both controllers share; call inside ``with m.FSM():``.
+
+class Sequencer:
+    """The program sequence both controllers share: the FSM states (:meth:`states`, inside ``with m.FSM():``) and,
+    after the FSM, the per-layer loads and the run's ``busy`` / ``done`` (:meth:`decode`).
 
     IDLE waits for ``start``; FETCH presents instruction ``layer`` to the program memory; LATCH copies the word
     read into ``ctrl.instr`` (a register straight behind the memory: nothing else may follow a block RAM's slow
-    clock-to-output); DECODE makes the caller's ``latch`` assignments (from ``ctrl.instr``, including the walkers'
-    per-layer step constants) and enters ``first_state``, through INPUT when the instruction streams its samples
-    in; WAIT holds until the layer's last result leaves the lanes, then fetches
-    the next instruction, or (a segment's last layer) goes through OUTPUT when it streams results out and then
-    repeats the segment, goes on to the next one or finishes the run. (Each controller also counts ``cycles``
-    while ``busy``, outside its FSM: :func:`count_cycles`.)
+    clock-to-output); DECODE makes the caller's per-layer assignments (from ``ctrl.instr``, including the walkers'
+    start values and per-layer step constants) and enters ``first_state``, through INPUT when the instruction
+    streams its samples in; WAIT holds until the layer's last result leaves the lanes, then fetches the next
+    instruction, or (a segment's last layer) goes through OUTPUT when it streams results out and then repeats the
+    segment, goes on to the next one or finishes the run. (Each controller also counts ``cycles`` while ``busy``,
+    outside its FSM: :func:`count_cycles`.)
+
+    Nothing but the FSM's own transitions decodes its state. The per-layer loads (hundreds of flip-flops) are
+    enabled by registered copies of "the state is DECODE" (set in LATCH), each loading a share of them; the
+    streaming flags are registers set and cleared with the state; ``busy`` and ``done`` fall on the run's last
+    ``layer_done`` or ``stream_out_done`` (each arrives only in WAIT / OUTPUT), gated by flags registered from the
+    instruction and the chunk count (a step per cycle), and rise on ``start`` while not ``busy`` (≡ IDLE); ``bank_busy`` are exact
+    copies of ``busy``, one per activation bank (a host write's decode beside the bank).
 
     Cycles each chunk adds when streaming: ``x_beats + 1`` (INPUT: one beat per cycle, the state ends on the cycle
-    after the last transfer) + ``y_beats + 4`` (OUTPUT: the address registers, the read, the word registers, one
-    beat per cycle, then the registered ``done``; io.py).
+    after the last transfer) + ``y_beats + 5`` (OUTPUT: the address registers, the read, the word registers, the
+    beat register, one beat per cycle, then the registered ``done``; io.py).
     """
-    chunk = Signal(16)
-    more_chunks = Signal()          # chunk + 1 < repeat, prepared in DECODE (no adder and compare behind layer_done)
-    instr = ctrl.instr
-    # the streaming flags (≡ the state is INPUT / OUTPUT) are registers set and cleared with the state, not decodes
-    # of it
 
-    def end_of_segment():
-        with m.If(more_chunks):
+    def __init__(self, ctrl: wiring.Component, layer: Signal, first_state: str):
+        self.ctrl, self.layer, self.first_state = ctrl, layer, first_state
+        self.chunk = Signal(16)
+        # registered from ``chunk`` and the instruction, one step per cycle (both hold from DECODE to the layer's
+        # end, many cycles later): repeat − 1; chunk + 1 < repeat; no more chunks and the segment ends the run; that,
+        # and the layer ends its segment without streaming out
+        self.repeat_last = Signal(range(-1, 1 << 16))
+        self.more_chunks, self.finishes, self.done_at_wait = Signal(), Signal(), Signal()
+        self.decoding = copies("decoding", DECODE_COPIES)
+        self.busy = [ctrl.busy, *copies("busy", len(ctrl.bank_busy))]      # busy and its exact copies
+
+    def _end_of_segment(self, m: Module) -> None:
+        instr, layer, chunk = self.ctrl.instr, self.layer, self.chunk
+        with m.If(self.more_chunks):
             m.d.sync += [chunk.eq(chunk + 1), layer.eq(instr.loop_to)]
             m.next = "FETCH"
         with m.Elif(instr.end):
-            m.d.sync += [ctrl.busy.eq(0), ctrl.done.eq(1)]
             m.next = "IDLE"
         with m.Else():
             m.d.sync += [chunk.eq(0), layer.eq(layer + 1)]
             m.next = "FETCH"
 
-    with m.State("IDLE"):
-        with m.If(ctrl.start):
-            m.d.sync += [layer.eq(0), chunk.eq(0), ctrl.busy.eq(1), ctrl.done.eq(0)]
-            m.next = "FETCH"
-    with m.State("FETCH"):
-        m.next = "LATCH"
-    with m.State("LATCH"):
-        m.d.sync += ctrl.instr.eq(ctrl.prog_data)
-        m.next = "DECODE"
-    with m.State("DECODE"):
-        m.d.sync += [*latch, more_chunks.eq(chunk + 1 < instr.repeat)]
-        with m.If(instr.stream_in):
-            m.d.sync += ctrl.stream_in.eq(1)
-            m.d.comb += ctrl.stream_in_start.eq(1)
-            m.next = "INPUT"
-        with m.Else():
-            m.next = first_state
-    with m.State("INPUT"):
-        with m.If(ctrl.stream_in_done):
-            m.d.sync += ctrl.stream_in.eq(0)
-            m.next = first_state
-    with m.State("WAIT"):
-        with m.If(ctrl.layer_done):
-            with m.If(~instr.last_layer):
-                m.d.sync += layer.eq(layer + 1)
+    def states(self, m: Module) -> None:
+        """The shared states; call inside ``with m.FSM():``."""
+        ctrl, instr, layer, chunk = self.ctrl, self.ctrl.instr, self.layer, self.chunk
+        with m.State("IDLE"):
+            with m.If(ctrl.start):
+                m.d.sync += [layer.eq(0), chunk.eq(0)]
                 m.next = "FETCH"
-            with m.Elif(instr.stream_out):
-                m.d.sync += ctrl.stream_out.eq(1)
-                m.next = "OUTPUT"
+        with m.State("FETCH"):
+            m.next = "LATCH"
+        with m.State("LATCH"):
+            m.d.sync += [ctrl.instr.eq(ctrl.prog_data), *(flag.eq(1) for flag in self.decoding)]
+            m.next = "DECODE"
+        with m.State("DECODE"):
+            m.d.sync += [flag.eq(0) for flag in self.decoding]
+            with m.If(instr.stream_in):
+                m.d.sync += ctrl.stream_in.eq(1)
+                m.d.comb += ctrl.stream_in_start.eq(1)
+                m.next = "INPUT"
             with m.Else():
-                end_of_segment()
-    with m.State("OUTPUT"):
-        with m.If(ctrl.stream_out_done):
-            m.d.sync += ctrl.stream_out.eq(0)
-            end_of_segment()
+                m.next = self.first_state
+        with m.State("INPUT"):
+            with m.If(ctrl.stream_in_done):
+                m.d.sync += ctrl.stream_in.eq(0)
+                m.next = self.first_state
+        with m.State("WAIT"):
+            with m.If(ctrl.layer_done):
+                with m.If(~instr.last_layer):
+                    m.d.sync += layer.eq(layer + 1)
+                    m.next = "FETCH"
+                with m.Elif(instr.stream_out):
+                    m.d.sync += ctrl.stream_out.eq(1)
+                    m.next = "OUTPUT"
+                with m.Else():
+                    self._end_of_segment(m)
+        with m.State("OUTPUT"):
+            with m.If(ctrl.stream_out_done):
+                m.d.sync += ctrl.stream_out.eq(0)
+                self._end_of_segment(m)
+
+    def decode(self, m: Module, latch: list) -> None:
+        """After the FSM: the caller's per-layer assignments ``latch`` in DECODE, in :data:`DECODE_COPIES` shares
+        of consecutive assignments (a walker's stay together), each under its own copy of the DECODE flag; then
+        ``busy`` and ``done``."""
+        share = -(-len(latch) // len(self.decoding))
+        for k, flag in enumerate(self.decoding):
+            with m.If(flag):
+                m.d.sync += latch[k * share:(k + 1) * share]
+        ctrl, instr = self.ctrl, self.ctrl.instr
+        more = self.chunk < self.repeat_last
+        m.d.sync += [self.repeat_last.eq(instr.repeat - 1), self.more_chunks.eq(more),
+                     self.finishes.eq(~more & instr.end),
+                     self.done_at_wait.eq(self.finishes & instr.last_layer & ~instr.stream_out)]
+        with m.If(ctrl.layer_done & self.done_at_wait | ctrl.stream_out_done & self.finishes):
+            m.d.sync += [*(busy.eq(0) for busy in self.busy), ctrl.done.eq(1)]
+        with m.Elif(ctrl.start & ~ctrl.busy):
+            m.d.sync += [*(busy.eq(1) for busy in self.busy), ctrl.done.eq(0)]
+        m.d.comb += [port.eq(busy) for port, busy in zip(ctrl.bank_busy, self.busy[1:])]
 
 
 class Controller(wiring.Component):
@@ -267,16 +305,23 @@ class Controller(wiring.Component):
         # ---- drain engine state
         active = Signal()               # a row drains on this cycle: row r of tile (d_m, d_n)
         r = Signal(index_range(rows))
-        first_row, last_row = Signal(), Signal()                # r == 0, r == R - 1 (while active)
+        last_row = Signal()             # r == R - 1 (while active)
         d_n_first, d_n_last = Signal(), Signal()                # d_n == 0, d_n == n_tiles - 1
         d_m = Signal(16)
         d_n = Signal(16)
         d_slot = Signal(self.lane_slot.shape())  # slot_base + d_n: the lanes' threshold slot, from a register
-        d_first = Signal(16)            # d_m * R: the walk's index of the drained tile's first row
-        d_pixel = Signal(16)            # d_first + r: the walk's index of the row draining
-        in_batch = Signal()             # d_pixel < samples: the row is a pixel of the batch (registered ahead)
+        # every row of the M tile draining (its bank row, word address and whether it is written: an output pixel of
+        # the batch), and of the next M tile, which the output walk fills one row per cycle while this one drains
         dest = PixelWalk(rows, "out")
-        saved = [Signal.like(s, name=f"saved_{s.name}") for s in dest.signals]   # the walk at this M tile's start
+        row_shape = unsigned(len(dest.r))
+        table = {f"{tile}_{what}": [Signal(shape, name=f"drain_{tile}_row{i}_{what}") for i in range(rows)]
+                 for tile in ("cur", "next") for what, shape in (("row", row_shape), ("addr", 16), ("write", 1))}
+        filling = Signal()              # the walk fills row fill_i of the next table
+        fill_step = Signal()            # … on this cycle (every other cycle: registered steps, walk.PixelWalk.step)
+        fill_i = Signal(index_range(rows))
+        is_output = Signal()            # the walk's pixel is an output (registered, as its steps are)
+        w_pixel = Signal(16)            # the walk's index of the row it fills
+        w_live = Signal()               # w_pixel < samples (registered ahead)
 
         # the padding test, a cycle after the feed cycle whose coordinates it tests (in any state: read only then)
         for i in range(rows):
@@ -287,16 +332,9 @@ class Controller(wiring.Component):
             m.d.comb += self.row_valid[i].eq((y_r >= 0) & (y_r <= instr.lim_y) & (x_r >= 0) & (x_r <= instr.lim_x))
 
         count_cycles(m, self)
+        sequencer = Sequencer(self, layer, "PREP")
         with m.FSM():
-            sequence_program(m, self, layer, [
-                k.eq(0), count.eq(0), *m_index.start(instr.m_tiles), *n_index.start(instr.n_tiles),
-                *m_index.prepare(instr.m_tiles), *n_index.prepare(instr.n_tiles), walk_i.eq(0), tile_end.eq(0),
-                w_tile_base.eq(instr.w_base), d_m.eq(0), d_n.eq(0), d_slot.eq(instr.slot_base), d_n_first.eq(1),
-                d_n_last.eq(instr.n_tiles == 1), d_first.eq(0), f_pixel.eq(0), f_live.eq(1), *features.start(instr),
-                *features.prepare(instr, instr.kp_words), *pixels.start(instr, instr.in_base),
-                *pixels.prepare(instr, instr.kp_words), *dest.start(instr, instr.out_base),
-                *dest.prepare(instr, instr.out_words), *prepare_last],
-                "PREP")
+            sequencer.states(m)
             with m.State("PREP"):                      # the first tile's rows, one per cycle
                 capture(walk_i, "cur")
                 pixels.step(m, instr)
@@ -307,6 +345,16 @@ class Controller(wiring.Component):
             with m.State("FEED"):
                 with m.If(tile_end & feed_last_tile):
                     m.next = "WAIT"
+        sequencer.decode(m, [
+            k.eq(0), count.eq(0), *m_index.start(instr.m_tiles), *n_index.start(instr.n_tiles),
+            *m_index.prepare(instr.m_tiles), *n_index.prepare(instr.n_tiles), walk_i.eq(0), tile_end.eq(0),
+            w_tile_base.eq(instr.w_base), d_m.eq(0), d_n.eq(0), d_slot.eq(instr.slot_base), d_n_first.eq(1),
+            d_n_last.eq(instr.n_tiles == 1), w_pixel.eq(0), w_live.eq(1), filling.eq(1), fill_step.eq(0), fill_i.eq(0),
+            f_pixel.eq(0),
+            f_live.eq(1), *features.start(instr),
+            *features.prepare(instr, instr.kp_words), *pixels.start(instr, instr.in_base),
+            *pixels.prepare(instr, instr.kp_words), *dest.start(instr, instr.out_base),
+            *dest.prepare(instr, instr.out_words), *prepare_last])
 
         # ---- feed engine (FEED), driven by its registered flags, not by the state: they are its enables, and an
         # enable decoded from the state in front of every walker register was the controller's critical path
@@ -351,43 +399,55 @@ class Controller(wiring.Component):
         with m.Elif(feeding):
             m.d.sync += [count.eq(count + 1), tile_end.eq(count + 1 == last["period"])]
 
-        # ---- drain engine: R cycles per captured tile, rows top-first, each to its output slot (or nowhere). Its
-        # state is registered one cycle ahead, from the array's ``capturing`` (``captured`` of the next cycle): the
-        # row draining, whether it is the tile's first or last, and whether the N tile is the first or last, so
-        # that the walker's save / rewind / step choice is made by flip-flops, not by compares in front of its muxes
-        # ``active`` again in a copy per array column: the column's shadow registers' shift enable
+        # ---- drain engine: R cycles per captured tile, rows top-first, each to its output slot (or nowhere), from
+        # the table of its M tile: the walk runs ahead, filling the next M tile's rows (one every other cycle, its
+        # steps' sums registered a cycle before they are taken), so no walker register is on the drain's path and
+        # the walk's step is a multiplexer behind flip-flops. The drain's state is
+        # registered one cycle ahead, from the array's ``capturing`` (``captured`` of the next cycle); an M tile's
+        # first capture moves the next table into the current one. ``active`` again in a copy per array column: the
+        # column's shadow registers' shift enable
         shift = copies("shift", cfg.cols)
         with m.If(self.capturing):
-            m.d.sync += [active.eq(1), *(s.eq(1) for s in shift), r.eq(0), first_row.eq(1), last_row.eq(rows == 1),
-                         d_pixel.eq(d_first), in_batch.eq(d_first < instr.samples)]
+            m.d.sync += [active.eq(1), *(s.eq(1) for s in shift), r.eq(0), last_row.eq(rows == 1)]
         with m.Elif(active & ~last_row):
-            m.d.sync += [r.eq(r + 1), first_row.eq(0), last_row.eq((r == rows - 2) if rows > 1 else 1),
-                         d_pixel.eq(d_pixel + 1), in_batch.eq(d_pixel + 1 < instr.samples)]
+            m.d.sync += [r.eq(r + 1), last_row.eq((r == rows - 2) if rows > 1 else 1)]
         with m.Else():
-            m.d.sync += [active.eq(0), *(s.eq(0) for s in shift), r.eq(0), first_row.eq(0), last_row.eq(0)]
+            m.d.sync += [active.eq(0), *(s.eq(0) for s in shift), r.eq(0), last_row.eq(0)]
+        # (a fill takes 2R - 1 cycles from an M tile's first capture, which comes at least 2R + C - 1 cycles after
+        # the one before; the first M tile's takes 2R cycles from DECODE, as the walk starts there)
+        with m.If(self.capturing & d_n_first):
+            m.d.sync += [table[f"cur_{what}"][i].eq(table[f"next_{what}"][i]) for what in ("row", "addr", "write")
+                         for i in range(rows)]
+            m.d.sync += [filling.eq(1), fill_step.eq(1), fill_i.eq(0)]
+        m.d.sync += is_output.eq(dest.output(instr))
+        dest_next = dest.registered_next(m, instr)
+        with m.If(filling):
+            m.d.sync += fill_step.eq(~fill_step)
+            with m.If(fill_step):
+                with m.Switch(fill_i):
+                    for i in range(rows):
+                        with m.Case(i):
+                            m.d.sync += [table["next_row"][i].eq(dest.r), table["next_addr"][i].eq(dest.addr),
+                                         table["next_write"][i].eq(is_output & w_live)]
+                dest.step(m, instr, dest_next)
+                m.d.sync += [fill_i.eq(fill_i + 1), w_pixel.eq(w_pixel + 1),
+                             w_live.eq(w_pixel + 1 < instr.samples)]
+                with m.If(fill_i == rows - 1):
+                    m.d.sync += [filling.eq(0), fill_step.eq(0)]
         last_tile = d_n_last & (d_m == last["m_tiles"])
-        saving = first_row & d_n_first
-        with m.If(saving):
-            m.d.sync += [s.eq(v) for s, v in zip(saved, dest.signals)]
-        with m.If(active):
-            with m.If(last_row & ~d_n_last):
-                # the next N tile drains the same pixels again (R = 1: nothing to rewind on the first)
-                with m.If(~saving):
-                    m.d.sync += [s.eq(v) for s, v in zip(dest.signals, saved)]
-            with m.Else():
-                dest.step(m, instr)
         with m.If(last_row):
             with m.If(d_n_last):
                 m.d.sync += [d_n.eq(0), d_slot.eq(instr.slot_base), d_n_first.eq(1),
-                             d_n_last.eq(last["n_tiles"] == 0), d_m.eq(d_m + 1),
-                             d_first.eq(d_first + rows)]
+                             d_n_last.eq(last["n_tiles"] == 0), d_m.eq(d_m + 1)]
             with m.Else():
                 m.d.sync += [d_n.eq(d_n + 1), d_slot.eq(d_slot + 1), d_n_first.eq(0),
                              d_n_last.eq(d_n + 1 == last["n_tiles"])]
         # the row's meta is registered: it enters the lanes a cycle after the row (requant.py)
         m.d.comb += [*(self.shift[j].eq(shift[j]) for j in range(cfg.cols)), self.lane_valid.eq(active),
                      self.lane_slot.eq(d_slot)]
-        m.d.sync += [self.lane_meta.row.eq(dest.r), self.lane_meta.addr.eq(dest.addr + d_n),
-                     self.lane_meta.write.eq(dest.output(instr) & in_batch),
+        row_entry = {what: select(m, r, table[f"cur_{what}"], shape, f"drain_{what}")
+                     for what, shape in (("row", row_shape), ("addr", unsigned(16)), ("write", unsigned(1)))}
+        m.d.sync += [self.lane_meta.row.eq(row_entry["row"]), self.lane_meta.addr.eq(row_entry["addr"] + d_n),
+                     self.lane_meta.write.eq(row_entry["write"]),
                      self.lane_meta.layer_last.eq(last_row & last_tile)]
         return m

@@ -14,7 +14,8 @@ results out (``acc_bits`` each, sign-extended); beats run sample by sample, ``wo
 on a sample's final beat. Timing with an always-valid input and an always-ready output: StreamIn takes one beat per
 cycle and raises ``done`` on the cycle after the last transfer (``x_beats + 1`` cycles); StreamOut addresses in the
 first cycle (the banks' address registers), reads in the second, the banks' word registers take the word in the
-third, then it transfers one beat per cycle, ``done`` on the cycle after the last (``y_beats + 4`` cycles). Both
+third, the beat register the bank's word in the fourth, then it transfers one beat per cycle, ``done`` on the cycle
+after the last (``y_beats + 5`` cycles). Both
 ``done`` are registers: the controller's state follows them, and a ``done`` decoded from the handshake in front of
 its state register was the controller's critical path. Both honour backpressure (valid/ready) and restart from their first beat whenever
 ``run`` is low.
@@ -107,11 +108,15 @@ class StreamIn(wiring.Component):
 class StreamOut(wiring.Component):
     """Reads ``samples × words`` scratchpad words (``addr``, ``read_en``) and sends them on ``y`` while ``run``.
 
-    Three stages, so that nothing but a register drives a block RAM and nothing but a register follows one: the
+    Four stages, so that nothing but a register drives a block RAM and nothing but a register follows one: the
     banks' address registers (loaded from ``addr`` unless ``read_en`` is low while streaming), the memories'
-    outputs (a word read, held while ``read_en`` is low) and the banks' word registers (``act_words``/``out_words``,
-    loaded while ``read_en``), from which the beat on ``y`` is selected. The stages move together: a stalled ``y``
-    holds all three, so every word keeps its place."""
+    outputs (a word read, held while ``read_en`` is low), the banks' word registers (``act_words``/``out_words``,
+    loaded while ``read_en``) and the beat register (the word of the sample's bank, chosen among the R banks': the
+    beat on ``y`` comes from a register, not from a multiplexer across the device). The stages move together, on a
+    register: a skid register behind them takes the beat that ``y`` refuses (``y.ready`` low), and while it holds
+    one the stages stand still, so every word keeps its place. ``y.ready`` reaches that register and ``done`` alone,
+    not the walk's and the banks' enables (the handshake in front of them all was the critical path); with ``y``
+    always ready the skid register stays empty and the stages move every cycle."""
 
     def __init__(self, cfg: SystolicConfig):
         self.cfg = cfg
@@ -130,38 +135,51 @@ class StreamOut(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        advance = ~self.y.valid | self.y.ready            # the beat on y (if any) leaves: every stage moves on
-        # y.valid again in a copy per bank, each bank's advance from its own (the enables are spread over the
-        # device: one y.valid and a LUT in front of them all was a critical path)
-        valid = copies("y_valid", self.cfg.rows)
-
-        def set_valid(value):                             # y.valid and every bank's copy of it
-            return [self.y.valid.eq(value), *(v.eq(value) for v in valid)]
-
+        cfg = self.cfg
+        ready = self.y.ready
+        # the skid register holds a beat (y refused it), in a copy per bank too: the stages move while it is empty
+        skid, skid_copies = Signal(), copies("y_skid", cfg.rows)
+        advance = ~skid
         addressed = Signal()                              # the address registers hold a word's address
-        fetched = Signal()                                # the memories' outputs hold a word for a beat
+        fetched = Signal()                                # the memories' outputs hold a word
+        worded = Signal()                                 # the word registers hold a word (of bank word_bank)
+        beat = Signal()                                   # the beat register holds a beat
+        beat_payload = Signal.like(self.y.payload)
+        skid_payload = Signal.like(self.y.payload)
+
+        def set_skid(value):                              # the skid flag and every bank's copy of it
+            return [skid.eq(value), *(c.eq(value) for c in skid_copies)]
+
         issued = Signal()                                 # every beat has been addressed
         issue = self.run & ~issued & advance
-        bank, addr, last_word, last_sample = _walk(m, self.cfg, self.run, issue, self.base, self.stride, self.words,
+        bank, addr, last_word, last_sample = _walk(m, cfg, self.run, issue, self.base, self.stride, self.words,
                                                    self.samples)
         address_bank, address_last = Signal.like(bank), Signal()
-        fetch_bank, fetch_last, beat_bank = Signal.like(bank), Signal(), Signal.like(bank)
-        with m.If(~self.run):
-            m.d.sync += [issued.eq(0), addressed.eq(0), fetched.eq(0), *set_valid(0), self.done.eq(0)]
-        with m.Elif(issued & ~addressed & ~fetched & advance):       # the last beat leaves: nothing behind it
-            m.d.sync += [*set_valid(0), self.done.eq(1)]
-        with m.Elif(advance):
-            m.d.sync += [addressed.eq(issue), address_bank.eq(bank), address_last.eq(last_word),
-                         fetched.eq(addressed), fetch_bank.eq(address_bank), fetch_last.eq(address_last),
-                         *set_valid(fetched), beat_bank.eq(fetch_bank), self.y.payload.last.eq(fetch_last)]
-            with m.If(issue & last_word & last_sample):
-                m.d.sync += issued.eq(1)
-        cfg = self.cfg
-        codes = data.View(beat_layouts(cfg)[0], select(m, beat_bank, list(self.act_words), unsigned(
+        fetch_bank, fetch_last, word_bank, word_last = Signal.like(bank), Signal(), Signal.like(bank), Signal()
+        codes = data.View(beat_layouts(cfg)[0], select(m, word_bank, list(self.act_words), unsigned(
             cfg.cols * cfg.store_bits), "codes_word"))
-        accs = data.View(self.y.payload.data.shape(), select(m, beat_bank, list(self.out_words), unsigned(
+        accs = data.View(self.y.payload.data.shape(), select(m, word_bank, list(self.out_words), unsigned(
             cfg.cols * cfg.acc_bits), "accs_word"))
-        for j in range(cfg.cols):
-            m.d.comb += self.y.payload.data[j].eq(Mux(self.passthrough, accs[j], codes[j].as_signed()))
-        m.d.comb += [self.addr.eq(addr), *(self.read_en[i].eq(~valid[i] | self.y.ready) for i in range(cfg.rows))]
+        # the last beat leaves y (the skid's, with no beat behind it; or the beat, or none, with the skid empty)
+        # and nothing is behind it
+        ends = issued & ~addressed & ~fetched & ~worded & Mux(skid, ready & ~beat, ~beat | ready)
+        with m.If(~self.run):
+            m.d.sync += [issued.eq(0), addressed.eq(0), fetched.eq(0), worded.eq(0), beat.eq(0), *set_skid(0),
+                         self.done.eq(0)]
+        with m.Else():
+            m.d.sync += set_skid(~ready & (skid | beat))  # y refuses the beat it offers: the skid takes it
+            with m.If(ends):
+                m.d.sync += self.done.eq(1)
+            with m.If(advance):
+                m.d.sync += [addressed.eq(issue), address_bank.eq(bank), address_last.eq(last_word),
+                             fetched.eq(addressed), fetch_bank.eq(address_bank), fetch_last.eq(address_last),
+                             worded.eq(fetched), word_bank.eq(fetch_bank), word_last.eq(fetch_last),
+                             beat.eq(worded), beat_payload.last.eq(word_last),
+                             skid_payload.eq(beat_payload)]         # loaded while the skid is empty
+                m.d.sync += [beat_payload.data[j].eq(Mux(self.passthrough, accs[j], codes[j].as_signed()))
+                             for j in range(cfg.cols)]
+                with m.If(issue & last_word & last_sample):
+                    m.d.sync += issued.eq(1)
+        m.d.comb += [self.y.valid.eq(skid | beat), self.y.payload.eq(Mux(skid, skid_payload, beat_payload)),
+                     self.addr.eq(addr), *(self.read_en[i].eq(~skid_copies[i]) for i in range(cfg.rows))]
         return m

@@ -140,15 +140,13 @@ class SystolicTop(wiring.Component):
                      prog_wr.en.eq(delayed(m, program_write, 1, "program_write_en"))]
 
         # ---- read requests (idle only): one outstanding, answered six cycles later: the banks' address
-        # registers, the memory read, its output register, each bank's word masked by its own registered test of
-        # the request (is it this bank, which target) beside the bank, the masked words ORed, then the element
-        req = Signal(READ)
+        # registers, the memory read, its output register, each bank's requested element masked by its own
+        # registered test of the request (is it this bank, which target, which lane) beside the bank, the masked
+        # elements ORed, then the answer
         reading = [Signal(name=f"read_stage{k}") for k in range(5)]
         m.d.comb += self.read.ready.eq(idle & ~self.rdata.valid & ~Cat(*reading).any())
         accepting = self.read.valid & self.read.ready
         m.d.sync += [now.eq(before) for before, now in zip([accepting, *reading], reading)]
-        with m.If(accepting):
-            m.d.sync += req.eq(self.read.payload)
         with m.If(self.rdata.valid & self.rdata.ready):
             m.d.sync += self.rdata.valid.eq(0)
 
@@ -238,7 +236,8 @@ class SystolicTop(wiring.Component):
             a_rd, a_wr = act.read_port(), act.write_port(granularity=cfg.store_bits)
             o_rd, o_wr = out.read_port(), out.write_port()
             here = writing & out_meta.write & (out_meta.row == i)
-            host_write = loading & (load.target == ACTIVATIONS) & (load.bank == i)
+            # (the load's handshake again, from the bank's own exact copy of busy)
+            host_write = self.load.valid & ~ctrl.bank_busy[i] & (load.target == ACTIVATIONS) & (load.bank == i)
             stream_write = s_in.write & (s_in.bank == i)
             bank_streaming, bank_busy = replica(m, streaming_out, f"stream_out_{i}", reset_less=False), \
                 replica(m, ctrl.busy, f"busy_{i}", reset_less=False)
@@ -254,9 +253,11 @@ class SystolicTop(wiring.Component):
                 a_rd.addr.eq(a_raddr), a_rd.en.eq(Mux(bank_streaming, advance, Mux(bank_busy, bank_read[i], 1))),
                 a_wr.addr.eq(replica(m, Mux(streaming_in, s_in.addr, Mux(ctrl.busy, out_meta.addr, load.addr)),
                                      f"act_write_addr_{i}")),
-                a_wr.en.eq(delayed(m, Mux(streaming_in, Mux(stream_write, (1 << cols) - 1, 0),
-                                          Mux(ctrl.busy, Mux(here & ~instr.passthrough, (1 << cols) - 1, 0),
-                                              Mux(host_write, 1 << load.lane, 0))), 1, f"act_write_en_{i}")),
+                # the three writers' enables ORed: each is gated by its own phase (the stream's input, the lanes'
+                # results of a run, the host's load while idle), so none needs the phase as a select
+                a_wr.en.eq(delayed(m, Mux(stream_write, (1 << cols) - 1, 0)
+                                   | Mux(here & ~instr.passthrough, (1 << cols) - 1, 0)
+                                   | Mux(host_write, 1 << load.lane, 0), 1, f"act_write_en_{i}")),
                 a_wr.data.eq(replica(m, a_wdata, f"act_write_data_{i}")),
                 o_rd.addr.eq(o_raddr), o_rd.en.eq(Mux(bank_streaming, advance, ~bank_busy)),   # idle: host reads
                 o_wr.addr.eq(replica(m, out_meta.addr, f"out_write_addr_{i}")),
@@ -272,15 +273,20 @@ class SystolicTop(wiring.Component):
             act_read.append(a_reg)
             act_operands.append(delayed(m, a_reg, 1, f"act_operand_word_{i}"))
             out_read.append(o_reg)
-            # the host read's stage beside the bank: its word (the accumulators, or the codes sign-extended) if the
-            # request names the bank, else 0, from the bank's own registered tests of the request
+            # the host read's stage beside the bank: the requested element of its word (an accumulator, or a code
+            # sign-extended) if the request names the bank, else 0, from the bank's own registered copies of the
+            # request's bank test, target test and lane (so the banks' stages are 32 bits wide, and nothing but their
+            # OR stands between them and the answer)
             names_bank = replica(m, self.read.payload.bank == i, f"read_bank_{i}", enable=accepting)
             names_outputs = replica(m, self.read.payload.target == OUTPUTS, f"read_outputs_{i}", enable=accepting)
+            lane = replica(m, self.read.payload.lane, f"read_lane_{i}", enable=accepting)
             codes, extended = data.View(act_word, a_reg), Signal(out_word, name=f"read_codes_{i}")
             m.d.comb += [extended[j].eq(codes[j].as_signed()) for j in range(cols)]
-            part = Signal(out_word, name=f"read_part_{i}", reset_less=True)
+            word = data.View(out_word, Mux(names_outputs, o_reg, extended.as_value()))
+            element = select(m, lane, [word[j].as_signed() for j in range(cols)], signed(32), f"read_element_{i}")
+            part = Signal(signed(32), name=f"read_part_{i}", reset_less=True)
             with m.If(reading[2]):
-                m.d.sync += part.eq(Mux(names_bank, Mux(names_outputs, o_reg, extended.as_value()), 0))
+                m.d.sync += part.eq(Mux(names_bank, element, 0))
             read_parts.append(part)
         operands = [Signal(signed(cfg.operand_bits), name=f"row{i}_operand", reset_less=True) for i in range(rows)]
         m.d.comb += [array.a[i].eq(operands[i]) for i in range(rows)]
@@ -307,13 +313,12 @@ class SystolicTop(wiring.Component):
             m.d.comb += [array.product_shift.eq(instr.product_shift),
                          array.product_rounding.eq(instr.product_rounding)]
 
-        # ---- read answers (host): the banks' stages ORed (all but the requested bank's are 0), then the element
-        read_word = Signal(out_word, name="read_word", reset_less=True)
+        # ---- read answers (host): the banks' elements ORed (all but the requested bank's are 0), then answered
+        read_word = Signal(32, name="read_word", reset_less=True)
         with m.If(reading[3]):
-            m.d.sync += read_word.eq(reduce(operator.or_, (part.as_value() for part in read_parts)))
+            m.d.sync += read_word.eq(reduce(operator.or_, read_parts))
         with m.If(reading[4]):
-            element = select(m, req.lane, [read_word[j].as_signed() for j in range(cols)], signed(32), "read_element")
-            m.d.sync += [self.rdata.valid.eq(1), self.rdata.payload.eq(element)]
+            m.d.sync += [self.rdata.valid.eq(1), self.rdata.payload.eq(read_word)]
         return m
 
     def _operand(self, m: Module, row: int, operand: Signal, word, lane, valid, zx) -> None:

@@ -79,8 +79,16 @@ class Index:
     def restart(self) -> list:
         return [self.value.eq(0), self.last.eq(self.single)]
 
+    def next(self) -> tuple:
+        """The value and flag :meth:`advance` loads, as expressions."""
+        return self.value + 1, self.value == self.before_last
+
+    def move(self, value, last) -> list:
+        """Load ``value`` and ``last`` (:meth:`next`'s, or registered copies of them)."""
+        return [self.value.eq(value), self.last.eq(last)]
+
     def advance(self) -> list:
-        return [self.value.eq(self.value + 1), self.last.eq(self.value == self.before_last)]
+        return self.move(*self.next())
 
 
 def mod_add(a, b, rows: int):
@@ -134,9 +142,37 @@ class PixelWalk:
         """The drain's pixel is an output: on the stride lattice and within the output."""
         return self.phx_zero & self.phy_zero & (self.col <= instr.lat_w) & (self.row <= instr.lat_h)
 
-    def step(self, m: Module, instr) -> None:
-        """Move to the next pixel (inside the caller's condition), with the steps :meth:`prepare` made."""
-        sample_addr, sample_r = self.steps["sample"].add(self.smp_addr, self.smp_r)
+    def next_values(self, instr) -> dict:
+        """What a step computes from the present pixel, as expressions: the slot sums of the three steps, the next
+        row, the indices' increments and flags, the drain's lattice wraps and phases."""
+        values = {}
+        for kind, (addr, r) in (("sample", (self.smp_addr, self.smp_r)), ("row", (self.row_addr, self.row_r)),
+                                ("x", (self.addr, self.r))):
+            values[f"{kind}_addr"], values[f"{kind}_r"] = self.steps[kind].add(addr, r)
+        values["row"] = self.row + 1
+        values["col"], values["col_last"] = self.col_index.next()
+        values["pos"], values["pos_last"] = self.pos_index.next()
+        if self.prefix == "out":
+            values.update(phy_wrap=self.phy + 1 == instr.lat_sy, phy=self.phy + 1,
+                          phx_wrap=self.phx + 1 == instr.lat_sx, phx=self.phx + 1)
+        return values
+
+    def registered_next(self, m: Module, instr) -> dict:
+        """:meth:`next_values` registered on every cycle (call outside any condition): a walk that steps at most
+        every other cycle steps with these (``step(m, instr, values)``) and its step is a multiplexer level behind
+        flip-flops. It must not step on the cycle after it changed (its start or a step)."""
+        registers = {}
+        for name, value in self.next_values(instr).items():
+            registers[name] = Signal.like(value, name=f"{self.prefix}_walk_next_{name}", reset_less=True)
+            m.d.sync += registers[name].eq(value)
+        return registers
+
+    def step(self, m: Module, instr, values: dict | None = None) -> None:
+        """Move to the next pixel (inside the caller's condition), with the steps :meth:`prepare` made; ``values``:
+        :meth:`next_values`' (default) or :meth:`registered_next`'."""
+        v = values or self.next_values(instr)
+        sample_addr, sample_r, row_addr, row_r, addr, r = (v[f"{kind}_{n}"] for kind in ("sample", "row", "x")
+                                                          for n in ("addr", "r"))
         feed = self.prefix == "in"
         with m.If(self.pos_index.last):                            # next sample
             m.d.sync += [*self.col_index.restart(), self.row.eq(0), *self.pos_index.restart(),
@@ -146,29 +182,28 @@ class PixelWalk:
             m.d.sync += [self.x.eq(0), self.y.eq(0)] if feed else [self.phx.eq(0), self.phy.eq(0),
                                                                       self.phx_zero.eq(1), self.phy_zero.eq(1)]
         with m.Elif(self.col_index.last):                          # next row
-            m.d.sync += [*self.col_index.restart(), self.row.eq(self.row + 1), *self.pos_index.advance()]
-            row_addr, row_r = self.steps["row"].add(self.row_addr, self.row_r)
+            m.d.sync += [*self.col_index.restart(), self.row.eq(v["row"]),
+                         *self.pos_index.move(v["pos"], v["pos_last"])]
             if feed:
                 m.d.sync += [self.x.eq(0), self.y.eq(self.y + instr.px_sy), self.row_addr.eq(row_addr),
                              self.row_r.eq(row_r), self.addr.eq(row_addr), self.r.eq(row_r)]
             else:        # the output row advances when the walk leaves a lattice row
                 on_lattice = self.phy_zero
                 new_addr, new_r = Mux(on_lattice, row_addr, self.row_addr), Mux(on_lattice, row_r, self.row_r)
-                wrap = self.phy + 1 == instr.lat_sy
-                m.d.sync += [self.phx.eq(0), self.phx_zero.eq(1), self.phy.eq(Mux(wrap, 0, self.phy + 1)),
+                wrap = v["phy_wrap"]
+                m.d.sync += [self.phx.eq(0), self.phx_zero.eq(1), self.phy.eq(Mux(wrap, 0, v["phy"])),
                              self.phy_zero.eq(wrap),
                              self.row_addr.eq(new_addr), self.row_r.eq(new_r), self.addr.eq(new_addr),
                              self.r.eq(new_r)]
         with m.Else():                                             # next pixel in the row
-            m.d.sync += [*self.col_index.advance(), *self.pos_index.advance()]
-            addr, r = self.steps["x"].add(self.addr, self.r)
+            m.d.sync += [*self.col_index.move(v["col"], v["col_last"]),
+                         *self.pos_index.move(v["pos"], v["pos_last"])]
             if feed:
                 m.d.sync += [self.x.eq(self.x + instr.px_sx), self.addr.eq(addr), self.r.eq(r)]
             else:
                 with m.If(self.phx_zero):
                     m.d.sync += [self.addr.eq(addr), self.r.eq(r)]
-                wrap = self.phx + 1 == instr.lat_sx
-                m.d.sync += [self.phx.eq(Mux(wrap, 0, self.phx + 1)), self.phx_zero.eq(wrap)]
+                m.d.sync += [self.phx.eq(Mux(v["phx_wrap"], 0, v["phx"])), self.phx_zero.eq(v["phx_wrap"])]
 
 
 def feature_layout(cfg: SystolicConfig) -> data.StructLayout:

@@ -47,7 +47,7 @@ from amaranth.lib import data, wiring
 from amaranth.lib.wiring import Out
 
 from .config import SystolicConfig, index_range
-from .controller import controller_members, count_cycles, last_indices, meta_layout, sequence_program
+from .controller import Sequencer, controller_members, count_cycles, last_indices, meta_layout
 from .walk import FeatureWalk, PixelWalk, feature_layout, mod_add, slot_add
 
 
@@ -116,15 +116,9 @@ class WeightStationaryController(wiring.Component):
         reading = Signal()                             # STREAM: the rows read pixel t
         self._read(m, t, reading, pixels, cur)
         count_cycles(m, self)
+        sequencer = Sequencer(self, layer, "PRELOAD")
         with m.FSM():
-            sequence_program(m, self, layer, [
-                n_tile.eq(0), k_tile.eq(0), w_fold.eq(instr.w_base), r.eq(0), has_prev.eq(0), first_k.eq(1),
-                last_k.eq(instr.k_tiles == 1), k_single.eq(instr.k_tiles == 1), k_two.eq(instr.k_tiles == 2),
-                k_penult.eq(instr.k_tiles == 2),
-                last_n.eq(instr.n_tiles == 1), stream_end.eq(instr.samples + (lag - 1)),
-                word_r.eq(instr.out_word_r), *features.start(instr), *features.prepare(instr, instr.kp_words),
-                *pixels.prepare(instr, instr.kp_words), *dest.prepare(instr, instr.out_words), *prepare_last],
-                "PRELOAD")
+            sequencer.states(m)
             with m.State("PRELOAD"):
                 m.d.comb += [self.weight_addr.eq(w_fold + (rows - 1) - r), self.weight_shift.eq(1)]
                 m.d.sync += r.eq(r + 1)
@@ -184,6 +178,13 @@ class WeightStationaryController(wiring.Component):
                     # the walker restarts for the fold after the new one when that fold starts the next N tile
                     with m.If(Mux(last_k, k_single, k_penult)):        # the new fold is the last K tile
                         m.d.sync += features.start(instr)
+        sequencer.decode(m, [
+            n_tile.eq(0), k_tile.eq(0), w_fold.eq(instr.w_base), r.eq(0), has_prev.eq(0), first_k.eq(1),
+            last_k.eq(instr.k_tiles == 1), k_single.eq(instr.k_tiles == 1), k_two.eq(instr.k_tiles == 2),
+            k_penult.eq(instr.k_tiles == 2),
+            last_n.eq(instr.n_tiles == 1), stream_end.eq(instr.samples + (lag - 1)),
+            word_r.eq(instr.out_word_r), *features.start(instr), *features.prepare(instr, instr.kp_words),
+            *pixels.prepare(instr, instr.kp_words), *dest.prepare(instr, instr.out_words), *prepare_last])
         return m
 
     def _read(self, m: Module, t, reading, pixels: PixelWalk, cur: list) -> None:

@@ -105,8 +105,8 @@ def test_requant_lane_model():
 
 
 def test_instruction_bits_read_field_by_field():
-    """The instruction's read ranges (pre-joined runs of whole fields) equal walking every field: left out if
-    unread, else cut to the width its consumer reads, adjacent runs joined."""
+    """The instruction's read bits (whole fields' premasked) equal walking every field: left out if
+    unread, else cut to the width its consumer reads."""
     import itertools
 
     def field_by_field(dataflow, act, weight, slot, operand, prog, rows, rows_bits, cols, max_pool, fixed_steps,
@@ -114,23 +114,21 @@ def test_instruction_bits_read_field_by_field():
         kept = {"act": act, "w_base": weight + (dataflow == "ws"), "slot_base": slot, "zx": operand,
                 "base": operand, "loop_to": prog, "c0_lane": cols, "start_residue": rows, "step_residue": rows_bits}
         unread = fpga._fields_unread(dataflow, max_pool, fixed_steps, rounding) | fpga._READ_BUT_DEAD[dataflow]
-        ranges = []
+        read = set()
         for name, offset, width in fpga._instruction_layout()[1]:
             kind = fpga._narrowed_kind(name)
             bits = 0 if name in unread else width if kind is None else min(width, kept[kind])
-            if bits and ranges and ranges[-1][1] == offset:
-                ranges[-1][1] = offset + bits
-            elif bits:
-                ranges.append([offset, offset + bits])
-        return tuple((start, stop) for start, stop in ranges)
+            read.update(range(offset, offset + bits))
+        return read
 
     for *args, options in itertools.product(("os", "ws"), (0, 1, 9, 16, 17), (0, 4, 16, 17), (0, 6, 10),
                                             (1, 10, 18), (0, 3, 8), ((0, 1), (1, 2), (2, 3), (3, 4)), (0, 2, 6),
                                             (False, True), ((0, False), (2, True))):
         args = (*args[:6], *args[6], *args[7:], *options)
-        ranges, bits = fpga._instruction_used.__wrapped__(*args)
-        assert ranges == field_by_field(*args), args
-        assert bits == sum(stop - start for start, stop in ranges), args
+        mask, bits = fpga._instruction_used.__wrapped__(*args)
+        read = field_by_field(*args)
+        assert mask == sum(1 << bit for bit in read), args
+        assert bits == len(read), args
 
 
 def test_unread_instruction_fields_follow_the_hardware():
@@ -242,7 +240,7 @@ def straightforward_figures(config, family: str) -> tuple[dict[str, float], floa
             k = comp.count * mem.count
             m = map_memory(family, mem.depth, mem.width, mem.group, mem.shape, mem.used)
             if family == "ecp5" and m.bram and mem.shape == "sdpx":  # the block RAM's output register
-                f["reg"] -= k * (mem.width if mem.used is None else sum(b - a for a, b in mem.used))
+                f["reg"] -= k * (mem.width if mem.used is None else mem.used.bit_count())
             f["memories"] += k
             bram += k * m.bram
             for name, value in (("lut_ram", m.lut_ram), ("mem_ff", m.ff), ("mem_emulation_ff", m.emulation_ff),

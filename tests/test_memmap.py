@@ -205,7 +205,7 @@ def test_unread_bits_leave_the_netlist():
                              act_depth=64, weight_depth=64, slot_depth=8, out_depth=32, prog_depth=4, acc_depth=16,
                              max_pool=dataflow == "os")
         used = fpga.instruction_used(cfg)
-        assert sum(stop - start for start, stop in used) == bits
+        assert used.bit_count() == bits
         [program] = [m for p in fpga.components(cfg) for m in p.mems if m.used]
         mapped = map_memory("ecp5", program.depth, program.width, program.group, program.shape, program.used)
         whole = map_memory("ecp5", program.depth, program.width, program.group, program.shape)

@@ -29,7 +29,7 @@ from pathlib import Path
 from collections.abc import Sequence
 from typing import NamedTuple
 
-from .memmap import map_memory
+from .memmap import mapping
 from ..arch.systolic.config import DECODE_COPIES, LANE_STAGE_CYCLES
 
 # lut_ram (LUT-equivalents of LUT RAM primitives) and mem_ff (flip-flop memories, LUT RAM read registers) are exact
@@ -60,14 +60,14 @@ class Mem(NamedTuple):
     """A memory: ``depth`` words of ``width`` bits, ``count`` copies; a write enables ``group``-bit slices
     separately (``write_port(granularity=…)`` or per-element writes; None: the whole word); ``shape``: ``sdp``
     (separate read and write addresses) or ``sp`` (one address), see :mod:`hwgen.estimate.memmap`; ``used``: the
-    bits of the word anything reads (synthesis removes the others)."""
+    bits of the word anything reads, as a mask (synthesis removes the others)."""
 
     depth: int
     width: int
     count: int = 1
     group: int | None = None
     shape: str = "sdp"
-    used: tuple[tuple[int, int], ...] | None = None    # bit ranges the hardware reads (None: the whole word)
+    used: int | None = None           # the bits the hardware reads, as a mask (None: the whole word)
 
 
 @dataclass(slots=True)
@@ -170,13 +170,14 @@ def _fields_unread(dataflow: str, max_pool: bool, fixed_steps: int, product_roun
     return frozenset(name for name, _, _ in _instruction_layout()[1] if name not in read)
 
 
-def instruction_used(cfg) -> tuple[tuple[int, int], ...]:
-    """The ``(start, stop)`` bit ranges of the instruction word that the hardware of ``cfg`` reads."""
+def instruction_used(cfg) -> int:
+    """The bits of the instruction word that the hardware of ``cfg`` reads, as a mask (bit ``i`` set: bit ``i``
+    read)."""
     return _instruction_kept(cfg)[0]
 
 
-def _instruction_kept(cfg) -> tuple[tuple[tuple[int, int], ...], int]:
-    """:func:`instruction_used` and the number of bits in its ranges."""
+def _instruction_kept(cfg) -> tuple[int, int]:
+    """:func:`instruction_used` and the number of bits it sets."""
     return _instruction_used(cfg.dataflow, _clog2(cfg.act_depth), _clog2(cfg.weight_depth), _clog2(cfg.slot_depth),
                              cfg.operand_bits, _clog2(cfg.prog_depth), _clog2(cfg.rows), cfg.rows.bit_length(),
                              _clog2(cfg.cols), cfg.max_pool, cfg.fixed_steps, cfg.product_rounding)
@@ -215,52 +216,35 @@ def _narrowed_kind(name: str) -> str | None:
 
 @lru_cache(maxsize=None)
 def _instruction_items(dataflow: str, max_pool: bool, fixed_steps: int, product_rounding: bool
-                       ) -> tuple[tuple[int, int, str | None], ...]:
-    """The instruction's fields that the hardware with these options reads, as ``(offset, width, kind)`` with
-    ``kind`` None for a field kept whole; runs of adjacent whole fields joined into one item (they join into one
-    range whatever the configuration), so :func:`_instruction_used` walks a few dozen items, not every field."""
+                       ) -> tuple[int, tuple[tuple[int, int, str], ...]]:
+    """The instruction's fields that the hardware with these options reads: the bits of those kept whole (a mask,
+    whatever the configuration) and the others as ``(offset, width, kind)``, so :func:`_instruction_used` walks a
+    few dozen items, not every field."""
     unread = _fields_unread(dataflow, max_pool, fixed_steps, product_rounding) | _READ_BUT_DEAD[dataflow]
-    _, fields = _instruction_layout()
-    items: list[list] = []
-    for name, offset, width in fields:
+    whole, narrowed = 0, []
+    for name, offset, width in _instruction_layout()[1]:
         if name in unread:
             continue
         kind = _narrowed_kind(name)
-        if kind is not None:
-            items.append([offset, width, kind])
-        elif items and items[-1][2] is None and items[-1][0] + items[-1][1] == offset:
-            items[-1][1] += width
+        if kind is None:
+            whole |= ((1 << width) - 1) << offset
         else:
-            items.append([offset, width, None])
-    return tuple(tuple(item) for item in items)
+            narrowed.append((offset, width, kind))
+    return whole, tuple(narrowed)
 
 
 @lru_cache(maxsize=1024)
 def _instruction_used(dataflow: str, act: int, weight: int, slot: int, operand: int, prog: int, rows: int,
                       rows_bits: int, cols: int, max_pool: bool, fixed_steps: int, product_rounding: bool
-                      ) -> tuple[tuple[tuple[int, int], ...], int]:
-    """``rows`` / ``cols``: the bits of a row / column index (``clog2``); ``rows_bits``: the bits of R itself. (The
-    current run of kept bits is held in locals, not as the last entry of a list of lists: a sweep's configurations
-    have hundreds of different bit widths, so this runs for a quarter of its points.)"""
+                      ) -> tuple[int, int]:
+    """``rows`` / ``cols``: the bits of a row / column index (``clog2``); ``rows_bits``: the bits of R itself. (A
+    sweep's configurations have hundreds of different bit widths, so this runs for a quarter of its points.)"""
     kept = {"act": act, "w_base": weight + (dataflow == "ws"), "slot_base": slot, "zx": operand, "base": operand,
             "loop_to": prog, "c0_lane": cols, "start_residue": rows, "step_residue": rows_bits}
-    ranges: list[tuple[int, int]] = []
-    start = stop = -1                                          # the run being joined ([start, stop))
-    for offset, width, kind in _instruction_items(dataflow, max_pool, fixed_steps, product_rounding):
-        bits = width if kind is None else kept[kind]
-        if bits > width:
-            bits = width
-        if not bits:
-            continue
-        if offset == stop:
-            stop = offset + bits                               # joins the previous field's run
-        else:
-            if stop > 0:
-                ranges.append((start, stop))
-            start, stop = offset, offset + bits
-    if stop > 0:
-        ranges.append((start, stop))
-    return tuple(ranges), sum(stop - start for start, stop in ranges)
+    mask, narrowed = _instruction_items(dataflow, max_pool, fixed_steps, product_rounding)
+    for offset, width, kind in narrowed:
+        mask |= ((1 << min(kept[kind], width)) - 1) << offset
+    return mask, mask.bit_count()
 
 
 def _bits(count: int) -> int:
@@ -568,7 +552,7 @@ def _activation_components(index: int, layer) -> list[Component]:
         thr = Component(f"thresholds{index}", reg=pe * out_bits + 1, add=pe * (accb + 1 + 2 * L + out_bits),
                         cmp=pe * L * tb, mux=pe * (accb + 1), logic=4,
                         mems=[Mem(max(2, layer.threshold_memory[1]), (L + 1) * tb, pe, group=tb,
-                                  used=((0, L * tb + 1),))],          # L thresholds, then the negate flag bit
+                                  used=(1 << (L * tb + 1)) - 1)],      # L thresholds, then the negate flag bit
                         paths=[Path_(mem=1, levels=2 + _clog2(L), carry_bits=accb + 1 + tb + count_bits * _clog2(L)
                                      + out_bits, chains=3 + _clog2(L))])
         parts.append(thr)
@@ -739,18 +723,15 @@ def _feature_values(parts, family: str, dsp_multipliers: bool = True) -> tuple[t
 
 
 @lru_cache(maxsize=8192)
-def _mapped(family: str, depth: int, width: int, group: int | None, shape: str,
-            used: tuple[tuple[int, int], ...] | None) -> tuple:
+def _mapped(family: str, depth: int, width: int, group: int | None, shape: str, used: int | None) -> tuple:
     """What one copy of a memory (:class:`Mem`'s fields but its count) adds on ``family``:
     :func:`~hwgen.estimate.memmap.map_memory`'s ``bram``, ``lut_ram``, ``ff``, ``emulation_ff``, ``mux`` and
-    ``logic``, then the bits of its word in ``used`` (a systolic program memory's ~30 ranges summed once per
-    memory, not once per point); one lookup per memory of a design. Keys and values are plain numbers, strings and
-    tuples of them, which the garbage collector stops tracking, and ``map_memory`` is called past its own cache (it
-    would keep a :class:`~hwgen.estimate.memmap.MemoryMapping` per memory): a sweep's thousands of memories add
-    nothing to the collections' work (``benchmarks/dse_throughput.py``)."""
-    m = map_memory.__wrapped__(family, depth, width, group, shape, used)
-    return m.bram, m.lut_ram, m.ff, m.emulation_ff, m.mux, m.logic, \
-        width if used is None else sum(stop - start for start, stop in used)
+    ``logic``, then the bits of its word in ``used``; one lookup per memory of a design. Keys and values are plain
+    numbers and strings, which the garbage collector stops tracking, and the mapping is computed past
+    ``map_memory``'s own cache (it would keep a :class:`~hwgen.estimate.memmap.MemoryMapping` per memory): a
+    sweep's thousands of memories add nothing to the collections' work (``benchmarks/dse_throughput.py``)."""
+    _, _, _, _, bram, lut_ram, ff, emulation_ff, mux, logic, _ = mapping(family, depth, width, group, shape, used)
+    return bram, lut_ram, ff, emulation_ff, mux, logic, width if used is None else used.bit_count()
 
 
 @lru_cache(maxsize=1)

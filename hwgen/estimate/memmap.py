@@ -262,19 +262,6 @@ def _geometry(plan, depth: int, width: int, groups: int) -> tuple[float, int, in
     return best
 
 
-def _mask(used: tuple[tuple[int, int], ...], width: int) -> int:
-    """The ``(start, stop)`` bit ranges ``used`` of a ``width``-bit word as an integer with those bits set. What
-    :func:`map_memory` counts of them (bits, write-enable groups and RAM cells holding a used bit) are counts of
-    set bits and of fields with a set bit, a few big-integer operations each instead of a pass over the ranges per
-    count (a systolic program memory's word has ~30 ranges, and a sweep's configurations have hundreds of different
-    ones: ~7 µs a memory instead of ~30, ``benchmarks/dse_throughput.py``)."""
-    mask = 0
-    for start, stop in used:
-        if start < stop:
-            mask |= (1 << stop) - (1 << start)
-    return mask & ((1 << width) - 1)
-
-
 def _fields_touched(mask: int, size: int, count: int) -> int:
     """How many of the ``count`` ``size``-bit fields of ``mask`` (field ``i``: bits ``i·size`` on) hold a set bit:
     each field's bits ORed down into its lowest bit (shifts that double the span folded), then those bits counted."""
@@ -287,7 +274,7 @@ def _fields_touched(mask: int, size: int, count: int) -> int:
 
 
 def _used_replicas(mask: int, width: int, group: int, byte: int, unit: int, mult_a: int) -> int:
-    """RAM cells that hold at least one used bit (``mask``: :func:`_mask`): Yosys lays ``mult_a`` copies of the
+    """RAM cells that hold at least one used bit (``mask``: the bits read): Yosys lays ``mult_a`` copies of the
     swizzle (one per address block) end to end and cuts them into ``unit``-bit cells; bit ``b`` sits at
     ``(b // group)·padded + b % group``. (The padding between groups is shorter than a cell, so no cell
     between two used bits of a run holds padding alone: counting cells with a used bit counts every cell from a
@@ -306,21 +293,27 @@ def _used_replicas(mask: int, width: int, group: int, byte: int, unit: int, mult
 
 @lru_cache(maxsize=8192)
 def map_memory(family: str, depth: int, width: int, group: int | None = None, shape: str = "sdp",
-               used: tuple[tuple[int, int], ...] | None = None) -> MemoryMapping:
+               used: int | None = None) -> MemoryMapping:
     """How Yosys maps a ``depth × width`` memory with write-enable groups of ``group`` bits (None: one enable for
     the word) and port ``shape`` (``sdp`` / ``sp``, see the module docstring) on ``family``.
 
-    ``used``: the ``(start, stop)`` bit ranges of the word the hardware reads (None: all). Yosys chooses the
-    mapping for the whole word, then removes what drives nothing: RAM cells none of whose bits are read, and the
-    flip-flops and muxes of unread bits; the figures returned are what remains."""
+    ``used``: the bits of the word the hardware reads, as a mask (bit ``i`` set: bit ``i`` read; None: all). Yosys
+    chooses the mapping for the whole word, then removes what drives nothing: RAM cells none of whose bits are
+    read, and the flip-flops and muxes of unread bits; the figures returned are what remains."""
+    return MemoryMapping(*mapping(family, depth, width, group, shape, used))
+
+
+def mapping(family: str, depth: int, width: int, group: int | None, shape: str, used: int | None) -> tuple:
+    """:func:`map_memory` uncached, as a plain tuple of :class:`MemoryMapping`'s fields (what the FPGA model's
+    own cache keeps per memory)."""
     group, groups, abits, choice = _choice(family, depth, width, group, shape)
-    mask = _mask(used, width) if used else None
+    mask = None if used is None else used & ((1 << width) - 1)
     read = width if mask is None else mask.bit_count()                  # bits the hardware reads
     if mask is not None:
         groups = _fields_touched(mask, group, groups)                   # write-enable groups left
     if choice is None:
-        return MemoryMapping("ff", "", "", 0, 0.0, 0, depth * read + read, 0, (depth - 1) * read, depth * groups,
-                             float(depth * width))
+        return "ff", "", "", 0, 0.0, 0, depth * read + read, 0, (depth - 1) * read, depth * groups, \
+            float(depth * width)
     index, (cost, mult_a, repl, unit, byte) = choice
     ram = LIBRARIES[family][index]
     if mask is not None:
@@ -336,8 +329,8 @@ def map_memory(family: str, depth: int, width: int, group: int | None = None, sh
         emulation_ff = 2 * read + abits + 2 * groups             # delayed write (data, address, enables), bypass
         mux += read
         logic += abits + groups
-    return MemoryMapping(ram.kind, ram.name, ram.primitive, count, cells * ram.units, count * ram.luts, ff,
-                         emulation_ff, mux, logic, cost)
+    return ram.kind, ram.name, ram.primitive, count, cells * ram.units, count * ram.luts, ff, emulation_ff, mux, \
+        logic, cost
 
 
 @lru_cache(maxsize=8192)

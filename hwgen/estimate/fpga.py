@@ -332,7 +332,8 @@ def _controller_pipeline_registers(cfg) -> int:
     R, C = cfg.rows, cfg.cols
     step = 16 + 16 + _bits(R) + _bits(R + 1)
     # last indices; the steps and last indices of the pixel walks (×2) and the feature walk; the repeat test; the
-    # streaming flags, the layer's end, the phase flags; the sequencer's
+    # streaming flags, the layer's end, the phase flags; the sequencer's DECODE flag copies, its busy copies (one
+    # per activation bank), repeat − 1 (17 bits) and its two end flags
     bits = 4 * 16 + (2 * 3 + 2) * step + 3 * 2 * 16 + 1 + 2 + 1 + 2 + DECODE_COPIES + R + 17 + 2
     if cfg.dataflow == "ws":
         return bits + R * (_bits(R) + 16 + _bits(C) + 1) + 6 + 16      # row reads; fold flags, stream end

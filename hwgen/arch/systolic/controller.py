@@ -136,7 +136,6 @@ def count_cycles(m: Module, ctrl: wiring.Component) -> None:
         m.d.sync += ctrl.cycles.eq(0)
 
 
-
 class Sequencer:
     """The program sequence both controllers share: the FSM states (:meth:`states`, inside ``with m.FSM():``) and,
     after the FSM, the per-layer loads and the run's ``busy`` / ``done`` (:meth:`decode`).
@@ -154,8 +153,8 @@ class Sequencer:
     enabled by registered copies of "the state is DECODE" (set in LATCH), each loading a share of them; the
     streaming flags are registers set and cleared with the state; ``busy`` and ``done`` fall on the run's last
     ``layer_done`` or ``stream_out_done`` (each arrives only in WAIT / OUTPUT), gated by flags registered from the
-    instruction and the chunk count (a step per cycle), and rise on ``start`` while not ``busy`` (≡ IDLE); ``bank_busy`` are exact
-    copies of ``busy``, one per activation bank (a host write's decode beside the bank).
+    instruction and the chunk count (a step per cycle), and rise on ``start`` while not ``busy`` (≡ IDLE);
+    ``bank_busy`` are exact copies of ``busy``, one per activation bank (a host write's decode beside the bank).
 
     Cycles each chunk adds when streaming: ``x_beats + 1`` (INPUT: one beat per cycle, the state ends on the cycle
     after the last transfer) + ``y_beats + 5`` (OUTPUT: the address registers, the read, the word registers, the
@@ -313,9 +312,9 @@ class Controller(wiring.Component):
         # every row of the M tile draining (its bank row, word address and whether it is written: an output pixel of
         # the batch), and of the next M tile, which the output walk fills one row per cycle while this one drains
         dest = PixelWalk(rows, "out")
-        row_shape = unsigned(len(dest.r))
+        fields = (("row", unsigned(len(dest.r))), ("addr", unsigned(16)), ("write", unsigned(1)))
         table = {f"{tile}_{what}": [Signal(shape, name=f"drain_{tile}_row{i}_{what}") for i in range(rows)]
-                 for tile in ("cur", "next") for what, shape in (("row", row_shape), ("addr", 16), ("write", 1))}
+                 for tile in ("cur", "next") for what, shape in fields}
         filling = Signal()              # the walk fills row fill_i of the next table
         fill_step = Signal()            # … on this cycle (every other cycle: registered steps, walk.PixelWalk.step)
         fill_i = Signal(index_range(rows))
@@ -349,9 +348,8 @@ class Controller(wiring.Component):
             k.eq(0), count.eq(0), *m_index.start(instr.m_tiles), *n_index.start(instr.n_tiles),
             *m_index.prepare(instr.m_tiles), *n_index.prepare(instr.n_tiles), walk_i.eq(0), tile_end.eq(0),
             w_tile_base.eq(instr.w_base), d_m.eq(0), d_n.eq(0), d_slot.eq(instr.slot_base), d_n_first.eq(1),
-            d_n_last.eq(instr.n_tiles == 1), w_pixel.eq(0), w_live.eq(1), filling.eq(1), fill_step.eq(0), fill_i.eq(0),
-            f_pixel.eq(0),
-            f_live.eq(1), *features.start(instr),
+            d_n_last.eq(instr.n_tiles == 1), w_pixel.eq(0), w_live.eq(1), filling.eq(1), fill_step.eq(0),
+            fill_i.eq(0), f_pixel.eq(0), f_live.eq(1), *features.start(instr),
             *features.prepare(instr, instr.kp_words), *pixels.start(instr, instr.in_base),
             *pixels.prepare(instr, instr.kp_words), *dest.start(instr, instr.out_base),
             *dest.prepare(instr, instr.out_words), *prepare_last])
@@ -402,10 +400,10 @@ class Controller(wiring.Component):
         # ---- drain engine: R cycles per captured tile, rows top-first, each to its output slot (or nowhere), from
         # the table of its M tile: the walk runs ahead, filling the next M tile's rows (one every other cycle, its
         # steps' sums registered a cycle before they are taken), so no walker register is on the drain's path and
-        # the walk's step is a multiplexer behind flip-flops. The drain's state is
-        # registered one cycle ahead, from the array's ``capturing`` (``captured`` of the next cycle); an M tile's
-        # first capture moves the next table into the current one. ``active`` again in a copy per array column: the
-        # column's shadow registers' shift enable
+        # the walk's step is a multiplexer behind flip-flops. The drain's state is registered one cycle ahead, from
+        # the array's ``capturing`` (``captured`` of the next cycle); an M tile's first capture moves the next table
+        # into the current one. ``active`` again in a copy per array column: the column's shadow registers' shift
+        # enable
         shift = copies("shift", cfg.cols)
         with m.If(self.capturing):
             m.d.sync += [active.eq(1), *(s.eq(1) for s in shift), r.eq(0), last_row.eq(rows == 1)]
@@ -416,7 +414,7 @@ class Controller(wiring.Component):
         # (a fill takes 2R - 1 cycles from an M tile's first capture, which comes at least 2R + C - 1 cycles after
         # the one before; the first M tile's takes 2R cycles from DECODE, as the walk starts there)
         with m.If(self.capturing & d_n_first):
-            m.d.sync += [table[f"cur_{what}"][i].eq(table[f"next_{what}"][i]) for what in ("row", "addr", "write")
+            m.d.sync += [table[f"cur_{what}"][i].eq(table[f"next_{what}"][i]) for what, _ in fields
                          for i in range(rows)]
             m.d.sync += [filling.eq(1), fill_step.eq(1), fill_i.eq(0)]
         m.d.sync += is_output.eq(dest.output(instr))
@@ -446,7 +444,7 @@ class Controller(wiring.Component):
         m.d.comb += [*(self.shift[j].eq(shift[j]) for j in range(cfg.cols)), self.lane_valid.eq(active),
                      self.lane_slot.eq(d_slot)]
         row_entry = {what: select(m, r, table[f"cur_{what}"], shape, f"drain_{what}")
-                     for what, shape in (("row", row_shape), ("addr", unsigned(16)), ("write", unsigned(1)))}
+                     for what, shape in fields}
         m.d.sync += [self.lane_meta.row.eq(row_entry["row"]), self.lane_meta.addr.eq(row_entry["addr"] + d_n),
                      self.lane_meta.write.eq(row_entry["write"]),
                      self.lane_meta.layer_last.eq(last_row & last_tile)]

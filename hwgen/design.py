@@ -41,7 +41,7 @@ CYCLE_FORMULAS = {
           "period = max(kp, 2*rows + cols - 1), tiles = m_tiles * n_tiles",
     "ws": "sum over layers of rows + (folds - 1) * period + samples + rows + cols + 3*lane_stages + 13, "
           "folds = n_tiles * k_tiles, period = max(samples, 2*rows + cols - 1, 3)",
-    "stream": "per chunk: samples * (x_words + y_words) + 6 more (every beat valid/ready at once)",
+    "stream": "per chunk: samples * (x_words + y_words) + 7 more (every beat valid/ready at once)",
 }
 UNITS = {"Quantize": "host: input quantizer", "Dequantize": "host: output dequantizer", "MatMul": "systolic array",
          "Conv": "systolic array (implicit im2col address generation)",

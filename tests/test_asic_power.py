@@ -213,7 +213,7 @@ def test_systolic_register_gates_follow_the_tiles():
     # OS: ⌈1/2⌉·⌈3/2⌉ = 2 tiles, each captured (1 cycle) and drained (2 shifts) through the top row's shadows;
     # 1·10·⌈3/2⌉ = 20 operand words read over 2 banks
     assert gates == {"pe.shadow": (2, acc, 6.0), "activation_banks.read": (2, 2 * sb, 10.0),
-                     "output_banks.read": (2, 2 * acc, 0.0)}
+                     "output_banks.read": (2, 2 * acc, 0.0), "stream_out.stage": (2, 2 * acc, 0.0)}
     # the program's tile counts when given (3 M tiles × 2 N tiles for a batch of 2: 3 per inference)
     instr = [{"m_tiles": 3, "n_tiles": 2, "k_tiles": 1}]
     assert power.systolic_register_gates(os_cfg, [layer], instr, batch=2)[0].enabled == 3 * 3

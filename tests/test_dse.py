@@ -265,7 +265,7 @@ def instruction_cycles(program, samples: int, stream: bool) -> int:
     pipeline = cfg.feed_latency + cfg.pe_stages + cfg.lane_latency
     total = 0
     for chunk, repeat in program.segments(samples, stream):
-        cycles = chunk * (program.x_words + program.y_words) + 6 if stream else 0
+        cycles = chunk * (program.x_words + program.y_words) + 7 if stream else 0
         for instr in program.instructions(chunk, stream)[:len(program.layers)]:
             if cfg.dataflow == "ws":
                 cycles += cfg.rows + (instr["n_tiles"] * instr["k_tiles"] - 1) * instr["period"] + instr["samples"] \

@@ -476,12 +476,13 @@ def systolic_components(cfg) -> list[Component]:
                            logic=64 + (R * R * 16 if ws else 0), paths=_CONTROLLER_PATHS)
     accumulators = _accumulators(C, cfg.acc_depth, acc, pool) if ws else None
     stream_in = _STREAM_IN
-    # its walk, issued and done, the address, read and word stages' flags, banks and last flags, the beat register
-    # (flag, last, the word chosen); the skid register (its flag, the banks' copies of it, the beat it holds) and its
-    # multiplexer
-    stream_out = Component("stream_out", reg=_STREAM_WALK_REGISTERS + 2 + 3 * (2 + row_index) + 2 + C * acc
-                           + 1 + R + 1 + C * acc, add=_STREAM_WALK_ADDERS, cmp=_STREAM_WALK_COMPARES,
-                           mux=(R - 1) * C * (sb + acc) + C * acc + C * acc + 1, logic=8)
+    # its walk, issuing and done, the address, read, word and stage stages' flags, banks and last flags, the beat
+    # register (flag, last, the stage chosen); the skid register (its flag, the banks' copies of it, the beat it
+    # holds) and its multiplexer; every bank's stream stage (its word as results, the codes sign-extended or the
+    # accumulators as its copy of passthrough says)
+    stream_out = Component("stream_out", reg=_STREAM_WALK_REGISTERS + 2 + 4 * (2 + row_index) + 2 + C * acc
+                           + 1 + R + 1 + C * acc + R * (C * acc + 1), add=_STREAM_WALK_ADDERS,
+                           cmp=_STREAM_WALK_COMPARES, mux=(R - 1) * C * acc + R * C * acc + C * acc + 1, logic=8)
     reset = _RESET
     feed = Component("feed_pipeline", reg=_feed_registers(cfg, slot_bits, meta_bits))
     lane_control = Component("lane_control", reg=_lane_control_registers(S, slot_bits, meta_bits)

@@ -707,7 +707,8 @@ def systolic_register_gates(config, layers, instructions=None, batch: int = 1) -
     - the activation banks' read registers (R of ``C · store_bits``): enabled when the controller reads an operand
       word for a live row (``bank_read``), once per activation of a tile: ``M · K · ⌈N/C⌉`` word reads per layer;
     - the output banks' read registers (R of ``C · acc_bits``): enabled only for host reads and streamed output
-      (``idle`` / streaming), none during an inference's compute."""
+      (``idle`` / streaming), none during an inference's compute; so are the banks' stream stages (R of
+      ``C · acc_bits``), loaded only while streaming out."""
     R, C = config.rows, config.cols
     least = _gate_min()
     acc, wb, sb = config.acc_bits, config.w_bits, config.store_bits
@@ -733,7 +734,7 @@ def systolic_register_gates(config, layers, instructions=None, batch: int = 1) -
     if C * sb >= least:
         out.append(RegisterGates("activation_banks.read", R, C * sb, act_words / R))
     if C * acc >= least:
-        out.append(RegisterGates("output_banks.read", R, C * acc, 0.0))
+        out += [RegisterGates("output_banks.read", R, C * acc, 0.0), RegisterGates("stream_out.stage", R, C * acc, 0.0)]
     return tuple(out)
 
 

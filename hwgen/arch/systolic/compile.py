@@ -1212,7 +1212,7 @@ class Program:
         fixed, min_period = self._cycle_constants
         total = 0
         for chunk, repeat in self.segments(samples, stream):
-            cycles = chunk * (self.x_words + self.y_words) + 6 if stream else 0
+            cycles = chunk * (self.x_words + self.y_words) + 7 if stream else 0
             if ws:                  # R + (folds − 1)·period + samples + R + C + pipeline + 1 per layer
                 for pixels, folds in self._cycle_terms:
                     m_rows = chunk * pixels

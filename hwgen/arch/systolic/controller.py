@@ -116,6 +116,7 @@ def controller_members(cfg: SystolicConfig) -> dict:
         "layer_done": In(1), "stream_in": Out(1), "stream_in_done": In(1), "stream_out": Out(1),
         "stream_out_done": In(1),
         "stream_in_start": Out(1),      # stream_in rises on the next cycle (StreamIn opens its input then)
+        "stream_out_start": Out(1),     # stream_out rises on the next cycle (StreamOut starts its walk then)
         "bank_busy": Out(data.ArrayLayout(unsigned(1), cfg.rows)),   # busy again, an exact copy per activation bank
     }
 
@@ -157,8 +158,8 @@ class Sequencer:
     ``bank_busy`` are exact copies of ``busy``, one per activation bank (a host write's decode beside the bank).
 
     Cycles each chunk adds when streaming: ``x_beats + 1`` (INPUT: one beat per cycle, the state ends on the cycle
-    after the last transfer) + ``y_beats + 5`` (OUTPUT: the address registers, the read, the word registers, the
-    beat register, one beat per cycle, then the registered ``done``; io.py).
+    after the last transfer) + ``y_beats + 6`` (OUTPUT: the address registers, the read, the word registers, the
+    stream stages, the beat register, one beat per cycle, then the registered ``done``; io.py).
     """
 
     def __init__(self, ctrl: wiring.Component, layer: Signal, first_state: str):
@@ -214,6 +215,7 @@ class Sequencer:
                     m.next = "FETCH"
                 with m.Elif(instr.stream_out):
                     m.d.sync += ctrl.stream_out.eq(1)
+                    m.d.comb += ctrl.stream_out_start.eq(1)
                     m.next = "OUTPUT"
                 with m.Else():
                     self._end_of_segment(m)

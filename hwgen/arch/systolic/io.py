@@ -14,8 +14,8 @@ results out (``acc_bits`` each, sign-extended); beats run sample by sample, ``wo
 on a sample's final beat. Timing with an always-valid input and an always-ready output: StreamIn takes one beat per
 cycle and raises ``done`` on the cycle after the last transfer (``x_beats + 1`` cycles); StreamOut addresses in the
 first cycle (the banks' address registers), reads in the second, the banks' word registers take the word in the
-third, the beat register the bank's word in the fourth, then it transfers one beat per cycle, ``done`` on the cycle
-after the last (``y_beats + 5`` cycles). Both
+third, their stream stages in the fourth, the beat register the bank's stage in the fifth, then it transfers one
+beat per cycle, ``done`` on the cycle after the last (``y_beats + 6`` cycles). Both
 ``done`` are registers: the controller's state follows them, and a ``done`` decoded from the handshake in front of
 its state register was the controller's critical path. Both honour backpressure (valid/ready) and restart from their first beat whenever
 ``run`` is low.
@@ -108,11 +108,13 @@ class StreamIn(wiring.Component):
 class StreamOut(wiring.Component):
     """Reads ``samples × words`` scratchpad words (``addr``, ``read_en``) and sends them on ``y`` while ``run``.
 
-    Four stages, so that nothing but a register drives a block RAM and nothing but a register follows one: the
+    Five stages, so that nothing but a register drives a block RAM and nothing but a register follows one: the
     banks' address registers (loaded from ``addr`` unless ``read_en`` is low while streaming), the memories'
-    outputs (a word read, held while ``read_en`` is low), the banks' word registers (``act_words``/``out_words``,
-    loaded while ``read_en``) and the beat register (the word of the sample's bank, chosen among the R banks': the
-    beat on ``y`` comes from a register, not from a multiplexer across the device). The stages move together, on a
+    outputs (a word read, held while ``read_en`` is low), the banks' word registers (loaded while ``read_en``),
+    the banks' stream stages (``stages``: the word as results, beside the bank, so the choice of the activation or
+    output word is not in front of the R:1 select) and the beat register (the stage of the sample's bank, chosen
+    among the R banks': the beat on ``y`` comes from a register, not from a multiplexer across the device). The
+    walk steps on a register (``issuing``, set by ``start`` a cycle ahead of ``run``). The stages move together, on a
     register: a skid register behind them takes the beat that ``y`` refuses (``y.ready`` low), and while it holds
     one the stages stand still, so every word keeps its place. ``y.ready`` reaches that register and ``done`` alone,
     not the walk's and the banks' enables (the handshake in front of them all was the critical path); with ``y``
@@ -122,15 +124,15 @@ class StreamOut(wiring.Component):
         self.cfg = cfg
         _, y_beat = beat_layouts(cfg)
         super().__init__({
-            "run": In(1), "done": Out(1),
+            "run": In(1), "start": In(1), "done": Out(1),
             "y": Out(stream.Signature(data.StructLayout({"data": y_beat, "last": 1}))),
             "base": In(16), "stride": In(16), "words": In(16), "samples": In(16),
             # every bank's own copy of the pipeline's advance (the beat on y leaves or none is there): it enables
             # the bank's address register, memory read and word register
-            "addr": Out(16), "read_en": Out(data.ArrayLayout(unsigned(1), cfg.rows)), "passthrough": In(1),
-            # every bank's word register: activation banks (codes) and output banks (accumulators)
-            "act_words": In(data.ArrayLayout(unsigned(cfg.cols * cfg.store_bits), cfg.rows)),
-            "out_words": In(data.ArrayLayout(unsigned(cfg.cols * cfg.acc_bits), cfg.rows)),
+            "addr": Out(16), "read_en": Out(data.ArrayLayout(unsigned(1), cfg.rows)),
+            # every bank's stream stage: its word as results (accumulators, or codes sign-extended), loaded from
+            # the bank's word register while streaming as the bank's read_en says (top.py)
+            "stages": In(data.ArrayLayout(unsigned(cfg.cols * cfg.acc_bits), cfg.rows)),
         })
 
     def elaborate(self, platform):
@@ -142,7 +144,8 @@ class StreamOut(wiring.Component):
         advance = ~skid
         addressed = Signal()                              # the address registers hold a word's address
         fetched = Signal()                                # the memories' outputs hold a word
-        worded = Signal()                                 # the word registers hold a word (of bank word_bank)
+        worded = Signal()                                 # the word registers hold a word
+        staged = Signal()                                 # the stream stages hold a word (of bank stage_bank)
         beat = Signal()                                   # the beat register holds a beat
         beat_payload = Signal.like(self.y.payload)
         skid_payload = Signal.like(self.y.payload)
@@ -150,21 +153,21 @@ class StreamOut(wiring.Component):
         def set_skid(value):                              # the skid flag and every bank's copy of it
             return [skid.eq(value), *(c.eq(value) for c in skid_copies)]
 
-        issued = Signal()                                 # every beat has been addressed
-        issue = self.run & ~issued & advance
+        # beats remain to be addressed: a register, set by ``start`` as ``run`` rises, so the walk's enables read
+        # two flip-flops (an enable decoded from ``run`` and a flag in front of every walk register was the path)
+        issuing = Signal()
+        issue = issuing & advance
         bank, addr, last_word, last_sample = _walk(m, cfg, self.run, issue, self.base, self.stride, self.words,
                                                    self.samples)
         address_bank, address_last = Signal.like(bank), Signal()
         fetch_bank, fetch_last, word_bank, word_last = Signal.like(bank), Signal(), Signal.like(bank), Signal()
-        codes = data.View(beat_layouts(cfg)[0], select(m, word_bank, list(self.act_words), unsigned(
-            cfg.cols * cfg.store_bits), "codes_word"))
-        accs = data.View(self.y.payload.data.shape(), select(m, word_bank, list(self.out_words), unsigned(
-            cfg.cols * cfg.acc_bits), "accs_word"))
+        stage_bank, stage_last = Signal.like(bank), Signal()
+        results = select(m, stage_bank, list(self.stages), unsigned(cfg.cols * cfg.acc_bits), "stage_word")
         # the last beat leaves y (the skid's, with no beat behind it; or the beat, or none, with the skid empty)
         # and nothing is behind it
-        ends = issued & ~addressed & ~fetched & ~worded & Mux(skid, ready & ~beat, ~beat | ready)
+        ends = ~issuing & ~addressed & ~fetched & ~worded & ~staged & Mux(skid, ready & ~beat, ~beat | ready)
         with m.If(~self.run):
-            m.d.sync += [issued.eq(0), addressed.eq(0), fetched.eq(0), worded.eq(0), beat.eq(0), *set_skid(0),
+            m.d.sync += [addressed.eq(0), fetched.eq(0), worded.eq(0), staged.eq(0), beat.eq(0), *set_skid(0),
                          self.done.eq(0)]
         with m.Else():
             m.d.sync += set_skid(~ready & (skid | beat))  # y refuses the beat it offers: the skid takes it
@@ -174,12 +177,13 @@ class StreamOut(wiring.Component):
                 m.d.sync += [addressed.eq(issue), address_bank.eq(bank), address_last.eq(last_word),
                              fetched.eq(addressed), fetch_bank.eq(address_bank), fetch_last.eq(address_last),
                              worded.eq(fetched), word_bank.eq(fetch_bank), word_last.eq(fetch_last),
-                             beat.eq(worded), beat_payload.last.eq(word_last),
+                             staged.eq(worded), stage_bank.eq(word_bank), stage_last.eq(word_last),
+                             beat.eq(staged), beat_payload.last.eq(stage_last), beat_payload.data.eq(results),
                              skid_payload.eq(beat_payload)]         # loaded while the skid is empty
-                m.d.sync += [beat_payload.data[j].eq(Mux(self.passthrough, accs[j], codes[j].as_signed()))
-                             for j in range(cfg.cols)]
                 with m.If(issue & last_word & last_sample):
-                    m.d.sync += issued.eq(1)
+                    m.d.sync += issuing.eq(0)
+        with m.If(self.start):
+            m.d.sync += issuing.eq(1)
         m.d.comb += [self.y.valid.eq(skid | beat), self.y.payload.eq(Mux(skid, skid_payload, beat_payload)),
                      self.addr.eq(addr), *(self.read_en[i].eq(~skid_copies[i]) for i in range(cfg.rows))]
         return m

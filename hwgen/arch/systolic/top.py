@@ -117,11 +117,12 @@ class SystolicTop(wiring.Component):
                      self.s_axis_tready.eq(s_in.x.ready), s_in.x.payload.eq(self.s_axis_tdata),
                      s_in.base.eq(instr.in_base),
                      s_in.stride.eq(instr.kp_words), s_in.words.eq(instr.x_words), s_in.samples.eq(instr.samples),
-                     s_out.run.eq(ctrl.stream_out), ctrl.stream_out_done.eq(s_out.done),
+                     s_out.run.eq(ctrl.stream_out), s_out.start.eq(ctrl.stream_out_start),
+                     ctrl.stream_out_done.eq(s_out.done),
                      self.m_axis_tvalid.eq(s_out.y.valid), s_out.y.ready.eq(self.m_axis_tready),
                      self.m_axis_tdata.eq(s_out.y.payload.data), self.m_axis_tlast.eq(s_out.y.payload.last),
                      s_out.base.eq(instr.out_base), s_out.stride.eq(instr.out_words), s_out.words.eq(instr.y_words),
-                     s_out.samples.eq(instr.samples), s_out.passthrough.eq(instr.passthrough)]
+                     s_out.samples.eq(instr.samples)]
         streaming_in, streaming_out = ctrl.stream_in, ctrl.stream_out
 
         # the host's writes, registered (``loading`` depends on ``busy``, whose loads span the device)
@@ -269,7 +270,14 @@ class SystolicTop(wiring.Component):
             o_reg = Signal.like(o_rd.data, name=f"out_word_{i}", reset_less=True)
             with m.If(moving):
                 m.d.sync += [a_reg.eq(a_rd.data), o_reg.eq(o_rd.data)]
-            m.d.comb += [s_out.act_words[i].eq(a_reg), s_out.out_words[i].eq(o_reg)]
+            # the bank's stream stage: its word as StreamOut's results (the output word, or the activation word's
+            # codes sign-extended), loaded as the bank's word register is while streaming
+            stage = Signal(out_word, name=f"stream_word_{i}", reset_less=True)
+            codes, extended = data.View(act_word, a_reg), Signal(out_word, name=f"read_codes_{i}")
+            m.d.comb += [extended[j].eq(codes[j].as_signed()) for j in range(cols)]
+            with m.If(bank_streaming & advance):
+                m.d.sync += stage.eq(Mux(replica(m, instr.passthrough, f"stream_passthrough_{i}"), o_reg, extended))
+            m.d.comb += s_out.stages[i].eq(stage)
             act_read.append(a_reg)
             act_operands.append(delayed(m, a_reg, 1, f"act_operand_word_{i}"))
             out_read.append(o_reg)
@@ -280,8 +288,6 @@ class SystolicTop(wiring.Component):
             names_bank = replica(m, self.read.payload.bank == i, f"read_bank_{i}", enable=accepting)
             names_outputs = replica(m, self.read.payload.target == OUTPUTS, f"read_outputs_{i}", enable=accepting)
             lane = replica(m, self.read.payload.lane, f"read_lane_{i}", enable=accepting)
-            codes, extended = data.View(act_word, a_reg), Signal(out_word, name=f"read_codes_{i}")
-            m.d.comb += [extended[j].eq(codes[j].as_signed()) for j in range(cols)]
             word = data.View(out_word, Mux(names_outputs, o_reg, extended.as_value()))
             element = select(m, lane, [word[j].as_signed() for j in range(cols)], signed(32), f"read_element_{i}")
             part = Signal(signed(32), name=f"read_part_{i}", reset_less=True)

@@ -337,13 +337,13 @@ def _controller_pipeline_registers(cfg) -> int:
     bits = 4 * 16 + (2 * 3 + 2) * step + 3 * 2 * 16 + 1 + 2 + 1 + 2 + DECODE_COPIES + R + 17 + 2
     if cfg.dataflow == "ws":
         return bits + R * (_bits(R) + 16 + _bits(C) + 1) + 6 + 16      # row reads; fold flags, stream end
-    # drain flags, feed flags, the tile counters' flags and prepared n − 2; the drain walk's row index and test,
-    # its fill flags and table row, its registered next values (three slot sums, row, column and position with
-    # their flags, the lattice phases and wraps) and output test; the drained rows' lanes' slot; the feed's row
-    # index and test, rows' live bits and their registered coordinates (the padding test); the columns' shift
-    # copies, capturing, the phase flags
+    # drain flags, feed flags (prepping among them), the tile counters' flags and prepared n − 2; the drain walk's
+    # row index and test, its fill flags (filling, the step in two copies) and table row, its registered next values
+    # (three slot sums, row, column and position with their flags, the lattice phases and wraps) and output test;
+    # the drained rows' lanes' slot; the feed's row index and test, rows' live bits and their registered
+    # coordinates (the padding test); the columns' shift copies, capturing, the phase flags
     next_values = 3 * (16 + _bits(R)) + 3 * 16 + 2 + 2 * (8 + 1) + 1
-    return bits + 3 + 4 + 2 * 18 + 16 + 1 + 2 + _bits(R) + next_values + _bits(cfg.slot_depth) + 16 + 1 + 2 * R \
+    return bits + 3 + 5 + 2 * 18 + 16 + 1 + 3 + _bits(R) + next_values + _bits(cfg.slot_depth) + 16 + 1 + 2 * R \
         + 2 * R * 19 + C + 1 + 2
 
 
@@ -456,11 +456,11 @@ def systolic_components(cfg) -> list[Component]:
     chunks = -(-instr // 32)
     program = Component("program", mems=[Mem(cfg.prog_depth, 32 * chunks, group=32, shape="sdpx", used=used)],
                         logic=chunks, reg=chunks)                   # the chunks' registered write enables
-    # the request's five stages, each bank's copies of it (this bank, outputs, the lane) and its masked element (an
-    # accumulator or a code sign-extended, or 0: the word's target and lane chosen beside the bank), the ORed
+    # the request's five stages, each bank's one-hot pick (this bank, outputs or not, lane j: 2·C flags) and its
+    # masked element (an AND-OR of the 2·C candidates, an accumulator or a code sign-extended, or 0), the ORed
     # element, the answer; the stored load (weight and lane writes)
-    host = Component("host_read", reg=5 + R * (2 + 6 + 32) + 32 + 33 + 64,
-                     mux=R * C * acc + R * (C - 1) * 32, logic=16 + 2 * R + (R - 1) * 32)
+    host = Component("host_read", reg=5 + R * (2 * C + 32) + 32 + 33 + 64,
+                     mux=R * (2 * C - 1) * acc, logic=16 + 2 * R * C + (R - 1) * 32)
     S, F = cfg.lane_stages, cfg.fixed_steps
     lane = _requant_lanes(C, S, B, tb, acc, cfg.slot_depth, F, cfg.fixed_bits, sb)
     counters = 16 * 10 + 32 if not ws else 16 * 9 + 32

@@ -144,8 +144,8 @@ class Sequencer:
     IDLE waits for ``start``; FETCH presents instruction ``layer`` to the program memory; LATCH copies the word
     read into ``ctrl.instr`` (a register straight behind the memory: nothing else may follow a block RAM's slow
     clock-to-output); DECODE makes the caller's per-layer assignments (from ``ctrl.instr``, including the walkers'
-    start values and per-layer step constants) and enters ``first_state``, through INPUT when the instruction
-    streams its samples in; WAIT holds until the layer's last result leaves the lanes, then fetches the next
+    start values and per-layer step constants) and enters ``first_state`` (making the caller's ``enter``
+    assignments: flags that stand for the state), through INPUT when the instruction streams its samples in; WAIT holds until the layer's last result leaves the lanes, then fetches the next
     instruction, or (a segment's last layer) goes through OUTPUT when it streams results out and then repeats the
     segment, goes on to the next one or finishes the run. (Each controller also counts ``cycles`` while ``busy``,
     outside its FSM: :func:`count_cycles`.)
@@ -162,8 +162,9 @@ class Sequencer:
     stream stages, the beat register, one beat per cycle, then the registered ``done``; io.py).
     """
 
-    def __init__(self, ctrl: wiring.Component, layer: Signal, first_state: str):
+    def __init__(self, ctrl: wiring.Component, layer: Signal, first_state: str, enter: tuple = ()):
         self.ctrl, self.layer, self.first_state = ctrl, layer, first_state
+        self.enter = list(enter)        # assignments made as the FSM enters first_state (the caller's flags)
         self.chunk = Signal(16)
         # registered from ``chunk`` and the instruction, one step per cycle (both hold from DECODE to the layer's
         # end, many cycles later): repeat − 1; chunk + 1 < repeat; no more chunks and the segment ends the run; that,
@@ -203,10 +204,11 @@ class Sequencer:
                 m.d.comb += ctrl.stream_in_start.eq(1)
                 m.next = "INPUT"
             with m.Else():
+                m.d.sync += self.enter
                 m.next = self.first_state
         with m.State("INPUT"):
             with m.If(ctrl.stream_in_done):
-                m.d.sync += ctrl.stream_in.eq(0)
+                m.d.sync += [ctrl.stream_in.eq(0), *self.enter]
                 m.next = self.first_state
         with m.State("WAIT"):
             with m.If(ctrl.layer_done):
@@ -278,8 +280,9 @@ class Controller(wiring.Component):
         w_tile_base = Signal(16)        # w_base + n_tile * kp
         walk_i = Signal(index_range(rows))
         # flags registered for the cycle they gate (a 16-bit compare in front of a walker's enable is too slow):
-        # ``feeding`` ≡ the state is FEED, ``issuing`` ≡ FEED and k < kp, ``walking`` ≡ FEED and the next M tile's
-        # rows are walked (n_tile = 0, count < R; row walk_i)
+        # ``feeding`` ≡ the feed runs (the state is FEED, the first tile's rows walked), ``issuing`` ≡ it reads (k <
+        # kp), ``walking`` ≡ an M tile's rows are walked (the first one's, or the next one's: n_tile = 0, count < R;
+        # row walk_i)
         feeding, issuing, walking = Signal(), Signal(), Signal()
         tile_end = Signal()             # count = period - 1: the tile's last cycle (set a cycle ahead)
         feed_last_tile = n_index.last & m_index.last
@@ -318,7 +321,9 @@ class Controller(wiring.Component):
         table = {f"{tile}_{what}": [Signal(shape, name=f"drain_{tile}_row{i}_{what}") for i in range(rows)]
                  for tile in ("cur", "next") for what, shape in fields}
         filling = Signal()              # the walk fills row fill_i of the next table
-        fill_step = Signal()            # … on this cycle (every other cycle: registered steps, walk.PixelWalk.step)
+        # … on this cycle (every other cycle: registered steps, walk.PixelWalk.step), in two exact copies: the walk's
+        # and the table's
+        fill_steps = copies("fill_step", 2)
         fill_i = Signal(index_range(rows))
         is_output = Signal()            # the walk's pixel is an output (registered, as its steps are)
         w_pixel = Signal(16)            # the walk's index of the row it fills
@@ -333,16 +338,12 @@ class Controller(wiring.Component):
             m.d.comb += self.row_valid[i].eq((y_r >= 0) & (y_r <= instr.lim_y) & (x_r >= 0) & (x_r <= instr.lim_x))
 
         count_cycles(m, self)
-        sequencer = Sequencer(self, layer, "PREP")
+        # the layer starts with the first M tile's rows (``prepping``: walked into the current rows, one per cycle,
+        # then the feed starts), set with ``walking`` as the FSM enters FEED
+        prepping = Signal()
+        sequencer = Sequencer(self, layer, "FEED", enter=(prepping.eq(1), walking.eq(1)))
         with m.FSM():
             sequencer.states(m)
-            with m.State("PREP"):                      # the first tile's rows, one per cycle
-                capture(walk_i, "cur")
-                pixels.step(m, instr)
-                m.d.sync += walk_i.eq(walk_i + 1)
-                with m.If(walk_i == rows - 1):
-                    m.d.sync += [walk_i.eq(0), feeding.eq(1), issuing.eq(1), walking.eq(1)]
-                    m.next = "FEED"
             with m.State("FEED"):
                 with m.If(tile_end & feed_last_tile):
                     m.next = "WAIT"
@@ -350,8 +351,8 @@ class Controller(wiring.Component):
             k.eq(0), count.eq(0), *m_index.start(instr.m_tiles), *n_index.start(instr.n_tiles),
             *m_index.prepare(instr.m_tiles), *n_index.prepare(instr.n_tiles), walk_i.eq(0), tile_end.eq(0),
             w_tile_base.eq(instr.w_base), d_m.eq(0), d_n.eq(0), d_slot.eq(instr.slot_base), d_n_first.eq(1),
-            d_n_last.eq(instr.n_tiles == 1), w_pixel.eq(0), w_live.eq(1), filling.eq(1), fill_step.eq(0),
-            fill_i.eq(0), f_pixel.eq(0), f_live.eq(1), *features.start(instr),
+            d_n_last.eq(instr.n_tiles == 1), w_pixel.eq(0), w_live.eq(1), filling.eq(1),
+            *(step.eq(0) for step in fill_steps), fill_i.eq(0), f_pixel.eq(0), f_live.eq(1), *features.start(instr),
             *features.prepare(instr, instr.kp_words), *pixels.start(instr, instr.in_base),
             *pixels.prepare(instr, instr.kp_words), *dest.start(instr, instr.out_base),
             *dest.prepare(instr, instr.out_words), *prepare_last])
@@ -376,13 +377,18 @@ class Controller(wiring.Component):
             with m.If(k == last["kp"]):
                 m.d.sync += issuing.eq(0)
             features.step(m, instr)
-        # the next M tile's rows, during this one's first tile
+        # the rows of an M tile: the first one's before the feed starts, the next one's during this one's first tile
         with m.If(walking):
-            capture(walk_i, "next")
+            with m.If(prepping):
+                capture(walk_i, "cur")
+            with m.Else():
+                capture(walk_i, "next")
             pixels.step(m, instr)
             m.d.sync += walk_i.eq(walk_i + 1)
             with m.If(walk_i == rows - 1):
-                m.d.sync += [walk_i.eq(0), walking.eq(0)]
+                m.d.sync += [walk_i.eq(0), walking.eq(prepping), prepping.eq(0)]
+                with m.If(prepping):
+                    m.d.sync += [feeding.eq(1), issuing.eq(1)]
         with m.If(tile_end):                    # (period ≥ 2R + C - 1 ≥ 2: never right after a start)
             m.d.sync += [count.eq(0), tile_end.eq(0), k.eq(0), issuing.eq(~feed_last_tile), *features.start(instr)]
             with m.If(n_index.last):
@@ -418,22 +424,23 @@ class Controller(wiring.Component):
         with m.If(self.capturing & d_n_first):
             m.d.sync += [table[f"cur_{what}"][i].eq(table[f"next_{what}"][i]) for what, _ in fields
                          for i in range(rows)]
-            m.d.sync += [filling.eq(1), fill_step.eq(1), fill_i.eq(0)]
+            m.d.sync += [filling.eq(1), *(step.eq(1) for step in fill_steps), fill_i.eq(0)]
         m.d.sync += is_output.eq(dest.output(instr))
         dest_next = dest.registered_next(m, instr)
+        # (a step is taken only while filling: the step flags alone enable the walk and the table)
         with m.If(filling):
-            m.d.sync += fill_step.eq(~fill_step)
-            with m.If(fill_step):
-                with m.Switch(fill_i):
-                    for i in range(rows):
-                        with m.Case(i):
-                            m.d.sync += [table["next_row"][i].eq(dest.r), table["next_addr"][i].eq(dest.addr),
-                                         table["next_write"][i].eq(is_output & w_live)]
-                dest.step(m, instr, dest_next)
-                m.d.sync += [fill_i.eq(fill_i + 1), w_pixel.eq(w_pixel + 1),
-                             w_live.eq(w_pixel + 1 < instr.samples)]
-                with m.If(fill_i == rows - 1):
-                    m.d.sync += [filling.eq(0), fill_step.eq(0)]
+            m.d.sync += [step.eq(~step) for step in fill_steps]
+        with m.If(fill_steps[0]):
+            dest.step(m, instr, dest_next)
+        with m.If(fill_steps[1]):
+            with m.Switch(fill_i):
+                for i in range(rows):
+                    with m.Case(i):
+                        m.d.sync += [table["next_row"][i].eq(dest.r), table["next_addr"][i].eq(dest.addr),
+                                     table["next_write"][i].eq(is_output & w_live)]
+            m.d.sync += [fill_i.eq(fill_i + 1), w_pixel.eq(w_pixel + 1), w_live.eq(w_pixel + 1 < instr.samples)]
+            with m.If(fill_i == rows - 1):
+                m.d.sync += [filling.eq(0), *(step.eq(0) for step in fill_steps)]
         last_tile = d_n_last & (d_m == last["m_tiles"])
         with m.If(last_row):
             with m.If(d_n_last):

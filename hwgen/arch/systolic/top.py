@@ -282,17 +282,20 @@ class SystolicTop(wiring.Component):
             act_operands.append(delayed(m, a_reg, 1, f"act_operand_word_{i}"))
             out_read.append(o_reg)
             # the host read's stage beside the bank: the requested element of its word (an accumulator, or a code
-            # sign-extended) if the request names the bank, else 0, from the bank's own registered copies of the
-            # request's bank test, target test and lane (so the banks' stages are 32 bits wide, and nothing but their
-            # OR stands between them and the answer)
-            names_bank = replica(m, self.read.payload.bank == i, f"read_bank_{i}", enable=accepting)
-            names_outputs = replica(m, self.read.payload.target == OUTPUTS, f"read_outputs_{i}", enable=accepting)
-            lane = replica(m, self.read.payload.lane, f"read_lane_{i}", enable=accepting)
-            word = data.View(out_word, Mux(names_outputs, o_reg, extended.as_value()))
-            element = select(m, lane, [word[j].as_signed() for j in range(cols)], signed(32), f"read_element_{i}")
+            # sign-extended) if the request names the bank, else 0: an AND-OR of the 2·C elements under the bank's
+            # own registered one-hot pick (request names this bank, the outputs or not, lane j), so the banks'
+            # stages are 32 bits wide, nothing but their OR stands between them and the answer, and each pick flag
+            # drives one gate per bit (a lane index decoded in front of every bit's multiplexer was the path)
+            request = self.read.payload
+            here_lane = [(request.bank == i) & (request.lane == j) for j in range(cols)]
+            pick = replica(m, Cat(*(h & (request.target == OUTPUTS) for h in here_lane),
+                                  *(h & (request.target != OUTPUTS) for h in here_lane)), f"read_pick_{i}",
+                           enable=accepting)
+            candidates = [*data.View(out_word, o_reg), *extended]
+            element = reduce(operator.or_, (Mux(pick[k], value, 0) for k, value in enumerate(candidates)))
             part = Signal(signed(32), name=f"read_part_{i}", reset_less=True)
             with m.If(reading[2]):
-                m.d.sync += part.eq(Mux(names_bank, element, 0))
+                m.d.sync += part.eq(element.as_signed())
             read_parts.append(part)
         operands = [Signal(signed(cfg.operand_bits), name=f"row{i}_operand", reset_less=True) for i in range(rows)]
         m.d.comb += [array.a[i].eq(operands[i]) for i in range(rows)]

@@ -37,7 +37,7 @@ TOP_NAME = "hwgen_systolic"
 ARCHS = ("systolic", "dataflow")
 BACKENDS = ("native", "cocotb", "axi")
 CYCLE_FORMULAS = {
-    "os": "sum over layers of (tiles - 1) * period + kp + 3*rows + cols + 3*lane_stages + 11, "
+    "os": "sum over layers of (tiles - 1) * period + kp + 4*rows + cols + 3*lane_stages + 12, "
           "period = max(kp, 2*rows + cols - 1), tiles = m_tiles * n_tiles",
     "ws": "sum over layers of rows + (folds - 1) * period + samples + rows + cols + 3*lane_stages + 13, "
           "folds = n_tiles * k_tiles, period = max(samples, 2*rows + cols - 1, 3)",

@@ -271,8 +271,8 @@ def instruction_cycles(program, samples: int, stream: bool) -> int:
                 cycles += cfg.rows + (instr["n_tiles"] * instr["k_tiles"] - 1) * instr["period"] + instr["samples"] \
                     + cfg.rows + cfg.cols + pipeline + 1
             else:
-                cycles += (instr["m_tiles"] * instr["n_tiles"] - 1) * instr["period"] + instr["kp"] + 3 * cfg.rows \
-                    + cfg.cols + pipeline
+                cycles += (instr["m_tiles"] * instr["n_tiles"] - 1) * instr["period"] + instr["kp"] + 4 * cfg.rows \
+                    + 1 + cfg.cols + pipeline
         total += repeat * cycles
     return total
 

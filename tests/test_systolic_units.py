@@ -141,7 +141,7 @@ def test_requant_lane_thresholds_negation_and_passthrough() -> None:
 
 
 def test_controller_feed_addresses_period_and_drain() -> None:
-    """One dense layer of 2×2 tiles (4 samples, K = 6, N = 6 on 2×3): R cycles of row set-up, then the feed reads
+    """One dense layer of 2×2 tiles (4 samples, K = 6, N = 6 on 2×3): 2R + 1 cycles of row set-up, then the feed reads
     k = 0..kp-1 per tile with the right bank words, starts a tile every `period` cycles, and one `captured` pulse
     drains R rows top-first with their write banks and addresses."""
     from hwgen.arch.systolic.compile import (
@@ -182,7 +182,7 @@ def test_controller_feed_addresses_period_and_drain() -> None:
 
     run(ctrl, bench)
     starts = [c for c, *_ in reads[::6]]
-    assert starts[0] == 3 + 2                                                       # fetch, latch, decode, R rows
+    assert starts[0] == 3 + 2 * 2 + 1           # fetch, latch, decode, R rows one every other cycle, the feed's start
     assert [b - a for a, b in pairwise(starts)] == [8, 8, 8]                        # period
     tile0 = [(a, b, w, lane, last) for _, a, b, w, lane, last in reads[:6]]
     assert tile0 == [(10, 10, 5, 0, 0), (10, 10, 6, 1, 0), (10, 10, 7, 2, 0), (11, 11, 8, 0, 0),

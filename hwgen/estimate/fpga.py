@@ -337,13 +337,14 @@ def _controller_pipeline_registers(cfg) -> int:
     bits = 4 * 16 + (2 * 3 + 2) * step + 3 * 2 * 16 + 1 + 2 + 1 + 2 + DECODE_COPIES + R + 17 + 2
     if cfg.dataflow == "ws":
         return bits + R * (_bits(R) + 16 + _bits(C) + 1) + 6 + 16      # row reads; fold flags, stream end
-    # drain flags, feed flags (prepping among them), the tile counters' flags and prepared n − 2; the drain walk's
-    # row index and test, its fill flags (filling, the step in two copies) and table row, its registered next values
-    # (three slot sums, row, column and position with their flags, the lattice phases and wraps) and output test;
-    # the drained rows' lanes' slot; the feed's row index and test, rows' live bits and their registered
-    # coordinates (the padding test); the columns' shift copies, capturing, the phase flags
-    next_values = 3 * (16 + _bits(R)) + 3 * 16 + 2 + 2 * (8 + 1) + 1
-    return bits + 3 + 5 + 2 * 18 + 16 + 1 + 3 + _bits(R) + next_values + _bits(cfg.slot_depth) + 16 + 1 + 2 * R \
+    # drain flags, feed flags (prepping, the walk's step and the feed's go among them), the tile counters' flags and
+    # prepared n − 2; the drain walk's row index and test, its fill flags (filling, the step in two copies) and
+    # table row, both pixel walks' registered next values (three slot sums, row, column and position with their
+    # flags; the drain's lattice phases and wraps) and the drain's output test; the drained rows' lanes' slot; the
+    # feed's row index and test, rows' live bits and their registered coordinates (the padding test); the columns'
+    # shift copies, capturing, the phase flags
+    next_values = 2 * (3 * (16 + _bits(R)) + 3 * 16 + 2) + 2 * (8 + 1) + 1
+    return bits + 3 + 7 + 2 * 18 + 16 + 1 + 3 + _bits(R) + next_values + _bits(cfg.slot_depth) + 16 + 1 + 2 * R \
         + 2 * R * 19 + C + 1 + 2
 
 

@@ -1193,13 +1193,13 @@ class Program:
 
     @cached_property
     def _cycle_constants(self) -> tuple[int, int]:
-        """What the cycle model adds per layer whatever the samples (OS ``3R + C + pipeline``, WS ``2R + C +
+        """What the cycle model adds per layer whatever the samples (OS ``4R + C + 1 + pipeline``, WS ``2R + C +
         pipeline + 1``; pipeline: the feed from controller to array, the PEs' stages, the lanes) and the WS array's
         shortest fold (:func:`ws_min_period`), in cycles: read off the configuration once per program, not once per
         prediction (an analytic point asks for one sample and for a batch)."""
         cfg = self.cfg
         pipeline = cfg.feed_latency + cfg.pe_stages + cfg.lane_latency
-        fixed = (2 * cfg.rows + 1 if cfg.dataflow == "ws" else 3 * cfg.rows) + cfg.cols + pipeline
+        fixed = (2 * cfg.rows + 1 if cfg.dataflow == "ws" else 4 * cfg.rows + 1) + cfg.cols + pipeline
         return fixed, ws_min_period(cfg.rows, cfg.cols)
 
     def _predict_cycles(self, samples: int, stream: bool) -> int:
@@ -1217,7 +1217,7 @@ class Program:
                 for pixels, folds in self._cycle_terms:
                     m_rows = chunk * pixels
                     cycles += (folds - 1) * max(m_rows, min_period) + m_rows + fixed
-            else:                   # (tiles − 1)·period + kp + 3R + C + pipeline per layer
+            else:                   # (tiles − 1)·period + kp + 4R + C + 1 + pipeline per layer
                 for walk_s, first, n_tiles, period, kp in self._cycle_terms:
                     tiles = ceil(((chunk - 1) * walk_s + first) / rows) * n_tiles
                     cycles += (tiles - 1) * period + kp + fixed

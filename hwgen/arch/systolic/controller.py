@@ -20,10 +20,11 @@ Two engines run concurrently:
 A layer ends when its last row leaves the lanes (``layer_done``); the next instruction is then fetched. Cycles
 of one run (start → done), exactly (``compile.Program.predict_cycles``)::
 
-    Σ_layers [ 3 (fetch, latch, decode) + R (rows of the first tile) + (T - 1)·period + kp (last tile's reads)
-               + L_feed + R + C - 2 + P_pe (last operands → ``captured``) + R - 1 (drain) + L_lane ] − 1 + 1 (done)
-    = Σ_layers [ (T - 1)·period + kp + 3R + C + L_feed + P_pe + L_lane ]
-    = Σ_layers [ (T - 1)·period + kp + 3R + C + 3S + 11 ]
+    Σ_layers [ 3 (fetch, latch, decode) + 2R + 1 (rows of the first tile, one every other cycle) + (T - 1)·period
+               + kp (last tile's reads) + L_feed + R + C - 2 + P_pe (last operands → ``captured``) + R - 1 (drain)
+               + L_lane ] − 1 + 1 (done)
+    = Σ_layers [ (T - 1)·period + kp + 4R + C + 1 + L_feed + P_pe + L_lane ]
+    = Σ_layers [ (T - 1)·period + kp + 4R + C + 3S + 12 ]
 
 with ``T = m_tiles · n_tiles``, ``L_feed = cfg.feed_latency = 7`` (top.py), ``P_pe = cfg.pe_stages = 2``
 (pe.py), ``L_lane = cfg.lane_latency = 3S + 2`` and ``S`` the lanes' stages. The feed pipeline delays every
@@ -279,6 +280,8 @@ class Controller(wiring.Component):
         m_index, n_index = Index("m_tile"), Index("n_tile")
         w_tile_base = Signal(16)        # w_base + n_tile * kp
         walk_i = Signal(index_range(rows))
+        walk_step = Signal()            # the pixel walk steps on this cycle (every other cycle while walking)
+        feed_go = Signal()              # the first tile's rows are walked: the feed starts on the next cycle
         # flags registered for the cycle they gate (a 16-bit compare in front of a walker's enable is too slow):
         # ``feeding`` ≡ the feed runs (the state is FEED, the first tile's rows walked), ``issuing`` ≡ it reads (k <
         # kp), ``walking`` ≡ an M tile's rows are walked (the first one's, or the next one's: n_tile = 0, count < R;
@@ -338,8 +341,8 @@ class Controller(wiring.Component):
             m.d.comb += self.row_valid[i].eq((y_r >= 0) & (y_r <= instr.lim_y) & (x_r >= 0) & (x_r <= instr.lim_x))
 
         count_cycles(m, self)
-        # the layer starts with the first M tile's rows (``prepping``: walked into the current rows, one per cycle,
-        # then the feed starts), set with ``walking`` as the FSM enters FEED
+        # the layer starts with the first M tile's rows (``prepping``: walked into the current rows, one every other
+        # cycle, then the feed starts), set with ``walking`` as the FSM enters FEED
         prepping = Signal()
         sequencer = Sequencer(self, layer, "FEED", enter=(prepping.eq(1), walking.eq(1)))
         with m.FSM():
@@ -349,8 +352,9 @@ class Controller(wiring.Component):
                     m.next = "WAIT"
         sequencer.decode(m, [
             k.eq(0), count.eq(0), *m_index.start(instr.m_tiles), *n_index.start(instr.n_tiles),
-            *m_index.prepare(instr.m_tiles), *n_index.prepare(instr.n_tiles), walk_i.eq(0), tile_end.eq(0),
-            w_tile_base.eq(instr.w_base), d_m.eq(0), d_n.eq(0), d_slot.eq(instr.slot_base), d_n_first.eq(1),
+            *m_index.prepare(instr.m_tiles), *n_index.prepare(instr.n_tiles), walk_i.eq(0), walk_step.eq(0),
+            feed_go.eq(0), tile_end.eq(0), w_tile_base.eq(instr.w_base), d_m.eq(0), d_n.eq(0), d_slot.eq(instr.slot_base),
+            d_n_first.eq(1),
             d_n_last.eq(instr.n_tiles == 1), w_pixel.eq(0), w_live.eq(1), filling.eq(1),
             *(step.eq(0) for step in fill_steps), fill_i.eq(0), f_pixel.eq(0), f_live.eq(1), *features.start(instr),
             *features.prepare(instr, instr.kp_words), *pixels.start(instr, instr.in_base),
@@ -377,22 +381,31 @@ class Controller(wiring.Component):
             with m.If(k == last["kp"]):
                 m.d.sync += issuing.eq(0)
             features.step(m, instr)
-        # the rows of an M tile: the first one's before the feed starts, the next one's during this one's first tile
+        # the rows of an M tile: the first one's before the feed starts, the next one's during this one's first
+        # tile; a row every other cycle (walk_step), the walk stepping with its next values registered the cycle
+        # before (walk.PixelWalk.registered_next: an adder in front of its registers was the controller's path)
+        pixels_next = pixels.registered_next(m, instr)
         with m.If(walking):
+            m.d.sync += walk_step.eq(~walk_step)
+        with m.If(walk_step):
             with m.If(prepping):
                 capture(walk_i, "cur")
             with m.Else():
                 capture(walk_i, "next")
-            pixels.step(m, instr)
+            pixels.step(m, instr, pixels_next)
             m.d.sync += walk_i.eq(walk_i + 1)
             with m.If(walk_i == rows - 1):
-                m.d.sync += [walk_i.eq(0), walking.eq(prepping), prepping.eq(0)]
-                with m.If(prepping):
-                    m.d.sync += [feeding.eq(1), issuing.eq(1)]
+                m.d.sync += [walk_i.eq(0), walking.eq(prepping), prepping.eq(0), feed_go.eq(prepping)]
+        # the feed starts two cycles after the first rows' last step, with the next rows' first step (so their walk
+        # of 2R - 1 cycles ends within the tile's period ≥ 2R)
+        with m.If(feed_go):
+            m.d.sync += [feed_go.eq(0), feeding.eq(1), issuing.eq(1)]
         with m.If(tile_end):                    # (period ≥ 2R + C - 1 ≥ 2: never right after a start)
             m.d.sync += [count.eq(0), tile_end.eq(0), k.eq(0), issuing.eq(~feed_last_tile), *features.start(instr)]
             with m.If(n_index.last):
-                m.d.sync += [*n_index.restart(), w_tile_base.eq(instr.w_base), walking.eq(~m_index.last)]
+                # (the next rows' walk starts stepping at once: its registered next values are the present ones)
+                m.d.sync += [*n_index.restart(), w_tile_base.eq(instr.w_base), walking.eq(~m_index.last),
+                             walk_step.eq(~m_index.last)]
                 with m.If(m_index.last):
                     m.d.sync += feeding.eq(0)
                 with m.Else():

@@ -478,11 +478,11 @@ def systolic_components(cfg) -> list[Component]:
     accumulators = _accumulators(C, cfg.acc_depth, acc, pool) if ws else None
     stream_in = _STREAM_IN
     # its walk, issuing and done, the address, read, word and stage stages' flags, banks and last flags, the beat
-    # register (flag, last, the stage chosen); the skid register (its flag, the banks' copies of it, the beat it
-    # holds) and its multiplexer; every bank's stream stage (its word as results, the codes sign-extended or the
-    # accumulators as its copy of passthrough says)
+    # register (flag, last, the stage chosen); the skid register (its flag, the banks' and the walk's copies of it,
+    # the beat it holds) and its multiplexer; every bank's stream stage (its word as results, the codes
+    # sign-extended or the accumulators as its copy of passthrough says)
     stream_out = Component("stream_out", reg=_STREAM_WALK_REGISTERS + 2 + 4 * (2 + row_index) + 2 + C * acc
-                           + 1 + R + 1 + C * acc + R * (C * acc + 1), add=_STREAM_WALK_ADDERS,
+                           + 1 + R + 1 + 1 + C * acc + R * (C * acc + 1), add=_STREAM_WALK_ADDERS,
                            cmp=_STREAM_WALK_COMPARES, mux=(R - 1) * C * acc + R * C * acc + C * acc + 1, logic=8)
     reset = _RESET
     feed = Component("feed_pipeline", reg=_feed_registers(cfg, slot_bits, meta_bits))

@@ -139,8 +139,9 @@ class StreamOut(wiring.Component):
         m = Module()
         cfg = self.cfg
         ready = self.y.ready
-        # the skid register holds a beat (y refused it), in a copy per bank too: the stages move while it is empty
-        skid, skid_copies = Signal(), copies("y_skid", cfg.rows)
+        # the skid register holds a beat (y refused it), in a copy per bank and one for the walk too: the stages move
+        # while it is empty
+        skid, *skid_copies, walk_skid = Signal(), *copies("y_skid", cfg.rows + 1)
         advance = ~skid
         addressed = Signal()                              # the address registers hold a word's address
         fetched = Signal()                                # the memories' outputs hold a word
@@ -150,14 +151,15 @@ class StreamOut(wiring.Component):
         beat_payload = Signal.like(self.y.payload)
         skid_payload = Signal.like(self.y.payload)
 
-        def set_skid(value):                              # the skid flag and every bank's copy of it
-            return [skid.eq(value), *(c.eq(value) for c in skid_copies)]
+        def set_skid(value):                              # the skid flag and every copy of it
+            return [skid.eq(value), *(c.eq(value) for c in (*skid_copies, walk_skid))]
 
-        # beats remain to be addressed: a register, set by ``start`` as ``run`` rises, so the walk's enables read
-        # two flip-flops (an enable decoded from ``run`` and a flag in front of every walk register was the path)
+        # beats remain to be addressed: a register, set by ``start`` as ``run`` rises; the walk restarts while it is
+        # low and steps while it is high and the walk's copy of the skid flag is low, so its enables read its own
+        # flip-flops (an enable decoded from ``run``, a controller register, in front of the walk was the path)
         issuing = Signal()
-        issue = issuing & advance
-        bank, addr, last_word, last_sample = _walk(m, cfg, self.run, issue, self.base, self.stride, self.words,
+        issue = issuing & ~walk_skid
+        bank, addr, last_word, last_sample = _walk(m, cfg, issuing, issue, self.base, self.stride, self.words,
                                                    self.samples)
         address_bank, address_last = Signal.like(bank), Signal()
         fetch_bank, fetch_last, word_bank, word_last = Signal.like(bank), Signal(), Signal.like(bank), Signal()

@@ -171,7 +171,8 @@ def test_controller_feed_addresses_period_and_drain() -> None:
         slot = None
         for cycle in range(44):
             if ctx.get(ctrl.feed_valid):
-                reads.append((cycle, ctx.get(ctrl.bank_addr[0]), ctx.get(ctrl.bank_addr[1]),
+                offset = ctx.get(ctrl.bank_offset)
+                reads.append((cycle, ctx.get(ctrl.bank_base[0]) + offset, ctx.get(ctrl.bank_base[1]) + offset,
                               ctx.get(ctrl.weight_addr), ctx.get(ctrl.feed_lane), ctx.get(ctrl.feed_last)))
             ctx.set(ctrl.capturing, cycle == 33)             # `captured` at cycle 34
             if slot is not None:                             # a row's meta comes a cycle after it (its slot)

@@ -316,8 +316,9 @@ def _feed_registers(cfg, slot_bits: int, meta_bits: int) -> int:
         bits += R * (row * (L - 3) + (col + 1) * (L - 2)) + 2 * L - 1       # row selects; commit, weight shift
         bits += 4 * lag - 2 + acc_addr * (2 * lag - 1) + C * acc + slot_bits * lag + meta_bits * (lag + 1)
     else:
-        # rotate and lane (their last registers one per row), row valid; valid, last
-        bits += row * (L - 3 + R) + col * (L - 2 + R) + R * (L - 2) + 2 * L
+        # each bank's copy of the kernel walk's offset; rotate and lane (their last registers one per row), row
+        # valid; valid, last
+        bits += R * act_addr + row * (L - 3 + R) + col * (L - 2 + R) + R * (L - 2) + 2 * L
     return bits
 
 
@@ -468,8 +469,9 @@ def systolic_components(cfg) -> list[Component]:
     # address walkers (walk.py): the kernel walk and two pixel walks (feed, drain), ~10 16-bit registers each; OS:
     # the drain's tables of the current and the next M tile's rows (bank row, word address, written)
     walkers = 16 * 30 + (2 * R * (row_index + 16 + 1) if not ws else 0)
-    # per row: its pixel (OS: address, x, y) or feature (WS: offsets, word, lane, coordinates), double-buffered
-    row_bits = 48 if not ws else 16 * 2 + 2 * row_index + col_index + 36 + 1
+    # per row: its pixel (OS: address, address + kp_words, x, y) or feature (WS: offsets, word, lane, coordinates),
+    # double-buffered
+    row_bits = 64 if not ws else 16 * 2 + 2 * row_index + col_index + 36 + 1
     ctrl_reg = latched + counters + walkers + 2 * R * row_bits + _bits(cfg.prog_depth) + 8
     ctrl_add = counters + walkers + R * (16 + (36 + 2 * row_index if ws else 32))
     controller = Component("controller", reg=ctrl_reg, add=ctrl_add, cmp=6 * 16 + R * 4 * 18,

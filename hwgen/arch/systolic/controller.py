@@ -253,7 +253,9 @@ class Controller(wiring.Component):
         slot_bits = max(1, (cfg.slot_depth - 1).bit_length())
         super().__init__({
             **controller_members(cfg),
-            "bank_addr": Out(data.ArrayLayout(unsigned(16), cfg.rows)), "weight_addr": Out(unsigned(16)),
+            # bank b's read address is bank_base[b] + bank_offset (added beside the bank, a cycle later: top.py)
+            "bank_base": Out(data.ArrayLayout(unsigned(16), cfg.rows)), "bank_offset": Out(unsigned(16)),
+            "weight_addr": Out(unsigned(16)),
             "bank_read": Out(data.ArrayLayout(unsigned(1), cfg.rows)),  # bank b's read enable (its data is used)
             "feed_valid": Out(1), "feed_last": Out(1), "feed_lane": Out(index_range(cfg.cols)),
             "feed_rotate": Out(index_range(cfg.rows)),                  # row i reads bank (i + rotate) mod R
@@ -291,9 +293,10 @@ class Controller(wiring.Component):
         feed_last_tile = n_index.last & m_index.last
         features = FeatureWalk(cfg)
         pixels = PixelWalk(rows, "in")
-        # every row's pixel (its slot's word address and coordinates): this M tile's, and the next one's
+        # every row's pixel (its slot's word address, that + kp_words, and coordinates): this M tile's, and the next
+        # one's
         row_regs = {f"{tile}_{what}": [Signal(16, name=f"{tile}_row{i}_{what}") for i in range(rows)]
-                    for tile in ("cur", "next") for what in ("addr", "x", "y")}
+                    for tile in ("cur", "next") for what in ("addr", "wrapped", "x", "y")}
         # … and whether it is a pixel of the batch (a last M tile's rows beyond it read words nothing uses)
         row_live = {tile: [Signal(name=f"{tile}_row{i}_live") for i in range(rows)] for tile in ("cur", "next")}
         f_pixel = Signal(16)            # the walk's index of the row captured next
@@ -305,6 +308,7 @@ class Controller(wiring.Component):
                 for i in range(rows):
                     with m.Case(i):
                         m.d.sync += [row_regs[f"{tile}_addr"][i].eq(pixels.addr),
+                                     row_regs[f"{tile}_wrapped"][i].eq(pixels.addr + instr.kp_words),
                                      row_regs[f"{tile}_x"][i].eq(pixels.x), row_regs[f"{tile}_y"][i].eq(pixels.y),
                                      row_live[tile][i].eq(f_live)]
             m.d.sync += [f_pixel.eq(f_pixel + 1), f_live.eq(f_pixel + 1 < instr.samples)]
@@ -367,15 +371,15 @@ class Controller(wiring.Component):
                      self.feed_lane.eq(features.lane), self.weight_addr.eq(w_tile_base + k),
                      self.feed_rotate.eq(features.d_r)]
         # row i reads its pixel's slot + δ: bank (i + d_r) mod R; bank b serves row (b - d_r) mod R, one group of R
-        # slots further on when b < d_r
-        word = features.d_words + features.word
+        # slots further on when b < d_r (the row's address + kp_words, kept beside it: no adder behind the select)
+        m.d.comb += self.bank_offset.eq(features.d_words + features.word)
         for b in range(rows):
-            base = select(m, features.d_r, [row_regs["cur_addr"][(b - rv) % rows] for rv in range(rows)],
-                          unsigned(16), f"bank{b}_row_addr")
-            wraps = Mux(b < features.d_r, instr.kp_words, 0) if b < rows - 1 else 0    # (d_r < R)
-            live = select(m, features.d_r, [row_live["cur"][(b - rv) % rows] for rv in range(rows)],
-                          unsigned(1), f"bank{b}_live")           # read for a pixel of the batch
-            m.d.comb += [self.bank_addr[b].eq(base + word + wraps), self.bank_read[b].eq(issuing & live)]
+            rows_of = [(b - rv) % rows for rv in range(rows)]
+            base = select(m, features.d_r, [row_regs["cur_wrapped" if b < rv else "cur_addr"][i]
+                                            for rv, i in enumerate(rows_of)], unsigned(16), f"bank{b}_row_addr")
+            live = select(m, features.d_r, [row_live["cur"][i] for i in rows_of], unsigned(1),
+                          f"bank{b}_live")                        # read for a pixel of the batch
+            m.d.comb += [self.bank_base[b].eq(base), self.bank_read[b].eq(issuing & live)]
         with m.If(issuing):
             m.d.sync += k.eq(k + 1)
             with m.If(k == last["kp"]):
@@ -411,7 +415,7 @@ class Controller(wiring.Component):
                 with m.Else():
                     m.d.sync += [*m_index.advance(),
                                  *(row_regs[f"cur_{what}"][i].eq(row_regs[f"next_{what}"][i])
-                                   for what in ("addr", "x", "y") for i in range(rows)),
+                                   for what in ("addr", "wrapped", "x", "y") for i in range(rows)),
                                  *(row_live["cur"][i].eq(row_live["next"][i]) for i in range(rows))]
             with m.Else():
                 m.d.sync += [*n_index.advance(), w_tile_base.eq(w_tile_base + instr.kp)]

@@ -156,7 +156,8 @@ class SystolicTop(wiring.Component):
         # outputs registered (nothing but routing after a block RAM's slow clock-to-output), each row's bank word
         # chosen and registered, the operands formed (lane select, − zx) and registered; the weights take the same
         # path without the selects
-        bank_addr = delayed(m, ctrl.bank_addr, 1, "bank_addr")
+        # (OS: each row's base address, and the kernel walk's offset added beside each bank from its own copy)
+        bank_addr = delayed(m, ctrl.bank_addr if ws else ctrl.bank_base, 1, "bank_addr")
         bank_read = delayed(m, ctrl.bank_read, 2, "bank_read", False)      # with the banks' address registers
         weight_addr = delayed(m, ctrl.weight_addr, 1, "weight_addr")
         if ws:
@@ -246,7 +247,8 @@ class SystolicTop(wiring.Component):
             # (not the inverse of a hold: the block RAMs' output registers, which the word registers become,
             # have no inverted enable)
             moving = Mux(bank_streaming, advance, 1)
-            a_raddr = replica(m, Mux(streaming_out, s_out.addr, Mux(ctrl.busy, bank_addr[i], self.read.payload.addr)),
+            feed_addr = bank_addr[i] if ws else (bank_addr[i] + replica(m, ctrl.bank_offset, f"bank_offset_{i}"))[:16]
+            a_raddr = replica(m, Mux(streaming_out, s_out.addr, Mux(ctrl.busy, feed_addr, self.read.payload.addr)),
                               f"act_read_addr_{i}", enable=moving)
             o_raddr = replica(m, Mux(streaming_out, s_out.addr, self.read.payload.addr), f"out_read_addr_{i}",
                               enable=moving)

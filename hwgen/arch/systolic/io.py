@@ -114,7 +114,8 @@ class StreamOut(wiring.Component):
     the banks' stream stages (``stages``: the word as results, beside the bank, so the choice of the activation or
     output word is not in front of the R:1 select) and the beat register (the stage of the sample's bank, chosen
     among the R banks': the beat on ``y`` comes from a register, not from a multiplexer across the device). The
-    walk steps on a register (``issuing``, set by ``start`` a cycle ahead of ``run``). The stages move together, on a
+    walk restarts while a register is low and steps while it is high (``issuing``: set by ``start`` a cycle ahead of
+    ``run``, cleared by the last address or by ``run`` low). The stages move together, on a
     register: a skid register behind them takes the beat that ``y`` refuses (``y.ready`` low), and while it holds
     one the stages stand still, so every word keeps its place. ``y.ready`` reaches that register and ``done`` alone,
     not the walk's and the banks' enables (the handshake in front of them all was the critical path); with ``y``
@@ -169,8 +170,8 @@ class StreamOut(wiring.Component):
         # and nothing is behind it
         ends = ~issuing & ~addressed & ~fetched & ~worded & ~staged & Mux(skid, ready & ~beat, ~beat | ready)
         with m.If(~self.run):
-            m.d.sync += [addressed.eq(0), fetched.eq(0), worded.eq(0), staged.eq(0), beat.eq(0), *set_skid(0),
-                         self.done.eq(0)]
+            m.d.sync += [issuing.eq(0), addressed.eq(0), fetched.eq(0), worded.eq(0), staged.eq(0), beat.eq(0),
+                         *set_skid(0), self.done.eq(0)]
         with m.Else():
             m.d.sync += set_skid(~ready & (skid | beat))  # y refuses the beat it offers: the skid takes it
             with m.If(ends):

@@ -146,9 +146,10 @@ class Sequencer:
     read into ``ctrl.instr`` (a register straight behind the memory: nothing else may follow a block RAM's slow
     clock-to-output); DECODE makes the caller's per-layer assignments (from ``ctrl.instr``, including the walkers'
     start values and per-layer step constants) and enters ``first_state`` (making the caller's ``enter``
-    assignments: flags that stand for the state), through INPUT when the instruction streams its samples in; WAIT holds until the layer's last result leaves the lanes, then fetches the next
-    instruction, or (a segment's last layer) goes through OUTPUT when it streams results out and then repeats the
-    segment, goes on to the next one or finishes the run. (Each controller also counts ``cycles`` while ``busy``,
+    assignments: flags that stand for the state), through INPUT when the instruction streams its samples in; WAIT
+    holds until the layer's last result leaves the lanes, then fetches the next instruction, or (a segment's last
+    layer) goes through OUTPUT when it streams results out and then repeats the segment, goes on to the next one or
+    finishes the run. (Each controller also counts ``cycles`` while ``busy``,
     outside its FSM: :func:`count_cycles`.)
 
     Nothing but the FSM's own transitions decodes its state. The per-layer loads (hundreds of flip-flops) are
@@ -357,9 +358,9 @@ class Controller(wiring.Component):
         sequencer.decode(m, [
             k.eq(0), count.eq(0), *m_index.start(instr.m_tiles), *n_index.start(instr.n_tiles),
             *m_index.prepare(instr.m_tiles), *n_index.prepare(instr.n_tiles), walk_i.eq(0), walk_step.eq(0),
-            feed_go.eq(0), tile_end.eq(0), w_tile_base.eq(instr.w_base), d_m.eq(0), d_n.eq(0), d_slot.eq(instr.slot_base),
-            d_n_first.eq(1),
-            d_n_last.eq(instr.n_tiles == 1), w_pixel.eq(0), w_live.eq(1), filling.eq(1),
+            feed_go.eq(0), tile_end.eq(0), w_tile_base.eq(instr.w_base), d_m.eq(0), d_n.eq(0),
+            d_slot.eq(instr.slot_base), d_n_first.eq(1), d_n_last.eq(instr.n_tiles == 1), w_pixel.eq(0), w_live.eq(1),
+            filling.eq(1),
             *(step.eq(0) for step in fill_steps), fill_i.eq(0), f_pixel.eq(0), f_live.eq(1), *features.start(instr),
             *features.prepare(instr, instr.kp_words), *pixels.start(instr, instr.in_base),
             *pixels.prepare(instr, instr.kp_words), *dest.start(instr, instr.out_base),

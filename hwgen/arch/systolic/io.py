@@ -15,9 +15,9 @@ on a sample's final beat. Timing with an always-valid input and an always-ready 
 cycle and raises ``done`` on the cycle after the last transfer (``x_beats + 1`` cycles); StreamOut addresses in the
 first cycle (the banks' address registers), reads in the second, the banks' word registers take the word in the
 third, their stream stages in the fourth, the beat register the bank's stage in the fifth, then it transfers one
-beat per cycle, ``done`` on the cycle after the last (``y_beats + 6`` cycles). Both
-``done`` are registers: the controller's state follows them, and a ``done`` decoded from the handshake in front of
-its state register was the controller's critical path. Both honour backpressure (valid/ready) and restart from their first beat whenever
+beat per cycle, ``done`` on the cycle after the last (``y_beats + 6`` cycles). Both ``done`` are registers: the
+controller's state follows them, and a ``done`` decoded from the handshake in front of its state register was the
+controller's critical path. Both honour backpressure (valid/ready) and restart from their first beat whenever
 ``run`` is low.
 """
 from __future__ import annotations

@@ -479,7 +479,7 @@ def systolic_components(cfg) -> list[Component]:
                            logic=64 + (R * R * 16 if ws else 0), paths=_CONTROLLER_PATHS)
     accumulators = _accumulators(C, cfg.acc_depth, acc, pool) if ws else None
     stream_in = _STREAM_IN
-    # its walk, issuing and done, the address, read, word and stage stages' flags, banks and last flags, the beat
+    # its walk, issuing and done, the address, read, word and stream stages' flags, banks and last flags, the beat
     # register (flag, last, the stage chosen); the skid register (its flag, the banks' and the walk's copies of it,
     # the beat it holds) and its multiplexer; every bank's stream stage (its word as results, the codes
     # sign-extended or the accumulators as its copy of passthrough says)

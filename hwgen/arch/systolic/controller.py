@@ -53,7 +53,7 @@ the same address generation, padding, drain and cycle formula. ``pool_max`` swit
 """
 from __future__ import annotations
 
-from amaranth import Module, Mux, Signal, signed, unsigned
+from amaranth import Module, Signal, signed, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 

@@ -326,18 +326,18 @@ def _controller_pipeline_registers(cfg) -> int:
     """Controller flip-flops for speed (controller.py, ws_controller.py, walk.py): the loop bounds' last indices
     and the walkers' per-layer step constants prepared in DECODE (a step is words, words + stride, dr and R - dr);
     the streaming flags, the layer's end (a copy of the lanes' output flags, beside it) and the drain walk's
-    lattice-phase zero flags; the sequencer's DECODE flag copies, ``busy`` copies per activation bank, ``repeat −
-    1`` and the run's end flags; OS: the drain's state and the feed's flags registered ahead, the drain walk's fill
+    lattice-phase zero flags; the sequencer's DECODE flag copies, ``busy`` copies per activation bank and the
+    cycle counter's, ``repeat − 1`` and the run's end flags; OS: the drain's state and the feed's flags registered ahead, the drain walk's fill
     state, whether each row is a pixel of the batch, each array column's copy of the drain's shift, the copy of the
     array's capturing; WS: each row's registered read (bank, address, lane, valid)."""
     R, C = cfg.rows, cfg.cols
     step = 16 + 16 + _bits(R) + _bits(R + 1)
     # last indices; the steps and last indices of the pixel walks (×2) and the feature walk; the repeat test; the
     # streaming flags, the layer's end, the phase flags; the sequencer's DECODE flag copies, its busy copies (one
-    # per activation bank), repeat − 1 (17 bits) and its two end flags
-    bits = 4 * 16 + (2 * 3 + 2) * step + 3 * 2 * 16 + 1 + 2 + 1 + 2 + DECODE_COPIES + R + 17 + 2
+    # per activation bank, the cycle counter's), repeat − 1 (17 bits) and its two end flags
+    bits = 4 * 16 + (2 * 3 + 2) * step + 3 * 2 * 16 + 1 + 2 + 1 + 2 + DECODE_COPIES + R + 1 + 17 + 2
     if cfg.dataflow == "ws":
-        return bits + R * (_bits(R) + 16 + _bits(C) + 1) + 6 + 16      # row reads; fold flags, stream end
+        return bits + R * (_bits(R) + 16 + _bits(C) + 1) + 7 + 16      # row reads; fold and wrap flags, stream end
     # drain flags, feed flags (prepping, the walk's step and the feed's go among them), the tile counters' flags and
     # prepared n − 2; the drain walk's row index and test, its fill flags (filling, the step in two copies) and
     # table row, both pixel walks' registered next values (three slot sums, row, column and position with their
@@ -458,11 +458,11 @@ def systolic_components(cfg) -> list[Component]:
     chunks = -(-instr // 32)
     program = Component("program", mems=[Mem(cfg.prog_depth, 32 * chunks, group=32, shape="sdpx", used=used)],
                         logic=chunks, reg=chunks)                   # the chunks' registered write enables
-    # the request's five stages, each bank's one-hot pick (this bank, outputs or not, lane j: 2·C flags) and its
-    # masked element (an AND-OR of the 2·C candidates, an accumulator or a code sign-extended, or 0), the ORed
-    # element, the answer; the stored load (weight and lane writes)
-    host = Component("host_read", reg=5 + R * (2 * C + 32) + 32 + 33 + 64,
-                     mux=R * (2 * C - 1) * acc, logic=16 + 2 * R * C + (R - 1) * 32)
+    # the request's six stages, each bank's one-hot pick (this bank, outputs or not, lane j: 2·C flags), its
+    # masked halves (AND-ORs of the C accumulators and of the C codes, or 0) and their OR (the code sign-extended),
+    # the ORed element, the answer; the stored load (weight and lane writes)
+    host = Component("host_read", reg=6 + R * (2 * C + acc + sb + 32) + 32 + 33 + 64,
+                     mux=R * (C - 1) * (acc + sb), logic=16 + 2 * R * C + R * acc + (R - 1) * 32)
     S, F = cfg.lane_stages, cfg.fixed_steps
     lane = _requant_lanes(C, S, B, tb, acc, cfg.slot_depth, F, cfg.fixed_bits, sb)
     counters = 16 * 10 + 32 if not ws else 16 * 9 + 32

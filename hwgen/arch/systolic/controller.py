@@ -129,15 +129,6 @@ def last_indices(instr, names) -> tuple[dict, list]:
     return last, [last[name].eq(getattr(instr, name) - 1) for name in names]
 
 
-def count_cycles(m: Module, ctrl: wiring.Component) -> None:
-    """``cycles``: counted while ``busy``, cleared by ``start`` while idle (≡ the state is IDLE), outside the FSM:
-    its 32 flip-flops' inputs read two registers and a port, not a decode of the state."""
-    with m.If(ctrl.busy):
-        m.d.sync += ctrl.cycles.eq(ctrl.cycles + 1)
-    with m.Elif(ctrl.start):
-        m.d.sync += ctrl.cycles.eq(0)
-
-
 class Sequencer:
     """The program sequence both controllers share: the FSM states (:meth:`states`, inside ``with m.FSM():``) and,
     after the FSM, the per-layer loads and the run's ``busy`` / ``done`` (:meth:`decode`).
@@ -149,15 +140,15 @@ class Sequencer:
     assignments: flags that stand for the state), through INPUT when the instruction streams its samples in; WAIT
     holds until the layer's last result leaves the lanes, then fetches the next instruction, or (a segment's last
     layer) goes through OUTPUT when it streams results out and then repeats the segment, goes on to the next one or
-    finishes the run. (Each controller also counts ``cycles`` while ``busy``,
-    outside its FSM: :func:`count_cycles`.)
+    finishes the run. (:meth:`decode` also counts ``cycles`` while ``busy``, outside the FSM.)
 
     Nothing but the FSM's own transitions decodes its state. The per-layer loads (hundreds of flip-flops) are
     enabled by registered copies of "the state is DECODE" (set in LATCH), each loading a share of them; the
     streaming flags are registers set and cleared with the state; ``busy`` and ``done`` fall on the run's last
     ``layer_done`` or ``stream_out_done`` (each arrives only in WAIT / OUTPUT), gated by flags registered from the
     instruction and the chunk count (a step per cycle), and rise on ``start`` while not ``busy`` (≡ IDLE);
-    ``bank_busy`` are exact copies of ``busy``, one per activation bank (a host write's decode beside the bank).
+    ``bank_busy`` are exact copies of ``busy``, one per activation bank (a host write's decode beside the bank), and
+    one more enables the cycle counter (``busy``'s loads span the device).
 
     Cycles each chunk adds when streaming: ``x_beats + 1`` (INPUT: one beat per cycle, the state ends on the cycle
     after the last transfer) + ``y_beats + 6`` (OUTPUT: the address registers, the read, the word registers, the
@@ -174,7 +165,8 @@ class Sequencer:
         self.repeat_last = Signal(range(-1, 1 << 16))
         self.more_chunks, self.finishes, self.done_at_wait = Signal(), Signal(), Signal()
         self.decoding = copies("decoding", DECODE_COPIES)
-        self.busy = [ctrl.busy, *copies("busy", len(ctrl.bank_busy))]      # busy and its exact copies
+        # busy and its exact copies: the banks', then the cycle counter's
+        self.busy = [ctrl.busy, *copies("busy", len(ctrl.bank_busy) + 1)]
 
     def _end_of_segment(self, m: Module) -> None:
         instr, layer, chunk = self.ctrl.instr, self.layer, self.chunk
@@ -231,7 +223,9 @@ class Sequencer:
     def decode(self, m: Module, latch: list) -> None:
         """After the FSM: the caller's per-layer assignments ``latch`` in DECODE, in :data:`DECODE_COPIES` shares
         of consecutive assignments (a walker's stay together), each under its own copy of the DECODE flag; then
-        ``busy`` and ``done``."""
+        ``busy`` and ``done``; ``cycles``, counted while ``busy``, cleared by ``start`` while idle (≡ the state is
+        IDLE): its 32 flip-flops' inputs read a copy of ``busy`` of their own and a port, not a decode of the
+        state."""
         share = -(-len(latch) // len(self.decoding))
         for k, flag in enumerate(self.decoding):
             with m.If(flag):
@@ -246,6 +240,10 @@ class Sequencer:
         with m.Elif(ctrl.start & ~ctrl.busy):
             m.d.sync += [*(busy.eq(1) for busy in self.busy), ctrl.done.eq(0)]
         m.d.comb += [port.eq(busy) for port, busy in zip(ctrl.bank_busy, self.busy[1:])]
+        with m.If(self.busy[-1]):
+            m.d.sync += ctrl.cycles.eq(ctrl.cycles + 1)
+        with m.Elif(ctrl.start):
+            m.d.sync += ctrl.cycles.eq(0)
 
 
 class Controller(wiring.Component):
@@ -345,7 +343,6 @@ class Controller(wiring.Component):
             m.d.sync += [y_r.eq(y), x_r.eq(x)]
             m.d.comb += self.row_valid[i].eq((y_r >= 0) & (y_r <= instr.lim_y) & (x_r >= 0) & (x_r <= instr.lim_x))
 
-        count_cycles(m, self)
         # the layer starts with the first M tile's rows (``prepping``: walked into the current rows, one every other
         # cycle, then the feed starts), set with ``walking`` as the FSM enters FEED
         prepping = Signal()

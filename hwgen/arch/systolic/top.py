@@ -140,11 +140,11 @@ class SystolicTop(wiring.Component):
                      prog_wr.addr.eq(stored_load.addr), prog_wr.data.eq(stored_load.data.replicate(INSTRUCTION_CHUNKS)),
                      prog_wr.en.eq(delayed(m, program_write, 1, "program_write_en"))]
 
-        # ---- read requests (idle only): one outstanding, answered six cycles later: the banks' address
-        # registers, the memory read, its output register, each bank's requested element masked by its own
-        # registered test of the request (is it this bank, which target, which lane) beside the bank, the masked
-        # elements ORed, then the answer
-        reading = [Signal(name=f"read_stage{k}") for k in range(5)]
+        # ---- read requests (idle only): one outstanding, answered seven cycles later: the banks' address
+        # registers, the memory read, its output register, each bank's requested output and code masked by its own
+        # registered test of the request (is it this bank, which target, which lane) beside the bank, the two ORed
+        # (the code sign-extended), the banks' elements ORed, then the answer
+        reading = [Signal(name=f"read_stage{k}") for k in range(6)]
         m.d.comb += self.read.ready.eq(idle & ~self.rdata.valid & ~Cat(*reading).any())
         accepting = self.read.valid & self.read.ready
         m.d.sync += [now.eq(before) for before, now in zip([accepting, *reading], reading)]
@@ -275,7 +275,7 @@ class SystolicTop(wiring.Component):
             # the bank's stream stage: its word as StreamOut's results (the output word, or the activation word's
             # codes sign-extended), loaded as the bank's word register is while streaming
             stage = Signal(out_word, name=f"stream_word_{i}", reset_less=True)
-            codes, extended = data.View(act_word, a_reg), Signal(out_word, name=f"read_codes_{i}")
+            codes, extended = data.View(act_word, a_reg), Signal(out_word, name=f"stream_codes_{i}")
             m.d.comb += [extended[j].eq(codes[j].as_signed()) for j in range(cols)]
             with m.If(bank_streaming & advance):
                 m.d.sync += stage.eq(Mux(replica(m, instr.passthrough, f"stream_passthrough_{i}"), o_reg, extended))
@@ -283,21 +283,28 @@ class SystolicTop(wiring.Component):
             act_read.append(a_reg)
             act_operands.append(delayed(m, a_reg, 1, f"act_operand_word_{i}"))
             out_read.append(o_reg)
-            # the host read's stage beside the bank: the requested element of its word (an accumulator, or a code
-            # sign-extended) if the request names the bank, else 0: an AND-OR of the 2·C elements under the bank's
-            # own registered one-hot pick (request names this bank, the outputs or not, lane j), so the banks'
-            # stages are 32 bits wide, nothing but their OR stands between them and the answer, and each pick flag
-            # drives one gate per bit (a lane index decoded in front of every bit's multiplexer was the path)
+            # the host read's stages beside the bank: the requested element of its word (an accumulator, or a code
+            # sign-extended) if the request names the bank, else 0. Each half (the C accumulators, the C codes) is an
+            # AND-OR under the bank's own registered one-hot pick (request names this bank, the outputs or not, lane
+            # j), registered, then the halves ORed with the code sign-extended behind its register: nothing but a
+            # C-input AND-OR follows a block RAM's output, each pick flag drives one gate per bit, and the banks'
+            # elements are 32 bits wide with nothing but their OR between them and the answer (the sign extension's
+            # fan-out in front of a register, and a 2·C-input AND-OR, were the 8×8 array's critical path)
             request = self.read.payload
             here_lane = [(request.bank == i) & (request.lane == j) for j in range(cols)]
             pick = replica(m, Cat(*(h & (request.target == OUTPUTS) for h in here_lane),
                                   *(h & (request.target != OUTPUTS) for h in here_lane)), f"read_pick_{i}",
                            enable=accepting)
-            candidates = [*data.View(out_word, o_reg), *extended]
-            element = reduce(operator.or_, (Mux(pick[k], value, 0) for k, value in enumerate(candidates)))
+            halves = []
+            for half, candidates in enumerate((data.View(out_word, o_reg), codes)):
+                picked = Signal.like(candidates[0], name=f"read_{('output', 'code')[half]}_{i}", reset_less=True)
+                with m.If(reading[2]):
+                    m.d.sync += picked.eq(reduce(operator.or_, (Mux(pick[half * cols + j], value, 0)
+                                                                for j, value in enumerate(candidates))))
+                halves.append(picked)
             part = Signal(signed(32), name=f"read_part_{i}", reset_less=True)
-            with m.If(reading[2]):
-                m.d.sync += part.eq(element.as_signed())
+            with m.If(reading[3]):
+                m.d.sync += part.eq(halves[0].as_signed() | halves[1].as_signed())
             read_parts.append(part)
         operands = [Signal(signed(cfg.operand_bits), name=f"row{i}_operand", reset_less=True) for i in range(rows)]
         m.d.comb += [array.a[i].eq(operands[i]) for i in range(rows)]
@@ -326,9 +333,9 @@ class SystolicTop(wiring.Component):
 
         # ---- read answers (host): the banks' elements ORed (all but the requested bank's are 0), then answered
         read_word = Signal(32, name="read_word", reset_less=True)
-        with m.If(reading[3]):
-            m.d.sync += read_word.eq(reduce(operator.or_, read_parts))
         with m.If(reading[4]):
+            m.d.sync += read_word.eq(reduce(operator.or_, read_parts))
+        with m.If(reading[5]):
             m.d.sync += [self.rdata.valid.eq(1), self.rdata.payload.eq(read_word)]
         return m
 

@@ -47,7 +47,7 @@ from amaranth.lib import data, wiring
 from amaranth.lib.wiring import Out
 
 from .config import SystolicConfig, index_range
-from .controller import Sequencer, controller_members, count_cycles, last_indices, meta_layout
+from .controller import Sequencer, controller_members, last_indices, meta_layout
 from .walk import FeatureWalk, PixelWalk, feature_layout, mod_add, slot_add
 
 
@@ -88,6 +88,7 @@ class WeightStationaryController(wiring.Component):
         p_n_tile, p_word_r = Signal(16), Signal(index_range(rows))
         p_first, p_final = Signal(), Signal()
         o_sample = Signal(16)                          # output engine: sample (t - lag) mod P
+        o_wrap = Signal()                              # o_sample = period - 1 (set a cycle ahead)
         features = FeatureWalk(cfg)
         pixels = PixelWalk(rows, "in")
         dest = PixelWalk(rows, "out")
@@ -115,7 +116,6 @@ class WeightStationaryController(wiring.Component):
         last_fold = last_k & last_n
         reading = Signal()                             # STREAM: the rows read pixel t
         self._read(m, t, reading, pixels, cur)
-        count_cycles(m, self)
         sequencer = Sequencer(self, layer, "PRELOAD")
         with m.FSM():
             sequencer.states(m)
@@ -125,6 +125,7 @@ class WeightStationaryController(wiring.Component):
                 describe(r, cur)
                 with m.If(r == rows - 1):
                     m.d.sync += [r.eq(0), t.eq(0), fold_end.eq(0), describing.eq(1), o_sample.eq(instr.period - lag),
+                                 o_wrap.eq(0),                        # (lag ≥ 2)
                                  *pixels.start(instr, instr.in_base), *dest.start(instr, instr.out_base)]
                     with m.If(k_single):                         # fold 1 starts the next N tile's features
                         m.d.sync += features.start(instr)
@@ -149,15 +150,15 @@ class WeightStationaryController(wiring.Component):
                 out_valid = Mux(current, 1, has_prev) & (o_sample < instr.samples)
                 m.d.comb += [self.acc_valid.eq(out_valid), self.acc_first.eq(Mux(current, first_k, p_first)),
                              self.acc_final.eq(Mux(current, last_k, p_final)), self.acc_wr_addr.eq(o_sample),
-                             self.acc_rd_addr.eq(Mux(o_sample == last["period"], 0, o_sample + 1)),
+                             self.acc_rd_addr.eq(Mux(o_wrap, 0, o_sample + 1)),
                              self.lane_slot.eq(instr.slot_base + out_n),
                              self.lane_meta.row.eq(mod_add(dest.r, Mux(current, word_r, p_word_r), rows)),
                              self.lane_meta.addr.eq(dest.addr + out_n), self.lane_meta.write.eq(1),
                              self.lane_meta.layer_last.eq(current & last_fold & (o_sample == last["samples"]))]
-                with m.If(o_sample == last["period"]):
-                    m.d.sync += [o_sample.eq(0), *dest.start(instr, instr.out_base)]
+                with m.If(o_wrap):                                # (period ≥ 3: 0 is never the last)
+                    m.d.sync += [o_sample.eq(0), o_wrap.eq(0), *dest.start(instr, instr.out_base)]
                 with m.Else():
-                    m.d.sync += o_sample.eq(o_sample + 1)
+                    m.d.sync += [o_sample.eq(o_sample + 1), o_wrap.eq(o_sample + 1 == last["period"])]
                     dest.step(m, instr)
                 with m.If(last_fold & (t == stream_end)):
                     m.next = "WAIT"

@@ -317,8 +317,8 @@ def _feed_registers(cfg, slot_bits: int, meta_bits: int) -> int:
         bits += 4 * lag - 2 + acc_addr * (2 * lag - 1) + C * acc + slot_bits * lag + meta_bits * (lag + 1)
     else:
         # each bank's copy of the kernel walk's offset; rotate and lane (their last registers one per row), row
-        # valid; valid, last
-        bits += R * act_addr + row * (L - 3 + R) + col * (L - 2 + R) + R * (L - 2) + 2 * L
+        # valid (a cycle of it in the controller); valid, last
+        bits += R * act_addr + row * (L - 3 + R) + col * (L - 2 + R) + R * (L - 3) + 2 * L
     return bits
 
 
@@ -342,11 +342,11 @@ def _controller_pipeline_registers(cfg) -> int:
     # prepared n − 2; the drain walk's row index and test, its fill flags (filling, the step in two copies) and
     # table row, both pixel walks' registered next values (three slot sums, row, column and position with their
     # flags; the drain's lattice phases and wraps) and the drain's output test; the drained rows' lanes' slot; the
-    # feed's row index and test, rows' live bits and their registered coordinates (the padding test); the columns'
-    # shift copies, capturing, the phase flags
+    # feed's row index and test, rows' live bits and their registered coordinates and bounds tests (the padding
+    # test); the columns' shift copies, capturing, the phase flags
     next_values = 2 * (3 * (16 + _bits(R)) + 3 * 16 + 2) + 2 * (8 + 1) + 1
     return bits + 3 + 7 + 2 * 18 + 16 + 1 + 3 + _bits(R) + next_values + _bits(cfg.slot_depth) + 16 + 1 + 2 * R \
-        + 2 * R * 19 + C + 1 + 2
+        + 2 * R * 19 + 4 * R + C + 1 + 2
 
 
 def _accumulate_path(acc: int, pool: int) -> Path_:

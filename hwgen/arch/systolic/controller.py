@@ -53,7 +53,7 @@ the same address generation, padding, drain and cycle formula. ``pool_max`` swit
 """
 from __future__ import annotations
 
-from amaranth import Module, Signal, signed, unsigned
+from amaranth import Cat, Module, Signal, signed, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -335,13 +335,16 @@ class Controller(wiring.Component):
         w_pixel = Signal(16)            # the walk's index of the row it fills
         w_live = Signal()               # w_pixel < samples (registered ahead)
 
-        # the padding test, a cycle after the feed cycle whose coordinates it tests (in any state: read only then)
+        # the padding test, two cycles after the feed cycle whose coordinates it tests (in any state: read only
+        # then): the coordinates registered, then their four bounds tests (each a carry chain), then their AND
         for i in range(rows):
             y, x = row_regs["cur_y"][i] + features.dy, row_regs["cur_x"][i] + features.dx
             y_r = Signal.like(y, name=f"row{i}_y", reset_less=True)
             x_r = Signal.like(x, name=f"row{i}_x", reset_less=True)
-            m.d.sync += [y_r.eq(y), x_r.eq(x)]
-            m.d.comb += self.row_valid[i].eq((y_r >= 0) & (y_r <= instr.lim_y) & (x_r >= 0) & (x_r <= instr.lim_x))
+            inside = Signal(4, name=f"row{i}_inside", reset_less=True)
+            m.d.sync += [y_r.eq(y), x_r.eq(x),
+                         inside.eq(Cat(y_r >= 0, y_r <= instr.lim_y, x_r >= 0, x_r <= instr.lim_x))]
+            m.d.comb += self.row_valid[i].eq(inside.all())
 
         # the layer starts with the first M tile's rows (``prepping``: walked into the current rows, one every other
         # cycle, then the feed starts), set with ``walking`` as the FSM enters FEED

@@ -316,7 +316,7 @@ class SystolicTop(wiring.Component):
             # each row's from its own last register (a select's index drives every bit of its row's words)
             feed_rotate = delayed(m, ctrl.feed_rotate, cfg.feed_latency - 3, "feed_rotate")  # for the row word
             feed_lane = delayed(m, ctrl.feed_lane, cfg.feed_latency - 2, "feed_lane")        # for the operand
-            row_valid = delayed(m, ctrl.row_valid, cfg.feed_latency - 2, "row_valid")      # (registered in ctrl)
+            row_valid = delayed(m, ctrl.row_valid, cfg.feed_latency - 3, "row_valid")      # (two cycles in ctrl)
             for i in range(rows):
                 word = select(m, replica(m, feed_rotate, f"row{i}_rotate"),
                               [act_operands[(i + r) % rows] for r in range(rows)], unsigned(act_word.size),

@@ -21,7 +21,7 @@ costs tens of microseconds (``benchmarks/estimate_speed.py``).
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from math import ceil, lcm
 from operator import mul
@@ -399,9 +399,10 @@ def _requant_lanes(C: int, S: int, B: int, tb: int, acc: int, slot_depth: int, F
 @lru_cache(maxsize=256)
 def _accumulators(C: int, acc_depth: int, acc: int, pool: int) -> Component:
     """The weight-stationary array's ``C`` column accumulators (``acc_depth`` partial sums of ``acc`` bits; ``pool``
-    as in :func:`_pe_paths`)."""
+    as in :func:`_pe_paths`). Their path is a read-modify-write: the partial sum leaves its memory (a block RAM's
+    output register), is added to (or compared with) the column's sum and written back."""
     return Component("accumulators", C, mems=[Mem(acc_depth, acc, shape="sdpx")], add=acc, mux=acc,
-                     paths=[_accumulate_path(acc, pool)])
+                     paths=[replace(_accumulate_path(acc, pool), mem=1)])
 
 
 # the controller's register-to-register path (two LUT levels and a 32-bit carry chain, whatever the configuration)

@@ -327,9 +327,10 @@ def _controller_pipeline_registers(cfg) -> int:
     and the walkers' per-layer step constants prepared in DECODE (a step is words, words + stride, dr and R - dr);
     the streaming flags, the layer's end (a copy of the lanes' output flags, beside it) and the drain walk's
     lattice-phase zero flags; the sequencer's DECODE flag copies, ``busy`` copies per activation bank and the
-    cycle counter's, ``repeat − 1`` and the run's end flags; OS: the drain's state and the feed's flags registered ahead, the drain walk's fill
-    state, whether each row is a pixel of the batch, each array column's copy of the drain's shift, the copy of the
-    array's capturing; WS: each row's registered read (bank, address, lane, valid)."""
+    cycle counter's, ``repeat − 1`` and the run's end flags; OS: the drain's state and the feed's flags registered
+    ahead, the drain walk's fill state, whether each row is a pixel of the batch, each array column's copy of the
+    drain's shift, the copy of the array's capturing; WS: each row's registered read (bank, address, lane, valid),
+    the output walk's wrap flag."""
     R, C = cfg.rows, cfg.cols
     step = 16 + 16 + _bits(R) + _bits(R + 1)
     # last indices; the steps and last indices of the pixel walks (×2) and the feature walk; the repeat test; the

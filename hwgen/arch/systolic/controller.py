@@ -239,7 +239,7 @@ class Sequencer:
             m.d.sync += [*(busy.eq(0) for busy in self.busy), ctrl.done.eq(1)]
         with m.Elif(ctrl.start & ~ctrl.busy):
             m.d.sync += [*(busy.eq(1) for busy in self.busy), ctrl.done.eq(0)]
-        m.d.comb += [port.eq(busy) for port, busy in zip(ctrl.bank_busy, self.busy[1:])]
+        m.d.comb += [port.eq(busy) for port, busy in zip(ctrl.bank_busy, self.busy[1:-1], strict=True)]
         with m.If(self.busy[-1]):
             m.d.sync += ctrl.cycles.eq(ctrl.cycles + 1)
         with m.Elif(ctrl.start):

@@ -296,8 +296,8 @@ class SystolicTop(wiring.Component):
                                   *(h & (request.target != OUTPUTS) for h in here_lane)), f"read_pick_{i}",
                            enable=accepting)
             halves = []
-            for half, candidates in enumerate((data.View(out_word, o_reg), codes)):
-                picked = Signal.like(candidates[0], name=f"read_{('output', 'code')[half]}_{i}", reset_less=True)
+            for half, (what, candidates) in enumerate((("output", data.View(out_word, o_reg)), ("code", codes))):
+                picked = Signal.like(candidates[0], name=f"read_{what}_{i}", reset_less=True)
                 with m.If(reading[2]):
                     m.d.sync += picked.eq(reduce(operator.or_, (Mux(pick[half * cols + j], value, 0)
                                                                 for j, value in enumerate(candidates))))

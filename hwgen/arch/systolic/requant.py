@@ -130,7 +130,9 @@ class RequantLane(wiring.Component):
 
             # this stage's operands (data: read with valid), held while its threshold is read and registered
             if b:
-                p_r = delayed(m, prefix[b], cycles, f"s{b}_prefix")
+                p_early = delayed(m, prefix[b], cycles - 1, f"s{b}_prefix")     # (its last register apart:
+                p_r = Signal.like(p_early, name=f"s{b}_prefix_d{cycles}")       # copied below)
+                m.d.sync += p_r.eq(p_early)
                 x_here = delayed(m, x[b], cycles, f"s{b}_x")
                 threshold = Mux(p_r[0], words[1], words[0]).as_signed()      # the child the previous bit chose
             else:
@@ -150,6 +152,10 @@ class RequantLane(wiring.Component):
         # then chooses one (no adder in front of the output register, which the banks' loads pull away)
         count = prefix[depth]
         high = count[1:]
+        if depth == stages > 1:
+            # the last search stage's prefix (the count's upper bits) chooses its threshold; the code adders take a
+            # copy of their own (the shared register's route across to them was the 4×4 array's path)
+            high = replica(m, p_early, "count_high")
         double = self.step == 2
         even = self.base + Mux(double, high.shift_left(2), high.shift_left(1))
         odd = self.base + Mux(double, high.shift_left(2) | 2, high.shift_left(1) | 1)

@@ -324,20 +324,20 @@ def _feed_registers(cfg, slot_bits: int, meta_bits: int) -> int:
 
 
 def _controller_pipeline_registers(cfg) -> int:
-    """Controller flip-flops for speed (controller.py, ws_controller.py, walk.py): the loop bounds' last indices
-    and the walkers' per-layer step constants prepared in DECODE (a step is words, words + stride, dr and R - dr);
-    the streaming flags, the layer's end (a copy of the lanes' output flags, beside it) and the drain walk's
-    lattice-phase zero flags; the sequencer's DECODE flag copies, ``busy`` copies per activation bank and the
-    cycle counter's, ``repeat − 1`` and the run's end flags; OS: the drain's state and the feed's flags registered
-    ahead, the drain walk's fill state, whether each row is a pixel of the batch, each array column's copy of the
-    drain's shift, the copy of the array's capturing; WS: each row's registered read (bank, address, lane, valid),
-    the output walk's wrap flag."""
+    """Controller flip-flops for speed (controller.py, ws_controller.py, walk.py): the loop bounds' last indices and
+    the walkers' per-layer step constants prepared in DECODE (a step is words, words + stride, dr and R - dr); the
+    streaming flags, the layer's end (a copy of the lanes' output flags, beside it) and the drain walk's
+    lattice-phase zero flags; the sequencer's DECODE flag copies, ``busy`` copies per activation bank, the load
+    decode's and the cycle counter's, ``repeat − 1`` and the run's end flags; OS: the drain's state and the feed's
+    flags registered ahead, the drain walk's fill state, whether each row is a pixel of the batch, each array
+    column's copy of the drain's shift, the copy of the array's capturing; WS: each row's registered read (bank,
+    address, lane, valid), the output walk's wrap flag."""
     R, C = cfg.rows, cfg.cols
     step = 16 + 16 + _bits(R) + _bits(R + 1)
     # last indices; the steps and last indices of the pixel walks (×2) and the feature walk; the repeat test; the
     # streaming flags, the layer's end, the phase flags; the sequencer's DECODE flag copies, its busy copies (one
-    # per activation bank, the cycle counter's), repeat − 1 (17 bits) and its two end flags
-    bits = 4 * 16 + (2 * 3 + 2) * step + 3 * 2 * 16 + 1 + 2 + 1 + 2 + DECODE_COPIES + R + 1 + 17 + 2
+    # per activation bank, the load decode's, the cycle counter's), repeat − 1 (17 bits) and its two end flags
+    bits = 4 * 16 + (2 * 3 + 2) * step + 3 * 2 * 16 + 1 + 2 + 1 + 2 + DECODE_COPIES + R + 2 + 17 + 2
     if cfg.dataflow == "ws":
         return bits + R * (_bits(R) + 16 + _bits(C) + 1) + 7 + 16      # row reads; fold and wrap flags, stream end
     # drain flags, feed flags (prepping, the walk's step and the feed's go among them), the tile counters' flags and

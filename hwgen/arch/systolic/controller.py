@@ -119,6 +119,7 @@ def controller_members(cfg: SystolicConfig) -> dict:
         "stream_in_start": Out(1),      # stream_in rises on the next cycle (StreamIn opens its input then)
         "stream_out_start": Out(1),     # stream_out rises on the next cycle (StreamOut starts its walk then)
         "bank_busy": Out(data.ArrayLayout(unsigned(1), cfg.rows)),   # busy again, an exact copy per activation bank
+        "load_busy": Out(1),            # … and one for the host's load decode (its stored flag, the program write)
     }
 
 
@@ -147,8 +148,9 @@ class Sequencer:
     streaming flags are registers set and cleared with the state; ``busy`` and ``done`` fall on the run's last
     ``layer_done`` or ``stream_out_done`` (each arrives only in WAIT / OUTPUT), gated by flags registered from the
     instruction and the chunk count (a step per cycle), and rise on ``start`` while not ``busy`` (≡ IDLE);
-    ``bank_busy`` are exact copies of ``busy``, one per activation bank (a host write's decode beside the bank), and
-    one more enables the cycle counter (``busy``'s loads span the device).
+    ``bank_busy`` are exact copies of ``busy``, one per activation bank (a host write's decode beside the bank),
+    ``load_busy`` one for the host's load decode, and one more enables the cycle counter (``busy``'s loads span the
+    device).
 
     Cycles each chunk adds when streaming: ``x_beats + 1`` (INPUT: one beat per cycle, the state ends on the cycle
     after the last transfer) + ``y_beats + 6`` (OUTPUT: the address registers, the read, the word registers, the
@@ -165,8 +167,8 @@ class Sequencer:
         self.repeat_last = Signal(range(-1, 1 << 16))
         self.more_chunks, self.finishes, self.done_at_wait = Signal(), Signal(), Signal()
         self.decoding = copies("decoding", DECODE_COPIES)
-        # busy and its exact copies: the banks', then the cycle counter's
-        self.busy = [ctrl.busy, *copies("busy", len(ctrl.bank_busy) + 1)]
+        # busy and its exact copies: the banks', the load decode's, then the cycle counter's
+        self.busy = [ctrl.busy, *copies("busy", len(ctrl.bank_busy) + 2)]
 
     def _end_of_segment(self, m: Module) -> None:
         instr, layer, chunk = self.ctrl.instr, self.layer, self.chunk
@@ -239,7 +241,8 @@ class Sequencer:
             m.d.sync += [*(busy.eq(0) for busy in self.busy), ctrl.done.eq(1)]
         with m.Elif(ctrl.start & ~ctrl.busy):
             m.d.sync += [*(busy.eq(1) for busy in self.busy), ctrl.done.eq(0)]
-        m.d.comb += [port.eq(busy) for port, busy in zip(ctrl.bank_busy, self.busy[1:-1], strict=True)]
+        m.d.comb += [*(port.eq(busy) for port, busy in zip(ctrl.bank_busy, self.busy[1:-2], strict=True)),
+                     ctrl.load_busy.eq(self.busy[-2])]
         with m.If(self.busy[-1]):
             m.d.sync += ctrl.cycles.eq(ctrl.cycles + 1)
         with m.Elif(ctrl.start):

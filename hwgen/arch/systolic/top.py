@@ -105,7 +105,7 @@ class SystolicTop(wiring.Component):
                      self.cycles.eq(ctrl.cycles)]
         idle = ~ctrl.busy
         load = self.load.payload
-        loading = self.load.valid & self.load.ready
+        loading = self.load.valid & ~ctrl.load_busy     # (≡ load.ready, from a copy of busy beside the decode)
         m.d.comb += self.load.ready.eq(idle)
 
         # ---- stream engines (s_axis → activation banks, banks → m_axis)
@@ -248,13 +248,14 @@ class SystolicTop(wiring.Component):
             # have no inverted enable)
             moving = Mux(bank_streaming, advance, 1)
             feed_addr = bank_addr[i] if ws else (bank_addr[i] + replica(m, ctrl.bank_offset, f"bank_offset_{i}"))[:16]
-            a_raddr = replica(m, Mux(streaming_out, s_out.addr, Mux(ctrl.busy, feed_addr, self.read.payload.addr)),
+            a_raddr = replica(m, Mux(streaming_out, s_out.addr,
+                                     Mux(ctrl.bank_busy[i], feed_addr, self.read.payload.addr)),
                               f"act_read_addr_{i}", enable=moving)
             o_raddr = replica(m, Mux(streaming_out, s_out.addr, self.read.payload.addr), f"out_read_addr_{i}",
                               enable=moving)
             m.d.comb += [
                 a_rd.addr.eq(a_raddr), a_rd.en.eq(Mux(bank_streaming, advance, Mux(bank_busy, bank_read[i], 1))),
-                a_wr.addr.eq(replica(m, Mux(streaming_in, s_in.addr, Mux(ctrl.busy, out_meta.addr, load.addr)),
+                a_wr.addr.eq(replica(m, Mux(streaming_in, s_in.addr, Mux(ctrl.bank_busy[i], out_meta.addr, load.addr)),
                                      f"act_write_addr_{i}")),
                 # the three writers' enables ORed: each is gated by its own phase (the stream's input, the lanes'
                 # results of a run, the host's load while idle), so none needs the phase as a select

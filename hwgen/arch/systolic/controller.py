@@ -281,7 +281,9 @@ class Controller(wiring.Component):
         k = Signal(16)
         count = Signal(16)
         # the tile counters, with registered flags m_tile = m_tiles − 1, n_tile = n_tiles − 1 (walk.Index)
-        m_index, n_index = Index("m_tile"), Index("n_tile")
+        # (they advance at a tile's end: period ≥ 2R + C - 1 ≥ 2 cycles apart, the first well after DECODE)
+        m_index, n_index = Index("m_tile", slow=True), Index("n_tile", slow=True)
+        m.d.sync += [*m_index.compare(), *n_index.compare()]
         w_tile_base = Signal(16)        # w_base + n_tile * kp
         walk_at = Signal(rows, init=1)  # one-hot: the row the walk captures next (a decoded index in front of every
                                         # row's enable was the 4×4 array's path)

@@ -64,11 +64,20 @@ class Index:
     A walker's step chooses between its wrap and its increment by this flag: a flip-flop in front of every walker
     register's multiplexer, where a 16-bit compare there was the controller's critical path. The flag is set with the
     value it describes: from ``n == 1`` when the index restarts (``single``, prepared once per layer; from the
-    instruction in :meth:`start`, which may run in the cycle that prepares), else from ``value == n - 2``."""
+    instruction in :meth:`start`, which may run in the cycle that prepares), else from ``value == n - 2``.
 
-    def __init__(self, name: str):
+    ``slow``: the index never advances on two consecutive cycles, nor on the cycle after :meth:`prepare` or
+    :meth:`start`; ``value == n - 2`` is then itself a register, compared on every cycle (:meth:`compare`, which the
+    caller adds to its module once), so no compare stands in front of ``last``."""
+
+    def __init__(self, name: str, slow: bool = False):
         self.value, self.last = Signal(16, name=name), Signal(name=f"{name}_is_last")
         self.before_last, self.single = Signal(16, name=f"{name}_before_last"), Signal(name=f"{name}_single")
+        self.at_before_last = Signal(name=f"{name}_at_before_last") if slow else None
+
+    def compare(self) -> list:
+        """A slow index's registered compare (a statement for ``m.d.sync``)."""
+        return [self.at_before_last.eq(self.value == self.before_last)]
 
     def prepare(self, n) -> list:
         return [self.before_last.eq(n - 2), self.single.eq(n == 1)]
@@ -81,7 +90,9 @@ class Index:
 
     def next(self) -> tuple:
         """The value and flag :meth:`advance` loads, as expressions."""
-        return self.value + 1, self.value == self.before_last
+        if self.at_before_last is None:
+            return self.value + 1, self.value == self.before_last
+        return self.value + 1, self.at_before_last
 
     def move(self, value, last) -> list:
         """Load ``value`` and ``last`` (:meth:`next`'s, or registered copies of them)."""

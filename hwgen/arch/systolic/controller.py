@@ -296,7 +296,7 @@ class Controller(wiring.Component):
         feeding, issuing, walking = Signal(), Signal(), Signal()
         tile_end = Signal()             # count = period - 1: the tile's last cycle (set a cycle ahead)
         feed_last_tile = n_index.last & m_index.last
-        features = FeatureWalk(cfg)
+        features = FeatureWalk(cfg, d_r_copies=rows)
         pixels = PixelWalk(rows, "in")
         # every row's pixel (its slot's word address, that + kp_words, and coordinates): this M tile's, and the next
         # one's
@@ -377,13 +377,14 @@ class Controller(wiring.Component):
                      self.feed_lane.eq(features.lane), self.weight_addr.eq(w_tile_base + k),
                      self.feed_rotate.eq(features.d_r)]
         # row i reads its pixel's slot + δ: bank (i + d_r) mod R; bank b serves row (b - d_r) mod R, one group of R
-        # slots further on when b < d_r (the row's address + kp_words, kept beside it: no adder behind the select)
+        # slots further on when b < d_r (the row's address + kp_words, kept beside it: no adder behind the select);
+        # each bank's select from its own copy of d_r (one copy's fan-out is a bank's 17 multiplexers)
         m.d.comb += self.bank_offset.eq(features.d_words + features.word)
-        for b in range(rows):
+        for b, d_r in enumerate(features.d_r_copies):
             rows_of = [(b - rv) % rows for rv in range(rows)]
-            base = select(m, features.d_r, [row_regs["cur_wrapped" if b < rv else "cur_addr"][i]
-                                            for rv, i in enumerate(rows_of)], unsigned(16), f"bank{b}_row_addr")
-            live = select(m, features.d_r, [row_live["cur"][i] for i in rows_of], unsigned(1),
+            base = select(m, d_r, [row_regs["cur_wrapped" if b < rv else "cur_addr"][i]
+                                   for rv, i in enumerate(rows_of)], unsigned(16), f"bank{b}_row_addr")
+            live = select(m, d_r, [row_live["cur"][i] for i in rows_of], unsigned(1),
                           f"bank{b}_live")                        # read for a pixel of the batch
             m.d.comb += [self.bank_base[b].eq(base), self.bank_read[b].eq(issuing & live)]
         with m.If(issuing):

@@ -28,6 +28,7 @@ from __future__ import annotations
 from amaranth import Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data
 
+from ..hdl import copies
 from .config import SystolicConfig, index_range
 
 
@@ -229,7 +230,7 @@ def feature_layout(cfg: SystolicConfig) -> data.StructLayout:
 class FeatureWalk:
     """Walks a layer's features in (ky, kx, c) order (see the module docstring)."""
 
-    def __init__(self, cfg: SystolicConfig):
+    def __init__(self, cfg: SystolicConfig, d_r_copies: int = 0):
         self.cfg = cfg
         rows, cols = cfg.rows, cfg.cols
         self.c_index, self.kx_index = Index("feature_c"), Index("feature_kx")
@@ -237,6 +238,8 @@ class FeatureWalk:
         self.word, self.lane = Signal(16, name="feature_word"), Signal(index_range(cols), name="feature_lane")
         self.word_r = Signal(index_range(rows), name="feature_word_r")
         self.d_words, self.d_r = Signal(16, name="feature_d_words"), Signal(index_range(rows), name="feature_d_r")
+        # exact copies of d_r (the OS controller's: one per activation bank, whose address it selects)
+        self.d_r_copies = copies("feature_d_r", d_r_copies, index_range(rows))
         self.dx, self.dy = Signal(signed(18), name="feature_dx"), Signal(signed(18), name="feature_dy")
         self.dx_step, self.dy_step = SlotStep(rows, "feature_dx_step"), SlotStep(rows, "feature_dy_step")
 
@@ -249,7 +252,8 @@ class FeatureWalk:
     def start(self, instr) -> list:
         return [*self.c_index.start(instr.cgp), *self.kx_index.start(instr.kw), self.ky.eq(0),
                 self.word.eq(instr.c0_word), self.lane.eq(instr.c0_lane), self.word_r.eq(instr.c0_word_r),
-                self.d_words.eq(instr.d0_words), self.d_r.eq(instr.d0_r), self.dx.eq(instr.x0), self.dy.eq(instr.y0)]
+                self.d_words.eq(instr.d0_words), self.d_r.eq(instr.d0_r), self.dx.eq(instr.x0), self.dy.eq(instr.y0),
+                *(copy.eq(instr.d0_r) for copy in self.d_r_copies)]
 
     def valid(self, instr):
         """The feature is a channel of a kernel position (not padding of a channel group or of the last fold)."""
@@ -266,7 +270,7 @@ class FeatureWalk:
 
         def offset(step: SlotStep):
             addr, res = step.add(self.d_words, self.d_r)
-            return [self.d_words.eq(addr), self.d_r.eq(res)]
+            return [self.d_words.eq(addr), self.d_r.eq(res), *(copy.eq(res) for copy in self.d_r_copies)]
 
         with m.If(self.c_index.last):                             # next kernel position
             m.d.sync += [*self.c_index.restart(), self.lane.eq(instr.c0_lane), self.word.eq(instr.c0_word),

@@ -341,14 +341,15 @@ def _controller_pipeline_registers(cfg) -> int:
     if cfg.dataflow == "ws":
         return bits + R * (_bits(R) + 16 + _bits(C) + 1) + 7 + 16      # row reads; fold and wrap flags, stream end
     # drain flags, feed flags (prepping, the walk's step and the feed's go among them), the tile counters' flags,
-    # prepared n − 2 and registered compares; the drain walk's row index and test, its fill flags (filling, the step
+    # prepared n − 2 and registered compares (the feed's and the drain's M and N tiles: their last indices, which
+    # ``bits`` counts, are not kept); the drain walk's row index and test, its fill flags (filling, the step
     # in two copies) and table row, both pixel walks' registered next values (three slot sums, row, column and
     # position with their flags; the drain's lattice phases and wraps) and the drain's output test; the drained
     # rows' lanes' slot; the feed's row (one-hot), rows' live bits and their registered coordinates and bounds tests
     # (the padding test), each bank's copy of the kernel walk's d_r; the columns' shift copies, capturing, the phase
     # flags
     next_values = 2 * (3 * (16 + _bits(R)) + 3 * 16 + 2) + 2 * (8 + 1) + 1
-    return bits + 3 + 7 + 2 * 19 + 16 + 1 + 3 + _bits(R) + next_values + _bits(cfg.slot_depth) + R + 2 * R \
+    return bits + 3 + 7 + 4 * 19 - 2 * 16 + 16 + 1 + 3 + _bits(R) + next_values + _bits(cfg.slot_depth) + R + 2 * R \
         + 2 * R * 19 + 4 * R + R * _bits(R) + C + 1 + 2
 
 

@@ -275,7 +275,7 @@ class Controller(wiring.Component):
         instr = self.instr
         layer = Signal(index_range(cfg.prog_depth))
         m.d.comb += self.prog_addr.eq(layer)
-        last, prepare_last = last_indices(instr, ("kp", "period", "n_tiles", "m_tiles"))
+        last, prepare_last = last_indices(instr, ("kp", "period"))
 
         # ---- feed engine state
         k = Signal(16)
@@ -321,9 +321,10 @@ class Controller(wiring.Component):
         active = Signal()               # a row drains on this cycle: row r of tile (d_m, d_n)
         r = Signal(index_range(rows))
         last_row = Signal()             # r == R - 1 (while active)
-        d_n_first, d_n_last = Signal(), Signal()                # d_n == 0, d_n == n_tiles - 1
-        d_m = Signal(16)
-        d_n = Signal(16)
+        # the drained tile's indices, their last flags registered (Index, slow: a tile drains once every period)
+        d_m_index, d_n_index = Index("d_m", slow=True), Index("d_n", slow=True)
+        d_n, d_n_first = d_n_index.value, Signal()               # d_n == 0
+        m.d.sync += [*d_m_index.compare(), *d_n_index.compare()]
         d_slot = Signal(self.lane_slot.shape())  # slot_base + d_n: the lanes' threshold slot, from a register
         # every row of the M tile draining (its bank row, word address and whether it is written: an output pixel of
         # the batch), and of the next M tile, which the output walk fills one row per cycle while this one drains
@@ -363,8 +364,9 @@ class Controller(wiring.Component):
         sequencer.decode(m, [
             k.eq(0), count.eq(0), *m_index.start(instr.m_tiles), *n_index.start(instr.n_tiles),
             *m_index.prepare(instr.m_tiles), *n_index.prepare(instr.n_tiles), walk_at.eq(1), walk_step.eq(0),
-            feed_go.eq(0), tile_end.eq(0), w_tile_base.eq(instr.w_base), d_m.eq(0), d_n.eq(0),
-            d_slot.eq(instr.slot_base), d_n_first.eq(1), d_n_last.eq(instr.n_tiles == 1), w_pixel.eq(0), w_live.eq(1),
+            feed_go.eq(0), tile_end.eq(0), w_tile_base.eq(instr.w_base),
+            *d_m_index.start(instr.m_tiles), *d_m_index.prepare(instr.m_tiles), *d_n_index.start(instr.n_tiles),
+            *d_n_index.prepare(instr.n_tiles), d_slot.eq(instr.slot_base), d_n_first.eq(1), w_pixel.eq(0), w_live.eq(1),
             filling.eq(1),
             *(step.eq(0) for step in fill_steps), fill_i.eq(0), f_pixel.eq(0), f_live.eq(1), *features.start(instr),
             *features.prepare(instr, instr.kp_words), *pixels.start(instr, instr.in_base),
@@ -471,18 +473,15 @@ class Controller(wiring.Component):
             m.d.sync += [fill_i.eq(fill_i + 1), w_pixel.eq(w_pixel + 1), w_live.eq(w_pixel + 1 < instr.samples)]
             with m.If(fill_i == rows - 1):
                 m.d.sync += [filling.eq(0), *(step.eq(0) for step in fill_steps)]
-        last_tile = d_n_last & (d_m == last["m_tiles"])
         with m.If(last_row):
-            with m.If(d_n_last):
-                m.d.sync += [d_n.eq(0), d_slot.eq(instr.slot_base), d_n_first.eq(1),
-                             d_n_last.eq(last["n_tiles"] == 0), d_m.eq(d_m + 1)]
+            with m.If(d_n_index.last):
+                m.d.sync += [*d_n_index.restart(), d_slot.eq(instr.slot_base), d_n_first.eq(1), *d_m_index.advance()]
             with m.Else():
-                m.d.sync += [d_n.eq(d_n + 1), d_slot.eq(d_slot + 1), d_n_first.eq(0),
-                             d_n_last.eq(d_n + 1 == last["n_tiles"])]
+                m.d.sync += [*d_n_index.advance(), d_slot.eq(d_slot + 1), d_n_first.eq(0)]
         # the row's meta is registered: it enters the lanes a cycle after the row (requant.py)
         m.d.comb += [*(self.shift[j].eq(shift[j]) for j in range(cfg.cols)), self.lane_valid.eq(active),
                      self.lane_slot.eq(d_slot)]
         m.d.sync += [self.lane_meta.row.eq(table["cur_row"][0]), self.lane_meta.addr.eq(table["cur_addr"][0] + d_n),
                      self.lane_meta.write.eq(table["cur_write"][0]),
-                     self.lane_meta.layer_last.eq(last_row & last_tile)]
+                     self.lane_meta.layer_last.eq(last_row & d_n_index.last & d_m_index.last)]
         return m

@@ -268,16 +268,16 @@ def _mux_levels(inputs: int) -> int:
 # has the same arguments: a sweep over the array's rows builds them once per column count and dataflow, not once per
 # point (benchmarks/dse_throughput.py). They are shared: do not mutate.
 def _lane_registers(S: int, B: int, tb: int, acc: int, out_bits: int, slot_bits: int, sb: int) -> int:
-    """Flip-flop bits of one requant lane's data (requant.py, ``K = LANE_STAGE_CYCLES`` cycles per stage, the
-    first two of a memory's: its address, its output register): ``K`` accumulator registers per stage; per search
-    stage its threshold words registered ``K - 1`` times (stage 0: one word one bit wider, and −x; its x registers
-    are the accumulator's; b > 0: the two children, its prefix and x ``K`` times); a finished search's count ``K``
-    times per padding stage; then the count's lowest bit with the two codes it chooses between (base + step · count,
-    signed: ``sb + 1``-bit base plus ``B + 1`` bits; without padding stages the code adders' own copy of the last
-    search stage's prefix, the count's upper ``B - 1`` bits), out_acc and the output value registers; the lane's own copies of
-    the slot its next stages read at, of the layer's base, step and passthrough, and of the host's write (enable,
-    stage, the address bits its memories decode, data). The valid / meta / slot registers are the same in every
-    lane (Yosys merges them): :func:`_lane_control_registers`."""
+    """Flip-flop bits of one requant lane's data (requant.py, ``K = LANE_STAGE_CYCLES`` cycles per stage, the first
+    two of a memory's: its address, its output register): ``K`` accumulator registers per stage; per search stage
+    its threshold words registered ``K - 1`` times (stage 0: one word one bit wider, and −x; its x registers are the
+    accumulator's; b > 0: the two children, its prefix and x ``K`` times); a finished search's count ``K`` times per
+    padding stage; then the count's lowest bit with the two codes it chooses between (base + step · count, signed:
+    ``sb + 1``-bit base plus ``B + 1`` bits; without padding stages the code adders' own copy of the last search
+    stage's prefix, the count's upper ``B - 1`` bits), out_acc and the output value registers; the lane's own copies
+    of the slot its next stages read at, of the layer's base, step and passthrough, and of the host's write (enable,
+    stage, the address bits its memories decode, data). The valid / meta / slot registers are the same in every lane
+    (Yosys merges them): :func:`_lane_control_registers`."""
     K = LANE_STAGE_CYCLES
     search = sum((K - 1) * (tb + 1) + tb if b == 0 else 2 * (K - 1) * tb + K * b + K * tb for b in range(B))
     write = 1 + _bits(S) + slot_bits + B + tb + 1
@@ -330,8 +330,8 @@ def _controller_pipeline_registers(cfg) -> int:
     lattice-phase zero flags; the sequencer's DECODE flag copies, ``busy`` copies per activation bank, the load
     decode's and the cycle counter's, ``repeat − 1`` and the run's end flags; OS: the drain's state and the feed's
     flags registered ahead, the drain walk's fill state, whether each row is a pixel of the batch, each array
-    column's copy of the drain's shift, the copy of the array's capturing; WS: each row's registered read (bank,
-    address, lane, valid), the output walk's wrap flag."""
+    column's copy of the drain's shift, the array's capturing (a chain of its own); WS: each row's registered read
+    (bank, address, lane, valid), the output walk's wrap flag."""
     R, C = cfg.rows, cfg.cols
     step = 16 + 16 + _bits(R) + _bits(R + 1)
     # last indices; the steps and last indices of the pixel walks (×2) and the feature walk; the repeat test; the
@@ -346,11 +346,11 @@ def _controller_pipeline_registers(cfg) -> int:
     # in two copies) and table row, both pixel walks' registered next values (three slot sums, row, column and
     # position with their flags; the drain's lattice phases and wraps) and the drain's output test; the drained
     # rows' lanes' slot; the feed's row (one-hot), rows' live bits and their registered coordinates and bounds tests
-    # (the padding test), each bank's copy of the kernel walk's d_r; the columns' shift copies, capturing, the phase
-    # flags
+    # (the padding test), each bank's copy of the kernel walk's d_r; the columns' shift copies, capturing (the
+    # array's chain of R + C - 1 registers), the phase flags
     next_values = 2 * (3 * (16 + _bits(R)) + 3 * 16 + 2) + 2 * (8 + 1) + 1
     return bits + 3 + 7 + 4 * 19 - 2 * 16 + 16 + 1 + 3 + _bits(R) + next_values + _bits(cfg.slot_depth) + R + 2 * R \
-        + 2 * R * 19 + 4 * R + R * _bits(R) + C + 1 + 2
+        + 2 * R * 19 + 4 * R + R * _bits(R) + C + (R + C - 1) + 2
 
 
 def _accumulate_path(acc: int, pool: int) -> Path_:

@@ -15,7 +15,8 @@ Two engines run concurrently:
 - **drain** starts on the cycle the array reports the tile captured (its state registered from ``capturing``, the
   cycle before), shifts the shadow registers up for ``R`` cycles, feeding one row per cycle (top row first) to
   the ``C`` requant lanes with its write address, or no write for a pixel that is not an output. The rows' bank
-  rows and addresses come from a table of the M tile's ``R`` rows, which the output walk fills a tile ahead.
+  rows and addresses come from a table of the M tile's ``R`` rows, which the output walk fills a tile ahead; the
+  table turns by a row as each row drains, so the row draining is always its first entry.
 
 A layer ends when its last row leaves the lanes (``layer_done``); the next instruction is then fetched. Cycles
 of one run (start → done), exactly (``compile.Program.predict_cycles``)::

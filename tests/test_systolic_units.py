@@ -51,7 +51,8 @@ def test_pe_accumulates_captures_and_shifts() -> None:
 
 
 def test_array_skew_and_drain_order() -> None:
-    """A 3×2 tile: `captured` rises R + C cycles after the last operands; the drain gives the top row first."""
+    """A 3×2 tile: `captured` rises R + C cycles after the last operands, `capturing` (the controller's copy, from a
+    chain of its own) the cycle before; the drain gives the top row first."""
     cfg = SystolicConfig(rows=3, cols=2, a_bits=6, w_bits=6, k_max=8)
     array = OutputStationaryArray(cfg)
     rng = np.random.default_rng(1)
@@ -67,11 +68,13 @@ def test_array_skew_and_drain_order() -> None:
             ctx.set(array.last, k == 4)
             await ctx.tick()
         ctx.set(array.valid, 0)
-        waited = 0
+        waited, capturing = 0, []
         while not ctx.get(array.captured):
+            capturing.append(ctx.get(array.capturing))
             await ctx.tick()
             waited += 1
         assert (5 + waited) - 4 == 3 + 2              # last operands at cycle 4, `captured` at cycle 5 + waited
+        assert capturing == [0] * (waited - 1) + [1]
         ctx.set(array.shift, [1, 1])                  # every column (a copy of the drain's shift each)
         drained = []
         for _ in range(3):

@@ -132,13 +132,19 @@ def test_requant_lane_thresholds_negation_and_passthrough() -> None:
                 count = int(multithreshold(np.array([x]), tables[slot][None], np.array([False]), 0, 1, None)[0])
                 expected.append((base + step * count, cycle % 16))
             assert outputs == expected
+        # passthrough: the accumulator itself, on a slot whose channel negates (the lane carries −acc) and on one
+        # that does not, down to the accumulator's extremes
         ctx.set(lane.passthrough, 1)
-        ctx.set(lane.valid, 1)
-        ctx.set(lane.acc, -123)
-        for _ in range(cfg.lane_latency):
-            await ctx.tick()
-        ctx.set(lane.valid, 0)
-        assert ctx.get(lane.out_valid) and ctx.get(lane.out_value) == -123
+        lowest, highest = -(1 << (cfg.acc_bits - 1)), (1 << (cfg.acc_bits - 1)) - 1
+        for slot in (0, 1):
+            for v in (-123, lowest, highest):
+                ctx.set(lane.valid, 1)
+                ctx.set(lane.acc, v)
+                ctx.set(lane.slot, slot)
+                for _ in range(cfg.lane_latency):
+                    await ctx.tick()
+                    ctx.set(lane.valid, 0)
+                assert ctx.get(lane.out_valid) and ctx.get(lane.out_value) == v
 
     run(lane, bench)
 

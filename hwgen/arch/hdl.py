@@ -69,9 +69,10 @@ def replica(m: Module, value, name: str, enable=None, reset_less: bool = True) -
     return register
 
 
-def copies(name: str, count: int, shape=1, init: int = 0) -> list[Signal]:
+def copies(name: str, count: int, shape=1, init: int = 0, reset_less: bool = False) -> list[Signal]:
     """``count`` flip-flop copies of one register (``{name}_{k}``), for loads spread over the device (one copy per
     bank, per lane or per array column); the caller assigns every copy wherever it assigns the register (``m.d.sync
     += [c.eq(v) for c in copies]``), so each is exact, not a cycle late like a :func:`replica` of the register.
     Marked like a replica, so that synthesis keeps them apart."""
-    return [Signal(shape, name=f"{name}_{k}", init=init, attrs=KEEP_APART) for k in range(count)]
+    return [Signal(shape, name=f"{name}_{k}", init=init, reset_less=reset_less, attrs=KEEP_APART)
+            for k in range(count)]

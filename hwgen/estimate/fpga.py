@@ -438,18 +438,18 @@ def systolic_components(cfg) -> list[Component]:
     # operand path into row 0: memory read → lane select → − zx → PE multiply → accumulate
     pool = acc if cfg.max_pool else 0                       # the max mode: a comparator and one more mux level
     product = ob + wb + cfg.product_rounding                # the PE's product register (pe.py, P_pe = 2)
-    # every PE but PE(0, 0) has its multiplier's operands (OS: a and w, WS: a) in copies of its own (array.py):
-    # counted per PE, PE(0, 0)'s taken off the skew
+    # every PE has its multiplier's operands (OS: a and w, WS: a) in copies of its own (array.py; PE(0, 0)'s are
+    # copies of the feed's registers)
     if ws:
         select_inputs = R * C
         pe = Component("pe", R * C, reg=2 * ob + 1 + acc + 2 * wb + product, add=acc, mux=2 * wb + pool,
                        cmp=pool, muls=[(ob, wb, 1)], product_register=not cfg.product_rounding)
-        skew = Component("skew", reg=acc * (C * (C - 1) // 2) + (ob + 1) * (R * (R - 1) // 2) - ob)
+        skew = Component("skew", reg=acc * (C * (C - 1) // 2) + (ob + 1) * (R * (R - 1) // 2))
     else:
         select_inputs = C
         pe = Component("pe", R * C, reg=2 * (ob + wb) + 2 + 2 * acc + product, add=acc, cmp=pool,
                        mux=2 * acc + pool, muls=[(ob, wb, 1)], product_register=not cfg.product_rounding)
-        skew = Component("skew", reg=(ob + 2) * (R * (R - 1) // 2) + wb * (C * (C - 1) // 2) - ob - wb)
+        skew = Component("skew", reg=(ob + 2) * (R * (R - 1) // 2) + wb * (C * (C - 1) // 2))
     if cfg.product_rounding:                 # barrel shifter, remainder compare and rounding increment per PE
         product_bits = ob + wb + 1
         pe.mux += product_bits * _clog2(product_bits + 2)

@@ -9,8 +9,8 @@
                      drain[0] … drain[C-1]   (top row's shadows; ``shift`` moves every column up by one,
                           ▲ shadow chains ▲    so a tile drains top row first)
 
-Each PE's multiplier reads copies of the registers its operands come from (every PE but PE(0, 0), which reads the
-array's inputs): loaded alike, they feed only its DSP, so the placer stands them beside it (:func:`_operand_copies`).
+Each PE's multiplier reads copies of the registers its operands come from (PE(0, 0)'s: the caller's, ``a0_mul`` and
+``w0_mul``): loaded alike, they feed only its DSP, so the placer stands them beside it (:func:`_operand_copies`).
 
 Latency: the operand pair presented at cycle c reaches PE(i, j) at cycle c + i + j and is accumulated there one
 cycle later (pe.py: product register, then accumulator); PE(R-1, C-1) captures the tile's last sum at the end of
@@ -44,15 +44,13 @@ def _skewed(m: Module, values: dict, stages: int, index: int):
     return values, before
 
 
-def _operand_copies(m: Module, first_d, inputs: list, name: str) -> list:
-    """The multiplier operands of a row's (column's) PEs, given the operands they take in (``inputs``, each the
-    register of the PE before it, the first one ``first_d`` registered, or None: the array's input itself): each
-    a register of its own loaded with the same value on the same cycle (:func:`~hwgen.arch.hdl.replica`). The
-    register a PE takes its operand from also forwards it to the PE's own register, so it cannot stand beside the
-    neighbour's DSP (4×4 on ECP5: 3.4 ns of route in front of the multiplier's 3.5 ns setup); the copy feeds the
-    DSP alone."""
-    sources = [first_d] + inputs[:-1]
-    return [inputs[0] if source is None else replica(m, source, f"{name}_{k}") for k, source in enumerate(sources)]
+def _operand_copies(m: Module, first, inputs: list, name: str) -> list:
+    """The multiplier operands of a row's (column's) PEs: ``first`` for the first PE, then for each next one a
+    register of its own loaded like the previous PE's forwarding register (from that PE's input ``inputs[k]``: the
+    same value on the same cycle, :func:`~hwgen.arch.hdl.replica`). The register a PE takes
+    its operand from also forwards it to the PE's own register, so it cannot stand beside the neighbour's DSP (4×4
+    on ECP5: 3.4 ns of route in front of the multiplier's 3.5 ns setup); the copy feeds the DSP alone."""
+    return [first, *(replica(m, source, f"{name}_{k + 1}") for k, source in enumerate(inputs[:-1]))]
 
 
 def _copied(cfg: SystolicConfig, i: int, j: int, operands: tuple) -> tuple:
@@ -69,6 +67,8 @@ class OutputStationaryArray(wiring.Component):
             "valid": In(1),
             "last": In(1),
             "w": In(data.ArrayLayout(signed(cfg.w_bits), cfg.cols)),
+            # a[0] and w[0] again, from copies of the caller's registers that drive them (PE(0, 0)'s multiplier's)
+            "a0_mul": In(signed(cfg.operand_bits)), "w0_mul": In(signed(cfg.w_bits)),
             "shift": In(data.ArrayLayout(unsigned(1), cfg.cols)),        # per column (a copy each)
             # every PE takes max(acc, a·w) instead of acc + a·w (MaxPool; per layer)
             **({"max_mode": In(1)} if cfg.max_pool else {}),
@@ -92,8 +92,9 @@ class OutputStationaryArray(wiring.Component):
             skewed, before = _skewed(m, {"a": self.a[i], "valid": self.valid, "last": self.last}, i, i)
             row = pes[i]
             inputs = [skewed["a"]] + [pe.a_out for pe in row[:-1]]
-            for pe, a_in, a_mul, left in zip(row, inputs, _operand_copies(m, before and before["a"], inputs,
-                                                                          f"a_mul_{i}"), [None] + row[:-1]):
+            first = self.a0_mul if i == 0 else replica(m, before["a"], f"a_mul_{i}_0")
+            for pe, a_in, a_mul, left in zip(row, inputs, _operand_copies(m, first, inputs, f"a_mul_{i}"),
+                                             [None] + row[:-1]):
                 valid, last = (skewed["valid"], skewed["last"]) if left is None else (left.valid_out, left.last_out)
                 m.d.comb += [pe.a_in.eq(a_in), pe.a_mul.eq(a_mul), pe.valid.eq(valid), pe.last.eq(last)]
 
@@ -101,8 +102,8 @@ class OutputStationaryArray(wiring.Component):
             column = [pes[i][j] for i in range(cfg.rows)]
             skewed, before = _skewed(m, {"w": self.w[j]}, j, j)
             inputs = [skewed["w"]] + [pe.w_out for pe in column[:-1]]
-            for pe, w_in, w_mul in zip(column, inputs, _operand_copies(m, before and before["w"], inputs,
-                                                                       f"w_mul_{j}")):
+            first = self.w0_mul if j == 0 else replica(m, before["w"], f"w_mul_{j}_0")
+            for pe, w_in, w_mul in zip(column, inputs, _operand_copies(m, first, inputs, f"w_mul_{j}")):
                 m.d.comb += [pe.w_in.eq(w_in), pe.w_mul.eq(w_mul)]
             for i in range(cfg.rows):
                 m.d.comb += pes[i][j].shift.eq(self.shift[j])
@@ -146,6 +147,7 @@ class WeightStationaryArray(wiring.Component):
         self.cfg = cfg
         super().__init__({
             "a": In(data.ArrayLayout(signed(cfg.operand_bits), cfg.rows)),
+            "a0_mul": In(signed(cfg.operand_bits)),     # a[0] again, from a copy of the caller's register driving it
             "w_top": In(data.ArrayLayout(signed(cfg.w_bits), cfg.cols)),
             "commit": In(1), "shift": In(1), **({"max_mode": In(1)} if cfg.max_pool else {}),
             "out": Out(data.ArrayLayout(signed(cfg.acc_bits), cfg.cols)),
@@ -162,7 +164,8 @@ class WeightStationaryArray(wiring.Component):
             skewed, before = _skewed(m, {"a": self.a[i], "commit": self.commit}, i, i)
             row = pes[i]
             inputs = [skewed["a"]] + [pe.a_out for pe in row[:-1]]
-            a_muls = _operand_copies(m, before and before["a"], inputs, f"a_mul_{i}")
+            first = self.a0_mul if i == 0 else replica(m, before["a"], f"a_mul_{i}_0")
+            a_muls = _operand_copies(m, first, inputs, f"a_mul_{i}")
             for j, (pe, a_in, a_mul) in enumerate(zip(row, inputs, a_muls)):
                 m.submodules[f"pe_{i}_{j}"] = pe
                 if cfg.max_pool:

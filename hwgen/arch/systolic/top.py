@@ -35,7 +35,7 @@ from amaranth.lib.wiring import In, Out
 from .array import OutputStationaryArray, WeightStationaryArray
 from .config import SystolicConfig
 from .controller import INSTRUCTION, INSTRUCTION_CHUNKS, Controller, meta_layout
-from ..hdl import delayed, ram, replica, select
+from ..hdl import copies, delayed, ram, replica, select
 from .io import StreamIn, StreamOut, beat_layouts
 from .requant import RequantLane
 from .ws_controller import WeightStationaryController
@@ -173,7 +173,13 @@ class SystolicTop(wiring.Component):
                       init=init["weights"][j] if init else [])
             rd, wr = mem.read_port(), mem.write_port()
             # after the bank's address register and the memory: the output, word, row word and operand registers
-            weight = delayed(m, rd.data, cfg.feed_latency - 3, f"weight_{j}")
+            # (column 0's last register in two copies, OS: one for the column, one for PE(0, 0)'s multiplier)
+            before = delayed(m, rd.data, cfg.feed_latency - 4, f"weight_{j}")
+            weight, *mul = (copies(f"weight_{j}_operand", 2, before.shape(), reset_less=True) if j == 0 and not ws
+                            else [Signal.like(before, name=f"weight_{j}_operand", reset_less=True)])
+            m.d.sync += [register.eq(before) for register in (weight, *mul)]
+            if mul:
+                m.d.comb += array.w0_mul.eq(mul[0].as_signed())
             m.d.comb += [rd.addr.eq(replica(m, weight_addr, f"weight_read_addr_{j}")),
                          (array.w_top if ws else array.w)[j].eq(weight.as_signed()),
                          wr.addr.eq(replica(m, stored_load.addr, f"weight_write_addr_{j}")),
@@ -307,8 +313,12 @@ class SystolicTop(wiring.Component):
             with m.If(reading[3]):
                 m.d.sync += part.eq(halves[0].as_signed() | halves[1].as_signed())
             read_parts.append(part)
-        operands = [Signal(signed(cfg.operand_bits), name=f"row{i}_operand", reset_less=True) for i in range(rows)]
-        m.d.comb += [array.a[i].eq(operands[i]) for i in range(rows)]
+        # row 0's operand register in two copies: one for the array's row, one for PE(0, 0)'s multiplier (array.py)
+        row0 = copies("row0_operand", 2, signed(cfg.operand_bits), reset_less=True)
+        operands = [row0] + [[Signal(signed(cfg.operand_bits), name=f"row{i}_operand", reset_less=True)]
+                             for i in range(1, rows)]
+        m.d.comb += [*(array.a[i].eq(registers[0]) for i, registers in enumerate(operands)),
+                     array.a0_mul.eq(row0[1])]
         if ws:
             self._ws_operands(m, ctrl, array, act_operands, operands)
         else:
@@ -340,8 +350,8 @@ class SystolicTop(wiring.Component):
             m.d.sync += [self.rdata.valid.eq(1), self.rdata.payload.eq(read_word)]
         return m
 
-    def _operand(self, m: Module, row: int, operand: Signal, word, lane, valid, zx) -> None:
-        """The operand register of ``row``: lane ``lane`` of its registered bank ``word`` − ``zx``, or 0 where
+    def _operand(self, m: Module, row: int, registers: list, word, lane, valid, zx) -> None:
+        """The operand register(s) of ``row``: lane ``lane`` of its registered bank ``word`` − ``zx``, or 0 where
         ``valid`` is low (padding). ``zx`` from the row's own copy (the operand's bits of it: the subtraction's
         low bits are all the operand keeps), registered a cycle after the instruction's latch, long before the
         layer's first operand."""
@@ -349,7 +359,7 @@ class SystolicTop(wiring.Component):
         codes = data.View(beat_layouts(cfg)[0], word)
         code = select(m, lane, [c.as_signed() for c in codes], signed(cfg.store_bits), f"row{row}_code")
         zx_row = replica(m, zx[:cfg.operand_bits], f"row{row}_zx")
-        m.d.sync += operand.eq(Mux(valid, code - zx_row, 0))
+        m.d.sync += [register.eq(Mux(valid, code - zx_row, 0)) for register in registers]
 
     def _lane_inputs(self, m: Module, ctrl, array):
         """What enters the requant lanes (valid, values, slot, meta): the OS drain (timed by the array's

@@ -32,9 +32,9 @@ OPERANDS, FLAGS = ("a", "w"), ("valid", "commit")
 
 
 def _skewed(m: Module, values: dict, stages: int, index: int):
-    """``values`` (name → value) through ``stages`` registers each (``{name}_skew_{index}_{stage}``; only the
-    flags reset; the operands' kept apart from the copies of them, :func:`_operand_copies`): the delayed values, and the
-    last stage's inputs (None without a stage)."""
+    """``values`` (name → value) through ``stages`` registers each (``{name}_skew_{index}_{stage}``; only the flags
+    reset, the operands' are kept apart from their copies, :func:`_operand_copies`): the delayed values, and the last
+    stage's inputs (None without a stage)."""
     before = None
     for stage in range(stages):
         before = values
@@ -47,9 +47,9 @@ def _skewed(m: Module, values: dict, stages: int, index: int):
 def _operand_copies(m: Module, first, inputs: list, name: str) -> list:
     """The multiplier operands of a row's (column's) PEs: ``first`` for the first PE, then for each next one a
     register of its own loaded like the previous PE's forwarding register (from that PE's input ``inputs[k]``: the
-    same value on the same cycle, :func:`~hwgen.arch.hdl.replica`). The register a PE takes
-    its operand from also forwards it to the PE's own register, so it cannot stand beside the neighbour's DSP (4×4
-    on ECP5: 3.4 ns of route in front of the multiplier's 3.5 ns setup); the copy feeds the DSP alone."""
+    same value on the same cycle, :func:`~hwgen.arch.hdl.replica`). The register a PE takes its operand from also
+    forwards it to the PE's own register, so it cannot stand beside the neighbour's DSP (4×4 on ECP5: 3.4 ns of
+    route in front of the multiplier's 3.5 ns setup); the copy feeds the DSP alone."""
     return [first, *(replica(m, source, f"{name}_{k + 1}") for k, source in enumerate(inputs[:-1]))]
 
 

@@ -419,7 +419,8 @@ class Controller(wiring.Component):
         with m.If(feed_go):
             m.d.sync += [feed_go.eq(0), feeding.eq(1), issuing.eq(1)]
         with m.If(tile_end):                    # (period ≥ 2R + C - 1 ≥ 2: never right after a start)
-            m.d.sync += [*count_index.restart(), *k_index.restart(), issuing.eq(~feed_last_tile), *features.start(instr)]
+            m.d.sync += [*count_index.restart(), *k_index.restart(), issuing.eq(~feed_last_tile),
+                         *features.start(instr)]
             with m.If(n_index.last):
                 # (the next rows' walk starts stepping at once: its registered next values are the present ones)
                 m.d.sync += [*n_index.restart(), w_tile_base.eq(instr.w_base), walking.eq(~m_index.last),

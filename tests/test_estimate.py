@@ -60,10 +60,13 @@ def test_pe_model(dataflow):
     expected = (2 * (cfg.operand_bits + cfg.w_bits) + 2 + 2 * cfg.acc_bits if dataflow == "os"
                 else 2 * cfg.operand_bits + 1 + cfg.acc_bits + 2 * cfg.w_bits) + product
     assert pe.reg == expected
-    # the pipelined PE's paths: RAM → word register, select and − zx, the multiplier alone, the accumulate
+    # the pipelined PE's paths: RAM → word register, (WS: select and) − zx, the multiplier alone, the accumulate;
+    # OS: the lane and the bank are chosen in stages of their own (the operand select's path)
     ob, acc = cfg.operand_bits, cfg.acc_bits
-    assert pe.paths == [fpga.Path_(mem=1), fpga.Path_(levels=2 if dataflow == "os" else 3, carry_bits=ob, chains=1),
+    assert pe.paths == [fpga.Path_(mem=1), fpga.Path_(levels=1 if dataflow == "os" else 3, carry_bits=ob, chains=1),
                         fpga.Path_(mul=(ob, cfg.w_bits)), fpga.Path_(levels=1, carry_bits=acc, chains=1)]
+    [select] = by_name(fpga.systolic_components(cfg), "operand_select")
+    assert select.paths == ([fpga.Path_(levels=1)] if dataflow == "os" else [])        # a 3:1 select
 
 
 def test_multipliers_map_by_family():

@@ -299,18 +299,18 @@ def _feed_registers(cfg, slot_bits: int, meta_bits: int) -> int:
     """Flip-flop bits of the feed pipeline in top.py (``cfg.feed_latency`` cycles, controller → array): the
     registered scratchpad addresses (their memories' address bits), every bank's own port registers (read
     addresses, write address, data and enables, its copies of busy and stream_out), the memories' output registers
-    (activation and output words), the activation words again beside the operand logic, each row's chosen word, the
-    weights' output and operand registers, the operand registers and each row's copy of zx, the banks' read enables,
-    and the controller's outputs that meet the data delayed to match (OS: the rotate and lane selects' last
-    registers one per row); WS: also the accumulator and lane signals delayed by the feed pipeline and the PEs'
+    (activation and output words), the activation words again beside the operand logic (OS: the code of the lane
+    fed), each row's chosen word (OS: code), the weights' output and operand registers, the operand registers and
+    each row's copy of zx, the banks' read enables, and the controller's outputs that meet the data delayed to match
+    (OS: the rotate select's last registers one per row, the lane select's one per bank); WS: also the accumulator and lane signals delayed by the feed pipeline and the PEs'
     second stage (the accumulators' read enable two cycles less, the lanes' meta one more), and the column sums'
     partials."""
     R, C, L = cfg.rows, cfg.cols, cfg.feed_latency
     act_addr, w_addr, out_addr = _bits(cfg.act_depth), _bits(cfg.weight_depth), _bits(cfg.out_depth)
     sb, acc = cfg.store_bits, cfg.acc_bits
     ports = R * (2 * act_addr + C + C * sb + 2 * out_addr + 1 + C * acc + 2) + C * (2 * w_addr + cfg.w_bits + 1)
-    bits = R * act_addr + w_addr + ports + R * C * (3 * sb + acc) + C * cfg.w_bits * (L - 3) + \
-        2 * R * cfg.operand_bits + 2 * R
+    words = R * C * (3 * sb + acc) if cfg.dataflow == "ws" else R * C * (sb + acc) + 2 * R * sb
+    bits = R * act_addr + w_addr + ports + words + C * cfg.w_bits * (L - 3) + 2 * R * cfg.operand_bits + 2 * R
     row, col = _bits(R), _bits(C)
     if cfg.dataflow == "ws":
         lag = L + cfg.pe_stages - 2
@@ -318,9 +318,9 @@ def _feed_registers(cfg, slot_bits: int, meta_bits: int) -> int:
         bits += R * (row * (L - 3) + (col + 1) * (L - 2)) + 2 * L - 1       # row selects; commit, weight shift
         bits += 4 * lag - 2 + acc_addr * (2 * lag - 1) + C * acc + slot_bits * lag + meta_bits * (lag + 1)
     else:
-        # each bank's copy of the kernel walk's offset; rotate and lane (their last registers one per row), row
-        # valid (a cycle of it in the controller); valid, last
-        bits += R * act_addr + row * (L - 3 + R) + col * (L - 2 + R) + R * (L - 3) + 2 * L
+        # each bank's copy of the kernel walk's offset; rotate (its last registers one per row) and lane (one per
+        # bank), row valid (a cycle of it in the controller); valid, last
+        bits += R * act_addr + row * (L - 3 + R) + col * (L - 4 + R) + R * (L - 3) + 2 * L
     return bits
 
 
@@ -363,7 +363,8 @@ def _accumulate_path(acc: int, pool: int) -> Path_:
 @lru_cache(maxsize=256)
 def _pe_paths(select_levels: int, ob: int, wb: int, acc: int, pool: int, rounding: bool) -> list[Path_]:
     """A PE's register-to-register paths (top.py, pe.py) with ``select_levels`` LUT levels to select its operand
-    word (:func:`_mux_levels` of the words to select among: C, or R·C on the weight-stationary array), ``ob``-bit
+    word (:func:`_mux_levels` of the R·C words to select among on the weight-stationary array; OS: 0, its lane and
+    bank chosen in stages before), ``ob``-bit
     operands, ``wb``-bit weights, ``acc``-bit accumulators (``pool``: the max mode's comparator bits, 0
     without it), ``rounding``: product rounding. A block RAM into its word register; lane select and − zx into the
     operand register; the multiplier between registers (with rounding: its shifter and increment behind); the
@@ -435,18 +436,17 @@ def systolic_components(cfg) -> list[Component]:
     meta_bits = row_index + _bits(max(cfg.act_depth, cfg.out_depth)) + 2
     instr, _ = _instruction_layout()
     used, latched = _instruction_kept(cfg)                 # latched: instruction bits the controller keeps
-    # operand path into row 0: memory read → lane select → − zx → PE multiply → accumulate
+    # operand path into row 0: memory read → lane select (WS: with the bank select; OS: its own stage, then the
+    # bank's) → − zx → PE multiply → accumulate
     pool = acc if cfg.max_pool else 0                       # the max mode: a comparator and one more mux level
     product = ob + wb + cfg.product_rounding                # the PE's product register (pe.py, P_pe = 2)
     # every PE has its multiplier's operands (OS: a and w, WS: a) in copies of its own (array.py; PE(0, 0)'s are
     # copies of the feed's registers)
     if ws:
-        select_inputs = R * C
         pe = Component("pe", R * C, reg=2 * ob + 1 + acc + 2 * wb + product, add=acc, mux=2 * wb + pool,
                        cmp=pool, muls=[(ob, wb, 1)], product_register=not cfg.product_rounding)
         skew = Component("skew", reg=acc * (C * (C - 1) // 2) + (ob + 1) * (R * (R - 1) // 2))
     else:
-        select_inputs = C
         pe = Component("pe", R * C, reg=2 * (ob + wb) + 2 + 2 * acc + product, add=acc, cmp=pool,
                        mux=2 * acc + pool, muls=[(ob, wb, 1)], product_register=not cfg.product_rounding)
         skew = Component("skew", reg=(ob + 2) * (R * (R - 1) // 2) + wb * (C * (C - 1) // 2))
@@ -456,9 +456,11 @@ def systolic_components(cfg) -> list[Component]:
         pe.add += product_bits
         pe.cmp += 2 * product_bits
         pe.logic += 8
-    pe.paths = _pe_paths(_mux_levels(select_inputs), ob, wb, acc, pool, cfg.product_rounding)
-    select = Component("operand_select", R, add=ob, mux=(select_inputs - 1) * sb, reg=(3 if ws else 0) + row_index
-                       + col_index)
+    pe.paths = _pe_paths(_mux_levels(R * C) if ws else 0, ob, wb, acc, pool, cfg.product_rounding)
+    # the selects of a row's code: WS its lane of the bank word it chose; OS a bank's lane fed, a row's bank
+    select = Component("operand_select", R, add=ob, mux=(C - 1) * sb + (0 if ws else (R - 1) * sb),
+                       reg=(3 if ws else 0) + row_index + col_index,
+                       paths=[] if ws else [Path_(levels=_mux_levels(max(R, C)))])
     # the systolic memories are hdl.ram's: read-during-write undefined ("sdpx", no read-first emulation)
     act = Component("activation_banks", R, mems=[Mem(cfg.act_depth, C * sb, group=sb, shape="sdpx")],
                     mux=3 * C * sb + 3 * 16, logic=C + 4)
@@ -481,7 +483,9 @@ def systolic_components(cfg) -> list[Component]:
     # per row: its pixel (OS: address, address + kp_words, x, y) or feature (WS: offsets, word, lane, coordinates),
     # double-buffered
     row_bits = 64 if not ws else 16 * 2 + 2 * row_index + col_index + 36 + 1
-    ctrl_reg = latched + counters + walkers + 2 * R * row_bits + _bits(cfg.prog_depth) + 8
+    # (+ the kernel walk's copies of its channel and column flags, 4 and 3; OS: the rows' turn flags, one per row,
+    # and samples − 1)
+    ctrl_reg = latched + counters + walkers + 2 * R * row_bits + _bits(cfg.prog_depth) + 8 + 7 + (0 if ws else R + 16)
     ctrl_add = counters + walkers + R * (16 + (36 + 2 * row_index if ws else 32))
     controller = Component("controller", reg=ctrl_reg, add=ctrl_add, cmp=6 * 16 + R * 4 * 18,
                            mux=latched // 2 + R * row_bits + ((R - 1) * R * 16 if not ws else 0),

@@ -299,6 +299,10 @@ class Controller(wiring.Component):
         feeding, issuing, walking = Signal(), Signal(), Signal()
         tile_end = count_index.last     # count = period - 1: the tile's last cycle
         feed_last_tile = n_index.last & m_index.last
+        # ≡ tile_end & n_tile = n_tiles − 1 & m_tile < m_tiles − 1: the next M tile's rows move into the current ones;
+        # registered with tile_end, in an exact copy per row (their enables: R·65 flip-flops behind one flag were the
+        # 4×4 array's path)
+        turns = copies("turn", rows)
         features = FeatureWalk(cfg, d_r_copies=rows)
         pixels = PixelWalk(rows, "in")
         # every row's pixel (its slot's word address, that + kp_words, and coordinates): this M tile's, and the next
@@ -309,6 +313,8 @@ class Controller(wiring.Component):
         row_live = {tile: [Signal(name=f"{tile}_row{i}_live") for i in range(rows)] for tile in ("cur", "next")}
         f_pixel = Signal(16)            # the walk's index of the row captured next
         f_live = Signal()               # f_pixel < samples (registered ahead)
+        # samples − 1: a pixel's successor is live if the pixel is below it (one compare, no adder in front of it)
+        last, prepare_last = last_indices(instr, ("samples",))
 
         def capture(tile: str) -> None:
             """Row ``walk_at`` of ``tile`` takes the walk's pixel."""
@@ -318,7 +324,7 @@ class Controller(wiring.Component):
                                  row_regs[f"{tile}_wrapped"][i].eq(pixels.addr + instr.kp_words),
                                  row_regs[f"{tile}_x"][i].eq(pixels.x), row_regs[f"{tile}_y"][i].eq(pixels.y),
                                  row_live[tile][i].eq(f_live)]
-            m.d.sync += [f_pixel.eq(f_pixel + 1), f_live.eq(f_pixel + 1 < instr.samples)]
+            m.d.sync += [f_pixel.eq(f_pixel + 1), f_live.eq(f_pixel < last["samples"])]
 
         # ---- drain engine state
         active = Signal()               # a row drains on this cycle: row r of tile (d_m, d_n)
@@ -369,14 +375,14 @@ class Controller(wiring.Component):
             *count_index.prepare(instr.period),
             *m_index.start(instr.m_tiles), *n_index.start(instr.n_tiles),
             *m_index.prepare(instr.m_tiles), *n_index.prepare(instr.n_tiles), walk_at.eq(1), walk_step.eq(0),
-            feed_go.eq(0), w_tile_base.eq(instr.w_base),
+            feed_go.eq(0), w_tile_base.eq(instr.w_base), *(turn.eq(0) for turn in turns),
             *d_m_index.start(instr.m_tiles), *d_m_index.prepare(instr.m_tiles), *d_n_index.start(instr.n_tiles),
             *d_n_index.prepare(instr.n_tiles), d_slot.eq(instr.slot_base), d_n_first.eq(1), w_pixel.eq(0), w_live.eq(1),
             filling.eq(1),
             *(step.eq(0) for step in fill_steps), fill_i.eq(0), f_pixel.eq(0), f_live.eq(1), *features.start(instr),
             *features.prepare(instr, instr.kp_words), *pixels.start(instr, instr.in_base),
             *pixels.prepare(instr, instr.kp_words), *dest.start(instr, instr.out_base),
-            *dest.prepare(instr, instr.out_words)])
+            *dest.prepare(instr, instr.out_words), *prepare_last])
 
         # ---- feed engine (FEED), driven by its registered flags, not by the state: they are its enables, and an
         # enable decoded from the state in front of every walker register was the controller's critical path
@@ -428,14 +434,18 @@ class Controller(wiring.Component):
                 with m.If(m_index.last):
                     m.d.sync += feeding.eq(0)
                 with m.Else():
-                    m.d.sync += [*m_index.advance(),
-                                 *(row_regs[f"cur_{what}"][i].eq(row_regs[f"next_{what}"][i])
-                                   for what in ("addr", "wrapped", "x", "y") for i in range(rows)),
-                                 *(row_live["cur"][i].eq(row_live["next"][i]) for i in range(rows))]
+                    m.d.sync += m_index.advance()
             with m.Else():
                 m.d.sync += [*n_index.advance(), w_tile_base.eq(w_tile_base + instr.kp)]
+            m.d.sync += [turn.eq(0) for turn in turns]                  # (period ≥ 2)
         with m.Elif(feeding):
-            m.d.sync += count_index.advance()
+            _, tile_end_next = count_index.next()
+            m.d.sync += [*count_index.advance(),
+                         *(turn.eq(tile_end_next & n_index.last & ~m_index.last) for turn in turns)]
+        for i, turn in enumerate(turns):
+            with m.If(turn):
+                m.d.sync += [*(row_regs[f"cur_{what}"][i].eq(row_regs[f"next_{what}"][i])
+                               for what in ("addr", "wrapped", "x", "y")), row_live["cur"][i].eq(row_live["next"][i])]
 
         # ---- drain engine: R cycles per captured tile, rows top-first, each to its output slot (or nowhere), from
         # the table of its M tile: the walk runs ahead, filling the next M tile's rows (one every other cycle, its
@@ -476,7 +486,7 @@ class Controller(wiring.Component):
                     with m.Case(i):
                         m.d.sync += [table["next_row"][i].eq(dest.r), table["next_addr"][i].eq(dest.addr),
                                      table["next_write"][i].eq(is_output & w_live)]
-            m.d.sync += [fill_i.eq(fill_i + 1), w_pixel.eq(w_pixel + 1), w_live.eq(w_pixel + 1 < instr.samples)]
+            m.d.sync += [fill_i.eq(fill_i + 1), w_pixel.eq(w_pixel + 1), w_live.eq(w_pixel < last["samples"])]
             with m.If(fill_i == rows - 1):
                 m.d.sync += [filling.eq(0), *(step.eq(0) for step in fill_steps)]
         with m.If(last_row):

@@ -155,9 +155,12 @@ class SystolicTop(wiring.Component):
         # addresses are registered, registered again in each bank's own address register, the memories read, their
         # outputs registered (nothing but routing after a block RAM's slow clock-to-output), each row's bank word
         # chosen and registered, the operands formed (lane select, − zx) and registered; the weights take the same
-        # path without the selects
+        # path without the selects. OS: every row reads the same lane (the feature fed), so each bank registers
+        # that lane's code of its word and each row chooses its bank's code: no select stands in front of − zx
         # (OS: each row's base address, and the kernel walk's offset added beside each bank from its own copy)
         bank_addr = delayed(m, ctrl.bank_addr if ws else ctrl.bank_base, 1, "bank_addr")
+        if not ws:              # the lane fed, for the banks' codes (a cycle of it in each bank's own register)
+            feed_lane = delayed(m, ctrl.feed_lane, cfg.feed_latency - 4, "feed_lane")
         bank_read = delayed(m, ctrl.bank_read, 2, "bank_read", False)      # with the banks' address registers
         weight_addr = delayed(m, ctrl.weight_addr, 1, "weight_addr")
         if ws:
@@ -221,7 +224,7 @@ class SystolicTop(wiring.Component):
         out_word = word_of(cfg.acc_bits, cols)
         act_read = []
         out_read = []
-        act_operands = []       # the words again, registered beside the operand logic
+        act_operands = []       # the words again (OS: the lane fed), registered beside the operand logic
         read_parts = []         # each bank's host read stage
         # every bank's ports are driven by registers of its own, placed beside its block RAMs: the read address
         # (held while a streamed read waits for the stalled beat ahead of it), the write address, data and enables
@@ -288,7 +291,12 @@ class SystolicTop(wiring.Component):
                 m.d.sync += stage.eq(Mux(replica(m, instr.passthrough, f"stream_passthrough_{i}"), o_reg, extended))
             m.d.comb += s_out.stages[i].eq(stage)
             act_read.append(a_reg)
-            act_operands.append(delayed(m, a_reg, 1, f"act_operand_word_{i}"))
+            if ws:
+                act_operands.append(delayed(m, a_reg, 1, f"act_operand_word_{i}"))
+            else:
+                lane = replica(m, feed_lane, f"bank{i}_lane")
+                code = select(m, lane, list(data.View(act_word, a_reg)), unsigned(cfg.store_bits), f"bank{i}_code")
+                act_operands.append(delayed(m, code, 1, f"act_operand_code_{i}"))
             out_read.append(o_reg)
             # the host read's stages beside the bank: the requested element of its word (an accumulator, or a code
             # sign-extended) if the request names the bank, else 0. Each half (the C accumulators, the C codes) is an
@@ -323,17 +331,17 @@ class SystolicTop(wiring.Component):
             self._ws_operands(m, ctrl, array, act_operands, operands)
         else:
             # implicit im2col: row i takes bank (i + rotate) mod R (its input pixel's slot), or 0 where the kernel
-            # reads padding (the zero point, 0 after - zx); the selects arrive with the registered memory words,
-            # each row's from its own last register (a select's index drives every bit of its row's words)
-            feed_rotate = delayed(m, ctrl.feed_rotate, cfg.feed_latency - 3, "feed_rotate")  # for the row word
-            feed_lane = delayed(m, ctrl.feed_lane, cfg.feed_latency - 2, "feed_lane")        # for the operand
+            # reads padding (the zero point, 0 after - zx); the selects arrive with the registered memory words and
+            # codes, each bank's lane and each row's rotate from its own last register (a select's index drives
+            # every bit it chooses among)
+            feed_rotate = delayed(m, ctrl.feed_rotate, cfg.feed_latency - 3, "feed_rotate")  # for the row code
             row_valid = delayed(m, ctrl.row_valid, cfg.feed_latency - 3, "row_valid")      # (two cycles in ctrl)
             for i in range(rows):
-                word = select(m, replica(m, feed_rotate, f"row{i}_rotate"),
-                              [act_operands[(i + r) % rows] for r in range(rows)], unsigned(act_word.size),
-                              f"row{i}_bank_word")
-                self._operand(m, i, operands[i], delayed(m, word, 1, f"row{i}_word"),
-                              replica(m, feed_lane, f"row{i}_lane"), row_valid[i], instr.zx)
+                code = select(m, replica(m, feed_rotate, f"row{i}_rotate"),
+                              [act_operands[(i + r) % rows] for r in range(rows)], unsigned(cfg.store_bits),
+                              f"row{i}_bank_code")
+                self._operand(m, i, operands[i], delayed(m, code, 1, f"row{i}_code").as_signed(), row_valid[i],
+                              instr.zx)
             m.d.comb += [array.valid.eq(delayed(m, ctrl.feed_valid, cfg.feed_latency, "feed_valid", False)),
                          array.last.eq(delayed(m, ctrl.feed_last & ctrl.feed_valid, cfg.feed_latency, "feed_last"))]
             if cfg.max_pool:
@@ -350,14 +358,11 @@ class SystolicTop(wiring.Component):
             m.d.sync += [self.rdata.valid.eq(1), self.rdata.payload.eq(read_word)]
         return m
 
-    def _operand(self, m: Module, row: int, registers: list, word, lane, valid, zx) -> None:
-        """The operand register(s) of ``row``: lane ``lane`` of its registered bank ``word`` − ``zx``, or 0 where
-        ``valid`` is low (padding). ``zx`` from the row's own copy (the operand's bits of it: the subtraction's
-        low bits are all the operand keeps), registered a cycle after the instruction's latch, long before the
-        layer's first operand."""
+    def _operand(self, m: Module, row: int, registers: list, code, valid, zx) -> None:
+        """The operand register(s) of ``row``: its registered ``code`` − ``zx``, or 0 where ``valid`` is low
+        (padding). ``zx`` from the row's own copy (the operand's bits of it: the subtraction's low bits are all the
+        operand keeps), registered a cycle after the instruction's latch, long before the layer's first operand."""
         cfg = self.cfg
-        codes = data.View(beat_layouts(cfg)[0], word)
-        code = select(m, lane, [c.as_signed() for c in codes], signed(cfg.store_bits), f"row{row}_code")
         zx_row = replica(m, zx[:cfg.operand_bits], f"row{row}_zx")
         m.d.sync += [register.eq(Mux(valid, code - zx_row, 0)) for register in registers]
 
@@ -413,5 +418,6 @@ class SystolicTop(wiring.Component):
             m.d.comb += array.max_mode.eq(ctrl.instr.pool_max)
         for i in range(cfg.rows):
             word = select(m, row_bank[i], act_read, act_read[0].shape(), f"row{i}_bank_word")
-            self._operand(m, i, operands[i], delayed(m, word, 1, f"row{i}_word"), row_lane[i], row_valid[i],
-                          ctrl.instr.zx)
+            codes = data.View(beat_layouts(cfg)[0], delayed(m, word, 1, f"row{i}_word"))
+            code = select(m, row_lane[i], [c.as_signed() for c in codes], signed(cfg.store_bits), f"row{i}_code")
+            self._operand(m, i, operands[i], code, row_valid[i], ctrl.instr.zx)

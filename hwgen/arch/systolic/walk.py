@@ -69,10 +69,15 @@ class Index:
 
     ``slow``: the index never advances on two consecutive cycles, nor on the cycle after :meth:`prepare` or
     :meth:`start`; ``value == n - 2`` is then itself a register, compared on every cycle (:meth:`compare`, which the
-    caller adds to its module once), so no compare stands in front of ``last``."""
+    caller adds to its module once), so no compare stands in front of ``last``.
 
-    def __init__(self, name: str, slow: bool = False):
-        self.value, self.last = Signal(16, name=name), Signal(name=f"{name}_is_last")
+    ``flags``: the flag in that many exact copies (``lasts``; ``last`` is the first), for groups of loads spread
+    over the controller: each group's enables read a copy of their own."""
+
+    def __init__(self, name: str, slow: bool = False, flags: int = 1):
+        self.value = Signal(16, name=name)
+        self.lasts = [Signal(name=f"{name}_is_last")] if flags == 1 else copies(f"{name}_is_last", flags)
+        self.last = self.lasts[0]
         self.before_last, self.single = Signal(16, name=f"{name}_before_last"), Signal(name=f"{name}_single")
         self.at_before_last = Signal(name=f"{name}_at_before_last") if slow else None
 
@@ -84,10 +89,10 @@ class Index:
         return [self.before_last.eq(n - 2), self.single.eq(n == 1)]
 
     def start(self, n) -> list:
-        return [self.value.eq(0), self.last.eq(n == 1)]
+        return [self.value.eq(0), *(flag.eq(n == 1) for flag in self.lasts)]
 
     def restart(self) -> list:
-        return [self.value.eq(0), self.last.eq(self.single)]
+        return [self.value.eq(0), *(flag.eq(self.single) for flag in self.lasts)]
 
     def next(self) -> tuple:
         """The value and flag :meth:`advance` loads, as expressions."""
@@ -97,7 +102,7 @@ class Index:
 
     def move(self, value, last) -> list:
         """Load ``value`` and ``last`` (:meth:`next`'s, or registered copies of them)."""
-        return [self.value.eq(value), self.last.eq(last)]
+        return [self.value.eq(value), *(flag.eq(last) for flag in self.lasts)]
 
     def advance(self) -> list:
         return self.move(*self.next())
@@ -165,8 +170,16 @@ class PixelWalk:
         values["col"], values["col_last"] = self.col_index.next()
         values["pos"], values["pos_last"] = self.pos_index.next()
         if self.prefix == "out":
-            values.update(phy_wrap=self.phy + 1 == instr.lat_sy, phy=self.phy + 1,
-                          phx_wrap=self.phx + 1 == instr.lat_sx, phx=self.phx + 1)
+            # the drain's choices too: the output row and pixel advance only on the lattice (its address held
+            # otherwise), the phases wrap at the lattice's steps
+            for kind, on_lattice, addr, r in (("row", self.phy_zero, self.row_addr, self.row_r),
+                                              ("x", self.phx_zero, self.addr, self.r)):
+                values[f"{kind}_addr"] = Mux(on_lattice, values[f"{kind}_addr"], addr)
+                values[f"{kind}_r"] = Mux(on_lattice, values[f"{kind}_r"], r)
+            for axis, step in (("phy", instr.lat_sy), ("phx", instr.lat_sx)):
+                phase = getattr(self, axis)
+                values[f"{axis}_zero"] = phase + 1 == step
+                values[axis] = Mux(values[f"{axis}_zero"], 0, phase + 1)
         return values
 
     def registered_next(self, m: Module, instr) -> dict:
@@ -199,23 +212,18 @@ class PixelWalk:
             if feed:
                 m.d.sync += [self.x.eq(0), self.y.eq(self.y + instr.px_sy), self.row_addr.eq(row_addr),
                              self.row_r.eq(row_r), self.addr.eq(row_addr), self.r.eq(row_r)]
-            else:        # the output row advances when the walk leaves a lattice row
-                on_lattice = self.phy_zero
-                new_addr, new_r = Mux(on_lattice, row_addr, self.row_addr), Mux(on_lattice, row_r, self.row_r)
-                wrap = v["phy_wrap"]
-                m.d.sync += [self.phx.eq(0), self.phx_zero.eq(1), self.phy.eq(Mux(wrap, 0, v["phy"])),
-                             self.phy_zero.eq(wrap),
-                             self.row_addr.eq(new_addr), self.row_r.eq(new_r), self.addr.eq(new_addr),
-                             self.r.eq(new_r)]
+            else:        # the output row advances when the walk leaves a lattice row (next_values chose)
+                m.d.sync += [self.phx.eq(0), self.phx_zero.eq(1), self.phy.eq(v["phy"]), self.phy_zero.eq(v["phy_zero"]),
+                             self.row_addr.eq(row_addr), self.row_r.eq(row_r), self.addr.eq(row_addr),
+                             self.r.eq(row_r)]
         with m.Else():                                             # next pixel in the row
             m.d.sync += [*self.col_index.move(v["col"], v["col_last"]),
                          *self.pos_index.move(v["pos"], v["pos_last"])]
+            m.d.sync += [self.addr.eq(addr), self.r.eq(r)]
             if feed:
-                m.d.sync += [self.x.eq(self.x + instr.px_sx), self.addr.eq(addr), self.r.eq(r)]
+                m.d.sync += self.x.eq(self.x + instr.px_sx)
             else:
-                with m.If(self.phx_zero):
-                    m.d.sync += [self.addr.eq(addr), self.r.eq(r)]
-                m.d.sync += [self.phx.eq(Mux(v["phx_wrap"], 0, v["phx"])), self.phx_zero.eq(v["phx_wrap"])]
+                m.d.sync += [self.phx.eq(v["phx"]), self.phx_zero.eq(v["phx_zero"])]
 
 
 def feature_layout(cfg: SystolicConfig) -> data.StructLayout:
@@ -233,7 +241,7 @@ class FeatureWalk:
     def __init__(self, cfg: SystolicConfig, d_r_copies: int = 0):
         self.cfg = cfg
         rows, cols = cfg.rows, cfg.cols
-        self.c_index, self.kx_index = Index("feature_c"), Index("feature_kx")
+        self.c_index, self.kx_index = Index("feature_c", flags=5), Index("feature_kx", flags=4)
         self.c, self.kx, self.ky = self.c_index.value, self.kx_index.value, Signal(16, name="feature_ky")
         self.word, self.lane = Signal(16, name="feature_word"), Signal(index_range(cols), name="feature_lane")
         self.word_r = Signal(index_range(rows), name="feature_word_r")
@@ -272,14 +280,13 @@ class FeatureWalk:
             addr, res = step.add(self.d_words, self.d_r)
             return [self.d_words.eq(addr), self.d_r.eq(res), *(copy.eq(res) for copy in self.d_r_copies)]
 
-        with m.If(self.c_index.last):                             # next kernel position
+        # the registers the flags enable, in five groups, each reading copies of the flags of its own: the channel,
+        # kx, (ky, dy), dx and the slot offset (one flag's enables over all of them, then one over the last four,
+        # were the 4×4 array's path)
+        c_last, *c_lasts = self.c_index.lasts
+        with m.If(c_last):                                        # next kernel position: its first channel
             m.d.sync += [*self.c_index.restart(), self.lane.eq(instr.c0_lane), self.word.eq(instr.c0_word),
                          self.word_r.eq(instr.c0_word_r)]
-            with m.If(self.kx_index.last):
-                m.d.sync += [*self.kx_index.restart(), self.ky.eq(self.ky + 1), self.dx.eq(instr.x0),
-                             self.dy.eq(self.dy + instr.sy), *offset(self.dy_step)]
-            with m.Else():
-                m.d.sync += [*self.kx_index.advance(), self.dx.eq(self.dx + instr.sx), *offset(self.dx_step)]
         with m.Else():
             m.d.sync += self.c_index.advance()
             with m.If(self.lane == cols - 1):
@@ -287,3 +294,14 @@ class FeatureWalk:
                              self.word_r.eq(mod_add(self.word_r, 1, rows))]
             with m.Else():
                 m.d.sync += self.lane.eq(self.lane + 1)
+        # (each group's loads at the next kernel row, and at the next kernel column)
+        kx_groups = [([self.ky.eq(self.ky + 1), self.dy.eq(self.dy + instr.sy)], []),
+                     ([self.dx.eq(instr.x0)], [self.dx.eq(self.dx + instr.sx)]),
+                     (offset(self.dy_step), offset(self.dx_step)),
+                     (self.kx_index.restart(), self.kx_index.advance())]
+        for c_last, kx_last, (wrap, step) in zip(c_lasts, self.kx_index.lasts, kx_groups, strict=True):
+            with m.If(c_last):
+                with m.If(kx_last):
+                    m.d.sync += wrap
+                with m.Else():
+                    m.d.sync += step

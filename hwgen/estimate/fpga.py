@@ -30,7 +30,7 @@ from collections.abc import Sequence
 from typing import NamedTuple
 
 from .memmap import mapping
-from ..arch.systolic.config import DECODE_COPIES, LANE_STAGE_CYCLES
+from ..arch.systolic.config import DECODE_COPIES, LANE_STAGE_CYCLES, STEP_GROUPS
 
 # lut_ram (LUT-equivalents of LUT RAM primitives) and mem_ff (flip-flop memories, LUT RAM read registers) are exact
 # counts; mem_emulation_ff (read-first emulation of block RAM, partly shared between memories on one write bus),
@@ -302,9 +302,9 @@ def _feed_registers(cfg, slot_bits: int, meta_bits: int) -> int:
     (activation and output words), the activation words again beside the operand logic (OS: the code of the lane
     fed), each row's chosen word (OS: code), the weights' output and operand registers, the operand registers and
     each row's copy of zx, the banks' read enables, and the controller's outputs that meet the data delayed to match
-    (OS: the rotate select's last registers one per row, the lane select's one per bank); WS: also the accumulator and lane signals delayed by the feed pipeline and the PEs'
-    second stage (the accumulators' read enable two cycles less, the lanes' meta one more), and the column sums'
-    partials."""
+    (OS: the rotate select's last registers one per row, the lane select's one per bank); WS: also the accumulator
+    and lane signals delayed by the feed pipeline and the PEs' second stage (the accumulators' read enable two cycles
+    less, the lanes' meta one more), and the column sums' partials."""
     R, C, L = cfg.rows, cfg.cols, cfg.feed_latency
     act_addr, w_addr, out_addr = _bits(cfg.act_depth), _bits(cfg.weight_depth), _bits(cfg.out_depth)
     sb, acc = cfg.store_bits, cfg.acc_bits
@@ -483,9 +483,11 @@ def systolic_components(cfg) -> list[Component]:
     # per row: its pixel (OS: address, address + kp_words, x, y) or feature (WS: offsets, word, lane, coordinates),
     # double-buffered
     row_bits = 64 if not ws else 16 * 2 + 2 * row_index + col_index + 36 + 1
-    # (+ the kernel walk's copies of its channel and column flags, 4 and 3; OS: the rows' turn flags, one per row,
-    # and samples − 1)
-    ctrl_reg = latched + counters + walkers + 2 * R * row_bits + _bits(cfg.prog_depth) + 8 + 7 + (0 if ws else R + 16)
+    # (+ the copies of the walks' index flags: the kernel walk's channel and column flags, 4 and 3, each pixel walk's
+    # column and position flags, 3 each; OS: the rows' turn flags, one per row, samples − 1 and the pixel walks' step
+    # flag copies, 4 and 3)
+    flag_copies = 7 + 2 * 2 * (STEP_GROUPS - 1) + (0 if ws else R + 16 + 7)
+    ctrl_reg = latched + counters + walkers + 2 * R * row_bits + _bits(cfg.prog_depth) + 8 + flag_copies
     ctrl_add = counters + walkers + R * (16 + (36 + 2 * row_index if ws else 32))
     controller = Component("controller", reg=ctrl_reg, add=ctrl_add, cmp=6 * 16 + R * 4 * 18,
                            mux=latched // 2 + R * row_bits + ((R - 1) * R * 16 if not ws else 0),

@@ -10,6 +10,7 @@ DATAFLOWS = ("os", "ws")
 MAX_FIXED_STEPS = 4         # fixed-point stage fields per instruction (controller.INSTRUCTION)
 LANE_STAGE_CYCLES = 3       # cycles of a requant lane stage (SystolicConfig.lane_stage_cycles)
 DECODE_COPIES = 4           # copies of the controllers' DECODE flag, each loading a share of the per-layer registers
+STEP_GROUPS = 4             # groups of a pixel walk's registers, each stepped under flags of its own (walk.py)
 
 
 def index_range(count: int) -> range:

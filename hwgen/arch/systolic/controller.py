@@ -60,7 +60,7 @@ from amaranth.lib.wiring import In, Out
 
 from ..fixed import stage_fields
 from ..hdl import copies, select
-from .config import DECODE_COPIES, MAX_FIXED_STEPS, SystolicConfig, index_range
+from .config import DECODE_COPIES, MAX_FIXED_STEPS, STEP_GROUPS, SystolicConfig, index_range
 from .walk import FeatureWalk, Index, PixelWalk
 
 RESIDUE = unsigned(6)           # a slot mod R (R ≤ 64)
@@ -290,7 +290,9 @@ class Controller(wiring.Component):
         w_tile_base = Signal(16)        # w_base + n_tile * kp
         walk_at = Signal(rows, init=1)  # one-hot: the row the walk captures next (a decoded index in front of every
                                         # row's enable was the 4×4 array's path)
-        walk_step = Signal()            # the pixel walk steps on this cycle (every other cycle while walking)
+        # the pixel walk steps on this cycle (every other cycle while walking), in exact copies: the rows' capture's,
+        # then one per group of the walk's registers (walk.PixelWalk.step)
+        walk_step, *walk_steps = copies("walk_step", 1 + STEP_GROUPS)
         feed_go = Signal()              # the first tile's rows are walked: the feed starts on the next cycle
         # flags registered for the cycle they gate (a 16-bit compare in front of a walker's enable is too slow):
         # ``feeding`` ≡ the feed runs (the state is FEED, the first tile's rows walked), ``issuing`` ≡ it reads (k <
@@ -342,9 +344,9 @@ class Controller(wiring.Component):
         table = {f"{tile}_{what}": [Signal(shape, name=f"drain_{tile}_row{i}_{what}") for i in range(rows)]
                  for tile in ("cur", "next") for what, shape in fields}
         filling = Signal()              # the walk fills row fill_i of the next table
-        # … on this cycle (every other cycle: registered steps, walk.PixelWalk.step), in two exact copies: the walk's
-        # and the table's
-        fill_steps = copies("fill_step", 2)
+        # … on this cycle (every other cycle: registered steps, walk.PixelWalk.step), in exact copies: the table's,
+        # then one per group of the walk's registers
+        fill_steps = copies("fill_step", 1 + STEP_GROUPS)
         fill_i = Signal(index_range(rows))
         is_output = Signal()            # the walk's pixel is an output (registered, as its steps are)
         w_pixel = Signal(16)            # the walk's index of the row it fills
@@ -374,7 +376,8 @@ class Controller(wiring.Component):
             *k_index.start(instr.kp), *k_index.prepare(instr.kp), *count_index.start(instr.period),
             *count_index.prepare(instr.period),
             *m_index.start(instr.m_tiles), *n_index.start(instr.n_tiles),
-            *m_index.prepare(instr.m_tiles), *n_index.prepare(instr.n_tiles), walk_at.eq(1), walk_step.eq(0),
+            *m_index.prepare(instr.m_tiles), *n_index.prepare(instr.n_tiles), walk_at.eq(1),
+            *(step.eq(0) for step in (walk_step, *walk_steps)),
             feed_go.eq(0), w_tile_base.eq(instr.w_base), *(turn.eq(0) for turn in turns),
             *d_m_index.start(instr.m_tiles), *d_m_index.prepare(instr.m_tiles), *d_n_index.start(instr.n_tiles),
             *d_n_index.prepare(instr.n_tiles), d_slot.eq(instr.slot_base), d_n_first.eq(1), w_pixel.eq(0), w_live.eq(1),
@@ -410,13 +413,13 @@ class Controller(wiring.Component):
         # before (walk.PixelWalk.registered_next: an adder in front of its registers was the controller's path)
         pixels_next = pixels.registered_next(m, instr)
         with m.If(walking):
-            m.d.sync += walk_step.eq(~walk_step)
+            m.d.sync += [step.eq(~step) for step in (walk_step, *walk_steps)]
+        pixels.step(m, instr, pixels_next, walk_steps)
         with m.If(walk_step):
             with m.If(prepping):
                 capture("cur")
             with m.Else():
                 capture("next")
-            pixels.step(m, instr, pixels_next)
             m.d.sync += walk_at.eq(walk_at.rotate_left(1))
             with m.If(walk_at[rows - 1]):
                 m.d.sync += [walking.eq(prepping), prepping.eq(0), feed_go.eq(prepping)]
@@ -430,7 +433,7 @@ class Controller(wiring.Component):
             with m.If(n_index.last):
                 # (the next rows' walk starts stepping at once: its registered next values are the present ones)
                 m.d.sync += [*n_index.restart(), w_tile_base.eq(instr.w_base), walking.eq(~m_index.last),
-                             walk_step.eq(~m_index.last)]
+                             *(step.eq(~m_index.last) for step in (walk_step, *walk_steps))]
                 with m.If(m_index.last):
                     m.d.sync += feeding.eq(0)
                 with m.Else():
@@ -478,9 +481,8 @@ class Controller(wiring.Component):
         # (a step is taken only while filling: the step flags alone enable the walk and the table)
         with m.If(filling):
             m.d.sync += [step.eq(~step) for step in fill_steps]
+        dest.step(m, instr, dest_next, fill_steps[1:])
         with m.If(fill_steps[0]):
-            dest.step(m, instr, dest_next)
-        with m.If(fill_steps[1]):
             with m.Switch(fill_i):
                 for i in range(rows):
                     with m.Case(i):

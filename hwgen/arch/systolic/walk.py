@@ -25,11 +25,13 @@ column), set with the indices from compares against prepared ``n - 2``.
 """
 from __future__ import annotations
 
+from contextlib import nullcontext
+
 from amaranth import Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data
 
 from ..hdl import copies
-from .config import SystolicConfig, index_range
+from .config import STEP_GROUPS, SystolicConfig, index_range
 
 
 def slot_add(addr, r, words, dr, stride, rows: int) -> tuple:
@@ -122,7 +124,8 @@ class PixelWalk:
         self.rows = rows
         self.prefix = prefix
         name = f"{prefix}_walk"
-        self.col_index, self.pos_index = Index(f"{name}_col"), Index(f"{name}_pos")
+        self.col_index = Index(f"{name}_col", flags=STEP_GROUPS)
+        self.pos_index = Index(f"{name}_pos", flags=STEP_GROUPS)
         self.col, self.pos, self.row = self.col_index.value, self.pos_index.value, Signal(16, name=f"{name}_row")
         self.addr, self.row_addr, self.smp_addr = (Signal(16, name=f"{name}_{n}") for n in ("addr", "row_addr",
                                                                                              "smp_addr"))
@@ -192,38 +195,40 @@ class PixelWalk:
             m.d.sync += registers[name].eq(value)
         return registers
 
-    def step(self, m: Module, instr, values: dict | None = None) -> None:
+    def step(self, m: Module, instr, values: dict | None = None, enables: list | None = None) -> None:
         """Move to the next pixel (inside the caller's condition), with the steps :meth:`prepare` made; ``values``:
-        :meth:`next_values`' (default) or :meth:`registered_next`'."""
+        :meth:`next_values`' (default) or :meth:`registered_next`'. ``enables``: exact copies of the step's flag, one
+        per group of the walk's registers (:data:`STEP_GROUPS`: the indices, the pixel's slot, the row's and
+        sample's slots, the coordinates or lattice phases), each group's choices reading copies of the index flags
+        of its own (one flag's enables over all of them were the 4×4 array's path)."""
         v = values or self.next_values(instr)
-        sample_addr, sample_r, row_addr, row_r, addr, r = (v[f"{kind}_{n}"] for kind in ("sample", "row", "x")
-                                                          for n in ("addr", "r"))
-        feed = self.prefix == "in"
-        with m.If(self.pos_index.last):                            # next sample
-            m.d.sync += [*self.col_index.restart(), self.row.eq(0), *self.pos_index.restart(),
-                         self.smp_addr.eq(sample_addr),
-                         self.smp_r.eq(sample_r), self.row_addr.eq(sample_addr), self.row_r.eq(sample_r),
-                         self.addr.eq(sample_addr), self.r.eq(sample_r)]
-            m.d.sync += [self.x.eq(0), self.y.eq(0)] if feed else [self.phx.eq(0), self.phy.eq(0),
-                                                                      self.phx_zero.eq(1), self.phy_zero.eq(1)]
-        with m.Elif(self.col_index.last):                          # next row
-            m.d.sync += [*self.col_index.restart(), self.row.eq(v["row"]),
-                         *self.pos_index.move(v["pos"], v["pos_last"])]
-            if feed:
-                m.d.sync += [self.x.eq(0), self.y.eq(self.y + instr.px_sy), self.row_addr.eq(row_addr),
-                             self.row_r.eq(row_r), self.addr.eq(row_addr), self.r.eq(row_r)]
-            else:        # the output row advances when the walk leaves a lattice row (next_values chose)
-                m.d.sync += [self.phx.eq(0), self.phx_zero.eq(1), self.phy.eq(v["phy"]), self.phy_zero.eq(v["phy_zero"]),
-                             self.row_addr.eq(row_addr), self.row_r.eq(row_r), self.addr.eq(row_addr),
-                             self.r.eq(row_r)]
-        with m.Else():                                             # next pixel in the row
-            m.d.sync += [*self.col_index.move(v["col"], v["col_last"]),
-                         *self.pos_index.move(v["pos"], v["pos_last"])]
-            m.d.sync += [self.addr.eq(addr), self.r.eq(r)]
-            if feed:
-                m.d.sync += self.x.eq(self.x + instr.px_sx)
-            else:
-                m.d.sync += [self.phx.eq(v["phx"]), self.phx_zero.eq(v["phx_zero"])]
+        sample, row, pixel = ((v[f"{kind}_addr"], v[f"{kind}_r"]) for kind in ("sample", "row", "x"))
+
+        def slot(addr, r, at):
+            return [addr.eq(at[0]), r.eq(at[1])]
+
+        # each group's loads at the next sample, the next row and the next pixel in the row
+        indices = ([*self.col_index.restart(), self.row.eq(0), *self.pos_index.restart()],
+                   [*self.col_index.restart(), self.row.eq(v["row"]), *self.pos_index.move(v["pos"], v["pos_last"])],
+                   [*self.col_index.move(v["col"], v["col_last"]), *self.pos_index.move(v["pos"], v["pos_last"])])
+        here = (slot(self.addr, self.r, sample), slot(self.addr, self.r, row), slot(self.addr, self.r, pixel))
+        starts = ([*slot(self.smp_addr, self.smp_r, sample), *slot(self.row_addr, self.row_r, sample)],
+                  slot(self.row_addr, self.row_r, row), [])
+        if self.prefix == "in":
+            place = ([self.x.eq(0), self.y.eq(0)], [self.x.eq(0), self.y.eq(self.y + instr.px_sy)],
+                     [self.x.eq(self.x + instr.px_sx)])
+        else:            # the output row and pixel advance on the lattice only (next_values chose)
+            place = ([self.phx.eq(0), self.phy.eq(0), self.phx_zero.eq(1), self.phy_zero.eq(1)],
+                     [self.phx.eq(0), self.phx_zero.eq(1), self.phy.eq(v["phy"]), self.phy_zero.eq(v["phy_zero"])],
+                     [self.phx.eq(v["phx"]), self.phx_zero.eq(v["phx_zero"])])
+        for k, (at_sample, at_row, at_pixel) in enumerate((indices, here, starts, place)):
+            with m.If(enables[k]) if enables else nullcontext():
+                with m.If(self.pos_index.lasts[k]):
+                    m.d.sync += at_sample
+                with m.Elif(self.col_index.lasts[k]):
+                    m.d.sync += at_row
+                with m.Else():
+                    m.d.sync += at_pixel
 
 
 def feature_layout(cfg: SystolicConfig) -> data.StructLayout:

@@ -364,11 +364,10 @@ def _accumulate_path(acc: int, pool: int) -> Path_:
 def _pe_paths(select_levels: int, ob: int, wb: int, acc: int, pool: int, rounding: bool) -> list[Path_]:
     """A PE's register-to-register paths (top.py, pe.py) with ``select_levels`` LUT levels to select its operand
     word (:func:`_mux_levels` of the R·C words to select among on the weight-stationary array; OS: 0, its lane and
-    bank chosen in stages before), ``ob``-bit
-    operands, ``wb``-bit weights, ``acc``-bit accumulators (``pool``: the max mode's comparator bits, 0
-    without it), ``rounding``: product rounding. A block RAM into its word register; lane select and − zx into the
-    operand register; the multiplier between registers (with rounding: its shifter and increment behind); the
-    accumulate (max mode: a compare and a multiplexer more)."""
+    bank chosen in stages before), ``ob``-bit operands, ``wb``-bit weights, ``acc``-bit accumulators (``pool``: the
+    max mode's comparator bits, 0 without it), ``rounding``: product rounding. A block RAM into its word register;
+    the select and − zx into the operand register; the multiplier between registers (with rounding: its shifter and
+    increment behind); the accumulate (max mode: a compare and a multiplexer more)."""
     return [Path_(mem=1), Path_(levels=select_levels + 1, carry_bits=ob, chains=1),
             Path_(levels=_clog2(ob + wb + 3) if rounding else 0, carry_bits=ob + wb if rounding else 0,
                   chains=1 if rounding else 0, mul=(ob, wb)),

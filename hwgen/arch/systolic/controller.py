@@ -292,7 +292,7 @@ class Controller(wiring.Component):
                                         # row's enable was the 4×4 array's path)
         # the pixel walk steps on this cycle (every other cycle while walking), in exact copies: the rows' capture's,
         # then one per group of the walk's registers (walk.PixelWalk.step)
-        walk_step, *walk_steps = copies("walk_step", 1 + STEP_GROUPS)
+        walk_steps = copies("walk_step", 1 + STEP_GROUPS)
         feed_go = Signal()              # the first tile's rows are walked: the feed starts on the next cycle
         # flags registered for the cycle they gate (a 16-bit compare in front of a walker's enable is too slow):
         # ``feeding`` ≡ the feed runs (the state is FEED, the first tile's rows walked), ``issuing`` ≡ it reads (k <
@@ -377,7 +377,7 @@ class Controller(wiring.Component):
             *count_index.prepare(instr.period),
             *m_index.start(instr.m_tiles), *n_index.start(instr.n_tiles),
             *m_index.prepare(instr.m_tiles), *n_index.prepare(instr.n_tiles), walk_at.eq(1),
-            *(step.eq(0) for step in (walk_step, *walk_steps)),
+            *(step.eq(0) for step in walk_steps),
             feed_go.eq(0), w_tile_base.eq(instr.w_base), *(turn.eq(0) for turn in turns),
             *d_m_index.start(instr.m_tiles), *d_m_index.prepare(instr.m_tiles), *d_n_index.start(instr.n_tiles),
             *d_n_index.prepare(instr.n_tiles), d_slot.eq(instr.slot_base), d_n_first.eq(1), w_pixel.eq(0), w_live.eq(1),
@@ -409,13 +409,13 @@ class Controller(wiring.Component):
                 m.d.sync += issuing.eq(0)
             features.step(m, instr)
         # the rows of an M tile: the first one's before the feed starts, the next one's during this one's first
-        # tile; a row every other cycle (walk_step), the walk stepping with its next values registered the cycle
+        # tile; a row every other cycle (walk_steps), the walk stepping with its next values registered the cycle
         # before (walk.PixelWalk.registered_next: an adder in front of its registers was the controller's path)
         pixels_next = pixels.registered_next(m, instr)
         with m.If(walking):
-            m.d.sync += [step.eq(~step) for step in (walk_step, *walk_steps)]
-        pixels.step(m, instr, pixels_next, walk_steps)
-        with m.If(walk_step):
+            m.d.sync += [step.eq(~step) for step in walk_steps]
+        pixels.step(m, instr, pixels_next, walk_steps[1:])
+        with m.If(walk_steps[0]):
             with m.If(prepping):
                 capture("cur")
             with m.Else():
@@ -433,7 +433,7 @@ class Controller(wiring.Component):
             with m.If(n_index.last):
                 # (the next rows' walk starts stepping at once: its registered next values are the present ones)
                 m.d.sync += [*n_index.restart(), w_tile_base.eq(instr.w_base), walking.eq(~m_index.last),
-                             *(step.eq(~m_index.last) for step in (walk_step, *walk_steps))]
+                             *(step.eq(~m_index.last) for step in walk_steps)]
                 with m.If(m_index.last):
                     m.d.sync += feeding.eq(0)
                 with m.Else():

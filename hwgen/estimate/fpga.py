@@ -264,7 +264,7 @@ def _mux_levels(inputs: int) -> int:
 # ---------------------------------------------------------------------------------------------------- systolic
 # Components (and paths) that read nothing of a configuration but the column count and the widths and depths of
 # the PEs and lanes are built by cached functions (_pe_paths, _requant_lanes, _accumulators), those that read
-# nothing of it are constants (_CONTROLLER_PATHS, _STREAM_IN, _RESET); all are shared by every configuration that
+# nothing of it are constants (_CONTROLLER_PATHS, _RESET); all are shared by every configuration that
 # has the same arguments: a sweep over the array's rows builds them once per column count and dataflow, not once per
 # point (benchmarks/dse_throughput.py). They are shared: do not mutate.
 def _lane_registers(S: int, B: int, tb: int, acc: int, out_bits: int, slot_bits: int, sb: int) -> int:
@@ -337,19 +337,20 @@ def _controller_pipeline_registers(cfg) -> int:
     step = 16 + 16 + _bits(R) + _bits(R + 1)
     # last indices; the steps and last indices of the pixel walks (×2) and the feature walk; the repeat test; the
     # streaming flags, the layer's end, the phase flags; the sequencer's DECODE flag copies, its busy copies (one
-    # per activation bank, the load decode's, the cycle counter's), repeat − 1 (17 bits) and its two end flags
-    bits = 4 * 16 + (2 * 3 + 2) * step + 3 * 2 * 16 + 1 + 2 + 1 + 2 + DECODE_COPIES + R + 2 + 17 + 2
+    # per activation bank, the load decode's, the cycle counter's), repeat − 1 (17 bits) and its two end flags; the
+    # drain walk's last phases (lat_s − 1)
+    bits = 4 * 16 + (2 * 3 + 2) * step + 3 * 2 * 16 + 1 + 2 + 1 + 2 + DECODE_COPIES + R + 2 + 17 + 2 + 2 * 8
     if cfg.dataflow == "ws":
         return bits + R * (_bits(R) + 16 + _bits(C) + 1) + 7 + 16      # row reads; fold and wrap flags, stream end
     # drain flags, feed flags (prepping, the walk's step and the feed's go among them), the tile counters' flags,
     # prepared n − 2 and registered compares (the feed's and the drain's M and N tiles: their last indices, which
     # ``bits`` counts, are not kept); the drain walk's row index and test, its fill flags (filling, the step
     # in two copies) and table row, both pixel walks' registered next values (three slot sums, row, column and
-    # position with their flags; the drain's lattice phases and wraps) and the drain's output test; the drained
-    # rows' lanes' slot; the feed's row (one-hot), rows' live bits and their registered coordinates and bounds tests
-    # (the padding test), each bank's copy of the kernel walk's d_r; the columns' shift copies, capturing (the
-    # array's chain of R + C - 1 registers), the phase flags
-    next_values = 2 * (3 * (16 + _bits(R)) + 3 * 16 + 2) + 2 * (8 + 1) + 1
+    # position with their flags; the feed's coordinates; the drain's lattice phases and wraps) and the drain's
+    # output test; the drained rows' lanes' slot; the feed's row (one-hot), rows' live bits and their registered
+    # coordinates and bounds tests (the padding test), each bank's copy of the kernel walk's d_r; the columns' shift
+    # copies, capturing (the array's chain of R + C - 1 registers), the phase flags
+    next_values = 2 * (3 * (16 + _bits(R)) + 3 * 16 + 2) + 2 * 16 + 2 * (8 + 1) + 1
     return bits + 3 + 7 + 4 * 19 - 2 * 16 + 16 + 1 + 3 + _bits(R) + next_values + _bits(cfg.slot_depth) + R + 2 * R \
         + 2 * R * 19 + 4 * R + R * _bits(R) + C + (R + C - 1) + 2
 
@@ -417,8 +418,6 @@ _CONTROLLER_PATHS = (Path_(levels=2, carry_bits=32, chains=1),)
 # tests, the sample's address and the address counted, the bank's last flag; its adders (the indices, the prepared
 # n − 2, the two addresses) and compares (index = n − 2, n = 1)
 _STREAM_WALK_REGISTERS, _STREAM_WALK_ADDERS, _STREAM_WALK_COMPARES = 6 * 16 + 5, 6 * 16, 4 * 16
-_STREAM_IN = Component("stream_in", reg=_STREAM_WALK_REGISTERS + 2, add=_STREAM_WALK_ADDERS,     # + done, open
-                       cmp=_STREAM_WALK_COMPARES, logic=8)
 _RESET = Component("reset", reg=1)
 
 
@@ -492,7 +491,9 @@ def systolic_components(cfg) -> list[Component]:
                            mux=latched // 2 + R * row_bits + ((R - 1) * R * 16 if not ws else 0),
                            logic=64 + (R * R * 16 if ws else 0), paths=_CONTROLLER_PATHS)
     accumulators = _accumulators(C, cfg.acc_depth, acc, pool) if ws else None
-    stream_in = _STREAM_IN
+    # its walk, done and open, the beat's registers for the banks (write, bank, address, data)
+    stream_in = Component("stream_in", reg=_STREAM_WALK_REGISTERS + 2 + 1 + row_index + 16 + C * sb,
+                          add=_STREAM_WALK_ADDERS, cmp=_STREAM_WALK_COMPARES, logic=8)
     # its walk, issuing and done, the address, read, word and stream stages' flags, banks and last flags, the beat
     # register (flag, last, the stage chosen); the skid register (its flag, the banks' and the walk's copies of it,
     # the beat it holds) and its multiplexer; every bank's stream stage (its word as results, the codes

@@ -74,7 +74,10 @@ class StreamIn(wiring.Component):
     ``x.ready`` is a register (``open``: run and not done): it rises with ``run``, told a cycle ahead by ``start``,
     and falls with the last transfer. The walk restarts while it is low and steps on every valid beat while it is
     high, so the walk's registers are enabled by ``x.valid`` and that register alone (an enable decoded from
-    ``run``, ``done`` and the handshake in front of them was the critical path)."""
+    ``run``, ``done`` and the handshake in front of them was the critical path). A beat leaves for the banks from
+    registers (``write``, ``bank``, ``addr``, ``data``: a cycle after its transfer), so the walk drives only them
+    and the port's beat only the data register, not the R banks across the device (the 8×8 array's path ran from
+    the walk's flags through its enables, pulled apart by the banks its outputs fed)."""
 
     def __init__(self, cfg: SystolicConfig):
         self.cfg = cfg
@@ -100,8 +103,9 @@ class StreamIn(wiring.Component):
             m.d.sync += open_.eq(1)
         with m.Elif(ending):
             m.d.sync += open_.eq(0)
-        m.d.comb += [self.x.ready.eq(open_), self.write.eq(transfer), self.bank.eq(bank),
-                     self.addr.eq(addr), self.data.eq(self.x.payload)]
+        data_r = Signal.like(self.data, reset_less=True)
+        m.d.sync += [self.write.eq(transfer), self.bank.eq(bank), self.addr.eq(addr), data_r.eq(self.x.payload)]
+        m.d.comb += [self.x.ready.eq(open_), self.data.eq(data_r)]
         return m
 
 

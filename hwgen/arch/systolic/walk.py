@@ -135,9 +135,11 @@ class PixelWalk:
             self.x, self.y = Signal(16, name=f"{name}_x"), Signal(16, name=f"{name}_y")
             extra = [self.x, self.y]
         else:           # the lattice phases, and whether each is 0 (registered with it: the output test and the
-            # step's choices read flip-flops, not compares)
+            # step's choices read flip-flops, not compares); each phase's last value lat_s − 1 (prepared: the wrap
+            # test is a compare with a register, no adder in front of it)
             self.phx, self.phy = Signal(8, name=f"{name}_phx"), Signal(8, name=f"{name}_phy")
             self.phx_zero, self.phy_zero = Signal(name=f"{name}_phx_zero"), Signal(name=f"{name}_phy_zero")
+            self.phase_last = {axis: Signal(8, name=f"{name}_{axis}_last") for axis in ("phx", "phy")}
             extra = [self.phx, self.phy, self.phx_zero, self.phy_zero]
         self.signals = [self.col, self.col_index.last, self.row, self.pos, self.pos_index.last, self.addr,
                         self.row_addr, self.smp_addr, self.r, self.row_r, self.smp_r, *extra]
@@ -146,9 +148,11 @@ class PixelWalk:
     def prepare(self, instr, stride) -> list:
         """The layer's step constants (``stride``: words per group of R slots)."""
         field = lambda name: getattr(instr, f"{self.prefix}_{name}")      # noqa: E731
+        lattice = ([self.phase_last["phx"].eq(instr.lat_sx - 1), self.phase_last["phy"].eq(instr.lat_sy - 1)]
+                   if self.prefix == "out" else [])
         return [*(assignment for kind, step in self.steps.items()
                   for assignment in step.prepare(field(f"{kind}_words"), field(f"{kind}_r"), stride)),
-                *self.pos_index.prepare(instr.walk_s), *self.col_index.prepare(instr.walk_w)]
+                *self.pos_index.prepare(instr.walk_s), *self.col_index.prepare(instr.walk_w), *lattice]
 
     def start(self, instr, base) -> list:
         """The first pixel of sample 0, its slot 0 at word ``base``."""
@@ -164,7 +168,8 @@ class PixelWalk:
 
     def next_values(self, instr) -> dict:
         """What a step computes from the present pixel, as expressions: the slot sums of the three steps, the next
-        row, the indices' increments and flags, the drain's lattice wraps and phases."""
+        row, the indices' increments and flags, the feed's next coordinates, the drain's lattice wraps and
+        incremented phases."""
         values = {}
         for kind, (addr, r) in (("sample", (self.smp_addr, self.smp_r)), ("row", (self.row_addr, self.row_r)),
                                 ("x", (self.addr, self.r))):
@@ -172,17 +177,18 @@ class PixelWalk:
         values["row"] = self.row + 1
         values["col"], values["col_last"] = self.col_index.next()
         values["pos"], values["pos_last"] = self.pos_index.next()
-        if self.prefix == "out":
+        if self.prefix == "in":
+            values["x"], values["y"] = self.x + instr.px_sx, self.y + instr.px_sy
+        else:
             # the drain's choices too: the output row and pixel advance only on the lattice (its address held
             # otherwise), the phases wrap at the lattice's steps
             for kind, on_lattice, addr, r in (("row", self.phy_zero, self.row_addr, self.row_r),
                                               ("x", self.phx_zero, self.addr, self.r)):
                 values[f"{kind}_addr"] = Mux(on_lattice, values[f"{kind}_addr"], addr)
                 values[f"{kind}_r"] = Mux(on_lattice, values[f"{kind}_r"], r)
-            for axis, step in (("phy", instr.lat_sy), ("phx", instr.lat_sx)):
+            for axis in ("phy", "phx"):
                 phase = getattr(self, axis)
-                values[f"{axis}_zero"] = phase + 1 == step
-                values[axis] = Mux(values[f"{axis}_zero"], 0, phase + 1)
+                values[f"{axis}_wrap"], values[f"{axis}_up"] = phase == self.phase_last[axis], phase + 1
         return values
 
     def registered_next(self, m: Module, instr) -> dict:
@@ -215,12 +221,14 @@ class PixelWalk:
         starts = ([*slot(self.smp_addr, self.smp_r, sample), *slot(self.row_addr, self.row_r, sample)],
                   slot(self.row_addr, self.row_r, row), [])
         if self.prefix == "in":
-            place = ([self.x.eq(0), self.y.eq(0)], [self.x.eq(0), self.y.eq(self.y + instr.px_sy)],
-                     [self.x.eq(self.x + instr.px_sx)])
-        else:            # the output row and pixel advance on the lattice only (next_values chose)
+            place = ([self.x.eq(0), self.y.eq(0)], [self.x.eq(0), self.y.eq(v["y"])], [self.x.eq(v["x"])])
+        else:            # the output row and pixel advance on the lattice only (next_values chose); a phase wraps to 0
+
+            def phase(axis):
+                wrap = v[f"{axis}_wrap"]
+                return [getattr(self, axis).eq(Mux(wrap, 0, v[f"{axis}_up"])), getattr(self, f"{axis}_zero").eq(wrap)]
             place = ([self.phx.eq(0), self.phy.eq(0), self.phx_zero.eq(1), self.phy_zero.eq(1)],
-                     [self.phx.eq(0), self.phx_zero.eq(1), self.phy.eq(v["phy"]), self.phy_zero.eq(v["phy_zero"])],
-                     [self.phx.eq(v["phx"]), self.phx_zero.eq(v["phx_zero"])])
+                     [self.phx.eq(0), self.phx_zero.eq(1), *phase("phy")], phase("phx"))
         for k, (at_sample, at_row, at_pixel) in enumerate((indices, here, starts, place)):
             with m.If(enables[k]) if enables else nullcontext():
                 with m.If(self.pos_index.lasts[k]):

@@ -197,6 +197,22 @@ def test_bipolar_mvau_has_no_multipliers():
     assert fpga.estimate_resources(cfg, "ecp5")["dsp"] == 0
 
 
+def test_adder_trees_are_told_from_carry_chains():
+    """The carry fit's features split the adder bits: popcounts, dot products' sums and threshold counts are adder
+    trees (mostly LUTs after Yosys), every other adder a carry chain; a systolic design has no trees."""
+    bipolar = CodeType(1, bipolar=True)
+    layer = LayerConfig(mw=16, mh=8, pe=4, simd=8, in_type=bipolar, bipolar=True, thresholds=1, base=-1, step=2)
+    cfg = DataflowConfig((layer, LayerConfig(mw=8, mh=2, pe=2, simd=4, in_type=bipolar, bipolar=True)))
+    [mvau0] = by_name(fpga.dataflow_components(cfg), "mvau0")
+    [thr] = by_name(fpga.dataflow_components(cfg), "thresholds0")
+    assert (mvau0.tree, thr.tree) == (4 * 8 * 2, 4 * 2 * 1)
+    for config in (cfg, small_dataflow(), SystolicConfig(rows=3, cols=2)):
+        f, _, _ = fpga.features(config, "ecp5")
+        assert f["add_chain"] + f["add_tree"] == f["add"]
+    f, _, _ = fpga.features(SystolicConfig(rows=3, cols=2), "ecp5")
+    assert f["add_tree"] == 0 < f["add_chain"]
+
+
 def varied_configs() -> list:
     """Systolic configurations over both dataflows, array shapes, bit widths, depths, fixed-point stages, rounding
     and max pooling, and dataflow pipelines (thresholds; hls4ml's fixed-point stages) folded from narrow to wide:

@@ -39,7 +39,8 @@ SYNTH_TARGET = {"ice40": "ice40-hx8k", "ecp5": "ecp5-85k", "xc7": "xc7", "xcup":
 RESOURCE_FEATURES = {                 # fitted; fpga.EXACT features are added with coefficient 1 on top
     "lut": ("add", "cmp", "mux", "logic", "mul_lut", "mem_mux", "mem_logic", "memories", "reg"),
     "ff": ("reg", "mem_emulation_ff", "one"),
-    "carry": ("add", "cmp", "mul_lut"),
+    # adder trees (popcounts, dot products' sums) are mostly LUTs after Yosys; other adders and compares are chains
+    "carry": ("add_chain", "add_tree", "cmp", "mul_lut"),
 }
 SAME_FABRIC = {"xcup": "xc7"}         # an unmeasured family borrows the resource coefficients of a fitted one
 log = logging.getLogger(__name__)

@@ -34,9 +34,10 @@ from ..arch.systolic.config import DECODE_COPIES, LANE_STAGE_CYCLES, STEP_GROUPS
 
 # lut_ram (LUT-equivalents of LUT RAM primitives) and mem_ff (flip-flop memories, LUT RAM read registers) are exact
 # counts; mem_emulation_ff (read-first emulation of block RAM, partly shared between memories on one write bus),
-# mem_mux / mem_logic (read muxes, write decoders, bypasses) are fitted
+# mem_mux / mem_logic (read muxes, write decoders, bypasses) are fitted; add_chain / add_tree split ``add`` into
+# adders kept as carry chains and adder trees (popcounts, dot products' sums, threshold counts) for the carry fit
 FEATURES = ("reg", "add", "cmp", "mux", "logic", "mul_lut", "lut_ram", "mem_ff", "mem_emulation_ff", "mem_mux",
-            "mem_logic", "memories", "one")
+            "mem_logic", "memories", "one", "add_chain", "add_tree")
 EXACT = {"lut": "lut_ram", "ff": "mem_ff"}       # features that count a resource exactly (coefficient 1, not fitted)
 _EXACT_INDEX = {metric: FEATURES.index(feature) for metric, feature in EXACT.items()}
 PATH_TERMS = ("one", "mem", "levels", "carry_bits", "chains", "dsp", "mul_lut")
@@ -81,6 +82,7 @@ class Component:
     count: int = 1
     reg: int = 0                      # flip-flop bits
     add: int = 0                      # adder / subtractor / counter bits
+    tree: int = 0                     # … of which adder trees (popcounts, dot products' sums, threshold counts)
     cmp: int = 0                      # magnitude-comparator bits
     mux: int = 0                      # 2:1 mux bit equivalents (an n:1 mux of w bits = (n − 1)·w)
     logic: int = 0                    # other gate bits (XNOR lanes, decoders, popcount inputs, enables)
@@ -542,9 +544,11 @@ def _layer_components(index: int, layer) -> list[Component]:
     if layer.bipolar:
         mvau.logic += pe * simd
         mvau.add += pe * simd * 2                        # popcount tree ≈ 2 adder bits per input bit
+        mvau.tree += pe * simd * 2
         path = Path_(mem=1, levels=1 + levels, carry_bits=levels * max(2, simd.bit_length()), chains=levels)
     else:
         mvau.add += simd * ob + pe * (simd - 1) * dot_bits
+        mvau.tree += pe * (simd - 1) * dot_bits
         mvau.muls.append((ob, wbits, pe * simd))
         rounding = layer.product_shift and layer.product_rounding != "TRN"     # AP_TRN: a bit slice
         if rounding:                                     # the dropped bits' compare and the increment per lane
@@ -570,6 +574,7 @@ def _activation_components(index: int, layer) -> list[Component]:
         out_bits = layer.out_type.bits
         count_bits = L.bit_length()
         thr = Component(f"thresholds{index}", reg=pe * out_bits + 1, add=pe * (accb + 1 + 2 * L + out_bits),
+                        tree=pe * 2 * L,
                         cmp=pe * L * tb, mux=pe * (accb + 1), logic=4,
                         mems=[Mem(max(2, layer.threshold_memory[1]), (L + 1) * tb, pe, group=tb,
                                   used=(1 << (L * tb + 1)) - 1)],      # L thresholds, then the negate flag bit
@@ -702,7 +707,8 @@ def _feature_values(parts, family: str, dsp_multipliers: bool = True) -> tuple[t
     # each feature summed in local variables, component by component as listed, in integers (every count is whole)
     # and made a float at the end: the sums are exact either way, and integer additions are the interpreter's
     # fast ones where an integer added to a float is not
-    reg = add = cmp = mux = logic = mul_lut = lut_ram = mem_ff = emulation_ff = mem_mux = mem_logic = memories = 0
+    reg = add = tree = cmp = mux = logic = mul_lut = lut_ram = mem_ff = emulation_ff = mem_mux = mem_logic = 0
+    memories = 0
     dsp = 0
     # ECP5 (hwgen.estimate.ecp5_pack): the register that reads an hdl.ram block RAM (every sdpx memory is read into
     # one) becomes the RAM's output register, a registered product the DSP's: flip-flops no longer
@@ -712,6 +718,7 @@ def _feature_values(parts, family: str, dsp_multipliers: bool = True) -> tuple[t
         n = comp.count
         reg += n * comp.reg
         add += n * comp.add
+        tree += n * comp.tree
         cmp += n * comp.cmp
         mux += n * comp.mux
         logic += n * comp.logic
@@ -739,7 +746,8 @@ def _feature_values(parts, family: str, dsp_multipliers: bool = True) -> tuple[t
             mem_mux += k * m_mux
             mem_logic += k * m_logic
     return (float(reg), float(add), float(cmp), float(mux), float(logic), float(mul_lut), float(lut_ram),
-            float(mem_ff), float(emulation_ff), float(mem_mux), float(mem_logic), float(memories), 1.0), dsp, bram
+            float(mem_ff), float(emulation_ff), float(mem_mux), float(mem_logic), float(memories), 1.0,
+            float(add - tree), float(tree)), dsp, bram
 
 
 @lru_cache(maxsize=8192)

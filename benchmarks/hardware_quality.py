@@ -22,8 +22,8 @@
    with routes across it that no pipelining of the logic shortens.
 
 ``--array 4x4`` places a smaller array of the same configuration (a quicker proxy while working on the RTL's
-speed, about 7 minutes a seed: the 8×8 array's routing alone takes one to two hours of one core, router1 at 130 MHz
-ripping up arcs for over a million iterations (router2 converged no faster in a trial), at 100 MHz as at 150;
+speed, about 5 minutes a seed; the 8×8 array takes 40 minutes of one core, Yosys and packing 2, placement 8, router1
+about 30 for ~700,000 iterations — an RTL of two sessions before needed over a million and one to two hours);
 ``--freq`` gives nextpnr another target clock, ``--seeds`` places it with each seed.
 All runs go through ``hwgen.estimate.synth`` (cached by design hash, target clock and seed; logs under OUT/).
 """

@@ -708,8 +708,7 @@ def _feature_values(parts, family: str, dsp_multipliers: bool = True) -> tuple[t
     # and made a float at the end: the sums are exact either way, and integer additions are the interpreter's
     # fast ones where an integer added to a float is not
     reg = add = tree = cmp = mux = logic = mul_lut = lut_ram = mem_ff = emulation_ff = mem_mux = mem_logic = 0
-    memories = 0
-    dsp = 0
+    memories = dsp = 0
     # ECP5 (hwgen.estimate.ecp5_pack): the register that reads an hdl.ram block RAM (every sdpx memory is read into
     # one) becomes the RAM's output register, a registered product the DSP's: flip-flops no longer
     packs = family == "ecp5"

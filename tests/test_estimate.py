@@ -248,6 +248,8 @@ def straightforward_figures(config, family: str) -> tuple[dict[str, float], floa
     for comp in parts:
         for name in ("reg", "add", "cmp", "mux", "logic"):
             f[name] += comp.count * getattr(comp, name)
+        f["add_chain"] += comp.count * (comp.add - comp.tree)
+        f["add_tree"] += comp.count * comp.tree
         for a, b, k in comp.muls:
             blocks = fpga.uses_dsp(family, a, b)
             if blocks:
